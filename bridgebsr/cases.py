@@ -1,0 +1,231 @@
+"""Use cases on whole cases: open one from a template, hold, resume, close, cancel."""
+
+from datetime import date, datetime
+
+from sqlmodel import Session, col, select
+
+from bridgebsr import lifecycle, planning, store
+from bridgebsr.catalog import Catalog, checksum
+from bridgebsr.errors import IllegalTransition, InvalidInput
+from bridgebsr.lifecycle import Change
+from models import (
+    CASE_OWNER,
+    Case,
+    CaseStatus,
+    Contact,
+    Gate,
+    GateSpec,
+    Milestone,
+    MilestoneSpec,
+    Partner,
+    Source,
+    Template,
+)
+
+
+def open_case(
+    *,
+    session: Session,
+    catalog: Catalog,
+    kind: str,
+    title: str,
+    owner_email: str,
+    partner_code: str | None = None,
+    start: date | None = None,
+    now: datetime,
+    source: Source = Source.CLI,
+    source_ref: str | None = None,
+) -> Case:
+    """Open a case of `kind`, pinned to the template's version, every item scheduled from start."""
+    template = catalog.get(kind)
+    if not title.strip():
+        raise InvalidInput("a case needs a title: --title 'What this case is about'")
+    owner = store.contact_by_email(session, owner_email)
+    partner = (
+        store.partner_by_code(session, partner_code)
+        if partner_code
+        else session.get(Partner, owner.partner_id)
+    )
+    assert partner is not None and partner.id is not None and owner.id is not None
+    store.pin_template(session, template, checksum(template))
+    start = start or store.local_date(now, partner.timezone)
+    case = Case(
+        key=store.next_key(session, template.key_prefix, start.year),
+        kind=template.kind,
+        template_version=template.version,
+        title=title.strip(),
+        lead_partner_id=partner.id,
+        owner_id=owner.id,
+        country=owner.country,
+        status=CaseStatus.ACTIVE,
+        start_date=start,
+        target_date=start,
+        forecast_date=start,
+        opened_at=now,
+        updated_at=now,
+    )
+    session.add(case)
+    session.flush()
+    plan = _populate(session, case, template, owner)
+    changes = planning.reforecast(plan, template, store.local_date(now, partner.timezone))
+    opened = Change(
+        "case.open",
+        None,
+        {},
+        {
+            "key": case.key,
+            "kind": case.kind,
+            "template_version": case.template_version,
+            "title": case.title,
+            "owner": owner.email,
+            "partner": partner.code,
+            "start": start.isoformat(),
+            "target": case.target_date.isoformat(),
+        },
+    )
+    actor = owner.email
+    store.record(
+        session,
+        case,
+        [opened, *changes],
+        actor=actor,
+        now=now,
+        source=source,
+        source_ref=source_ref,
+    )
+    session.commit()
+    return case
+
+
+def _populate(session: Session, case: Case, template: Template, owner: Contact) -> planning.Plan:
+    assert case.id is not None
+    owners = _owners_by_role(session, template, case, owner)
+    milestones = [
+        _milestone(case.id, i, spec, template, owners) for i, spec in enumerate(template.milestones)
+    ]
+    gates = [_gate(case.id, i, spec, template) for i, spec in enumerate(template.gates)]
+    owner_ids = {m.owner_id for m in milestones if m.owner_id is not None}
+    plan = planning.Plan(case, milestones, gates, planning.calendars_for(session, case, owner_ids))
+    planned = planning.baseline(plan)
+    for node in (*milestones, *gates):
+        slot = planned[node.key]
+        node.planned_start = node.forecast_start = slot.start
+        node.planned_due = node.forecast_due = slot.due
+    case.target_date = max(slot.due for slot in planned.values())
+    session.add_all([*milestones, *gates])
+    return plan
+
+
+def _owners_by_role(
+    session: Session, template: Template, case: Case, owner: Contact
+) -> dict[str, int | None]:
+    """Who holds each role for this case: the case owner, else someone at the lead partner."""
+    owners: dict[str, int | None] = {CASE_OWNER: owner.id}
+    for role in {m.owner for m in template.milestones} - {CASE_OWNER}:
+        candidates = session.exec(
+            select(Contact).where(Contact.role == role).order_by(col(Contact.id))
+        ).all()
+        local = [c for c in candidates if c.partner_id == case.lead_partner_id]
+        chosen = (local or list(candidates) or [None])[0]
+        owners[role] = chosen.id if chosen is not None else None
+    return owners
+
+
+def _links(spec: MilestoneSpec | GateSpec, template: Template) -> list[dict[str, object]]:
+    return [
+        {"key": d.key, "lag": d.lag, "days": (d.days or template.day_kind(spec)).value}
+        for d in spec.after
+    ]
+
+
+def _milestone(
+    case_id: int, seq: int, spec: MilestoneSpec, template: Template, owners: dict[str, int | None]
+) -> Milestone:
+    placeholder = date.min
+    return Milestone(
+        case_id=case_id,
+        key=spec.key,
+        seq=seq,
+        title=spec.title,
+        stage=spec.stage,
+        owner_role=spec.owner,
+        owner_id=owners.get(spec.owner),
+        duration=spec.duration,
+        days=template.day_kind(spec),
+        strict=template.is_strict(spec),
+        depends_on=_links(spec, template),
+        planned_start=placeholder,
+        planned_due=placeholder,
+        forecast_start=placeholder,
+        forecast_due=placeholder,
+    )
+
+
+def _gate(case_id: int, seq: int, spec: GateSpec, template: Template) -> Gate:
+    placeholder = date.min
+    return Gate(
+        case_id=case_id,
+        key=spec.key,
+        seq=seq,
+        title=spec.title,
+        stage=spec.stage,
+        approver_role=spec.approvers.role,
+        required=spec.approvers.required,
+        deadline_days=spec.deadline,
+        days=template.day_kind(spec),
+        on_timeout=spec.on_timeout,
+        rework_stage=spec.on_reject.rework,
+        depends_on=_links(spec, template),
+        planned_start=placeholder,
+        planned_due=placeholder,
+        forecast_start=placeholder,
+        forecast_due=placeholder,
+    )
+
+
+def change_case(
+    *,
+    session: Session,
+    key: str,
+    action: str,
+    reason: str,
+    actor: str,
+    now: datetime,
+    source: Source = Source.CLI,
+    source_ref: str | None = None,
+    expected_version: int | None = None,
+) -> Case:
+    """Hold, resume, close or cancel a case, with the reason on its audit event."""
+    if not reason.strip():
+        raise InvalidInput(f"say why: --reason 'why the case is to {action}'")
+    case = store.case_by_key(session, key, for_update=True)
+    new, change = lifecycle.case_change(action, case.key, case.status)
+    if action == "close":
+        _require_finished(session, case)
+    store.claim(session, case, expected_version, now)
+    case.status = new
+    if new in {CaseStatus.COMPLETED, CaseStatus.CANCELLED}:
+        case.closed_at = now
+    store.record(
+        session,
+        case,
+        [change],
+        actor=actor,
+        now=now,
+        source=source,
+        source_ref=source_ref,
+        comment=reason.strip(),
+    )
+    session.commit()
+    return case
+
+
+def _require_finished(session: Session, case: Case) -> None:
+    nodes = [*store.milestones_of(session, case), *store.gates_of(session, case)]
+    unfinished = [n.key for n in nodes if not planning.is_finished(n)]
+    if unfinished:
+        shown = ", ".join(unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")
+        raise IllegalTransition(
+            f"cannot close case {case.key}: {len(unfinished)} item(s) still open ({shown}); "
+            "finish or waive them, or cancel the case"
+        )

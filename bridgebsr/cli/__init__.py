@@ -1,0 +1,88 @@
+"""The `bridgebsr` command line: typer commands over the use cases, one clear line on errors."""
+
+from typing import Annotated
+
+import typer
+from sqlalchemy.exc import OperationalError
+
+from bridgebsr import migrate
+from bridgebsr.cli._common import AS_OF_HELP, fail, parse_when, runtime, today
+from bridgebsr.cli.cases import LIST_COLUMNS, case_app, gate_app, milestone_app
+from bridgebsr.cli.directory import contacts_app, partners_app, templates_app
+from bridgebsr.errors import BridgeError
+
+app = typer.Typer(
+    help="bridgebsr: the Bridge-BSR pilots as tracked cases.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Case store schema.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+app.add_typer(partners_app, name="partners")
+app.add_typer(contacts_app, name="contacts")
+app.add_typer(case_app, name="case")
+app.add_typer(milestone_app, name="milestone")
+app.add_typer(gate_app, name="gate")
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+def init() -> None:
+    """Create the case store or bring it to the current schema (safe to repeat)."""
+    rt = runtime(ready=False)
+    rev = migrate.upgrade(rt.engine)
+    typer.echo(
+        f"case store ready at schema {rev}: {_shown_url(rt.settings.resolved_database_url())}"
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending schema migrations."""
+    rt = runtime(ready=False)
+    typer.echo(f"schema now at {migrate.upgrade(rt.engine)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the case store and the newest this code knows."""
+    rt = runtime(ready=False)
+    typer.echo(f"current {migrate.current(rt.engine) or 'none'}, head {migrate.head()}")
+
+
+@app.command()
+def demo(as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None) -> None:
+    """Load the consortium and a demo portfolio, then print the portfolio."""
+    from bridgebsr import demo as demo_data
+    from bridgebsr import queries
+    from bridgebsr.cli._common import emit_table
+    from bridgebsr.db import read_session
+
+    rt = runtime(ready=False)
+    migrate.upgrade(rt.engine)
+    day = today(rt, parse_when(as_of, rt))
+    keys = demo_data.load_demo(rt, day)
+    typer.echo(f"demo: opened {len(keys)} case(s)" if keys else "demo: cases already loaded")
+    with read_session(rt.engine) as session:
+        rows = queries.list_cases(session=session, today=day)
+        late = {r["key"] for r in queries.list_cases(session=session, today=day, overdue=True)}
+    for row in rows:
+        row["late"] = "LATE" if row["key"] in late else ""
+    emit_table(f"Portfolio as of {day}", rows, (*LIST_COLUMNS[:-1], "late", "title"))
+
+
+def _shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    """Entry point: run the app; user errors become one line on stderr and exit 1."""
+    try:
+        app()
+    except BridgeError as exc:
+        fail(exc)
+    except OperationalError as exc:
+        fail(BridgeError(f"cannot use the case store: {exc.orig}; check BRIDGEBSR_DATABASE_URL"))

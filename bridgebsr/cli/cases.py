@@ -1,0 +1,227 @@
+"""`bridgebsr case`, `milestone` and `gate` commands: each parses, calls one use case, prints."""
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from bridgebsr import cases as case_uc
+from bridgebsr import progress, queries
+from bridgebsr.cli._common import (
+    AS_OF_HELP,
+    JSON_OPTION,
+    console,
+    default_actor,
+    emit_json,
+    emit_table,
+    parse_day,
+    parse_when,
+    runtime,
+    today,
+)
+from bridgebsr.db import read_session, write_session
+from models import CaseStatus, Decision
+
+case_app = typer.Typer(help="Open, list, show and change cases.", no_args_is_help=True)
+milestone_app = typer.Typer(
+    help="Start, complete or waive a case's milestones.", no_args_is_help=True
+)
+gate_app = typer.Typer(help="Approve or reject a case's gates.", no_args_is_help=True)
+
+AsOf = Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)]
+IfVersion = Annotated[
+    int | None, typer.Option("--if-version", help="Refuse unless the case is at this version.")
+]
+LIST_COLUMNS = ("key", "kind", "status", "stage", "owner", "partner", "target", "forecast", "title")
+
+
+@case_app.command("open")
+def open_(
+    kind: str,
+    title: Annotated[str, typer.Option("--title", help="What the case is about.")],
+    owner: Annotated[str, typer.Option("--owner", help="Email of the case owner.")],
+    partner: Annotated[str | None, typer.Option("--partner", help="Lead partner code.")] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="Start date (default today).")
+    ] = None,
+    as_of: AsOf = None,
+) -> None:
+    """Open a case of a pilot KIND; prints its key."""
+    rt = runtime()
+    now = parse_when(as_of, rt)
+    with write_session(rt.engine) as session:
+        case = case_uc.open_case(
+            session=session,
+            catalog=rt.catalog,
+            kind=kind,
+            title=title,
+            owner_email=owner,
+            partner_code=partner,
+            start=parse_day(start, "--start"),
+            now=now,
+        )
+        typer.echo(case.key)
+
+
+@case_app.command("list")
+def list_(
+    pilot: Annotated[str | None, typer.Option("--pilot", help="Only this pilot kind.")] = None,
+    status: Annotated[CaseStatus | None, typer.Option("--status", help="Only this status.")] = None,
+    partner: Annotated[
+        str | None, typer.Option("--partner", help="Only this lead partner.")
+    ] = None,
+    overdue: Annotated[
+        bool, typer.Option("--overdue", help="Only cases with late milestones.")
+    ] = False,
+    as_of: AsOf = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List cases."""
+    rt = runtime()
+    with read_session(rt.engine) as session:
+        rows = queries.list_cases(
+            session=session,
+            today=today(rt, parse_when(as_of, rt)),
+            pilot=pilot,
+            status=status,
+            partner=partner,
+            overdue=overdue,
+        )
+    if as_json:
+        emit_json(rows)
+    else:
+        emit_table(f"{len(rows)} case(s)", rows, LIST_COLUMNS)
+
+
+@case_app.command("show")
+def show(key: str, as_of: AsOf = None, as_json: bool = JSON_OPTION) -> None:
+    """Show one case: milestones planned vs forecast, gates, critical path, history."""
+    rt = runtime()
+    with read_session(rt.engine) as session:
+        data = queries.show_case(session=session, key=key, today=today(rt, parse_when(as_of, rt)))
+    if as_json:
+        emit_json(data)
+        return
+    _print_case(data)
+
+
+def _print_case(data: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{data['key']}[/bold] {escape(data['title'])}  "
+        f"({data['kind']} v{data['template_version']})\n"
+        f"status {data['status']} · stage {data['stage'] or '-'} · owner {data['owner']} · "
+        f"partner {data['partner']} · version {data['version']}\n"
+        f"start {data['start']} · target {data['target']} · forecast {data['forecast']} "
+        f"({data['slip_days']:+d} days)"
+    )
+    for m in data["milestones"]:
+        m["late"] = "LATE" if m["overdue"] else ""
+        m["path"] = "*" if m["critical"] else ""
+    emit_table(
+        "Milestones (* on the critical path)",
+        data["milestones"],
+        ("key", "status", "owner", "planned_due", "forecast_due", "slip_days", "late", "path"),
+    )
+    for g in data["gates"]:
+        g["votes"] = ", ".join(
+            f"{d['by']}: {d['decision']}" for d in g["decisions"] if d["round"] == g["round"]
+        )
+    emit_table(
+        "Gates",
+        data["gates"],
+        ("key", "status", "round", "approvers", "deadline", "forecast_due", "votes"),
+    )
+    console.print("critical path: " + " → ".join(data["critical_path"]))
+
+
+def _change_case(action: str) -> Any:
+    def command(
+        key: str,
+        reason: Annotated[str, typer.Option("--reason", help="Why; kept on the audit trail.")],
+        by: Annotated[str | None, typer.Option("--by", help="Who (default: you)")] = None,
+        as_of: AsOf = None,
+        if_version: IfVersion = None,
+    ) -> None:
+        rt = runtime()
+        with write_session(rt.engine) as session:
+            case = case_uc.change_case(
+                session=session,
+                key=key,
+                action=action,
+                reason=reason,
+                actor=by or default_actor(),
+                now=parse_when(as_of, rt),
+                expected_version=if_version,
+            )
+            typer.echo(f"{case.key} is {case.status.value} (version {case.version})")
+
+    command.__doc__ = f"{action.capitalize()} a case, with a reason."
+    return command
+
+
+for _action in ("hold", "resume", "close", "cancel"):
+    case_app.command(_action)(_change_case(_action))
+
+
+def _milestone_command(action: str) -> Any:
+    def command(
+        key: str,
+        milestone: str,
+        by: Annotated[str | None, typer.Option("--by", help="Who (default: you)")] = None,
+        note: Annotated[str, typer.Option("--note", help="A note for the audit trail.")] = "",
+        on: Annotated[
+            str | None, typer.Option("--on", help="When it happened (default today).")
+        ] = None,
+        as_of: AsOf = None,
+        if_version: IfVersion = None,
+    ) -> None:
+        rt = runtime()
+        with write_session(rt.engine) as session:
+            m = progress.progress_milestone(
+                session=session,
+                case_key=key,
+                milestone_key=milestone,
+                action=action,
+                actor=progress.Actor(by or default_actor(), comment=note),
+                now=parse_when(as_of, rt),
+                on=parse_day(on, "--on"),
+                expected_version=if_version,
+            )
+            typer.echo(f"{key.upper()} {m.key} is {m.status.value}; forecast due {m.forecast_due}")
+
+    command.__doc__ = f"{action.capitalize()} a milestone of a case."
+    return command
+
+
+for _action in ("start", "complete", "waive"):
+    milestone_app.command(_action)(_milestone_command(_action))
+
+
+def _gate_command(decision: Decision) -> Any:
+    def command(
+        key: str,
+        gate: str,
+        by: Annotated[str, typer.Option("--by", help="Approver's email.")],
+        comment: Annotated[str, typer.Option("--comment", help="Reasoning, kept.")] = "",
+        as_of: AsOf = None,
+        if_version: IfVersion = None,
+    ) -> None:
+        rt = runtime()
+        with write_session(rt.engine) as session:
+            g = progress.decide_gate(
+                session=session,
+                case_key=key,
+                gate_key=gate,
+                decision=decision,
+                actor=progress.Actor(by, comment=comment),
+                now=parse_when(as_of, rt),
+                expected_version=if_version,
+            )
+            typer.echo(f"{key.upper()} gate {g.key} is {g.status.value} (round {g.round})")
+
+    command.__doc__ = f"{decision.value.capitalize()} a gate of a case as one of its approvers."
+    return command
+
+
+gate_app.command("approve")(_gate_command(Decision.APPROVE))
+gate_app.command("reject")(_gate_command(Decision.REJECT))

@@ -1,0 +1,145 @@
+"""`bridgebsr partners`, `contacts` and `templates` commands."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bridgebsr import directory
+from bridgebsr.catalog import load_template
+from bridgebsr.cli._common import JSON_OPTION, console, emit_json, emit_table, runtime
+from bridgebsr.db import write_session
+
+partners_app = typer.Typer(help="Import and list partner organisations.", no_args_is_help=True)
+contacts_app = typer.Typer(help="Import and list contacts.", no_args_is_help=True)
+templates_app = typer.Typer(
+    help="List, show and validate lifecycle templates.", no_args_is_help=True
+)
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Report what would change; write nothing.")]
+FileArg = Annotated[Path, typer.Argument(help="A .csv (comma or semicolon) or .xlsx file.")]
+
+
+@partners_app.command("import")
+def import_partners(file: FileArg, dry_run: DryRun = False) -> None:
+    """Create or update partners from FILE (code, name, kind, country, region, timezone)."""
+    rt = runtime()
+    with write_session(rt.engine) as session:
+        report = directory.import_partners(session=session, path=file, dry_run=dry_run)
+    _print_report(report)
+
+
+@contacts_app.command("import")
+def import_contacts(file: FileArg, dry_run: DryRun = False) -> None:
+    """Create or update contacts from FILE (email, name, partner, role, country, timezone)."""
+    rt = runtime()
+    with write_session(rt.engine) as session:
+        report = directory.import_contacts(
+            session=session, path=file, roles=rt.catalog.roles(), dry_run=dry_run
+        )
+    _print_report(report)
+
+
+def _print_report(report: directory.ImportReport) -> None:
+    typer.echo(report.summary())
+    for key in report.created:
+        typer.echo(f"  + {key}")
+    for key in report.updated:
+        typer.echo(f"  ~ {key}")
+
+
+@partners_app.command("list")
+def list_partners(as_json: bool = JSON_OPTION) -> None:
+    """List partners."""
+    rt = runtime()
+    with write_session(rt.engine) as session:
+        rows = directory.list_partners(session=session)
+    if as_json:
+        emit_json(rows)
+    else:
+        emit_table(
+            f"{len(rows)} partner(s)",
+            rows,
+            ("code", "name", "kind", "country", "region", "timezone"),
+        )
+
+
+@contacts_app.command("list")
+def list_contacts(as_json: bool = JSON_OPTION) -> None:
+    """List contacts."""
+    rt = runtime()
+    with write_session(rt.engine) as session:
+        rows = directory.list_contacts(session=session)
+    if as_json:
+        emit_json(rows)
+    else:
+        emit_table(
+            f"{len(rows)} contact(s)",
+            rows,
+            ("email", "name", "partner", "role", "country", "timezone"),
+        )
+
+
+@templates_app.command("list")
+def list_templates(as_json: bool = JSON_OPTION) -> None:
+    """List the pilot kinds: shipped ones and those in BRIDGEBSR_TEMPLATE_DIRS."""
+    rt = runtime(ready=False)
+    cat = rt.catalog
+    rows = [
+        {
+            "kind": t.kind,
+            "version": t.version,
+            "title": t.title,
+            "prefix": t.key_prefix,
+            "stages": len(t.stages),
+            "milestones": len(t.milestones),
+            "gates": len(t.gates),
+            "path": str(cat.paths[t.kind]),
+        }
+        for t in sorted(cat.templates.values(), key=lambda t: t.kind)
+    ]
+    if as_json:
+        emit_json(rows)
+    else:
+        emit_table(
+            "Pilot kinds",
+            rows,
+            ("kind", "version", "prefix", "stages", "milestones", "gates", "title"),
+        )
+
+
+@templates_app.command("show")
+def show_template(kind: str, as_json: bool = JSON_OPTION) -> None:
+    """Show a pilot kind's stages, milestones, gates, durations and dependencies."""
+    t = runtime(ready=False).catalog.get(kind)
+    if as_json:
+        emit_json(t.model_dump(mode="json"))
+        return
+    console.print(f"[bold]{t.kind}[/bold] v{t.version} ({t.key_prefix}) {t.title}", markup=True)
+    rows = [
+        {
+            "stage": n.stage,
+            "key": n.key,
+            "what": "gate" if hasattr(n, "approvers") else "milestone",
+            "days": f"{getattr(n, 'duration', getattr(n, 'deadline', 0))} {t.day_kind(n).value}",
+            "after": ", ".join(f"{d.key}+{d.lag}" if d.lag else d.key for d in n.after),
+            "who": getattr(n, "owner", None) or f"{n.approvers.required}x {n.approvers.role}",  # type: ignore[union-attr]
+            "title": n.title,
+        }
+        for n in sorted(t.nodes(), key=lambda n: t.stage_index(n.stage))
+    ]
+    emit_table(
+        "Stages, milestones and gates",
+        rows,
+        ("stage", "key", "what", "days", "after", "who", "title"),
+    )
+
+
+@templates_app.command("validate")
+def validate(path: Annotated[Path, typer.Argument(help="A template YAML file.")]) -> None:
+    """Check a template file; names every problem with its line."""
+    t = load_template(path)
+    typer.echo(
+        f"{path}: ok ({t.kind} v{t.version}: {len(t.stages)} stages, "
+        f"{len(t.milestones)} milestones, {len(t.gates)} gates)"
+    )

@@ -1,0 +1,1 @@
+"""Shipped data: the Bridge-BSR consortium partners and contacts."""

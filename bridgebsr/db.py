@@ -1,0 +1,81 @@
+"""Engines and sessions for the case store, with the status guard and SQLite tuning."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event, inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Session, create_engine
+
+from bridgebsr import lifecycle
+from bridgebsr.errors import IllegalTransition
+from models import Case, Gate, Milestone
+
+_GUARDED: dict[type[Any], set[tuple[Any, Any]]] = {
+    Case: lifecycle.allowed_pairs(lifecycle.CASE_ACTIONS),
+    Milestone: lifecycle.allowed_pairs(lifecycle.MILESTONE_ACTIONS),
+    Gate: lifecycle.allowed_pairs(lifecycle.GATE_ACTIONS),
+}
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for `url`; SQLite files get WAL, synchronous=NORMAL and a busy timeout."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+    # The driver's own transaction handling would defer BEGIN; we emit it ourselves.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "busy_timeout=30000",
+        "foreign_keys=ON",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Writers take the lock up front so two of them never both read, then both write.
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session for queries."""
+    with Session(engine) as session:
+        yield session
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session for one change: serialised per database on SQLite, row locks on PostgreSQL."""
+    bound = engine.execution_options(sqlite_immediate=True)
+    with Session(bound, expire_on_commit=False) as session:
+        yield session
+
+
+@event.listens_for(Session, "before_flush")
+def _guard_statuses(session: Session, _ctx: Any, _instances: Any) -> None:
+    for obj in session.dirty:
+        pairs = _GUARDED.get(type(obj))
+        if pairs is None:
+            continue
+        history = inspect(obj).attrs.status.history
+        if history.added and history.deleted:
+            old, new = history.deleted[0], history.added[0]
+            if old != new and (old, new) not in pairs:
+                raise IllegalTransition(
+                    f"{type(obj).__name__.lower()} status cannot go from {old} to {new} "
+                    "outside the lifecycle rules"
+                )

@@ -1,0 +1,187 @@
+"""The demo portfolio: the real consortium, one case per pilot months under way, SME requests."""
+
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, select
+
+from bridgebsr import cases, directory, planning, progress, store
+from bridgebsr.bootstrap import Runtime
+from bridgebsr.db import write_session
+from models import Case, Contact, Decision, Gate, GateStatus, Milestone, Source
+
+DATA = Path(__file__).parent / "data"
+DEMO = progress.Actor("demo@bridgebsr", Source.DEMO)
+# Days late (negative: early) of the n-th item finished: a realistic spread, the same each run.
+SLIPS = (0, 3, -1, 6, 0, 2, 11, 0, -2, 4, 0, 9)
+SME_REQUESTS = (
+    ("oskar.lundback@lundback-dx.example", None),
+    ("ruta.zemaityte@gintarelis-bio.example", "triage-decision"),
+    ("ingrid.odegard@orland-marine.example", "needs-interview"),
+    ("henrik.oberg@ostersjo-vita.example", "match-proposal"),
+    ("oskar.lundback@lundback-dx.example", "triage-decision"),
+    ("ruta.zemaityte@gintarelis-bio.example", "sme-acceptance"),
+    ("ingrid.odegard@orland-marine.example", "service-delivery"),
+    ("henrik.oberg@ostersjo-vita.example", "match-proposal"),
+    ("oskar.lundback@lundback-dx.example", "sme-acceptance"),
+    ("ruta.zemaityte@gintarelis-bio.example", "follow-up-call"),
+    ("ingrid.odegard@orland-marine.example", "service-delivery"),
+    ("henrik.oberg@ostersjo-vita.example", "kpi-record"),
+)
+
+
+def load_consortium(rt: Runtime) -> None:
+    """Import the shipped partners and contacts of the Bridge-BSR consortium (idempotent)."""
+    with write_session(rt.engine) as session:
+        directory.import_partners(session=session, path=DATA / "partners.csv")
+    with write_session(rt.engine) as session:
+        directory.import_contacts(
+            session=session, path=DATA / "contacts.csv", roles=rt.catalog.roles()
+        )
+
+
+def load_demo(rt: Runtime, today: date) -> list[str]:
+    """Load the demo portfolio as of `today` into a store without cases; returns the new keys."""
+    load_consortium(rt)
+    with Session(rt.engine) as session:
+        if session.exec(select(Case.id)).first() is not None:
+            return []
+    keys = [
+        _case(
+            rt,
+            today,
+            "ip-integration",
+            "Transregional IP integration model",
+            "karin.astrom@mva.example",
+            "MVA",
+            335,
+            "model-revision",
+        ),
+        _case(
+            rt,
+            today,
+            "life-science-foundation",
+            "Top of Europe Life Science Foundation",
+            "katrin.schaefer@bioconvalley.example",
+            "BCV",
+            300,
+            "founders-approval",
+        ),
+    ]
+    for i, (owner, through) in enumerate(SME_REQUESTS):
+        keys.append(
+            _case(
+                rt,
+                today,
+                "shared-sme-service",
+                f"SME support request {i + 1}",
+                owner,
+                None,
+                8 + 9 * i,
+                through,
+            )
+        )
+    for key in keys:
+        with write_session(rt.engine) as session:
+            progress.reforecast_case(session=session, case_key=key, actor=DEMO, now=_at(today))
+    return keys
+
+
+def _at(day: date) -> datetime:
+    return datetime.combine(day, time(15), ZoneInfo("Europe/Copenhagen")).astimezone(UTC)
+
+
+def _case(
+    rt: Runtime,
+    today: date,
+    kind: str,
+    title: str,
+    owner: str,
+    partner: str | None,
+    days_ago: int,
+    through: str | None,
+) -> str:
+    start = today - timedelta(days=days_ago)
+    with write_session(rt.engine) as session:
+        key = cases.open_case(
+            session=session,
+            catalog=rt.catalog,
+            kind=kind,
+            title=title,
+            owner_email=owner,
+            partner_code=partner,
+            start=start,
+            now=_at(start),
+            source=Source.DEMO,
+        ).key
+    if through:
+        _advance(rt, key, through, today)
+    return key
+
+
+def _nodes(rt: Runtime, key: str) -> dict[str, Milestone | Gate]:
+    with Session(rt.engine) as session:
+        case = store.case_by_key(session, key)
+        return {
+            n.key: n for n in (*store.milestones_of(session, case), *store.gates_of(session, case))
+        }
+
+
+def _advance(rt: Runtime, key: str, through: str, today: date) -> None:
+    """Finish `through` and all it depends on, in order, each a little early or late."""
+    needed = _ancestors(_nodes(rt, key), through)
+    for n in range(len(needed)):
+        nodes = _nodes(rt, key)
+        ready = [
+            k
+            for k in nodes
+            if k in needed
+            and not planning.is_finished(nodes[k])
+            and all(planning.is_finished(nodes[d["key"]]) for d in nodes[k].depends_on)
+        ]
+        if not ready:
+            return
+        node = nodes[ready[0]]
+        if isinstance(node, Gate):
+            _approve(rt, key, node, today)
+            continue
+        day = min(node.forecast_due + timedelta(days=SLIPS[n % len(SLIPS)]), today - timedelta(1))
+        with write_session(rt.engine) as session:
+            progress.progress_milestone(
+                session=session,
+                case_key=key,
+                milestone_key=node.key,
+                action="complete",
+                actor=DEMO,
+                now=_at(day),
+                on=day,
+            )
+
+
+def _ancestors(nodes: dict[str, Milestone | Gate], key: str) -> set[str]:
+    found, stack = set(), [key]
+    while stack:
+        k = stack.pop()
+        if k not in found:
+            found.add(k)
+            stack += [d["key"] for d in nodes[k].depends_on]
+    return found
+
+
+def _approve(rt: Runtime, key: str, gate: Gate, today: date) -> None:
+    assert gate.status is GateStatus.OPEN and gate.opened_on is not None
+    day = min(gate.opened_on + timedelta(days=3), today - timedelta(days=1))
+    with Session(rt.engine) as session:
+        role = select(Contact.email).where(Contact.role == gate.approver_role)
+        approvers = list(session.exec(role.order_by(Contact.email)))[: gate.required]
+    for email in approvers:
+        with write_session(rt.engine) as session:
+            progress.decide_gate(
+                session=session,
+                case_key=key,
+                gate_key=gate.key,
+                decision=Decision.APPROVE,
+                now=_at(day),
+                actor=progress.Actor(email, Source.DEMO, comment="Approved"),
+            )

@@ -1,0 +1,275 @@
+"""Partners and contacts: validated, all-or-nothing imports from CSV or XLSX, and listings."""
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pycountry
+import pytz
+from email_validator import EmailNotValidError, validate_email
+from sqlmodel import Session, col, select
+
+from bridgebsr.errors import InvalidInput
+from bridgebsr.sheets import Sheet, read_sheet
+from models import Contact, Partner, PartnerKind
+
+PARTNER_COLUMNS = (("code", "name", "kind", "country"), ("region", "timezone"))
+CONTACT_COLUMNS = (("email", "name", "partner", "role", "country"), ("timezone",))
+_KINDS = {re.sub(r"[\s_-]", "", k.value): k for k in PartnerKind}
+
+
+@dataclass
+class ImportReport:
+    """What an import created, updated and left as it was."""
+
+    what: str
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        """One line for the CLI."""
+        verb = "would create" if self.dry_run else "created"
+        upd = "would update" if self.dry_run else "updated"
+        return (
+            f"{self.what}: {verb} {len(self.created)}, {upd} {len(self.updated)}, "
+            f"unchanged {len(self.unchanged)}"
+        )
+
+
+class _Problems:
+    def __init__(self, sheet: Sheet) -> None:
+        self.sheet, self.lines = sheet, list[str]()
+
+    def add(self, row: int, column: str, message: str) -> None:
+        letter = (
+            _column_letter(self.sheet.columns.index(column))
+            if column in self.sheet.columns
+            else "?"
+        )
+        self.lines.append(
+            f"{self.sheet.path.name}: row {row}, column {letter} ({column}): {message}"
+        )
+
+    def raise_if_any(self, what: str) -> None:
+        if self.lines:
+            raise InvalidInput(
+                f"{self.sheet.path.name}: {len(self.lines)} problem(s), nothing imported; "
+                f"first: {self.lines[0]}",
+                self.lines,
+            )
+
+
+def _column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def _check_columns(sheet: Sheet, spec: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+    required, optional = spec
+    missing = [c for c in required if c not in sheet.columns]
+    unknown = [c for c in sheet.columns if c and c not in (*required, *optional)]
+    if missing or unknown:
+        parts = [f"missing column(s) {', '.join(missing)}"] if missing else []
+        parts += [f"unknown column(s) {', '.join(unknown)}"] if unknown else []
+        raise InvalidInput(
+            f"{sheet.path.name}: row 1: {'; '.join(parts)}; the header must name "
+            f"{', '.join(required)} (optional: {', '.join(optional)})"
+        )
+
+
+def country_code(value: str) -> str:
+    """An ISO 3166-1 alpha-2 code, upper-cased, or ValueError."""
+    code = value.strip().upper()
+    if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError(f"'{value}' is not an ISO 3166-1 alpha-2 country code (DK, SE, DE, ...)")
+    return code
+
+
+def zone_for(value: str, country: str) -> str:
+    """The IANA zone given, or the country's main zone when blank."""
+    if not value:
+        zones = pytz.country_timezones.get(country.lower()) or ["UTC"]
+        return str(zones[0])
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' is not an IANA time zone (Europe/Riga, ...)") from None
+    return value
+
+
+def _cell(problems: _Problems, row: int, column: str, check: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return check(*args)
+    except ValueError as exc:
+        problems.add(row, column, str(exc))
+        return None
+
+
+def _text(value: str) -> str:
+    if not value:
+        raise ValueError("empty; every row needs a value here")
+    return value
+
+
+def _code(value: str) -> str:
+    return _text(value).upper()
+
+
+def _partner_kind(value: str) -> PartnerKind:
+    kind = _KINDS.get(re.sub(r"[\s_-]", "", value.lower()))
+    if kind is None:
+        raise ValueError(
+            f"'{value}' is not a partner kind ({', '.join(k.value for k in PartnerKind)})"
+        )
+    return kind
+
+
+def _email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValueError(f"'{value}' is not an email address: {exc}") from None
+
+
+def _unique(problems: _Problems, rows: Iterable[tuple[int, dict[str, Any]]], key: str) -> None:
+    seen: dict[Any, int] = {}
+    for number, values in rows:
+        if values[key] in seen:
+            problems.add(number, key, f"'{values[key]}' also appears in row {seen[values[key]]}")
+        seen.setdefault(values[key], number)
+
+
+def parse_partners(sheet: Sheet) -> list[dict[str, Any]]:
+    """Validated partner records from a sheet, or every problem at once."""
+    _check_columns(sheet, PARTNER_COLUMNS)
+    problems, out = _Problems(sheet), []
+    for n, raw in sheet.rows:
+        country = _cell(problems, n, "country", country_code, raw["country"])
+        rec = {
+            "code": _cell(problems, n, "code", _code, raw["code"]),
+            "name": _cell(problems, n, "name", _text, raw["name"]),
+            "kind": _cell(problems, n, "kind", _partner_kind, raw["kind"]),
+            "country": country,
+        }
+        if country:
+            rec["region"] = raw.get("region") or pycountry.countries.get(alpha_2=country).name
+            rec["timezone"] = _cell(
+                problems, n, "timezone", zone_for, raw.get("timezone", ""), country
+            )
+        out.append((n, rec))
+    _unique(problems, out, "code")
+    problems.raise_if_any("partners")
+    return [rec for _, rec in out]
+
+
+def parse_contacts(sheet: Sheet, partners: dict[str, int], roles: set[str]) -> list[dict[str, Any]]:
+    """Validated contact records; partner codes and roles must exist."""
+    _check_columns(sheet, CONTACT_COLUMNS)
+    problems, out = _Problems(sheet), []
+    for n, raw in sheet.rows:
+        country = _cell(problems, n, "country", country_code, raw["country"])
+        rec = {
+            "email": _cell(problems, n, "email", _email, raw["email"]),
+            "name": _cell(problems, n, "name", _text, raw["name"]),
+            "partner_id": _cell(problems, n, "partner", _partner_ref, raw["partner"], partners),
+            "role": _cell(problems, n, "role", _role, raw["role"], roles),
+            "country": country,
+        }
+        if country:
+            rec["timezone"] = _cell(
+                problems, n, "timezone", zone_for, raw.get("timezone", ""), country
+            )
+        out.append((n, rec))
+    _unique(problems, out, "email")
+    problems.raise_if_any("contacts")
+    return [rec for _, rec in out]
+
+
+def _partner_ref(value: str, partners: dict[str, int]) -> int:
+    code = value.strip().upper()
+    if code not in partners:
+        raise ValueError(f"no partner '{value}'; import partners first")
+    return partners[code]
+
+
+def _role(value: str, roles: set[str]) -> str:
+    role = value.strip().lower()
+    if role not in roles:
+        raise ValueError(f"'{value}' is not a role the templates name ({', '.join(sorted(roles))})")
+    return role
+
+
+def _upsert(
+    session: Session,
+    model: type[Any],
+    key: str,
+    records: list[dict[str, Any]],
+    report: ImportReport,
+) -> None:
+    existing = {getattr(r, key): r for r in session.exec(select(model))}
+    for rec in records:
+        row = existing.get(rec[key])
+        if row is None:
+            session.add(model(**rec))
+            report.created.append(rec[key])
+            continue
+        changed = [f for f, v in rec.items() if getattr(row, f) != v]
+        for f in changed:
+            setattr(row, f, rec[f])
+        (report.updated if changed else report.unchanged).append(rec[key])
+
+
+def import_partners(*, session: Session, path: Path, dry_run: bool = False) -> ImportReport:
+    """Create or update partners from a file, all rows or none."""
+    records = parse_partners(read_sheet(path))
+    report = ImportReport("partners", dry_run=dry_run)
+    _upsert(session, Partner, "code", records, report)
+    _finish(session, dry_run)
+    return report
+
+
+def import_contacts(
+    *, session: Session, path: Path, roles: set[str], dry_run: bool = False
+) -> ImportReport:
+    """Create or update contacts from a file, all rows or none."""
+    partners = {p.code: p.id for p in session.exec(select(Partner))}
+    records = parse_contacts(read_sheet(path), partners, roles)  # type: ignore[arg-type]
+    report = ImportReport("contacts", dry_run=dry_run)
+    _upsert(session, Contact, "email", records, report)
+    _finish(session, dry_run)
+    return report
+
+
+def _finish(session: Session, dry_run: bool) -> None:
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
+
+
+def list_partners(*, session: Session) -> list[dict[str, Any]]:
+    """Every partner, by code."""
+    rows = session.exec(select(Partner).order_by(col(Partner.code)))
+    return [p.model_dump(exclude={"id"}, mode="json") for p in rows]
+
+
+def list_contacts(*, session: Session) -> list[dict[str, Any]]:
+    """Every contact with the partner code, by email."""
+    rows = session.exec(
+        select(Contact, Partner.code)
+        .join(Partner, col(Partner.id) == Contact.partner_id)
+        .order_by(col(Contact.email))
+    )
+    return [
+        {**c.model_dump(exclude={"id", "partner_id"}, mode="json"), "partner": code}
+        for c, code in rows
+    ]

@@ -1,0 +1,1 @@
+"""Alembic revisions of the case store schema, from the first table on."""

@@ -1,0 +1,151 @@
+"""Keeping a case's dates true: forecast, critical path, current stage, gates opening."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlmodel import Session, col, select
+
+from bridgebsr import lifecycle
+from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
+from bridgebsr.lifecycle import Change
+from bridgebsr.schedule import Item, Link, Slot, schedule
+from models import (
+    FINISHED_MILESTONE,
+    Case,
+    Contact,
+    DayKind,
+    Gate,
+    GateStatus,
+    Milestone,
+    Partner,
+    Template,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A case's rows with the calendars that date them."""
+
+    case: Case
+    milestones: Sequence[Milestone]
+    gates: Sequence[Gate]
+    calendars: dict[int | None, WorkCalendar]
+
+    def calendar(self, node: Milestone | Gate) -> WorkCalendar:
+        """A milestone follows its owner's country; a gate, and anything unowned, the case's."""
+        owner = node.owner_id if isinstance(node, Milestone) else None
+        return self.calendars.get(owner) or self.calendars[None]
+
+
+def calendars_for(
+    session: Session, case: Case, owner_ids: set[int]
+) -> dict[int | None, WorkCalendar]:
+    """Working calendars of the case (key None) and of each owner, by contact id."""
+    lead = session.get(Partner, case.lead_partner_id)
+    region = lead.region if lead is not None and lead.country == case.country else None
+    calendars: dict[int | None, WorkCalendar] = {
+        None: calendar_for(case.country, subdivision_of(case.country, region))
+    }
+    if owner_ids:
+        rows = session.exec(
+            select(Contact, Partner)
+            .join(Partner, col(Partner.id) == Contact.partner_id)
+            .where(col(Contact.id).in_(owner_ids))
+        )
+        for contact, partner in rows:
+            region = partner.region if partner.country == contact.country else None
+            calendars[contact.id] = calendar_for(
+                contact.country, subdivision_of(contact.country, region)
+            )
+    return calendars
+
+
+def is_finished(node: Milestone | Gate) -> bool:
+    """Done or waived milestone; approved gate."""
+    if isinstance(node, Milestone):
+        return node.status in FINISHED_MILESTONE
+    return node.status is GateStatus.APPROVED
+
+
+def finish_date(node: Milestone | Gate) -> date | None:
+    """When a finished item finished."""
+    if not is_finished(node):
+        return None
+    return node.finished_on if isinstance(node, Milestone) else node.decided_on
+
+
+def items(plan: Plan, *, actual: bool) -> list[Item]:
+    """The scheduler's view of every milestone and gate (with actual dates when `actual`)."""
+    out = []
+    for node in (*plan.milestones, *plan.gates):
+        duration = node.duration if isinstance(node, Milestone) else node.deadline_days
+        started = node.started_on if isinstance(node, Milestone) else node.opened_on
+        out.append(
+            Item(
+                key=node.key,
+                duration=duration,
+                days=node.days,
+                calendar=plan.calendar(node),
+                after=tuple(
+                    Link(d["key"], int(d["lag"]), DayKind(d["days"])) for d in node.depends_on
+                ),
+                started_on=started if actual else None,
+                finished_on=finish_date(node) if actual else None,
+            )
+        )
+    return out
+
+
+def baseline(plan: Plan) -> dict[str, Slot]:
+    """Planned dates from the case start, ignoring progress."""
+    return schedule(items(plan, actual=False), plan.case.start_date)
+
+
+def reforecast(plan: Plan, template: Template, today: date) -> list[Change]:
+    """Open gates whose predecessors finished, then move forecasts and the current stage."""
+    changes = _open_ready_gates(plan, today)
+    slots = schedule(items(plan, actual=True), plan.case.start_date, today)
+    for node in (*plan.milestones, *plan.gates):
+        slot = slots[node.key]
+        node.forecast_start, node.forecast_due, node.critical = slot.start, slot.due, slot.critical
+    case = plan.case
+    case.forecast_date = max(slot.due for slot in slots.values())
+    case.current_stage = current_stage(plan, template)
+    return changes
+
+
+def current_stage(plan: Plan, template: Template) -> str | None:
+    """The first stage, in template order, with unfinished work (None when all is finished)."""
+    open_stages = {n.stage for n in (*plan.milestones, *plan.gates) if not is_finished(n)}
+    return next((s.key for s in template.stages if s.key in open_stages), None)
+
+
+def open_predecessors(plan: Plan, node: Milestone | Gate) -> list[str]:
+    """Keys of this item's predecessors that are not finished."""
+    by_key = {n.key: n for n in (*plan.milestones, *plan.gates)}
+    return [d["key"] for d in node.depends_on if not is_finished(by_key[d["key"]])]
+
+
+def _open_ready_gates(plan: Plan, today: date) -> list[Change]:
+    changes = []
+    for gate in plan.gates:
+        if gate.status is GateStatus.PENDING and not open_predecessors(plan, gate):
+            gate.status = lifecycle.next_status(
+                lifecycle.GATE_ACTIONS, "open", gate.status, f"gate {gate.key}"
+            )
+            gate.opened_on = today
+            gate.deadline = plan.calendar(gate).add(today, gate.deadline_days, gate.days)
+            changes.append(
+                Change(
+                    "gate.open",
+                    gate.key,
+                    {"status": GateStatus.PENDING.value},
+                    {
+                        "status": gate.status.value,
+                        "deadline": gate.deadline.isoformat(),
+                        "round": gate.round,
+                    },
+                )
+            )
+    return changes

@@ -1,0 +1,311 @@
+"""Use cases on a case's items: start, complete or waive milestones; decide gates."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlmodel import Session, col, func, select
+
+from bridgebsr import lifecycle, planning, store
+from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
+from bridgebsr.lifecycle import Change
+from models import (
+    Case,
+    Decision,
+    Gate,
+    GateDecision,
+    GateStatus,
+    Milestone,
+    MilestoneStatus,
+    Partner,
+    Source,
+    Template,
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, from where, with what note."""
+
+    email: str
+    source: Source = Source.CLI
+    source_ref: str | None = None
+    comment: str = ""
+
+
+@dataclass
+class _Work:
+    case: Case
+    template: Template
+    plan: planning.Plan
+    today: date
+    now: datetime
+
+
+def _begin(session: Session, key: str, doing: str, now: datetime) -> _Work:
+    case = store.case_by_key(session, key, for_update=True)
+    lifecycle.require_case_active(case.key, case.status, doing)
+    milestones, gates = store.milestones_of(session, case), store.gates_of(session, case)
+    owners = {m.owner_id for m in milestones if m.owner_id is not None}
+    plan = planning.Plan(case, milestones, gates, planning.calendars_for(session, case, owners))
+    partner = session.get(Partner, case.lead_partner_id)
+    assert partner is not None
+    day = store.local_date(now, partner.timezone)
+    return _Work(case, store.template_of(session, case), plan, day, now)
+
+
+def _commit(
+    session: Session,
+    work: _Work,
+    changes: Sequence[Change],
+    actor: Actor,
+    now: datetime,
+    expected_version: int | None,
+) -> None:
+    store.claim(session, work.case, expected_version, now)
+    before = work.case.forecast_date
+    more = planning.reforecast(work.plan, work.template, work.today)
+    if work.case.forecast_date != before and changes:
+        last = changes[-1]
+        last.after["case_forecast"] = work.case.forecast_date.isoformat()
+        last.before["case_forecast"] = before.isoformat()
+    store.record(
+        session,
+        work.case,
+        [*changes, *more],
+        actor=actor.email,
+        now=now,
+        source=actor.source,
+        source_ref=actor.source_ref,
+        comment=actor.comment,
+    )
+    session.commit()
+
+
+def _milestone(work: _Work, key: str) -> Milestone:
+    for m in work.plan.milestones:
+        if m.key == key.strip():
+            return m
+    known = ", ".join(m.key for m in work.plan.milestones)
+    raise NotFound(f"case {work.case.key} has no milestone '{key}' (it has: {known})")
+
+
+def _gate(work: _Work, key: str) -> Gate:
+    for g in work.plan.gates:
+        if g.key == key.strip():
+            return g
+    known = ", ".join(g.key for g in work.plan.gates) or "none"
+    raise NotFound(f"case {work.case.key} has no gate '{key}' (it has: {known})")
+
+
+def _check_day(work: _Work, on: date | None) -> date:
+    day = on or work.today
+    if day > work.today:
+        raise InvalidInput(f"--on {day} is in the future (today is {work.today}); give a past date")
+    if day < work.case.start_date:
+        raise InvalidInput(
+            f"--on {day} is before case {work.case.key} started ({work.case.start_date})"
+        )
+    return day
+
+
+def progress_milestone(
+    *,
+    session: Session,
+    case_key: str,
+    milestone_key: str,
+    action: str,
+    actor: Actor,
+    now: datetime,
+    on: date | None = None,
+    expected_version: int | None = None,
+) -> Milestone:
+    """Start, complete or waive one milestone (`on` backdates it); dependents' forecasts move."""
+    work = _begin(session, case_key, f"{action} milestone {milestone_key}", now)
+    milestone = _milestone(work, milestone_key)
+    day = _check_day(work, on)
+    blocking = planning.open_predecessors(work.plan, milestone) if milestone.strict else []
+    new, change = lifecycle.milestone_change(
+        action, work.case.key, milestone.key, milestone.status, blocking
+    )
+    milestone.status = new
+    if new in {MilestoneStatus.IN_PROGRESS, MilestoneStatus.DONE}:
+        milestone.started_on = milestone.started_on or day
+    if new in {MilestoneStatus.DONE, MilestoneStatus.WAIVED}:
+        milestone.finished_on = day
+        late = (day - milestone.planned_due).days
+        change.after.update({"finished_on": day.isoformat(), "days_late": max(late, 0)})
+    else:
+        change.after["started_on"] = day.isoformat()
+    _commit(session, work, [change], actor, now, expected_version)
+    return milestone
+
+
+def decide_gate(
+    *,
+    session: Session,
+    case_key: str,
+    gate_key: str,
+    decision: Decision,
+    actor: Actor,
+    now: datetime,
+    expected_version: int | None = None,
+) -> Gate:
+    """Record one approver's decision; N approvals pass the gate, one rejection sends it back."""
+    work = _begin(session, case_key, f"{decision.value} gate {gate_key}", now)
+    gate = _gate(work, gate_key)
+    approver = store.contact_by_email(session, actor.email)
+    what = f"gate {gate.key} of {work.case.key}"
+    if gate.status is GateStatus.PENDING:
+        waiting = ", ".join(planning.open_predecessors(work.plan, gate))
+        raise IllegalTransition(f"cannot {decision.value} {what}: still waiting for {waiting}")
+    lifecycle.next_status(lifecycle.GATE_ACTIONS, decision.value, gate.status, what)
+    if approver.role != gate.approver_role:
+        raise IllegalTransition(
+            f"{approver.email} cannot decide {what}: it needs a {gate.approver_role}, "
+            f"and {approver.email} is {approver.role}"
+        )
+    assert gate.id is not None and approver.id is not None
+    if _voted(session, gate, approver.id):
+        raise IllegalTransition(f"{approver.email} has already decided {what} (round {gate.round})")
+    session.add(
+        GateDecision(
+            gate_id=gate.id,
+            round=gate.round,
+            approver_id=approver.id,
+            decision=decision,
+            comment=actor.comment,
+            at=now,
+            source=actor.source,
+        )
+    )
+    session.flush()
+    if decision is Decision.APPROVE:
+        changes = _approve(session, work, gate)
+    else:
+        changes = _reject(work, gate)
+    _commit(session, work, changes, actor, now, expected_version)
+    return gate
+
+
+def _voted(session: Session, gate: Gate, approver_id: int) -> bool:
+    return (
+        session.exec(
+            select(GateDecision.id).where(
+                GateDecision.gate_id == gate.id,
+                GateDecision.round == gate.round,
+                GateDecision.approver_id == approver_id,
+            )
+        ).first()
+        is not None
+    )
+
+
+def _approve(session: Session, work: _Work, gate: Gate) -> list[Change]:
+    approvals = session.exec(
+        select(func.count(col(GateDecision.id))).where(
+            GateDecision.gate_id == gate.id,
+            GateDecision.round == gate.round,
+            GateDecision.decision == Decision.APPROVE,
+        )
+    ).one()
+    votes = {"approvals": approvals, "required": gate.required, "round": gate.round}
+    if approvals < gate.required:
+        return [
+            Change(
+                "gate.vote",
+                gate.key,
+                {"status": gate.status.value},
+                {"status": gate.status.value, "decision": "approve", **votes},
+            )
+        ]
+    gate.status = lifecycle.next_status(lifecycle.GATE_ACTIONS, "approve", gate.status, gate.key)
+    gate.decided_on = work.today
+    return [
+        Change(
+            "gate.approve",
+            gate.key,
+            {"status": GateStatus.OPEN.value},
+            {"status": gate.status.value, **votes},
+        )
+    ]
+
+
+def _reject(work: _Work, gate: Gate) -> list[Change]:
+    gate.status = lifecycle.next_status(lifecycle.GATE_ACTIONS, "reject", gate.status, gate.key)
+    gate.decided_on = work.today
+    changes = [
+        Change(
+            "gate.reject",
+            gate.key,
+            {"status": GateStatus.OPEN.value},
+            {"status": gate.status.value, "round": gate.round},
+        )
+    ]
+    if gate.rework_stage is None:
+        new, cancel = lifecycle.case_change("cancel", work.case.key, work.case.status)
+        work.case.status, work.case.closed_at = new, work.now
+        cancel.after["because"] = f"gate {gate.key} rejected"
+        return [*changes, cancel]
+    return changes + _rework(work, gate, gate.rework_stage)
+
+
+def _rework(work: _Work, gate: Gate, stage: str) -> list[Change]:
+    """Send the case back: reopen finished milestones from `stage` up to the gate's stage."""
+    first, last = work.template.stage_index(stage), work.template.stage_index(gate.stage)
+    changes = []
+    for m in work.plan.milestones:
+        in_range = first <= work.template.stage_index(m.stage) <= last
+        if in_range and m.status in {MilestoneStatus.DONE, MilestoneStatus.WAIVED}:
+            old = m.status
+            m.status = lifecycle.next_status(lifecycle.MILESTONE_ACTIONS, "reopen", m.status, m.key)
+            m.started_on = m.finished_on = None
+            changes.append(
+                Change(
+                    "milestone.reopen",
+                    m.key,
+                    {"status": old.value},
+                    {"status": m.status.value, "because": f"gate {gate.key} rejected"},
+                )
+            )
+    gate.status = lifecycle.next_status(lifecycle.GATE_ACTIONS, "reopen", gate.status, gate.key)
+    gate.round += 1
+    gate.opened_on = gate.deadline = gate.decided_on = None
+    changes.append(
+        Change(
+            "gate.reopen",
+            gate.key,
+            {"status": GateStatus.REJECTED.value},
+            {"status": gate.status.value, "round": gate.round, "rework": stage},
+        )
+    )
+    return changes
+
+
+def reforecast_case(*, session: Session, case_key: str, actor: Actor, now: datetime) -> Case:
+    """Move forecasts to what `now` knows (late items push dependents); audit if they move."""
+    work = _begin(session, case_key, "reforecast", now)
+    before = work.case.forecast_date
+    changes = planning.reforecast(work.plan, work.template, work.today)
+    if work.case.forecast_date != before:
+        changes.append(
+            Change(
+                "case.reforecast",
+                None,
+                {"forecast": before.isoformat()},
+                {"forecast": work.case.forecast_date.isoformat()},
+            )
+        )
+    if changes:
+        store.claim(session, work.case, None, now)
+        store.record(
+            session,
+            work.case,
+            changes,
+            actor=actor.email,
+            now=now,
+            source=actor.source,
+            source_ref=actor.source_ref,
+        )
+    session.commit()
+    return work.case

@@ -1,0 +1,98 @@
+"""Finish-to-start scheduling: planned and forecast dates, and the driving (critical) path.
+
+Dates are points: an item with duration D starting on S is due D days after S, and a
+successor linked with lag L may start L days after that due date. Pure: no database.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from bridgebsr.calendars import WorkCalendar
+from models import DayKind
+
+
+@dataclass(frozen=True)
+class Link:
+    """This item starts `lag` days (of kind `days`) after `key` is due or finished."""
+
+    key: str
+    lag: int = 0
+    days: DayKind = DayKind.WORKING
+
+
+@dataclass(frozen=True)
+class Item:
+    """One milestone or gate as the scheduler sees it."""
+
+    key: str
+    duration: int
+    days: DayKind
+    calendar: WorkCalendar
+    after: tuple[Link, ...] = ()
+    started_on: date | None = None
+    finished_on: date | None = None
+
+
+@dataclass
+class Slot:
+    """Where an item falls: start, due, the predecessor that drives its start, criticality."""
+
+    start: date
+    due: date
+    driver: str | None = None
+    critical: bool = False
+
+
+def order(items: Iterable[Item]) -> list[Item]:
+    """Items in dependency order (predecessors first), stable for independent items."""
+    pending = list(items)
+    placed: dict[str, Item] = {}
+    while pending:
+        ready = [i for i in pending if all(link.key in placed for link in i.after)]
+        if not ready:
+            raise ValueError("dependency cycle among " + ", ".join(i.key for i in pending))
+        for item in ready:
+            placed[item.key] = item
+        pending = [i for i in pending if i.key not in placed]
+    return list(placed.values())
+
+
+def schedule(items: Iterable[Item], start: date, today: date | None = None) -> dict[str, Slot]:
+    """Dates for every item from the case start.
+
+    Without `today` this is the plan: actual dates are ignored. With `today` it is the
+    forecast: actual starts and finishes count, and nothing unfinished is due before today.
+    """
+    slots: dict[str, Slot] = {}
+    for item in order(items):
+        slots[item.key] = _place(item, slots, start, today)
+    _mark_critical(slots)
+    return slots
+
+
+def _place(item: Item, slots: Mapping[str, Slot], start: date, today: date | None) -> Slot:
+    cal = item.calendar
+    earliest = cal.roll_forward(start) if item.days is DayKind.WORKING else start
+    driver = None
+    for link in item.after:
+        candidate = cal.add(slots[link.key].due, link.lag, link.days)
+        if candidate >= earliest:
+            earliest, driver = candidate, link.key
+    if today is None:
+        return Slot(earliest, cal.add(earliest, item.duration, item.days), driver)
+    begin = item.started_on or earliest
+    if item.finished_on is not None:
+        return Slot(min(begin, item.finished_on), item.finished_on, driver)
+    due = max(cal.add(begin, item.duration, item.days), today)
+    return Slot(begin, due, driver)
+
+
+def _mark_critical(slots: dict[str, Slot]) -> None:
+    if not slots:
+        return
+    last = max(slots, key=lambda key: slots[key].due)
+    key: str | None = last
+    while key is not None:
+        slots[key].critical = True
+        key = slots[key].driver

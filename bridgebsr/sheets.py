@@ -1,0 +1,70 @@
+"""Reading CSV and XLSX files into numbered rows keyed by lower-case column names."""
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridgebsr.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """A file's header (lower-cased) and its non-blank rows with their row numbers."""
+
+    path: Path
+    columns: list[str]
+    rows: list[tuple[int, dict[str, str]]]
+
+
+def read_sheet(path: Path) -> Sheet:
+    """Read a .csv (UTF-8, with or without BOM, comma or semicolon) or .xlsx file."""
+    if not path.is_file():
+        raise InvalidInput(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        table = _xlsx_cells(path)
+    elif suffix in {".csv", ".txt"}:
+        table = _csv_cells(path)
+    else:
+        raise InvalidInput(f"{path}: unsupported file type '{suffix}'; give a .csv or .xlsx file")
+    if not table or not any(table[0]):
+        raise InvalidInput(f"{path}: the file is empty; the first row must name the columns")
+    columns = [c.strip().lower() for c in table[0]]
+    rows = []
+    for number, cells in enumerate(table[1:], start=2):
+        if any(c.strip() for c in cells):
+            padded = [*cells, *[""] * (len(columns) - len(cells))]
+            rows.append((number, {col: padded[i].strip() for i, col in enumerate(columns) if col}))
+    return Sheet(path, columns, rows)
+
+
+def _csv_cells(path: Path) -> list[list[str]]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{path}: not UTF-8 (byte {exc.start}); save the file as 'CSV UTF-8' and retry"
+        ) from None
+    header = text.split("\n", 1)[0]
+    delimiter = ";" if header.count(";") > header.count(",") else ","
+    try:
+        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise InvalidInput(f"{path}: not a readable CSV file: {exc}") from None
+
+
+def _xlsx_cells(path: Path) -> list[list[str]]:
+    from openpyxl import load_workbook  # only XLSX imports pay for openpyxl
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for a damaged file
+        raise InvalidInput(f"{path}: not a readable XLSX file ({type(exc).__name__})") from None
+    try:
+        sheet = book.worksheets[0]
+        return [
+            ["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)
+        ]
+    finally:
+        book.close()

@@ -1,0 +1,1 @@
+"""Shipped lifecycle templates (YAML), one per pilot kind."""

@@ -1,0 +1,208 @@
+"""The case store's tables. Statuses change only through bridgebsr.lifecycle (checked at flush)."""
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from enum import StrEnum
+
+from sqlalchemy import JSON, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
+from sqlmodel import Field, SQLModel
+
+from models.enums import (
+    CaseStatus,
+    DayKind,
+    Decision,
+    GateStatus,
+    MilestoneStatus,
+    PartnerKind,
+    Source,
+    TimeoutOutcome,
+)
+
+
+def _values(enum: type[StrEnum]) -> SAEnum:
+    # Store the readable value ('in_progress'), not the member name, as plain text.
+    return SAEnum(
+        enum,
+        values_callable=lambda members: [m.value for m in members],
+        native_enum=False,
+        length=40,
+        validate_strings=True,
+    )
+
+
+def utcnow() -> datetime:
+    """The current time, UTC-aware (default for row timestamps only; rules take `now`)."""
+    return datetime.now(UTC)
+
+
+class Partner(SQLModel, table=True):
+    """An organisation in the consortium or served by it."""
+
+    __tablename__ = "partners"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=40)
+    name: str = Field(max_length=200)
+    kind: PartnerKind = Field(sa_type=_values(PartnerKind))
+    country: str = Field(max_length=2)
+    region: str = Field(max_length=120)
+    timezone: str = Field(max_length=64)
+
+
+class Contact(SQLModel, table=True):
+    """A person: owner of milestones, approver of gates, recipient of notices."""
+
+    __tablename__ = "contacts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True, max_length=254)
+    name: str = Field(max_length=200)
+    partner_id: int = Field(foreign_key="partners.id", index=True)
+    role: str = Field(max_length=60, index=True)
+    country: str = Field(max_length=2)
+    timezone: str = Field(max_length=64)
+
+
+class TemplateVersion(SQLModel, table=True):
+    """The exact template a case was opened with, kept so later edits never change it."""
+
+    __tablename__ = "template_versions"
+    __table_args__ = (UniqueConstraint("kind", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=60)
+    version: int
+    checksum: str = Field(max_length=64)
+    body: dict[str, Any] = Field(sa_type=JSON)
+    first_used_at: datetime = Field(default_factory=utcnow)
+
+
+class KeySequence(SQLModel, table=True):
+    """Last number handed out per key prefix and year (IP-2026-0001, ...)."""
+
+    __tablename__ = "key_sequences"
+
+    prefix: str = Field(primary_key=True, max_length=6)
+    year: int = Field(primary_key=True)
+    last: int = 0
+
+
+class Case(SQLModel, table=True):
+    """One tracked case of a pilot kind, pinned to its template version."""
+
+    __tablename__ = "cases"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True, max_length=24)
+    kind: str = Field(index=True, max_length=60)
+    template_version: int
+    title: str = Field(max_length=300)
+    lead_partner_id: int = Field(foreign_key="partners.id", index=True)
+    owner_id: int = Field(foreign_key="contacts.id", index=True)
+    country: str = Field(max_length=2, index=True)
+    status: CaseStatus = Field(default=CaseStatus.ACTIVE, index=True, sa_type=_values(CaseStatus))
+    current_stage: str | None = Field(default=None, max_length=60)
+    start_date: date
+    target_date: date
+    forecast_date: date
+    opened_at: datetime
+    closed_at: datetime | None = None
+    updated_at: datetime
+    version: int = Field(default=1)
+
+
+class Milestone(SQLModel, table=True):
+    """A dated deliverable of a case, with planned and forecast dates."""
+
+    __tablename__ = "milestones"
+    __table_args__ = (UniqueConstraint("case_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    key: str = Field(max_length=60)
+    seq: int
+    title: str = Field(max_length=300)
+    stage: str = Field(max_length=60)
+    owner_role: str = Field(max_length=60)
+    owner_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
+    duration: int
+    days: DayKind = Field(sa_type=_values(DayKind))
+    strict: bool = True
+    depends_on: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    planned_start: date
+    planned_due: date = Field(index=True)
+    forecast_start: date
+    forecast_due: date = Field(index=True)
+    critical: bool = False
+    status: MilestoneStatus = Field(
+        default=MilestoneStatus.PLANNED, index=True, sa_type=_values(MilestoneStatus)
+    )
+    started_on: date | None = None
+    finished_on: date | None = None
+
+
+class Gate(SQLModel, table=True):
+    """A decision point of a case: N-of-M approvers by role, a deadline, a timeout outcome."""
+
+    __tablename__ = "gates"
+    __table_args__ = (UniqueConstraint("case_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    key: str = Field(max_length=60)
+    seq: int
+    title: str = Field(max_length=300)
+    stage: str = Field(max_length=60)
+    approver_role: str = Field(max_length=60)
+    required: int
+    deadline_days: int
+    days: DayKind = Field(sa_type=_values(DayKind))
+    on_timeout: TimeoutOutcome = Field(sa_type=_values(TimeoutOutcome))
+    rework_stage: str | None = Field(default=None, max_length=60)
+    depends_on: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    planned_start: date
+    planned_due: date
+    forecast_start: date
+    forecast_due: date = Field(index=True)
+    critical: bool = False
+    status: GateStatus = Field(default=GateStatus.PENDING, index=True, sa_type=_values(GateStatus))
+    round: int = 1
+    opened_on: date | None = None
+    deadline: date | None = Field(default=None, index=True)
+    decided_on: date | None = None
+
+
+class GateDecision(SQLModel, table=True):
+    """One approver's vote on one round of a gate."""
+
+    __tablename__ = "gate_decisions"
+    __table_args__ = (UniqueConstraint("gate_id", "round", "approver_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    gate_id: int = Field(foreign_key="gates.id", index=True)
+    round: int
+    approver_id: int = Field(foreign_key="contacts.id")
+    decision: Decision = Field(sa_type=_values(Decision))
+    comment: str = ""
+    at: datetime
+    source: Source = Field(sa_type=_values(Source))
+
+
+class CaseEvent(SQLModel, table=True):
+    """Append-only audit trail: who changed what, when, from where, before and after."""
+
+    __tablename__ = "case_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    at: datetime = Field(index=True)
+    actor: str = Field(max_length=254)
+    kind: str = Field(max_length=60, index=True)
+    subject: str | None = Field(default=None, max_length=60)
+    before: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    after: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    source: Source = Field(sa_type=_values(Source))
+    source_ref: str | None = Field(default=None, max_length=120)
+    comment: str = ""
