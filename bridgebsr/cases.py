@@ -107,7 +107,7 @@ def _populate(session: Session, case: Case, template: Template, owner: Contact) 
     owner_ids = {m.owner_id for m in milestones if m.owner_id is not None}
     plan = planning.Plan(case, milestones, gates, planning.calendars_for(session, case, owner_ids))
     planned = planning.baseline(plan)
-    for node in (*milestones, *gates):
+    for node in plan.nodes():
         slot = planned[node.key]
         node.planned_start = node.forecast_start = slot.start
         node.planned_due = node.forecast_due = slot.due
@@ -126,8 +126,8 @@ def _owners_by_role(
             select(Contact).where(Contact.role == role).order_by(col(Contact.id))
         ).all()
         local = [c for c in candidates if c.partner_id == case.lead_partner_id]
-        chosen = (local or list(candidates) or [None])[0]
-        owners[role] = chosen.id if chosen is not None else None
+        chosen = [*local, *candidates]
+        owners[role] = chosen[0].id if chosen else None
     return owners
 
 
@@ -221,7 +221,7 @@ def change_case(
 
 
 def _require_finished(session: Session, case: Case) -> None:
-    nodes = [*store.milestones_of(session, case), *store.gates_of(session, case)]
+    nodes = store.nodes_of(session, case)
     unfinished = [n.key for n in nodes if not planning.is_finished(n)]
     if unfinished:
         shown = ", ".join(unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")

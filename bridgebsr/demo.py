@@ -123,9 +123,7 @@ def _case(
 def _nodes(rt: Runtime, key: str) -> dict[str, Milestone | Gate]:
     with Session(rt.engine) as session:
         case = store.case_by_key(session, key)
-        return {
-            n.key: n for n in (*store.milestones_of(session, case), *store.gates_of(session, case))
-        }
+        return {n.key: n for n in store.nodes_of(session, case)}
 
 
 def _advance(rt: Runtime, key: str, through: str, today: date) -> None:

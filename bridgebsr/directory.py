@@ -94,6 +94,11 @@ def country_code(value: str) -> str:
     return code
 
 
+def _country_name(code: str) -> str:
+    country = pycountry.countries.get(alpha_2=code)
+    return str(country.name) if country is not None else code
+
+
 def zone_for(value: str, country: str) -> str:
     """The IANA zone given, or the country's main zone when blank."""
     if not value:
@@ -161,7 +166,7 @@ def parse_partners(sheet: Sheet) -> list[dict[str, Any]]:
             "country": country,
         }
         if country:
-            rec["region"] = raw.get("region") or pycountry.countries.get(alpha_2=country).name
+            rec["region"] = raw.get("region") or _country_name(country)
             rec["timezone"] = _cell(
                 problems, n, "timezone", zone_for, raw.get("timezone", ""), country
             )

@@ -32,6 +32,10 @@ class Plan:
     gates: Sequence[Gate]
     calendars: dict[int | None, WorkCalendar]
 
+    def nodes(self) -> list[Milestone | Gate]:
+        """Milestones then gates, in template order."""
+        return [*self.milestones, *self.gates]
+
     def calendar(self, node: Milestone | Gate) -> WorkCalendar:
         """A milestone follows its owner's country; a gate, and anything unowned, the case's."""
         owner = node.owner_id if isinstance(node, Milestone) else None
@@ -78,7 +82,7 @@ def finish_date(node: Milestone | Gate) -> date | None:
 def items(plan: Plan, *, actual: bool) -> list[Item]:
     """The scheduler's view of every milestone and gate (with actual dates when `actual`)."""
     out = []
-    for node in (*plan.milestones, *plan.gates):
+    for node in plan.nodes():
         duration = node.duration if isinstance(node, Milestone) else node.deadline_days
         started = node.started_on if isinstance(node, Milestone) else node.opened_on
         out.append(
@@ -106,7 +110,7 @@ def reforecast(plan: Plan, template: Template, today: date) -> list[Change]:
     """Open gates whose predecessors finished, then move forecasts and the current stage."""
     changes = _open_ready_gates(plan, today)
     slots = schedule(items(plan, actual=True), plan.case.start_date, today)
-    for node in (*plan.milestones, *plan.gates):
+    for node in plan.nodes():
         slot = slots[node.key]
         node.forecast_start, node.forecast_due, node.critical = slot.start, slot.due, slot.critical
     case = plan.case
@@ -117,13 +121,13 @@ def reforecast(plan: Plan, template: Template, today: date) -> list[Change]:
 
 def current_stage(plan: Plan, template: Template) -> str | None:
     """The first stage, in template order, with unfinished work (None when all is finished)."""
-    open_stages = {n.stage for n in (*plan.milestones, *plan.gates) if not is_finished(n)}
+    open_stages = {n.stage for n in plan.nodes() if not is_finished(n)}
     return next((s.key for s in template.stages if s.key in open_stages), None)
 
 
 def open_predecessors(plan: Plan, node: Milestone | Gate) -> list[str]:
     """Keys of this item's predecessors that are not finished."""
-    by_key = {n.key: n for n in (*plan.milestones, *plan.gates)}
+    by_key = {n.key: n for n in plan.nodes()}
     return [d["key"] for d in node.depends_on if not is_finished(by_key[d["key"]])]
 
 

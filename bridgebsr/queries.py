@@ -84,7 +84,9 @@ def show_case(*, session: Session, key: str, today: date) -> dict[str, Any]:
     assert owner is not None and partner is not None
     milestones, gates = store.milestones_of(session, case), store.gates_of(session, case)
     emails = dict(session.exec(select(Contact.id, Contact.email)).all())
-    nodes = sorted([*milestones, *gates], key=lambda n: (n.forecast_due, n.key))
+    nodes: list[Milestone | Gate] = sorted(
+        [*milestones, *gates], key=lambda n: (n.forecast_due, n.key)
+    )
     return {
         **_case_row(case, owner.email, partner.code),
         "template_version": case.template_version,

@@ -66,6 +66,11 @@ def gates_of(session: Session, case: Case) -> list[Gate]:
     return list(session.exec(select(Gate).where(Gate.case_id == case.id).order_by(col(Gate.seq))))
 
 
+def nodes_of(session: Session, case: Case) -> list[Milestone | Gate]:
+    """A case's milestones then gates, in template order."""
+    return [*milestones_of(session, case), *gates_of(session, case)]
+
+
 def claim(session: Session, case: Case, expected_version: int | None, now: datetime) -> None:
     """Move the case to its next version, refusing if someone else changed it first."""
     base = case.version
@@ -123,7 +128,7 @@ def next_key(session: Session, prefix: str, year: int) -> str:
             update(KeySequence)
             .where(col(KeySequence.prefix) == prefix, col(KeySequence.year) == year)
             .values(last=KeySequence.last + 1)
-            .returning(KeySequence.last)
+            .returning(col(KeySequence.last))
         ).scalar_one_or_none()
         if number is not None:
             return f"{prefix}-{year}-{number:04d}"

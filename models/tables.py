@@ -1,9 +1,8 @@
 """The case store's tables. Statuses change only through bridgebsr.lifecycle (checked at flush)."""
 
 from datetime import UTC, date, datetime
-from typing import Any
-
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import JSON, UniqueConstraint
 from sqlalchemy import Enum as SAEnum

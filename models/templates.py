@@ -151,6 +151,7 @@ def template_problems(t: Template) -> list[tuple[Loc, str]]:
                 problems.append(((*loc, "stage"), f"unknown stage '{node.stage}'"))
     for section, items in (("milestones", t.milestones), ("gates", t.gates)):
         for i, node in enumerate(items):
+            assert isinstance(node, MilestoneSpec | GateSpec)
             problems += _node_problems(t, (section, i), node, keys, roles, stages)
     for i, step in enumerate(t.ladder):
         for j, role in enumerate(step.notify):

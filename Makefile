@@ -1,0 +1,32 @@
+# bridgebsr: `make run` starts the demo, `make test` runs every check. Both install from nothing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run demo lint test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,postgres]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/bridgebsr demo
+
+demo: run
+
+lint: $(STAMP)
+	$(BIN)/ruff check models notifications bridgebsr flows tests
+	$(BIN)/ruff format --check models notifications bridgebsr flows tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .bridgebsr .pytest_cache .mypy_cache .ruff_cache *.egg-info
