@@ -8,7 +8,8 @@ import typer
 from bridgebsr import directory
 from bridgebsr.catalog import load_template
 from bridgebsr.cli._common import JSON_OPTION, console, emit_json, emit_table, runtime
-from bridgebsr.db import write_session
+from bridgebsr.db import read_session, write_session
+from models import GateSpec, MilestoneSpec, Template
 
 partners_app = typer.Typer(help="Import and list partner organisations.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Import and list contacts.", no_args_is_help=True)
@@ -52,7 +53,7 @@ def _print_report(report: directory.ImportReport) -> None:
 def list_partners(as_json: bool = JSON_OPTION) -> None:
     """List partners."""
     rt = runtime()
-    with write_session(rt.engine) as session:
+    with read_session(rt.engine) as session:
         rows = directory.list_partners(session=session)
     if as_json:
         emit_json(rows)
@@ -68,7 +69,7 @@ def list_partners(as_json: bool = JSON_OPTION) -> None:
 def list_contacts(as_json: bool = JSON_OPTION) -> None:
     """List contacts."""
     rt = runtime()
-    with write_session(rt.engine) as session:
+    with read_session(rt.engine) as session:
         rows = directory.list_contacts(session=session)
     if as_json:
         emit_json(rows)
@@ -116,23 +117,28 @@ def show_template(kind: str, as_json: bool = JSON_OPTION) -> None:
         emit_json(t.model_dump(mode="json"))
         return
     console.print(f"[bold]{t.kind}[/bold] v{t.version} ({t.key_prefix}) {t.title}", markup=True)
-    rows = [
-        {
-            "stage": n.stage,
-            "key": n.key,
-            "what": "gate" if hasattr(n, "approvers") else "milestone",
-            "days": f"{getattr(n, 'duration', getattr(n, 'deadline', 0))} {t.day_kind(n).value}",
-            "after": ", ".join(f"{d.key}+{d.lag}" if d.lag else d.key for d in n.after),
-            "who": getattr(n, "owner", None) or f"{n.approvers.required}x {n.approvers.role}",  # type: ignore[union-attr]
-            "title": n.title,
-        }
-        for n in sorted(t.nodes(), key=lambda n: t.stage_index(n.stage))
-    ]
+    rows = [_node_row(t, n) for n in sorted(t.nodes(), key=lambda n: t.stage_index(n.stage))]
     emit_table(
         "Stages, milestones and gates",
         rows,
         ("stage", "key", "what", "days", "after", "who", "title"),
     )
+
+
+def _node_row(t: Template, n: MilestoneSpec | GateSpec) -> dict[str, str]:
+    if isinstance(n, GateSpec):
+        what, length, who = "gate", n.deadline, f"{n.approvers.required}x {n.approvers.role}"
+    else:
+        what, length, who = "milestone", n.duration, n.owner
+    return {
+        "stage": n.stage,
+        "key": n.key,
+        "what": what,
+        "days": f"{length} {t.day_kind(n).value}",
+        "after": ", ".join(f"{d.key}+{d.lag}" if d.lag else d.key for d in n.after),
+        "who": who,
+        "title": n.title,
+    }
 
 
 @templates_app.command("validate")
