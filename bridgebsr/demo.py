@@ -145,6 +145,8 @@ def _advance(rt: Runtime, key: str, through: str, today: date) -> None:
             _approve(rt, key, node, today)
             continue
         day = min(node.forecast_due + timedelta(days=SLIPS[n % len(SLIPS)]), today - timedelta(1))
+        finished = [planning.finish_date(nodes[d["key"]]) for d in node.depends_on]
+        day = max([day, *(f for f in finished if f is not None)])
         with write_session(rt.engine) as session:
             progress.progress_milestone(
                 session=session,

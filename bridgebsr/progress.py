@@ -109,6 +109,22 @@ def _check_day(work: _Work, on: date | None) -> date:
     return day
 
 
+def _check_order(work: _Work, milestone: Milestone, action: str, day: date) -> None:
+    """A backdated change may not put a milestone before its own start or its predecessors."""
+    what = f"{milestone.key} of {work.case.key}"
+    if milestone.started_on is not None and day < milestone.started_on:
+        raise InvalidInput(f"--on {day} is before {what} started ({milestone.started_on})")
+    if not milestone.strict or action == "waive":
+        return
+    by_key = {n.key: n for n in work.plan.nodes()}
+    for link in milestone.depends_on:
+        finished = planning.finish_date(by_key[link["key"]])
+        if finished is not None and day < finished:
+            raise InvalidInput(
+                f"--on {day} is before predecessor {link['key']} of {what} finished ({finished})"
+            )
+
+
 def progress_milestone(
     *,
     session: Session,
@@ -128,6 +144,7 @@ def progress_milestone(
     new, change = lifecycle.milestone_change(
         action, work.case.key, milestone.key, milestone.status, blocking
     )
+    _check_order(work, milestone, action, day)
     milestone.status = new
     if new in {MilestoneStatus.IN_PROGRESS, MilestoneStatus.DONE}:
         milestone.started_on = milestone.started_on or day
