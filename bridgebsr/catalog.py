@@ -83,9 +83,15 @@ def parse_template(text: str, where: str) -> Template:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InvalidInput(f"{where}{line}: not valid YAML: {problem}") from None
+        message = f"{where}{line}: not valid YAML: {problem}"
+        raise InvalidInput(message, [message]) from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{where}: a template is a YAML mapping with kind, version, stages, ...")
+    if doubled := _doubled_keys(root):
+        lines = [f"{where}:{line}: {_dotted(loc)}: {msg}" for loc, line, msg in doubled]
+        raise InvalidInput(
+            f"{where}: {len(lines)} problem(s) in template; first: {lines[0]}", lines
+        )
     try:
         template = Template.model_validate(data)
     except ValidationError as exc:
@@ -100,6 +106,23 @@ def _invalid(where: str, root: yaml.Node | None, problems: list[tuple[Loc, str]]
     lines = [f"{where}:{_line(root, loc)}: {_dotted(loc)}: {msg}" for loc, msg in problems]
     summary = f"{where}: {len(lines)} problem(s) in template; first: {lines[0]}"
     return InvalidInput(summary, lines)
+
+
+def _doubled_keys(node: Any, loc: Loc = ()) -> list[tuple[Loc, int, str]]:
+    """Keys given twice in one mapping (YAML would silently keep the last), with their line."""
+    found: list[tuple[Loc, int, str]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                line = key.start_mark.line + 1
+                found.append(((*loc, key.value), line, f"'{key.value}' is given twice here"))
+            seen.add(key.value)
+            found += _doubled_keys(value, (*loc, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _doubled_keys(item, (*loc, i))
+    return found
 
 
 def _dotted(loc: Loc) -> str:

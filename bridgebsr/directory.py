@@ -148,6 +148,8 @@ def _email(value: str) -> str:
 def _unique(problems: _Problems, rows: Iterable[tuple[int, dict[str, Any]]], key: str) -> None:
     seen: dict[Any, int] = {}
     for number, values in rows:
+        if values[key] is None:
+            continue  # already reported as invalid
         if values[key] in seen:
             problems.add(number, key, f"'{values[key]}' also appears in row {seen[values[key]]}")
         seen.setdefault(values[key], number)

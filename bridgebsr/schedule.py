@@ -91,7 +91,8 @@ def _place(item: Item, slots: Mapping[str, Slot], start: date, today: date | Non
 def _mark_critical(slots: dict[str, Slot]) -> None:
     if not slots:
         return
-    last = max(slots, key=lambda key: slots[key].due)
+    # The latest-finishing item; on a tie, the one furthest down the dependency order.
+    last = max(reversed(list(slots)), key=lambda key: slots[key].due)
     key: str | None = last
     while key is not None:
         slots[key].critical = True

@@ -22,12 +22,15 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 def postgres_available() -> bool:
     """Whether the PostgreSQL test server answers."""
+    engine = create_engine(PG_ADMIN_URL)
     try:
-        with create_engine(PG_ADMIN_URL).connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return True
     except Exception:
         return False
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

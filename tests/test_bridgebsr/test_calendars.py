@@ -1,0 +1,242 @@
+"""Working days per country and German state: known holidays, arithmetic and its laws."""
+
+from datetime import date
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridgebsr.calendars import (
+    SCANBALT_COUNTRIES,
+    WorkCalendar,
+    calendar_for,
+    subdivision_of,
+    supports_country,
+)
+from models import DayKind
+
+D = date.fromisoformat
+
+
+def test_scanbalt_countries_are_the_eleven_of_the_bioregion() -> None:
+    assert sorted(SCANBALT_COUNTRIES) == sorted(
+        ["DK", "SE", "FI", "NO", "IS", "EE", "LV", "LT", "PL", "DE", "RU"]
+    )
+    assert all(supports_country(c) for c in SCANBALT_COUNTRIES)
+    assert not supports_country("XX")
+
+
+@pytest.mark.parametrize(
+    ("day", "name"),
+    [
+        ("2026-01-01", "New Year's Day"),  # Thursday
+        ("2026-04-02", "Maundy Thursday"),
+        ("2026-04-03", "Good Friday"),
+        ("2026-04-06", "Easter Monday"),  # Easter Sunday 2026 is 5 April
+        ("2026-05-14", "Ascension Day"),  # Easter + 39 days, a Thursday
+        ("2026-05-25", "Pentecost Monday"),  # Easter + 50 days
+        ("2026-12-25", "Christmas Day"),  # Friday
+    ],
+)
+def test_danish_holidays_2026_are_not_working_days(day: str, name: str) -> None:
+    dk = calendar_for("DK")
+    assert dk.holiday_name(D(day)) == name
+    assert not dk.is_working_day(D(day))
+
+
+def test_danish_weekdays_around_easter_and_christmas_2026() -> None:
+    dk = calendar_for("DK")
+    # Wed 1 April and Tue 7 April frame the Easter break; Christmas Eve is not a public
+    # holiday in Denmark's calendar, so Thu 24 December 2026 is a working day there.
+    for day in ("2026-04-01", "2026-04-07", "2026-12-24", "2026-12-28"):
+        assert dk.is_working_day(D(day)), day
+        assert dk.holiday_name(D(day)) is None
+    assert not dk.is_working_day(D("2026-12-26"))  # Saturday (and Second Day of Christmas)
+    assert not dk.is_working_day(D("2026-12-27"))  # Sunday, no holiday
+    assert dk.holiday_name(D("2026-12-27")) is None
+
+
+def test_polish_christmas_eve_is_a_holiday_since_2025() -> None:
+    pl = calendar_for("PL")
+    assert not pl.is_working_day(D("2025-12-24"))  # Wednesday
+    assert not pl.is_working_day(D("2026-12-24"))  # Thursday
+    assert not pl.is_working_day(D("2027-01-06"))  # Epiphany, a Wednesday
+
+
+@pytest.mark.parametrize(
+    ("country", "day"),
+    [
+        ("DK", "2025-12-25"),  # Thursday: Christmas Day
+        ("SE", "2025-06-06"),  # Friday: National Day
+        ("FI", "2024-12-06"),  # Friday: Independence Day
+        ("NO", "2024-05-17"),  # Friday: Constitution Day
+        ("IS", "2025-06-17"),  # Tuesday: National Day
+        ("EE", "2025-02-24"),  # Monday: Independence Day
+        ("LV", "2025-11-18"),  # Tuesday: Proclamation Day
+        ("LT", "2026-02-16"),  # Monday: Restoration of the State
+        ("PL", "2025-11-11"),  # Tuesday: Independence Day
+        ("DE", "2025-10-03"),  # Friday: German Unity Day
+        ("RU", "2025-06-12"),  # Thursday: Russia Day
+    ],
+)
+def test_each_scanbalt_country_knows_its_national_day(country: str, day: str) -> None:
+    cal = calendar_for(country)
+    assert D(day).weekday() < 5
+    assert not cal.is_working_day(D(day))
+    assert cal.holiday_name(D(day)) is not None
+
+
+def test_reformation_day_is_a_holiday_in_mecklenburg_vorpommern_only() -> None:
+    # 31 October 2025 is a Friday (in 2026 it is a Saturday and would prove nothing).
+    day = D("2025-10-31")
+    mv, bw, de = calendar_for("DE", "MV"), calendar_for("DE", "BW"), calendar_for("DE")
+    assert mv.holiday_name(day) == "Reformation Day"
+    assert not mv.is_working_day(day)
+    assert bw.is_working_day(day)
+    assert bw.holiday_name(day) is None
+    assert de.is_working_day(day)
+    # Epiphany (Tue 6 January 2026) is the other way round.
+    assert not bw.is_working_day(D("2026-01-06"))
+    assert mv.is_working_day(D("2026-01-06"))
+
+
+def test_calendar_for_is_shared_and_named() -> None:
+    assert calendar_for("DE", "MV") is calendar_for("DE", "MV")
+    assert repr(calendar_for("DE", "MV")) == "WorkCalendar(DE-MV)"
+    assert repr(calendar_for("DK")) == "WorkCalendar(DK)"
+
+
+@pytest.mark.parametrize(
+    ("region", "code"),
+    [
+        ("Mecklenburg-Vorpommern", "MV"),
+        ("mecklenburg-vorpommern", "MV"),
+        ("MV", "MV"),
+        ("mv", "MV"),
+        ("Baden-Württemberg", "BW"),
+        ("Atlantis", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_subdivision_of_germany(region: str | None, code: str | None) -> None:
+    assert subdivision_of("DE", region) == code
+
+
+def test_subdivision_of_a_country_without_subdivisions_is_none() -> None:
+    assert subdivision_of("DK", "Hovedstaden") is None
+
+
+def test_roll_forward() -> None:
+    dk = calendar_for("DK")
+    assert dk.roll_forward(D("2026-04-01")) == D("2026-04-01")  # already a working day
+    # Thu 2 .. Mon 6 April 2026 are holidays or weekend days.
+    assert dk.roll_forward(D("2026-04-02")) == D("2026-04-07")
+    assert dk.roll_forward(D("2026-12-25")) == D("2026-12-28")
+
+
+@pytest.mark.parametrize(
+    ("country", "start", "count", "expected"),
+    [
+        # DK: Thu 24 Dec = 1, Fri 25 holiday, weekend, Mon 28 = 2, Tue 29 = 3.
+        ("DK", "2026-12-23", 3, "2026-12-29"),
+        # PL: Thu 24 and Fri 25 holidays, weekend, Mon 28 = 1, Tue 29 = 2, Wed 30 = 3.
+        ("PL", "2026-12-23", 3, "2026-12-30"),
+        # DK: 24, 28, 29, 30, 31 = 5; Fri 1 Jan holiday, weekend; Mon 4 = 6, Tue 5 = 7.
+        ("DK", "2026-12-23", 7, "2027-01-05"),
+        # PL: 28, 29, 30, 31 = 4; Fri 1 Jan; Mon 4 = 5, Tue 5 = 6; Wed 6 Epiphany; Thu 7 = 7.
+        ("PL", "2026-12-23", 7, "2027-01-07"),
+        # Backwards over the same break.
+        ("DK", "2026-12-29", -3, "2026-12-23"),
+        ("PL", "2026-12-30", -3, "2026-12-23"),
+        # Zero moves nothing, even from a holiday.
+        ("DK", "2026-12-25", 0, "2026-12-25"),
+        # From a holiday: Mon 28 = 1.
+        ("DK", "2026-12-25", 1, "2026-12-28"),
+        # DK Easter: Tue 31 Mar = 1, Wed 1 Apr = 2, Thu 2 .. Mon 6 off, Tue 7 Apr = 3.
+        ("DK", "2026-03-30", 3, "2026-04-07"),
+    ],
+)
+def test_add_working_days_across_holidays(
+    country: str, start: str, count: int, expected: str
+) -> None:
+    assert calendar_for(country).add_working_days(D(start), count) == D(expected)
+
+
+def test_add_counts_working_or_calendar_days() -> None:
+    dk = calendar_for("DK")
+    assert dk.add(D("2026-12-23"), 3, DayKind.WORKING) == D("2026-12-29")
+    assert dk.add(D("2026-12-23"), 3, DayKind.CALENDAR) == D("2026-12-26")
+    assert dk.add(D("2026-12-23"), -30, DayKind.CALENDAR) == D("2026-11-23")
+
+
+@pytest.mark.parametrize(
+    ("country", "start", "end", "expected"),
+    [
+        ("DK", "2026-12-23", "2026-12-29", 3),  # 24, 28, 29
+        ("PL", "2026-12-23", "2026-12-29", 2),  # 28, 29
+        ("DK", "2026-12-29", "2026-12-23", -3),
+        ("PL", "2026-12-29", "2026-12-23", -2),
+        ("DK", "2026-12-23", "2026-12-23", 0),
+        ("DK", "2026-03-30", "2026-04-07", 3),  # 31 Mar, 1 Apr, 7 Apr
+        ("DK", "2026-04-07", "2026-03-30", -3),
+        ("DK", "2026-12-24", "2026-12-27", 0),  # Fri 25 .. Sun 27 all off
+    ],
+)
+def test_working_days_between(country: str, start: str, end: str, expected: int) -> None:
+    assert calendar_for(country).working_days_between(D(start), D(end)) == expected
+
+
+# Properties over every ScanBalt calendar plus the two German states the consortium sits in.
+CALENDARS = [calendar_for(c) for c in SCANBALT_COUNTRIES] + [
+    calendar_for("DE", "MV"),
+    calendar_for("DE", "BW"),
+]
+calendars = st.sampled_from(CALENDARS)
+days = st.dates(min_value=D("2024-01-01"), max_value=D("2030-12-31"))
+PROPS = settings(max_examples=300, deadline=None)
+
+
+@PROPS
+@given(cal=calendars, day=days, n=st.integers(min_value=1, max_value=60))
+def test_adding_working_days_lands_on_a_working_day(cal: WorkCalendar, day: date, n: int) -> None:
+    result = cal.add_working_days(day, n)
+    assert result > day
+    assert cal.is_working_day(result)
+
+
+@PROPS
+@given(cal=calendars, day=days, n=st.integers(min_value=-60, max_value=60))
+def test_working_days_between_inverts_add(cal: WorkCalendar, day: date, n: int) -> None:
+    start = cal.roll_forward(day)
+    assert cal.working_days_between(start, cal.add_working_days(start, n)) == n
+
+
+@PROPS
+@given(
+    cal=calendars,
+    day=days,
+    a=st.integers(min_value=0, max_value=40),
+    b=st.integers(min_value=0, max_value=40),
+)
+def test_adding_working_days_composes(cal: WorkCalendar, day: date, a: int, b: int) -> None:
+    assert cal.add_working_days(cal.add_working_days(day, a), b) == cal.add_working_days(day, a + b)
+
+
+@PROPS
+@given(
+    cal=calendars,
+    day=days,
+    n=st.integers(min_value=-40, max_value=40),
+    more=st.integers(min_value=1, max_value=20),
+)
+def test_adding_working_days_is_strictly_monotonic(
+    cal: WorkCalendar, day: date, n: int, more: int
+) -> None:
+    assert cal.add_working_days(day, n) < cal.add_working_days(day, n + more)
+
+
+@PROPS
+@given(cal=calendars, a=days, b=days)
+def test_working_days_between_is_antisymmetric(cal: WorkCalendar, a: date, b: date) -> None:
+    assert cal.working_days_between(a, b) == -cal.working_days_between(b, a)

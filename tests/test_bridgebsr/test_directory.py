@@ -1,0 +1,480 @@
+"""Partner and contact imports from CSV and XLSX: all rows or none, every problem located."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openpyxl import Workbook
+from sqlalchemy import text
+
+from bridgebsr.bootstrap import Runtime
+from bridgebsr.db import write_session
+from bridgebsr.directory import (
+    ImportReport,
+    import_contacts,
+    import_partners,
+    list_contacts,
+    list_partners,
+    parse_contacts,
+)
+from bridgebsr.errors import InvalidInput
+from bridgebsr.sheets import read_sheet
+
+# Headers in a shuffled order and mixed case; a comma inside a name is safe with ';'.
+PARTNERS = [
+    ["Country", "NAME", "Kind", "CODE", "TimeZone", "Region"],
+    ["DK", "Øresund Bio Partners", "Tech Transfer", "oresund", "", ""],
+    [
+        "DE",
+        "Universität Greifswald",
+        "university",
+        "UNIGW",
+        "Europe/Berlin",
+        "Mecklenburg-Vorpommern",
+    ],
+    ["LV", "Latvijas biotehnoloģijas ļaudis", "PUBLIC_AUTHORITY", "lvbio", "", "Rīga"],
+    ["LT", "Vilniaus gyvybės mokslų centras", "cluster", "VGMC", "Europe/Vilnius", ""],
+    ["pl", "Instytut Biochemii, Żoliborz", "national contact point", "IBB-PAN", "", "Mazowieckie"],
+]
+IN_FILE_ORDER = ["ORESUND", "UNIGW", "LVBIO", "VGMC", "IBB-PAN"]
+EXPECTED = [
+    {
+        "code": "IBB-PAN",
+        "name": "Instytut Biochemii, Żoliborz",
+        "kind": "national-contact-point",
+        "country": "PL",
+        "region": "Mazowieckie",
+        "timezone": "Europe/Warsaw",
+    },
+    {
+        "code": "LVBIO",
+        "name": "Latvijas biotehnoloģijas ļaudis",
+        "kind": "public-authority",
+        "country": "LV",
+        "region": "Rīga",
+        "timezone": "Europe/Riga",
+    },
+    {
+        "code": "ORESUND",
+        "name": "Øresund Bio Partners",
+        "kind": "tech-transfer",
+        "country": "DK",
+        "region": "Denmark",
+        "timezone": "Europe/Copenhagen",
+    },
+    {
+        "code": "UNIGW",
+        "name": "Universität Greifswald",
+        "kind": "university",
+        "country": "DE",
+        "region": "Mecklenburg-Vorpommern",
+        "timezone": "Europe/Berlin",
+    },
+    {
+        "code": "VGMC",
+        "name": "Vilniaus gyvybės mokslų centras",
+        "kind": "cluster",
+        "country": "LT",
+        "region": "Lithuania",
+        "timezone": "Europe/Vilnius",
+    },
+]
+
+
+def _csv(path: Path, rows: list[list[str]], *, delimiter: str = ";", bom: bool = True) -> Path:
+    body = "\r\n".join(delimiter.join(row) for row in rows) + "\r\n"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + body.encode("utf-8"))
+    return path
+
+
+def _xlsx(path: Path, rows: list[list[Any]]) -> Path:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append([None if cell == "" else cell for cell in row])
+    book.save(path)
+    return path
+
+
+def _partners(rt: Runtime, path: Path, *, dry_run: bool = False) -> ImportReport:
+    with write_session(rt.engine) as session:
+        return import_partners(session=session, path=path, dry_run=dry_run)
+
+
+def _contacts(rt: Runtime, path: Path, *, dry_run: bool = False) -> ImportReport:
+    with write_session(rt.engine) as session:
+        return import_contacts(
+            session=session, path=path, roles=rt.catalog.roles(), dry_run=dry_run
+        )
+
+
+def _listed(rt: Runtime) -> list[dict[str, Any]]:
+    with write_session(rt.engine) as session:
+        return list_partners(session=session)
+
+
+def _count(rt: Runtime, table: str) -> int:
+    with rt.engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def _refusal(call: Any, *args: Any, **kwargs: Any) -> InvalidInput:
+    with pytest.raises(InvalidInput) as refused:
+        call(*args, **kwargs)
+    return refused.value
+
+
+# Partners
+
+
+def test_partners_import_from_a_semicolon_csv_with_a_bom(rt: Runtime, tmp_path: Path) -> None:
+    report = _partners(rt, _csv(tmp_path / "partners.csv", PARTNERS))
+    assert (report.created, report.updated, report.unchanged) == (IN_FILE_ORDER, [], [])
+    assert report.summary() == "partners: created 5, updated 0, unchanged 0"
+    assert _listed(rt) == EXPECTED
+
+
+def test_partner_names_come_back_byte_exact(rt: Runtime, tmp_path: Path) -> None:
+    _partners(rt, _csv(tmp_path / "partners.csv", PARTNERS))
+    with rt.engine.connect() as conn:
+        names: dict[str, str] = dict(conn.execute(text("SELECT code, name FROM partners")).all())
+    for code, name in (
+        ("ORESUND", "Øresund Bio Partners"),
+        ("UNIGW", "Universität Greifswald"),
+        ("LVBIO", "Latvijas biotehnoloģijas ļaudis"),
+        ("VGMC", "Vilniaus gyvybės mokslų centras"),
+        ("IBB-PAN", "Instytut Biochemii, Żoliborz"),
+    ):
+        assert names[code].encode("utf-8") == name.encode("utf-8")
+    assert names["ORESUND"].encode("utf-8")[:2] == b"\xc3\x98"  # Ø, NFC, no BOM left over
+
+
+def test_a_comma_csv_without_bom_reads_the_same(rt: Runtime, tmp_path: Path) -> None:
+    rows = [[cell.replace(",", "") for cell in row] for row in PARTNERS]
+    _partners(rt, _csv(tmp_path / "partners.csv", rows, delimiter=",", bom=False))
+    expected = [{**p, "name": p["name"].replace(",", "")} for p in EXPECTED]
+    assert _listed(rt) == expected
+
+
+def test_reimporting_the_same_file_changes_nothing(rt: Runtime, tmp_path: Path) -> None:
+    path = _csv(tmp_path / "partners.csv", PARTNERS)
+    _partners(rt, path)
+    report = _partners(rt, path)
+    assert (report.created, report.updated, report.unchanged) == ([], [], IN_FILE_ORDER)
+    assert report.summary() == "partners: created 0, updated 0, unchanged 5"
+    assert _listed(rt) == EXPECTED
+
+
+def test_a_changed_row_updates_that_partner_only(rt: Runtime, tmp_path: Path) -> None:
+    _partners(rt, _csv(tmp_path / "partners.csv", PARTNERS))
+    changed = [row[:] for row in PARTNERS]
+    changed[2][1] = "Universität Greifswald, Institut für Biochemie"
+    changed[4][4] = ""  # VGMC: blank zone falls back to Lithuania's, the same as before
+    report = _partners(rt, _csv(tmp_path / "changed.csv", changed))
+    assert report.updated == ["UNIGW"]
+    assert report.unchanged == ["ORESUND", "LVBIO", "VGMC", "IBB-PAN"]
+    listed = {p["code"]: p for p in _listed(rt)}
+    assert listed["UNIGW"]["name"] == "Universität Greifswald, Institut für Biochemie"
+    assert _count(rt, "partners") == 5
+
+
+def test_a_dry_run_reports_but_writes_nothing(rt: Runtime, tmp_path: Path) -> None:
+    path = _csv(tmp_path / "partners.csv", PARTNERS)
+    report = _partners(rt, path, dry_run=True)
+    assert report.dry_run
+    assert report.created == IN_FILE_ORDER
+    assert report.summary() == "partners: would create 5, would update 0, unchanged 0"
+    assert _count(rt, "partners") == 0
+
+    _partners(rt, path)
+    changed = [row[:] for row in PARTNERS]
+    changed[1][1] = "Øresund Bio Partners ApS"
+    report = _partners(rt, _csv(tmp_path / "changed.csv", changed), dry_run=True)
+    assert (report.created, report.updated) == ([], ["ORESUND"])
+    assert report.summary() == "partners: would create 0, would update 1, unchanged 4"
+    assert _listed(rt) == EXPECTED
+
+
+BAD_PARTNERS = [
+    ["code", "name", "kind", "country", "region", "timezone"],
+    ["GOOD", "Good Partner", "cluster", "DK", "", ""],
+    ["BADC", "Bad Country", "cluster", "XX", "", ""],
+    [],  # a blank line is skipped but still counted, so rows match the file's lines
+    ["BADTZ", "", "cluster", "SE", "", "Mars/Olympus"],
+    ["good", "Duplicate", "cluster", "FI", "", ""],
+]
+BAD_PARTNER_PROBLEMS = [
+    "partners.csv: row 3, column D (country): "
+    "'XX' is not an ISO 3166-1 alpha-2 country code (DK, SE, DE, ...)",
+    "partners.csv: row 5, column B (name): empty; every row needs a value here",
+    "partners.csv: row 5, column F (timezone): "
+    "'Mars/Olympus' is not an IANA time zone (Europe/Riga, ...)",
+    "partners.csv: row 6, column A (code): 'GOOD' also appears in row 2",
+]
+
+
+def test_bad_rows_are_all_named_and_nothing_is_written(rt: Runtime, tmp_path: Path) -> None:
+    error = _refusal(_partners, rt, _csv(tmp_path / "partners.csv", BAD_PARTNERS))
+    assert error.problems == BAD_PARTNER_PROBLEMS
+    assert str(error) == (
+        f"partners.csv: 4 problem(s), nothing imported; first: {BAD_PARTNER_PROBLEMS[0]}"
+    )
+    assert _count(rt, "partners") == 0
+
+
+def test_bad_rows_leave_existing_partners_as_they_were(rt: Runtime, tmp_path: Path) -> None:
+    _partners(rt, _csv(tmp_path / "partners.csv", PARTNERS))
+    rows = [*BAD_PARTNERS, ["ORESUND", "Renamed", "cluster", "DK", "", ""]]
+    error = _refusal(_partners, rt, _csv(tmp_path / "partners.csv", rows))
+    assert error.problems == BAD_PARTNER_PROBLEMS
+    assert _listed(rt) == EXPECTED
+
+
+def test_bad_rows_in_a_dry_run_are_refused_the_same(rt: Runtime, tmp_path: Path) -> None:
+    error = _refusal(_partners, rt, _csv(tmp_path / "partners.csv", BAD_PARTNERS), dry_run=True)
+    assert error.problems == BAD_PARTNER_PROBLEMS
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("Tech Transfer", "tech-transfer"),
+        ("PUBLIC_AUTHORITY", "public-authority"),
+        ("tech_transfer", "tech-transfer"),
+        ("Transnational-Collaboration", "transnational-collaboration"),
+        ("SME", "sme"),
+        ("national  contact point", "national-contact-point"),
+    ],
+)
+def test_partner_kind_ignores_case_spaces_hyphens_and_underscores(
+    rt: Runtime, tmp_path: Path, kind: str, expected: str
+) -> None:
+    rows = [["code", "name", "kind", "country"], ["P1", "Partner", kind, "SE"]]
+    _partners(rt, _csv(tmp_path / "p.csv", rows))
+    assert _listed(rt) == [
+        {
+            "code": "P1",
+            "name": "Partner",
+            "kind": expected,
+            "country": "SE",
+            "region": "Sweden",
+            "timezone": "Europe/Stockholm",
+        }
+    ]
+
+
+def test_an_unknown_kind_lists_the_known_ones(rt: Runtime, tmp_path: Path) -> None:
+    rows = [["code", "name", "kind", "country"], ["P1", "Partner", "charity", "SE"]]
+    error = _refusal(_partners, rt, _csv(tmp_path / "p.csv", rows))
+    assert error.problems == [
+        "p.csv: row 2, column C (kind): 'charity' is not a partner kind (cluster, "
+        "public-authority, tech-transfer, national-contact-point, "
+        "transnational-collaboration, university, sme, investor)"
+    ]
+
+
+def test_a_header_must_name_the_required_columns_and_no_others(rt: Runtime, tmp_path: Path) -> None:
+    rows = [["code", "name", "colour", "country"], ["P1", "Partner", "teal", "SE"]]
+    error = _refusal(_partners, rt, _csv(tmp_path / "p.csv", rows))
+    assert str(error) == (
+        "p.csv: row 1: missing column(s) kind; unknown column(s) colour; the header must "
+        "name code, name, kind, country (optional: region, timezone)"
+    )
+    assert _count(rt, "partners") == 0
+
+
+def test_xlsx_partners_import_the_same(rt: Runtime, tmp_path: Path) -> None:
+    path = _xlsx(tmp_path / "partners.xlsx", PARTNERS)
+    report = _partners(rt, path)
+    assert report.created == IN_FILE_ORDER
+    assert _listed(rt) == EXPECTED
+    again = _partners(rt, path)
+    assert again.unchanged == IN_FILE_ORDER
+
+
+def test_bad_xlsx_rows_are_named_and_nothing_is_written(rt: Runtime, tmp_path: Path) -> None:
+    rows = [row for row in BAD_PARTNERS if row]  # the sheet has no blank row
+    error = _refusal(_partners, rt, _xlsx(tmp_path / "partners.xlsx", rows))
+    assert error.problems == [
+        "partners.xlsx: row 3, column D (country): "
+        "'XX' is not an ISO 3166-1 alpha-2 country code (DK, SE, DE, ...)",
+        "partners.xlsx: row 4, column B (name): empty; every row needs a value here",
+        "partners.xlsx: row 4, column F (timezone): "
+        "'Mars/Olympus' is not an IANA time zone (Europe/Riga, ...)",
+        "partners.xlsx: row 5, column A (code): 'GOOD' also appears in row 2",
+    ]
+    assert _count(rt, "partners") == 0
+
+
+def test_a_damaged_xlsx_is_refused(rt: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "partners.xlsx"
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    error = _refusal(_partners, rt, path)
+    assert str(error).startswith(f"{path}: not a readable XLSX file (")
+
+
+def test_non_utf8_bytes_are_refused_clearly(rt: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "partners.csv"
+    # "code,name,kind,country\n" is 23 bytes and "DK1," 4 more: Ø is byte 27 in Latin-1.
+    path.write_bytes("code,name,kind,country\nDK1,Øresund,cluster,DK\n".encode("latin-1"))
+    error = _refusal(_partners, rt, path)
+    assert str(error) == (f"{path}: not UTF-8 (byte 27); save the file as 'CSV UTF-8' and retry")
+    assert _count(rt, "partners") == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("partners.ods", b"x", "unsupported file type '.ods'; give a .csv or .xlsx file"),
+        ("partners.csv", b"", "the file is empty; the first row must name the columns"),
+        ("partners.csv", b"\xef\xbb\xbf\r\n", "the file is empty"),
+    ],
+)
+def test_unreadable_files_are_refused(
+    rt: Runtime, tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert str(_refusal(_partners, rt, path)).startswith(f"{path}: {message}")
+
+
+def test_a_missing_file_is_refused(rt: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.csv"
+    assert str(_refusal(_partners, rt, path)) == f"{path}: no such file"
+
+
+# Contacts
+
+
+CONTACTS = [
+    ["Email", "Name", "Partner", "Role", "Country", "Timezone"],
+    [
+        "Mette.Sorensen@ScanBalt.Example",
+        "Mette Højgaard Sørensen",
+        "oresund",
+        "coordinator",
+        "DK",
+        "",
+    ],
+    [
+        "jurgen@uni-greifswald.example",
+        "Jürgen Ölschläger",
+        "UNIGW",
+        "Pilot-Lead",
+        "DE",
+        "Europe/Berlin",
+    ],
+    ["zaneta@ibb.example", "Żaneta Łężak", "IBB-PAN", "sme-advisor", "PL", ""],
+]
+EXPECTED_CONTACTS = [
+    {
+        "email": "jurgen@uni-greifswald.example",
+        "name": "Jürgen Ölschläger",
+        "role": "pilot-lead",
+        "country": "DE",
+        "timezone": "Europe/Berlin",
+        "partner": "UNIGW",
+    },
+    {
+        "email": "mette.sorensen@scanbalt.example",
+        "name": "Mette Højgaard Sørensen",
+        "role": "coordinator",
+        "country": "DK",
+        "timezone": "Europe/Copenhagen",
+        "partner": "ORESUND",
+    },
+    {
+        "email": "zaneta@ibb.example",
+        "name": "Żaneta Łężak",
+        "role": "sme-advisor",
+        "country": "PL",
+        "timezone": "Europe/Warsaw",
+        "partner": "IBB-PAN",
+    },
+]
+
+
+@pytest.fixture
+def with_partners(rt: Runtime, tmp_path: Path) -> Runtime:
+    """`rt` with the five test partners imported."""
+    _partners(rt, _csv(tmp_path / "partners.csv", PARTNERS))
+    return rt
+
+
+def _listed_contacts(rt: Runtime) -> list[dict[str, Any]]:
+    with write_session(rt.engine) as session:
+        return list_contacts(session=session)
+
+
+def test_contacts_import_with_lower_case_emails(with_partners: Runtime, tmp_path: Path) -> None:
+    report = _contacts(with_partners, _csv(tmp_path / "contacts.csv", CONTACTS))
+    assert report.created == [
+        "mette.sorensen@scanbalt.example",
+        "jurgen@uni-greifswald.example",
+        "zaneta@ibb.example",
+    ]
+    assert _listed_contacts(with_partners) == EXPECTED_CONTACTS
+    again = _contacts(with_partners, _csv(tmp_path / "contacts.csv", CONTACTS))
+    assert (again.created, again.updated, len(again.unchanged)) == ([], [], 3)
+
+
+def test_contacts_dry_run_writes_nothing(with_partners: Runtime, tmp_path: Path) -> None:
+    report = _contacts(with_partners, _csv(tmp_path / "contacts.csv", CONTACTS), dry_run=True)
+    assert report.summary() == "contacts: would create 3, would update 0, unchanged 0"
+    assert _count(with_partners, "contacts") == 0
+
+
+def test_xlsx_contacts_import_the_same(with_partners: Runtime, tmp_path: Path) -> None:
+    _contacts(with_partners, _xlsx(tmp_path / "contacts.xlsx", CONTACTS))
+    assert _listed_contacts(with_partners) == EXPECTED_CONTACTS
+
+
+def test_unknown_partner_and_role_are_refused_with_row_and_column(
+    with_partners: Runtime, tmp_path: Path
+) -> None:
+    rows = [
+        ["email", "name", "partner", "role", "country"],
+        ["ok@example.org", "Ok", "ORESUND", "coordinator", "DK"],
+        ["who@example.org", "Who", "NOPE", "coordinator", "DK"],
+        ["wiz@example.org", "Wiz", "ORESUND", "wizard", "DK"],
+        ["OK@Example.org", "Ok Again", "UNIGW", "coordinator", "DE"],
+    ]
+    error = _refusal(_contacts, with_partners, _csv(tmp_path / "contacts.csv", rows))
+    assert len(error.problems) == 3
+    assert error.problems[0] == (
+        "contacts.csv: row 3, column C (partner): no partner 'NOPE'; import partners first"
+    )
+    assert error.problems[1].startswith(
+        "contacts.csv: row 4, column D (role): 'wizard' is not a role the templates name ("
+    )
+    assert "coordinator" in error.problems[1]
+    assert error.problems[2] == (
+        "contacts.csv: row 5, column A (email): 'ok@example.org' also appears in row 2"
+    )
+    assert _count(with_partners, "contacts") == 0
+
+
+def test_a_bad_email_is_refused(with_partners: Runtime, tmp_path: Path) -> None:
+    rows = [
+        ["email", "name", "partner", "role", "country"],
+        ["not-an-address", "Nobody", "ORESUND", "coordinator", "DK"],
+    ]
+    error = _refusal(_contacts, with_partners, _csv(tmp_path / "contacts.csv", rows))
+    assert len(error.problems) == 1
+    assert error.problems[0].startswith(
+        "contacts.csv: row 2, column A (email): 'not-an-address' is not an email address: "
+    )
+
+
+def test_two_invalid_emails_are_not_reported_as_duplicates(tmp_path: Path) -> None:
+    rows = [
+        ["email", "name", "partner", "role", "country"],
+        ["bad", "A", "P1", "coordinator", "DK"],
+        ["worse", "B", "P1", "coordinator", "DK"],
+    ]
+    sheet = read_sheet(_csv(tmp_path / "contacts.csv", rows))
+    with pytest.raises(InvalidInput) as refused:
+        parse_contacts(sheet, {"P1": 1}, {"coordinator"})
+    assert len(refused.value.problems) == 2
+    assert not any("None" in line for line in refused.value.problems)
