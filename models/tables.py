@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, UniqueConstraint
+from sqlalchemy import JSON, Text, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -184,7 +184,7 @@ class GateDecision(SQLModel, table=True):
     round: int
     approver_id: int = Field(foreign_key="contacts.id")
     decision: Decision = Field(sa_type=_values(Decision))
-    comment: str = ""
+    comment: str = Field(default="", sa_type=Text)
     at: datetime
     source: Source = Field(sa_type=_values(Source))
 
@@ -204,4 +204,4 @@ class CaseEvent(SQLModel, table=True):
     after: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     source: Source = Field(sa_type=_values(Source))
     source_ref: str | None = Field(default=None, max_length=120)
-    comment: str = ""
+    comment: str = Field(default="", sa_type=Text)
