@@ -20,6 +20,7 @@ from models import (
     Partner,
     Source,
     Template,
+    TimeoutOutcome,
 )
 
 
@@ -276,7 +277,7 @@ def _rework(work: _Work, gate: Gate, stage: str) -> list[Change]:
         if in_range and m.status in {MilestoneStatus.DONE, MilestoneStatus.WAIVED}:
             old = m.status
             m.status = lifecycle.next_status(lifecycle.MILESTONE_ACTIONS, "reopen", m.status, m.key)
-            m.started_on = m.finished_on = None
+            m.started_on = m.finished_on = m.overdue_on = None
             changes.append(
                 Change(
                     "milestone.reopen",
@@ -287,7 +288,7 @@ def _rework(work: _Work, gate: Gate, stage: str) -> list[Change]:
             )
     gate.status = lifecycle.next_status(lifecycle.GATE_ACTIONS, "reopen", gate.status, gate.key)
     gate.round += 1
-    gate.opened_on = gate.deadline = gate.decided_on = None
+    gate.opened_on = gate.deadline = gate.decided_on = gate.expired_on = None
     changes.append(
         Change(
             "gate.reopen",
@@ -297,6 +298,49 @@ def _rework(work: _Work, gate: Gate, stage: str) -> list[Change]:
         )
     )
     return changes
+
+
+def time_out_gate(
+    *, session: Session, case_key: str, gate_key: str, actor: Actor, now: datetime
+) -> Gate | None:
+    """Apply an open gate's timeout outcome once its deadline has passed (approve or reject).
+
+    Returns None when there is nothing to do: the gate was decided meanwhile, its deadline
+    has not passed, or its outcome is `escalate` (the monitor notifies instead).
+    """
+    work = _begin(session, case_key, f"time out gate {gate_key}", now)
+    gate = _gate(work, gate_key)
+    outcome = gate.on_timeout
+    if (
+        gate.status is not GateStatus.OPEN
+        or gate.deadline is None
+        or gate.deadline >= work.today
+        or outcome is TimeoutOutcome.ESCALATE
+    ):
+        session.rollback()
+        return None
+    gate.expired_on = work.today
+    expired = Change(
+        "gate.expired",
+        gate.key,
+        {"status": gate.status.value},
+        {"deadline": gate.deadline.isoformat(), "round": gate.round, "outcome": outcome.value},
+    )
+    if outcome is TimeoutOutcome.APPROVE:
+        gate.status = lifecycle.next_status(lifecycle.GATE_ACTIONS, "approve", gate.status, "")
+        gate.decided_on = work.today
+        decided = [
+            Change(
+                "gate.approve",
+                gate.key,
+                {"status": GateStatus.OPEN.value},
+                {"status": gate.status.value, "round": gate.round, "because": "deadline passed"},
+            )
+        ]
+    else:
+        decided = _reject(work, gate)
+    _commit(session, work, [expired, *decided], actor, now, None)
+    return gate
 
 
 def reforecast_case(*, session: Session, case_key: str, actor: Actor, now: datetime) -> Case:

@@ -165,10 +165,11 @@ def pin_template(session: Session, template: Template, digest: str) -> None:
 
 def template_of(session: Session, case: Case) -> Template:
     """The template version this case was opened with."""
-    return _pinned(session, case.kind, case.template_version)
+    return pinned_template(session, case.kind, case.template_version)
 
 
-def _pinned(session: Session, kind: str, version: int) -> Template:
+def pinned_template(session: Session, kind: str, version: int) -> Template:
+    """A pinned template version, parsed once per process."""
     stored = session.exec(
         select(TemplateVersion).where(
             TemplateVersion.kind == kind, TemplateVersion.version == version

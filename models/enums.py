@@ -77,5 +77,18 @@ class Source(StrEnum):
     API = "api"
 
 
+class NotificationStatus(StrEnum):
+    """Where an outbox row is on its way to its recipient."""
+
+    PENDING = "pending"
+    HELD = "held"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
 FINISHED_MILESTONE = frozenset({MilestoneStatus.DONE, MilestoneStatus.WAIVED})
 CLOSED_CASE = frozenset({CaseStatus.COMPLETED, CaseStatus.CANCELLED})
+OPEN_MILESTONE = frozenset(
+    {MilestoneStatus.PLANNED, MilestoneStatus.IN_PROGRESS, MilestoneStatus.BLOCKED}
+)

@@ -14,6 +14,7 @@ from models.enums import (
     Decision,
     GateStatus,
     MilestoneStatus,
+    NotificationStatus,
     PartnerKind,
     Source,
     TimeoutOutcome,
@@ -140,6 +141,9 @@ class Milestone(SQLModel, table=True):
     )
     started_on: date | None = None
     finished_on: date | None = None
+    overdue_on: date | None = Field(
+        default=None, description="First day the monitor saw it late (cleared on reopen)."
+    )
 
 
 class Gate(SQLModel, table=True):
@@ -171,6 +175,9 @@ class Gate(SQLModel, table=True):
     opened_on: date | None = None
     deadline: date | None = Field(default=None, index=True)
     decided_on: date | None = None
+    expired_on: date | None = Field(
+        default=None, description="Day the monitor found the deadline passed, this round."
+    )
 
 
 class GateDecision(SQLModel, table=True):
@@ -205,3 +212,28 @@ class CaseEvent(SQLModel, table=True):
     source: Source = Field(sa_type=_values(Source))
     source_ref: str | None = Field(default=None, max_length=120)
     comment: str = Field(default="", sa_type=Text)
+
+
+class Notification(SQLModel, table=True):
+    """Outbox row: one ladder step (or notice) for one recipient, written once by dedupe key."""
+
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, max_length=240)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    subject: str | None = Field(default=None, max_length=60)
+    rule: str = Field(max_length=60)
+    recipient_id: int = Field(foreign_key="contacts.id", index=True)
+    urgent: bool = False
+    status: NotificationStatus = Field(
+        default=NotificationStatus.PENDING, index=True, sa_type=_values(NotificationStatus)
+    )
+    due_on: date | None = None
+    fire_on: date
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, index=True)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    sent_at: datetime | None = None

@@ -9,6 +9,7 @@ from bridgebsr import migrate
 from bridgebsr.cli._common import AS_OF_HELP, fail, parse_when, runtime, today
 from bridgebsr.cli.cases import LIST_COLUMNS, case_app, gate_app, milestone_app
 from bridgebsr.cli.directory import contacts_app, partners_app, templates_app
+from bridgebsr.cli.monitor import monitor
 from bridgebsr.errors import BridgeError
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(case_app, name="case")
 app.add_typer(milestone_app, name="milestone")
 app.add_typer(gate_app, name="gate")
 app.add_typer(db_app, name="db")
+app.command()(monitor)
 
 
 @app.command()
@@ -53,17 +55,21 @@ def db_current() -> None:
 
 @app.command()
 def demo(as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None) -> None:
-    """Load the consortium and a demo portfolio, then print the portfolio."""
+    """Load the consortium and a demo portfolio, run one monitor pass, print the portfolio."""
     from bridgebsr import demo as demo_data
     from bridgebsr import queries
     from bridgebsr.cli._common import emit_table
+    from bridgebsr.cli.monitor import print_report
     from bridgebsr.db import read_session
+    from bridgebsr.monitor import run_monitor
 
     rt = runtime(ready=False)
     migrate.upgrade(rt.engine)
-    day = today(rt, parse_when(as_of, rt))
+    now = parse_when(as_of, rt)
+    day = today(rt, now)
     keys = demo_data.load_demo(rt, day)
     typer.echo(f"demo: opened {len(keys)} case(s)" if keys else "demo: cases already loaded")
+    print_report(run_monitor(rt.engine, now=now, zone=rt.settings.timezone))
     with read_session(rt.engine) as session:
         rows = queries.list_cases(session=session, today=day)
         late = {r["key"] for r in queries.list_cases(session=session, today=day, overdue=True)}

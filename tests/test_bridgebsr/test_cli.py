@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from bridgebsr import migrate
+
 BRIDGEBSR = Path(sys.executable).parent / "bridgebsr"
 AS_OF = "2026-11-26"
 SHIPPED = Path(__file__).parents[2] / "bridgebsr"
@@ -233,7 +235,7 @@ def test_commands_before_init_say_to_run_init_and_init_is_idempotent(tmp_path: P
     for _ in range(2):
         done = run(home, "init")
         assert done.returncode == 0, done.stderr
-        assert "case store ready at schema 0001" in done.stdout
+        assert f"case store ready at schema {migrate.head()}" in done.stdout
     assert run_json(home, "case", "list") == []
 
 

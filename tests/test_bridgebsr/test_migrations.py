@@ -25,7 +25,9 @@ CASE_TABLES = {
     "gates",
     "gate_decisions",
     "case_events",
+    "notifications",
 }
+HEAD = "0002"
 
 
 @pytest.fixture
@@ -59,14 +61,14 @@ def _add_partner(engine: Engine) -> None:
 
 
 def test_the_code_knows_one_head() -> None:
-    assert migrate.head() == "0001"
+    assert migrate.head() == HEAD
 
 
 def test_upgrade_from_empty_creates_the_case_store(empty: Engine) -> None:
     assert migrate.current(empty) is None
     assert _tables(empty) == set()
-    assert migrate.upgrade(empty) == "0001"
-    assert migrate.current(empty) == "0001"
+    assert migrate.upgrade(empty) == HEAD
+    assert migrate.current(empty) == HEAD
     assert _tables(empty) == CASE_TABLES | {"alembic_version"}
     assert {c["name"] for c in inspect(empty).get_columns("cases")} >= {
         "key",
@@ -79,12 +81,12 @@ def test_upgrade_from_empty_creates_the_case_store(empty: Engine) -> None:
 def test_upgrading_again_changes_nothing(empty: Engine) -> None:
     migrate.upgrade(empty)
     _add_partner(empty)
-    assert migrate.upgrade(empty) == "0001"
+    assert migrate.upgrade(empty) == HEAD
     assert _tables(empty) == CASE_TABLES | {"alembic_version"}
     with empty.connect() as conn:
         assert conn.execute(text("SELECT code FROM partners")).scalars().all() == ["ZZ"]
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
-            "0001"
+            HEAD
         ]
 
 
@@ -93,7 +95,7 @@ def test_downgrade_to_base_then_upgrade_round_trips(empty: Engine) -> None:
     _add_partner(empty)
     assert migrate.downgrade(empty, "base") is None
     assert _tables(empty) == {"alembic_version"}
-    assert migrate.upgrade(empty) == "0001"
+    assert migrate.upgrade(empty) == HEAD
     assert _tables(empty) == CASE_TABLES | {"alembic_version"}
     with empty.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM partners")).scalar_one() == 0
@@ -138,3 +140,12 @@ def test_an_empty_database_differs_from_the_models(empty: Engine) -> None:
     # The comparison is live: without the migration every table is reported missing.
     added = {change[1].name for change in _diff(empty) if change[0] == "add_table"}
     assert added == CASE_TABLES
+
+
+def test_the_outbox_revision_steps_down_and_up_alone(empty: Engine) -> None:
+    migrate.upgrade(empty)
+    assert migrate.downgrade(empty, "0001") == "0001"
+    assert "notifications" not in _tables(empty)
+    assert "overdue_on" not in {c["name"] for c in inspect(empty).get_columns("milestones")}
+    assert migrate.upgrade(empty) == HEAD
+    assert _diff(empty) == []
