@@ -300,6 +300,31 @@ def _rework(work: _Work, gate: Gate, stage: str) -> list[Change]:
     return changes
 
 
+def refuse_decision(
+    *, session: Session, case_key: str, gate_key: str, actor: Actor, reason: str, now: datetime
+) -> None:
+    """Audit a decision that could not be recorded (unknown approver, wrong role, twice)."""
+    case = store.case_by_key(session, case_key)
+    gate = session.exec(select(Gate).where(Gate.case_id == case.id, Gate.key == gate_key)).one()
+    change = Change(
+        "gate.refused",
+        gate.key,
+        {"status": gate.status.value},
+        {"round": gate.round, "reason": reason},
+    )
+    store.record(
+        session,
+        case,
+        [change],
+        actor=actor.email,
+        now=now,
+        source=actor.source,
+        source_ref=actor.source_ref,
+        comment=actor.comment,
+    )
+    session.commit()
+
+
 def time_out_gate(
     *, session: Session, case_key: str, gate_key: str, actor: Actor, now: datetime
 ) -> Gate | None:

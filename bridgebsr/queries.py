@@ -1,21 +1,27 @@
 """Read-only views of the portfolio: case lists and one case in full."""
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from sqlalchemy import and_, exists
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from bridgebsr import store
+from bridgebsr.errors import NotFound
 from models import (
     FINISHED_MILESTONE,
     Case,
     CaseEvent,
     CaseStatus,
     Contact,
+    Decision,
     Gate,
     GateDecision,
+    GateStatus,
     Milestone,
+    Notification,
+    NotificationStatus,
     Partner,
 )
 
@@ -159,4 +165,134 @@ def _events(session: Session, case: Case) -> list[dict[str, Any]]:
             "comment": e.comment,
         }
         for e in events
+    ]
+
+
+@dataclass(frozen=True)
+class GateView:
+    """Where one gate stands, as a waiting flow run needs to know it."""
+
+    case_key: str
+    gate_key: str
+    title: str
+    pilot: str
+    country: str
+    case_status: CaseStatus
+    status: GateStatus
+    round: int
+    required: int
+    approver_role: str
+    approvals: int
+    votes: int
+    refused: int
+    deadline: date | None
+
+    @property
+    def waiting(self) -> bool:
+        """Open for decisions on an active case."""
+        return self.case_status is CaseStatus.ACTIVE and self.status is GateStatus.OPEN
+
+
+def gate_view(*, session: Session, case_key: str, gate_key: str) -> GateView:
+    """One gate with its votes and refused submissions in the current round."""
+    case = store.case_by_key(session, case_key)
+    gate = session.exec(
+        select(Gate).where(Gate.case_id == case.id, Gate.key == gate_key.strip())
+    ).first()
+    if gate is None:
+        raise NotFound(f"case {case.key} has no gate '{gate_key}'")
+    decisions = session.exec(
+        select(GateDecision.decision).where(
+            GateDecision.gate_id == gate.id, GateDecision.round == gate.round
+        )
+    ).all()
+    refusals = session.exec(
+        select(CaseEvent.after).where(
+            CaseEvent.case_id == case.id,
+            CaseEvent.kind == "gate.refused",
+            CaseEvent.subject == gate.key,
+        )
+    ).all()
+    return GateView(
+        case_key=case.key,
+        gate_key=gate.key,
+        title=gate.title,
+        pilot=case.kind,
+        country=case.country,
+        case_status=case.status,
+        status=gate.status,
+        round=gate.round,
+        required=gate.required,
+        approver_role=gate.approver_role,
+        approvals=sum(1 for d in decisions if d is Decision.APPROVE),
+        votes=len(decisions),
+        refused=sum(1 for after in refusals if after and after.get("round") == gate.round),
+        deadline=gate.deadline,
+    )
+
+
+def waiting_gates(*, session: Session) -> list[GateView]:
+    """Every open gate of an active case, by case key."""
+    rows = session.exec(
+        select(Case.key, Gate.key)
+        .join(Case, col(Case.id) == Gate.case_id)
+        .where(Case.status == CaseStatus.ACTIVE, Gate.status == GateStatus.OPEN)
+        .order_by(col(Case.key), col(Gate.seq))
+    ).all()
+    return [gate_view(session=session, case_key=c, gate_key=g) for c, g in rows]
+
+
+def portfolio(*, session: Session, today: date) -> list[dict[str, Any]]:
+    """Per pilot kind: cases by status, late cases, gates waiting, mean forecast slip."""
+    rows: dict[str, dict[str, Any]] = {}
+    for case in session.exec(select(Case)).all():
+        row = rows.setdefault(
+            case.kind,
+            {"pilot": case.kind, **{s.value: 0 for s in CaseStatus}, "late": 0, "slip": []},
+        )
+        row[case.status.value] += 1
+        if case.status is CaseStatus.ACTIVE:
+            row["slip"].append((case.forecast_date - case.target_date).days)
+    late = session.exec(
+        select(Case.kind, func.count(func.distinct(Case.id)))
+        .where(Case.status == CaseStatus.ACTIVE, _overdue_clause(today))
+        .group_by(col(Case.kind))
+    ).all()
+    gates = session.exec(
+        select(Case.kind, func.count(col(Gate.id)))
+        .join(Case, col(Case.id) == Gate.case_id)
+        .where(Case.status == CaseStatus.ACTIVE, Gate.status == GateStatus.OPEN)
+        .group_by(col(Case.kind))
+    ).all()
+    for kind, n in late:
+        rows[kind]["late"] = n
+    out = []
+    for kind in sorted(rows):
+        row = rows[kind]
+        slips = row.pop("slip")
+        row["gates_waiting"] = dict(gates).get(kind, 0)
+        row["mean_slip_days"] = round(sum(slips) / len(slips), 1) if slips else 0.0
+        out.append(row)
+    return out
+
+
+def pending_notices(*, session: Session) -> list[dict[str, Any]]:
+    """Outbox rows not yet delivered, with their recipients, oldest first."""
+    rows = session.exec(
+        select(Notification, Contact.email)
+        .join(Contact, col(Contact.id) == Notification.recipient_id)
+        .where(col(Notification.status).in_([NotificationStatus.PENDING, NotificationStatus.HELD]))
+        .order_by(col(Notification.id))
+    ).all()
+    return [
+        {
+            "recipient": email,
+            "case": n.payload.get("case"),
+            "item": n.subject,
+            "rule": n.rule,
+            "urgent": n.urgent,
+            "due": n.due_on.isoformat() if n.due_on else None,
+            "status": n.status.value,
+        }
+        for n, email in rows
     ]

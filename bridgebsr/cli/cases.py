@@ -19,6 +19,7 @@ from bridgebsr.cli._common import (
     runtime,
     today,
 )
+from bridgebsr.cli.orchestration import sync_case_runs
 from bridgebsr.db import read_session, write_session
 from models import CaseStatus, Decision
 
@@ -154,6 +155,7 @@ def _change_case(action: str) -> Any:
                 expected_version=if_version,
             )
             typer.echo(f"{case.key} is {case.status.value} (version {case.version})")
+        sync_case_runs(rt, key)
 
     command.__doc__ = f"{action.capitalize()} a case, with a reason."
     return command
@@ -188,6 +190,7 @@ def _milestone_command(action: str) -> Any:
                 expected_version=if_version,
             )
             typer.echo(f"{key.upper()} {m.key} is {m.status.value}; forecast due {m.forecast_due}")
+        sync_case_runs(rt, key)
 
     command.__doc__ = f"{action.capitalize()} a milestone of a case."
     return command
@@ -218,6 +221,7 @@ def _gate_command(decision: Decision) -> Any:
                 expected_version=if_version,
             )
             typer.echo(f"{key.upper()} gate {g.key} is {g.status.value} (round {g.round})")
+        sync_case_runs(rt, key)
 
     command.__doc__ = f"{decision.value.capitalize()} a gate of a case as one of its approvers."
     return command

@@ -1,0 +1,128 @@
+"""open-case and pilot-lifecycle: a case opened from the UI; its dates and gate runs kept true."""
+
+from datetime import date
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+
+from bridgebsr import cases, queries
+from bridgebsr.db import read_session, write_session
+from bridgebsr.progress import reforecast_case
+from flows.common import flow_actor, resolve_now, run_id, runtime
+from flows.gates import reconcile_gates
+from models import Source
+
+
+@task(name="open-case", cache_policy=NO_CACHE)
+def open_case_task(
+    kind: str, title: str, owner_email: str, partner_code: str | None, start: date | None
+) -> str:
+    """Open the case through the same use case as the CLI; returns its key."""
+    rt = runtime()
+    with write_session(rt.engine) as session:
+        case = cases.open_case(
+            session=session,
+            catalog=rt.catalog,
+            kind=kind,
+            title=title,
+            owner_email=owner_email,
+            partner_code=partner_code,
+            start=start,
+            now=resolve_now(None, rt),
+            source=Source.FLOW,
+            source_ref=run_id(),
+        )
+        return case.key
+
+
+@task(name="reforecast", cache_policy=NO_CACHE)
+def reforecast(case_key: str) -> None:
+    """Move the case's forecasts to what today knows; opens gates whose predecessors finished."""
+    rt = runtime()
+    with write_session(rt.engine) as session:
+        reforecast_case(
+            session=session,
+            case_key=case_key,
+            actor=flow_actor("pilot-lifecycle"),
+            now=resolve_now(None, rt),
+        )
+
+
+@task(name="publish-case", cache_policy=NO_CACHE)
+def publish_case(case_key: str) -> None:
+    """Publish the case's plan (planned against forecast, gates, critical path) as markdown."""
+    rt = runtime()
+    today = resolve_now(None, rt).astimezone(rt.settings.zone()).date()
+    with read_session(rt.engine) as session:
+        shown = queries.show_case(session=session, key=case_key, today=today)
+    create_markdown_artifact(
+        key=f"case-{case_key.lower()}",
+        markdown=case_markdown(shown),
+        description=f"{case_key}: plan and progress as of {today}",
+    )
+
+
+@flow(name="pilot-lifecycle", flow_run_name="{case_key}")
+def pilot_lifecycle(case_key: str) -> dict[str, Any]:
+    """Bring one case up to date: forecasts, its plan in the UI, a waiting run per open gate."""
+    reforecast(case_key)
+    publish_case(case_key)
+    gates = reconcile_gates(case_key)
+    return {"case": case_key, "gate_runs": gates}
+
+
+@flow(name="open-case", flow_run_name="open {kind}")
+def open_case(
+    kind: str,
+    title: str,
+    owner_email: str,
+    partner_code: str | None = None,
+    start: date | None = None,
+) -> str:
+    """Open a case of a pilot kind, as `bridgebsr case open` does, and follow it."""
+    key = open_case_task(kind, title, owner_email, partner_code, start)
+    _rename_run(key)
+    get_run_logger().info("opened %s: %s", key, title)
+    pilot_lifecycle(key)
+    return key
+
+
+def _rename_run(key: str) -> None:
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(ctx.flow_run.id, name=f"open {key}")
+
+
+def case_markdown(shown: dict[str, Any]) -> str:
+    """A case as markdown: header, milestones with planned and forecast dates, gates."""
+    lines = [
+        f"# {shown['key']} · {shown['title']}",
+        "",
+        f"{shown['kind']} · {shown['status']} · stage **{shown['stage'] or '-'}** · "
+        f"owner {shown['owner']} ({shown['partner']})",
+        "",
+        f"Target {shown['target']}, forecast **{shown['forecast']}** "
+        f"({shown['slip_days']:+d} days).",
+        "",
+        "| milestone | status | owner | planned | forecast | late | critical |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in shown["milestones"]:
+        lines.append(
+            f"| {m['key']} | {m['status']} | {m['owner'] or m['owner_role']} | "
+            f"{m['planned_due']} | {m['forecast_due']} | {'LATE' if m['overdue'] else ''} | "
+            f"{'yes' if m['critical'] else ''} |"
+        )
+    lines += ["", "| gate | status | round | approvers | deadline |", "|---|---|---|---|---|"]
+    for g in shown["gates"]:
+        lines.append(
+            f"| {g['key']} | {g['status']} | {g['round']} | {g['approvers']} | "
+            f"{g['deadline'] or '-'} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""stage-gate: a gate waiting for its decision is a suspended run with a decision form.
+
+Resuming re-runs the flow from the top, so everything before the wait reads the case store
+first. The suspension key names the gate's round, votes and refused submissions so far: a
+resumed run finds its own input under that key, and a run whose key no longer matches the
+store (someone decided on the CLI meanwhile) is closed and replaced by `sync_gate_runs`.
+"""
+
+from collections import defaultdict
+from typing import Any
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.flow_runs import suspend_flow_run
+from prefect.input import RunInput
+from prefect.states import Completed
+from pydantic import Field
+
+from bridgebsr.db import read_session, write_session
+from bridgebsr.errors import BridgeError
+from bridgebsr.progress import Actor, decide_gate, refuse_decision
+from bridgebsr.queries import GateView, gate_view, waiting_gates
+from flows.common import resolve_now, run_id, runtime
+from models import Decision, Source
+
+STAGE_GATE = "stage-gate/stage-gate"
+UNFINISHED = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+
+
+class GateDecisionForm(RunInput):
+    """Your decision on this gate, as one of its approvers."""
+
+    decision: Decision = Field(description="approve or reject")
+    approver_email: str = Field(description="Your address as the project office knows it")
+    comment: str = Field(default="", description="Why; it goes into the case's audit trail")
+
+
+def decision_key(view: GateView) -> str:
+    """The suspension key for the decision this gate waits for now."""
+    return f"{view.gate_key}-r{view.round}-v{view.votes}-x{view.refused}"
+
+
+def _form_description(view: GateView) -> str:
+    deadline = view.deadline.isoformat() if view.deadline else "none"
+    return (
+        f"## {view.case_key} · {view.title}\n\n"
+        f"Needs **{view.required}** approval(s) from a **{view.approver_role}**; "
+        f"{view.approvals} so far in round {view.round}. Deadline: **{deadline}**.\n\n"
+        "Give your decision and your e-mail address; one rejection sends the case back."
+    )
+
+
+def _view(case_key: str, gate_key: str) -> GateView:
+    with read_session(runtime().engine) as session:
+        return gate_view(session=session, case_key=case_key, gate_key=gate_key)
+
+
+@flow(name="stage-gate", flow_run_name="{case_key} · {gate_key}")
+def stage_gate(case_key: str, gate_key: str) -> dict[str, Any]:
+    """Wait for a gate's decision in the UI and record it as the CLI would."""
+    logger = get_run_logger()
+    while True:
+        view = _view(case_key, gate_key)
+        if not view.waiting:
+            logger.info("%s %s is %s; nothing to wait for", case_key, gate_key, view.status.value)
+            reconcile_gates(case_key)  # a decision may have opened the case's next gate
+            return {"case": view.case_key, "gate": view.gate_key, "status": view.status.value}
+        form = suspend_flow_run(
+            wait_for_input=GateDecisionForm.with_initial_data(description=_form_description(view)),
+            key=decision_key(view),
+        )
+        _record(view, form)
+
+
+def _record(view: GateView, form: GateDecisionForm) -> None:
+    logger = get_run_logger()
+    rt = runtime()
+    now = resolve_now(None, rt)
+    actor = Actor(form.approver_email.strip().lower(), Source.FLOW, run_id(), form.comment)
+    try:
+        with write_session(rt.engine) as session:
+            decide_gate(
+                session=session,
+                case_key=view.case_key,
+                gate_key=view.gate_key,
+                decision=form.decision,
+                actor=actor,
+                now=now,
+            )
+    except BridgeError as exc:
+        logger.warning("decision not recorded: %s", exc)
+        with write_session(rt.engine) as session:
+            refuse_decision(
+                session=session,
+                case_key=view.case_key,
+                gate_key=view.gate_key,
+                actor=actor,
+                reason=str(exc),
+                now=now,
+            )
+        return
+    logger.info(
+        "%s recorded %s on %s %s", actor.email, form.decision.value, view.case_key, view.gate_key
+    )
+
+
+def _runs(client: SyncPrefectClient, deployment_id: UUID) -> list[FlowRun]:
+    runs: list[FlowRun] = []
+    while True:
+        page = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED)),
+            ),
+            limit=200,
+            offset=len(runs),
+        )
+        runs += page
+        if len(page) < 200:
+            return runs
+
+
+def reconcile_gates(case_key: str | None = None, gate_key: str | None = None) -> dict[str, int]:
+    """Give every waiting gate one current waiting run; close runs whose wait is over.
+
+    A run is closed (Completed, with the reason) when its gate was decided elsewhere or
+    when its suspension key no longer matches the votes in the case store. `case_key` and
+    `gate_key` narrow the work to one case or one gate.
+    """
+
+    def wanted(case: str, gate: str) -> bool:
+        return (case_key is None or case == case_key.upper()) and (
+            gate_key is None or gate == gate_key
+        )
+
+    counts = {"started": 0, "closed": 0, "kept": 0}
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(STAGE_GATE)
+        except ObjectNotFound:
+            return counts
+        with read_session(runtime().engine) as session:
+            views = {
+                (v.case_key, v.gate_key): v
+                for v in waiting_gates(session=session)
+                if wanted(v.case_key, v.gate_key)
+            }
+        by_gate: dict[tuple[str, str], list[FlowRun]] = defaultdict(list)
+        for run in _runs(client, deployment.id):
+            gate = (str(run.parameters.get("case_key")), str(run.parameters.get("gate_key")))
+            if wanted(*gate):
+                by_gate[gate].append(run)
+        for gate in set(views) | set(by_gate):
+            view, runs = views.get(gate), by_gate.get(gate, [])  # view None: decided
+            live = [r for r in runs if not (r.state and r.state.is_paused())]
+            paused = [r for r in runs if r.state and r.state.is_paused()]
+            current = [r for r in paused if view and _pause_key(r) == decision_key(view)]
+            keep = current[:1]
+            for run in paused:
+                if run in keep:
+                    continue
+                reason = "the gate was decided" if view is None else "votes changed meanwhile"
+                client.set_flow_run_state(
+                    run.id,
+                    Completed(name="Closed", message=f"no longer waiting: {reason}"),
+                    force=True,
+                )
+                counts["closed"] += 1
+            counts["kept"] += len(live) + len(keep)
+            if view is not None and not live and not keep:
+                _start(view)
+                counts["started"] += 1
+    return counts
+
+
+def _pause_key(run: FlowRun) -> str | None:
+    return run.state.state_details.pause_key if run.state else None
+
+
+def _start(view: GateView) -> None:
+    run_deployment(
+        STAGE_GATE,
+        parameters={"case_key": view.case_key, "gate_key": view.gate_key},
+        timeout=0,
+        tags=[view.pilot, view.country.lower(), "gate"],
+        as_subflow=False,
+    )
+
+
+@task(name="sync-gate-runs", cache_policy=NO_CACHE)
+def sync_gate_runs() -> dict[str, int]:
+    """Start a waiting stage-gate run for each open gate; close runs whose wait is over."""
+    counts = reconcile_gates()
+    get_run_logger().info("stage-gate runs: %s", counts)
+    return counts
