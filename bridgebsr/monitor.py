@@ -16,13 +16,12 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from bridgebsr import store
 from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
-from bridgebsr.db import read_session, write_session
 from bridgebsr.errors import BridgeError
 from bridgebsr.progress import Actor, time_out_gate
 from models import (
@@ -49,6 +48,7 @@ from models import (
 MONITOR_ACTOR = "bridgebsr-monitor"
 EXPIRED_RULE = "expired"
 _CHUNK = 500
+_DECIDED = {TimeoutOutcome.APPROVE: "approved", TimeoutOutcome.REJECT: "rejected"}
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,8 @@ class _Directory:
 
 @lru_cache(maxsize=200_000)
 def _shift(calendar: WorkCalendar, due: date, offset: int) -> date:
-    return calendar.add_working_days(due, offset)
+    """The working day a ladder step falls on (a due date on a weekend speaks on Monday)."""
+    return calendar.roll_forward(calendar.add_working_days(due, offset))
 
 
 def run_monitor(
@@ -231,9 +232,30 @@ def run_monitor(
     today = store.local_date(now, zone)
     report = MonitorReport(now=now, today=today, dry_run=dry_run)
     actor = Actor(MONITOR_ACTOR, source=source, source_ref=source_ref, comment="gate deadline")
+    writer = engine.execution_options(sqlite_immediate=True)
     if not dry_run:
-        _apply_timeouts(engine, report, actor)
-    with write_session(engine) as session:
+        _pass(writer, report, actor)
+        return report
+    # A dry run is the real pass inside one transaction that is rolled back at the end, so
+    # what it reports is exactly what the pass would do (gate timeouts included).
+    with writer.connect() as conn:
+        outer = conn.begin()
+        try:
+            _pass(conn, report, actor)
+        finally:
+            outer.rollback()
+    return report
+
+
+def _session(bind: Engine | Connection) -> Session:
+    # Inside a dry run's outer transaction each commit only releases a savepoint.
+    return Session(bind, expire_on_commit=False, join_transaction_mode="create_savepoint")
+
+
+def _pass(bind: Engine | Connection, report: MonitorReport, actor: Actor) -> None:
+    _apply_timeouts(bind, report, actor)
+    today = report.today
+    with _session(bind) as session:
         directory = _Directory(session)
         templates = _templates(session)
         _mark_overdue(session, report, actor)
@@ -243,18 +265,16 @@ def run_monitor(
         rows = _ladder_rows(candidates, templates, directory, voted, report)
         _write_outbox(session, rows, report)
         _count(session, report)
-        if dry_run:
-            session.rollback()
-        else:
-            session.commit()
-    return report
+        session.commit()
 
 
-def _apply_timeouts(engine: Engine, report: MonitorReport, actor: Actor) -> None:
-    with read_session(engine) as session:
+def _apply_timeouts(bind: Engine | Connection, report: MonitorReport, actor: Actor) -> None:
+    """Decide gates past their deadline whose template says approve or reject (a dry run
+    only reports them)."""
+    with _session(bind) as session:
         due = session.execute(
-            select(col(Case.key), col(Gate.key))
-            .join(Case, col(Case.id) == col(Gate.case_id))
+            select(col(Case.key), col(Gate.key), col(Gate.on_timeout))
+            .join(Case, col(Case.id) == Gate.case_id)
             .where(
                 col(Case.status) == CaseStatus.ACTIVE,
                 col(Gate.status) == GateStatus.OPEN,
@@ -263,9 +283,9 @@ def _apply_timeouts(engine: Engine, report: MonitorReport, actor: Actor) -> None
             )
             .order_by(col(Case.key), col(Gate.key))
         ).all()
-    for case_key, gate_key in due:
+    for case_key, gate_key, outcome in due:
         try:
-            with write_session(engine) as session:
+            with _session(bind) as session:
                 gate = time_out_gate(
                     session=session,
                     case_key=case_key,
@@ -278,7 +298,7 @@ def _apply_timeouts(engine: Engine, report: MonitorReport, actor: Actor) -> None
             continue
         if gate is not None:
             report.newly_expired += 1
-            report.timed_out.append(f"{case_key} {gate_key}: {gate.status.value}")
+            report.timed_out.append(f"{case_key} {gate_key}: {_DECIDED[outcome]}")
 
 
 def _templates(session: Session) -> dict[tuple[str, int], Template]:
@@ -481,6 +501,8 @@ def _candidates(
             col(Gate.status) == GateStatus.OPEN,
             col(Gate.deadline).is_not(None),
             col(Gate.deadline) <= horizon,
+            # Past the deadline only `escalate` gates wait on; the others are decided by now.
+            or_(col(Gate.deadline) >= today, col(Gate.on_timeout) == TimeoutOutcome.ESCALATE),
         )
     ).all()
     out = [
@@ -628,7 +650,7 @@ def _late_item(
     else:
         who = owner.email if owner else "-"
     nxt = "-"
-    if upcoming:
+    if upcoming and c.item_kind == "milestone":  # a late gate's notice is its expiry
         step = upcoming[0]
         nxt = f"{step.key} on {_shift(calendar, c.due, step.offset).isoformat()}"
     partner = owner.partner_code if owner and c.item_kind == "milestone" else ""

@@ -3,7 +3,7 @@
 from datetime import date
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
@@ -12,7 +12,7 @@ from prefect.context import FlowRunContext
 from bridgebsr import cases, queries
 from bridgebsr.db import read_session, write_session
 from bridgebsr.progress import reforecast_case
-from flows.common import flow_actor, resolve_now, run_id, runtime
+from flows.common import flow_actor, log, resolve_now, run_id, runtime
 from flows.gates import reconcile_gates
 from models import Source
 
@@ -86,7 +86,7 @@ def open_case(
     """Open a case of a pilot kind, as `bridgebsr case open` does, and follow it."""
     key = open_case_task(kind, title, owner_email, partner_code, start)
     _rename_run(key)
-    get_run_logger().info("opened %s: %s", key, title)
+    log().info("opened %s: %s", key, title)
     pilot_lifecycle(key)
     return key
 

@@ -3,9 +3,13 @@
 import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from prefect import get_run_logger
 from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_logger
 
 from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
@@ -68,3 +72,11 @@ def named(prefix: str) -> Callable[[], str]:
         return f"{prefix} {at:%Y-%m-%d %H:%M}"
 
     return name
+
+
+def log() -> Any:
+    """The run logger inside a flow or task run, else the module logger (`.fn()` calls)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return get_logger("bridgebsr.flows")

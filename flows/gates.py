@@ -10,7 +10,7 @@ from collections import defaultdict
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
@@ -31,7 +31,7 @@ from bridgebsr.db import read_session, write_session
 from bridgebsr.errors import BridgeError
 from bridgebsr.progress import Actor, decide_gate, refuse_decision
 from bridgebsr.queries import GateView, gate_view, waiting_gates
-from flows.common import resolve_now, run_id, runtime
+from flows.common import log, resolve_now, run_id, runtime
 from models import Decision, Source
 
 STAGE_GATE = "stage-gate/stage-gate"
@@ -69,7 +69,7 @@ def _view(case_key: str, gate_key: str) -> GateView:
 @flow(name="stage-gate", flow_run_name="{case_key} · {gate_key}")
 def stage_gate(case_key: str, gate_key: str) -> dict[str, Any]:
     """Wait for a gate's decision in the UI and record it as the CLI would."""
-    logger = get_run_logger()
+    logger = log()
     while True:
         view = _view(case_key, gate_key)
         if not view.waiting:
@@ -84,7 +84,7 @@ def stage_gate(case_key: str, gate_key: str) -> dict[str, Any]:
 
 
 def _record(view: GateView, form: GateDecisionForm) -> None:
-    logger = get_run_logger()
+    logger = log()
     rt = runtime()
     now = resolve_now(None, rt)
     actor = Actor(form.approver_email.strip().lower(), Source.FLOW, run_id(), form.comment)
@@ -202,5 +202,5 @@ def _start(view: GateView) -> None:
 def sync_gate_runs() -> dict[str, int]:
     """Start a waiting stage-gate run for each open gate; close runs whose wait is over."""
     counts = reconcile_gates()
-    get_run_logger().info("stage-gate runs: %s", counts)
+    log().info("stage-gate runs: %s", counts)
     return counts

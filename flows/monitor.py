@@ -3,13 +3,13 @@
 from datetime import datetime
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from bridgebsr.monitor import MonitorReport, Signal, run_monitor
-from flows.common import named, resolve_now, run_id, runtime
+from flows.common import log, named, resolve_now, run_id, runtime
 from flows.gates import sync_gate_runs
 from models import Source
 
@@ -83,7 +83,7 @@ def monitor_milestones(
     now: datetime | None = None, dry_run: bool = False, sync_gates: bool = True
 ) -> dict[str, Any]:
     """Find what is due, late or expired as of `now`; notify once; publish what is late."""
-    logger = get_run_logger()
+    logger = log()
     rt = runtime()
     at = resolve_now(now, rt)
     report = monitor_pass(at, dry_run)

@@ -62,7 +62,7 @@ def print_report(report: MonitorReport) -> None:
         f"{report.newly_expired} gate(s) newly expired, {len(report.late)} item(s) late"
     )
     for line in report.timed_out:
-        typer.echo(f"  gate timed out: {line}")
+        typer.echo(f"  gate {'would time out' if report.dry_run else 'timed out'}: {line}")
     for line in report.failures:
         typer.echo(f"  not applied: {line}", err=True)
     if report.late:

@@ -46,7 +46,6 @@ class LocalServer:
     def start(self, wait: float = 90.0) -> None:
         """Start the server and wait until it is healthy; one clear error if it is not."""
         self.home.mkdir(parents=True, exist_ok=True)
-        log = (self.home / "server.log").open("ab")
         env = {
             **os.environ,
             "PREFECT_HOME": str(self.home),
@@ -55,13 +54,15 @@ class LocalServer:
         }
         prefect = Path(sys.executable).parent / "prefect"
         command = [str(prefect), "server", "start", "--host", self._host]
-        self._process = subprocess.Popen(
-            [*command, "--port", str(self._port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.home / "server.log").open("ab") as log:
+            self._process = subprocess.Popen(
+                [*command, "--port", str(self._port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_interruptible,
+            )
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -85,6 +86,11 @@ class LocalServer:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _interruptible() -> None:
+    # A child of a backgrounded shell ignores SIGINT; the server stops on it, so restore it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _marker(rt: Runtime) -> Path:

@@ -1,0 +1,194 @@
+"""monitor-milestones and friends as real flow runs against the session's Prefect server."""
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.artifacts import Artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+from sqlalchemy import func, select
+
+from bridgebsr.bootstrap import Runtime
+from bridgebsr.cases import open_case as open_case_uc
+from bridgebsr.db import read_session, write_session
+from bridgebsr.queries import gate_view
+from flows.cases import open_case, pilot_lifecycle
+from flows.gates import decision_key, stage_gate
+from flows.monitor import monitor_milestones
+from flows.reports import daily_digest, portfolio_report
+from models import Case, CaseEvent, Notification, Source
+
+AS_OF = datetime(2026, 11, 26, 11, tzinfo=UTC)
+
+
+def _task_runs(flow_run_id: UUID) -> list[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return sorted(r.name.rsplit("-", 1)[0] for r in runs)
+
+
+def _run_id(state: Any) -> UUID:
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    return UUID(str(flow_run_id))
+
+
+def _count(rt: Runtime, model: Any) -> int:
+    with read_session(rt.engine) as session:
+        return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def test_the_monitor_flow_writes_the_outbox_once_and_publishes_what_is_late(
+    prefect_api: str, store: Runtime
+) -> None:
+    summary = monitor_milestones(now=AS_OF, sync_gates=False)
+    assert summary["notifications"] > 0 and summary["late"] > 0
+    assert summary["newly_overdue"] > 0
+    written = _count(store, Notification)
+    assert written == summary["notifications"]
+    with read_session(store.engine) as session:
+        sources = set(
+            session.execute(
+                select(CaseEvent.source, CaseEvent.source_ref).where(
+                    CaseEvent.kind == "milestone.overdue"
+                )
+            ).all()
+        )
+    assert len(sources) == 1
+    source, ref = sources.pop()
+    assert source is Source.FLOW and ref  # the flow run that stamped them
+
+    again = monitor_milestones(now=AS_OF, sync_gates=False)
+    assert again["notifications"] == 0 and again["newly_overdue"] == 0
+    assert _count(store, Notification) == written
+
+    late = Artifact.get("late-items")
+    assert late is not None and late.data is not None
+    assert "SME-2026-0008" in str(late.data) and "days late" in str(late.data)
+    summary_md = Artifact.get("pilot-shared-sme-service")
+    assert summary_md is not None and "late milestones" in str(summary_md.data)
+
+
+def test_the_number_of_task_runs_does_not_grow_with_the_portfolio(
+    prefect_api: str, store: Runtime
+) -> None:
+    small = monitor_milestones(now=AS_OF, sync_gates=False, return_state=True)
+    with write_session(store.engine) as session:
+        for i in range(40):
+            open_case_uc(
+                session=session,
+                catalog=store.catalog,
+                kind="shared-sme-service",
+                title=f"More requests {i}",
+                owner_email="henrik.oberg@ostersjo-vita.example",
+                start=(AS_OF - timedelta(days=60)).date(),
+                now=AS_OF - timedelta(days=60),
+            )
+            session.commit()
+    big = monitor_milestones(now=AS_OF, sync_gates=False, return_state=True)
+    assert big.result()["late"] > small.result()["late"] + 40
+    assert _task_runs(_run_id(big)) == _task_runs(_run_id(small))
+    assert len(_task_runs(_run_id(big))) == 3
+
+
+def test_overdue_and_escalation_events_reach_the_server(prefect_api: str, store: Runtime) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    monitor_milestones(now=AS_OF, sync_gates=False)
+    deadline = time.monotonic() + 30
+    names: set[str] = set()
+    wanted = {"bridgebsr.milestone.overdue", "bridgebsr.case.escalated"}
+    events: list[Any] = []
+    while time.monotonic() < deadline:
+        events = []
+        with get_client(sync_client=True) as client:
+            for name in sorted(wanted):
+                page = client.read_events(
+                    filter=EventFilter(
+                        occurred=EventOccurredFilter(since=since, until=datetime.now(UTC)),
+                        event=EventNameFilter(name=[name]),
+                    ),
+                    limit=50,
+                )
+                events += page.events
+        names = {e.event for e in events}
+        if wanted <= names:
+            break
+        time.sleep(1)
+    assert {"bridgebsr.milestone.overdue", "bridgebsr.case.escalated"} <= names
+    overdue = next(e for e in events if e.event == "bridgebsr.milestone.overdue")
+    assert overdue.resource.id.startswith("bridgebsr.case.")
+    assert overdue.resource["bridgebsr.pilot"] in {
+        "shared-sme-service",
+        "life-science-foundation",
+        "ip-integration",
+    }
+
+
+def test_a_dry_run_changes_nothing(prefect_api: str, store: Runtime) -> None:
+    summary = monitor_milestones(now=AS_OF, dry_run=True)
+    assert summary["dry_run"] and summary["notifications"] > 0
+    assert _count(store, Notification) == 0
+
+
+def test_stage_gate_returns_at_once_for_a_decided_gate(prefect_api: str, store: Runtime) -> None:
+    # Everything before the wait reads the store first: a decided gate never suspends.
+    result = stage_gate.fn("LSF-2026-0001", "founders-approval")
+    assert result == {"case": "LSF-2026-0001", "gate": "founders-approval", "status": "approved"}
+
+
+def test_the_decision_key_follows_round_votes_and_refusals(store: Runtime) -> None:
+    with read_session(store.engine) as session:
+        view = gate_view(session=session, case_key="IP-2025-0001", gate_key="council-approval")
+    assert view.waiting
+    assert decision_key(view) == f"council-approval-r{view.round}-v{view.votes}-x0"
+
+
+def test_open_case_flow_opens_a_case_named_by_its_key(prefect_api: str, store: Runtime) -> None:
+    state = open_case(
+        kind="shared-sme-service",
+        title="Cold-chain sensor start-up asks for IP advice",
+        owner_email="oskar.lundback@lundback-dx.example",
+        return_state=True,
+    )
+    key = state.result()
+    with read_session(store.engine) as session:
+        case = session.execute(select(Case).where(Case.key == key)).scalar_one()
+        opened = session.execute(
+            select(CaseEvent).where(CaseEvent.case_id == case.id, CaseEvent.kind == "case.open")
+        ).scalar_one()
+    assert opened.source is Source.FLOW and opened.source_ref == str(_run_id(state))
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(_run_id(state)).name == f"open {key}"
+    plan = Artifact.get(f"case-{key.lower()}")
+    assert plan is not None and "request-intake" in str(plan.data)
+
+
+def test_pilot_lifecycle_publishes_the_case_plan(prefect_api: str, store: Runtime) -> None:
+    result = pilot_lifecycle("IP-2025-0001")
+    assert result["case"] == "IP-2025-0001"
+    plan = Artifact.get("case-ip-2025-0001")
+    assert plan is not None and "council-approval" in str(plan.data)
+
+
+def test_report_and_digest_flows_publish_what_the_store_holds(
+    prefect_api: str, store: Runtime
+) -> None:
+    rows = portfolio_report(now=AS_OF)
+    by_pilot = {r["pilot"]: r for r in rows}
+    assert by_pilot["shared-sme-service"]["active"] == 12
+    assert Artifact.get("portfolio") is not None
+    monitor_milestones(now=AS_OF, sync_gates=False)
+    assert daily_digest(now=AS_OF) == _count(store, Notification) > 0
+    digest = Artifact.get("daily-digest")
+    assert digest is not None and "@" in str(digest.data)
+
+
+@pytest.fixture(autouse=True)
+def _settle() -> None:
+    """Artifacts are keyed; each test reads what its own flow run published."""
