@@ -1,10 +1,10 @@
-# bridgebsr: `make run` starts the demo, `make test` runs every check. Both install from nothing.
+# bridgebsr: `make run` starts the demo in Prefect, `make test` runs every check. Both install from nothing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run demo lint test clean
+.PHONY: install run demo lint test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/bridgebsr demo
+	$(BIN)/bridgebsr up --demo
 
-demo: run
+demo: $(STAMP)
+	$(BIN)/bridgebsr demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check models notifications bridgebsr flows tests
@@ -27,6 +28,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.monitor_scale
 
 clean:
 	rm -rf $(VENV) .bridgebsr .pytest_cache .mypy_cache .ruff_cache *.egg-info
