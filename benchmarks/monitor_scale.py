@@ -46,6 +46,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.events.worker import EventsWorker
+from prefect.exceptions import MissingResult
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import (
     PREFECT_API_URL,
@@ -66,7 +67,7 @@ from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.cases import open_case
 from bridgebsr.db import write_session
 from bridgebsr.demo import DATA, SLIPS, load_consortium
-from bridgebsr.monitor import MonitorReport, run_monitor
+from bridgebsr.monitor import MONITOR_ACTOR, run_monitor
 from bridgebsr.settings import Settings
 from flows import common
 from flows.monitor import monitor_milestones
@@ -104,7 +105,7 @@ RESULTS = BENCHMARKS / "results"
 BIN = Path(sys.executable).parent
 
 err = Console(stderr=True, log_path=False)
-out = Console()
+out = Console(width=max(Console().width, 112))
 
 
 @dataclass(frozen=True)
@@ -535,8 +536,9 @@ class _Cloner:
                     gate_status = GateStatus.OPEN
                     opened_on, deadline = w.day(g.start), w.day(g.due)
                     late_by = (today - g.due).days
-                    if g.on_timeout != TimeoutOutcome.ESCALATE.value and late_by > 3:
-                        # A monitor running daily timed this one out long ago.
+                    if g.on_timeout != TimeoutOutcome.ESCALATE.value and late_by > 1:
+                        # Yesterday's monitor timed this one out; today's times out the
+                        # gates whose deadline was yesterday.
                         rejected = g.due + timedelta(days=1)
                         gate_status = GateStatus.REJECTED
                         decided = expired = w.day(rejected)
@@ -711,14 +713,46 @@ def count_store(engine: Engine, zone: str) -> StoreCounts:
     return c
 
 
-def outbox_rows(url: str) -> int:
-    """Rows in a store's outbox."""
+# ---------------------------------------------------------------------------------------------
+# What a pass did, read back from the store
+
+
+@dataclass(frozen=True)
+class Effects:
+    """Totals a pass changes; a pass's effects are the differences before and after it."""
+
+    outbox_rows: int = 0
+    audit_events: int = 0  # case events by the monitor's actor
+    milestones_stamped_late: int = 0
+    gates_stamped_expired: int = 0
+    gates_decided: int = 0
+
+
+def effects(url: str) -> Effects:
+    """The store's totals now."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(Notification)).scalar_one())
+
+            def count(model: Any, *where: Any) -> int:
+                statement = select(func.count()).select_from(model).where(*where)
+                return int(conn.execute(statement).scalar_one())
+
+            return Effects(
+                outbox_rows=count(Notification),
+                audit_events=count(CaseEvent, col(CaseEvent.actor) == MONITOR_ACTOR),
+                milestones_stamped_late=count(Milestone, col(Milestone.overdue_on).is_not(None)),
+                gates_stamped_expired=count(Gate, col(Gate.expired_on).is_not(None)),
+                gates_decided=count(
+                    Gate, col(Gate.status).in_([GateStatus.APPROVED, GateStatus.REJECTED])
+                ),
+            )
     finally:
         engine.dispose()
+
+
+def _delta(after: Effects, before: Effects) -> dict[str, int]:
+    return {k: getattr(after, k) - getattr(before, k) for k in asdict(after)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,7 +795,7 @@ class Backend:
                 stores.append(Store(name, f"sqlite:///{home / 'cases.db'}", home))
             else:
                 store = self.new(name)
-                build_store(store, cases)  # same seed: the same rows
+                build_store(store, cases)  # the same random seed: the same rows
                 stores.append(store)
         return stores
 
@@ -779,43 +813,52 @@ class Backend:
 
 
 # ---------------------------------------------------------------------------------------------
-# The floor: the same pass without Prefect
+# One pass: the floor (no Prefect) or the flow
 
 
 @dataclass
 class Pass:
     """One monitor pass over one store."""
 
+    label: str
     store: str
+    now: str
     seconds: float
-    summary: dict[str, Any]
-    outbox_rows: int
+    effects: dict[str, int]
+    summary: dict[str, Any] | None
     signals: int | None = None
     task_runs: list[str] = field(default_factory=list)
+    task_seconds: dict[str, float] = field(default_factory=dict)
+    outside_tasks_seconds: float | None = None
     events_drain_seconds: float | None = None
+    server_cpu_seconds: float | None = None
+    server_busy_after_seconds: float | None = None
+    server_dropped_messages: int | None = None
     state: str = "COMPLETED"
     flow_run_id: str | None = None
+    note: str = ""
 
 
-def _summary(report: MonitorReport) -> dict[str, Any]:
-    summary = report.summary()
-    return {k: summary[k] for k in ("notifications", "newly_overdue", "newly_expired", "late")} | {
-        "timed_out": len(report.timed_out),
-        "failures": len(report.failures),
+def _summary(summary: dict[str, Any]) -> dict[str, Any]:
+    keys = ("notifications", "newly_overdue", "newly_expired", "late")
+    return {k: summary[k] for k in keys} | {
+        "timed_out": len(summary["timed_out"]),
+        "failures": len(summary["failures"]),
     }
 
 
-def floor_pass(store: Store, profile_to: Path | None = None) -> Pass:
+def floor_pass(store: Store, now: datetime, profile_to: Path | None = None) -> Pass:
     """run_monitor on a fresh engine, as the flow's task calls it, without Prefect."""
+    before = effects(store.url)
     rt = build_runtime(Settings(home=store.home, database_url=store.url))
+    profiler = cProfile.Profile() if profile_to else None
     try:
-        profiler = cProfile.Profile() if profile_to else None
         started = time.perf_counter()
         if profiler:
             profiler.enable()
         report = run_monitor(
             rt.engine,
-            now=NOW,
+            now=now,
             zone=rt.settings.timezone,
             dry_run=False,
             source=Source.FLOW,
@@ -824,11 +867,19 @@ def floor_pass(store: Store, profile_to: Path | None = None) -> Pass:
         if profiler:
             profiler.disable()
         seconds = time.perf_counter() - started
-        if profiler and profile_to:
-            profiler.dump_stats(str(profile_to))
     finally:
         rt.engine.dispose()
-    return Pass(store.name, seconds, _summary(report), outbox_rows(store.url), len(report.signals))
+    if profiler and profile_to:
+        profiler.dump_stats(str(profile_to))
+    return Pass(
+        "big: floor (no Prefect)",
+        store.name,
+        now.isoformat(),
+        seconds,
+        _delta(effects(store.url), before),
+        _summary(report.summary()),
+        signals=len(report.signals),
+    )
 
 
 def profile_report(path: Path, top: int = 25) -> str:
@@ -838,10 +889,6 @@ def profile_report(path: Path, top: int = 25) -> str:
     stats.sort_stats("cumulative").print_stats(top)
     stats.sort_stats("tottime").print_stats(top)
     return buffer.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------
-# The flow, against a real Prefect server
 
 
 def _interruptible() -> None:
@@ -869,15 +916,16 @@ class PrefectServer:
     def __init__(self, home: Path) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
-        self.api = f"http://127.0.0.1:{_free_port()}/api"
+        self.log = home / "server.log"
+        port = str(_free_port())
+        self.api = f"http://127.0.0.1:{port}/api"
         env = {
             **os.environ,
             "PREFECT_HOME": str(home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_API_URL": self.api,
         }
-        port = self.api.rsplit(":", 1)[1].split("/")[0]
-        with (home / "server.log").open("wb") as log:
+        with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [
                     *(str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1"),
@@ -895,7 +943,7 @@ class PrefectServer:
         deadline = time.monotonic() + timeout
         while not _healthy(self.api):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                tail = (self.home / "server.log").read_text(errors="replace")[-2000:]
+                tail = self.log.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"Prefect server did not start:\n{tail}")
             time.sleep(0.5)
 
@@ -909,6 +957,36 @@ class PrefectServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by the server's process group (Linux /proc), else None."""
+        total, found = 0, False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == self.process.pid:  # process group: start_new_session
+                total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+                found = True
+        return total / os.sysconf("SC_CLK_TCK") if found else None
+
+    def settle(self, timeout: float = 180) -> float:
+        """Wait until the server uses under a tenth of a core; returns the seconds waited."""
+        started = time.perf_counter()
+        last = self.cpu_seconds()
+        while last is not None and time.perf_counter() - started < timeout:
+            time.sleep(1)
+            now = self.cpu_seconds()
+            if now is None or now - last < 0.1:
+                break
+            last = now
+        return time.perf_counter() - started
+
+    def dropped_messages(self) -> int:
+        """Messages the server's in-memory broker dropped so far (a full subscription queue)."""
+        with self.log.open(errors="replace") as fh:
+            return sum("dropping message" in line for line in fh)
 
     @contextmanager
     def client_settings(self) -> Iterator[None]:
@@ -934,24 +1012,34 @@ class PrefectServer:
                     os.environ[key] = value
 
 
-def _task_runs(flow_run_id: UUID) -> list[str]:
+def _span(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+def _runs(flow_run_id: UUID) -> tuple[list[str], dict[str, float], float | None]:
+    """The flow run's task runs (names without the suffix), their run times, its own."""
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
-    return sorted(r.name.rsplit("-", 1)[0] for r in runs)
+        flow_run = client.read_flow_run(flow_run_id)
+    names = sorted(r.name.rsplit("-", 1)[0] for r in runs)
+    seconds = {r.name.rsplit("-", 1)[0]: _span(r.start_time, r.end_time) or 0.0 for r in runs}
+    return names, seconds, _span(flow_run.start_time, flow_run.end_time)
 
 
-def flow_pass(store: Store) -> Pass:
+def flow_pass(store: Store, now: datetime, server: PrefectServer, label: str) -> Pass:
     """monitor-milestones (sync_gates=False) on one store; the flow finds it via BRIDGEBSR_*."""
+    before = effects(store.url)
+    cpu_before, dropped_before = server.cpu_seconds(), server.dropped_messages()
     os.environ["BRIDGEBSR_HOME"] = str(store.home)
     os.environ["BRIDGEBSR_DATABASE_URL"] = store.url
     common._RUNTIMES.clear()
     try:
         started = time.perf_counter()
-        state = monitor_milestones(now=NOW, dry_run=False, sync_gates=False, return_state=True)
+        state = monitor_milestones(now=now, dry_run=False, sync_gates=False, return_state=True)
         seconds = time.perf_counter() - started
-        # Events and logs go out from background workers; wait until they are delivered.
+        # Events and logs leave through background workers: wait until they are delivered.
         drained = time.perf_counter()
         EventsWorker.drain_all()
         APILogWorker.drain_all()
@@ -960,31 +1048,86 @@ def flow_pass(store: Store) -> Pass:
         for cached in common._RUNTIMES.values():
             cached.engine.dispose()
         common._RUNTIMES.clear()
-    flow_run_id = state.state_details.flow_run_id
-    summary: dict[str, Any] = {}
+    busy = server.settle()
+    cpu_after = server.cpu_seconds()
+    summary, note = None, ""
     if state.is_completed():
-        result = state.result()
-        assert isinstance(result, dict)
-        summary = {k: result[k] for k in ("notifications", "newly_overdue", "newly_expired")}
-        summary |= {
-            "late": result["late"],
-            "timed_out": len(result["timed_out"]),
-            "failures": len(result["failures"]),
-        }
+        try:
+            result = state.result()
+            assert isinstance(result, dict)
+            summary = _summary(result)
+        except MissingResult as exc:  # the final state came back from the API, without data
+            note = f"flow result unavailable: {exc}"
+    flow_run_id = state.state_details.flow_run_id
+    names: list[str] = []
+    task_seconds: dict[str, float] = {}
+    run_seconds: float | None = None
+    if flow_run_id is not None:
+        names, task_seconds, run_seconds = _runs(UUID(str(flow_run_id)))
     return Pass(
+        label,
         store.name,
+        now.isoformat(),
         seconds,
+        _delta(effects(store.url), before),
         summary,
-        outbox_rows(store.url),
-        task_runs=_task_runs(UUID(str(flow_run_id))) if flow_run_id else [],
+        task_runs=names,
+        task_seconds={k: round(v, 3) for k, v in sorted(task_seconds.items())},
+        outside_tasks_seconds=(
+            run_seconds - sum(task_seconds.values()) if run_seconds is not None else None
+        ),
         events_drain_seconds=drain_seconds,
+        server_cpu_seconds=(
+            cpu_after - cpu_before if cpu_after is not None and cpu_before is not None else None
+        ),
+        server_busy_after_seconds=busy,
+        server_dropped_messages=server.dropped_messages() - dropped_before,
         state=str(state.type.value),
         flow_run_id=str(flow_run_id) if flow_run_id else None,
+        note=note,
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # The run
+
+
+@dataclass
+class Day:
+    """The passes as of one `now`: the flow on the small store, the floor and the flow on big."""
+
+    now: datetime
+    small: Pass
+    floor: Pass
+    big: Pass
+
+    def ratio(self) -> float:
+        """Flow wall time over floor wall time on the big store."""
+        return self.big.seconds / self.floor.seconds if self.floor.seconds else float("inf")
+
+    def same_runs(self) -> bool:
+        """The same task runs over 10 cases as over the big store."""
+        return self.small.task_runs == self.big.task_runs
+
+    def same_work(self) -> bool:
+        """The floor and the flow changed the big store the same way."""
+        if self.floor.effects != self.big.effects:
+            return False
+        return self.big.summary is None or self.floor.summary == self.big.summary
+
+    def as_json(self) -> dict[str, Any]:
+        """For results/monitor_scale.json."""
+        total = self.big.seconds + (self.big.events_drain_seconds or 0)
+        return {
+            "now": self.now.isoformat(),
+            "small": asdict(self.small),
+            "floor": asdict(self.floor),
+            "big": asdict(self.big),
+            "ratio_flow_to_floor": round(self.ratio(), 3),
+            "ratio_flow_with_drain_to_floor": round(total / self.floor.seconds, 3),
+            "task_runs_equal": self.same_runs(),
+            "floor_and_flow_did_the_same": self.same_work(),
+        }
 
 
 def _load() -> list[float]:
@@ -994,51 +1137,85 @@ def _load() -> list[float]:
         return []
 
 
-def _table(
-    small: StoreCounts,
-    big: StoreCounts,
-    small_flow: Pass,
-    floor: Pass,
-    big_flow: Pass,
-) -> Table:
-    table = Table(title=f"monitor-milestones as of {NOW.isoformat()}")
-    table.add_column("")
-    table.add_column("small: flow", justify="right")
-    table.add_column("big: floor (no Prefect)", justify="right")
-    table.add_column("big: flow", justify="right")
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
 
-    def row(label: str, a: Any, b: Any, c: Any) -> None:
-        table.add_row(label, *(f"{v:,}" if isinstance(v, int) else str(v) for v in (a, b, c)))
+
+def _table(day: Day, small: StoreCounts, big: StoreCounts) -> Table:
+    table = Table(title=f"monitor-milestones as of {day.now.isoformat()}")
+    table.add_column("")
+    for p in (day.small, day.floor, day.big):
+        table.add_column(p.label, justify="right")
+    passes = (day.small, day.floor, day.big)
+
+    def row(label: str, *values: Any) -> None:
+        table.add_row(label, *(_fmt(v) for v in values))
 
     row("cases", small.cases, big.cases, big.cases)
     row("active cases", small.active_cases, big.active_cases, big.active_cases)
     row("milestones", small.milestones, big.milestones, big.milestones)
     row("gates", small.gates, big.gates, big.gates)
-    s, f, b = small_flow.summary, floor.summary, big_flow.summary
     for key, label in (
-        ("notifications", "outbox rows written"),
-        ("newly_overdue", "milestones newly late"),
-        ("newly_expired", "gates newly expired"),
-        ("timed_out", "gates timed out"),
-        ("late", "late items"),
+        ("outbox_rows", "outbox rows written"),
+        ("milestones_stamped_late", "milestones newly late"),
+        ("gates_stamped_expired", "gates newly expired"),
+        ("gates_decided", "gates timed out (decided)"),
+        ("audit_events", "audit events written"),
     ):
-        row(label, s.get(key, "-"), f.get(key, "-"), b.get(key, "-"))
-    row("outbox rows in store", small_flow.outbox_rows, floor.outbox_rows, big_flow.outbox_rows)
-    row("signals (Prefect events)", "-", floor.signals, "-")
-    row("task runs", len(small_flow.task_runs), "-", len(big_flow.task_runs))
+        row(label, *(p.effects[key] for p in passes))
+    row("late items", *((p.summary or {}).get("late") for p in passes))
+    row("signals (one Prefect event each)", None, day.floor.signals, None)
+    row("task runs", len(day.small.task_runs), None, len(day.big.task_runs))
+    for name in sorted(set(day.small.task_seconds) | set(day.big.task_seconds)):
+        row(f"  {name}, s", day.small.task_seconds.get(name), None, day.big.task_seconds.get(name))
     row(
-        "wall time, s",
-        f"{small_flow.seconds:.2f}",
-        f"{floor.seconds:.2f}",
-        f"{big_flow.seconds:.2f}",
+        "  flow run outside tasks, s",
+        day.small.outside_tasks_seconds,
+        None,
+        day.big.outside_tasks_seconds,
+    )
+    row("wall time, s", *(p.seconds for p in passes))
+    row(
+        "+ events/logs drain, s", day.small.events_drain_seconds, None, day.big.events_drain_seconds
+    )
+    row("Prefect server CPU, s", day.small.server_cpu_seconds, None, day.big.server_cpu_seconds)
+    row(
+        "server busy after drain, s",
+        day.small.server_busy_after_seconds,
+        None,
+        day.big.server_busy_after_seconds,
     )
     row(
-        "+ events/logs drain, s",
-        f"{small_flow.events_drain_seconds or 0:.2f}",
-        "-",
-        f"{big_flow.events_drain_seconds or 0:.2f}",
+        "server dropped messages",
+        day.small.server_dropped_messages,
+        None,
+        day.big.server_dropped_messages,
     )
     return table
+
+
+def _report(day: Day, small: StoreCounts, big: StoreCounts) -> None:
+    out.print(_table(day, small, big))
+    total = day.big.seconds + (day.big.events_drain_seconds or 0)
+    out.print(
+        f"flow / floor on the big store: {day.big.seconds:.2f} s / {day.floor.seconds:.2f} s "
+        f"= {day.ratio():.2f}x ({total / day.floor.seconds:.2f}x until events and logs are "
+        "delivered)"
+    )
+    out.print(f"task runs: small {day.small.task_runs} / big {day.big.task_runs}")
+    for p in (day.small, day.big):
+        if p.note:
+            out.print(f"[yellow]{p.label}: {p.note}[/yellow]")
+    if not day.same_work():
+        out.print(
+            "[yellow]warning: the floor and the flow did not do the same work: "
+            f"{day.floor.effects} {day.floor.summary} vs {day.big.effects} {day.big.summary}"
+            "[/yellow]"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1048,9 +1225,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=10, help="cases in the small store")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument(
+        "--next-day",
+        action="store_true",
+        help="then run floor and flows again as of the next day (the daily steady state)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
-        help="also profile a floor pass on a third copy of the big store (cProfile)",
+        help="also profile a floor pass (cProfile) on a third copy of the big store",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (SQLite files)")
     parser.add_argument("--output", type=Path, default=RESULTS / "monitor_scale.json")
@@ -1059,8 +1241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bridgebsr-bench-"))
     backend = Backend(args.db, root)
     results: dict[str, Any] = {
-        "now": NOW.isoformat(),
         "db": args.db,
+        "cases": args.cases,
+        "small": args.small,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -1090,67 +1273,49 @@ def main(argv: Sequence[str] | None = None) -> int:
             "big": asdict(big) | {"seconds": round(big_build, 2)},
         }
 
-        err.log("floor: run_monitor on the big store, no Prefect")
-        floor = floor_pass(big_store)
-        err.log(f"floor took {floor.seconds:.2f} s: {floor.summary}")
-
+        days: list[Day] = []
         server.wait()
-        with server.client_settings():
-            err.log(f"Prefect server at {server.api}; flow on the small store")
-            small_flow = flow_pass(small_store)
-            err.log(f"flow on the big store ({small_flow.seconds:.2f} s for the small one)")
-            big_flow = flow_pass(flow_store)
-        err.log(f"big flow took {big_flow.seconds:.2f} s")
+        server.settle()
+        for now in [NOW, *([NOW + timedelta(days=1)] if args.next_day else [])]:
+            err.log(f"as of {now.isoformat()}: floor, run_monitor on the big store")
+            floor = floor_pass(big_store, now)
+            err.log(f"floor took {floor.seconds:.2f} s: {floor.effects}")
+            with server.client_settings():
+                err.log(f"flow on the small store (Prefect server at {server.api})")
+                small_flow = flow_pass(small_store, now, server, "small: flow")
+                err.log(f"flow on the big store ({small_flow.seconds:.2f} s on the small one)")
+                big_flow = flow_pass(flow_store, now, server, "big: flow")
+            err.log(f"big flow took {big_flow.seconds:.2f} s")
+            days.append(Day(now, small_flow, floor, big_flow))
 
         profile_text = None
         if args.profile:
             path = root / "floor.prof"
             err.log("profiling a floor pass on a third copy")
-            profiled = floor_pass(copies[1], profile_to=path)
+            profiled = floor_pass(copies[1], NOW, profile_to=path)
             profile_text = profile_report(path)
             results["profile"] = {"seconds": round(profiled.seconds, 2), "top": profile_text}
 
-        same_runs = small_flow.task_runs == big_flow.task_runs
-        completed = small_flow.state == big_flow.state == "COMPLETED"
-        same_work = floor.summary == big_flow.summary
-        ratio = big_flow.seconds / floor.seconds if floor.seconds else float("inf")
-        total = big_flow.seconds + (big_flow.events_drain_seconds or 0)
-        results |= {
-            "floor": asdict(floor),
-            "flow_small": asdict(small_flow),
-            "flow_big": asdict(big_flow),
-            "ratio_flow_to_floor": round(ratio, 3),
-            "ratio_flow_with_drain_to_floor": round(total / floor.seconds, 3),
-            "task_runs_equal": same_runs,
-            "floor_and_flow_did_the_same": same_work,
-        }
         results["machine"]["load_at_end"] = _load()
-
-        out.print(_table(small, big, small_flow, floor, big_flow))
+        results["days"] = [day.as_json() for day in days]
+        for day in days:
+            _report(day, small, big)
         out.print(
             f"build: big store {big_build:.1f} s, small store {small_build:.1f} s "
-            f"({args.db}; {os.cpu_count()} CPUs, load {results['machine']['load_at_start']} "
-            f"-> {results['machine']['load_at_end']})"
+            f"({args.db}; {os.cpu_count()} CPUs, load average "
+            f"{results['machine']['load_at_start']} -> {results['machine']['load_at_end']})"
         )
-        out.print(
-            f"flow / floor on the big store: {big_flow.seconds:.2f} s / {floor.seconds:.2f} s "
-            f"= {ratio:.2f}x ({total / floor.seconds:.2f}x with events and logs delivered)"
-        )
-        out.print(f"task runs: small {small_flow.task_runs} / big {big_flow.task_runs}")
         if profile_text:
-            out.print(profile_text, markup=False, highlight=False)
-        if not same_work:
-            out.print(
-                "[yellow]warning: the floor and the flow did not do the same work: "
-                f"{floor.summary} vs {big_flow.summary}[/yellow]"
-            )
+            sys.stdout.write(profile_text)
+            sys.stdout.flush()
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
         out.print(f"written {args.output}")
-        if not completed:
-            out.print(f"[red]a flow run did not complete: {small_flow.state}, {big_flow.state}")
+        failed = [p.label for d in days for p in (d.small, d.big) if p.state != "COMPLETED"]
+        if failed:
+            out.print(f"[red]flow runs that did not complete: {failed}[/red]")
             return 1
-        if not same_runs:
+        if not all(day.same_runs() for day in days):
             out.print("[red]the task-run count grows with the portfolio[/red]")
             return 1
         return 0

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
-from bridgebsr import cases, queries
+from bridgebsr import cases, queries, store
 from bridgebsr.db import read_session, write_session
 from bridgebsr.progress import reforecast_case
 from flows.common import flow_actor, log, resolve_now, run_id, runtime
@@ -69,6 +69,7 @@ def publish_case(case_key: str) -> None:
 @flow(name="pilot-lifecycle", flow_run_name="{case_key}")
 def pilot_lifecycle(case_key: str) -> dict[str, Any]:
     """Bring one case up to date: forecasts, its plan in the UI, a waiting run per open gate."""
+    _label_run(case_key)
     reforecast(case_key)
     publish_case(case_key)
     gates = reconcile_gates(case_key)
@@ -85,18 +86,25 @@ def open_case(
 ) -> str:
     """Open a case of a pilot kind, as `bridgebsr case open` does, and follow it."""
     key = open_case_task(kind, title, owner_email, partner_code, start)
-    _rename_run(key)
+    _label_run(key, name=f"open {key}")
     log().info("opened %s: %s", key, title)
     pilot_lifecycle(key)
     return key
 
 
-def _rename_run(key: str) -> None:
+def _label_run(case_key: str, name: str | None = None) -> None:
+    """Tag this run with the case's pilot kind and country (and rename it) for the UI."""
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None:
         return
+    with read_session(runtime().engine) as session:
+        case = store.case_by_key(session, case_key)
+        tags = sorted({*ctx.flow_run.tags, case.kind, case.country.lower()})
     with get_client(sync_client=True) as client:
-        client.update_flow_run(ctx.flow_run.id, name=f"open {key}")
+        if name is None:
+            client.update_flow_run(ctx.flow_run.id, tags=tags)
+        else:
+            client.update_flow_run(ctx.flow_run.id, name=name, tags=tags)
 
 
 def case_markdown(shown: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from prefect.logging.handlers import APILogHandler
 from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
@@ -96,6 +97,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         }
     ):
         yield api
+        APILogHandler().flush()  # send buffered run logs while the server is still there
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -109,9 +111,11 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    """The demo portfolio in a case store that flows in this process (and children) use."""
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    """The demo portfolio in a SQLite case store that flows in this process use (the
+    deployment tests run the same flows on PostgreSQL)."""
     home = tmp_path / "home"
+    db_url = f"sqlite:///{tmp_path / 'cases.db'}"
     monkeypatch.setenv("BRIDGEBSR_HOME", str(home))
     monkeypatch.setenv("BRIDGEBSR_DATABASE_URL", db_url)
     rt = build_runtime(Settings(home=home, database_url=db_url))

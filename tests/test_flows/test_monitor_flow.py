@@ -164,7 +164,9 @@ def test_open_case_flow_opens_a_case_named_by_its_key(prefect_api: str, store: R
         ).scalar_one()
     assert opened.source is Source.FLOW and opened.source_ref == str(_run_id(state))
     with get_client(sync_client=True) as client:
-        assert client.read_flow_run(_run_id(state)).name == f"open {key}"
+        run = client.read_flow_run(_run_id(state))
+    assert run.name == f"open {key}"
+    assert {"shared-sme-service", "se"} <= set(run.tags)  # pilot kind and country
     plan = Artifact.get(f"case-{key.lower()}")
     assert plan is not None and "request-intake" in str(plan.data)
 
