@@ -677,15 +677,18 @@ def _write_outbox(session: Session, rows: list[dict[str, Any]], report: MonitorR
     """Insert rows whose dedupe key is new; the keys that went in are the ones to announce."""
     dialect = session.get_bind().dialect.name
     build = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # One statement compiled once, executed many times in batches (insertmanyvalues);
+    # RETURNING yields only the rows that went in.
+    table = Notification.__table__  # type: ignore[attr-defined]
+    statement = (
+        build(table)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(table.c.dedupe_key)
+    )
+    connection = session.connection()
     fresh: set[str] = set()
-    for chunk in _chunks(rows):
-        statement = (
-            build(Notification)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(col(Notification.dedupe_key))
-        )
-        fresh.update(session.execute(statement).scalars().all())
+    for chunk in _chunks(rows, 5000):
+        fresh.update(connection.execute(statement, list(chunk)).scalars().all())
     report.notifications = len(fresh)
     escalated: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
@@ -728,6 +731,6 @@ def _count(session: Session, report: MonitorReport) -> None:
     report.late.sort(key=lambda item: (-item.days_late, item.case_key, item.item))
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
