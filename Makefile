@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(BIN)/bridgebsr demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check models notifications bridgebsr flows tests
-	$(BIN)/ruff format --check models notifications bridgebsr flows tests
+	$(BIN)/ruff check models notifications bridgebsr flows tests benchmarks
+	$(BIN)/ruff format --check models notifications bridgebsr flows tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

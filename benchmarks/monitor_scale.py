@@ -481,7 +481,8 @@ class _Cloner:
             )
             start, target = shifted.start, shifted.target
             draw = rng.random()
-            if draw < ON_TRACK:
+            on_track = draw < ON_TRACK
+            if on_track:
                 progress = today - timedelta(days=rng.randint(1, 3))
             elif draw < ON_TRACK + BEHIND:
                 progress = today - timedelta(days=rng.randint(4, 45))
@@ -528,7 +529,8 @@ class _Cloner:
                 deadline: Any = None
                 decided: Any = None
                 expired: Any = None
-                if g.due <= progress:
+                if g.due <= progress or (on_track and g.start <= progress and g.due < today):
+                    # Decided in time (a case on track had its gate decided by the deadline).
                     gate_status = GateStatus.APPROVED
                     opened_on, deadline = w.day(g.start), w.day(g.due)
                     decided = w.day(min(g.start + timedelta(days=2), g.due))

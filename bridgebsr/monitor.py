@@ -190,6 +190,7 @@ class _Directory:
             select(col(Partner.id), col(Partner.country), col(Partner.region))
         ).all()
         self._regions = {pid: (country, region) for pid, country, region in partners}
+        self._role_cache: dict[tuple[str, int], list[_Person]] = {}
 
     def case_calendar(self, c: _Candidate) -> WorkCalendar:
         """The calendar of the case's country (and its lead partner's state there)."""
@@ -206,9 +207,12 @@ class _Directory:
 
     def role(self, role: str, lead_partner_id: int) -> list[_Person]:
         """Holders of a role at the case's lead partner, else everywhere in the directory."""
-        holders = self.by_role.get(role, [])
-        local = [p for p in holders if p.partner_id == lead_partner_id]
-        return local or holders
+        key = (role, lead_partner_id)
+        if key not in self._role_cache:
+            holders = self.by_role.get(role, [])
+            local = [p for p in holders if p.partner_id == lead_partner_id]
+            self._role_cache[key] = local or holders
+        return self._role_cache[key]
 
 
 @lru_cache(maxsize=200_000)

@@ -57,7 +57,8 @@ def _form_description(view: GateView) -> str:
         f"## {view.case_key} · {view.title}\n\n"
         f"Needs **{view.required}** approval(s) from a **{view.approver_role}**; "
         f"{view.approvals} so far in round {view.round}. Deadline: **{deadline}**.\n\n"
-        "Give your decision and your e-mail address; one rejection sends the case back."
+        "Give your decision and your e-mail address. One rejection sends the case back for "
+        "rework or cancels it, as the pilot's template says."
     )
 
 

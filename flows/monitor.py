@@ -1,12 +1,14 @@
 """monitor-milestones: the scheduled pass over the portfolio, published for pilot leads."""
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
+from prefect.utilities.annotations import opaque
 
 from bridgebsr.monitor import MonitorReport, Signal, run_monitor
 from flows.common import log, named, resolve_now, run_id, runtime
@@ -14,6 +16,9 @@ from flows.gates import sync_gate_runs
 from models import Source
 
 LATE_TABLE_LIMIT = 500
+EVENT_CAP = 1000  # events per pass; a first pass over a backlog would otherwise flood the server
+RELATED_CAP = 50  # items named per event
+_URGENCY = {"bridgebsr.gate.expired": 0, "bridgebsr.case.escalated": 1}
 
 
 @task(name="monitor-pass", cache_policy=NO_CACHE)
@@ -50,28 +55,87 @@ def publish(report: MonitorReport) -> None:
         )
 
 
-@task(name="emit-events", cache_policy=NO_CACHE)
-def announce(signals: list[Signal]) -> int:
-    """Emit one Prefect event per new fact, with the case as resource, for automations."""
+@dataclass(frozen=True)
+class CaseEvent:
+    """One Prefect event: one kind of news about one case, its items as related resources."""
+
+    event: str
+    resource: dict[str, str]
+    related: list[dict[str, str]]
+    payload: dict[str, Any]
+
+
+def case_events(signals: list[Signal], cap: int = EVENT_CAP) -> tuple[list[CaseEvent], int]:
+    """Group signals per case and kind, most urgent kinds first, at most `cap` events.
+
+    Returns the events and how many were left out (a first pass over a large backlog);
+    what is left out still shows in the `late-items` table and the pass summary event.
+    """
+    grouped: dict[tuple[str, str], list[Signal]] = {}
     for signal in signals:
-        emit_event(
-            event=signal.event,
-            resource={
-                "prefect.resource.id": f"bridgebsr.case.{signal.case_key}",
-                "prefect.resource.name": signal.case_key,
-                "bridgebsr.pilot": signal.pilot,
-                "bridgebsr.country": signal.country,
-            },
-            related=[
-                {
-                    "prefect.resource.id": f"bridgebsr.item.{signal.case_key}.{signal.subject}",
-                    "prefect.resource.role": "item",
-                    "prefect.resource.name": signal.subject,
-                }
-            ],
-            payload=signal.payload,
+        grouped.setdefault((signal.event, signal.case_key), []).append(signal)
+    order = sorted(grouped, key=lambda k: (_URGENCY.get(k[0], 9), k[1]))
+    events = []
+    for event, case_key in order[:cap]:
+        items = grouped[(event, case_key)]
+        first = items[0]
+        events.append(
+            CaseEvent(
+                event=event,
+                resource={
+                    "prefect.resource.id": f"bridgebsr.case.{case_key}",
+                    "prefect.resource.name": case_key,
+                    "bridgebsr.pilot": first.pilot,
+                    "bridgebsr.country": first.country,
+                },
+                related=[
+                    {
+                        "prefect.resource.id": f"bridgebsr.item.{case_key}.{s.subject}",
+                        "prefect.resource.role": "item",
+                        "prefect.resource.name": s.subject,
+                    }
+                    for s in items[:RELATED_CAP]
+                ],
+                payload={"items": {s.subject: s.payload for s in items[:RELATED_CAP]}},
+            )
         )
-    return len(signals)
+    return events, max(len(order) - cap, 0)
+
+
+@task(name="emit-events", cache_policy=NO_CACHE)
+def announce(report: MonitorReport) -> int:
+    """Emit one Prefect event per case and kind of news, then one event for the pass."""
+    events, left_out = case_events(report.signals)
+    for event in events:
+        emit_event(
+            event=event.event,
+            resource=event.resource,
+            related=event.related,
+            payload=event.payload,
+        )
+    emit_event(
+        event="bridgebsr.monitor.pass",
+        resource={"prefect.resource.id": "bridgebsr.monitor", "prefect.resource.name": "monitor"},
+        payload={**_counts(report), "events": len(events), "events_left_out": left_out},
+    )
+    if left_out:
+        log().warning("%s case event(s) left out this pass (cap %s)", left_out, EVENT_CAP)
+    return len(events)
+
+
+def _whole(report: MonitorReport) -> MonitorReport:
+    """Pass the report to a task without Prefect walking its (possibly 100,000) rows."""
+    return cast(MonitorReport, opaque(report))
+
+
+def _counts(report: MonitorReport) -> dict[str, Any]:
+    return {
+        "as_of": report.now.isoformat(),
+        "notifications": report.notifications,
+        "newly_overdue": report.newly_overdue,
+        "newly_expired": report.newly_expired,
+        "late": len(report.late),
+    }
 
 
 @flow(
@@ -87,8 +151,9 @@ def monitor_milestones(
     rt = runtime()
     at = resolve_now(now, rt)
     report = monitor_pass(at, dry_run)
-    publish(report)
-    announce(report.signals)
+    publish(_whole(report))
+    if not dry_run:
+        announce(_whole(report))
     if sync_gates and not dry_run:
         sync_gate_runs()
     logger.info(

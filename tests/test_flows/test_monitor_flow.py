@@ -15,10 +15,11 @@ from sqlalchemy import func, select
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.cases import open_case as open_case_uc
 from bridgebsr.db import read_session, write_session
+from bridgebsr.monitor import Signal
 from bridgebsr.queries import gate_view
 from flows.cases import open_case, pilot_lifecycle
 from flows.gates import decision_key, stage_gate
-from flows.monitor import monitor_milestones
+from flows.monitor import case_events, monitor_milestones
 from flows.reports import daily_digest, portfolio_report
 from models import Case, CaseEvent, Notification, Source
 
@@ -194,3 +195,33 @@ def test_report_and_digest_flows_publish_what_the_store_holds(
 @pytest.fixture(autouse=True)
 def _settle() -> None:
     """Artifacts are keyed; each test reads what its own flow run published."""
+
+
+def _signal(event: str, case: str, subject: str) -> Signal:
+    return Signal(event, case, "shared-sme-service", "LT", subject, {"days_late": 3})
+
+
+def test_events_are_one_per_case_and_kind_most_urgent_first_and_capped() -> None:
+    signals = [
+        _signal("bridgebsr.milestone.overdue", "SME-2026-0002", "nda"),
+        _signal("bridgebsr.milestone.overdue", "SME-2026-0002", "service-plan"),
+        _signal("bridgebsr.milestone.overdue", "SME-2026-0001", "nda"),
+        _signal("bridgebsr.case.escalated", "SME-2026-0002", "nda"),
+        _signal("bridgebsr.gate.expired", "SME-2026-0003", "sme-acceptance"),
+    ]
+    events, left_out = case_events(signals)
+    assert [(e.event, e.resource["prefect.resource.name"]) for e in events] == [
+        ("bridgebsr.gate.expired", "SME-2026-0003"),
+        ("bridgebsr.case.escalated", "SME-2026-0002"),
+        ("bridgebsr.milestone.overdue", "SME-2026-0001"),
+        ("bridgebsr.milestone.overdue", "SME-2026-0002"),
+    ]
+    assert left_out == 0
+    both = events[-1]
+    assert [r["prefect.resource.name"] for r in both.related] == ["nda", "service-plan"]
+    assert both.payload["items"]["service-plan"] == {"days_late": 3}
+    assert both.resource["bridgebsr.country"] == "LT"
+
+    capped, left_out = case_events(signals, cap=2)
+    assert [e.event for e in capped] == ["bridgebsr.gate.expired", "bridgebsr.case.escalated"]
+    assert left_out == 2
