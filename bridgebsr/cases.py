@@ -6,6 +6,7 @@ from sqlmodel import Session, col, select
 
 from bridgebsr import lifecycle, planning, store
 from bridgebsr.catalog import Catalog, checksum
+from bridgebsr.db import permit
 from bridgebsr.errors import IllegalTransition, InvalidInput
 from bridgebsr.lifecycle import Change
 from models import (
@@ -203,7 +204,7 @@ def change_case(
     if action == "close":
         _require_finished(session, case)
     store.claim(session, case, expected_version, now)
-    case.status = new
+    case.status = permit(case, new)
     if new in {CaseStatus.COMPLETED, CaseStatus.CANCELLED}:
         case.closed_at = now
     store.record(

@@ -1,11 +1,15 @@
-"""Engines and sessions for the case store, with the status guard and SQLite tuning."""
+"""Engines and sessions for the case store, with the status guard and SQLite tuning.
+
+The guard refuses any status written at flush that no lifecycle rule gave (`permit`).
+"""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event, inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import object_session
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, create_engine
 
@@ -65,8 +69,26 @@ def write_session(engine: Engine) -> Iterator[Session]:
         yield session
 
 
+_GRANTS = "bridgebsr.permitted_statuses"
+S = TypeVar("S")
+
+
+def permit(obj: Any, status: S) -> S:
+    """Mark `status` as given to `obj` by a lifecycle rule; the flush guard passes only these."""
+    session = object_session(obj)
+    if session is not None:
+        session.info.setdefault(_GRANTS, set()).add((id(obj), status))
+    return status
+
+
+@event.listens_for(Session, "after_flush_postexec")
+def _forget_grants(session: Session, _ctx: Any) -> None:
+    session.info.pop(_GRANTS, None)
+
+
 @event.listens_for(Session, "before_flush")
 def _guard_statuses(session: Session, _ctx: Any, _instances: Any) -> None:
+    granted = session.info.get(_GRANTS, set())
     for obj in session.dirty:
         pairs = _GUARDED.get(type(obj))
         if pairs is None:
@@ -74,7 +96,7 @@ def _guard_statuses(session: Session, _ctx: Any, _instances: Any) -> None:
         history = inspect(obj).attrs.status.history
         if history.added and history.deleted:
             old, new = history.deleted[0], history.added[0]
-            if old != new and (old, new) not in pairs:
+            if old != new and ((old, new) not in pairs or (id(obj), new) not in granted):
                 raise IllegalTransition(
                     f"{type(obj).__name__.lower()} status cannot go from {old} to {new} "
                     "outside the lifecycle rules"

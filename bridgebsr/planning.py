@@ -8,6 +8,7 @@ from sqlmodel import Session, col, select
 
 from bridgebsr import lifecycle
 from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
+from bridgebsr.db import permit
 from bridgebsr.lifecycle import Change
 from bridgebsr.schedule import Item, Link, Slot, schedule
 from models import (
@@ -135,9 +136,10 @@ def _open_ready_gates(plan: Plan, today: date) -> list[Change]:
     changes = []
     for gate in plan.gates:
         if gate.status is GateStatus.PENDING and not open_predecessors(plan, gate):
-            gate.status = lifecycle.next_status(
+            new = lifecycle.next_status(
                 lifecycle.GATE_ACTIONS, "open", gate.status, f"gate {gate.key}"
             )
+            gate.status = permit(gate, new)
             gate.opened_on = today
             gate.deadline = plan.calendar(gate).add(today, gate.deadline_days, gate.days)
             changes.append(

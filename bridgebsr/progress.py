@@ -7,6 +7,7 @@ from datetime import date, datetime
 from sqlmodel import Session, col, func, select
 
 from bridgebsr import lifecycle, planning, store
+from bridgebsr.db import permit
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
 from bridgebsr.lifecycle import Change
 from models import (
@@ -146,7 +147,7 @@ def progress_milestone(
         action, work.case.key, milestone.key, milestone.status, blocking
     )
     _check_order(work, milestone, action, day)
-    milestone.status = new
+    milestone.status = permit(milestone, new)
     if new in {MilestoneStatus.IN_PROGRESS, MilestoneStatus.DONE}:
         milestone.started_on = milestone.started_on or day
     if new in {MilestoneStatus.DONE, MilestoneStatus.WAIVED}:
@@ -206,6 +207,11 @@ def decide_gate(
     return gate
 
 
+def next_gate(action: str, gate: Gate) -> GateStatus:
+    """The status a gate action leads to (refused when the gate's status does not allow it)."""
+    return lifecycle.next_status(lifecycle.GATE_ACTIONS, action, gate.status, f"gate {gate.key}")
+
+
 def _voted(session: Session, gate: Gate, approver_id: int) -> bool:
     return (
         session.exec(
@@ -237,7 +243,7 @@ def _approve(session: Session, work: _Work, gate: Gate) -> list[Change]:
                 {"status": gate.status.value, "decision": "approve", **votes},
             )
         ]
-    gate.status = lifecycle.next_status(lifecycle.GATE_ACTIONS, "approve", gate.status, gate.key)
+    gate.status = permit(gate, next_gate("approve", gate))
     gate.decided_on = work.today
     return [
         Change(
@@ -250,7 +256,7 @@ def _approve(session: Session, work: _Work, gate: Gate) -> list[Change]:
 
 
 def _reject(work: _Work, gate: Gate) -> list[Change]:
-    gate.status = lifecycle.next_status(lifecycle.GATE_ACTIONS, "reject", gate.status, gate.key)
+    gate.status = permit(gate, next_gate("reject", gate))
     gate.decided_on = work.today
     changes = [
         Change(
@@ -262,7 +268,7 @@ def _reject(work: _Work, gate: Gate) -> list[Change]:
     ]
     if gate.rework_stage is None:
         new, cancel = lifecycle.case_change("cancel", work.case.key, work.case.status)
-        work.case.status, work.case.closed_at = new, work.now
+        work.case.status, work.case.closed_at = permit(work.case, new), work.now
         cancel.after["because"] = f"gate {gate.key} rejected"
         return [*changes, cancel]
     return changes + _rework(work, gate, gate.rework_stage)
@@ -276,7 +282,10 @@ def _rework(work: _Work, gate: Gate, stage: str) -> list[Change]:
         in_range = first <= work.template.stage_index(m.stage) <= last
         if in_range and m.status in {MilestoneStatus.DONE, MilestoneStatus.WAIVED}:
             old = m.status
-            m.status = lifecycle.next_status(lifecycle.MILESTONE_ACTIONS, "reopen", m.status, m.key)
+            new_status = lifecycle.next_status(
+                lifecycle.MILESTONE_ACTIONS, "reopen", m.status, m.key
+            )
+            m.status = permit(m, new_status)
             m.started_on = m.finished_on = m.overdue_on = None
             changes.append(
                 Change(
@@ -286,7 +295,7 @@ def _rework(work: _Work, gate: Gate, stage: str) -> list[Change]:
                     {"status": m.status.value, "because": f"gate {gate.key} rejected"},
                 )
             )
-    gate.status = lifecycle.next_status(lifecycle.GATE_ACTIONS, "reopen", gate.status, gate.key)
+    gate.status = permit(gate, next_gate("reopen", gate))
     gate.round += 1
     gate.opened_on = gate.deadline = gate.decided_on = gate.expired_on = None
     changes.append(
@@ -352,7 +361,7 @@ def time_out_gate(
         {"deadline": gate.deadline.isoformat(), "round": gate.round, "outcome": outcome.value},
     )
     if outcome is TimeoutOutcome.APPROVE:
-        gate.status = lifecycle.next_status(lifecycle.GATE_ACTIONS, "approve", gate.status, "")
+        gate.status = permit(gate, next_gate("approve", gate))
         gate.decided_on = work.today
         decided = [
             Change(

@@ -648,12 +648,6 @@ def test_the_flush_guard_refuses_a_status_no_rule_allows(consortium: Runtime) ->
     assert _dump(consortium.engine) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _guard_statuses allows any (old, new) pair some action allows, so assigning "
-    "case.status = COMPLETED on an active case with open items commits without the close "
-    "rule's checks or an audit event",
-)
 def test_the_flush_guard_refuses_completing_a_case_around_the_rules(consortium: Runtime) -> None:
     _open(consortium)
     before = _dump(consortium.engine)
