@@ -30,7 +30,7 @@ test: lint
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.monitor_scale
+	$(BIN)/python -m benchmarks.monitor_scale --next-day
 
 clean:
 	rm -rf $(VENV) .bridgebsr .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1170,7 +1170,7 @@ def _table(day: Day, small: StoreCounts, big: StoreCounts) -> Table:
     ):
         row(label, *(p.effects[key] for p in passes))
     row("late items", *((p.summary or {}).get("late") for p in passes))
-    row("signals (one Prefect event each)", None, day.floor.signals, None)
+    row("signals (grouped per case into ≤1,000 events)", None, day.floor.signals, None)
     row("task runs", len(day.small.task_runs), None, len(day.big.task_runs))
     for name in sorted(set(day.small.task_seconds) | set(day.big.task_seconds)):
         row(f"  {name}, s", day.small.task_seconds.get(name), None, day.big.task_seconds.get(name))
