@@ -2,12 +2,16 @@
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from bridgebsr.catalog import Catalog, load_catalog
 from bridgebsr.db import make_engine
 from bridgebsr.settings import Settings
+
+if TYPE_CHECKING:
+    from notifications.post import PostOffice
 
 
 @dataclass
@@ -16,6 +20,18 @@ class Runtime:
 
     settings: Settings
     engine: Engine = field(repr=False)
+
+    def post_office(self) -> "PostOffice":
+        """The delivery channels from BRIDGEBSR_EMAIL_URL and BRIDGEBSR_APPRISE_CONFIG (else the
+        local log `HOME/notifications.log`)."""
+        from notifications.post import PostOffice  # Apprise loads only when delivering
+
+        email = self.settings.email_url
+        return PostOffice(
+            email_url=email.get_secret_value() if email else None,
+            apprise_config=self.settings.apprise_config,
+            local_log=self.settings.home / "notifications.log",
+        )
 
     @cached_property
     def catalog(self) -> Catalog:

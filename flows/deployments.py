@@ -19,13 +19,14 @@ from prefect.schedules import Cron
 from flows.cases import open_case, pilot_lifecycle
 from flows.gates import stage_gate
 from flows.monitor import monitor_milestones
-from flows.reports import daily_digest, portfolio_report
+from flows.reports import daily_digest, dispatch_notifications, portfolio_report
 
 TIMEZONE = "Europe/Copenhagen"
 WORK_POOL = "bridgebsr"
 # name -> (flow, cron in TIMEZONE or None, tags); prefect.yaml says the same (a test checks).
 DEPLOYMENTS: dict[str, tuple[Flow[..., Any], str | None, list[str]]] = {
     "monitor-milestones": (monitor_milestones, "0 * * * *", ["monitor"]),
+    "dispatch-notifications": (dispatch_notifications, "*/15 * * * *", ["notifications"]),
     "daily-digest": (daily_digest, "30 7 * * 1-5", ["notifications"]),
     "portfolio-report": (portfolio_report, "0 6 * * 1", ["report"]),
     "stage-gate": (stage_gate, None, ["gate"]),

@@ -7,7 +7,10 @@ from typing import Any, cast
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
 from prefect.events import emit_event
+from prefect.exceptions import ObjectNotFound
 from prefect.utilities.annotations import opaque
 
 from bridgebsr.monitor import MonitorReport, Signal, run_monitor
@@ -15,6 +18,7 @@ from flows.common import log, named, resolve_now, run_id, runtime
 from flows.gates import sync_gate_runs
 from models import Source
 
+DISPATCH = "dispatch-notifications/dispatch-notifications"
 LATE_TABLE_LIMIT = 500
 EVENT_CAP = 1000  # events per pass; a first pass over a backlog would otherwise flood the server
 RELATED_CAP = 50  # items named per event
@@ -156,6 +160,8 @@ def monitor_milestones(
         announce(_whole(report))
     if sync_gates and not dry_run:
         sync_gate_runs()
+    if report.notifications and not dry_run:
+        deliver_soon()
     logger.info(
         "%s notification(s) written, %s milestone(s) newly late, %s gate(s) newly expired, "
         "%s item(s) late",
@@ -167,6 +173,16 @@ def monitor_milestones(
     for failure in report.failures:
         logger.warning("not applied: %s", failure)
     return report.summary()
+
+
+def deliver_soon() -> None:
+    """Start a dispatch run now when that deployment exists (else the schedule delivers)."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(DISPATCH)
+        except ObjectNotFound:
+            return
+    run_deployment(DISPATCH, timeout=0, as_subflow=False, tags=["after-monitor"])
 
 
 def _late_row(item: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""portfolio-report (weekly) and daily-digest: what the portfolio and the outbox hold, in the UI.
+"""portfolio-report, daily-digest and dispatch-notifications: the portfolio and the outbox.
 
 The reports work adds KPIs and exports to the first; the notifications work delivers the
 second. Both already publish what the case store knows.
@@ -14,7 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from bridgebsr import queries
 from bridgebsr.db import read_session
-from flows.common import named, resolve_now, runtime
+from flows.common import log, named, resolve_now, runtime
+from notifications.outbox import dispatch
 
 
 @task(name="portfolio-table", cache_policy=NO_CACHE)
@@ -68,3 +69,19 @@ def daily_digest(now: datetime | None = None) -> int:
     """Gather the outbox's waiting notices per recipient (delivery comes with notifications)."""
     resolve_now(now, runtime())
     return digest_preview()
+
+
+@task(name="dispatch", cache_policy=NO_CACHE)
+def dispatch_task(now: datetime) -> dict[str, int]:
+    """Deliver the pending notices due by `now`; failures retry with backoff."""
+    rt = runtime()
+    report = dispatch(rt.engine, now=now, post=rt.post_office())
+    for line in report.errors[:50]:
+        log().warning("%s", line)
+    return report.summary()
+
+
+@flow(name="dispatch-notifications", flow_run_name=named("dispatch"))
+def dispatch_notifications(now: datetime | None = None) -> dict[str, int]:
+    """Deliver what waits in the outbox, by email, chat or the local log."""
+    return dispatch_task(resolve_now(now, runtime()))
