@@ -236,4 +236,9 @@ class Notification(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, index=True)
     last_error: str | None = Field(default=None, sa_type=Text)
+    delivered: list[str] = Field(
+        default_factory=list,
+        sa_type=JSON,
+        description="Channels that took it, so retries skip them.",
+    )
     sent_at: datetime | None = None

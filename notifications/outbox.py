@@ -108,23 +108,38 @@ def dispatch(
                 .join(Partner, col(Partner.id) == Contact.partner_id)
                 .where(col(Notification.id).in_(ids))
             ).all()
-            outcomes: list[tuple[int | None, int, datetime | list[ChannelResult]]] = []
+            outcomes: list[
+                tuple[int | None, int, datetime | tuple[list[ChannelResult], list[str]]]
+            ] = []
             for note, email, zone, partner in rows:
                 morning = quiet_until(now, zone)
                 if morning is not None:
                     outcomes.append((note.id, note.attempts, morning))
                     continue
                 tags = [email, partner, str(note.payload.get("pilot", ""))]
-                sent = post.deliver(to=email, tags=tags, message=render(note.payload))
-                outcomes.append((note.id, note.attempts + 1, sent))
+                done = frozenset(note.delivered or [])
+                sent = post.deliver(to=email, tags=tags, message=render(note.payload), done=done)
+                took = sorted(done | {r.channel for r in sent if r.ok})
+                outcomes.append((note.id, note.attempts + 1, (sent, took)))
         with Session(engine.execution_options(sqlite_immediate=True)) as session:
             for note_id, attempts, outcome in outcomes:
                 if isinstance(outcome, datetime):
                     _hold(session, note_id, outcome, report)
                 else:
-                    _record(session, note_id, attempts, outcome, now, max_attempts, report)
+                    results, took = outcome
+                    _record(session, note_id, attempts, results, now, max_attempts, report)
+                    _remember(session, note_id, took)
             session.commit()
     return report
+
+
+def _remember(session: Session, note_id: int | None, took: list[str]) -> None:
+    session.execute(
+        update(Notification)
+        .where(col(Notification.id) == note_id)
+        .values(delivered=took)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _hold(session: Session, note_id: int | None, morning: datetime, report: DispatchReport) -> None:

@@ -8,12 +8,11 @@ scheme writes the notice to a local log file, so the whole pipeline runs in the 
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import apprise
 from apprise.decorators import notify
@@ -21,8 +20,6 @@ from apprise.decorators import notify
 from notifications.render import Message
 
 logger = logging.getLogger("bridgebsr.notifications")
-_LOCAL = threading.local()
-_LOCAL_LOG: dict[str, Path] = {}
 
 
 @dataclass(frozen=True)
@@ -36,11 +33,11 @@ class ChannelResult:
 
 @notify(on="bridgebsr", name="bridgebsr local log")  # type: ignore[untyped-decorator,no-untyped-call]
 def _write_local(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
-    meta = kwargs.get("meta") or {}
-    to = (meta.get("qsd") or {}).get("to", "")
-    path = _LOCAL_LOG.get("path")
-    if path is None:
+    query = (kwargs.get("meta") or {}).get("qsd") or {}
+    to, log = query.get("to", ""), query.get("log")
+    if not log:
         return False
+    path = Path(log)
     record = {"at": datetime.now(UTC).isoformat(), "to": to, "title": title, "body": body}
     with path.open("a", encoding="utf-8") as out:
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -53,7 +50,7 @@ def with_recipient(url: str, email: str) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "to"]
     query.append(("to", email))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 def shown(url: str) -> str:
@@ -80,7 +77,7 @@ class PostOffice:
             self._config = apprise.AppriseConfig()
             self._config.add(str(apprise_config))
         local_log.parent.mkdir(parents=True, exist_ok=True)
-        _LOCAL_LOG["path"] = local_log
+        self._local = f"bridgebsr://local?log={quote(str(local_log.resolve()), safe='')}"
 
     def channels(self) -> list[str]:
         """What is configured, in privacy form."""
@@ -91,10 +88,13 @@ class PostOffice:
             out.append("chat/webhooks from the Apprise config")
         return out or ["local log (bridgebsr://)"]
 
-    def deliver(self, *, to: str, tags: list[str], message: Message) -> list[ChannelResult]:
-        """Send one notice to one recipient on every channel configured for them."""
+    def deliver(
+        self, *, to: str, tags: list[str], message: Message, done: frozenset[str] = frozenset()
+    ) -> list[ChannelResult]:
+        """Send one notice to one recipient on every channel configured for them, except the
+        channels in `done` (delivered on an earlier attempt)."""
         results = []
-        if self._email_url:
+        if self._email_url and "email" not in done:
             box = apprise.Apprise()
             if not box.add(with_recipient(self._email_url, to)):
                 results.append(ChannelResult("email", False, "BRIDGEBSR_EMAIL_URL is not valid"))
@@ -106,7 +106,7 @@ class PostOffice:
                     timeout=self._timeout,
                 )
                 results.append(ChannelResult("email", bool(outcome), _why(outcome)))
-        if self._config is not None:
+        if self._config is not None and "chat" not in done:
             box = apprise.Apprise()
             box.add(self._config)
             outcome = box.notify(
@@ -118,9 +118,9 @@ class PostOffice:
             )
             if outcome.status is not apprise.AppriseResultStatus.NOMATCH:
                 results.append(ChannelResult("chat", bool(outcome), _why(outcome)))
-        if not results:
+        if not results and not done:
             box = apprise.Apprise()
-            box.add(with_recipient("bridgebsr://local", to))
+            box.add(with_recipient(self._local, to))
             outcome = box.notify(body=message.text, title=message.title)
             results.append(ChannelResult("local", bool(outcome), _why(outcome)))
         return results

@@ -27,7 +27,7 @@ CASE_TABLES = {
     "case_events",
     "notifications",
 }
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture
