@@ -36,8 +36,11 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
 class LocalServer:
     """A `prefect server start` child process with its database under a folder of ours."""
 
-    def __init__(self, home: Path, host: str = "127.0.0.1", port: int = 4200) -> None:
+    def __init__(
+        self, home: Path, host: str = "127.0.0.1", port: int = 4200, *, ui: bool = True
+    ) -> None:
         self.home = home
+        self.ui = ui
         self.api_url = f"http://{host}:{port}/api"
         self.ui_url = f"http://{host}:{port}"
         self._host, self._port = host, port
@@ -54,6 +57,8 @@ class LocalServer:
         }
         prefect = Path(sys.executable).parent / "prefect"
         command = [str(prefect), "server", "start", "--host", self._host]
+        if not self.ui:
+            command.append("--no-ui")
         with (self.home / "server.log").open("ab") as log:
             self._process = subprocess.Popen(
                 [*command, "--port", str(self._port)],
@@ -61,7 +66,7 @@ class LocalServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_interruptible,
+                preexec_fn=interruptible,
             )
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -88,8 +93,9 @@ class LocalServer:
             process.wait()
 
 
-def _interruptible() -> None:
-    # A child of a backgrounded shell ignores SIGINT; the server stops on it, so restore it.
+def interruptible() -> None:
+    """In a child process: take SIGINT again (a shell that started us in the background
+    ignores it), so SIGTERM, which Prefect turns into SIGINT, stops the child at once."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 

@@ -1,12 +1,8 @@
 """One real Prefect server per test session, and case stores the flows find through BRIDGEBSR_*."""
 
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -24,6 +20,7 @@ from prefect.settings import (
 
 from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
+from bridgebsr.cli.orchestration import LocalServer
 from bridgebsr.demo import load_demo
 from bridgebsr.settings import Settings
 from flows import common
@@ -33,58 +30,22 @@ REPO = Path(__file__).parents[2]
 DEMO_DAY = "2026-11-26"
 
 
-def interruptible() -> None:
-    """In a child: take SIGINT again (a shell that started us in the background ignores it),
-    so SIGTERM, which Prefect turns into SIGINT, stops the child at once."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _healthy(api: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=1) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `prefect server start` for the whole session; this process and children talk to it."""
     home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": api,
-    }
-    with (home / "server.log").open("wb") as log:
-        server = subprocess.Popen(
-            [
-                *(str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1"),
-                *("--port", str(port), "--no-ui", "--analytics-off"),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=interruptible,
-        )
-    deadline = time.monotonic() + 120
-    while not _healthy(api):
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail(
-                f"Prefect server did not start: {(home / 'server.log').read_text()[-2000:]}"
-            )
-        time.sleep(0.5)
+    server = LocalServer(home, port=free_port(), ui=False)
+    try:
+        server.start(wait=120)
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}: {(home / 'server.log').read_text()[-2000:]}")
+    api = server.api_url
     saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
     os.environ.update({"PREFECT_API_URL": api, "PREFECT_HOME": str(home)})
     with temporary_settings(
@@ -103,11 +64,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    server.terminate()
-    try:
-        server.wait(20)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    server.stop()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, select, text
 
 from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
+from bridgebsr.cli.orchestration import interruptible
 from bridgebsr.db import read_session
 from bridgebsr.demo import load_demo
 from bridgebsr.queries import gate_view
@@ -28,7 +29,7 @@ from bridgebsr.settings import Settings
 from flows.deployments import DEPLOYMENTS, TIMEZONE, WORK_POOL
 from models import CaseEvent, GateDecision, GateStatus, Milestone, Notification, Source
 from tests.conftest import IN_CI, PG_ADMIN_URL, postgres_available
-from tests.test_flows.conftest import BIN, DEMO_DAY, REPO, interruptible
+from tests.test_flows.conftest import BIN, DEMO_DAY, REPO
 
 IP_KEY, COUNCIL = "IP-2025-0001", "council-approval"
 COUNCIL_MEMBERS = (

@@ -8,7 +8,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.test_flows.conftest import BIN, free_port, interruptible
+from bridgebsr.cli.orchestration import interruptible
+from tests.test_flows.conftest import BIN, free_port
 
 
 def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes], timeout: float) -> str:
