@@ -9,6 +9,7 @@ from bridgebsr import migrate
 from bridgebsr.cli._common import AS_OF_HELP, fail, parse_when, runtime, today
 from bridgebsr.cli.cases import LIST_COLUMNS, case_app, gate_app, milestone_app
 from bridgebsr.cli.directory import contacts_app, partners_app, templates_app
+from bridgebsr.cli.exchange import ical
 from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
 from bridgebsr.cli.orchestration import up
@@ -31,6 +32,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(notifications_app, name="notifications")
 app.command()(monitor)
 app.command()(up)
+app.command()(ical)
 
 
 @app.command()
