@@ -3,6 +3,7 @@
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,7 +18,11 @@ from bridgebsr.sheets import Sheet, read_sheet
 from models import Contact, Partner, PartnerKind
 
 PARTNER_COLUMNS = (("code", "name", "kind", "country"), ("region", "timezone"))
-CONTACT_COLUMNS = (("email", "name", "partner", "role", "country"), ("timezone",))
+CONTACT_COLUMNS = (
+    ("email", "name", "partner", "role", "country"),
+    ("timezone", "channels", "delivery", "quiet_hours", "daily_cap"),
+)
+CHANNELS = ("email", "chat")
 _KINDS = {re.sub(r"[\s_-]", "", k.value): k for k in PartnerKind}
 
 
@@ -195,10 +200,109 @@ def parse_contacts(sheet: Sheet, partners: dict[str, int], roles: set[str]) -> l
             rec["timezone"] = _cell(
                 problems, n, "timezone", zone_for, raw.get("timezone", ""), country
             )
+        rec |= _preference_cells(problems, n, raw)
         out.append((n, rec))
     _unique(problems, out, "email")
     problems.raise_if_any("contacts")
     return [rec for _, rec in out]
+
+
+def _preference_cells(problems: _Problems, n: int, raw: dict[str, str]) -> dict[str, Any]:
+    """The notification preferences a row gives; a blank cell leaves the preference as it is
+    (the default for a new contact)."""
+    rec: dict[str, Any] = {}
+    if raw.get("channels"):
+        rec["channels"] = _cell(problems, n, "channels", parse_channels, raw["channels"])
+    if raw.get("delivery"):
+        rec["digest"] = _cell(problems, n, "delivery", parse_delivery, raw["delivery"])
+    if raw.get("quiet_hours"):
+        quiet = _cell(problems, n, "quiet_hours", parse_quiet_hours, raw["quiet_hours"])
+        rec["quiet_from"], rec["quiet_until"] = quiet or (None, None)
+    if raw.get("daily_cap"):
+        rec["daily_cap"] = _cell(problems, n, "daily_cap", parse_daily_cap, raw["daily_cap"])
+    return rec
+
+
+def parse_channels(value: str) -> str:
+    """'email', 'chat' or both (comma or space separated), as stored: 'email,chat'."""
+    given = {v for v in re.split(r"[\s,;]+", value.strip().lower()) if v}
+    unknown = given - set(CHANNELS)
+    if unknown or not given:
+        raise ValueError(f"'{value}' is not a list of channels (email, chat or 'email,chat')")
+    return ",".join(c for c in CHANNELS if c in given)
+
+
+def parse_delivery(value: str) -> bool:
+    """'immediate' or 'digest' (what is not urgent waits for one message a day): True for
+    digest."""
+    choice = value.strip().lower()
+    if choice not in {"immediate", "digest"}:
+        raise ValueError(f"'{value}' is not a delivery mode (immediate or digest)")
+    return choice == "digest"
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time] | None:
+    """'HH:MM-HH:MM' in the contact's own time zone (21:00-07:00), or 'none'."""
+    text = value.strip().lower()
+    if text in {"none", "off", "-"}:
+        return None
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", text)
+    try:
+        if match is None:
+            raise ValueError
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        start, end = time(h1, m1), time(h2, m2)
+    except ValueError:
+        raise ValueError(
+            f"'{value}' is not quiet hours (HH:MM-HH:MM, e.g. 21:00-07:00, or none)"
+        ) from None
+    if start == end:
+        raise ValueError(f"'{value}' starts and ends at the same time; use 'none' for no quiet")
+    return start, end
+
+
+def parse_daily_cap(value: str) -> int:
+    """Messages a day at most, a whole number; 0 for no cap."""
+    try:
+        cap = int(value.strip())
+    except ValueError:
+        cap = -1
+    if cap < 0:
+        raise ValueError(f"'{value}' is not a daily cap (a whole number, 0 for no cap)")
+    return cap
+
+
+def preferences(contact: Contact) -> dict[str, Any]:
+    """A contact's notification preferences as shown to people."""
+    quiet = (
+        f"{contact.quiet_from:%H:%M}-{contact.quiet_until:%H:%M}"
+        if contact.quiet_from is not None and contact.quiet_until is not None
+        else "none"
+    )
+    return {
+        "email": contact.email,
+        "channels": contact.channels,
+        "delivery": "digest" if contact.digest else "immediate",
+        "quiet_hours": quiet,
+        "timezone": contact.timezone,
+        "daily_cap": contact.daily_cap or "none",
+    }
+
+
+def set_preferences(*, session: Session, email: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Change one contact's preferences (keys as on Contact), in one transaction."""
+    try:
+        address = _email(email)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    contact = session.exec(select(Contact).where(col(Contact.email) == address)).first()
+    if contact is None:
+        raise InvalidInput(f"no contact '{email}'; see `bridgebsr contacts list`")
+    for name, value in changes.items():
+        setattr(contact, name, value)
+    session.commit()
+    session.refresh(contact)
+    return preferences(contact)
 
 
 def _partner_ref(value: str, partners: dict[str, int]) -> int:
@@ -277,6 +381,10 @@ def list_contacts(*, session: Session) -> list[dict[str, Any]]:
         .order_by(col(Contact.email))
     )
     return [
-        {**c.model_dump(exclude={"id", "partner_id"}, mode="json"), "partner": code}
+        {
+            **c.model_dump(include={"email", "name", "role", "country", "timezone"}),
+            "partner": code,
+            **preferences(c),
+        }
         for c, code in rows
     ]

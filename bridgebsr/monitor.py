@@ -10,7 +10,7 @@ reject take a transaction of their own, through the same use case as every other
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -47,6 +47,7 @@ from models import (
 
 MONITOR_ACTOR = "bridgebsr-monitor"
 EXPIRED_RULE = "expired"
+HOLIDAY_SLACK = 14  # days a recipient's ladder step may come before the item's calendar says
 _CHUNK = 500
 _DECIDED = {TimeoutOutcome.APPROVE: "approved", TimeoutOutcome.REJECT: "rejected"}
 
@@ -96,6 +97,7 @@ class MonitorReport:
     active_cases: dict[str, int] = field(default_factory=dict)
     open_gates: Counter[str] = field(default_factory=Counter)
     notifications_by_pilot: Counter[str] = field(default_factory=Counter)
+    run: str | None = None  # the Prefect flow run of this pass, if a flow ran it
 
     def pilots(self) -> list[str]:
         """Every pilot kind the pass saw, sorted."""
@@ -235,6 +237,8 @@ def run_monitor(
         raise BridgeError("the monitor needs an aware `now` (with a time zone)")
     today = store.local_date(now, zone)
     report = MonitorReport(now=now, today=today, dry_run=dry_run)
+    if source is Source.FLOW:
+        report.run = source_ref
     actor = Actor(MONITOR_ACTOR, source=source, source_ref=source_ref, comment="gate deadline")
     writer = engine.execution_options(sqlite_immediate=True)
     if not dry_run:
@@ -567,8 +571,17 @@ def _ladder_rows(
     voted: set[tuple[int, int, int]],
     report: MonitorReport,
 ) -> list[dict[str, Any]]:
-    """The outbox rows the ladder asks for today: only the latest step reached fires."""
+    """The outbox rows the ladder asks for today: for each recipient, only the latest step
+    reached in their working days fires."""
     rows: list[dict[str, Any]] = []
+    slack = timedelta(days=HOLIDAY_SLACK)
+    dates: dict[str, date] = {}
+
+    def local_today(zone: str) -> date:
+        if zone not in dates:
+            dates[zone] = store.local_date(report.now, zone)
+        return dates[zone]
+
     for c in candidates:
         template = templates[(c.pilot, c.template_version)]
         ladder = sorted(template.ladder, key=lambda s: s.offset)
@@ -581,64 +594,80 @@ def _ladder_rows(
         if c.item_kind == "gate" and late:
             urgent_roles = [r for s in ladder if s.urgent for r in s.notify]
             step = LadderStep(key=EXPIRED_RULE, offset=0, notify=[NODE_OWNER, *urgent_roles])
-            rows += _step_rows(c, step, True, directory, voted, report, None)
+            rows += [
+                _row(c, step, True, person, report.today, report)
+                for person in _recipients(c, step.notify, directory, voted)
+            ]
             continue
-        if not reached:
-            continue
-        current = reached[-1]
-        rows += _step_rows(c, current, current.urgent, directory, voted, report, calendar)
+        # Steps the item's calendar puts within reach; a recipient with fewer holidays than
+        # that calendar reaches a step up to HOLIDAY_SLACK days sooner.
+        near = [s for s in ladder if _shift(calendar, c.due, s.offset) <= report.today + slack]
+        if near:
+            rows += _personal_rows(c, near, directory, voted, report, local_today)
     return rows
 
 
-def _step_rows(
+def _personal_rows(
     c: _Candidate,
-    step: LadderStep,
-    urgent: bool,
+    steps: Sequence[LadderStep],
     directory: _Directory,
     voted: set[tuple[int, int, int]],
     report: MonitorReport,
-    calendar: WorkCalendar | None,
+    local_today: Callable[[str], date],
 ) -> list[dict[str, Any]]:
-    rows = []
+    """For each recipient, the latest step reached in their own working days and local date
+    (steps sorted by offset)."""
+    latest: dict[int, tuple[_Person, LadderStep, date]] = {}
+    for step in steps:
+        for person in _recipients(c, step.notify, directory, voted):
+            fire_on = _shift(person.calendar, c.due, step.offset)
+            if fire_on <= local_today(person.timezone):
+                latest[person.id] = (person, step, fire_on)
+    return [
+        _row(c, step, step.urgent, person, fire_on, report)
+        for person, step, fire_on in latest.values()
+    ]
+
+
+def _row(
+    c: _Candidate,
+    step: LadderStep,
+    urgent: bool,
+    person: _Person,
+    fire_on: date,
+    report: MonitorReport,
+) -> dict[str, Any]:
     scope = (
         f"g:{c.case_key}/{c.key}/r{c.round}" if c.item_kind == "gate" else f"m:{c.case_key}/{c.key}"
     )
-    for person in _recipients(c, step.notify, directory, voted):
-        fire_on = report.today
-        if calendar is not None:
-            fire_on = _shift(person.calendar, c.due, step.offset)
-            if fire_on > store.local_date(report.now, person.timezone):
-                continue  # not yet a working day where this recipient is
-        rows.append(
-            {
-                "dedupe_key": f"{scope}/{step.key}/{person.email}",
-                "case_id": c.case_id,
-                "subject": c.key,
-                "rule": step.key,
-                "recipient_id": person.id,
-                "urgent": urgent,
-                "due_on": c.due,
-                "fire_on": fire_on,
-                "payload": {
-                    "case": c.case_key,
-                    "case_title": c.case_title,
-                    "pilot": c.pilot,
-                    "country": c.country,
-                    "item": c.key,
-                    "item_kind": c.item_kind,
-                    "item_title": c.title,
-                    "due": c.due.isoformat(),
-                    "days_late": max((report.today - c.due).days, 0),
-                    "step": step.key,
-                    "offset": step.offset,
-                    "round": c.round,
-                },
-                "created_at": report.now,
-                "status": NotificationStatus.PENDING,
-                "attempts": 0,
-            }
-        )
-    return rows
+    return {
+        "dedupe_key": f"{scope}/{step.key}/{person.email}",
+        "case_id": c.case_id,
+        "subject": c.key,
+        "rule": step.key,
+        "recipient_id": person.id,
+        "urgent": urgent,
+        "due_on": c.due,
+        "fire_on": fire_on,
+        "payload": {
+            "case": c.case_key,
+            "case_title": c.case_title,
+            "pilot": c.pilot,
+            "country": c.country,
+            "item": c.key,
+            "item_kind": c.item_kind,
+            "item_title": c.title,
+            "due": c.due.isoformat(),
+            "days_late": max((report.today - c.due).days, 0),
+            "step": step.key,
+            "offset": step.offset,
+            "round": c.round,
+            **({"run": report.run} if report.run else {}),
+        },
+        "created_at": report.now,
+        "status": NotificationStatus.PENDING,
+        "attempts": 0,
+    }
 
 
 def _late_item(

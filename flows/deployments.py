@@ -27,7 +27,7 @@ WORK_POOL = "bridgebsr"
 DEPLOYMENTS: dict[str, tuple[Flow[..., Any], str | None, list[str]]] = {
     "monitor-milestones": (monitor_milestones, "0 * * * *", ["monitor"]),
     "dispatch-notifications": (dispatch_notifications, "*/15 * * * *", ["notifications"]),
-    "daily-digest": (daily_digest, "30 7 * * 1-5", ["notifications"]),
+    "daily-digest": (daily_digest, "15 8 * * 1-5", ["notifications"]),
     "portfolio-report": (portfolio_report, "0 6 * * 1", ["report"]),
     "stage-gate": (stage_gate, None, ["gate"]),
     "open-case": (open_case, None, ["case"]),

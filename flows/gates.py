@@ -185,6 +185,19 @@ def reconcile_gates(case_key: str | None = None, gate_key: str | None = None) ->
     return counts
 
 
+def gate_runs() -> dict[tuple[str, str], UUID]:
+    """The unfinished stage-gate run of each gate, by (case key, gate key)."""
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(STAGE_GATE)
+        except ObjectNotFound:
+            return {}
+        return {
+            (str(r.parameters.get("case_key")), str(r.parameters.get("gate_key"))): r.id
+            for r in _runs(client, deployment.id)
+        }
+
+
 def _pause_key(run: FlowRun) -> str | None:
     return run.state.state_details.pause_key if run.state else None
 

@@ -1,7 +1,7 @@
 """portfolio-report, daily-digest and dispatch-notifications: the portfolio and the outbox.
 
-The reports work adds KPIs and exports to the first; the notifications work delivers the
-second. Both already publish what the case store knows.
+Notices link to the Prefect UI: a gate notice to the gate's waiting stage-gate run, any other
+to the monitor run that found it.
 """
 
 from collections import defaultdict
@@ -11,11 +11,13 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.settings import get_current_settings
 
 from bridgebsr import queries
 from bridgebsr.db import read_session
 from flows.common import log, named, resolve_now, runtime
-from notifications.outbox import dispatch
+from flows.gates import gate_runs
+from notifications.outbox import DispatchReport, Links, dispatch
 
 
 @task(name="portfolio-table", cache_policy=NO_CACHE)
@@ -39,46 +41,64 @@ def portfolio_report(now: datetime | None = None) -> list[dict[str, Any]]:
     return portfolio_table(resolve_now(now, runtime()))
 
 
-@task(name="digest-preview", cache_policy=NO_CACHE)
-def digest_preview() -> int:
-    """Publish, per recipient, the notices waiting in the outbox."""
+def ui_links() -> Links | None:
+    """Where each notice can be followed in the Prefect UI (None without a UI address)."""
+    ui = get_current_settings().ui_url
+    if not ui:
+        return None
+    gates = gate_runs()
+
+    def link(payload: dict[str, Any]) -> str | None:
+        run = payload.get("run")
+        if payload.get("item_kind") == "gate":
+            run = gates.get((str(payload.get("case")), str(payload.get("item"))), run)
+        return f"{ui.rstrip('/')}/runs/flow-run/{run}" if run else None
+
+    return link
+
+
+def _deliver(now: datetime) -> DispatchReport:
+    rt = runtime()
+    report = dispatch(rt.engine, now=now, post=rt.post_office(), links=ui_links())
+    for line in report.errors[:50]:
+        log().warning("%s", line)
+    return report
+
+
+@task(name="send-digests", cache_policy=NO_CACHE)
+def send_digests(now: datetime) -> dict[str, int]:
+    """Deliver what is due, digests included, and publish who got which digest or summary."""
+    report = _deliver(now)
+    lines = [f"# Digests and summaries sent at {now:%Y-%m-%d %H:%M} UTC", ""]
+    lines += [
+        f"- {b['recipient']}: {b['kind']} of {b['notices']} notice(s), "
+        f"{'delivered' if b['ok'] else 'not delivered yet'}"
+        for b in report.bundles
+    ] or ["- none due now (digests go at 08:00 in each reader's time zone, Monday to Friday)"]
     rt = runtime()
     with read_session(rt.engine) as session:
-        pending = queries.pending_notices(session=session)
-    by_recipient: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in pending:
-        by_recipient[row["recipient"]].append(row)
-    lines = [f"# Waiting in the outbox: {len(pending)} notice(s)", ""]
-    for recipient in sorted(by_recipient):
-        rows = by_recipient[recipient]
-        lines.append(f"## {recipient} ({len(rows)})")
-        lines += [
-            f"- {'**urgent** ' if r['urgent'] else ''}{r['case']} {r['item']}: {r['rule']} "
-            f"(due {r['due']}, {r['status']})"
-            for r in rows[:50]
-        ]
-        lines.append("")
+        waiting = queries.pending_notices(session=session)
+    by_recipient: dict[str, int] = defaultdict(int)
+    for row in waiting:
+        by_recipient[row["recipient"]] += 1
+    lines += ["", f"## Still waiting: {len(waiting)} notice(s)", ""]
+    lines += [f"- {who}: {n}" for who, n in sorted(by_recipient.items())]
     create_markdown_artifact(
-        key="daily-digest", markdown="\n".join(lines), description="Notices per recipient"
+        key="daily-digest", markdown="\n".join(lines), description="Digests sent; what waits"
     )
-    return len(pending)
+    return report.summary()
 
 
 @flow(name="daily-digest", flow_run_name=named("digest"))
-def daily_digest(now: datetime | None = None) -> int:
-    """Gather the outbox's waiting notices per recipient (delivery comes with notifications)."""
-    resolve_now(now, runtime())
-    return digest_preview()
+def daily_digest(now: datetime | None = None) -> dict[str, int]:
+    """Send the morning's digests (each reader's at 08:00 their time) and report on them."""
+    return send_digests(resolve_now(now, runtime()))
 
 
 @task(name="dispatch", cache_policy=NO_CACHE)
 def dispatch_task(now: datetime) -> dict[str, int]:
     """Deliver the pending notices due by `now`; failures retry with backoff."""
-    rt = runtime()
-    report = dispatch(rt.engine, now=now, post=rt.post_office())
-    for line in report.errors[:50]:
-        log().warning("%s", line)
-    return report.summary()
+    return _deliver(now).summary()
 
 
 @flow(name="dispatch-notifications", flow_run_name=named("dispatch"))

@@ -1,6 +1,6 @@
 """The case store's tables. Statuses change only through bridgebsr.lifecycle (checked at flush)."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
 
@@ -63,6 +63,25 @@ class Contact(SQLModel, table=True):
     role: str = Field(max_length=60, index=True)
     country: str = Field(max_length=2)
     timezone: str = Field(max_length=64)
+    channels: str = Field(
+        default="email,chat",
+        max_length=40,
+        description="Where notices may reach this person: email, chat or both.",
+    )
+    digest: bool = Field(
+        default=False, description="Gather what is not urgent into one message a day."
+    )
+    # None means no quiet hours; the ORM would replace a None by a column default, so the
+    # defaults live on the model only.
+    quiet_from: time | None = Field(
+        default=time(21, 0), sa_column_kwargs={"default": None}, description="Night starts."
+    )
+    quiet_until: time | None = Field(
+        default=time(7, 0), sa_column_kwargs={"default": None}, description="Night ends."
+    )
+    daily_cap: int = Field(
+        default=20, description="Messages a day at most; the rest in one summary (0: no cap)."
+    )
 
 
 class TemplateVersion(SQLModel, table=True):
@@ -242,3 +261,20 @@ class Notification(SQLModel, table=True):
         description="Channels that took it, so retries skip them.",
     )
     sent_at: datetime | None = None
+    delivery_id: int | None = Field(default=None, foreign_key="deliveries.id", index=True)
+
+
+class Delivery(SQLModel, table=True):
+    """Receipt of one message to one person (a notice, a digest or an overflow summary): which
+    channels took it and which failed, and why. One row per attempt."""
+
+    __tablename__ = "deliveries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    recipient_id: int = Field(foreign_key="contacts.id", index=True)
+    at: datetime = Field(index=True)
+    kind: str = Field(max_length=20)
+    notices: int
+    ok: bool
+    title: str = Field(max_length=300)
+    channels: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)

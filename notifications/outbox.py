@@ -1,39 +1,57 @@
-"""Dispatching the outbox: claim due rows, deliver each, record the outcome, retry with backoff.
+"""Dispatching the outbox: claim due rows, plan each recipient's messages, deliver, record.
 
-Rows are claimed with one UPDATE that pushes their next attempt a lease ahead, so two
-dispatchers never take the same row; delivery is at least once (a crash between sending and
-recording sends that row again at the next pass). A row that keeps failing is `failed` after
-`max_attempts`; other recipients are not held up by it. A notice due in the recipient's local
-night (21:00 to 07:00) is `held` until the morning.
+Rows are claimed a recipient at a time with one UPDATE that pushes their next attempt a lease
+ahead, so two dispatchers never take the same row; delivery is at least once (a crash between
+sending and recording sends those rows again at the next pass). For each recipient, their
+preferences decide what goes (`plan`):
+
+- in their quiet hours (local night, 21:00 to 07:00 unless they chose otherwise) nothing goes;
+  the rows are `held` until the night ends;
+- with `digest` on, what is not urgent waits for one message at 08:00 local on a weekday;
+- past their `daily_cap` of messages today, one overflow summary carries the rest; after that,
+  rows wait for the next day.
+
+Every message sent or tried leaves a receipt in `deliveries` with each channel's result. A
+message that keeps failing leaves its rows `failed` after `max_attempts`, with the reason;
+other recipients are not held up by it. Deliveries run in a thread pool of `concurrency`.
 """
 
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlmodel import Session, col
 
-from models import Contact, Notification, NotificationStatus, Partner
+from models import Contact, Delivery, Notification, NotificationStatus, Partner
 from notifications.post import ChannelResult, PostOffice
-from notifications.render import render
+from notifications.render import Message, Notice, render, render_bundle
 
-QUIET_FROM, QUIET_UNTIL = time(21, 0), time(7, 0)  # the recipient's local night
+QUIET_FROM, QUIET_UNTIL = time(21, 0), time(7, 0)  # the default local night
+DIGEST_AT = time(8, 0)  # local time of the daily digest, Monday to Friday
 LEASE = timedelta(minutes=10)
 FIRST_RETRY = timedelta(minutes=2)
 LONGEST_RETRY = timedelta(hours=6)
+_WAITING = (NotificationStatus.PENDING, NotificationStatus.HELD)
 
 
 @dataclass
 class DispatchReport:
-    """What one dispatch pass did."""
+    """What one dispatch pass did, in outbox rows (and in messages)."""
 
     sent: int = 0
     held: int = 0
     retrying: int = 0
     failed: int = 0
+    messages: int = 0
+    digests: int = 0
+    summaries: int = 0
     errors: list[str] = field(default_factory=list)
+    bundles: list[dict[str, Any]] = field(default_factory=list)  # digests and summaries
 
     def summary(self) -> dict[str, Any]:
         """Counts for the CLI and the flow."""
@@ -42,7 +60,53 @@ class DispatchReport:
             "held": self.held,
             "retrying": self.retrying,
             "failed": self.failed,
+            "messages": self.messages,
+            "digests": self.digests,
+            "summaries": self.summaries,
         }
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A contact as dispatch sees them: address, tags and preferences."""
+
+    id: int
+    email: str
+    partner: str
+    zone: str
+    channels: frozenset[str] = frozenset({"email", "chat"})
+    digest: bool = False
+    quiet: tuple[time, time] | None = (QUIET_FROM, QUIET_UNTIL)
+    cap: int = 0
+
+
+@dataclass(frozen=True)
+class Row:
+    """An outbox row as dispatch needs it."""
+
+    id: int
+    attempts: int
+    urgent: bool
+    created_at: datetime
+    payload: dict[str, Any]
+    delivered: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message planned for one recipient: a `notice`, a `digest` or an `overflow` summary,
+    and the rows it carries."""
+
+    kind: str
+    rows: tuple[Row, ...]
+
+
+@dataclass
+class Plan:
+    """What to send to one recipient now, and which rows wait until when."""
+
+    messages: list[Outgoing] = field(default_factory=list)
+    holds: dict[int, datetime] = field(default_factory=dict)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -51,34 +115,160 @@ def backoff(attempts: int) -> timedelta:
     return min(wait, LONGEST_RETRY)
 
 
-def quiet_until(now: datetime, zone: str) -> datetime | None:
-    """When the recipient's night ends, if `now` falls in it (None in the daytime)."""
-    local = now.astimezone(ZoneInfo(zone))
-    if QUIET_UNTIL <= local.time() < QUIET_FROM:
+def quiet_until(
+    now: datetime, zone: str, quiet: tuple[time, time] | None = (QUIET_FROM, QUIET_UNTIL)
+) -> datetime | None:
+    """When the recipient's quiet hours end, if `now` falls in them (None otherwise).
+
+    Quiet hours may run over midnight (21:00-07:00) or lie within one day (12:00-13:00)."""
+    if quiet is None:
         return None
-    morning = local.date() + timedelta(days=1 if local.time() >= QUIET_FROM else 0)
-    return datetime.combine(morning, QUIET_UNTIL, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    start, end = quiet
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    clock = local.time()
+    if start > end:  # over midnight
+        if end <= clock < start:
+            return None
+        day = local.date() + timedelta(days=1 if clock >= start else 0)
+    else:
+        if not start <= clock < end:
+            return None
+        day = local.date()
+    return datetime.combine(day, end, tzinfo=tz).astimezone(UTC)
+
+
+def digest_time(created: datetime, zone: str) -> datetime:
+    """The first digest (08:00 local, Monday to Friday) at or after `created`."""
+    tz = ZoneInfo(zone)
+    local = created.astimezone(tz)
+    day = local.date() if local.time() <= DIGEST_AT else local.date() + timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime.combine(day, DIGEST_AT, tzinfo=tz).astimezone(UTC)
+
+
+def local_midnight(now: datetime, zone: str, days: int = 0) -> datetime:
+    """The start of the recipient's local day (`days` after today's), in UTC."""
+    tz = ZoneInfo(zone)
+    day = now.astimezone(tz).date() + timedelta(days=days)
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def plan(
+    recipient: Recipient,
+    rows: Sequence[Row],
+    now: datetime,
+    *,
+    sent_today: int = 0,
+    summary_sent: bool = False,
+) -> Plan:
+    """Decide, for one recipient, which messages go now and which rows wait (pure).
+
+    `sent_today` counts the messages they already had today (their local day);
+    `summary_sent` says whether today's overflow summary went already."""
+    out = Plan()
+    morning = quiet_until(now, recipient.zone, recipient.quiet)
+    if morning is not None:
+        out.holds = {r.id: morning for r in rows}
+        return out
+    ordered = sorted(rows, key=lambda r: (not r.urgent, r.id))
+    urgent = [r for r in ordered if r.urgent or not recipient.digest]
+    digest = [r for r in ordered if not r.urgent and recipient.digest]
+    due_digest = []
+    for r in digest:
+        when = digest_time(r.created_at, recipient.zone)
+        if when > now:
+            out.holds[r.id] = when
+        else:
+            due_digest.append(r)
+    messages = [Outgoing("notice", (r,)) for r in urgent if r.urgent]
+    if due_digest:
+        messages.append(Outgoing("digest", tuple(due_digest)))
+    messages += [Outgoing("notice", (r,)) for r in urgent if not r.urgent]
+    if recipient.cap <= 0:
+        out.messages = messages
+        return out
+    room = max(recipient.cap - sent_today, 0)
+    out.messages, over = messages[:room], messages[room:]
+    carried = tuple(r for m in over for r in m.rows)
+    if not carried:
+        return out
+    if summary_sent:
+        tomorrow = local_midnight(now, recipient.zone, days=1)
+        out.holds |= {r.id: tomorrow for r in carried}
+    else:
+        out.messages.append(Outgoing("overflow", carried))
+    return out
+
+
+Links = Callable[[dict[str, Any]], str | None]
+
+
+def dispatch(
+    engine: Engine,
+    *,
+    now: datetime,
+    post: PostOffice,
+    max_attempts: int = 5,
+    batch: int = 500,
+    concurrency: int = 8,
+    links: Links | None = None,
+) -> DispatchReport:
+    """Deliver every waiting notice due by `now`, as each recipient's preferences say.
+
+    `links` gives the Prefect UI address to follow a notice in (from its payload), if any."""
+    now = now.astimezone(UTC)
+    report = DispatchReport()
+    with ThreadPoolExecutor(max_workers=max(concurrency, 1)) as pool:
+        while claimed := _claim(engine, now, batch):
+            recipients, rows = _load(engine, claimed)
+            sent_today, summaries = _today(engine, now, recipients)
+            work: list[tuple[Recipient, Outgoing, Message]] = []
+            holds: dict[int, datetime] = {}
+            for rid, recipient in recipients.items():
+                p = plan(
+                    recipient,
+                    rows[rid],
+                    now,
+                    sent_today=sent_today.get(rid, 0),
+                    summary_sent=rid in summaries,
+                )
+                holds |= p.holds
+                work += [(recipient, m, _message(m, recipient, now, links)) for m in p.messages]
+            results = list(pool.map(lambda w: _send(post, *w), work))
+            _record(engine, now, max_attempts, work, results, holds, report)
+    return report
+
+
+def _due(now: datetime) -> Any:
+    return and_(
+        col(Notification.status).in_(_WAITING),
+        or_(col(Notification.next_attempt_at).is_(None), col(Notification.next_attempt_at) <= now),
+    )
 
 
 def _claim(engine: Engine, now: datetime, batch: int) -> list[int]:
-    due = and_(
-        col(Notification.status).in_([NotificationStatus.PENDING, NotificationStatus.HELD]),
-        or_(col(Notification.next_attempt_at).is_(None), col(Notification.next_attempt_at) <= now),
-    )
+    """Take every due row of the next recipients (about `batch` rows, a recipient whole)."""
+    due = _due(now)
+    recipient = col(Notification.recipient_id)
     with Session(engine.execution_options(sqlite_immediate=True)) as session:
-        ids = (
-            session.execute(
-                select(col(Notification.id)).where(due).order_by(col(Notification.id)).limit(batch)
-            )
-            .scalars()
-            .all()
-        )
-        if not ids:
+        counts = session.execute(
+            select(recipient, func.count()).where(due).group_by(recipient).order_by(recipient)
+        ).all()
+        chosen: list[int] = []
+        total = 0
+        for rid, n in counts:
+            if chosen and total + n > batch:
+                break
+            chosen.append(int(rid))
+            total += int(n)
+        if not chosen:
             return []
         claimed = (
             session.execute(
                 update(Notification)
-                .where(col(Notification.id).in_(ids), due)
+                .where(recipient.in_(chosen), due)
                 .values(next_attempt_at=now + LEASE)
                 .returning(col(Notification.id))
                 .execution_options(synchronize_session=False)
@@ -90,96 +280,213 @@ def _claim(engine: Engine, now: datetime, batch: int) -> list[int]:
     return sorted(int(i) for i in claimed)
 
 
-def dispatch(
-    engine: Engine,
-    *,
-    now: datetime,
-    post: PostOffice,
-    max_attempts: int = 5,
-    batch: int = 200,
-) -> DispatchReport:
-    """Deliver every pending notice due by `now`."""
-    report = DispatchReport()
-    while ids := _claim(engine, now, batch):
-        with Session(engine) as session:
-            rows = session.execute(
-                select(Notification, col(Contact.email), col(Contact.timezone), col(Partner.code))
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _load(engine: Engine, ids: list[int]) -> tuple[dict[int, Recipient], dict[int, list[Row]]]:
+    recipients: dict[int, Recipient] = {}
+    rows: dict[int, list[Row]] = defaultdict(list)
+    with Session(engine) as session:
+        for start in range(0, len(ids), 5000):
+            found = session.execute(
+                select(
+                    col(Notification.id),
+                    col(Notification.attempts),
+                    col(Notification.urgent),
+                    col(Notification.created_at),
+                    col(Notification.payload),
+                    col(Notification.delivered),
+                    Contact,
+                    col(Partner.code),
+                )
                 .join(Contact, col(Contact.id) == Notification.recipient_id)
                 .join(Partner, col(Partner.id) == Contact.partner_id)
-                .where(col(Notification.id).in_(ids))
+                .where(col(Notification.id).in_(ids[start : start + 5000]))
             ).all()
-            outcomes: list[
-                tuple[int | None, int, datetime | tuple[list[ChannelResult], list[str]]]
-            ] = []
-            for note, email, zone, partner in rows:
-                morning = quiet_until(now, zone)
-                if morning is not None:
-                    outcomes.append((note.id, note.attempts, morning))
-                    continue
-                tags = [email, partner, str(note.payload.get("pilot", ""))]
-                done = frozenset(note.delivered or [])
-                sent = post.deliver(to=email, tags=tags, message=render(note.payload), done=done)
-                took = sorted(done | {r.channel for r in sent if r.ok})
-                outcomes.append((note.id, note.attempts + 1, (sent, took)))
-        with Session(engine.execution_options(sqlite_immediate=True)) as session:
-            for note_id, attempts, outcome in outcomes:
-                if isinstance(outcome, datetime):
-                    _hold(session, note_id, outcome, report)
-                else:
-                    results, took = outcome
-                    _record(session, note_id, attempts, results, now, max_attempts, report)
-                    _remember(session, note_id, took)
-            session.commit()
-    return report
+            for nid, attempts, urgent, created, payload, delivered, contact, partner in found:
+                assert contact.id is not None
+                if contact.id not in recipients:
+                    quiet = None
+                    if contact.quiet_from is not None and contact.quiet_until is not None:
+                        quiet = (contact.quiet_from, contact.quiet_until)
+                    recipients[contact.id] = Recipient(
+                        id=contact.id,
+                        email=contact.email,
+                        partner=partner,
+                        zone=contact.timezone,
+                        channels=frozenset(c for c in contact.channels.split(",") if c),
+                        digest=contact.digest,
+                        quiet=quiet,
+                        cap=contact.daily_cap,
+                    )
+                rows[contact.id].append(
+                    Row(
+                        id=nid,
+                        attempts=attempts,
+                        urgent=urgent,
+                        created_at=_aware(created),
+                        payload=payload,
+                        delivered=frozenset(delivered or []),
+                    )
+                )
+    return recipients, rows
 
 
-def _remember(session: Session, note_id: int | None, took: list[str]) -> None:
-    session.execute(
-        update(Notification)
-        .where(col(Notification.id) == note_id)
-        .values(delivered=took)
-        .execution_options(synchronize_session=False)
-    )
+def _today(
+    engine: Engine, now: datetime, recipients: Mapping[int, Recipient]
+) -> tuple[dict[int, int], set[int]]:
+    """Messages each recipient had today (their local day) and who had today's summary."""
+    counted = [rid for rid, r in recipients.items() if r.cap > 0]
+    sent: dict[int, int] = defaultdict(int)
+    summaries: set[int] = set()
+    if not counted:
+        return sent, summaries
+    with Session(engine) as session:
+        found = session.execute(
+            select(col(Delivery.recipient_id), col(Delivery.at), col(Delivery.kind)).where(
+                col(Delivery.recipient_id).in_(counted),
+                col(Delivery.ok),
+                col(Delivery.at) >= now - timedelta(days=2),
+                col(Delivery.at) <= now,
+            )
+        ).all()
+    for rid, at, kind in found:
+        if _aware(at) >= local_midnight(now, recipients[rid].zone):
+            sent[rid] += 1
+            if kind == "overflow":
+                summaries.add(rid)
+    return sent, summaries
 
 
-def _hold(session: Session, note_id: int | None, morning: datetime, report: DispatchReport) -> None:
-    """Keep a notice through the recipient's night; it goes out at the first pass after."""
-    session.execute(
-        update(Notification)
-        .where(col(Notification.id) == note_id)
-        .values(status=NotificationStatus.HELD, next_attempt_at=morning)
-        .execution_options(synchronize_session=False)
-    )
-    report.held += 1
+def _message(out: Outgoing, recipient: Recipient, now: datetime, links: Links | None) -> Message:
+    def link(payload: dict[str, Any]) -> str | None:
+        return links(payload) if links is not None else None
+
+    if out.kind == "notice":
+        payload = out.rows[0].payload
+        return render(payload, link=link(payload))
+    notices = [Notice(r.payload, link(r.payload), r.urgent) for r in out.rows]
+    day = now.astimezone(ZoneInfo(recipient.zone)).date()
+    return render_bundle(out.kind, notices, day=day, cap=recipient.cap)
+
+
+def _send(
+    post: PostOffice, recipient: Recipient, out: Outgoing, message: Message
+) -> list[ChannelResult]:
+    done = frozenset.intersection(*(r.delivered for r in out.rows))
+    pilots = sorted({str(r.payload.get("pilot", "")) for r in out.rows})
+    try:
+        return post.deliver(
+            to=recipient.email,
+            tags=[recipient.email, recipient.partner, *pilots],
+            message=message,
+            done=done,
+            allowed=recipient.channels,
+        )
+    except Exception as exc:  # one recipient's trouble must not stop the others
+        return [ChannelResult("dispatch", False, f"{type(exc).__name__} while delivering")]
 
 
 def _record(
-    session: Session,
-    note_id: int | None,
-    attempts: int,
-    results: list[Any],
+    engine: Engine,
+    now: datetime,
+    max_attempts: int,
+    work: Sequence[tuple[Recipient, Outgoing, Message]],
+    results: Sequence[list[ChannelResult]],
+    holds: Mapping[int, datetime],
+    report: DispatchReport,
+) -> None:
+    """Receipts, outcomes and holds of one batch, in one transaction."""
+    updates: list[dict[str, Any]] = []
+    with Session(engine.execution_options(sqlite_immediate=True)) as session:
+        receipts: list[int] = []
+        if work:
+            receipts = list(
+                session.execute(
+                    insert(Delivery).returning(col(Delivery.id), sort_by_parameter_order=True),
+                    [
+                        {
+                            "recipient_id": recipient.id,
+                            "at": now,
+                            "kind": out.kind,
+                            "notices": len(out.rows),
+                            "ok": all(r.ok for r in sent),
+                            "title": message.title[:300],
+                            "channels": [
+                                {"channel": r.channel, "ok": r.ok, "detail": r.detail} for r in sent
+                            ],
+                        }
+                        for (recipient, out, message), sent in zip(work, results, strict=True)
+                    ],
+                ).scalars()
+            )
+        for receipt, (recipient, out, _), sent in zip(receipts, work, results, strict=True):
+            updates += _outcome(receipt, out, sent, now, max_attempts, report)
+            if out.kind != "notice":
+                report.bundles.append(
+                    {
+                        "recipient": recipient.email,
+                        "kind": out.kind,
+                        "notices": len(out.rows),
+                        "ok": all(r.ok for r in sent),
+                    }
+                )
+        if updates:
+            session.execute(update(Notification), updates)
+        if holds:
+            session.execute(
+                update(Notification),
+                [
+                    {"id": nid, "status": NotificationStatus.HELD, "next_attempt_at": when}
+                    for nid, when in holds.items()
+                ],
+            )
+            report.held += len(holds)
+        session.commit()
+
+
+def _outcome(
+    receipt: int,
+    out: Outgoing,
+    sent: list[ChannelResult],
     now: datetime,
     max_attempts: int,
     report: DispatchReport,
-) -> None:
-    ok = all(r.ok for r in results)
-    values: dict[str, Any] = {"attempts": attempts}
+) -> list[dict[str, Any]]:
+    ok = all(r.ok for r in sent)
+    error = (
+        None if ok else "; ".join(f"{r.channel}: {r.detail or 'failed'}" for r in sent if not r.ok)
+    )
+    took = {r.channel for r in sent if r.ok}
     if ok:
-        values |= {"status": NotificationStatus.SENT, "sent_at": now, "last_error": None}
-        report.sent += 1
+        report.messages += 1
+        report.digests += out.kind == "digest"
+        report.summaries += out.kind == "overflow"
     else:
-        error = "; ".join(f"{r.channel}: {r.detail or 'failed'}" for r in results if not r.ok)
-        values["last_error"] = error
-        if attempts >= max_attempts:
-            values |= {"status": NotificationStatus.FAILED, "next_attempt_at": None}
+        report.errors.append(f"{out.kind} to recipient of notice {out.rows[0].id}: {error}")
+    values = []
+    for row in out.rows:
+        attempts = row.attempts + 1
+        entry: dict[str, Any] = {
+            "id": row.id,
+            "attempts": attempts,
+            "delivery_id": receipt,
+            "delivered": sorted(row.delivered | took),
+            "last_error": error,
+        }
+        if ok:
+            entry |= {"status": NotificationStatus.SENT, "sent_at": now, "next_attempt_at": None}
+            report.sent += 1
+        elif attempts >= max_attempts:
+            entry |= {"status": NotificationStatus.FAILED, "sent_at": None, "next_attempt_at": None}
             report.failed += 1
         else:
-            values["next_attempt_at"] = now + backoff(attempts)
+            entry |= {
+                "status": NotificationStatus.PENDING,
+                "sent_at": None,
+                "next_attempt_at": now + backoff(attempts),
+            }
             report.retrying += 1
-        report.errors.append(f"notice {note_id}: {error}")
-    session.execute(
-        update(Notification)
-        .where(col(Notification.id) == note_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+        values.append(entry)
+    return values

@@ -8,6 +8,7 @@ scheme writes the notice to a local log file, so the whole pipeline runs in the 
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +61,15 @@ def shown(url: str) -> str:
 
 
 class PostOffice:
-    """The configured channels, ready to deliver notices."""
+    """The configured channels, ready to deliver messages from several threads at once.
+
+    Chat services are looked up by tag once per thread and tag set, then reused: each call
+    then runs its service inline, bounded by the service's socket timeouts, instead of going
+    through Apprise's tag matching and thread pool every time. Email gets a fresh Apprise
+    object per message: its plugin waits 5.5 s between two sends of one object, and one
+    person may have several messages in a pass. Threads never share an Apprise object
+    (Apprise cannot run one object's services from two threads at once).
+    """
 
     def __init__(
         self,
@@ -72,10 +81,12 @@ class PostOffice:
     ) -> None:
         self._email_url = email_url
         self._timeout = timeout
-        self._config: apprise.AppriseConfig | None = None
-        if apprise_config is not None:
-            self._config = apprise.AppriseConfig()
-            self._config.add(str(apprise_config))
+        self._config = apprise_config
+        self._mine = threading.local()
+        # Email: a deadline of `timeout` for the whole conversation with the SMTP server.
+        self._mail_asset = apprise.AppriseAsset(async_mode=False, service_timeout=timeout)
+        # Chat: inline calls; the services' own connect and read timeouts bound them.
+        self._chat_asset = apprise.AppriseAsset(async_mode=False, service_timeout=0)
         local_log.parent.mkdir(parents=True, exist_ok=True)
         self._local = f"bridgebsr://local?log={quote(str(local_log.resolve()), safe='')}"
 
@@ -88,40 +99,66 @@ class PostOffice:
             out.append("chat/webhooks from the Apprise config")
         return out or ["local log (bridgebsr://)"]
 
+    def _chat(self, tags: tuple[str, ...]) -> apprise.Apprise | None:
+        """This thread's Apprise object with the chat services tagged by any of `tags`
+        (None when no service has one of them)."""
+        boxes: dict[tuple[str, ...], apprise.Apprise | None] = self._mine.__dict__.setdefault(
+            "chat", {}
+        )
+        if tags not in boxes:
+            everything: apprise.Apprise | None = getattr(self._mine, "everything", None)
+            if everything is None:
+                config = apprise.AppriseConfig(asset=self._chat_asset)
+                config.add(str(self._config))
+                everything = self._mine.everything = apprise.Apprise(asset=self._chat_asset)
+                everything.add(config)
+            services = list(everything.find(tag=list(tags), match_always=False))
+            for service in services:
+                service.socket_connect_timeout = min(service.socket_connect_timeout, self._timeout)
+                service.socket_read_timeout = min(service.socket_read_timeout, self._timeout)
+            box = None
+            if services:
+                box = apprise.Apprise(asset=self._chat_asset)
+                for service in services:
+                    box.add(service)
+            boxes[tags] = box
+        return boxes[tags]
+
     def deliver(
-        self, *, to: str, tags: list[str], message: Message, done: frozenset[str] = frozenset()
+        self,
+        *,
+        to: str,
+        tags: list[str],
+        message: Message,
+        done: frozenset[str] = frozenset(),
+        allowed: frozenset[str] = frozenset({"email", "chat"}),
     ) -> list[ChannelResult]:
-        """Send one notice to one recipient on every channel configured for them, except the
-        channels in `done` (delivered on an earlier attempt)."""
+        """Send one message to one recipient on every channel configured for them and
+        `allowed` by their preferences, except the channels in `done` (delivered on an
+        earlier attempt). With no channel for them, the message goes to the local log."""
         results = []
-        if self._email_url and "email" not in done:
-            box = apprise.Apprise()
-            if not box.add(with_recipient(self._email_url, to)):
+        if self._email_url and "email" in allowed and "email" not in done:
+            mail = apprise.Apprise(asset=self._mail_asset)
+            if not mail.add(with_recipient(self._email_url, to)):
                 results.append(ChannelResult("email", False, "BRIDGEBSR_EMAIL_URL is not valid"))
             else:
-                outcome = box.notify(
-                    body=message.text,
-                    title=message.title,
-                    body_format=apprise.NotifyFormat.TEXT,
-                    timeout=self._timeout,
+                outcome = mail.notify(
+                    body=message.html, title=message.title, body_format=apprise.NotifyFormat.HTML
                 )
                 results.append(ChannelResult("email", bool(outcome), _why(outcome)))
-        if self._config is not None and "chat" not in done:
-            box = apprise.Apprise()
-            box.add(self._config)
-            outcome = box.notify(
-                body=message.markdown,
-                title=message.title,
-                body_format=apprise.NotifyFormat.MARKDOWN,
-                tag=[t for t in tags if t],
-                timeout=self._timeout,
-            )
-            if outcome.status is not apprise.AppriseResultStatus.NOMATCH:
+        if self._config is not None and "chat" in allowed and "chat" not in done:
+            chat = self._chat(tuple(sorted({t for t in tags if t})))
+            if chat is not None:
+                outcome = chat.notify(
+                    body=message.markdown,
+                    title=message.title,
+                    body_format=apprise.NotifyFormat.MARKDOWN,
+                )
                 results.append(ChannelResult("chat", bool(outcome), _why(outcome)))
         if not results and not done:
-            box = apprise.Apprise()
-            box.add(with_recipient(self._local, to))
-            outcome = box.notify(body=message.text, title=message.title)
+            local = apprise.Apprise()
+            local.add(with_recipient(self._local, to))
+            outcome = local.notify(body=message.text, title=message.title)
             results.append(ChannelResult("local", bool(outcome), _why(outcome)))
         return results
 

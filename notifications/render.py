@@ -1,20 +1,37 @@
-"""Messages from outbox rows: plain text for email, markdown for chat, from editable files."""
+"""Messages from outbox rows: plain text and HTML for email, markdown for chat, from the
+editable files in `templates/` (`notice.*` for one notice, `bundle.*` for a daily digest or an
+overflow summary). Text from the case store is HTML-escaped in the HTML version."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from html import escape
 from pathlib import Path
 from string import Template
 from typing import Any
 
 TEMPLATES = Path(__file__).parent / "templates"
+BUNDLE_LINES = 100  # items listed in a digest or summary; the rest are counted
 
 
 @dataclass(frozen=True)
 class Message:
-    """What one notice says: a title and the same body as plain text and markdown."""
+    """What one message says: a title, and the same body as plain text, markdown and HTML."""
 
     title: str
     text: str
     markdown: str
+    html: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One outbox row's payload, and the Prefect UI run to follow it in (if there is one)."""
+
+    payload: dict[str, Any]
+    link: str | None = None
+    urgent: bool = False
 
 
 def _action(payload: dict[str, Any]) -> str:
@@ -28,24 +45,105 @@ def _action(payload: dict[str, Any]) -> str:
     return "Plan to finish it by the due date, or tell the pilot lead now if it will slip."
 
 
-def render(payload: dict[str, Any], templates: Path = TEMPLATES) -> Message:
+def headline(payload: dict[str, Any]) -> str:
+    """The one line that says what a notice is about."""
+    late = int(payload.get("days_late") or 0)
+    if payload.get("step") == "expired":
+        return f"{payload.get('case')}: gate {payload.get('item')} is past its deadline"
+    if late:
+        return f"{payload.get('case')}: {payload.get('item')} is {late} day(s) late"
+    return f"{payload.get('case')}: {payload.get('item')} is due {payload.get('due')}"
+
+
+def _long_date(value: Any) -> str:
+    try:
+        return f"{date.fromisoformat(str(value)):%A %d %B %Y}"
+    except ValueError:
+        return str(value)
+
+
+@lru_cache(maxsize=64)
+def _template(path: Path, modified: int) -> Template:
+    return Template(path.read_text(encoding="utf-8"))
+
+
+def _fill(name: str, templates: Path, fields: dict[str, str]) -> str:
+    path = templates / name
+    # Read again when the project office edits the file (its modification time changes).
+    return _template(path, path.stat().st_mtime_ns).safe_substitute(fields)
+
+
+def render(
+    payload: dict[str, Any], templates: Path = TEMPLATES, link: str | None = None
+) -> Message:
     """Fill the notice templates with one outbox row's payload."""
     late = int(payload.get("days_late") or 0)
-    step = str(payload.get("step", ""))
-    if step == "expired":
-        headline = f"{payload.get('case')}: gate {payload.get('item')} is past its deadline"
-    elif late:
-        headline = f"{payload.get('case')}: {payload.get('item')} is {late} day(s) late"
-    else:
-        headline = f"{payload.get('case')}: {payload.get('item')} is due {payload.get('due')}"
+    title = headline(payload)
     fields = {
         **{k: str(v) for k, v in payload.items()},
-        "headline": headline,
+        "headline": title,
+        "due_long": _long_date(payload.get("due")),
         "lateness": f" ({late} day(s) late)" if late else "",
         "action": _action(payload),
+        "run_text": f"\nFollow it in the Prefect UI: {link}\n" if link else "",
+        "run_md": f"\n[Follow it in the Prefect UI]({link})" if link else "",
     }
-    text = Template((templates / "notice.txt").read_text(encoding="utf-8")).safe_substitute(fields)
-    markdown = Template((templates / "notice.md").read_text(encoding="utf-8")).safe_substitute(
-        fields
+    safe = {k: escape(v) for k, v in fields.items()}
+    safe["run_html"] = (
+        f'<p>Follow it in the Prefect UI: <a href="{escape(link)}">{escape(link)}</a></p>'
+        if link
+        else ""
     )
-    return Message(title=headline, text=text, markdown=markdown)
+    return Message(
+        title=title,
+        text=_fill("notice.txt", templates, fields),
+        markdown=_fill("notice.md", templates, fields),
+        html=_fill("notice.html", templates, safe),
+    )
+
+
+def _line(notice: Notice) -> tuple[str, str, str]:
+    p = notice.payload
+    mark = "URGENT " if notice.urgent else ""
+    what = f"{headline(p)} ({p.get('item_title')}, step {p.get('step')})"
+    text = f"- {mark}{what}" + (f"\n  {notice.link}" if notice.link else "")
+    md = f"- {'**urgent** ' if mark else ''}{what}" + (
+        f" [run]({notice.link})" if notice.link else ""
+    )
+    html = (
+        f"<li>{'<b>urgent</b> ' if mark else ''}{escape(what)}"
+        + (f' <a href="{escape(notice.link)}">run</a>' if notice.link else "")
+        + "</li>"
+    )
+    return text, md, html
+
+
+def render_bundle(
+    kind: str, notices: Sequence[Notice], *, day: date, cap: int = 0, templates: Path = TEMPLATES
+) -> Message:
+    """One message for many notices: the daily `digest` of what is not urgent, or the
+    `overflow` summary of what is past the recipient's daily cap."""
+    count = len(notices)
+    if kind == "digest":
+        title = f"Daily digest for {day:%a %d %b %Y}: {count} notice(s)"
+        intro = "What needs you, gathered into one message as you asked."
+    else:
+        title = f"{count} more notice(s) on {day:%a %d %b %Y}, past your daily limit of {cap}"
+        intro = (
+            f"You had {cap} messages today, the most you asked for; "
+            "these came after, gathered here instead of one message each."
+        )
+    ordered = sorted(notices, key=lambda n: (not n.urgent, str(n.payload.get("case"))))
+    lines = [_line(n) for n in ordered[:BUNDLE_LINES]]
+    if count > BUNDLE_LINES:
+        more = f"... and {count - BUNDLE_LINES} more: `bridgebsr notifications list`"
+        lines.append((f"- {more}", f"- {more}", f"<li>{escape(more)}</li>"))
+    text, md, html = ("\n".join(part) for part in zip(*lines, strict=True))
+    fields = {"headline": title, "intro": intro}
+    safe = {k: escape(v) for k, v in fields.items()}
+    return Message(
+        title=title,
+        text=_fill("bundle.txt", templates, {**fields, "items": text}),
+        markdown=_fill("bundle.md", templates, {**fields, "items": md}),
+        html=_fill("bundle.html", templates, {**safe, "items": html}),
+    )

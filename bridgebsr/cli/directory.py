@@ -1,7 +1,8 @@
 """`bridgebsr partners`, `contacts` and `templates` commands."""
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -9,6 +10,7 @@ from bridgebsr import directory
 from bridgebsr.catalog import load_template
 from bridgebsr.cli._common import JSON_OPTION, console, emit_json, emit_table, runtime
 from bridgebsr.db import read_session, write_session
+from bridgebsr.errors import InvalidInput
 from models import GateSpec, MilestoneSpec, Template
 
 partners_app = typer.Typer(help="Import and list partner organisations.", no_args_is_help=True)
@@ -32,7 +34,8 @@ def import_partners(file: FileArg, dry_run: DryRun = False) -> None:
 
 @contacts_app.command("import")
 def import_contacts(file: FileArg, dry_run: DryRun = False) -> None:
-    """Create or update contacts from FILE (email, name, partner, role, country, timezone)."""
+    """Create or update contacts from FILE (email, name, partner, role, country; optional
+    timezone, channels, delivery, quiet_hours, daily_cap)."""
     rt = runtime()
     with write_session(rt.engine) as session:
         report = directory.import_contacts(
@@ -149,3 +152,52 @@ def validate(path: Annotated[Path, typer.Argument(help="A template YAML file.")]
         f"{path}: ok ({t.kind} v{t.version}: {len(t.stages)} stages, "
         f"{len(t.milestones)} milestones, {len(t.gates)} gates)"
     )
+
+
+def _option(flag: str, parse: Callable[[str], Any], value: str) -> Any:
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{flag}: {exc}") from None
+
+
+@contacts_app.command("prefs")
+def contact_preferences(
+    email: Annotated[str, typer.Argument(help="The contact's email address.")],
+    channels: Annotated[
+        str | None, typer.Option(help="Where notices may go: email, chat or 'email,chat'.")
+    ] = None,
+    digest: Annotated[
+        bool | None,
+        typer.Option(
+            "--digest/--immediate",
+            help="Gather what is not urgent into one message a day, or send each at once.",
+        ),
+    ] = None,
+    quiet: Annotated[
+        str | None, typer.Option(help="Quiet hours in the contact's zone: 21:00-07:00 or none.")
+    ] = None,
+    cap: Annotated[
+        str | None, typer.Option(help="Messages a day at most, then one summary (0: no cap).")
+    ] = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show a contact's notification preferences, or change them with the options."""
+    changes: dict[str, Any] = {}
+    if channels is not None:
+        changes["channels"] = _option("--channels", directory.parse_channels, channels)
+    if digest is not None:
+        changes["digest"] = digest
+    if quiet is not None:
+        hours = _option("--quiet", directory.parse_quiet_hours, quiet)
+        changes["quiet_from"], changes["quiet_until"] = hours or (None, None)
+    if cap is not None:
+        changes["daily_cap"] = _option("--cap", directory.parse_daily_cap, cap)
+    rt = runtime()
+    with write_session(rt.engine) as session:
+        prefs = directory.set_preferences(session=session, email=email, changes=changes)
+    if as_json:
+        emit_json(prefs)
+    else:
+        for name, value in prefs.items():
+            typer.echo(f"{name:12} {value}")

@@ -367,6 +367,12 @@ CONTACTS = [
     ],
     ["zaneta@ibb.example", "Żaneta Łężak", "IBB-PAN", "sme-advisor", "PL", ""],
 ]
+DEFAULT_PREFERENCES = {
+    "channels": "email,chat",
+    "delivery": "immediate",
+    "quiet_hours": "21:00-07:00",
+    "daily_cap": 20,
+}
 EXPECTED_CONTACTS = [
     {
         "email": "jurgen@uni-greifswald.example",
@@ -403,8 +409,12 @@ def with_partners(rt: Runtime, tmp_path: Path) -> Runtime:
 
 
 def _listed_contacts(rt: Runtime) -> list[dict[str, Any]]:
+    """The listing without the notification preferences, which must be the defaults."""
     with write_session(rt.engine) as session:
-        return list_contacts(session=session)
+        rows = list_contacts(session=session)
+    for row in rows:
+        assert {k: row.pop(k) for k in DEFAULT_PREFERENCES} == DEFAULT_PREFERENCES
+    return rows
 
 
 def test_contacts_import_with_lower_case_emails(with_partners: Runtime, tmp_path: Path) -> None:
@@ -478,3 +488,50 @@ def test_two_invalid_emails_are_not_reported_as_duplicates(tmp_path: Path) -> No
         parse_contacts(sheet, {"P1": 1}, {"coordinator"})
     assert len(refused.value.problems) == 2
     assert not any("None" in line for line in refused.value.problems)
+
+
+def test_contacts_bring_their_notification_preferences(
+    with_partners: Runtime, tmp_path: Path
+) -> None:
+    header = [*CONTACTS[0], "Channels", "Delivery", "Quiet_Hours", "Daily_Cap"]
+    rows = [
+        header,
+        [*CONTACTS[1], "chat", "Digest", "22:00 - 06:30", "5"],
+        [*CONTACTS[2], "", "", "none", ""],  # blanks keep the defaults
+    ]
+    _contacts(with_partners, _csv(tmp_path / "prefs.csv", rows))
+    with write_session(with_partners.engine) as session:
+        listed = {r["email"]: r for r in list_contacts(session=session)}
+    first, second = (listed[row[0].lower()] for row in rows[1:])
+    assert (first["channels"], first["delivery"], first["quiet_hours"], first["daily_cap"]) == (
+        "chat",
+        "digest",
+        "22:00-06:30",
+        5,
+    )
+    assert (second["channels"], second["quiet_hours"], second["daily_cap"]) == (
+        "email,chat",
+        "none",
+        20,
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("Channels", "fax", "'fax' is not a list of channels"),
+        ("Delivery", "weekly", "'weekly' is not a delivery mode"),
+        ("Quiet_Hours", "22-6", "'22-6' is not quiet hours"),
+        ("Quiet_Hours", "07:00-07:00", "'07:00-07:00' starts and ends at the same time"),
+        ("Daily_Cap", "-3", "'-3' is not a daily cap"),
+    ],
+)
+def test_a_bad_preference_names_its_row_and_column_and_imports_nothing(
+    with_partners: Runtime, tmp_path: Path, column: str, value: str, message: str
+) -> None:
+    rows = [[*CONTACTS[0], column], [*CONTACTS[1], value]]
+    with pytest.raises(InvalidInput) as caught:
+        _contacts(with_partners, _csv(tmp_path / "bad.csv", rows))
+    assert f"row 2, column G ({column.lower()}): {message}" in str(caught.value)
+    with write_session(with_partners.engine) as session:
+        assert list_contacts(session=session) == []

@@ -26,8 +26,9 @@ CASE_TABLES = {
     "gate_decisions",
     "case_events",
     "notifications",
+    "deliveries",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture
@@ -105,9 +106,10 @@ def test_downgrade_to_base_then_upgrade_round_trips(empty: Engine) -> None:
     with empty.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO contacts (email, name, partner_id, role, country, timezone) "
-                "SELECT 'a@b.example', 'A', id, 'coordinator', 'DK', 'Europe/Copenhagen' "
-                "FROM partners"
+                "INSERT INTO contacts (email, name, partner_id, role, country, timezone, "
+                "channels, digest, daily_cap) "
+                "SELECT 'a@b.example', 'A', id, 'coordinator', 'DK', 'Europe/Copenhagen', "
+                "'email', false, 20 FROM partners"
             )
         )
         conn.execute(

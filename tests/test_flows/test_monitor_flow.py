@@ -1,5 +1,6 @@
 """monitor-milestones and friends as real flow runs against the session's Prefect server."""
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from sqlalchemy import func, select
 
+from bridgebsr import directory
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.cases import open_case as open_case_uc
 from bridgebsr.db import read_session, write_session
@@ -186,10 +188,31 @@ def test_report_and_digest_flows_publish_what_the_store_holds(
     by_pilot = {r["pilot"]: r for r in rows}
     assert by_pilot["shared-sme-service"]["active"] == 12
     assert Artifact.get("portfolio") is not None
+    reader = "soren.ostergaard@scanbalt.example"  # the pilot lead asks for a daily digest
+    with write_session(store.engine) as session:
+        directory.set_preferences(
+            session=session, email=reader, changes={"digest": True, "daily_cap": 0}
+        )
     monitor_milestones(now=AS_OF, sync_gates=False)
-    assert daily_digest(now=AS_OF) == _count(store, Notification) > 0
-    digest = Artifact.get("daily-digest")
-    assert digest is not None and "@" in str(digest.data)
+    same_day = daily_digest(now=AS_OF)  # 12:00 in Copenhagen: the digest waits for 08:00
+    assert same_day["held"] > 0 and same_day["digests"] == 0
+    notices = [
+        json.loads(x) for x in (store.settings.home / "notifications.log").read_text().splitlines()
+    ]
+    assert notices and reader not in {n["to"] for n in notices}
+    # Every notice links to the run that found it, in the Prefect UI.
+    assert all("/runs/flow-run/" in n["body"] for n in notices)
+
+    morning = daily_digest(now=AS_OF + timedelta(hours=20, minutes=30))  # 08:30 next day
+    assert morning["digests"] == 1 and morning["sent"] == same_day["held"]
+    lines = [
+        json.loads(x) for x in (store.settings.home / "notifications.log").read_text().splitlines()
+    ]
+    digests = [n for n in lines[len(notices) :] if n["to"] == reader]
+    assert len(digests) == 1 and "Daily digest" in digests[0]["title"]
+    assert digests[0]["body"].count("\n- ") == morning["sent"]
+    artifact = Artifact.get("daily-digest")
+    assert artifact is not None and f"{reader}: digest of {morning['sent']}" in str(artifact.data)
 
 
 @pytest.fixture(autouse=True)

@@ -31,7 +31,7 @@ from tests.conftest import at
 
 ZONE = "Europe/Copenhagen"
 SENDER = "office@bridgebsr.example"
-LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT (DK): two notices
+LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT (DK): three notices
 COORDINATOR = "mette.sorensen@scanbalt.example"  # coordinator at SCANBALT: one notice
 DESK_OWNER = "matthias.koehler@steinbeis.example"  # desk-study owner at STEINBEIS: one notice
 CHAT_PARTNER = "STEINBEIS"  # the partner whose webhook is in the Apprise config
@@ -62,7 +62,17 @@ class Mail:
 
     @property
     def text(self) -> str:
-        return str(self.message.get_content())
+        """The plain-text part."""
+        part = self.message.get_body(preferencelist=("plain",))
+        assert part is not None, "the message has no plain-text part"
+        return str(part.get_content())
+
+    @property
+    def html(self) -> str:
+        """The HTML part."""
+        part = self.message.get_body(preferencelist=("html",))
+        assert part is not None, "the message has no HTML part"
+        return str(part.get_content())
 
 
 @dataclass
@@ -309,7 +319,9 @@ class Outbox:
 @pytest.fixture
 def outbox(consortium: Runtime) -> Outbox:
     """An IP case opened on Monday 2026-03-02 by the pilot-lead, monitored two days after its
-    regional workshops were due: four pending notices for three people at two partners."""
+    regional workshops were due: five pending notices for three people at two partners (the
+    pilot lead, who also owns the case, hears of three milestones; the coordinator of the
+    kickoff ten working days late)."""
     start = date(2026, 3, 2)
     with write_session(consortium.engine) as session:
         key = cases.open_case(
@@ -333,5 +345,5 @@ def outbox(consortium: Runtime) -> Outbox:
     box = Outbox(rt=consortium, day=day, now=at(day.isoformat(), 10))  # daytime everywhere
     rows = box.rows()
     assert rows and all(r.status is NotificationStatus.PENDING for r in rows)
-    assert sorted(box.recipients().values()) == sorted([COORDINATOR, DESK_OWNER, LEAD, LEAD])
+    assert sorted(box.recipients().values()) == sorted([COORDINATOR, DESK_OWNER, LEAD, LEAD, LEAD])
     return box
