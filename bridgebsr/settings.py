@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     timezone: str = Field(
         default="Europe/Copenhagen", description="Time zone for dates shown without a reader."
     )
+    dispatch_workers: int = Field(
+        default=1, ge=1, le=32, description="Processes that deliver notices in one dispatch pass."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -15,9 +15,10 @@ from prefect.settings import get_current_settings
 
 from bridgebsr import queries
 from bridgebsr.db import read_session
+from bridgebsr.delivery import deliver
 from flows.common import log, named, resolve_now, runtime
 from flows.gates import gate_runs
-from notifications.outbox import DispatchReport, Links, dispatch
+from notifications.outbox import DispatchReport, RunLinks
 
 
 @task(name="portfolio-table", cache_policy=NO_CACHE)
@@ -41,25 +42,17 @@ def portfolio_report(now: datetime | None = None) -> list[dict[str, Any]]:
     return portfolio_table(resolve_now(now, runtime()))
 
 
-def ui_links() -> Links | None:
+def ui_links() -> RunLinks | None:
     """Where each notice can be followed in the Prefect UI (None without a UI address)."""
     ui = get_current_settings().ui_url
     if not ui:
         return None
-    gates = gate_runs()
-
-    def link(payload: dict[str, Any]) -> str | None:
-        run = payload.get("run")
-        if payload.get("item_kind") == "gate":
-            run = gates.get((str(payload.get("case")), str(payload.get("item"))), run)
-        return f"{ui.rstrip('/')}/runs/flow-run/{run}" if run else None
-
-    return link
+    return RunLinks(ui=ui, gates={gate: str(run) for gate, run in gate_runs().items()})
 
 
 def _deliver(now: datetime) -> DispatchReport:
     rt = runtime()
-    report = dispatch(rt.engine, now=now, post=rt.post_office(), links=ui_links())
+    report = deliver(rt, now=now, links=ui_links())
     for line in report.errors[:50]:
         log().warning("%s", line)
     return report

@@ -53,6 +53,13 @@ class DispatchReport:
     errors: list[str] = field(default_factory=list)
     bundles: list[dict[str, Any]] = field(default_factory=list)  # digests and summaries
 
+    def merge(self, other: "DispatchReport") -> None:
+        """Add another pass's counts (another worker's, say) to these."""
+        for name in ("sent", "held", "retrying", "failed", "messages", "digests", "summaries"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
+        self.bundles += other.bundles
+
     def summary(self) -> dict[str, Any]:
         """Counts for the CLI and the flow."""
         return {
@@ -203,6 +210,21 @@ def plan(
 
 
 Links = Callable[[dict[str, Any]], str | None]
+
+
+@dataclass(frozen=True)
+class RunLinks:
+    """Prefect UI addresses for notices: a gate notice links to its gate's waiting run, any
+    other to the monitor run that found it (plain data, so it travels to worker processes)."""
+
+    ui: str
+    gates: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    def __call__(self, payload: dict[str, Any]) -> str | None:
+        run = payload.get("run")
+        if payload.get("item_kind") == "gate":
+            run = self.gates.get((str(payload.get("case")), str(payload.get("item"))), run)
+        return f"{self.ui.rstrip('/')}/runs/flow-run/{run}" if run else None
 
 
 def dispatch(

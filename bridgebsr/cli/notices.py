@@ -14,9 +14,9 @@ from bridgebsr.cli._common import (
     runtime,
 )
 from bridgebsr.db import read_session
+from bridgebsr.delivery import deliver
 from bridgebsr.errors import InvalidInput
 from models import NotificationStatus
-from notifications.outbox import dispatch as dispatch_outbox
 
 notifications_app = typer.Typer(help="The notification outbox.", no_args_is_help=True)
 COLUMNS = (
@@ -73,13 +73,22 @@ def list_receipts(
 @notifications_app.command("dispatch")
 def dispatch(
     as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=32,
+            help="Processes delivering at once (default BRIDGEBSR_DISPATCH_WORKERS, 1).",
+        ),
+    ] = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Deliver every pending notice due by now (or --as-of), as each reader's preferences say
     (quiet hours, digest, daily cap), retrying failures with backoff."""
     rt = runtime()
     post = rt.post_office()
-    report = dispatch_outbox(rt.engine, now=parse_when(as_of, rt), post=post)
+    report = deliver(rt, now=parse_when(as_of, rt), workers=workers)
     if as_json:
         emit_json({**report.summary(), "channels": post.channels(), "errors": report.errors})
         return

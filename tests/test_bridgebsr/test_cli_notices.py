@@ -104,3 +104,14 @@ def test_preferences_shape_what_dispatch_sends_and_receipts_show_it(home: Path) 
     ]
     assert all(r["ok"] and r["channels"] == "local: sent" for r in receipts)
     assert {listed[r["id"]]["status"] for r in to_coordinator} == {"sent"}
+
+
+def test_two_worker_processes_deliver_each_notice_once(home: Path) -> None:
+    pending = run_json(home, "notifications", "list", "--status", "pending")
+    sent = run_json(home, "notifications", "dispatch", "--as-of", AS_OF, "--workers", "2")
+    assert sent["sent"] == len(pending) and sent["failed"] == sent["retrying"] == 0
+    lines = [json.loads(x) for x in (home / "notifications.log").read_text().splitlines()]
+    assert len(lines) == sent["messages"]
+    receipts = run_json(home, "notifications", "receipts", "--limit", "1000")
+    assert len(receipts) == len(lines) and sum(r["notices"] for r in receipts) == len(pending)
+    assert run_json(home, "notifications", "list", "--status", "pending") == []
