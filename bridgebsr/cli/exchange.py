@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from bridgebsr import ical as ical_feed
 from bridgebsr.cli._common import AS_OF_HELP, fail, parse_when, runtime
 from bridgebsr.db import read_session
 from bridgebsr.errors import BridgeError, InvalidInput
@@ -30,6 +29,8 @@ def ical(
     as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
 ) -> None:
     """Write an iCalendar feed of milestones and gate deadlines for a partner or a person."""
+    from bridgebsr import ical as ical_feed  # icalendar loads only for this command
+
     try:
         rt = runtime()
         now = parse_when(as_of, rt)

@@ -14,7 +14,6 @@ from bridgebsr.cli._common import (
     runtime,
 )
 from bridgebsr.db import read_session
-from bridgebsr.delivery import deliver
 from bridgebsr.errors import InvalidInput
 from models import NotificationStatus
 
@@ -86,6 +85,8 @@ def dispatch(
 ) -> None:
     """Deliver every pending notice due by now (or --as-of), as each reader's preferences say
     (quiet hours, digest, daily cap), retrying failures with backoff."""
+    from bridgebsr.delivery import deliver  # Apprise loads only for this command
+
     rt = runtime()
     post = rt.post_office()
     report = deliver(rt, now=parse_when(as_of, rt), workers=workers)

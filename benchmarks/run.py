@@ -1,0 +1,175 @@
+"""`make bench`: every benchmark in one run, each against its floor or peer, as ratios.
+
+Prints one table and writes `benchmarks/results/latest.json`: a list of objects with `name`,
+`size`, `ours_s`, `floor_s` (the floor's or the peer's time for the same work), `ratio`
+(ours_s / floor_s), `target` (the largest ratio allowed) and `peak_rss_mb`. This machine is
+shared and absolute times drift, so every figure is a ratio measured in the same run.
+
+    python -m benchmarks.run            # full sizes
+    python -m benchmarks.run --quick    # small sizes, under two minutes
+    python -m benchmarks.run --only dispatch-http cli-start
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).parent / "results"
+out = Console()
+err = Console(stderr=True)
+Result = dict[str, Any]
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _best(command: Sequence[str], repeat: int, env: dict[str, str] | None = None) -> float:
+    """The fastest of `repeat` wall times of a command (start-up is noisy; the best is the
+    least disturbed)."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=env)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def cli_start(quick: bool) -> list[Result]:
+    """`bridgebsr case list --json` on the demo store against `python -c "import sqlmodel"`;
+    the command must not import Prefect (checked with -X importtime)."""
+    python = sys.executable
+    bridgebsr = str(Path(python).with_name("bridgebsr"))
+    with tempfile.TemporaryDirectory(prefix="bridgebsr-cli-") as home:
+        env = {**os.environ, "BRIDGEBSR_HOME": home}
+        subprocess.run([bridgebsr, "demo"], check=True, capture_output=True, env=env)
+        command = [bridgebsr, "case", "list", "--json"]
+        imports = subprocess.run(
+            [python, "-X", "importtime", *command], check=True, capture_output=True, env=env
+        ).stderr.decode()
+        loaded = {line.split("|")[-1].strip().split(".")[0] for line in imports.splitlines()}
+        if "prefect" in loaded:
+            raise RuntimeError("`bridgebsr case list` imported prefect")
+        repeat = 3 if quick else 7
+        ours = _best(command, repeat, env)
+        floor = _best([python, "-c", "import sqlmodel"], repeat)
+    return [_result("cli-start (case list --json)", 1, ours, floor, 3.0)]
+
+
+def _result(name: str, size: int, ours: float, floor: float, target: float) -> Result:
+    return {
+        "name": name,
+        "size": size,
+        "ours_s": round(ours, 3),
+        "floor_s": round(floor, 3),
+        "ratio": round(ours / floor, 2) if floor else None,
+        "target": target,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def dispatch_http(quick: bool) -> list[Result]:
+    """Dispatching notices to a loopback webhook against the same POSTs with httpx."""
+    from benchmarks import dispatch_http as bench
+
+    if quick:
+        return [_standard(bench.run(1000, 8))]
+    return [_standard(bench.run(10_000, 8)), _standard(bench.run(10_000, 8, workers=2))]
+
+
+def _standard(result: dict[str, object]) -> Result:
+    keys = ("name", "size", "ours_s", "floor_s", "ratio", "target", "peak_rss_mb")
+    return {k: result[k] for k in keys}
+
+
+def monitor_flow(quick: bool) -> list[Result]:
+    """The monitor flow end to end against the same pass without Prefect (first pass over
+    the backlog, then the next day), with the same task runs at 10 cases and at N."""
+    from benchmarks import monitor_scale
+
+    cases = 2_000 if quick else 100_000
+    with tempfile.TemporaryDirectory(prefix="bridgebsr-monitor-") as tmp:
+        output = Path(tmp) / "monitor.json"
+        code = monitor_scale.main(["--cases", str(cases), "--next-day", "--output", str(output)])
+        data = json.loads(output.read_text(encoding="utf-8"))
+    if code != 0:
+        err.print(f"[red]monitor_scale reported a failed check (exit {code})[/red]")
+    results = []
+    for label, day in zip(("first pass", "next day"), data["days"], strict=False):
+        if not day["task_runs_equal"] or not day["floor_and_flow_did_the_same"]:
+            raise RuntimeError(f"monitor flow ({label}): task runs or effects differ")
+        results.append(
+            _result(
+                f"monitor-flow vs bare pass ({label})",
+                cases,
+                day["big"]["seconds"],
+                day["floor"]["seconds"],
+                2.0,
+            )
+        )
+    return results
+
+
+BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
+    "cli-start": cli_start,
+    "dispatch-http": dispatch_http,
+    "monitor-flow": monitor_flow,
+}
+
+
+def table(results: Sequence[Result]) -> Table:
+    grid = Table(title="bridgebsr benchmarks (ratios measured in one run)")
+    for label in (
+        "benchmark",
+        "size",
+        "ours, s",
+        "floor/peer, s",
+        "ratio",
+        "target",
+        "peak RSS, MB",
+    ):
+        grid.add_column(label, justify="left" if label == "benchmark" else "right")
+    for r in results:
+        ok = r["ratio"] is not None and r["ratio"] <= r["target"]
+        grid.add_row(
+            r["name"],
+            f"{r['size']:,}",
+            f"{r['ours_s']:.2f}",
+            f"{r['floor_s']:.2f}",
+            f"{r['ratio']:.2f}x",
+            f"≤{r['target']}x {'ok' if ok else '[red]MISSED[/red]'}",
+            f"{r['peak_rss_mb']:.0f}",
+        )
+    return grid
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run just these")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+    results: list[Result] = []
+    for name in args.only or list(BENCHMARKS):
+        err.log(f"benchmark {name} ({'quick' if args.quick else 'full'})")
+        results += BENCHMARKS[name](args.quick)
+    out.print(table(results))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    err.log(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
