@@ -1,0 +1,329 @@
+"""Opening cases in bulk: 10,000 cases from a CSV file, against SQLAlchemy Core executemany.
+
+Generates a realistic cases file (a fixed seed: 94 % shared-sme-service requests over every
+case owner of the consortium, 3 % IP integration and 3 % foundation pilots led by the pilot
+leads, lead partners mostly the owner's own and sometimes another cluster, start dates over
+the two years before the as-of day, some on weekends and holidays), then, on two SQLite case
+stores built the same way (migrated, the shipped consortium loaded, bridgebsr.db's settings:
+WAL, synchronous=NORMAL):
+
+- ours: `bridgebsr.bulk.import_cases` end to end from the file (reading, validation,
+  planning, writing, commit), the templates already loaded;
+- floor: the rows ours wrote (read back from the first store: cases, milestones, gates,
+  audit events, the pinned template versions and key sequences) inserted into the second
+  store with one SQLAlchemy Core executemany per table, in one transaction.
+
+    .venv/bin/python -m benchmarks.bulk_open [--size 10000] [--progress] [--json OUT]
+        [--profile PSTATS]
+
+The target is ours at most 2x the floor; exits 1 when it is missed, or when the two stores
+do not end up with the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import csv
+import json
+import os
+import pstats
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, insert, select, text
+from sqlmodel import SQLModel
+
+from bridgebsr import bulk, migrate
+from bridgebsr.bootstrap import Runtime, build_runtime
+from bridgebsr.catalog import Catalog
+from bridgebsr.db import write_session
+from bridgebsr.demo import DATA, load_consortium
+from bridgebsr.settings import Settings
+
+NAME = "bulk-open"
+TARGET = 2.0  # ours at most this many times the floor
+NOW = datetime(2026, 11, 26, 11, tzinfo=UTC)
+RNG_SEED = 20261126
+DAYS_BACK = 730  # starts over the two years before NOW
+OTHER_LEAD = 0.15  # share of cases led by another partner than the owner's
+# Tables the import writes, in insertion order, and whether ours passes their ids.
+WRITTEN = (
+    ("template_versions", False),
+    ("key_sequences", True),
+    ("cases", True),
+    ("milestones", False),
+    ("gates", False),
+    ("case_events", False),
+)
+SME_TOPICS = (
+    "IP licensing",
+    "patent landscaping",
+    "seed financing",
+    "investor readiness",
+    "Horizon Europe application",
+    "EIC Accelerator pitch",
+    "clinical partner search",
+    "CRO partnering",
+    "technology scouting",
+    "regulatory advice (MDR)",
+)
+
+out = Console(width=max(Console().width, 112))
+
+
+# ---------------------------------------------------------------------------------------------
+# The file
+
+
+def _contacts() -> list[dict[str, str]]:
+    with (DATA / "contacts.csv").open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_cases(path: Path, size: int) -> list[list[str]]:
+    """A deterministic cases file of `size` rows; returns its rows (header first)."""
+    rng = random.Random(RNG_SEED)
+    people = _contacts()
+    case_owners = [p for p in people if p["role"] == "case-owner"]
+    leads = [p for p in people if p["role"] == "pilot-lead"]
+    clusters = ["SCANBALT", "BCV", "MVA", "BIOFORUM-OULU", "LBA", "EBA", "STEINBEIS", "NCP-LT"]
+    rows = [["ref", "kind", "title", "owner", "start", "partner"]]
+    for n in range(size):
+        roll = rng.random()
+        start = NOW.date() - timedelta(days=rng.randrange(DAYS_BACK))
+        if start.weekday() >= 5 and rng.random() < 0.8:  # most requests come in on weekdays
+            start -= timedelta(days=start.weekday() - 4)
+        partner = rng.choice(clusters) if rng.random() < OTHER_LEAD else ""
+        if roll < 0.94:
+            owner = rng.choice(case_owners)
+            kind, title = "shared-sme-service", f"SME request {n + 1}: {rng.choice(SME_TOPICS)}"
+        elif roll < 0.97:
+            owner = rng.choice(leads)
+            kind, title = "ip-integration", f"Transregional IP integration, wave {n + 1}"
+        else:
+            owner = rng.choice(leads)
+            kind, title = "life-science-foundation", f"Life science foundation, track {n + 1}"
+        rows.append([f"XL-{n + 1:06d}", kind, title, owner["email"], start.isoformat(), partner])
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return rows
+
+
+def write_progress(path: Path, cases: list[list[str]]) -> None:
+    """For SME cases over 8 weeks old: intake and interview done, triage under way."""
+    rng = random.Random(RNG_SEED + 1)
+    rows = [["case", "milestone", "status", "started_on", "finished_on"]]
+    for ref, kind, _title, _owner, start, _partner in cases[1:]:
+        began = date.fromisoformat(start)
+        if kind != "shared-sme-service" or (NOW.date() - began).days < 56:
+            continue
+        intake = _weekday(began + timedelta(days=rng.randrange(1, 4)))
+        interview = _weekday(intake + timedelta(days=rng.randrange(3, 9)))
+        rows.append([ref, "request-intake", "done", "", intake.isoformat()])
+        rows.append([ref, "needs-interview", "done", "", interview.isoformat()])
+        rows.append([ref, "triage-decision", "in_progress", interview.isoformat(), ""])
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+def _weekday(day: date) -> date:
+    return day + timedelta(days=max(0, 7 - day.weekday()) if day.weekday() >= 5 else 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stores and the two sides
+
+
+def new_store(root: Path, name: str) -> Runtime:
+    """A migrated SQLite case store with the shipped consortium, on bridgebsr.db's settings."""
+    home = root / name
+    rt = build_runtime(Settings(home=home, database_url=f"sqlite:///{home / 'cases.db'}"))
+    migrate.upgrade(rt.engine)
+    load_consortium(rt)
+    return rt
+
+
+def ours(
+    engine: Engine, catalog: Catalog, cases: Path, progress: Path | None, profile: Path | None
+) -> tuple[float, bulk.BulkReport]:
+    """The import end to end; its wall time and report."""
+    profiler = cProfile.Profile() if profile else None
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    with write_session(engine) as session:
+        report = bulk.import_cases(
+            session=session, catalog=catalog, cases=cases, progress=progress, now=NOW
+        )
+    if profiler:
+        profiler.disable()
+    seconds = time.perf_counter() - started
+    if profiler and profile:
+        profiler.dump_stats(str(profile))
+    return seconds, report
+
+
+def written_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the tables the import writes, as ours passed them (ids where it does)."""
+    tables = SQLModel.metadata.tables
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with engine.connect() as conn:
+        for name, with_ids in WRITTEN:
+            table = tables[name]
+            order = table.c.id if "id" in table.c else table.c.prefix
+            found = [dict(r) for r in conn.execute(select(table).order_by(order)).mappings()]
+            if not with_ids:
+                for row in found:
+                    row.pop("id", None)
+            rows[name] = found
+    return rows
+
+
+def floor(engine: Engine, rows: dict[str, list[dict[str, Any]]]) -> float:
+    """The same rows with one Core executemany per table, in one transaction; wall time."""
+    tables = SQLModel.metadata.tables
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        for name, _with_ids in WRITTEN:
+            if rows[name]:
+                conn.execute(insert(tables[name]), rows[name])
+    return time.perf_counter() - started
+
+
+def fingerprint(engine: Engine) -> dict[str, int]:
+    """Row counts and a content digest of the written tables (ids and pin times aside)."""
+    counts: dict[str, int] = {}
+    with engine.connect() as conn:
+        for name, _ in WRITTEN:
+            counts[name] = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
+        digest = conn.execute(
+            text(
+                "SELECT group_concat(k, '|') FROM (SELECT key || status || forecast_date || "
+                "coalesce(current_stage, '') AS k FROM cases ORDER BY key)"
+            )
+        ).scalar_one()
+    counts["cases_digest"] = hash(digest)
+    return counts
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far in MB (ru_maxrss: KB on Linux, bytes on
+    macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def run(size: int, with_progress: bool = False, profile: Path | None = None) -> dict[str, object]:
+    """One run: generate the file, time ours on one store and the floor on another."""
+    with tempfile.TemporaryDirectory(prefix="bridgebsr-bulk-") as tmp:
+        root = Path(tmp)
+        cases = root / "cases.csv"
+        rows = write_cases(cases, size)
+        progress = None
+        if with_progress:
+            progress = root / "progress.csv"
+            write_progress(progress, rows)
+        ours_store, floor_store = new_store(root, "ours"), new_store(root, "floor")
+        try:
+            catalog = ours_store.catalog  # loading the templates is set-up, not import
+            ours_s, report = ours(ours_store.engine, catalog, cases, progress, profile)
+            ours_rss = peak_rss_mb()  # before the floor's side reads every row back
+            if len(report.created) != size:
+                raise RuntimeError(f"ours created {len(report.created)} of {size} cases")
+            written = written_rows(ours_store.engine)
+            floor_s = floor(floor_store.engine, written)
+            if fingerprint(ours_store.engine) != fingerprint(floor_store.engine):
+                raise RuntimeError("the floor did not write the rows ours wrote")
+        finally:
+            ours_store.engine.dispose()
+            floor_store.engine.dispose()
+    return {
+        "name": NAME if not with_progress else f"{NAME} (with progress)",
+        "size": size,
+        "ours_s": round(ours_s, 3),
+        "floor_s": round(floor_s, 3),
+        "ratio": round(ours_s / floor_s, 2),
+        "target": TARGET,
+        "peak_rss_mb": round(ours_rss, 1),
+        "peak_rss_mb_with_floor": round(peak_rss_mb(), 1),
+        "rows": {name: len(found) for name, found in written.items()},
+        "milestones_updated": report.milestones,
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def table(results: Sequence[dict[str, object]]) -> Table:
+    """One row per run."""
+    grid = Table(title="opening cases in bulk from a CSV file (SQLite)")
+    for label in (
+        "name",
+        "cases",
+        "rows written",
+        "ours, s",
+        "floor, s",
+        "ratio",
+        "target",
+        "peak RSS, MB",
+    ):
+        grid.add_column(label, justify="left" if label == "name" else "right")
+    for r in results:
+        ratio = cast(float, r["ratio"])
+        verdict = "ok" if ratio <= cast(float, r["target"]) else "MISSED"
+        written = sum(cast(dict[str, int], r["rows"]).values())
+        grid.add_row(
+            str(r["name"]),
+            f"{r['size']:,}",
+            f"{written:,}",
+            f"{r['ours_s']:.2f}",
+            f"{r['floor_s']:.2f}",
+            f"{ratio:.2f}x",
+            f"≤{r['target']}x {verdict}",
+            f"{r['peak_rss_mb']:.0f}",
+        )
+    return grid
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--size", type=int, action="append", help="cases in the file (repeatable; 10,000)"
+    )
+    parser.add_argument(
+        "--progress", action="store_true", help="also import progress rows for older cases"
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
+    parser.add_argument(
+        "--profile", type=Path, metavar="PSTATS", help="cProfile ours into this file"
+    )
+    args = parser.parse_args(argv)
+    sizes = args.size or [10_000]
+    if any(s < 1 for s in sizes):
+        parser.error("--size must be at least 1")
+    results = [run(size, args.progress, args.profile) for size in sizes]
+    out.print(table(results))
+    if args.profile:
+        stats = pstats.Stats(str(args.profile), stream=sys.stdout).strip_dirs()
+        stats.sort_stats("cumulative").print_stats(30)
+        stats.sort_stats("tottime").print_stats(30)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0 if all(cast(float, r["ratio"]) <= TARGET for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
