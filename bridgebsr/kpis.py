@@ -1,0 +1,1660 @@
+"""Portfolio KPIs as pandas DataFrames, from the case store and its audit trail.
+
+`load` is the only function that touches the database: a handful of set-based SELECTs of the
+columns the KPIs need. Dates travel as day numbers, times as epoch seconds and statuses as
+small codes, read straight off the driver's cursor into numpy arrays, so nothing is parsed
+or wrapped row by row (SQLite and PostgreSQL, the two stores the project runs on). Every
+`build_*` function is pure: it takes the `Frames` and returns a new DataFrame, vectorised
+with pandas and numpy (working days from per-calendar tables built with `numpy.is_busday`
+and moved with `numpy.busday_offset`, on the holidays `bridgebsr.calendars` uses, from
+`holidays`). Derived tables that several builds share are computed once per `Frames`.
+
+Dimensions (`by`): `pilot` is the case's kind, `partner` the code of its lead partner,
+`country` the case's country (its owner's country when it was opened). Any non-empty
+combination of the three may be asked for. Tables by these dimensions have one row per group
+that has cases, so they line up (counts 0, medians and percentages NaN where nothing was
+measured).
+
+Rules, decided once here:
+
+- Open cases are `draft`, `active` and `on_hold`; closed ones `completed` and `cancelled`.
+  Holding a case does not stop its clock: its milestones still become overdue and breached
+  (as `bridgebsr case list --overdue` counts them).
+- Working days are Monday to Friday minus public holidays, counted as
+  `WorkCalendar.working_days_between` does: the days in (start, end], negative when end is
+  before start. A milestone is counted in its own calendar, the one the planner schedules it
+  in: its owner's country (and state, when the owner works at a partner in that country),
+  else the case's. Cases, stages, gates and the SME figures use the case's calendar (its
+  country and the lead partner's state). Days stamped from audit-event times are taken in the
+  lead partner's time zone, as the use cases stamp them.
+- Slip of a milestone: working days from its planned due date to the day it was done, signed
+  (done early is negative). On time: done on or before the planned due date. Medians and p90s
+  interpolate linearly (numpy's default).
+- Waived milestones count as finished (for stages, forecasts and breaches) but are left out
+  of done, on time, on-time % and slips: nothing was delivered.
+- Cancelled cases count in the case counts, the SME request counts, the gate decisions and
+  the SLA breaches (what happened before the cancellation still happened), and are left out
+  of the milestone KPIs, slips, overdue, stage cycle times and forecasts.
+- Overdue now: an open milestone (planned, in progress, blocked) of an open case whose planned
+  due date is before `as_of` (due today is not overdue yet).
+- SLA breach, after the fact: a milestone is breached when it was still unfinished after its
+  planned due date: it was finished (done or waived) after that date, or it is still open and
+  the date is before `as_of`, or it was open when its case was closed after that date. The
+  planned due date is fixed when a case opens, so a milestone once late stays breached
+  whatever happens next: done now, reopened by a rejected gate, or its case cancelled. A
+  breach belongs to the month of its first late day (the day after the due date): late in
+  March and done in April is a March breach. The recorded finish date is the fact: a
+  completion entered late but dated (`--on`) on or before the due date is no breach.
+- Stages: the audit trail has no "stage changed" event; the current stage is by definition
+  the first stage, in template order, with unfinished work (`planning.current_stage`). So a
+  stage is left on the latest finish (milestone done or waived, gate approved) among its
+  items and those of every earlier stage, once all are finished, and entered when the stage
+  before it was left (the first stage on the case's start date). Rework after a rejected gate
+  counts in the stages it reopened.
+- Gates: one row per gate round, so rounds sent back for rework still count: the current
+  round from the gate's row, the earlier ones from the audit trail (`gate.open` to the
+  `gate.reject` of the same round). Decision time runs from the day the gate opened to the
+  day it was decided.
+- SME service type: the shared-sme-service template has no field for it; triage is the
+  milestone `triage-decision`. The type is read from the note on its latest completion
+  (`bridgebsr milestone complete KEY triage-decision --note "financing: seed round"`): the
+  first of `ip`, `financing`, `eu-programme`, `partnering` named in the note, reading from
+  the left (see SERVICE_TYPES for the words each is known by). A request not yet
+  triaged is `untriaged`; one triaged with no recognisable note is `unspecified`.
+- Forecast: every open case is rescheduled as of `as_of` with the planner's own rules
+  (`bridgebsr.schedule`: actual starts and finishes count, nothing unfinished is due before
+  `as_of`, finish-to-start links with lags, each item in its own calendar), vectorised over
+  all cases of a template version. The stored `forecast_date` is only as fresh as the last
+  change to a case; this one is as of `as_of`.
+
+`load` reads the store as it stands: `as_of` is the day the report speaks for and is expected
+not to be before the latest change recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from functools import lru_cache
+from itertools import chain
+from typing import Any, Final, TypeVar, cast
+
+import holidays
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sqlalchemy import BigInteger, Connection, Date, Engine, Integer, func, literal, select
+from sqlalchemy import case as sql_case
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
+
+from bridgebsr.calendars import subdivision_of
+from bridgebsr.errors import InvalidInput
+from models import (
+    Case,
+    CaseEvent,
+    CaseStatus,
+    Contact,
+    DayKind,
+    Gate,
+    GateSpec,
+    GateStatus,
+    Milestone,
+    MilestoneSpec,
+    MilestoneStatus,
+    Partner,
+    Template,
+    TemplateVersion,
+)
+
+PILOT: Final = "pilot"
+PARTNER: Final = "partner"
+COUNTRY: Final = "country"
+CASE_DIMENSIONS: Final = (PILOT, PARTNER, COUNTRY)
+SERVICE_TYPE: Final = "service_type"
+
+SME_KIND: Final = "shared-sme-service"
+TRIAGE_MILESTONE: Final = "triage-decision"
+UNTRIAGED: Final = "untriaged"
+UNSPECIFIED: Final = "unspecified"
+# Service types of the shared SME service, each with the words a triage note may use for it.
+SERVICE_TYPES: Final = (
+    ("ip", r"\bip\b|\bipr\b|intellectual[- ]property|patent|licen[cs]"),
+    ("financing", r"financ|funding|investor|investment|capital|\bloan"),
+    ("eu-programme", r"\beu\b|horizon|interreg|eurostars"),
+    ("partnering", r"partner"),
+)
+
+OPEN_CASE: Final = (CaseStatus.DRAFT, CaseStatus.ACTIVE, CaseStatus.ON_HOLD)
+FINISHED: Final = (MilestoneStatus.DONE, MilestoneStatus.WAIVED)
+GATE_EVENTS: Final = ("gate.open", "gate.approve", "gate.reject")
+OUTCOMES: Final = ("approved", "rejected", "waiting", "closed")
+BREACH_STATES: Final = ("finished late", "open", "open when case closed")
+
+DayArray = npt.NDArray[np.datetime64]
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+_E = TypeVar("_E", bound=StrEnum)
+_T = TypeVar("_T")
+_NAT: Final = np.datetime64("NaT", "D")
+# Stands for NULL in integer columns: no id, day (1969-12-31) or second in the store is -1,
+# and small integers cost the driver no allocation (None would not fit an int64 array).
+_NULL: Final = -1
+_UNIX_JULIAN_DAY: Final = 2440587.5
+_CHUNK_ROWS: Final = 100_000
+
+
+@dataclass(frozen=True)
+class Frames:
+    """The case store as DataFrames, as `load` reads it. Days are naive day timestamps.
+
+    - `cases`, indexed by case id: key, pilot, template_version, partner (lead partner code),
+      country, status, current_stage, calendar (the case's working calendar: "DK", "DE-MV"),
+      timezone (the lead partner's), start_date, target_date, forecast_date (as stored),
+      closed_at (UTC), closed_on (its day in the lead partner's time zone), tpl (position of
+      the case's template in `templates`).
+    - `milestones`: case_id, seq, key, stage, stage_order, status, calendar (the owner's, else
+      the case's; the same categories as the cases'), planned_due, started_on, finished_on.
+    - `gates`: case_id, seq, key, stage, stage_order, status, round, opened_on, deadline,
+      decided_on (all of the current round).
+    - `events`: the audit trail of the gates sent back for rework (round above 1), for their
+      earlier rounds: one row per `gate.open`, `gate.approve` and `gate.reject` in the order
+      written: case_id, kind, gate, round, at (UTC), deadline (set on opening).
+    - `notes`: the note on every completion of a `triage-decision` milestone, in the order
+      written: case_id, note (the SME figures read those of SME requests).
+    - `templates`: the pinned template of every (kind, version) in the store.
+    """
+
+    as_of: date
+    cases: pd.DataFrame
+    milestones: pd.DataFrame
+    gates: pd.DataFrame
+    events: pd.DataFrame
+    notes: pd.DataFrame
+    templates: Mapping[tuple[str, int], Template]
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+# --- load: the only part that reads the database ---------------------------------------------
+
+
+def load(source: Session | Connection | Engine, *, as_of: date) -> Frames:
+    """Read the columns the KPIs need with a few set-based SELECTs."""
+    if isinstance(source, Engine):
+        with source.connect() as conn:
+            return _load(conn, as_of)
+    if isinstance(source, Session):
+        return _load(source.connection(), as_of)
+    return _load(source, as_of)
+
+
+def _load(conn: Connection, as_of: date) -> Frames:
+    sql = _Sql(conn.dialect.name)
+    templates = {
+        (str(kind), int(version)): Template.model_validate(body)
+        for kind, version, body in conn.execute(
+            select(
+                col(TemplateVersion.kind), col(TemplateVersion.version), col(TemplateVersion.body)
+            ).order_by(col(TemplateVersion.kind), col(TemplateVersion.version))
+        )
+    }
+    shapes = _Shapes(templates)
+    partners = _records(
+        conn,
+        select(
+            col(Partner.id),
+            col(Partner.code),
+            col(Partner.country),
+            col(Partner.region),
+            col(Partner.timezone),
+        ),
+        ["partner_id", "partner", "partner_country", "region", "timezone"],
+    ).set_index("partner_id")
+    contacts = _records(
+        conn,
+        select(col(Contact.id), col(Contact.country), col(Contact.partner_id)),
+        ["contact_id", "country", "partner_id"],
+    ).set_index("contact_id")
+    # Each contact's calendar: their country, and their partner's state if in that country.
+    where = partners.reindex(contacts["partner_id"].to_numpy())
+    contact_calendars = _calendars(
+        contacts["country"], where["partner_country"].to_numpy(), where["region"].to_numpy()
+    )
+    cases = _read_cases(conn, sql, partners, shapes)
+    names = sorted(set(contact_calendars) | set(cases["calendar"]))
+    calendars = pd.CategoricalDtype(names)
+    cases["calendar"] = pd.Categorical(cases["calendar"], dtype=calendars)
+    owner_calendars = pd.Series(
+        pd.Categorical(contact_calendars, dtype=calendars).codes, index=contacts.index
+    )
+    milestones = _read_milestones(conn, sql, owner_calendars, cases, shapes)
+    return Frames(
+        as_of=as_of,
+        cases=cases,
+        milestones=milestones,
+        gates=_read_gates(conn, sql, cases, shapes),
+        events=_read_gate_events(conn, sql, shapes),
+        notes=_read_notes(conn),
+        templates=templates,
+    )
+
+
+class _Sql:
+    """Expressions that hand dates, times and statuses over as plain integers."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+
+    def day(self, column: Any) -> ColumnElement[Any]:
+        """Days since 1970-01-01 (NULL as _NULL)."""
+        if self.sqlite:
+            days = sql_cast(func.julianday(column) - _UNIX_JULIAN_DAY, Integer)
+        else:
+            days = sql_cast(sql_cast(column, Date) - literal(date(1970, 1, 1)), Integer)
+        return func.coalesce(days, _NULL)
+
+    def seconds(self, column: Any) -> ColumnElement[Any]:
+        """Seconds since 1970-01-01 UTC (NULL as _NULL); SQLite keeps UTC times naive."""
+        if self.sqlite:
+            seconds = sql_cast(func.strftime("%s", column), BigInteger)
+        else:
+            seconds = sql_cast(func.floor(func.date_part("epoch", column)), BigInteger)
+        return func.coalesce(seconds, _NULL)
+
+    @staticmethod
+    def code(column: Any, values: Sequence[str]) -> ColumnElement[Any]:
+        """A text column as its position in `values` (-1 for anything else)."""
+        if not values:
+            return literal(-1)
+        return sql_case({v: i for i, v in enumerate(values)}, value=column, else_=-1)
+
+    @staticmethod
+    def key(column: Any) -> ColumnElement[Any]:
+        """An optional id (NULL as _NULL)."""
+        return func.coalesce(column, _NULL)
+
+
+def _integers(conn: Connection, query: Any, columns: Sequence[str]) -> pd.DataFrame:
+    """Rows of integers read off the driver's cursor in chunks into one int64 array."""
+    result = conn.execute(query)
+    cursor = result.cursor
+    width = len(columns)
+    parts = [np.empty((0, width), dtype=np.int64)]
+    try:
+        while chunk := cursor.fetchmany(_CHUNK_ROWS):
+            flat = np.fromiter(chain.from_iterable(chunk), dtype=np.int64, count=len(chunk) * width)
+            parts.append(flat.reshape(-1, width))
+    finally:
+        result.close()
+    return pd.DataFrame(np.concatenate(parts), columns=list(columns))
+
+
+def _records(conn: Connection, query: Any, columns: Sequence[str]) -> pd.DataFrame:
+    """Rows of mixed values read off the driver's cursor (small tables, or text)."""
+    result = conn.execute(query)
+    try:
+        rows = result.cursor.fetchall()
+    finally:
+        result.close()
+    return pd.DataFrame.from_records(rows, columns=list(columns), coerce_float=False)
+
+
+def _days(values: pd.Series[Any] | IntArray) -> pd.Series[Any]:
+    """Day numbers (with _NULL) as naive day timestamps (NaT)."""
+    numbers = np.asarray(values, dtype=np.int64)
+    out = np.where(numbers == _NULL, _NAT, numbers.astype("datetime64[D]"))
+    index = values.index if isinstance(values, pd.Series) else None
+    return pd.Series(out.astype("datetime64[s]"), index=index)
+
+
+def _utc(values: pd.Series[Any]) -> pd.Series[Any]:
+    """Epoch seconds (with _NULL) as UTC timestamps (NaT)."""
+    seconds = values.where(values != _NULL)
+    return pd.to_datetime(seconds, unit="s", utc=True)
+
+
+def _categorical(codes: Any, categories: Sequence[str] | pd.CategoricalDtype) -> pd.Categorical:
+    """Values from their codes (-1: missing)."""
+    dtype = (
+        categories
+        if isinstance(categories, pd.CategoricalDtype)
+        else pd.CategoricalDtype(list(categories))
+    )
+    return pd.Categorical.from_codes(np.asarray(codes, dtype=np.int64), dtype=dtype)
+
+
+def _decode(codes: pd.Series[Any] | IntArray, enum: type[_E]) -> pd.Categorical:
+    return _categorical(codes, [m.value for m in enum])
+
+
+def _rows_of(index: pd.Index, ids: Any) -> IntArray:
+    """Position of each id in `index` (-1 when absent)."""
+    return np.asarray(index.get_indexer(pd.Index(np.asarray(ids))), dtype=np.int64)
+
+
+@lru_cache(maxsize=1024)
+def _calendar_code(country: str, region: str | None) -> str:
+    """The working calendar of a country and region: "DK", "DE-MV" (as `calendars_for`)."""
+    sub = subdivision_of(country, region)
+    return f"{country}-{sub}" if sub else country
+
+
+def _pairs(first: Any, second: Any) -> tuple[IntArray, list[tuple[Any, Any]]]:
+    """A code per row for its (first, second) pair, and the distinct pairs by code."""
+    a, first_values = pd.factorize(np.asarray(first, dtype=object), use_na_sentinel=False)
+    b, second_values = pd.factorize(np.asarray(second, dtype=object), use_na_sentinel=False)
+    width = max(len(second_values), 1)
+    codes, combined = pd.factorize(np.asarray(a, dtype=np.int64) * width + b)
+    pairs = [(first_values[c // width], second_values[c % width]) for c in combined]
+    return np.asarray(codes, dtype=np.int64), pairs
+
+
+def _calendars(countries: Any, partner_countries: Any, regions: Any) -> list[str]:
+    """Calendar codes: the partner's region counts only where it is in the same country."""
+    country = np.asarray(countries, dtype=object)
+    region = np.array(regions, dtype=object)
+    region[country != np.asarray(partner_countries, dtype=object)] = None
+    codes, pairs = _pairs(country, region)
+    names = [_calendar_code(str(c), r if isinstance(r, str) else None) for c, r in pairs]
+    return [names[i] for i in codes]
+
+
+def _read_cases(
+    conn: Connection, sql: _Sql, partners: pd.DataFrame, shapes: _Shapes
+) -> pd.DataFrame:
+    raw = _records(
+        conn,
+        select(
+            col(Case.id),
+            col(Case.key),
+            col(Case.kind),
+            col(Case.template_version),
+            col(Case.lead_partner_id),
+            col(Case.country),
+            sql.code(col(Case.status), [s.value for s in CaseStatus]),
+            col(Case.current_stage),
+            sql.day(col(Case.start_date)),
+            sql.day(col(Case.target_date)),
+            sql.day(col(Case.forecast_date)),
+            sql.seconds(col(Case.closed_at)),
+        ),
+        [
+            "case_id",
+            "key",
+            PILOT,
+            "template_version",
+            "lead_partner_id",
+            COUNTRY,
+            "status",
+            "current_stage",
+            "start_date",
+            "target_date",
+            "forecast_date",
+            "closed_at",
+        ],
+    )
+    raw = raw.set_index("case_id").sort_index()
+    lead = partners.reindex(raw["lead_partner_id"].to_numpy())
+    out = pd.DataFrame(index=raw.index)
+    out["key"] = raw["key"].astype(object)
+    out[PILOT] = raw[PILOT].astype("category")
+    out["template_version"] = raw["template_version"].astype("int64")
+    out[PARTNER] = pd.Categorical(lead["partner"].to_numpy())
+    out[COUNTRY] = raw[COUNTRY].astype("category")
+    out["status"] = _decode(raw["status"].to_numpy(), CaseStatus)
+    out["current_stage"] = raw["current_stage"].astype(object)
+    out["calendar"] = _calendars(
+        raw[COUNTRY], lead["partner_country"].to_numpy(), lead["region"].to_numpy()
+    )
+    out["timezone"] = pd.Categorical(lead["timezone"].fillna("UTC").to_numpy())
+    for column in ("start_date", "target_date", "forecast_date"):
+        out[column] = _days(raw[column])
+    out["closed_at"] = _utc(raw["closed_at"].astype("int64"))
+    out["closed_on"] = _local_days(out["closed_at"], out["timezone"])
+    out["tpl"] = shapes.rows(out[PILOT], out["template_version"])
+    return out
+
+
+def _read_milestones(
+    conn: Connection,
+    sql: _Sql,
+    owner_calendars: pd.Series[Any],
+    cases: pd.DataFrame,
+    shapes: _Shapes,
+) -> pd.DataFrame:
+    raw = _integers(
+        conn,
+        select(
+            col(Milestone.case_id),
+            col(Milestone.seq),
+            sql.code(col(Milestone.status), [s.value for s in MilestoneStatus]),
+            sql.key(col(Milestone.owner_id)),
+            sql.day(col(Milestone.planned_due)),
+            sql.day(col(Milestone.started_on)),
+            sql.day(col(Milestone.finished_on)),
+        ),
+        ["case_id", "seq", "status", "owner_id", "planned_due", "started_on", "finished_on"],
+    )
+    positions = _rows_of(cases.index, raw["case_id"])
+    # The owner's calendar, else (no owner) the case's.
+    calendar = owner_calendars.reindex(raw["owner_id"]).to_numpy(dtype="float64")
+    case_calendar = _codes(cases["calendar"])[positions]
+    calendar = np.where(np.isnan(calendar), case_calendar, calendar).astype(np.int64)
+    tpl = cases["tpl"].to_numpy()[positions]
+    seq = raw["seq"].to_numpy()
+    out = pd.DataFrame({"case_id": raw["case_id"], "seq": seq})
+    out["key"] = shapes.keys("milestones", tpl, seq)
+    out["stage"] = shapes.stages("milestones", tpl, seq)
+    out["stage_order"] = shapes.stage_order("milestones", tpl, seq)
+    out["status"] = _decode(raw["status"].to_numpy(), MilestoneStatus)
+    out["calendar"] = _categorical(calendar, cast(pd.CategoricalDtype, cases["calendar"].dtype))
+    for column in ("planned_due", "started_on", "finished_on"):
+        out[column] = _days(raw[column].to_numpy())
+    return out
+
+
+def _read_gates(conn: Connection, sql: _Sql, cases: pd.DataFrame, shapes: _Shapes) -> pd.DataFrame:
+    raw = _integers(
+        conn,
+        select(
+            col(Gate.case_id),
+            col(Gate.seq),
+            sql.code(col(Gate.status), [s.value for s in GateStatus]),
+            col(Gate.round),
+            sql.day(col(Gate.opened_on)),
+            sql.day(col(Gate.deadline)),
+            sql.day(col(Gate.decided_on)),
+        ),
+        ["case_id", "seq", "status", "round", "opened_on", "deadline", "decided_on"],
+    )
+    tpl = cases["tpl"].to_numpy()[_rows_of(cases.index, raw["case_id"])]
+    seq = raw["seq"].to_numpy()
+    out = pd.DataFrame({"case_id": raw["case_id"], "seq": seq})
+    out["key"] = shapes.keys("gates", tpl, seq)
+    out["stage"] = shapes.stages("gates", tpl, seq)
+    out["stage_order"] = shapes.stage_order("gates", tpl, seq)
+    out["status"] = _decode(raw["status"].to_numpy(), GateStatus)
+    out["round"] = raw["round"].to_numpy()
+    for column in ("opened_on", "deadline", "decided_on"):
+        out[column] = _days(raw[column].to_numpy())
+    return out
+
+
+def _read_gate_events(conn: Connection, sql: _Sql, shapes: _Shapes) -> pd.DataFrame:
+    after: Any = col(CaseEvent.after)
+    gates = list(shapes.key_type.categories)
+    raw = _integers(
+        conn,
+        select(
+            col(CaseEvent.id),
+            col(CaseEvent.case_id),
+            sql.code(col(CaseEvent.kind), GATE_EVENTS),
+            sql.code(col(CaseEvent.subject), gates),
+            sql.key(after["round"].as_integer()),
+            sql.seconds(col(CaseEvent.at)),
+            sql.day(after["deadline"].as_string()),
+        )
+        .join(
+            Gate,
+            (col(Gate.case_id) == col(CaseEvent.case_id))
+            & (col(Gate.key) == col(CaseEvent.subject)),
+        )
+        .where(col(CaseEvent.kind).in_(GATE_EVENTS), col(Gate.round) > 1),
+        ["id", "case_id", "kind", "gate", "round", "at", "deadline"],
+    ).sort_values("id", kind="stable", ignore_index=True)  # sorted here: no scan in id order
+    return pd.DataFrame(
+        {
+            "case_id": raw["case_id"],
+            "kind": _categorical(raw["kind"], GATE_EVENTS),
+            "gate": _categorical(raw["gate"], gates),
+            "round": raw["round"],
+            "at": _utc(raw["at"]),
+            "deadline": _days(raw["deadline"]),
+        }
+    )
+
+
+def _read_notes(conn: Connection) -> pd.DataFrame:
+    raw = _records(
+        conn,
+        select(col(CaseEvent.id), col(CaseEvent.case_id), col(CaseEvent.comment)).where(
+            col(CaseEvent.kind) == "milestone.complete",
+            col(CaseEvent.subject) == TRIAGE_MILESTONE,
+        ),
+        ["id", "case_id", "note"],
+    ).sort_values("id", kind="stable", ignore_index=True)  # sorted here: no scan in id order
+    return pd.DataFrame(
+        {"case_id": raw["case_id"].astype("int64"), "note": raw["note"].fillna("").astype(object)}
+    )
+
+
+class _Shapes:
+    """Keys, stages and stage order of every template's milestones and gates, by seq.
+
+    Rows are made from their pinned template in order (seq is the position in it), so the
+    load reads seq instead of a key and a stage string per row.
+    """
+
+    def __init__(self, templates: Mapping[tuple[str, int], Template]) -> None:
+        self.order = {key: i for i, key in enumerate(templates)}
+        keys = sorted({n.key for t in templates.values() for n in t.nodes()})
+        stages = sorted({s.key for t in templates.values() for s in t.stages})
+        self.key_type = pd.CategoricalDtype(keys)
+        self.stage_type = pd.CategoricalDtype(stages)
+        self._tables: dict[tuple[str, str], IntArray] = {}
+        for part in ("milestones", "gates"):
+            nodes: list[Sequence[MilestoneSpec | GateSpec]] = [
+                t.milestones if part == "milestones" else t.gates for t in templates.values()
+            ]
+            # One row per template plus a last row of -1 for cases whose template is unknown.
+            shape = (len(nodes) + 1, max((len(n) for n in nodes), default=0) + 1)
+            key, stage, order = (np.full(shape, -1, dtype=np.int64) for _ in range(3))
+            for row, (template, specs) in enumerate(zip(templates.values(), nodes, strict=True)):
+                for seq, spec in enumerate(specs):
+                    key[row, seq] = keys.index(spec.key)
+                    stage[row, seq] = stages.index(spec.stage)
+                    order[row, seq] = template.stage_index(spec.stage)
+            self._tables |= {(part, "key"): key, (part, "stage"): stage, (part, "order"): order}
+
+    def rows(self, kinds: pd.Series[Any], versions: pd.Series[Any]) -> IntArray:
+        """Each case's template row (-1 when its template is not in the store)."""
+        codes, pairs = _pairs(kinds.astype(str), versions)
+        found = [self.order.get((str(k), int(v)), -1) for k, v in pairs]
+        return np.array(found + [-1], dtype=np.int64)[codes]
+
+    def _take(self, part: str, what: str, tpl: IntArray, seq: IntArray) -> IntArray:
+        table = self._tables[(part, what)]
+        row = np.where(tpl < 0, table.shape[0] - 1, tpl)
+        column = np.where((seq < 0) | (seq >= table.shape[1]), table.shape[1] - 1, seq)
+        return table[row, column]
+
+    def keys(self, part: str, tpl: IntArray, seq: IntArray) -> pd.Categorical:
+        """Item keys by template row and seq."""
+        codes = self._take(part, "key", tpl, seq)
+        return pd.Categorical.from_codes(codes, dtype=self.key_type)
+
+    def stages(self, part: str, tpl: IntArray, seq: IntArray) -> pd.Categorical:
+        """Item stages by template row and seq."""
+        codes = self._take(part, "stage", tpl, seq)
+        return pd.Categorical.from_codes(codes, dtype=self.stage_type)
+
+    def stage_order(self, part: str, tpl: IntArray, seq: IntArray) -> IntArray:
+        """Position of each item's stage in its template (-1 when unknown)."""
+        return self._take(part, "order", tpl, seq)
+
+
+# --- working days, vectorised ----------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _busdaycalendar(code: str, first_year: int, last_year: int) -> np.busdaycalendar:
+    """Monday to Friday minus the public holidays of a calendar code ("DK", "DE-MV")."""
+    country, _, subdivision = code.partition("-")
+    days = holidays.country_holidays(
+        country, subdiv=subdivision or None, years=range(first_year, last_year + 1)
+    )
+    return np.busdaycalendar(
+        weekmask="1111100", holidays=np.array(sorted(days), dtype="datetime64[D]")
+    )
+
+
+class _Workdays:
+    """Working-day arithmetic over arrays of days and calendar codes, vectorised.
+
+    `calendars` are codes into `names` (-1: none, the result is missing). Spans are counted
+    from a table of working days so far, one row per calendar (a few hundred kilobytes for
+    decades of days); moving dates uses numpy's business-day functions, one call per calendar.
+    """
+
+    def __init__(self, names: Sequence[str], first: date, last: date) -> None:
+        self.names = list(names)
+        # Whole decades with room after, so that successive builds share the holiday arrays.
+        self.first_year = first.year // 10 * 10 - 10
+        self.last_year = last.year // 10 * 10 + 19
+        self._table: tuple[np.datetime64, npt.NDArray[np.int32]] | None = None
+
+    def _counts(self) -> tuple[np.datetime64, npt.NDArray[np.int32]]:
+        """The first day of the table, and per calendar the working days from it to each day."""
+        if self._table is None:
+            base = np.datetime64(f"{self.first_year}-01-01", "D")
+            days = np.arange(base, np.datetime64(f"{self.last_year + 1}-01-01", "D"))
+            table = np.zeros((max(len(self.names), 1), len(days)), dtype=np.int32)
+            for code, name in enumerate(self.names):
+                calendar = _busdaycalendar(name, self.first_year, self.last_year)
+                table[code] = np.cumsum(np.is_busday(days, busdaycal=calendar))
+            self._table = (base, table)
+        return self._table
+
+    def _each(self, rows: BoolArray, calendars: IntArray) -> Iterable[tuple[BoolArray, Any]]:
+        for code in np.unique(calendars[rows]):
+            if code >= 0:
+                calendar = _busdaycalendar(self.names[code], self.first_year, self.last_year)
+                yield rows & (calendars == code), calendar
+
+    def between(self, start: Any, end: Any, calendars: IntArray) -> FloatArray:
+        """Working days in (start, end], negative when end is before start; NaN if missing."""
+        begin, finish = _day_array(start), _day_array(end)
+        out = np.full(len(begin), np.nan)
+        known = ~(np.isnat(begin) | np.isnat(finish)) & (calendars >= 0)
+        base, table = self._counts()
+        i = np.where(known, begin - base, np.timedelta64(0, "D")).astype(np.int64)
+        j = np.where(known, finish - base, np.timedelta64(0, "D")).astype(np.int64)
+        width = table.shape[1]
+        inside = known & (i >= 0) & (i < width) & (j >= 0) & (j < width)
+        code = calendars[inside]
+        out[inside] = table[code, j[inside]] - table[code, i[inside]]
+        # Days beyond the table (decades away): numpy's count, calendar by calendar. It counts
+        # a backwards span as [end + 1, start + 1), so count the forward one and negate.
+        backwards = finish < begin
+        low, high = np.where(backwards, finish, begin), np.where(backwards, begin, finish)
+        for rows, calendar in self._each(known & ~inside, calendars):
+            counted = np.busday_count(low[rows] + 1, high[rows] + 1, busdaycal=calendar)
+            out[rows] = np.where(backwards[rows], -counted, counted)
+        return out
+
+    def add(self, days: DayArray, count: int, kind: DayKind, calendars: IntArray) -> DayArray:
+        """`count` days of the given kind after each day (`WorkCalendar.add`, vectorised)."""
+        if kind is DayKind.CALENDAR:
+            return days + np.timedelta64(count, "D")
+        if count == 0:
+            return days.copy()
+        out = np.full(len(days), _NAT)
+        for rows, calendar in self._each(~np.isnat(days), calendars):
+            # Rolling a holiday back to the working day before it and counting from there is
+            # counting from the holiday itself: no working day lies between the two.
+            out[rows] = np.busday_offset(days[rows], count, roll="backward", busdaycal=calendar)
+        return out
+
+    def roll_forward(self, days: DayArray, calendars: IntArray) -> DayArray:
+        """Each day if it is a working day, else the next one."""
+        out = np.full(len(days), _NAT)
+        for rows, calendar in self._each(~np.isnat(days), calendars):
+            out[rows] = np.busday_offset(days[rows], 0, roll="forward", busdaycal=calendar)
+        return out
+
+
+def _calendar_days(start: DayArray, end: DayArray) -> FloatArray:
+    """Calendar days from start to end (NaN if either is missing)."""
+    days = (end - start).astype("timedelta64[D]")
+    return np.where(np.isnat(days), np.nan, days.astype(np.int64)).astype(np.float64)
+
+
+def _day_array(values: Any) -> DayArray:
+    if isinstance(values, pd.Series | pd.Index):
+        return cast(DayArray, values.to_numpy(dtype="datetime64[D]"))
+    return np.asarray(values, dtype="datetime64[D]")
+
+
+def _codes(values: pd.Series[Any]) -> IntArray:
+    return np.asarray(values.cat.codes, dtype=np.int64)
+
+
+def _workdays(frames: Frames) -> _Workdays:
+    def make() -> _Workdays:
+        cases = frames.cases
+        today = pd.Timestamp(frames.as_of)
+        first = min(cases["start_date"].min(), today) if len(cases) else today
+        last = max(cases["target_date"].max(), today) if len(cases) else today
+        dtype = cases["calendar"].dtype
+        names = list(dtype.categories) if isinstance(dtype, pd.CategoricalDtype) else []
+        return _Workdays(names, first.date(), last.date())
+
+    return _memo(frames, "workdays", make)
+
+
+def _local_days(stamps: pd.Series[Any], zones: pd.Series[Any]) -> pd.Series[Any]:
+    """The day of each UTC time in its row's time zone (naive day timestamps)."""
+    out = np.full(len(stamps), _NAT)
+    zone = zones.astype(object).to_numpy()
+    known = stamps.notna().to_numpy()
+    for name in pd.unique(zone[known]):
+        rows = known & (zone == name)
+        local = stamps[rows].dt.tz_convert(str(name)).dt.tz_localize(None)
+        out[rows] = local.to_numpy(dtype="datetime64[D]")
+    return pd.Series(out.astype("datetime64[s]"), index=stamps.index)
+
+
+# --- shared helpers --------------------------------------------------------------------------
+
+
+def _memo(frames: Frames, name: str, build: Callable[[], _T]) -> _T:
+    """Derived data that several builds share, computed once per `Frames`."""
+    if name not in frames._memo:
+        frames._memo[name] = build()
+    return cast(_T, frames._memo[name])
+
+
+def _dims(by: Iterable[str], allowed: Sequence[str] = CASE_DIMENSIONS) -> list[str]:
+    dims = [by] if isinstance(by, str) else list(by)
+    if not dims or len(set(dims)) != len(dims) or any(d not in allowed for d in dims):
+        raise InvalidInput(
+            f"cannot group KPIs by {', '.join(dims) or 'nothing'}: "
+            f"choose one or more of {', '.join(allowed)}"
+        )
+    return dims
+
+
+def _as_of(frames: Frames) -> np.datetime64:
+    return np.datetime64(frames.as_of, "D")
+
+
+def _is_open(status: pd.Series[Any]) -> BoolArray:
+    return status.isin([s.value for s in OPEN_CASE]).to_numpy()
+
+
+def _positions(frames: Frames, part: str) -> IntArray:
+    """Row of each milestone's (or gate's) case in `frames.cases`."""
+
+    def make() -> IntArray:
+        rows = frames.milestones if part == "milestones" else frames.gates
+        return _rows_of(frames.cases.index, rows["case_id"])
+
+    return _memo(frames, f"positions.{part}", make)
+
+
+def _case_columns(frames: Frames, positions: IntArray, columns: Sequence[str]) -> pd.DataFrame:
+    """Columns of the cases at `positions`, categories kept."""
+    out: dict[str, Any] = {}
+    for column in columns:
+        values = frames.cases[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            out[column] = _categorical(_codes(values)[positions], values.dtype)
+        else:
+            out[column] = values.to_numpy()[positions]
+    return pd.DataFrame(out)
+
+
+def _groups(frames: Frames, dims: list[str]) -> pd.Index:
+    """Every group of `dims` that has cases, sorted: the rows of a table by those dims."""
+    keys = frames.cases[dims].astype(str).drop_duplicates().sort_values(dims)
+    if len(dims) == 1:
+        return cast(pd.Index, pd.Index(keys[dims[0]], name=dims[0]))
+    return pd.MultiIndex.from_frame(keys)
+
+
+def _by_groups(
+    frames: Frames, dims: list[str], table: pd.DataFrame, counts: Sequence[str]
+) -> pd.DataFrame:
+    """One row per group with cases; counts 0 where nothing was seen; group columns first."""
+    out = table.reindex(_groups(frames, dims))
+    for column in counts:
+        out[column] = out[column].fillna(0).astype("int64")
+    return out.reset_index()
+
+
+class _Grouping:
+    """Rows sorted into groups by the values of some keys (in sorted order), for counts and
+    order statistics with numpy: no per-group Python, no copy of the rows.
+
+    Rows outside `rows`, or with a missing key, belong to no group. Labels are strings,
+    except for integer keys.
+    """
+
+    def __init__(self, keys: Mapping[str, Any], rows: BoolArray | None = None) -> None:
+        arrays = list(keys.values())
+        n = len(arrays[0])
+        keep = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool).copy()
+        codes, labels = [], []
+        for values in arrays:
+            code, uniques = pd.factorize(values, sort=True)
+            codes.append(np.asarray(code, dtype=np.int64))
+            unique = np.asarray(uniques)
+            labels.append(unique if unique.dtype.kind in "iu" else unique.astype(str))
+            keep &= code >= 0
+        sizes = tuple(max(len(u), 1) for u in labels)
+        flat = np.ravel_multi_index(tuple(c[keep] for c in codes), sizes)
+        total = int(np.prod(sizes))
+        if total <= max(4 * n, 1 << 16):  # few possible groups: a lookup table, no sort
+            seen = np.zeros(total, dtype=bool)
+            seen[flat] = True
+            unique_flat = np.flatnonzero(seen)
+            lookup = np.full(total, -1, dtype=np.int64)
+            lookup[unique_flat] = np.arange(len(unique_flat))
+            inverse = lookup[flat]
+        else:
+            unique_flat, inverse = np.unique(flat, return_inverse=True)
+        self.ids = np.full(n, -1, dtype=np.int64)
+        self.ids[keep] = inverse
+        self._member = keep
+        self.size = len(unique_flat)
+        parts = np.unravel_index(unique_flat, sizes)
+        levels = [label[part] for label, part in zip(labels, parts, strict=True)]
+        names = list(keys)
+        self.index: pd.Index = (
+            pd.MultiIndex.from_arrays(levels, names=names)
+            if len(names) > 1
+            else pd.Index(levels[0], name=names[0])
+        )
+
+    def count(self, flags: Any = None) -> IntArray:
+        """Rows per group (with the flag set, when given)."""
+        rows = self._member if flags is None else self._member & np.asarray(flags, dtype=bool)
+        return np.bincount(self.ids[rows], minlength=self.size).astype(np.int64)
+
+    def stats(self, values: Any, name: str, how: Sequence[str]) -> dict[str, FloatArray]:
+        """`median`, `p90`, `mean`, `min` or `max` of the values per group (missing values
+        left out; NaN where a group has none). Quantiles interpolate linearly."""
+        numbers = np.asarray(values, dtype=np.float64)
+        measured = (self.ids >= 0) & ~np.isnan(numbers)
+        ids, numbers = self.ids[measured], numbers[measured]
+        order = np.lexsort((numbers, ids))
+        ids, numbers = ids[order], numbers[order]
+        n = np.bincount(ids, minlength=self.size)
+        start = np.cumsum(n) - n
+        has = n > 0
+        out: dict[str, FloatArray] = {}
+        for stat in how:
+            result = np.full(self.size, np.nan)
+            if stat in ("median", "p90"):
+                position = start + (0.5 if stat == "median" else 0.9) * (n - 1)
+                low = np.floor(position).astype(np.int64)
+                high = np.ceil(position).astype(np.int64)
+                low, high = low[has], high[has]
+                fraction = position[has] - low
+                result[has] = numbers[low] + fraction * (numbers[high] - numbers[low])
+            elif stat == "mean":
+                sums = np.bincount(ids, weights=numbers, minlength=self.size)
+                result[has] = sums[has] / n[has]
+            elif stat == "min":
+                result[has] = numbers[start[has]]
+            elif stat == "max":
+                result[has] = numbers[start[has] + n[has] - 1]
+            else:
+                raise ValueError(f"unknown statistic {stat}")
+            out[f"{stat}_{name}"] = result
+        return out
+
+    def table(self, columns: Mapping[str, Any]) -> pd.DataFrame:
+        """A table of per-group columns, indexed by the group labels."""
+        return pd.DataFrame(dict(columns), index=self.index)
+
+
+def _keys(frame: pd.DataFrame, dims: Sequence[str]) -> dict[str, Any]:
+    return {d: frame[d].array for d in dims}
+
+
+# --- case counts -----------------------------------------------------------------------------
+
+
+def build_case_counts(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.DataFrame:
+    """Cases per group by status.
+
+    Columns: the `by` dimensions, then `cases` (all), `open` (draft, active or on hold),
+    `active`, `on_hold`, `completed`, `cancelled`.
+    """
+    dims = _dims(by)
+    cases = frames.cases
+    status = cases["status"]
+    groups = _Grouping(_keys(cases, dims))
+    counts = groups.table(
+        {
+            "cases": groups.count(),
+            "open": groups.count(_is_open(status)),
+            "active": groups.count(status == CaseStatus.ACTIVE.value),
+            "on_hold": groups.count(status == CaseStatus.ON_HOLD.value),
+            "completed": groups.count(status == CaseStatus.COMPLETED.value),
+            "cancelled": groups.count(status == CaseStatus.CANCELLED.value),
+        }
+    )
+    return _by_groups(frames, dims, counts, list(counts.columns))
+
+
+# --- milestones: on time, slips, overdue, breaches -------------------------------------------
+
+
+def milestone_facts(frames: Frames) -> pd.DataFrame:
+    """One row per milestone, with its case's dimensions and what the KPIs measure on it.
+
+    Columns: case_id, case (key), pilot, partner, country, case_status, milestone, stage,
+    status, planned_due, finished_on, `done`, `waived`, `open` (not finished),
+    `slip_working_days` (done ones), `on_time` (done on or before the planned due date),
+    `overdue_now`, `breached`, `breach_month` (Period: month of the first late day),
+    `working_days_late` (breached ones: to the finish, to `as_of`, or to the case's close),
+    `breach_state` ("finished late", "open", "open when case closed").
+    """
+    return _memo(frames, "milestone_facts", lambda: _milestone_facts(frames))
+
+
+def _milestone_facts(frames: Frames) -> pd.DataFrame:
+    m = frames.milestones
+    positions = _positions(frames, "milestones")
+    out = _case_columns(frames, positions, ["key", PILOT, PARTNER, COUNTRY, "status", "closed_on"])
+    out = out.rename(columns={"key": "case", "status": "case_status"})
+    out.insert(0, "case_id", m["case_id"].to_numpy())
+    out["milestone"] = m["key"].array
+    out["stage"] = m["stage"].array
+    out["status"] = m["status"].array
+    out["planned_due"] = m["planned_due"].to_numpy()
+    out["finished_on"] = m["finished_on"].to_numpy()
+    due, finish = _day_array(m["planned_due"]), _day_array(m["finished_on"])
+    closed = _day_array(out.pop("closed_on"))
+    as_of = _as_of(frames)
+    status = m["status"]
+    has_finish = ~np.isnat(finish)
+    done = (status == MilestoneStatus.DONE.value).to_numpy() & has_finish
+    waived = (status == MilestoneStatus.WAIVED.value).to_numpy() & has_finish
+    finished = done | waived
+    case_open = _is_open(out["case_status"])
+    calendars = _codes(m["calendar"])
+    work = _workdays(frames)
+    out["done"] = done
+    out["waived"] = waived
+    out["open"] = ~finished
+    slip = np.full(len(m), np.nan)
+    slip[done] = work.between(due[done], finish[done], calendars[done])
+    out["slip_working_days"] = slip
+    out["on_time"] = done & (finish <= due)
+    out["overdue_now"] = ~finished & case_open & (due < as_of)
+    # The last day the milestone was watched: its finish, today, or the day its case closed.
+    watched = np.where(finished, finish, np.where(case_open | np.isnat(closed), as_of, closed))
+    breached = due < watched
+    out["breached"] = breached
+    # Months since 1970-01 are the ordinals of monthly periods (NaT stays NaT).
+    month = np.where(breached, due + 1, _NAT).astype("datetime64[M]").astype(np.int64)
+    out["breach_month"] = pd.arrays.PeriodArray(month, dtype=pd.PeriodDtype("M"))
+    late = np.full(len(m), np.nan)
+    late[breached] = work.between(due[breached], watched[breached], calendars[breached])
+    out["working_days_late"] = late
+    state = np.where(finished, 0, np.where(case_open, 1, 2))
+    out["breach_state"] = _categorical(np.where(breached, state, -1), BREACH_STATES)
+    return out
+
+
+def build_milestone_kpis(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.DataFrame:
+    """Delivery of milestones per group (cancelled cases left out).
+
+    Columns: the `by` dimensions, then `milestones`, `open`, `done`, `waived`,
+    `done_on_time`, `done_late`, `on_time_pct` (done on time / done x 100, waived left out),
+    `median_slip_working_days`, `p90_slip_working_days` (done milestones, in working days of
+    the milestone's own calendar, signed), `overdue_now`.
+    """
+    dims = _dims(by)
+    facts = milestone_facts(frames)
+    groups = _Grouping(
+        _keys(facts, dims), (facts["case_status"] != CaseStatus.CANCELLED.value).to_numpy()
+    )
+    done, on_time = facts["done"].to_numpy(), facts["on_time"].to_numpy()
+    table = groups.table(
+        {
+            "milestones": groups.count(),
+            "open": groups.count(facts["open"]),
+            "done": groups.count(done),
+            "waived": groups.count(facts["waived"]),
+            "done_on_time": groups.count(on_time),
+            "done_late": groups.count(done & ~on_time),
+            "overdue_now": groups.count(facts["overdue_now"]),
+            **groups.stats(facts["slip_working_days"], "slip_working_days", ("median", "p90")),
+        }
+    )
+    counts = ["milestones", "open", "done", "waived", "done_on_time", "done_late", "overdue_now"]
+    out = _by_groups(frames, dims, table, counts)
+    measured = out["done"].where(out["done"] > 0)
+    out["on_time_pct"] = (100.0 * out["done_on_time"] / measured).round(2)
+    slips = ["median_slip_working_days", "p90_slip_working_days"]
+    return out[[*dims, *counts[:-1], "on_time_pct", *slips, "overdue_now"]]
+
+
+def build_sla_breaches(frames: Frames) -> pd.DataFrame:
+    """Every breached milestone, after the fact (see the module rules), oldest first.
+
+    Columns: case, pilot, partner, country, case_status, milestone, stage, status,
+    planned_due, finished_on, breach_month, working_days_late, breach_state.
+    """
+    facts = milestone_facts(frames)
+    rows = np.flatnonzero(facts["breached"].to_numpy())
+    order = np.lexsort(
+        (
+            _codes(facts["milestone"])[rows],
+            facts["case_id"].to_numpy()[rows],
+            _day_array(facts["planned_due"])[rows],
+        )
+    )
+    columns = [
+        "case",
+        PILOT,
+        PARTNER,
+        COUNTRY,
+        "case_status",
+        "milestone",
+        "stage",
+        "status",
+        "planned_due",
+        "finished_on",
+        "breach_month",
+        "working_days_late",
+        "breach_state",
+    ]
+    return facts[columns].take(rows[order]).reset_index(drop=True)
+
+
+def build_sla_breaches_by_month(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.DataFrame:
+    """SLA breaches per month of breach (the month of the first late day) and group.
+
+    Columns: `month` (Period), the `by` dimensions, `breaches`, `finished_late`, `still_open`
+    (open and late now), `open_when_closed`, `median_working_days_late`,
+    `max_working_days_late`. Only months with breaches have rows.
+    """
+    dims = _dims(by)
+    facts = milestone_facts(frames)
+    # Grouped by the months' ordinals (integers group faster than periods), shown as periods.
+    ordinals = np.asarray(facts["breach_month"].array.asi8, dtype=np.int64)
+    groups = _Grouping({"month": ordinals, **_keys(facts, dims)}, facts["breached"].to_numpy())
+    state = facts["breach_state"]
+    out = groups.table(
+        {
+            "breaches": groups.count(),
+            "finished_late": groups.count(state == BREACH_STATES[0]),
+            "still_open": groups.count(state == BREACH_STATES[1]),
+            "open_when_closed": groups.count(state == BREACH_STATES[2]),
+            **groups.stats(facts["working_days_late"], "working_days_late", ("median", "max")),
+        }
+    ).reset_index()
+    out["month"] = pd.arrays.PeriodArray(
+        out["month"].to_numpy(dtype=np.int64), dtype=pd.PeriodDtype("M")
+    )
+    return out
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+
+def stage_spans(frames: Frames) -> pd.DataFrame:
+    """When each case (cancelled ones left out) entered and left each stage, in template order.
+
+    Columns: case_id, case, pilot, partner, country, stage, stage_order, entered, left (NaT
+    while the stage or an earlier one has unfinished work), `working_days` and
+    `calendar_days` (entered to left), `in_stage_now` (the case's current stage),
+    `age_working_days` (entered to `as_of`, for the current stage).
+    """
+    return _memo(frames, "stage_spans", lambda: _stage_spans(frames))
+
+
+def _stage_spans(frames: Frames) -> pd.DataFrame:
+    cases = frames.cases
+    m, g = frames.milestones, frames.gates
+    m_done = m["status"].isin([s.value for s in FINISHED]).to_numpy() & m["finished_on"].notna()
+    g_done = (g["status"] == GateStatus.APPROVED.value).to_numpy() & g["decided_on"].notna()
+    width = 1 + max([len(t.stages) for t in frames.templates.values()], default=0)
+    position = np.concatenate([_positions(frames, "milestones"), _positions(frames, "gates")])
+    order = np.concatenate([m["stage_order"].to_numpy(), g["stage_order"].to_numpy()])
+    items = pd.DataFrame(
+        {
+            "slot": position * width + order,
+            "unfinished": np.concatenate([~m_done, ~g_done]).astype(np.int64),
+            "finish": np.concatenate(
+                [
+                    _day_array(m["finished_on"].where(m_done)),
+                    _day_array(g["decided_on"].where(g_done)),
+                ]
+            ),
+        }
+    )
+    live = (cases["status"] != CaseStatus.CANCELLED.value).to_numpy()
+    items = items[(order >= 0) & (position >= 0) & live[np.maximum(position, 0)]]
+    spans = items.groupby("slot", sort=True).agg(
+        unfinished=("unfinished", "sum"), finish=("finish", "max")
+    )
+    slot = spans.index.to_numpy()
+    case_row, stage_order = slot // width, slot % width
+    by_case = spans.groupby(case_row, sort=False)
+    blocked = (by_case["unfinished"].cumsum() > 0).to_numpy()
+    left = _day_array(by_case["finish"].cummax())
+    left[blocked] = _NAT
+    first = np.r_[True, case_row[1:] != case_row[:-1]] if len(slot) else np.zeros(0, bool)
+    entered = np.r_[_NAT, left[:-1]] if len(slot) else np.zeros(0, "datetime64[D]")
+    starts = _day_array(cases["start_date"])[case_row]
+    entered = np.where(first, starts, entered)
+    out = _case_columns(frames, case_row, ["key", PILOT, PARTNER, COUNTRY])
+    out = out.rename(columns={"key": "case"})
+    out.insert(0, "case_id", cases.index.to_numpy()[case_row])
+    out["stage"] = _stage_names(frames, cases["tpl"].to_numpy()[case_row], stage_order)
+    out["stage_order"] = stage_order
+    out["entered"] = entered.astype("datetime64[s]")
+    out["left"] = left.astype("datetime64[s]")
+    work = _workdays(frames)
+    calendars = _codes(cases["calendar"])[case_row]
+    out["working_days"] = work.between(entered, left, calendars)
+    out["calendar_days"] = _calendar_days(entered, left)
+    now = ~np.isnat(entered) & np.isnat(left)
+    out["in_stage_now"] = now
+    age = np.full(len(out), np.nan)
+    age[now] = work.between(entered[now], np.full(now.sum(), _as_of(frames)), calendars[now])
+    out["age_working_days"] = age
+    return out
+
+
+def _stage_names(frames: Frames, tpl: IntArray, order: IntArray) -> pd.Categorical:
+    """The key of stage number `order` of each row's template."""
+    stages = [[s.key for s in t.stages] for t in frames.templates.values()]
+    names = sorted({key for keys in stages for key in keys})
+    table = np.full((len(stages) + 1, 1 + max(map(len, stages), default=0)), -1, dtype=np.int64)
+    for row, keys in enumerate(stages):
+        table[row, : len(keys)] = [names.index(key) for key in keys]
+    codes = table[np.where(tpl < 0, len(stages), tpl), np.clip(order, 0, table.shape[1] - 1)]
+    return _categorical(codes, names)
+
+
+def build_stage_cycle_times(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.DataFrame:
+    """Cycle time per stage of each pilot (cancelled cases left out), in template order.
+
+    Columns: pilot, any other `by` dimensions, stage, stage_order, `passed` (cases that left
+    the stage), `median_working_days`, `p90_working_days`, `mean_working_days`,
+    `median_calendar_days` (entered to left), `in_stage_now` (cases whose current stage it
+    is), `median_age_working_days` (how long those have been in it, to `as_of`).
+    """
+    dims = [PILOT, *(d for d in _dims(by) if d != PILOT)]
+    spans = stage_spans(frames)
+    groups = _Grouping(_keys(spans, [*dims, "stage"]))
+    passed = ~np.isnat(_day_array(spans["left"]))
+    cycle = np.where(passed, spans["working_days"], np.nan)
+    days = np.where(passed, spans["calendar_days"], np.nan)
+    table = groups.table(
+        {
+            "stage_order": groups.stats(spans["stage_order"], "order", ("min",))["min_order"],
+            "passed": groups.count(passed),
+            "in_stage_now": groups.count(spans["in_stage_now"]),
+            **groups.stats(cycle, "working_days", ("median", "p90", "mean")),
+            **groups.stats(days, "calendar_days", ("median",)),
+            **groups.stats(spans["age_working_days"], "age_working_days", ("median",)),
+        }
+    )
+    out = table.reset_index()
+    out["stage_order"] = out["stage_order"].astype("int64")
+    out = out.sort_values([*dims, "stage_order"], kind="stable")
+    return out[
+        [
+            *dims,
+            "stage",
+            "stage_order",
+            "passed",
+            "median_working_days",
+            "p90_working_days",
+            "mean_working_days",
+            "median_calendar_days",
+            "in_stage_now",
+            "median_age_working_days",
+        ]
+    ].reset_index(drop=True)
+
+
+# --- gates -----------------------------------------------------------------------------------
+
+
+def gate_rounds(frames: Frames) -> pd.DataFrame:
+    """One row per gate round: opened, decided, or still waiting. The current round of each
+    gate comes from its row, the rounds before a rework from the audit trail.
+
+    Columns: case_id, case, pilot, partner, country, gate, round, opened_on, deadline,
+    decided_on, outcome ("approved", "rejected", "waiting", or "closed": the case closed
+    without a decision), `decision_working_days`, `decision_calendar_days`,
+    `decided_after_deadline`, `waiting_working_days` (open gates of open cases, to `as_of`).
+    Days in the lead partner's time zone, counted in the case's calendar.
+    """
+    return _memo(frames, "gate_rounds", lambda: _gate_rounds(frames))
+
+
+def _gate_rounds(frames: Frames) -> pd.DataFrame:
+    # The current round of every gate that has opened, from its row.
+    g = frames.gates
+    now = g[g["opened_on"].notna().to_numpy()]
+    status = now["status"]
+    current = pd.DataFrame(
+        {
+            "case_id": now["case_id"].to_numpy(),
+            "gate": now["key"].astype(str).to_numpy(),
+            "round": now["round"].to_numpy(),
+            "opened_on": now["opened_on"].to_numpy(),
+            "deadline": now["deadline"].to_numpy(),
+            "decided_on": now["decided_on"].where(status != GateStatus.OPEN.value).to_numpy(),
+            "approved": (status == GateStatus.APPROVED.value).to_numpy(),
+        }
+    )
+    # Earlier rounds, sent back for rework, from the audit trail.
+    events = frames.events
+    keys = ["case_id", "gate", "round"]
+    events = events.assign(gate=events["gate"].astype(str))
+    opened = events[(events["kind"] == GATE_EVENTS[0]).to_numpy()].drop_duplicates(keys)
+    decided = events[(events["kind"] != GATE_EVENTS[0]).to_numpy()].drop_duplicates(
+        keys, keep="last"
+    )
+    earlier = opened[[*keys, "at", "deadline"]].merge(
+        decided[[*keys, "at", "kind"]], on=keys, how="left", suffixes=("_opened", "_decided")
+    )
+    latest = current.set_index(["case_id", "gate"])["round"]
+    now_round = latest.reindex(pd.MultiIndex.from_frame(earlier[["case_id", "gate"]]))
+    earlier = earlier[(earlier["round"].to_numpy() < now_round.to_numpy())]
+    zones = frames.cases["timezone"].reindex(earlier["case_id"]).reset_index(drop=True)
+    earlier = earlier.reset_index(drop=True)
+    past = pd.DataFrame(
+        {
+            "case_id": earlier["case_id"].to_numpy(),
+            "gate": earlier["gate"].to_numpy(),
+            "round": earlier["round"].to_numpy(),
+            "opened_on": _local_days(earlier["at_opened"], zones).to_numpy(),
+            "deadline": earlier["deadline"].to_numpy(),
+            "decided_on": _local_days(earlier["at_decided"], zones).to_numpy(),
+            "approved": (earlier["kind"] == GATE_EVENTS[1]).to_numpy(),
+        }
+    )
+    rounds = pd.concat([past, current], ignore_index=True)
+    rounds = rounds.sort_values(["case_id", "gate", "round"], kind="stable", ignore_index=True)
+    positions = _rows_of(frames.cases.index, rounds["case_id"])
+    columns = ["key", PILOT, PARTNER, COUNTRY, "status", "calendar"]
+    out = _case_columns(frames, positions, columns).rename(columns={"key": "case"})
+    out.insert(0, "case_id", rounds["case_id"].to_numpy())
+    for column in ("gate", "round", "opened_on", "deadline", "decided_on"):
+        out[column] = rounds[column].to_numpy()
+    opened_on, decided_on = _day_array(out["opened_on"]), _day_array(out["decided_on"])
+    case_open = _is_open(out.pop("status"))
+    waiting = np.isnat(decided_on)
+    approved = rounds["approved"].to_numpy(dtype=bool)
+    outcome = np.where(waiting, np.where(case_open, 2, 3), np.where(approved, 0, 1))
+    out["outcome"] = _categorical(outcome, OUTCOMES)
+    work = _workdays(frames)
+    calendars = _codes(out.pop("calendar"))
+    out["decision_working_days"] = work.between(opened_on, decided_on, calendars)
+    out["decision_calendar_days"] = _calendar_days(opened_on, decided_on)
+    out["decided_after_deadline"] = decided_on > _day_array(out["deadline"])
+    today = np.full(len(out), _as_of(frames))
+    age = work.between(opened_on, today, calendars)
+    out["waiting_working_days"] = np.where(waiting & case_open, age, np.nan)
+    return out
+
+
+def build_gate_times(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.DataFrame:
+    """Gate decision time per gate of each pilot, every round counted.
+
+    Columns: pilot, any other `by` dimensions, gate, `rounds` (opened), `decided`,
+    `approved`, `rejected`, `decided_after_deadline`, `median_decision_working_days`,
+    `p90_decision_working_days`, `median_decision_calendar_days` (opened to decided),
+    `waiting_now` (open gates of open cases), `median_waiting_working_days`.
+    """
+    dims = [PILOT, *(d for d in _dims(by) if d != PILOT)]
+    rounds = gate_rounds(frames)
+    groups = _Grouping(_keys(rounds, [*dims, "gate"]))
+    outcome = rounds["outcome"]
+    out = groups.table(
+        {
+            "rounds": groups.count(),
+            "decided": groups.count(outcome.isin(OUTCOMES[:2])),
+            "approved": groups.count(outcome == OUTCOMES[0]),
+            "rejected": groups.count(outcome == OUTCOMES[1]),
+            "decided_after_deadline": groups.count(rounds["decided_after_deadline"]),
+            "waiting_now": groups.count(outcome == OUTCOMES[2]),
+            **groups.stats(
+                rounds["decision_working_days"], "decision_working_days", ("median", "p90")
+            ),
+            **groups.stats(rounds["decision_calendar_days"], "decision_calendar_days", ("median",)),
+            **groups.stats(rounds["waiting_working_days"], "waiting_working_days", ("median",)),
+        }
+    ).reset_index()
+    return out[
+        [
+            *dims,
+            "gate",
+            "rounds",
+            "decided",
+            "approved",
+            "rejected",
+            "decided_after_deadline",
+            "median_decision_working_days",
+            "p90_decision_working_days",
+            "median_decision_calendar_days",
+            "waiting_now",
+            "median_waiting_working_days",
+        ]
+    ]
+
+
+# --- the shared SME service ------------------------------------------------------------------
+
+
+def service_type(notes: pd.Series[Any]) -> pd.Series[Any]:
+    """The service type each triage note names first (see SERVICE_TYPES), else
+    `unspecified`. Each distinct note is read once."""
+    codes, uniques = pd.factorize(notes.fillna("").astype(str).str.lower())
+    pattern = "|".join(f"({words})" for _, words in SERVICE_TYPES)
+    found = pd.Series(uniques).str.extract(pattern).notna().to_numpy()
+    names = np.array([name for name, _ in SERVICE_TYPES] + [UNSPECIFIED], dtype=object)
+    first = np.where(found.any(axis=1), found.argmax(axis=1), len(SERVICE_TYPES))
+    return pd.Series(names[first][codes] if len(codes) else [], index=notes.index, dtype=object)
+
+
+def sme_requests(frames: Frames) -> pd.DataFrame:
+    """One row per shared-sme-service request.
+
+    Columns: case_id, case, country, partner, status, service_type, start_date,
+    first_response_on (the first milestone done), closed_on, `first_response_working_days`,
+    `first_response_calendar_days`, `delivery_working_days`, `delivery_calendar_days` (start
+    to completion, completed requests). Working days of the case's calendar.
+    """
+    return _memo(frames, "sme_requests", lambda: _sme_requests(frames))
+
+
+def _sme_requests(frames: Frames) -> pd.DataFrame:
+    cases, m = frames.cases, frames.milestones
+    is_sme = (cases[PILOT] == SME_KIND).to_numpy()
+    rows = np.flatnonzero(is_sme)
+    positions = _positions(frames, "milestones")
+    in_sme = (positions >= 0) & is_sme[np.maximum(positions, 0)]
+    done = in_sme & (m["status"] == MilestoneStatus.DONE.value).to_numpy()
+    done &= m["finished_on"].notna().to_numpy()
+    first = m["finished_on"][done].groupby(m["case_id"][done]).min()
+    triaged = set(m["case_id"][done & (m["key"] == TRIAGE_MILESTONE).to_numpy()])
+    notes = frames.notes.drop_duplicates("case_id", keep="last").set_index("case_id")["note"]
+    out = _case_columns(
+        frames, rows, ["key", COUNTRY, PARTNER, "status", "start_date", "closed_on"]
+    ).rename(columns={"key": "case"})
+    ids = cases.index.to_numpy()[rows]
+    out.insert(0, "case_id", ids)
+    kinds = service_type(notes.reindex(ids).reset_index(drop=True)).to_numpy()
+    out.insert(5, SERVICE_TYPE, np.where(np.isin(ids, list(triaged)), kinds, UNTRIAGED))
+    out["first_response_on"] = first.reindex(ids).to_numpy()
+    completed = (out["status"] == CaseStatus.COMPLETED.value).to_numpy()
+    start = _day_array(out["start_date"])
+    answered = _day_array(out["first_response_on"])
+    delivered = np.where(completed, _day_array(out["closed_on"]), _NAT)
+    work = _workdays(frames)
+    calendars = _codes(cases["calendar"])[rows]
+    out["first_response_working_days"] = work.between(start, answered, calendars)
+    out["first_response_calendar_days"] = _calendar_days(start, answered)
+    out["delivery_working_days"] = work.between(start, delivered, calendars)
+    out["delivery_calendar_days"] = _calendar_days(start, delivered)
+    return out
+
+
+def build_sme_service(frames: Frames, by: Sequence[str] = (COUNTRY, SERVICE_TYPE)) -> pd.DataFrame:
+    """The shared SME support service: requests per country and service type.
+
+    Columns: the `by` dimensions (any of country, partner, service_type), `requests`, `open`,
+    `completed`, `cancelled` (declined or withdrawn), `responded` (a first milestone done),
+    `median_first_response_working_days`, `p90_first_response_working_days`,
+    `median_first_response_calendar_days` (start to the first milestone done),
+    `median_delivery_working_days`, `p90_delivery_working_days`,
+    `median_delivery_calendar_days` (start to completion, completed requests).
+    """
+    dims = _dims(by, (COUNTRY, PARTNER, SERVICE_TYPE))
+    requests = sme_requests(frames)
+    groups = _Grouping(_keys(requests, dims))
+    status = requests["status"]
+    both, median = ("median", "p90"), ("median",)
+    return groups.table(
+        {
+            "requests": groups.count(),
+            "open": groups.count(_is_open(status)),
+            "completed": groups.count(status == CaseStatus.COMPLETED.value),
+            "cancelled": groups.count(status == CaseStatus.CANCELLED.value),
+            "responded": groups.count(requests["first_response_on"].notna()),
+            **groups.stats(
+                requests["first_response_working_days"], "first_response_working_days", both
+            ),
+            **groups.stats(
+                requests["first_response_calendar_days"], "first_response_calendar_days", median
+            ),
+            **groups.stats(requests["delivery_working_days"], "delivery_working_days", both),
+            **groups.stats(requests["delivery_calendar_days"], "delivery_calendar_days", median),
+        }
+    ).reset_index()
+
+
+# --- forecast --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Node:
+    key: str
+    gate: bool
+    seq: int
+    duration: int
+    days: DayKind
+    after: tuple[tuple[int, int, DayKind], ...]  # (column of the predecessor, lag, lag kind)
+
+
+def _schedule_order(template: Template) -> list[_Node]:
+    """Milestones then gates in dependency waves, exactly as `schedule.order` places them."""
+    specs: list[MilestoneSpec | GateSpec] = [*template.milestones, *template.gates]
+    pending, placed, done = list(specs), list[MilestoneSpec | GateSpec](), set[str]()
+    while pending:
+        ready = [s for s in pending if all(d.key in done for d in s.after)]
+        if not ready:
+            raise ValueError(f"dependency cycle in template {template.kind}")
+        placed += ready
+        done |= {s.key for s in ready}
+        pending = [s for s in pending if s.key not in done]
+    column = {s.key: i for i, s in enumerate(placed)}
+    seqs = {s.key: i for i, s in enumerate(template.milestones)}
+    seqs |= {s.key: i for i, s in enumerate(template.gates)}
+    return [
+        _Node(
+            key=s.key,
+            gate=isinstance(s, GateSpec),
+            seq=seqs[s.key],
+            duration=s.deadline if isinstance(s, GateSpec) else s.duration,
+            days=template.day_kind(s),
+            after=tuple((column[d.key], d.lag, d.days or template.day_kind(s)) for d in s.after),
+        )
+        for s in placed
+    ]
+
+
+@dataclass(frozen=True)
+class _Rescheduled:
+    """One template's open cases rescheduled: a row per case, a column per item."""
+
+    rows: IntArray  # rows of the cases in `frames.cases`
+    nodes: list[_Node]
+    begin: DayArray
+    due: DayArray
+    critical: BoolArray
+    finished: BoolArray
+
+
+def _rescheduled(frames: Frames) -> list[_Rescheduled]:
+    def make() -> list[_Rescheduled]:
+        open_rows = _is_open(frames.cases["status"])
+        tpl = frames.cases["tpl"].to_numpy()
+        return [
+            _reschedule(frames, template, np.flatnonzero(open_rows & (tpl == row)))
+            for row, template in enumerate(frames.templates.values())
+        ]
+
+    return _memo(frames, "rescheduled", make)
+
+
+_ITEM_COLUMNS: Final = [
+    "case_id",
+    "case",
+    "item",
+    "gate",
+    "forecast_start",
+    "forecast_due",
+    "critical",
+    "finished",
+]
+
+
+def forecast_items(frames: Frames) -> pd.DataFrame:
+    """Every milestone and gate of every open case, rescheduled as of `as_of`.
+
+    Columns: case_id, case, item, gate (bool), forecast_start, forecast_due, critical (on the
+    path that drives the case's end), finished.
+    """
+    cases = frames.cases
+    parts = [
+        pd.DataFrame(
+            {
+                "case_id": np.repeat(cases.index.to_numpy()[r.rows], len(r.nodes)),
+                "case": np.repeat(cases["key"].to_numpy()[r.rows], len(r.nodes)),
+                "item": np.tile(np.array([n.key for n in r.nodes], dtype=object), len(r.rows)),
+                "gate": np.tile(np.array([n.gate for n in r.nodes], dtype=bool), len(r.rows)),
+                "forecast_start": r.begin.reshape(-1).astype("datetime64[s]"),
+                "forecast_due": r.due.reshape(-1).astype("datetime64[s]"),
+                "critical": r.critical.reshape(-1),
+                "finished": r.finished.reshape(-1),
+            }
+        )
+        for r in _rescheduled(frames)
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_ITEM_COLUMNS)
+
+
+def _reschedule(frames: Frames, template: Template, rows: IntArray) -> _Rescheduled:
+    """`schedule.schedule(items, start, today=as_of)` for many cases of one template at once:
+    one column of dates per item, the items in the planner's order."""
+    nodes = _schedule_order(template)
+    n_cases, n_nodes = len(rows), len(nodes)
+    cases = frames.cases
+    slot = np.full(len(cases), -1, dtype=np.int64)  # case row in `frames.cases` -> row here
+    slot[rows] = np.arange(n_cases)
+    started = np.full((n_cases, n_nodes), _NAT)
+    finished = np.full((n_cases, n_nodes), _NAT)
+    calendar = np.full((n_cases, n_nodes), -1, dtype=np.int64)
+    present = np.zeros((n_cases, n_nodes), dtype=bool)
+    case_calendar = _codes(cases["calendar"])[rows]
+    for part in ("milestones", "gates") if n_cases else ():
+        items = frames.milestones if part == "milestones" else frames.gates
+        columns = np.full(max(n.seq for n in nodes) + 2, -1, dtype=np.int64)
+        for j, node in enumerate(nodes):
+            if node.gate == (part == "gates"):
+                columns[node.seq] = j
+        positions = _positions(frames, part)
+        r = np.where(positions >= 0, slot[np.maximum(positions, 0)], -1)
+        seq = items["seq"].to_numpy()
+        c = columns[np.where((seq >= 0) & (seq < len(columns) - 1), seq, len(columns) - 1)]
+        keep = (r >= 0) & (c >= 0)
+        r, c = r[keep], c[keep]
+        if part == "gates":
+            start = _day_array(items["opened_on"])[keep]
+            end = _day_array(items["decided_on"])[keep]
+            done = (items["status"] == GateStatus.APPROVED.value).to_numpy()[keep]
+            calendar[r, c] = case_calendar[r]
+        else:
+            start = _day_array(items["started_on"])[keep]
+            end = _day_array(items["finished_on"])[keep]
+            done = items["status"].isin([s.value for s in FINISHED]).to_numpy()[keep]
+            calendar[r, c] = _codes(items["calendar"])[keep]
+        started[r, c] = start
+        finished[r, c] = np.where(done, end, _NAT)
+        present[r, c] = True
+    work = _workdays(frames)
+    today = _as_of(frames)
+    case_start = _day_array(cases["start_date"])[rows]
+    begin = np.full((n_cases, n_nodes), _NAT)
+    due = np.full((n_cases, n_nodes), _NAT)
+    driver = np.full((n_cases, n_nodes), -1, dtype=np.int64)
+    for j, node in enumerate(nodes if n_cases else ()):  # the planner's `_place`, all at once
+        cal = calendar[:, j]
+        earliest = (
+            work.roll_forward(case_start, cal) if node.days is DayKind.WORKING else case_start
+        )
+        drive = np.full(n_cases, -1, dtype=np.int64)
+        for p, lag, lag_days in node.after:
+            candidate = work.add(due[:, p], lag, lag_days, cal)
+            later = candidate >= earliest
+            earliest = np.where(later, candidate, earliest)
+            drive = np.where(later, p, drive)
+        start = np.where(np.isnat(started[:, j]), earliest, started[:, j])
+        end = finished[:, j]
+        done = ~np.isnat(end)
+        begin[:, j] = np.where(done, np.minimum(start, end), start)
+        due[:, j] = np.where(
+            done, end, np.maximum(work.add(start, node.duration, node.days, cal), today)
+        )
+        driver[:, j] = drive
+    valid: BoolArray = np.all(present, axis=1)
+    due[~valid] = _NAT
+    critical = _critical(due, driver, valid)
+    return _Rescheduled(rows, nodes, begin, due, critical, ~np.isnat(finished))
+
+
+def _critical(due: DayArray, driver: IntArray, valid: BoolArray) -> BoolArray:
+    """The driving path: from the latest-due item (the last in order on a tie) back along the
+    predecessors that drove each start (`schedule._mark_critical`)."""
+    n_cases, n_nodes = due.shape
+    critical = np.zeros((n_cases, n_nodes), dtype=bool)
+    end = np.where(np.isnat(due), np.datetime64("0001-01-01", "D"), due).max(axis=1)
+    last = n_nodes - 1 - np.argmax((due == end[:, None])[:, ::-1], axis=1)
+    current = np.where(valid, last, -1)
+    rows = np.arange(n_cases)
+    for _ in range(n_nodes):
+        on = current >= 0
+        if not on.any():
+            break
+        critical[rows[on], current[on]] = True
+        current = np.where(on, driver[rows, np.maximum(current, 0)], -1)
+    return critical
+
+
+def _row_max(due: DayArray) -> DayArray:
+    """The latest date of each row (NaT when the row has a missing date)."""
+    if due.shape[1] == 0:
+        return np.full(due.shape[0], _NAT)
+    return cast(DayArray, due.max(axis=1))
+
+
+def _driving(r: _Rescheduled) -> npt.NDArray[np.object_]:
+    """The first unfinished item on each case's critical path (None when all is finished)."""
+    chase = r.critical & ~r.finished
+    keys = np.array([n.key for n in r.nodes] + [None], dtype=object)
+    first = np.where(chase.any(axis=1), chase.argmax(axis=1), len(r.nodes))
+    return cast(npt.NDArray[np.object_], keys[first])
+
+
+def build_forecast(frames: Frames) -> pd.DataFrame:
+    """Each open case's forecast completion as of `as_of`; the cases at risk first, the
+    largest slip first.
+
+    Columns: case, pilot, partner, country, status, current_stage, target_date,
+    `forecast_date` (the end of its critical path, rescheduled as of `as_of`),
+    `slip_working_days` (target to forecast, in the case's calendar, signed),
+    `slip_calendar_days`, `at_risk` (forecast after target), `driving_item` (the first
+    unfinished item on the critical path: the one to chase), `stored_forecast_date` (as the
+    last change to the case left it).
+    """
+    cases = frames.cases
+    parts = _rescheduled(frames)
+    rows = np.concatenate([r.rows for r in parts]) if parts else np.zeros(0, np.int64)
+    end = np.concatenate([_row_max(r.due) for r in parts]) if parts else np.zeros(0, "M8[D]")
+    driving = np.concatenate([_driving(r) for r in parts]) if parts else np.zeros(0, object)
+    out = _case_columns(
+        frames,
+        rows,
+        ["key", PILOT, PARTNER, COUNTRY, "status", "current_stage", "target_date"],
+    ).rename(columns={"key": "case"})
+    for column in (PILOT, PARTNER, COUNTRY, "status"):
+        out[column] = out[column].astype(str)
+    target, forecast = _day_array(out["target_date"]), end
+    out["forecast_date"] = forecast.astype("datetime64[s]")
+    work = _workdays(frames)
+    calendars = _codes(cases["calendar"])[rows]
+    out["slip_working_days"] = work.between(target, forecast, calendars)
+    out["slip_calendar_days"] = _calendar_days(target, forecast)
+    out["at_risk"] = forecast > target
+    out["driving_item"] = driving
+    out["stored_forecast_date"] = cases["forecast_date"].to_numpy()[rows]
+    slip = np.nan_to_num(out["slip_working_days"].to_numpy(), nan=-np.inf)
+    order = np.lexsort((cases.index.to_numpy()[rows], -slip, ~out["at_risk"].to_numpy()))
+    return out.take(order).reset_index(drop=True)
+
+
+# --- everything at once ----------------------------------------------------------------------
+
+
+def build_all(frames: Frames) -> dict[str, pd.DataFrame]:
+    """Every KPI table of the portfolio, by name."""
+    tables: dict[str, pd.DataFrame] = {}
+    for dim in CASE_DIMENSIONS:
+        tables[f"cases_by_{dim}"] = build_case_counts(frames, (dim,))
+        tables[f"milestones_by_{dim}"] = build_milestone_kpis(frames, (dim,))
+    tables["stage_cycle_times"] = build_stage_cycle_times(frames)
+    tables["gate_times"] = build_gate_times(frames)
+    tables["sla_breaches"] = build_sla_breaches(frames)
+    tables["sla_breaches_by_month"] = build_sla_breaches_by_month(frames)
+    tables["sme_service"] = build_sme_service(frames)
+    tables["forecast"] = build_forecast(frames)
+    return tables
