@@ -4,16 +4,23 @@ Notices link to the Prefect UI: a gate notice to the gate's waiting stage-gate r
 to the monitor run that found it.
 """
 
+import json
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import get_current_settings
 
-from bridgebsr import queries
+from bridgebsr import queries, report
 from bridgebsr.db import read_session
 from bridgebsr.delivery import deliver
 from flows.common import log, named, resolve_now, runtime
@@ -36,10 +43,65 @@ def portfolio_table(now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
+@task(name="portfolio-files", cache_policy=NO_CACHE)
+def portfolio_files(now: datetime) -> list[str]:
+    """Write the KPI report (HTML and XLSX) under HOME/reports/<date>/ and publish its main
+    views as artifacts; each week's version stays in the artifact's history."""
+    rt = runtime()
+    today = now.astimezone(rt.settings.zone()).date()
+    progress = create_progress_artifact(
+        progress=0.0, key="portfolio-report-progress", description="Building the KPI report"
+    )
+    assert isinstance(progress, UUID)  # called from a sync task: the id, not a coroutine
+    built = report.build(rt.engine, as_of=today)
+    update_progress_artifact(progress, progress=50.0)
+    folder = rt.settings.home / "reports" / today.isoformat()
+    written = report.write(built, "html", folder / "portfolio.html")
+    update_progress_artifact(progress, progress=75.0)
+    written += report.write(built, "xlsx", folder / "portfolio.xlsx")
+    update_progress_artifact(progress, progress=90.0)
+    for name in ("milestones_by_pilot", "forecast", "sla_breaches_by_month"):
+        frame = built.views[name]
+        table = json.loads(
+            report.neutralised(report.flat(frame))
+            .head(500)
+            .to_json(orient="records", date_format="iso")
+        )
+        create_table_artifact(
+            key=f"kpi-{name.replace('_', '-')}",
+            table=table or [{"-": "nothing yet"}],
+            description=f"{name.replace('_', ' ')} as of {today}",
+        )
+    at_risk = built.views["forecast"]
+    at_risk = at_risk[at_risk["at_risk"]]
+    lines = [
+        f"# Portfolio report, {today:%d %B %Y}",
+        "",
+        f"- files: `{written[0]}` (open in a browser), `{written[1]}`",
+        f"- cases at risk of missing their target: {len(at_risk)}",
+        "",
+        *[
+            f"- **{row.case}** ({row.pilot}, {row.partner}): forecast {row.forecast_date:%Y-%m-%d}"
+            f", target {row.target_date:%Y-%m-%d}, chase `{row.driving_item}`"
+            for row in at_risk.head(20).itertuples()
+        ],
+    ]
+    create_markdown_artifact(
+        key="portfolio-report", markdown="\n".join(lines), description=f"KPI report {today}"
+    )
+    update_progress_artifact(progress, progress=100.0)
+    log().info("portfolio report written to %s", folder)
+    return [str(p) for p in written]
+
+
 @flow(name="portfolio-report", flow_run_name=named("portfolio"))
 def portfolio_report(now: datetime | None = None) -> list[dict[str, Any]]:
-    """Publish the weekly portfolio table for pilot leads and the project office."""
-    return portfolio_table(resolve_now(now, runtime()))
+    """Publish the weekly portfolio: the table by pilot, the KPI report as HTML and XLSX
+    files, its main views as table artifacts and the cases at risk."""
+    when = resolve_now(now, runtime())
+    rows = portfolio_table(when)
+    portfolio_files(when)
+    return rows
 
 
 def ui_links() -> RunLinks | None:

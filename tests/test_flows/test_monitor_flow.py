@@ -188,6 +188,13 @@ def test_report_and_digest_flows_publish_what_the_store_holds(
     by_pilot = {r["pilot"]: r for r in rows}
     assert by_pilot["shared-sme-service"]["active"] == 12
     assert Artifact.get("portfolio") is not None
+    folder = store.settings.home / "reports" / "2026-11-26"
+    assert (folder / "portfolio.html").stat().st_size > 0
+    assert (folder / "portfolio.xlsx").stat().st_size > 0
+    forecast = Artifact.get("kpi-forecast")
+    assert forecast is not None and "IP-2025-0001" in str(forecast.data)
+    summary = Artifact.get("portfolio-report")
+    assert summary is not None and "cases at risk" in str(summary.data)
     reader = "soren.ostergaard@scanbalt.example"  # the pilot lead asks for a daily digest
     with write_session(store.engine) as session:
         directory.set_preferences(

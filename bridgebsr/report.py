@@ -1,0 +1,354 @@
+"""The portfolio report: the KPI tables of `bridgebsr.kpis` as CSV files, one XLSX workbook or
+one self-contained HTML page with plots, for the whole portfolio or one partner's cases.
+
+- CSV: a folder with one file per view (UTF-8 with BOM, so spreadsheet programs read the
+  accents right).
+- XLSX: one sheet per view, dates as dates and numbers as numbers, frozen header rows, columns
+  sized to their content.
+- HTML: one file that opens in any browser with no network: the tables, a Gantt chart per open
+  case (planned against forecast), the on-time trend per pilot by month and the milestones
+  overdue by partner, as embedded PNG images.
+
+Text that came from people (case titles, notes) never runs: a cell starting with `=`, `+`,
+`-`, `@`, a tab or a carriage return gets a leading apostrophe in CSV and XLSX, and HTML
+escapes everything. Files are written to a temporary name and renamed, so a reader never sees
+half a report.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, select
+from sqlmodel import col
+
+from bridgebsr import kpis
+from bridgebsr.errors import InvalidInput
+from models import Case, Milestone, Partner
+
+FORMATS = ("csv", "xlsx", "html")
+GANTT_CASES = 40  # open cases drawn as Gantt charts in the HTML, at risk first
+_RISKY = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Report:
+    """The views of one report, by sheet name, and what its plots need."""
+
+    as_of: date
+    scope: str
+    views: dict[str, pd.DataFrame]
+    gantt: pd.DataFrame  # milestones of the open cases drawn, planned and forecast
+    facts: pd.DataFrame  # one row per milestone (kpis.milestone_facts)
+
+
+def build(engine: Engine, *, as_of: date, partner: str | None = None) -> Report:
+    """Every KPI view as of `as_of`, for the portfolio or for the cases `partner` leads."""
+    frames = kpis.load(engine, as_of=as_of)
+    scope = "the whole portfolio"
+    if partner:
+        code = partner.strip().upper()
+        with engine.connect() as conn:
+            name = conn.execute(
+                select(col(Partner.name)).where(col(Partner.code) == code)
+            ).scalar_one_or_none()
+        if name is None:
+            raise InvalidInput(f"no partner '{partner}'; see `bridgebsr partners list`")
+        frames = scoped(frames, code)
+        scope = f"{code} ({name})"
+    views = kpis.build_all(frames)
+    facts = kpis.milestone_facts(frames)
+    return Report(
+        as_of=as_of,
+        scope=scope,
+        views=views,
+        gantt=_gantt_rows(engine, views["forecast"]),
+        facts=facts,
+    )
+
+
+def scoped(frames: kpis.Frames, partner: str) -> kpis.Frames:
+    """The frames of the cases whose lead partner is `partner`, and nothing of the others."""
+    cases = frames.cases[frames.cases["partner"].astype(str) == partner]
+    ids = set(cases.index)
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["case_id"].isin(ids)].reset_index(drop=True)
+
+    return replace(
+        frames,
+        cases=cases,
+        milestones=keep(frames.milestones),
+        gates=keep(frames.gates),
+        events=keep(frames.events),
+        notes=keep(frames.notes),
+        _memo={},
+    )
+
+
+def _gantt_rows(engine: Engine, forecast: pd.DataFrame) -> pd.DataFrame:
+    columns = ["case", "seq", "title", "planned_start", "planned_due"]
+    columns += ["forecast_start", "forecast_due", "status"]
+    if forecast.empty:
+        return pd.DataFrame(columns=columns)
+    keys = [str(k) for k in forecast["case"].head(GANTT_CASES)]  # at risk, most slipped first
+    query = (
+        select(
+            col(Case.key),
+            col(Milestone.seq),
+            col(Milestone.title),
+            col(Milestone.planned_start),
+            col(Milestone.planned_due),
+            col(Milestone.forecast_start),
+            col(Milestone.forecast_due),
+            col(Milestone.status),
+        )
+        .join(Case, col(Case.id) == Milestone.case_id)
+        .where(col(Case.key).in_(keys))
+        .order_by(col(Case.key), col(Milestone.seq))
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
+    frame["status"] = frame["status"].map(lambda s: getattr(s, "value", s))
+    return frame
+
+
+# --- safe cells ------------------------------------------------------------------------------
+
+
+def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells cannot run as spreadsheet formulas."""
+    out = frame.copy()
+    for name in out.columns:
+        dtype = out[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            out[name] = out[name].astype(object).map(_safe_cell)
+        elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            out[name] = out[name].map(_safe_cell)
+    return out
+
+
+def _safe_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_RISKY):
+        return "'" + value
+    return value
+
+
+def flat(frame: pd.DataFrame) -> pd.DataFrame:
+    """Index as columns, periods as text: the shape a file keeps."""
+    out = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame.copy()
+    for name in out.columns:
+        if isinstance(out[name].dtype, pd.PeriodDtype):
+            out[name] = out[name].astype(str)
+    out.columns = [str(c) for c in out.columns]
+    return out
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def _atomic(path: Path, suffix: str) -> Iterator[Path]:
+    """A temporary path beside `path`, renamed over it when the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write(report: Report, fmt: str, out: Path) -> list[Path]:
+    """Write the report as `fmt` at `out` (a folder for CSV); the files written."""
+    writers: dict[str, Callable[[Report, Path], list[Path]]] = {
+        "csv": write_csv,
+        "xlsx": write_xlsx,
+        "html": write_html,
+    }
+    if fmt not in writers:
+        raise InvalidInput(f"--format '{fmt}' is not one of: {', '.join(FORMATS)}")
+    return writers[fmt](report, out)
+
+
+def write_csv(report: Report, folder: Path) -> list[Path]:
+    """One CSV file per view in `folder`."""
+    if folder.suffix.lower() == ".csv":
+        raise InvalidInput(f"{folder}: CSV reports are a folder of files; give a folder path")
+    written = []
+    for name, frame in report.views.items():
+        path = folder / f"{name}.csv"
+        with _atomic(path, ".csv") as tmp:
+            neutralised(flat(frame)).to_csv(tmp, index=False, encoding="utf-8-sig")
+        written.append(path)
+    return written
+
+
+def write_xlsx(report: Report, path: Path) -> list[Path]:
+    """One workbook, one sheet per view, frozen headers, typed columns."""
+    from openpyxl.utils import get_column_letter
+
+    with _atomic(path, ".xlsx") as tmp:
+        with pd.ExcelWriter(tmp, engine="openpyxl") as book:
+            _about(report).to_excel(book, sheet_name="about", index=False)
+            for name, frame in report.views.items():
+                table = neutralised(flat(frame))
+                sheet = name[:31]
+                table.to_excel(book, sheet_name=sheet, index=False)
+                ws = book.sheets[sheet]
+                ws.freeze_panes = "A2"
+                for i, column in enumerate(table.columns, start=1):
+                    width = max([len(str(column)), *(len(str(v)) for v in table[column].head(200))])
+                    ws.column_dimensions[get_column_letter(i)].width = min(width + 2, 60)
+                    if pd.api.types.is_datetime64_any_dtype(table[column]):
+                        for cell in ws[get_column_letter(i)][1:]:
+                            cell.number_format = "yyyy-mm-dd"
+    return [path]
+
+
+def _about(report: Report) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "field": ["report", "scope", "as of", "views"],
+            "value": [
+                "Bridge-BSR portfolio report (bridgebsr)",
+                report.scope,
+                report.as_of.isoformat(),
+                ", ".join(report.views),
+            ],
+        }
+    )
+
+
+def write_html(report: Report, path: Path) -> list[Path]:
+    """One self-contained page: plots as embedded PNG images, then every table."""
+    plots = [
+        ("On time by pilot, by month of finish", _png(_trend_plot, report)),
+        ("Milestones overdue now, by lead partner", _png(_overdue_plot, report)),
+    ]
+    plots += [
+        (f"{case}: planned against forecast", _png(_gantt_plot, report, case))
+        for case in dict.fromkeys(report.gantt["case"])
+    ]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>Bridge-BSR portfolio report, {report.as_of:%d %B %Y}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;color:#1d2733}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
+        "th,td{border:1px solid #cbd2d9;padding:3px 6px;text-align:right}"
+        "th{background:#eef2f5}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%;display:block;margin:1em 0}</style></head><body>",
+        f"<h1>Bridge-BSR portfolio report: {escape(report.scope)}</h1>",
+        f"<p>As of {report.as_of:%A %d %B %Y}. Produced by bridgebsr from the case store and "
+        "its audit trail.</p>",
+        "<h2>Plots</h2>",
+    ]
+    for title, png in plots:
+        alt = escape(title, quote=True)
+        parts.append(f"<h3>{escape(title)}</h3>")
+        parts.append(f"<img alt='{alt}' src='data:image/png;base64,{png}'>")
+    for name, frame in report.views.items():
+        parts.append(f"<h2 id='{escape(name, quote=True)}'>{escape(name.replace('_', ' '))}</h2>")
+        parts.append(flat(frame).to_html(index=False, escape=True, na_rep="", border=0))
+    parts.append("</body></html>")
+    with _atomic(path, ".html") as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
+    return [path]
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+
+def _png(draw: Callable[..., Any], report: Report, *args: Any) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; files only
+    import matplotlib.pyplot as plt
+
+    figure = draw(plt, report, *args)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _trend_plot(plt: Any, report: Report) -> Any:
+    facts = report.facts
+    done = facts[facts["done"]].copy()
+    figure, axes = plt.subplots(figsize=(8, 3.5))
+    if done.empty:
+        axes.text(0.5, 0.5, "no milestone done yet", ha="center", va="center")
+    else:
+        done["month"] = pd.to_datetime(done["finished_on"]).dt.to_period("M").astype(str)
+        trend = done.groupby(["month", "pilot"], observed=True)["on_time"].mean().unstack()
+        (trend * 100).plot(ax=axes, marker="o")
+        axes.set_ylim(0, 105)
+        axes.set_ylabel("% on time")
+        axes.set_xlabel("month of finish")
+        axes.legend(title="pilot", fontsize=8)
+    axes.set_title("Milestones done on time")
+    return figure
+
+
+def _overdue_plot(plt: Any, report: Report) -> Any:
+    facts = report.facts
+    counts = facts[facts["overdue_now"]].groupby("partner", observed=True).size()
+    counts = counts[counts > 0].sort_values()
+    figure, axes = plt.subplots(figsize=(8, max(2.0, 0.35 * len(counts) + 1)))
+    if counts.empty:
+        axes.text(0.5, 0.5, "nothing overdue", ha="center", va="center")
+    else:
+        axes.barh([str(i) for i in counts.index], counts.to_numpy(), color="#c0392b")
+        axes.set_xlabel("milestones overdue")
+    axes.set_title(f"Overdue as of {report.as_of}")
+    return figure
+
+
+def _gantt_plot(plt: Any, report: Report, case: str) -> Any:
+    rows = report.gantt[report.gantt["case"] == case].reset_index(drop=True)
+    figure, axes = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
+    for i, row in rows.iterrows():
+        y = -int(str(i))
+        planned = pd.Timestamp(row["planned_start"]), pd.Timestamp(row["planned_due"])
+        forecast = pd.Timestamp(row["forecast_start"]), pd.Timestamp(row["forecast_due"])
+        axes.barh(
+            y + 0.18,
+            (planned[1] - planned[0]).days + 1,
+            left=planned[0],
+            height=0.3,
+            color="#95a5a6",
+            label="planned" if i == 0 else None,
+        )
+        late = forecast[1] > planned[1]
+        axes.barh(
+            y - 0.18,
+            (forecast[1] - forecast[0]).days + 1,
+            left=forecast[0],
+            height=0.3,
+            color="#c0392b" if late else "#2e86c1",
+            label="forecast" if i == 0 else None,
+        )
+    axes.set_yticks([-i for i in range(len(rows))])
+    axes.set_yticklabels([str(t)[:40] for t in rows["title"]], fontsize=7)
+    axes.axvline(pd.Timestamp(report.as_of), color="#1d2733", linestyle="--", linewidth=1)
+    axes.legend(fontsize=7, loc="lower left")
+    axes.set_title(case)
+    figure.autofmt_xdate()
+    return figure
