@@ -7,12 +7,14 @@ from sqlalchemy.exc import OperationalError
 
 from bridgebsr import migrate
 from bridgebsr.cli._common import AS_OF_HELP, fail, parse_when, runtime, today
+from bridgebsr.cli.bulk import import_cases
 from bridgebsr.cli.cases import LIST_COLUMNS, case_app, gate_app, milestone_app
 from bridgebsr.cli.directory import contacts_app, partners_app, templates_app
 from bridgebsr.cli.exchange import ical
 from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
 from bridgebsr.cli.orchestration import up
+from bridgebsr.cli.report import report
 from bridgebsr.errors import BridgeError
 
 app = typer.Typer(
@@ -25,6 +27,7 @@ db_app = typer.Typer(help="Case store schema.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
 app.add_typer(partners_app, name="partners")
 app.add_typer(contacts_app, name="contacts")
+case_app.command("import")(import_cases)
 app.add_typer(case_app, name="case")
 app.add_typer(milestone_app, name="milestone")
 app.add_typer(gate_app, name="gate")
@@ -33,6 +36,7 @@ app.add_typer(notifications_app, name="notifications")
 app.command()(monitor)
 app.command()(up)
 app.command()(ical)
+app.command()(report)
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """`bridgebsr notifications list | dispatch` on the demo portfolio (local log channel)."""
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,13 +17,21 @@ from tests.test_bridgebsr.test_cli import (
 )
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """A demo home whose monitor pass (run by `demo`) filled the outbox."""
-    home = tmp_path / "home"
+@pytest.fixture(scope="module")
+def outbox_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo home whose monitor pass (run by `demo`) filled the outbox; only copied."""
+    home = tmp_path_factory.mktemp("notices") / "home"
     done = run(home, "demo", "--as-of", AS_OF)
     assert done.returncode == 0, done.stderr
     return home
+
+
+@pytest.fixture
+def home(outbox_home: Path, tmp_path: Path) -> Path:
+    """A private copy of that home, outbox and all."""
+    copy = tmp_path / "home"
+    shutil.copytree(outbox_home, copy)
+    return copy
 
 
 def test_dispatch_delivers_the_outbox_once_to_the_local_log(home: Path) -> None:

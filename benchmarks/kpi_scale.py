@@ -1,0 +1,179 @@
+"""KPIs over a large portfolio against one SQL GROUP BY producing the same per-pilot figures.
+
+    python -m benchmarks.kpi_scale [--cases 100000] [--json OUT]
+
+The store is built in a child process (the generator of `benchmarks.monitor_scale`: about 11
+milestones per case), so this process's peak RSS is the KPI work's. Then, in one run:
+
+- floor: two GROUP BY queries per pilot: cases by status; milestones (of cases not cancelled)
+  done, done on or before the planned due date, waived, and overdue now;
+- ours: `kpis.load` plus `build_case_counts` and `build_milestone_kpis` by pilot, the same
+  figures plus the working-day slips (median, p90) SQL cannot give;
+- ours, every view: `kpis.load` plus `build_all` (stages, gate rounds, breaches by month, the
+  SME service, the forecast of every open case), reported against the same floor.
+
+The per-pilot figures of ours and the floor must agree exactly, or the run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, create_engine, text
+
+from bridgebsr import kpis
+
+NAME = "kpis per pilot"
+TARGET = 3.0
+AS_OF = date(2026, 11, 26)  # the day benchmarks.monitor_scale builds its portfolio for
+
+FLOOR_CASES = """
+SELECT kind AS pilot,
+       count(*) AS cases,
+       sum(CASE WHEN status IN ('draft', 'active', 'on_hold') THEN 1 ELSE 0 END) AS open,
+       sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS completed,
+       sum(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END) AS cancelled
+FROM cases GROUP BY kind ORDER BY kind
+"""
+FLOOR_MILESTONES = """
+SELECT c.kind AS pilot,
+       count(*) AS milestones,
+       sum(CASE WHEN m.status = 'done' THEN 1 ELSE 0 END) AS done,
+       sum(CASE WHEN m.status = 'done' AND m.finished_on <= m.planned_due THEN 1 ELSE 0 END)
+           AS done_on_time,
+       sum(CASE WHEN m.status = 'waived' THEN 1 ELSE 0 END) AS waived,
+       sum(CASE WHEN m.status IN ('planned', 'in_progress', 'blocked')
+                 AND c.status IN ('draft', 'active', 'on_hold')
+                 AND m.planned_due < :as_of THEN 1 ELSE 0 END) AS overdue_now
+FROM milestones m JOIN cases c ON c.id = m.case_id
+WHERE c.status <> 'cancelled'
+GROUP BY c.kind ORDER BY c.kind
+"""
+COMPARED = {
+    "cases": ("cases", "open", "completed", "cancelled"),
+    "milestones": ("milestones", "done", "done_on_time", "waived", "overdue_now"),
+}
+
+
+def _build(url: str, home: str, cases: int) -> dict[str, Any]:
+    from benchmarks.monitor_scale import Store, build_store
+
+    counts, seconds = build_store(Store("kpi", url, Path(home)), cases)
+    return {"milestones": counts.milestones, "cases": counts.cases, "seconds": seconds}
+
+
+def floor(engine: Engine) -> tuple[float, dict[str, pd.DataFrame]]:
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        by_case = pd.DataFrame(conn.execute(text(FLOOR_CASES)).mappings().all())
+        by_milestone = pd.DataFrame(
+            conn.execute(text(FLOOR_MILESTONES), {"as_of": AS_OF}).mappings().all()
+        )
+    return time.perf_counter() - started, {
+        "cases": by_case.set_index("pilot"),
+        "milestones": by_milestone.set_index("pilot"),
+    }
+
+
+def ours(engine: Engine) -> tuple[float, dict[str, pd.DataFrame]]:
+    started = time.perf_counter()
+    frames = kpis.load(engine, as_of=AS_OF)
+    cases = kpis.build_case_counts(frames, (kpis.PILOT,))
+    milestones = kpis.build_milestone_kpis(frames, (kpis.PILOT,))
+    seconds = time.perf_counter() - started
+    return seconds, {
+        "cases": _indexed(cases),
+        "milestones": _indexed(milestones),
+    }
+
+
+def every_view(engine: Engine) -> float:
+    started = time.perf_counter()
+    frames = kpis.load(engine, as_of=AS_OF)
+    kpis.build_all(frames)
+    return time.perf_counter() - started
+
+
+def _indexed(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.reset_index() if kpis.PILOT not in frame.columns else frame
+    out = out.assign(pilot=out[kpis.PILOT].astype(str))
+    return out.set_index("pilot").sort_index()
+
+
+def _agree(mine: dict[str, pd.DataFrame], theirs: dict[str, pd.DataFrame]) -> None:
+    for table, columns in COMPARED.items():
+        left = mine[table].loc[:, list(columns)].astype("int64")
+        right = theirs[table].loc[left.index, list(columns)].astype("int64")
+        if not left.equals(right):
+            raise RuntimeError(f"per-pilot {table} differ:\nours\n{left}\nfloor\n{right}")
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def run(cases: int) -> list[dict[str, Any]]:
+    """Build a store of `cases` cases, then time the floor, ours and every view."""
+    with tempfile.TemporaryDirectory(prefix="bridgebsr-kpi-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'cases.db'}"
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            built = pool.submit(_build, url, tmp, cases).result()
+        engine = create_engine(url)
+        try:
+            floor(engine)  # warm the file cache for both sides alike
+            floor_s, theirs = floor(engine)
+            ours_s, mine = ours(engine)
+            _agree(mine, theirs)
+            all_s = every_view(engine)
+        finally:
+            engine.dispose()
+    size = int(built["milestones"])
+    rss = _peak_rss_mb()
+    return [
+        {
+            "name": NAME,
+            "size": size,
+            "ours_s": round(ours_s, 3),
+            "floor_s": round(floor_s, 3),
+            "ratio": round(ours_s / floor_s, 2),
+            "target": TARGET,
+            "peak_rss_mb": rss,
+        },
+        {
+            "name": "kpis, every view (incl. forecasts)",
+            "size": size,
+            "ours_s": round(all_s, 3),
+            "floor_s": round(floor_s, 3),
+            "ratio": round(all_s / floor_s, 2),
+            "target": None,
+            "peak_rss_mb": rss,
+        },
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kpi_scale")
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--json", type=Path, metavar="OUT")
+    args = parser.parse_args(argv)
+    results = run(args.cases)
+    sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0 if results[0]["ratio"] <= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
