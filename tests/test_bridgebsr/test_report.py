@@ -66,9 +66,7 @@ def test_a_partner_report_holds_only_that_partners_cases(demo: Path, tmp_path: P
     assert set(forecast["partner"]) <= {"MVA"}
 
 
-def test_the_html_page_is_self_contained_with_tables_and_plots(
-    demo: Path, tmp_path: Path
-) -> None:
+def test_the_html_page_is_self_contained_with_tables_and_plots(demo: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     done = run(demo, "report", "--format", "html", "--out", str(out))
     assert done.returncode == 0, done.stderr
@@ -111,9 +109,7 @@ def test_formula_like_text_cannot_run_and_html_escapes_it(
     )
     portfolio.write_xlsx(hostile, tmp_path / "h.xlsx")
     cells = [c.value for c in load_workbook(tmp_path / "h.xlsx")["notes"]["A"]]
-    assert cells[1] == "'=cmd|' /C calc'!A0" and all(
-        not str(v).startswith("=") for v in cells if v
-    )
+    assert cells[1] == "'=cmd|' /C calc'!A0" and all(not str(v).startswith("=") for v in cells if v)
     portfolio.write_html(hostile, tmp_path / "h.html")
     page = (tmp_path / "h.html").read_text(encoding="utf-8")
     assert "<script>" not in page and "&lt;script&gt;" in page
