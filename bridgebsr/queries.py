@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, exists
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
 from bridgebsr import store
@@ -346,3 +347,74 @@ def receipts(
         }
         for d, who in rows
     ]
+
+
+def pilot_status(
+    *, session: Session, pilot: str, limit: int = 20
+) -> dict[str, list[dict[str, Any]]]:
+    """One pilot at a glance: its active cases (stage and next milestone, latest forecast
+    first) and its gates waiting for a decision, at most `limit` of each."""
+    cases = session.execute(
+        sa_select(
+            col(Case.id),
+            col(Case.key),
+            col(Case.title),
+            col(Case.current_stage),
+            col(Case.forecast_date),
+        )
+        .where(col(Case.kind) == pilot, col(Case.status) == CaseStatus.ACTIVE)
+        .order_by(col(Case.forecast_date).desc(), col(Case.key))
+        .limit(limit)
+    ).all()
+    ids = [c[0] for c in cases]
+    upcoming: dict[int, tuple[str, date]] = {}
+    if ids:
+        rows = session.exec(
+            select(col(Milestone.case_id), col(Milestone.title), col(Milestone.forecast_due))
+            .where(
+                col(Milestone.case_id).in_(ids),
+                col(Milestone.status).not_in(list(FINISHED_MILESTONE)),
+            )
+            .order_by(col(Milestone.forecast_due), col(Milestone.seq))
+        ).all()
+        for case_id, title, due in rows:
+            upcoming.setdefault(case_id, (title, due))
+    gates = session.execute(
+        sa_select(
+            col(Case.key),
+            col(Gate.title),
+            col(Gate.deadline),
+            col(Gate.required),
+            col(Gate.approver_role),
+        )
+        .join(Case, col(Case.id) == Gate.case_id)
+        .where(
+            col(Case.kind) == pilot,
+            col(Case.status) == CaseStatus.ACTIVE,
+            col(Gate.status) == GateStatus.OPEN,
+        )
+        .order_by(col(Gate.deadline), col(Case.key))
+        .limit(limit)
+    ).all()
+    return {
+        "cases": [
+            {
+                "case": key,
+                "title": title,
+                "stage": stage or "-",
+                "forecast": forecast.isoformat(),
+                "next": upcoming[cid][0] if cid in upcoming else "-",
+                "next_due": upcoming[cid][1].isoformat() if cid in upcoming else "-",
+            }
+            for cid, key, title, stage, forecast in cases
+        ],
+        "gates": [
+            {
+                "case": key,
+                "gate": title,
+                "deadline": deadline.isoformat() if deadline else "-",
+                "who": f"{required} of {role}",
+            }
+            for key, title, deadline, required, role in gates
+        ],
+    }

@@ -13,6 +13,8 @@ from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.annotations import opaque
 
+from bridgebsr import queries
+from bridgebsr.db import read_session
 from bridgebsr.monitor import MonitorReport, Signal, run_monitor
 from flows.common import log, named, resolve_now, run_id, runtime
 from flows.gates import sync_gate_runs
@@ -51,10 +53,12 @@ def publish(report: MonitorReport) -> None:
         description=f"Late milestones and expired gates as of {report.today}{note}.",
     )
     summary = report.summary()
+    with read_session(runtime().engine) as session:
+        status = {p: queries.pilot_status(session=session, pilot=p) for p in report.pilots()}
     for pilot in report.pilots():
         create_markdown_artifact(
             key=f"pilot-{pilot}",
-            markdown=pilot_markdown(report, pilot, summary["pilots"][pilot]),
+            markdown=pilot_markdown(report, pilot, summary["pilots"][pilot], status[pilot]),
             description=f"{pilot}: where it stands as of {report.today}",
         )
 
@@ -198,8 +202,14 @@ def _late_row(item: Any) -> dict[str, Any]:
     }
 
 
-def pilot_markdown(report: MonitorReport, pilot: str, counts: dict[str, int]) -> str:
-    """The per-pilot summary pilot leads read in the UI."""
+def pilot_markdown(
+    report: MonitorReport,
+    pilot: str,
+    counts: dict[str, int],
+    status: dict[str, list[dict[str, Any]]] | None = None,
+) -> str:
+    """The per-pilot summary pilot leads read in the UI: counts, gates waiting, cases with
+    their stage and next milestone, and what is late."""
     late = [item for item in report.late if item.pilot == pilot]
     lines = [
         f"# {pilot} as of {report.today}",
@@ -208,8 +218,24 @@ def pilot_markdown(report: MonitorReport, pilot: str, counts: dict[str, int]) ->
         f"- late milestones and expired gates: **{counts['late_items']}**",
         f"- gates waiting for a decision: **{counts['open_gates']}**",
         f"- notifications written this pass: **{counts['notifications']}**",
+        "- the KPI report: the `portfolio-report` flow (weekly) or `bridgebsr report`",
     ]
+    status = status or {"cases": [], "gates": []}
+    if status["gates"]:
+        lines += ["", "## Gates waiting for a decision", "", "| case | gate | deadline | who |"]
+        lines += ["|---|---|---|---|"]
+        lines += [
+            f"| {g['case']} | {g['gate']} | {g['deadline']} | {g['who']} |" for g in status["gates"]
+        ]
+    if status["cases"]:
+        lines += ["", "## Cases", "", "| case | stage | next milestone | due | forecast end |"]
+        lines += ["|---|---|---|---|---|"]
+        lines += [
+            f"| {c['case']} | {c['stage']} | {c['next']} | {c['next_due']} | {c['forecast']} |"
+            for c in status["cases"]
+        ]
     if late:
+        lines += ["", "## Late"]
         lines += ["", "| case | item | owner | days late | next step |", "|---|---|---|---|---|"]
         lines += [
             f"| {i.case_key} | {i.item} | {i.owner} | {i.days_late} | {i.next_step} |"

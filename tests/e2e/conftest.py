@@ -1,0 +1,169 @@
+"""The stack a pilot lead starts (`bridgebsr up --demo`) and Debian's Chromium driven by Playwright.
+
+No browser is downloaded: Playwright launches /usr/bin/chromium (Debian's `chromium` package)
+with the flags that work on a machine without network. Without Chromium or Playwright the
+end-to-end tests are skipped with the reason, except in CI (CI=true), where they fail.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bridgebsr.bootstrap import Runtime, build_runtime
+from bridgebsr.cli.orchestration import interruptible
+from bridgebsr.settings import Settings
+from tests.conftest import IN_CI
+from tests.test_flows.conftest import BIN, REPO, free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, ViewportSize
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless, as root, and quiet on a closed network: no sandbox, no GPU, no calls home.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# The README embeds these; the test rewrites them on every run so they never go stale.
+SHOTS = Path(os.environ.get("BRIDGEBSR_SCREENSHOTS") or REPO / "docs" / "screenshots")
+VIEWPORT: "ViewportSize" = {"width": 1280, "height": 800}
+
+
+def browser_problem() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    missing = []
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    if find_spec("playwright") is None:
+        missing.append("the playwright package (pip install -e '.[dev]')")
+    return f"end-to-end tests need {' and '.join(missing)}" if missing else None
+
+
+def require_browser() -> None:
+    """At a test module's top: skip it without Chromium or Playwright; fail in CI."""
+    problem = browser_problem()
+    if problem is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{problem}; they are required in CI (CI=true)", pytrace=False)
+    pytest.skip(problem, allow_module_level=True)
+
+
+@dataclass
+class Stack:
+    """A running `bridgebsr up --demo`: its UI, API, case store and log."""
+
+    home: Path
+    ui_url: str
+    api_url: str
+    log: Path
+    rt: Runtime
+    process: "subprocess.Popen[bytes]"
+
+    def output(self) -> str:
+        """What `bridgebsr up` printed so far."""
+        return self.log.read_text(errors="replace")
+
+    def wait_for_output(self, pattern: str, timeout: float) -> re.Match[str]:
+        """Wait until `bridgebsr up` prints a line matching `pattern`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.output())
+            if found:
+                return found
+            assert self.process.poll() is None, f"`up` ended early:\n{self.output()[-3000:]}"
+            assert time.monotonic() < deadline, (
+                f"no '{pattern}' within {timeout:.0f} s:\n{self.output()[-3000:]}"
+            )
+            time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`bridgebsr up --demo --port <free>` as a pilot lead starts it, with its own home."""
+    base = tmp_path_factory.mktemp("e2e")
+    home = base / "home"
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PREFECT_", "BRIDGEBSR_"))
+    }
+    env |= {
+        "BRIDGEBSR_HOME": str(home),
+        # The served runner looks for resumed gate runs every second instead of every ten.
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        # No scheduled runs: an hourly monitor pass during the test would start or close gate
+        # runs and republish the pilot status under the test's feet. The first pass that
+        # `bridgebsr up` triggers itself still runs.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    }
+    log = base / "up.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(BIN / "bridgebsr"), "up", "--demo", "--port", str(port)],
+            cwd=base,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=interruptible,
+        )
+    rt = build_runtime(Settings(home=home))
+    running = Stack(
+        home=home,
+        ui_url=f"http://127.0.0.1:{port}",
+        api_url=f"http://127.0.0.1:{port}/api",
+        log=log,
+        rt=rt,
+        process=process,
+    )
+    try:
+        running.wait_for_output(r"bridgebsr is up", timeout=150)
+        yield running
+    finally:
+        rt.engine.dispose()
+        process.send_signal(signal.SIGINT)  # Ctrl-C, as a pilot lead stops it
+        try:
+            code = process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+    output = running.output()
+    assert code == 0, output[-3000:]
+    assert "bridgebsr stopped" in output
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["Browser"]:
+    """Debian's Chromium, headless, driven by Playwright; no browser download."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: "Browser") -> Iterator["Page"]:
+    """A fresh browser page at a README-friendly size; UI waits give up after 30 s."""
+    context = browser.new_context(viewport=VIEWPORT)
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    yield tab
+    context.close()
+
+
+def screenshot(page: "Page", name: str) -> Path:
+    """Save what the page shows as docs/screenshots/<name>.png, for the README."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=path)
+    return path
