@@ -1,0 +1,52 @@
+"""Listing the gates waiting for a decision reads the same as asking for each gate alone."""
+
+from datetime import UTC, date, datetime
+
+from sqlmodel import select
+
+from bridgebsr import queries
+from bridgebsr.bootstrap import Runtime
+from bridgebsr.db import read_session, write_session
+from bridgebsr.demo import load_demo
+from bridgebsr.progress import Actor, decide_gate, refuse_decision
+from models import Contact, Decision
+
+
+def test_waiting_gates_match_gate_view_with_votes_and_refusals(consortium: Runtime) -> None:
+    load_demo(consortium, date(2026, 11, 26))
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    with read_session(consortium.engine) as session:
+        (first,) = [
+            v for v in queries.waiting_gates(session=session) if v.pilot == "ip-integration"
+        ]
+        voter = session.exec(
+            select(Contact.email).where(Contact.role == first.approver_role).order_by(Contact.email)
+        ).first()
+    assert voter is not None
+    with write_session(consortium.engine) as session:
+        decide_gate(
+            session=session,
+            case_key=first.case_key,
+            gate_key=first.gate_key,
+            decision=Decision.APPROVE,
+            actor=Actor(voter),
+            now=now,
+        )
+    with write_session(consortium.engine) as session:
+        refuse_decision(
+            session=session,
+            case_key=first.case_key,
+            gate_key=first.gate_key,
+            actor=Actor("someone@else.example"),
+            reason="not an approver",
+            now=now,
+        )
+    with read_session(consortium.engine) as session:
+        listed = queries.waiting_gates(session=session)
+        one_by_one = [
+            queries.gate_view(session=session, case_key=v.case_key, gate_key=v.gate_key)
+            for v in listed
+        ]
+    assert listed == one_by_one
+    (after,) = [v for v in listed if (v.case_key, v.gate_key) == (first.case_key, first.gate_key)]
+    assert (after.votes, after.approvals, after.refused) == (1, 1, 1)
