@@ -31,6 +31,10 @@ require_browser()  # skipped here without Chromium or Playwright; failed in CI
 
 from playwright.sync_api import Locator, Page, expect  # noqa: E402
 
+# UI assertions wait up to 30 s, not Playwright's 5: on a busy machine a submitted decision
+# (validated by the server, then a new flow process) takes several seconds to show.
+expect.set_options(timeout=30_000)
+
 pytestmark = pytest.mark.slow
 PILOT = "ip-integration"
 VOTES = ("gate.vote", "gate.approve", "gate.reject", "gate.refused")
