@@ -216,6 +216,13 @@ def gate_view(*, session: Session, case_key: str, gate_key: str) -> GateView:
             CaseEvent.subject == gate.key,
         )
     ).all()
+    return _gate_view(case, gate, decisions, refusals)
+
+
+def _gate_view(
+    case: Case, gate: Gate, decisions: Sequence[Any], refusals: Sequence[Any]
+) -> GateView:
+    """A gate's view from its votes and refused submissions (all rounds' refusals)."""
     return GateView(
         case_key=case.key,
         gate_key=gate.key,
@@ -264,25 +271,7 @@ def waiting_gates(*, session: Session) -> list[GateView]:
     for case, gate in rows:
         assert gate.id is not None and case.id is not None
         decisions = votes.get((gate.id, gate.round), [])
-        refusals = refused.get((case.id, gate.key), [])
-        views.append(
-            GateView(
-                case_key=case.key,
-                gate_key=gate.key,
-                title=gate.title,
-                pilot=case.kind,
-                country=case.country,
-                case_status=case.status,
-                status=gate.status,
-                round=gate.round,
-                required=gate.required,
-                approver_role=gate.approver_role,
-                approvals=sum(1 for d in decisions if d is Decision.APPROVE),
-                votes=len(decisions),
-                refused=sum(1 for a in refusals if a and a.get("round") == gate.round),
-                deadline=gate.deadline,
-            )
-        )
+        views.append(_gate_view(case, gate, decisions, refused.get((case.id, gate.key), [])))
     return views
 
 
