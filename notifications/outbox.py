@@ -18,7 +18,7 @@ other recipients are not held up by it. Deliveries run in a thread pool of `conc
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from notifications.render import Message, Notice, render, render_bundle
 QUIET_FROM, QUIET_UNTIL = time(21, 0), time(7, 0)  # the default local night
 DIGEST_AT = time(8, 0)  # local time of the daily digest, Monday to Friday
 LEASE = timedelta(minutes=10)
+RECORD_EVERY = 32  # messages delivered between two records of their outcomes
 FIRST_RETRY = timedelta(minutes=2)
 LONGEST_RETRY = timedelta(hours=6)
 _WAITING = (NotificationStatus.PENDING, NotificationStatus.HELD)
@@ -258,8 +259,19 @@ def dispatch(
                 )
                 holds |= p.holds
                 work += [(recipient, m, _message(m, recipient, now, links)) for m in p.messages]
-            results = list(pool.map(lambda w: _send(post, *w), work))
-            _record(engine, now, max_attempts, work, results, holds, report)
+            # Record as deliveries complete, a few at a time: a crash re-sends at most the
+            # messages delivered since the last record, not the whole batch.
+            pending = {pool.submit(_send, post, *w): w for w in work}
+            done_work: list[tuple[Recipient, Outgoing, Message]] = []
+            done_results: list[list[ChannelResult]] = []
+            for future in as_completed(pending):
+                done_work.append(pending[future])
+                done_results.append(future.result())
+                if len(done_work) >= RECORD_EVERY:
+                    _record(engine, now, max_attempts, done_work, done_results, holds, report)
+                    done_work, done_results, holds = [], [], {}
+            if done_work or holds:
+                _record(engine, now, max_attempts, done_work, done_results, holds, report)
     return report
 
 
@@ -271,7 +283,17 @@ def _due(now: datetime) -> Any:
 
 
 def _claim(engine: Engine, now: datetime, batch: int) -> list[int]:
-    """Take every due row of the next recipients (about `batch` rows, a recipient whole)."""
+    """Take every due row of the next recipients (about `batch` rows, a recipient whole).
+
+    Another dispatcher may take the chosen recipients between the count and the UPDATE (on
+    PostgreSQL, where the count does not lock); then choose again, until nothing is due."""
+    while True:
+        chosen, claimed = _try_claim(engine, now, batch)
+        if claimed or not chosen:
+            return claimed
+
+
+def _try_claim(engine: Engine, now: datetime, batch: int) -> tuple[list[int], list[int]]:
     due = _due(now)
     recipient = col(Notification.recipient_id)
     with Session(engine.execution_options(sqlite_immediate=True)) as session:
@@ -286,7 +308,7 @@ def _claim(engine: Engine, now: datetime, batch: int) -> list[int]:
             chosen.append(int(rid))
             total += int(n)
         if not chosen:
-            return []
+            return [], []
         claimed = (
             session.execute(
                 update(Notification)
@@ -299,7 +321,7 @@ def _claim(engine: Engine, now: datetime, batch: int) -> list[int]:
             .all()
         )
         session.commit()
-    return sorted(int(i) for i in claimed)
+    return chosen, sorted(int(i) for i in claimed)
 
 
 def _aware(value: datetime) -> datetime:

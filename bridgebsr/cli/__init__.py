@@ -101,4 +101,5 @@ def main() -> None:
     except BridgeError as exc:
         fail(exc)
     except OperationalError as exc:
-        fail(BridgeError(f"cannot use the case store: {exc.orig}; check BRIDGEBSR_DATABASE_URL"))
+        reason = " ".join(str(exc.orig).split())  # drivers may explain over several lines
+        fail(BridgeError(f"cannot use the case store: {reason}; check BRIDGEBSR_DATABASE_URL"))
