@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install run demo lint test bench bench-quick clean browser
+.PHONY: install run demo lint test soak bench bench-quick clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ browser:
 
 test: lint browser
 	$(BIN)/pytest -q
+
+# The large versions of tests/reliability: 10,000 notices, 20 kills, 10,000 fuzz examples.
+soak: $(STAMP)
+	BRIDGEBSR_SOAK=1 $(BIN)/pytest -q tests/reliability
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
