@@ -323,7 +323,7 @@ def demo(demo_store: Pristine) -> Demo:
     return _demo(demo_store.db)
 
 
-@fuzz(quick=50)
+@fuzz(quick=40)
 @given(data=st.data())
 def test_a_command_line_ends_cleanly_and_a_refusal_changes_nothing(
     demo_store: Pristine, scratch_root: Path, demo: Demo, data: st.DataObject

@@ -296,7 +296,7 @@ PG_FILES = st.one_of(
 
 
 @pytest.mark.postgres
-@fuzz(quick=40)
+@fuzz(quick=25)
 @given(given_file=PG_FILES)
 def test_on_postgresql_a_file_imports_whole_or_is_refused_whole(
     pg_store: Engine, scratch_root: Path, given_file: tuple[str, tuple[str, bytes]]

@@ -252,7 +252,7 @@ def _judge(root: Path, text: str, set_aside_known: bool = True) -> None:
             raise
 
 
-@fuzz(quick=80)
+@fuzz(quick=60)
 @given(text=template_texts)
 def test_a_template_file_loads_or_is_refused_with_its_file_and_line(
     scratch_root: Path, text: str
@@ -324,4 +324,4 @@ def test_a_small_file_of_nested_aliases_is_refused_quickly(tmp_path: Path) -> No
             load_template(path)
         return None
 
-    _within(1.5, load)
+    _within(1.0, load)
