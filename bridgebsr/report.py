@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from html import escape
@@ -35,6 +32,7 @@ from sqlmodel import col
 
 from bridgebsr import kpis
 from bridgebsr.errors import InvalidInput
+from bridgebsr.files import replacing
 from models import Case, Milestone, Partner
 
 FORMATS = ("csv", "xlsx", "html")
@@ -159,23 +157,6 @@ def flat(frame: pd.DataFrame) -> pd.DataFrame:
 # --- writing ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def _atomic(path: Path, suffix: str) -> Iterator[Path]:
-    """A temporary path beside `path`, renamed over it when the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write(report: Report, fmt: str, out: Path) -> list[Path]:
     """Write the report as `fmt` at `out` (a folder for CSV); the files written."""
     writers: dict[str, Callable[[Report, Path], list[Path]]] = {
@@ -195,7 +176,7 @@ def write_csv(report: Report, folder: Path) -> list[Path]:
     written = []
     for name, frame in report.views.items():
         path = folder / f"{name}.csv"
-        with _atomic(path, ".csv") as tmp:
+        with replacing(path, make_folder=True) as tmp:
             neutralised(flat(frame)).to_csv(tmp, index=False, encoding="utf-8-sig")
         written.append(path)
     return written
@@ -205,7 +186,7 @@ def write_xlsx(report: Report, path: Path) -> list[Path]:
     """One workbook, one sheet per view, frozen headers, typed columns."""
     from openpyxl.utils import get_column_letter
 
-    with _atomic(path, ".xlsx") as tmp:
+    with replacing(path, make_folder=True) as tmp:
         with pd.ExcelWriter(tmp, engine="openpyxl") as book:
             _about(report).to_excel(book, sheet_name="about", index=False)
             for name, frame in report.views.items():
@@ -268,7 +249,7 @@ def write_html(report: Report, path: Path) -> list[Path]:
         parts.append(f"<h2 id='{escape(name, quote=True)}'>{escape(name.replace('_', ' '))}</h2>")
         parts.append(flat(frame).to_html(index=False, escape=True, na_rep="", border=0))
     parts.append("</body></html>")
-    with _atomic(path, ".html") as tmp:
+    with replacing(path, make_folder=True) as tmp:
         tmp.write_text("\n".join(parts), encoding="utf-8")
     return [path]
 

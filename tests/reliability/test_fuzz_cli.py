@@ -384,7 +384,6 @@ def test_a_limit_too_large_for_the_database_is_refused(
     _shows(_run(demo_store, scratch_root, args), INTEGERS)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=FOLDER)
 @settings(phases=[Phase.explicit], database=None)
 @example(args=["report", "--format", "xlsx", "--out", f"{OUT}/existing-folder"])
 @given(args=st.just([""]))

@@ -14,9 +14,8 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
-from bridgebsr import cases, ical, migrate, planning, progress, store
+from bridgebsr import cases, files, ical, migrate, planning, progress, store
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.cli import exchange
 from bridgebsr.cli.exchange import ical as ical_command
 from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_demo
@@ -437,7 +436,7 @@ def test_an_unknown_partner_is_one_error_line_and_no_file(cli: typer.Typer, tmp_
     assert done.stdout == ""
     assert done.stderr.splitlines() == ["error: no partner 'XYZ'; see `bridgebsr partners list`"]
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".mva.ics.")]  # none left
 
     missing = CliRunner().invoke(cli, ["--partner", "MVA"])
     assert missing.exit_code == 2
@@ -452,11 +451,11 @@ def test_a_failed_write_leaves_the_old_file_whole(
     def refuse(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(exchange.os, "replace", refuse)
+    monkeypatch.setattr(files.os, "replace", refuse)
     done = CliRunner().invoke(cli, ["--partner", "MVA", "--out", str(out)])
     assert done.exit_code == 1
     assert done.stderr.splitlines() == [
         f"error: --out {out}: cannot write it (No space left on device)"
     ]
     assert out.read_bytes() == b"previous feed"
-    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".mva.ics.")]  # none left
