@@ -77,13 +77,9 @@ def load_template(path: Path) -> Template:
 def parse_template(text: str, where: str) -> Template:
     """Parse a template from YAML text; `where` names it in error messages."""
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
+        root, data = _read_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        message = f"{where}{line}: not valid YAML: {problem}"
+        message = f"{where}{_yaml_problem(exc, text)}"
         raise InvalidInput(message, [message]) from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{where}: a template is a YAML mapping with kind, version, stages, ...")
@@ -100,6 +96,115 @@ def parse_template(text: str, where: str) -> Template:
     if problems := template_problems(template):
         raise _invalid(where, root, problems)
     return template
+
+
+# --- reading YAML ----------------------------------------------------------------------------
+
+MAX_DEPTH = 32  # nested nodes, scalars included, a template may use; the shipped ones reach 6
+_INT_RANGE = range(-(2**63), 2**63)  # what the store can hold
+_KINDS = {
+    "int": "whole number",
+    "float": "number",
+    "bool": "true/false value",
+    "timestamp": "date",
+    "binary": "base64 value",
+}
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """YAML a template may not use (or a value it cannot hold), with where it is."""
+
+    def __init__(self, mark: yaml.Mark | None, problem: str) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing anchors, aliases and deep nesting as it composes, and
+    turning a scalar it cannot convert into a located error.
+
+    Templates are short and written out in full: with no aliases no node is reached twice,
+    so nothing is expanded, and with bounded depth nothing recurses far."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in PyYAML's stubs
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(
+                event.start_mark,
+                "anchors and aliases (&name, *name) are not supported in templates; "
+                "write the repeated part out in full",
+            )
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(
+                event.start_mark,
+                f"nested more than {MAX_DEPTH} levels deep; a template needs only a few levels",
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, AttributeError, OverflowError, TypeError):
+            kind = _KINDS.get(str(node.tag).rsplit(":", 1)[-1], str(node.tag))
+            raise _Refused(
+                node.start_mark,
+                f"{_clip(node.value)} is not a valid {kind}; correct it, or quote it as text",
+            ) from None
+
+    def construct_yaml_int(self, node: Any) -> int:
+        """A whole number, refused before conversion when it cannot fit the store."""
+        if len(str(node.value)) <= 32:
+            number = super().construct_yaml_int(node)
+            if number in _INT_RANGE:
+                return number
+        raise _Refused(
+            node.start_mark,
+            f"the number {_clip(node.value)} is out of range; "
+            f"use a whole number between {_INT_RANGE.start} and {_INT_RANGE.stop - 1}",
+        )
+
+
+_TemplateLoader.add_constructor("tag:yaml.org,2002:int", _TemplateLoader.construct_yaml_int)
+
+
+def _read_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for lines) and its data."""
+    loader = _TemplateLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """`:LINE: problem` for a YAML error, the line left out only when PyYAML gives none."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        number = text.count("\n", 0, max(exc.position, 0)) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return (
+            f":{number}: not valid YAML: unacceptable character #x{char:04x} "
+            f"({exc.reason}); remove it"
+        )
+    mark = getattr(exc, "problem_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, _Refused):
+        return f"{line}: {problem}"
+    return f"{line}: not valid YAML: {problem}"
+
+
+def _clip(value: Any, size: int = 24) -> str:
+    """A scalar's text for a one-line message: quoted, escaped and cut short."""
+    text = str(value)
+    return repr(text if len(text) <= size else text[:size] + "...")
 
 
 def _invalid(where: str, root: yaml.Node | None, problems: list[tuple[Loc, str]]) -> InvalidInput:

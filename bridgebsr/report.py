@@ -2,9 +2,13 @@
 one self-contained HTML page with plots, for the whole portfolio or one partner's cases.
 
 - CSV: a folder with one file per view (UTF-8 with BOM, so spreadsheet programs read the
-  accents right).
+  accents right), RFC 4180: CRLF between records and any cell holding a quote, comma, CR or LF
+  quoted, so a line break inside a cell never starts a new record.
 - XLSX: one sheet per view, dates as dates and numbers as numbers, frozen header rows, columns
-  sized to their content.
+  sized to their content. Characters XML cannot hold (control characters other than tab, LF
+  and CR; U+FFFE, U+FFFF) are written as OOXML's `_xHHHH_` escape, which Excel and LibreOffice
+  show as the character, and text that already reads `_xHHHH_` has its underscore escaped
+  (`_x005F_xHHHH_`) so it shows as written.
 - HTML: one file that opens in any browser with no network: the tables, a Gantt chart per open
   case (planned against forecast), the on-time trend per pilot by month and the milestones
   overdue by partner, as embedded PNG images.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
@@ -38,6 +43,9 @@ from models import Case, Milestone, Partner
 FORMATS = ("csv", "xlsx", "html")
 GANTT_CASES = 40  # open cases drawn as Gantt charts in the HTML, at risk first
 _RISKY = ("=", "+", "-", "@", "\t", "\r")
+# Characters XML 1.0 cannot carry, and text that would read as an OOXML escape (ST_Xstring).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_LOOKS_ESCAPED = re.compile("_(?=x[0-9A-Fa-f]{4}_)")
 
 
 @dataclass(frozen=True)
@@ -128,20 +136,41 @@ def _gantt_rows(engine: Engine, forecast: pd.DataFrame) -> pd.DataFrame:
 
 def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy whose text cells cannot run as spreadsheet formulas."""
-    out = frame.copy()
-    for name in out.columns:
-        dtype = out[name].dtype
-        if isinstance(dtype, pd.CategoricalDtype):
-            out[name] = out[name].astype(object).map(_safe_cell)
-        elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
-            out[name] = out[name].map(_safe_cell)
-    return out
+    return _map_text(frame, _safe_cell)
 
 
 def _safe_cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_RISKY):
         return "'" + value
     return value
+
+
+def ooxml_escaped(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells and column names an XLSX file can hold exactly."""
+    out = _map_text(frame, _ooxml_text)
+    out.columns = [_ooxml_text(c) for c in out.columns]
+    return out
+
+
+def _ooxml_text(value: Any) -> Any:
+    """`value` in OOXML's escaped form: `_xHHHH_` for a character XML cannot hold, and
+    `_x005F_` for the underscore of text that would otherwise read as such an escape."""
+    if not isinstance(value, str) or ("_" not in value and not _NOT_XML.search(value)):
+        return value
+    value = _LOOKS_ESCAPED.sub("_x005F_", value)
+    return _NOT_XML.sub(lambda m: f"_x{ord(m.group(0)):04X}_", value)
+
+
+def _map_text(frame: pd.DataFrame, change: Callable[[Any], Any]) -> pd.DataFrame:
+    """A copy with `change` applied to every cell of its text (and categorical) columns."""
+    out = frame.copy()
+    for name in out.columns:
+        dtype = out[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            out[name] = out[name].astype(object).map(change)
+        elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            out[name] = out[name].map(change)
+    return out
 
 
 def flat(frame: pd.DataFrame) -> pd.DataFrame:
@@ -177,7 +206,9 @@ def write_csv(report: Report, folder: Path) -> list[Path]:
     for name, frame in report.views.items():
         path = folder / f"{name}.csv"
         with replacing(path, make_folder=True) as tmp:
-            neutralised(flat(frame)).to_csv(tmp, index=False, encoding="utf-8-sig")
+            neutralised(flat(frame)).to_csv(
+                tmp, index=False, encoding="utf-8-sig", lineterminator="\r\n"
+            )
         written.append(path)
     return written
 
@@ -188,9 +219,10 @@ def write_xlsx(report: Report, path: Path) -> list[Path]:
 
     with replacing(path, make_folder=True) as tmp:
         with pd.ExcelWriter(tmp, engine="openpyxl") as book:
-            _about(report).to_excel(book, sheet_name="about", index=False)
+            about = ooxml_escaped(neutralised(_about(report)))
+            about.to_excel(book, sheet_name="about", index=False)
             for name, frame in report.views.items():
-                table = neutralised(flat(frame))
+                table = ooxml_escaped(neutralised(flat(frame)))
                 sheet = name[:31]
                 table.to_excel(book, sheet_name=sheet, index=False)
                 ws = book.sheets[sheet]

@@ -309,6 +309,41 @@ def test_invalid_yaml_names_its_line(text: str, expected: str) -> None:
     assert str(refused.value) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "kind: x\nroles: &r [a]\nstages: *r\n",
+            "t.yaml:2: anchors and aliases (&name, *name) are not supported in templates; "
+            "write the repeated part out in full",
+        ),
+        (
+            "kind: x\nstages: " + "[" * 40 + "]" * 40 + "\n",
+            "t.yaml:2: nested more than 32 levels deep; a template needs only a few levels",
+        ),
+        (
+            "kind: x\nversion: " + "9" * 5000 + "\n",
+            "t.yaml:2: the number '999999999999999999999999...' is out of range; use a whole "
+            "number between -9223372036854775808 and 9223372036854775807",
+        ),
+        (
+            "kind: x\nversion: 1\ntitle: a\x07b\n",
+            "t.yaml:3: not valid YAML: unacceptable character #x0007 (special characters are "
+            "not allowed); remove it",
+        ),
+        (
+            "kind: x\nversion: 1\nstarted: 2026-02-30\n",
+            "t.yaml:3: '2026-02-30' is not a valid date; correct it, or quote it as text",
+        ),
+    ],
+)
+def test_yaml_a_template_cannot_use_is_refused_with_its_line(text: str, expected: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_template(text, "t.yaml")
+    assert str(refused.value) == expected
+    assert refused.value.problems == [expected]
+
+
 def test_invalid_yaml_is_listed_in_problems() -> None:
     text = "kind: broken\nversion: 1\nstages:\n  - key: one\n     title: One\n"
     assert _problems(text) == ["t.yaml:5: not valid YAML: mapping values are not allowed here"]
