@@ -35,19 +35,20 @@ Validation
 ----------
 Everything is checked before anything is written, and every problem is reported at once
 (`InvalidInput.problems`, one line each: `file: row N, column L (name): what`); the message
-names the count and the first. The checks: the header names the required columns and no
-unknown ones; refs are present and unique; the kind is known; the title is present and fits;
-the owner is a contact; the partner is a partner; dates are dates; a target is not before
-the start; a template version already pinned with other content is refused (as open_case
-refuses it). Progress: the case is a ref of the cases sheet, the milestone a milestone of
-its template, at most one row per case and milestone; the status is known and has the dates
-it needs; no date is after the day of `now` at the lead partner (`--as-of`) or before the
-case's start; a milestone finishes on or after it starts; and the lifecycle rules hold as
-progress.py applies them: a strict milestone starts or completes only after every
-predecessor is done or waived (a gate never is: the import does not decide gates), and not
-before the day they finished. Waiving needs no finished predecessors. open_case asks nothing
-of the owner's role (pilot leads own pilots, case owners own SME requests), so neither does
-the import.
+names the count and the first. The checks: no cell holds a NUL character; the header names
+the required columns and no unknown ones; refs are present and unique; the kind is known;
+the title is present and fits; the owner is a contact; the partner is a partner; dates are
+dates of the years 1900-2999 (calendars.FIRST_DAY..LAST_DAY: planning from them stays within
+the calendar); a target is not before the start; a template version already pinned with
+other content is refused (as open_case refuses it). Progress: the case is a ref of the cases
+sheet, the milestone a milestone of its template, at most one row per case and milestone;
+the status is known and has the dates it needs; no date is after the day of `now` at the
+lead partner (`--as-of`) or before the case's start; a milestone finishes on or after it
+starts; and the lifecycle rules hold as progress.py applies them: a strict milestone starts
+or completes only after every predecessor is done or waived (a gate never is: the import
+does not decide gates), and not before the day they finished. Waiving needs no finished
+predecessors. open_case asks nothing of the owner's role (pilot leads own pilots, case
+owners own SME requests), so neither does the import.
 
 What is written
 ---------------
@@ -110,12 +111,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
 from bridgebsr import lifecycle
-from bridgebsr.calendars import WorkCalendar, subdivision_of
+from bridgebsr.calendars import WorkCalendar, out_of_range, subdivision_of
 from bridgebsr.catalog import Catalog, checksum
 from bridgebsr.errors import InvalidInput
 from bridgebsr.lifecycle import Change
 from bridgebsr.schedule import Item, Link, Slot, order, schedule
-from bridgebsr.sheets import Sheet, read_sheet
+from bridgebsr.sheets import Sheet, column_letter, read_sheet, refuse_nul
 from models import (
     CASE_OWNER,
     CaseStatus,
@@ -135,7 +136,7 @@ STATUSES = {
     "done": MilestoneStatus.DONE,
     "waived": MilestoneStatus.WAIVED,
 }
-TITLE_MAX = 300
+TITLE_MAX = 300  # as cases.title holds
 REF_MAX = 120
 CHUNK = 500  # cases per round of executemany: bounded memory, a progress bar that moves
 ProgressCallback = Callable[[int, int], None]  # (cases written, cases to write)
@@ -268,7 +269,9 @@ def _as_sheet(path: Path, label: str, table: list[list[str]]) -> Sheet:
         if any(c.strip() for c in cells):
             padded = [*cells, *[""] * (len(columns) - len(cells))]
             rows.append((number, {col: padded[i].strip() for i, col in enumerate(columns) if col}))
-    return Sheet(path, columns, rows)
+    sheet = Sheet(path, columns, rows)
+    refuse_nul(label, sheet)
+    return sheet
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +285,7 @@ class _Problems:
     def add(self, part: Part, rank: int, row: int, column: str, message: str) -> None:
         columns = part.sheet.columns
         index = columns.index(column) if column in columns else len(columns)
-        letter = _column_letter(index) if column in columns else "?"
+        letter = column_letter(index) if column in columns else "?"
         line = f"{part.label}: row {row}, column {letter} ({column}): {message}"
         self.found.append((rank, row, index, part.label, line))
 
@@ -295,15 +298,6 @@ class _Problems:
         raise InvalidInput(
             f"{labels}: {len(lines)} problem(s), nothing imported; first: {lines[0]}", lines
         )
-
-
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
 
 
 def _check_columns(part: Part, spec: tuple[tuple[str, ...], tuple[str, ...]]) -> str | None:
@@ -332,6 +326,8 @@ class _Dates:
         parsed = self._seen[value]
         if parsed is None:
             raise ValueError(f"'{value}' is not a date (YYYY-MM-DD or DD.MM.YYYY)")
+        if why := out_of_range(parsed):
+            raise ValueError(why)
         return parsed
 
 

@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, col, select
 
 from bridgebsr.errors import InvalidInput
-from bridgebsr.sheets import Sheet, read_sheet
+from bridgebsr.sheets import Sheet, column_letter, read_sheet
 from models import Contact, Partner, PartnerKind
 
 PARTNER_COLUMNS = (("code", "name", "kind", "country"), ("region", "timezone"))
@@ -23,6 +23,7 @@ CONTACT_COLUMNS = (
     ("timezone", "channels", "delivery", "quiet_hours", "daily_cap"),
 )
 CHANNELS = ("email", "chat")
+DAILY_CAP_MAX = 2**31 - 1  # the largest INTEGER every supported database stores
 _KINDS = {re.sub(r"[\s_-]", "", k.value): k for k in PartnerKind}
 
 
@@ -52,9 +53,7 @@ class _Problems:
 
     def add(self, row: int, column: str, message: str) -> None:
         letter = (
-            _column_letter(self.sheet.columns.index(column))
-            if column in self.sheet.columns
-            else "?"
+            column_letter(self.sheet.columns.index(column)) if column in self.sheet.columns else "?"
         )
         self.lines.append(
             f"{self.sheet.path.name}: row {row}, column {letter} ({column}): {message}"
@@ -67,15 +66,6 @@ class _Problems:
                 f"first: {self.lines[0]}",
                 self.lines,
             )
-
-
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
 
 
 def _check_columns(sheet: Sheet, spec: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
@@ -111,9 +101,27 @@ def zone_for(value: str, country: str) -> str:
         return str(zones[0])
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name of a folder of the tz database (Europe), or longer than a file name
         raise ValueError(f"'{value}' is not an IANA time zone (Europe/Riga, ...)") from None
     return value
+
+
+def _limit(model: type[Any], field_name: str) -> int | None:
+    """The length the model's column holds for `field_name` (None: no limit)."""
+    length = getattr(model.__table__.columns[field_name].type, "length", None)
+    return int(length) if length is not None else None
+
+
+def _check_lengths(
+    problems: _Problems, row: int, model: type[Any], rec: dict[str, Any], columns: dict[str, str]
+) -> None:
+    """Name every text of `rec` longer than its column of `model` holds (on PostgreSQL the
+    database would refuse it; SQLite would store it whole). `columns`: field -> sheet column."""
+    for name, column in columns.items():
+        value, limit = rec.get(name), _limit(model, name)
+        if isinstance(value, str) and limit is not None and len(value) > limit:
+            problems.add(row, column, f"{len(value)} characters; at most {limit} fit here")
 
 
 def _cell(problems: _Problems, row: int, column: str, check: Callable[..., Any], *args: Any) -> Any:
@@ -160,6 +168,11 @@ def _unique(problems: _Problems, rows: Iterable[tuple[int, dict[str, Any]]], key
         seen.setdefault(values[key], number)
 
 
+# Text fields of each record (as on the model) and the sheet column they come from.
+_PARTNER_TEXTS = {"code": "code", "name": "name", "region": "region", "timezone": "timezone"}
+_CONTACT_TEXTS = {"email": "email", "name": "name", "role": "role", "timezone": "timezone"}
+
+
 def parse_partners(sheet: Sheet) -> list[dict[str, Any]]:
     """Validated partner records from a sheet, or every problem at once."""
     _check_columns(sheet, PARTNER_COLUMNS)
@@ -177,6 +190,7 @@ def parse_partners(sheet: Sheet) -> list[dict[str, Any]]:
             rec["timezone"] = _cell(
                 problems, n, "timezone", zone_for, raw.get("timezone", ""), country
             )
+        _check_lengths(problems, n, Partner, rec, _PARTNER_TEXTS)
         out.append((n, rec))
     _unique(problems, out, "code")
     problems.raise_if_any("partners")
@@ -201,6 +215,7 @@ def parse_contacts(sheet: Sheet, partners: dict[str, int], roles: set[str]) -> l
                 problems, n, "timezone", zone_for, raw.get("timezone", ""), country
             )
         rec |= _preference_cells(problems, n, raw)
+        _check_lengths(problems, n, Contact, rec, _CONTACT_TEXTS)
         out.append((n, rec))
     _unique(problems, out, "email")
     problems.raise_if_any("contacts")
@@ -262,13 +277,15 @@ def parse_quiet_hours(value: str) -> tuple[time, time] | None:
 
 
 def parse_daily_cap(value: str) -> int:
-    """Messages a day at most, a whole number; 0 for no cap."""
+    """Messages a day at most, a whole number up to DAILY_CAP_MAX; 0 for no cap."""
     try:
         cap = int(value.strip())
     except ValueError:
         cap = -1
-    if cap < 0:
-        raise ValueError(f"'{value}' is not a daily cap (a whole number, 0 for no cap)")
+    if not 0 <= cap <= DAILY_CAP_MAX:
+        raise ValueError(
+            f"'{value}' is not a daily cap (a whole number 0-{DAILY_CAP_MAX}, 0 for no cap)"
+        )
     return cap
 
 

@@ -1,4 +1,8 @@
-"""Reading CSV and XLSX files into numbered rows keyed by lower-case column names."""
+"""Reading CSV and XLSX files into numbered rows keyed by lower-case column names.
+
+A cell holding a NUL character is refused here, for every importer: PostgreSQL stores no
+NUL in text, and no sensible value contains one.
+"""
 
 import csv
 import io
@@ -36,7 +40,34 @@ def read_sheet(path: Path) -> Sheet:
         if any(c.strip() for c in cells):
             padded = [*cells, *[""] * (len(columns) - len(cells))]
             rows.append((number, {col: padded[i].strip() for i, col in enumerate(columns) if col}))
-    return Sheet(path, columns, rows)
+    sheet = Sheet(path, columns, rows)
+    refuse_nul(path.name, sheet)
+    return sheet
+
+
+def column_letter(index: int) -> str:
+    """The spreadsheet letter of a 0-based column index (0 -> A, 26 -> AA)."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def refuse_nul(label: str, sheet: Sheet) -> None:
+    """InvalidInput naming every cell (row and column) that holds a NUL character."""
+    lines = [
+        f"{label}: row {number}, column {column_letter(sheet.columns.index(name))} ({name}): "
+        "contains a NUL character (\\x00); remove it"
+        for number, cells in sheet.rows
+        for name, value in cells.items()
+        if "\x00" in value
+    ]
+    if lines:
+        raise InvalidInput(
+            f"{label}: {len(lines)} problem(s), nothing imported; first: {lines[0]}", lines
+        )
 
 
 def _csv_cells(path: Path) -> list[list[str]]:

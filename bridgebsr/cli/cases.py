@@ -10,6 +10,7 @@ from bridgebsr import progress, queries
 from bridgebsr.cli._common import (
     AS_OF_HELP,
     JSON_OPTION,
+    bounded,
     console,
     default_actor,
     emit_json,
@@ -135,6 +136,10 @@ def _print_case(data: dict[str, Any]) -> None:
     console.print("critical path: " + " → ".join(data["critical_path"]))
 
 
+def _version(if_version: int | None) -> int | None:
+    return None if if_version is None else bounded(if_version, "--if-version")
+
+
 def _change_case(action: str) -> Any:
     def command(
         key: str,
@@ -152,7 +157,7 @@ def _change_case(action: str) -> Any:
                 reason=reason,
                 actor=by or default_actor(),
                 now=parse_when(as_of, rt),
-                expected_version=if_version,
+                expected_version=_version(if_version),
             )
             typer.echo(f"{case.key} is {case.status.value} (version {case.version})")
         sync_case_runs(rt, key)
@@ -187,7 +192,7 @@ def _milestone_command(action: str) -> Any:
                 actor=progress.Actor(by or default_actor(), comment=note),
                 now=parse_when(as_of, rt),
                 on=parse_day(on, "--on"),
-                expected_version=if_version,
+                expected_version=_version(if_version),
             )
             typer.echo(f"{key.upper()} {m.key} is {m.status.value}; forecast due {m.forecast_due}")
         sync_case_runs(rt, key)
@@ -218,7 +223,7 @@ def _gate_command(decision: Decision) -> Any:
                 decision=decision,
                 actor=progress.Actor(by, comment=comment),
                 now=parse_when(as_of, rt),
-                expected_version=if_version,
+                expected_version=_version(if_version),
             )
             typer.echo(f"{key.upper()} gate {g.key} is {g.status.value} (round {g.round})")
         sync_case_runs(rt, key)

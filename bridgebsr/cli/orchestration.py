@@ -18,7 +18,7 @@ import typer
 
 from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.cli._common import console, parse_when, runtime, today
+from bridgebsr.cli._common import bounded, console, parse_when, runtime, today
 
 UP_FILE = "up.json"
 DEFAULT_PORT = 4200
@@ -148,6 +148,7 @@ def up(
     ] = None,
 ) -> None:
     """Start Prefect locally (or use PREFECT_API_URL) and serve every pilot flow on schedule."""
+    port = bounded(port, "--port", 1, 65535)
     rt = runtime(ready=False)
     migrate.upgrade(rt.engine)
     if demo:

@@ -7,12 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridgebsr.calendars import (
+    FIRST_DAY,
+    LAST_DAY,
     SCANBALT_COUNTRIES,
     WorkCalendar,
     calendar_for,
+    out_of_range,
     subdivision_of,
     supports_country,
 )
+from bridgebsr.errors import InvalidInput
 from models import DayKind
 
 D = date.fromisoformat
@@ -240,3 +244,26 @@ def test_adding_working_days_is_strictly_monotonic(
 @given(cal=calendars, a=days, b=days)
 def test_working_days_between_is_antisymmetric(cal: WorkCalendar, a: date, b: date) -> None:
     assert cal.working_days_between(a, b) == -cal.working_days_between(b, a)
+
+
+def test_the_planning_years_are_1900_to_2999() -> None:
+    assert out_of_range(FIRST_DAY) is None and out_of_range(LAST_DAY) is None
+    for day in (D("1899-12-31"), D("3000-01-01"), date.min, date.max):
+        why = out_of_range(day)
+        assert why is not None and why.startswith(f"{day} is outside the years 1900-2999")
+
+
+@pytest.mark.parametrize(
+    ("day", "count", "kind"),
+    [
+        ("9999-12-20", 30, DayKind.WORKING),
+        ("0001-01-03", -30, DayKind.WORKING),
+        ("9999-12-20", 30, DayKind.CALENDAR),
+        ("0001-01-03", -30, DayKind.CALENDAR),
+    ],
+)
+def test_moving_past_the_ends_of_the_calendar_is_refused(
+    day: str, count: int, kind: DayKind
+) -> None:
+    with pytest.raises(InvalidInput, match="go past the ends of the calendar"):
+        calendar_for("DE").add(D(day), count, kind)

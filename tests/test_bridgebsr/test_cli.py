@@ -215,11 +215,37 @@ def test_templates_validate_names_each_problem_with_its_line(tmp_path: Path) -> 
             ("ip-integration", "--owner", PILOT_LEAD, "--start", "2026-13-01"),
             "--start '2026-13-01' is not an ISO date",
         ),
+        (
+            ("ip-integration", "--owner", PILOT_LEAD, "--start", "9999-12-20"),
+            "--start: 9999-12-20 is outside the years 1900-2999",
+        ),
+        (
+            ("ip-integration", "--owner", PILOT_LEAD, "--as-of", "0001-01-01T00:00"),
+            "--as-of: 0001-01-01 is outside the years 1900-2999",
+        ),
     ],
-    ids=["unknown-kind", "unknown-owner", "bad-start"],
+    ids=["unknown-kind", "unknown-owner", "bad-start", "start-9999", "as-of-year-1"],
 )
 def test_case_open_user_errors(home: Path, args: tuple[str, ...], message: str) -> None:
     assert_one_error_line(run(home, "case", "open", *args, "--title", "T"), message)
+
+
+def test_an_error_quoting_a_line_break_stays_one_line(demo_home: Path) -> None:
+    done = run(demo_home, "case", "show", "IP-1999-0001\nIP-1999-0002\u2028x")
+    assert_one_error_line(done, "no case IP-1999-0001\\nIP-1999-0002\\u2028x")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("notifications", "list", "--limit", "99999999999999999999"),
+        ("notifications", "receipts", "--limit", "-1"),
+        ("contacts", "prefs", PILOT_LEAD, "--cap", "2147483648"),
+    ],
+    ids=["limit-huge", "limit-negative", "cap-over-integer"],
+)
+def test_an_integer_the_database_cannot_hold_is_refused(demo_home: Path, args: list[str]) -> None:
+    assert_one_error_line(run(demo_home, *args), args[-2], "0-2147483647")
 
 
 def test_a_usage_error_exits_2(home: Path) -> None:

@@ -16,6 +16,8 @@ from bridgebsr.directory import (
     list_contacts,
     list_partners,
     parse_contacts,
+    parse_partners,
+    zone_for,
 )
 from bridgebsr.errors import InvalidInput
 from bridgebsr.sheets import read_sheet
@@ -344,6 +346,39 @@ def test_a_missing_file_is_refused(rt: Runtime, tmp_path: Path) -> None:
     assert str(_refusal(_partners, rt, path)) == f"{path}: no such file"
 
 
+@pytest.mark.parametrize("zone", ["Europe", "Etc", "x" * 300, "a\x00b", "Europe/../UTC"])
+def test_a_time_zone_that_is_no_zone_file_is_refused(zone: str) -> None:
+    with pytest.raises(ValueError, match="is not an IANA time zone"):
+        zone_for(zone, "DK")
+
+
+def test_cells_longer_than_their_columns_are_named(tmp_path: Path) -> None:
+    rows = [
+        ["code", "name", "kind", "country", "region"],
+        ["C" * 41, "n" * 201, "cluster", "DK", "r" * 121],
+        ["C" * 40, "n" * 200, "cluster", "SE", "r" * 120],  # the longest that fit
+    ]
+    with pytest.raises(InvalidInput) as caught:
+        parse_partners(read_sheet(_csv(tmp_path / "long.csv", rows)))
+    assert caught.value.problems == [
+        "long.csv: row 2, column A (code): 41 characters; at most 40 fit here",
+        "long.csv: row 2, column B (name): 201 characters; at most 200 fit here",
+        "long.csv: row 2, column E (region): 121 characters; at most 120 fit here",
+    ]
+
+
+def test_a_nul_character_is_refused_with_its_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"code,name,kind,country\nA,ok,cluster,DK\nB,x\x00y,cluster,SE\x00\n")
+    with pytest.raises(InvalidInput) as caught:
+        read_sheet(path)
+    assert caught.value.problems == [
+        "nul.csv: row 3, column B (name): contains a NUL character (\\x00); remove it",
+        "nul.csv: row 3, column D (country): contains a NUL character (\\x00); remove it",
+    ]
+    assert str(caught.value).startswith("nul.csv: 2 problem(s), nothing imported; first: ")
+
+
 # Contacts
 
 
@@ -524,6 +559,7 @@ def test_contacts_bring_their_notification_preferences(
         ("Quiet_Hours", "22-6", "'22-6' is not quiet hours"),
         ("Quiet_Hours", "07:00-07:00", "'07:00-07:00' starts and ends at the same time"),
         ("Daily_Cap", "-3", "'-3' is not a daily cap"),
+        ("Daily_Cap", "2147483648", "'2147483648' is not a daily cap (a whole number 0-2147483647"),
     ],
 )
 def test_a_bad_preference_names_its_row_and_column_and_imports_nothing(
