@@ -829,10 +829,18 @@ def test_builds_do_not_change_their_input(portfolio: Runtime) -> None:
     }
     for name, frame in before.items():
         pd.testing.assert_frame_equal(getattr(fresh, name), frame)
-    # Loading through a session reads the same store.
+    # Loading through a session (the driver's cursor, in its transaction) reads the same
+    # store as loading from the engine (Arrow), table by table and dtype by dtype.
     with Session(portfolio.engine) as session:
         again = kpis.load(session, as_of=AS_OF)
-    pd.testing.assert_frame_equal(again.milestones, fresh.milestones)
+    for name, frame in before.items():
+        pd.testing.assert_frame_equal(getattr(again, name), frame)
+    assert again.templates == fresh.templates
+
+
+def test_the_engine_load_reads_through_arrow(portfolio: Runtime) -> None:
+    with kpis._reader(portfolio.engine) as read:
+        assert isinstance(read, kpis._ArrowReader)
 
 
 def test_an_empty_store_gives_empty_tables(rt: Runtime) -> None:
