@@ -4,6 +4,10 @@ Resuming re-runs the flow from the top, so everything before the wait reads the 
 first. The suspension key names the gate's round, votes and refused submissions so far: a
 resumed run finds its own input under that key, and a run whose key no longer matches the
 store (someone decided on the CLI meanwhile) is closed and replaced by `sync_gate_runs`.
+
+A decision submitted in the UI is recorded even when a vote from the CLI lands between the
+submission and the resumed run reading the store: the run looks for answers it was given
+under earlier keys of the round before it waits again, and deletes each answer it records.
 """
 
 from collections import defaultdict
@@ -23,7 +27,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import suspend_flow_run
-from prefect.input import RunInput
+from prefect.input import RunInput, keyset_from_base_key
 from prefect.states import Completed
 from pydantic import Field
 
@@ -77,11 +81,56 @@ def stage_gate(case_key: str, gate_key: str) -> dict[str, Any]:
             logger.info("%s %s is %s; nothing to wait for", case_key, gate_key, view.status.value)
             reconcile_gates(case_key)  # a decision may have opened the case's next gate
             return {"case": view.case_key, "gate": view.gate_key, "status": view.status.value}
+        earlier = _unrecorded_answers(view)
+        if earlier:
+            for key, form in earlier:
+                _record(view, form)
+                _forget(key)
+            continue
         form = suspend_flow_run(
             wait_for_input=GateDecisionForm.with_initial_data(description=_form_description(view)),
             key=decision_key(view),
         )
         _record(view, form)
+        _forget(_answer_key(decision_key(view)))
+
+
+def _answer_key(pause_key: str) -> str:
+    """Where Prefect keeps the form submitted to a run suspended under `pause_key`."""
+    return keyset_from_base_key(f"suspended-{pause_key}")["response"]
+
+
+def _unrecorded_answers(view: GateView) -> list[tuple[str, GateDecisionForm]]:
+    """Forms this run was given under earlier keys of the gate's current round and has not
+    recorded (oldest first): the store changed between the submission and the resume."""
+    flow_run = run_id()
+    if flow_run is None:
+        return []
+    prefix = f"suspended-{view.gate_key}-r{view.round}-"  # as _answer_key builds them
+    with get_client(sync_client=True) as client:
+        found = client.filter_flow_run_input(
+            flow_run_id=UUID(flow_run),
+            key_prefix=prefix,
+            limit=100,
+            exclude_keys={_answer_key(decision_key(view))},
+        )
+    answers = sorted(
+        (i for i in found if i.key.endswith("-response")),
+        key=lambda i: i.created.timestamp() if i.created else 0.0,
+    )
+    return [(i.key, GateDecisionForm(**i.decoded_value)) for i in answers]
+
+
+def _forget(key: str) -> None:
+    """Delete a recorded answer, so no later pass of the run records it again."""
+    flow_run = run_id()
+    if flow_run is None:
+        return
+    with get_client(sync_client=True) as client:
+        try:
+            client.delete_flow_run_input(flow_run_id=UUID(flow_run), key=key)
+        except ObjectNotFound:
+            pass
 
 
 def _record(view: GateView, form: GateDecisionForm) -> None:
