@@ -2,7 +2,8 @@
 
 from datetime import date, datetime
 
-from sqlmodel import Session, col, select
+from sqlalchemy import insert
+from sqlmodel import Session, SQLModel, col, select
 
 from bridgebsr import lifecycle, planning, store
 from bridgebsr.catalog import Catalog, checksum
@@ -65,10 +66,11 @@ def open_case(
         opened_at=now,
         updated_at=now,
     )
-    session.add(case)
-    session.flush()
     plan = _populate(session, case, template, owner)
     changes = planning.reforecast(plan, template, store.local_date(now, partner.timezone))
+    session.add(case)
+    session.flush()  # the case row, with its planned dates, gives the items their case id
+    _insert_items(session, case, plan)
     opened = Change(
         "case.open",
         None,
@@ -99,12 +101,12 @@ def open_case(
 
 
 def _populate(session: Session, case: Case, template: Template, owner: Contact) -> planning.Plan:
-    assert case.id is not None
+    """The case's milestones and gates, planned from its start (rows not written yet)."""
     owners = _owners_by_role(session, template, case, owner)
     milestones = [
-        _milestone(case.id, i, spec, template, owners) for i, spec in enumerate(template.milestones)
+        _milestone(i, spec, template, owners) for i, spec in enumerate(template.milestones)
     ]
-    gates = [_gate(case.id, i, spec, template) for i, spec in enumerate(template.gates)]
+    gates = [_gate(i, spec, template) for i, spec in enumerate(template.gates)]
     owner_ids = {m.owner_id for m in milestones if m.owner_id is not None}
     plan = planning.Plan(case, milestones, gates, planning.calendars_for(session, case, owner_ids))
     planned = planning.baseline(plan)
@@ -113,8 +115,22 @@ def _populate(session: Session, case: Case, template: Template, owner: Contact) 
         node.planned_start = node.forecast_start = slot.start
         node.planned_due = node.forecast_due = slot.due
     case.target_date = max(slot.due for slot in planned.values())
-    session.add_all([*milestones, *gates])
     return plan
+
+
+# Inserts of a new case's items, built once: one multi-row statement per table.
+_INSERT_MILESTONES = insert(SQLModel.metadata.tables[str(Milestone.__tablename__)])
+_INSERT_GATES = insert(SQLModel.metadata.tables[str(Gate.__tablename__)])
+
+
+def _insert_items(session: Session, case: Case, plan: planning.Plan) -> None:
+    """Write a new case's milestones and gates, one statement per table."""
+    assert case.id is not None
+    for statement, nodes in ((_INSERT_MILESTONES, plan.milestones), (_INSERT_GATES, plan.gates)):
+        for node in nodes:
+            node.case_id = case.id
+        if nodes:
+            session.execute(statement, [node.model_dump(exclude={"id"}) for node in nodes])
 
 
 def _owners_by_role(
@@ -122,13 +138,19 @@ def _owners_by_role(
 ) -> dict[str, int | None]:
     """Who holds each role for this case: the case owner, else someone at the lead partner."""
     owners: dict[str, int | None] = {CASE_OWNER: owner.id}
-    for role in {m.owner for m in template.milestones} - {CASE_OWNER}:
-        candidates = session.exec(
-            select(Contact).where(Contact.role == role).order_by(col(Contact.id))
-        ).all()
-        local = [c for c in candidates if c.partner_id == case.lead_partner_id]
-        chosen = [*local, *candidates]
-        owners[role] = chosen[0].id if chosen else None
+    roles = {m.owner for m in template.milestones} - {CASE_OWNER}
+    if not roles:
+        return owners
+    candidates = session.exec(
+        select(Contact.id, Contact.role, Contact.partner_id)
+        .where(col(Contact.role).in_(roles))
+        .order_by(col(Contact.id))
+    ).all()
+    for role in roles:
+        holders = [(c_id, partner) for c_id, c_role, partner in candidates if c_role == role]
+        local = [c_id for c_id, partner in holders if partner == case.lead_partner_id]
+        chosen = [*local, *(c_id for c_id, _ in holders)]
+        owners[role] = chosen[0] if chosen else None
     return owners
 
 
@@ -140,11 +162,11 @@ def _links(spec: MilestoneSpec | GateSpec, template: Template) -> list[dict[str,
 
 
 def _milestone(
-    case_id: int, seq: int, spec: MilestoneSpec, template: Template, owners: dict[str, int | None]
+    seq: int, spec: MilestoneSpec, template: Template, owners: dict[str, int | None]
 ) -> Milestone:
     placeholder = date.min
     return Milestone(
-        case_id=case_id,
+        case_id=0,  # set when the case row is written
         key=spec.key,
         seq=seq,
         title=spec.title,
@@ -162,10 +184,10 @@ def _milestone(
     )
 
 
-def _gate(case_id: int, seq: int, spec: GateSpec, template: Template) -> Gate:
+def _gate(seq: int, spec: GateSpec, template: Template) -> Gate:
     placeholder = date.min
     return Gate(
-        case_id=case_id,
+        case_id=0,  # set when the case row is written
         key=spec.key,
         seq=seq,
         title=spec.title,
@@ -200,6 +222,7 @@ def change_case(
     if not reason.strip():
         raise InvalidInput(f"say why: --reason 'why the case is to {action}'")
     case = store.case_by_key(session, key, for_update=True)
+    store.check_version(case, expected_version)  # a stale view is refused before any rule
     new, change = lifecycle.case_change(action, case.key, case.status)
     if action == "close":
         _require_finished(session, case)

@@ -24,6 +24,15 @@ _GUARDED: dict[type[Any], set[tuple[Any, Any]]] = {
 }
 
 
+# Every SQLite connection's settings: WAL, one fsync per checkpoint, a wait on a busy file.
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "busy_timeout=30000",
+    "foreign_keys=ON",
+)
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for `url`; SQLite files get WAL, synchronous=NORMAL and a busy timeout."""
     if url.startswith("sqlite"):
@@ -38,12 +47,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     # The driver's own transaction handling would defer BEGIN; we emit it ourselves.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
-    for pragma in (
-        "journal_mode=WAL",
-        "synchronous=NORMAL",
-        "busy_timeout=30000",
-        "foreign_keys=ON",
-    ):
+    for pragma in SQLITE_PRAGMAS:
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from bridgebsr import lifecycle
@@ -48,22 +49,52 @@ def calendars_for(
 ) -> dict[int | None, WorkCalendar]:
     """Working calendars of the case (key None) and of each owner, by contact id."""
     lead = session.get(Partner, case.lead_partner_id)
-    region = lead.region if lead is not None and lead.country == case.country else None
-    calendars: dict[int | None, WorkCalendar] = {
-        None: calendar_for(case.country, subdivision_of(case.country, region))
-    }
+    calendars: dict[int | None, WorkCalendar] = {None: case_calendar(case, lead)}
     if owner_ids:
         rows = session.exec(
-            select(Contact, Partner)
+            select(Contact.id, Contact.country, Partner.country, Partner.region)
             .join(Partner, col(Partner.id) == Contact.partner_id)
             .where(col(Contact.id).in_(owner_ids))
         )
-        for contact, partner in rows:
-            region = partner.region if partner.country == contact.country else None
-            calendars[contact.id] = calendar_for(
-                contact.country, subdivision_of(contact.country, region)
-            )
+        for contact_id, country, partner_country, region in rows:
+            calendars[contact_id] = owner_calendar(country, partner_country, region)
     return calendars
+
+
+def case_calendar(case: Case, lead: Partner | None) -> WorkCalendar:
+    """A case's calendar: its country's, with the lead partner's region when it is there."""
+    region = lead.region if lead is not None and lead.country == case.country else None
+    return calendar_for(case.country, subdivision_of(case.country, region))
+
+
+def owner_calendar(country: str, partner_country: str, region: str | None) -> WorkCalendar:
+    """An owner's calendar: their country's, with their partner's region when it is there."""
+    return calendar_for(
+        country, subdivision_of(country, region if partner_country == country else None)
+    )
+
+
+# Built once: a case's milestones with their owners' countries and regions.
+_MILESTONES_WITH_OWNERS = (
+    select(Milestone, Contact.country, Partner.country, Partner.region)
+    .outerjoin(Contact, col(Contact.id) == Milestone.owner_id)
+    .outerjoin(Partner, col(Partner.id) == Contact.partner_id)
+    .where(col(Milestone.case_id) == bindparam("case_id"))
+    .order_by(col(Milestone.seq))
+)
+
+
+def load_plan(session: Session, case: Case, lead: Partner, gates: Sequence[Gate]) -> Plan:
+    """A case's plan from its gates: its milestones and their owners' calendars in one query."""
+    calendars: dict[int | None, WorkCalendar] = {None: case_calendar(case, lead)}
+    milestones = []
+    for milestone, country, partner_country, region in session.exec(
+        _MILESTONES_WITH_OWNERS, params={"case_id": case.id}
+    ):
+        milestones.append(milestone)
+        if milestone.owner_id is not None and country is not None:
+            calendars[milestone.owner_id] = owner_calendar(country, partner_country, region)
+    return Plan(case, milestones, gates, calendars)
 
 
 def is_finished(node: Milestone | Gate) -> bool:
@@ -113,10 +144,20 @@ def reforecast(plan: Plan, template: Template, today: date) -> list[Change]:
     slots = schedule(items(plan, actual=True), plan.case.start_date, today)
     for node in plan.nodes():
         slot = slots[node.key]
-        node.forecast_start, node.forecast_due, node.critical = slot.start, slot.due, slot.critical
+        # Only what moved is written: an unchanged value is not set again.
+        if node.forecast_start != slot.start:
+            node.forecast_start = slot.start
+        if node.forecast_due != slot.due:
+            node.forecast_due = slot.due
+        if node.critical != slot.critical:
+            node.critical = slot.critical
     case = plan.case
-    case.forecast_date = max(slot.due for slot in slots.values())
-    case.current_stage = current_stage(plan, template)
+    forecast = max(slot.due for slot in slots.values())
+    if case.forecast_date != forecast:
+        case.forecast_date = forecast
+    stage = current_stage(plan, template)
+    if case.current_stage != stage:
+        case.current_stage = stage
     return changes
 
 

@@ -18,7 +18,6 @@ from models import (
     GateStatus,
     Milestone,
     MilestoneStatus,
-    Partner,
     Source,
     Template,
     TimeoutOutcome,
@@ -44,16 +43,15 @@ class _Work:
     now: datetime
 
 
-def _begin(session: Session, key: str, doing: str, now: datetime) -> _Work:
-    case = store.case_by_key(session, key, for_update=True)
+def _begin(
+    session: Session, key: str, doing: str, now: datetime, expected_version: int | None = None
+) -> _Work:
+    """Load a case for a change, refusing a stale view before any rule is asked."""
+    case, lead, template, gates = store.case_for_change(session, key)
+    store.check_version(case, expected_version)
     lifecycle.require_case_active(case.key, case.status, doing)
-    milestones, gates = store.milestones_of(session, case), store.gates_of(session, case)
-    owners = {m.owner_id for m in milestones if m.owner_id is not None}
-    plan = planning.Plan(case, milestones, gates, planning.calendars_for(session, case, owners))
-    partner = session.get(Partner, case.lead_partner_id)
-    assert partner is not None
-    day = store.local_date(now, partner.timezone)
-    return _Work(case, store.template_of(session, case), plan, day, now)
+    plan = planning.load_plan(session, case, lead, gates)
+    return _Work(case, template, plan, store.local_date(now, lead.timezone), now)
 
 
 def _commit(
@@ -139,7 +137,7 @@ def progress_milestone(
     expected_version: int | None = None,
 ) -> Milestone:
     """Start, complete or waive one milestone (`on` backdates it); dependents' forecasts move."""
-    work = _begin(session, case_key, f"{action} milestone {milestone_key}", now)
+    work = _begin(session, case_key, f"{action} milestone {milestone_key}", now, expected_version)
     milestone = _milestone(work, milestone_key)
     day = _check_day(work, on)
     blocking = planning.open_predecessors(work.plan, milestone) if milestone.strict else []
@@ -171,7 +169,7 @@ def decide_gate(
     expected_version: int | None = None,
 ) -> Gate:
     """Record one approver's decision; N approvals pass the gate, one rejection sends it back."""
-    work = _begin(session, case_key, f"{decision.value} gate {gate_key}", now)
+    work = _begin(session, case_key, f"{decision.value} gate {gate_key}", now, expected_version)
     gate = _gate(work, gate_key)
     approver = store.contact_by_email(session, actor.email)
     what = f"gate {gate.key} of {work.case.key}"

@@ -4,10 +4,10 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import and_, bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from bridgebsr.errors import InvalidInput, NotFound, StaleCase
 from bridgebsr.lifecycle import Change
@@ -34,6 +34,45 @@ def case_by_key(session: Session, key: str, *, for_update: bool = False) -> Case
     if case is None:
         raise NotFound(f"no case {key}; see `bridgebsr case list`")
     return case
+
+
+# The statements of the hot path, built once: each change runs them with new parameters.
+_CASE_FOR_CHANGE = (
+    select(Case, Partner, TemplateVersion.checksum, Gate)
+    .join(Partner, col(Partner.id) == Case.lead_partner_id)
+    .join(
+        TemplateVersion,
+        and_(
+            col(TemplateVersion.kind) == Case.kind,
+            col(TemplateVersion.version) == Case.template_version,
+        ),
+    )
+    .outerjoin(Gate, col(Gate.case_id) == Case.id)
+    .where(col(Case.key) == bindparam("key"))
+    .order_by(col(Gate.seq))
+    .with_for_update(of=Case)
+)
+_CASES = SQLModel.metadata.tables[str(Case.__tablename__)]
+_CLAIM = (
+    update(_CASES)
+    .where(_CASES.c.id == bindparam("case_id"), _CASES.c.version == bindparam("base"))
+    .values(version=bindparam("next_version"), updated_at=bindparam("at"))
+)
+_RECORD = insert(SQLModel.metadata.tables[str(CaseEvent.__tablename__)])
+
+
+def case_for_change(session: Session, key: str) -> tuple[Case, Partner, Template, list[Gate]]:
+    """The case with this key, locked for the transaction, with its lead partner, its pinned
+    template and its gates in template order, in one query."""
+    rows = session.exec(_CASE_FOR_CHANGE, params={"key": key.strip().upper()}).all()
+    if not rows:
+        case = case_by_key(session, key, for_update=True)  # NotFound when there is none
+        partner = session.get(Partner, case.lead_partner_id)
+        assert partner is not None
+        return case, partner, template_of(session, case), gates_of(session, case)
+    case, partner, digest, _ = rows[0]
+    gates = [gate for *_, gate in rows if gate is not None]
+    return case, partner, _parsed(session, case.kind, case.template_version, digest), gates
 
 
 def contact_by_email(session: Session, email: str) -> Contact:
@@ -71,20 +110,24 @@ def nodes_of(session: Session, case: Case) -> list[Milestone | Gate]:
     return [*milestones_of(session, case), *gates_of(session, case)]
 
 
-def claim(session: Session, case: Case, expected_version: int | None, now: datetime) -> None:
-    """Move the case to its next version, refusing if someone else changed it first."""
-    base = case.version
-    if expected_version is not None and expected_version != base:
+def check_version(case: Case, expected_version: int | None) -> None:
+    """Refuse a change made on a view of the case older than its current version."""
+    if expected_version is not None and expected_version != case.version:
         raise StaleCase(
-            f"case {case.key} is at version {base}, not {expected_version}: "
+            f"case {case.key} is at version {case.version}, not {expected_version}: "
             "someone changed it since you looked; check `bridgebsr case show` and retry"
         )
-    result = session.execute(
-        update(Case)
-        .where(col(Case.id) == case.id, col(Case.version) == base)
-        .values(version=base + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+
+
+def claim(session: Session, case: Case, expected_version: int | None, now: datetime) -> None:
+    """Move the case to its next version, refusing if someone else changed it first."""
+    check_version(case, expected_version)
+    base = case.version
+    # Pending changes are not flushed here but with the audit events, in one flush.
+    with session.no_autoflush:
+        result = session.execute(
+            _CLAIM, {"case_id": case.id, "base": base, "next_version": base + 1, "at": now}
+        )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleCase(f"case {case.key} changed while this change was made; retry")
     set_committed_value(case, "version", base + 1)
@@ -102,23 +145,26 @@ def record(
     source_ref: str | None = None,
     comment: str = "",
 ) -> None:
-    """Append one audit event per change."""
+    """Append one audit event per change, in one statement, after the pending changes."""
     assert case.id is not None
-    for change in changes:
-        session.add(
-            CaseEvent(
-                case_id=case.id,
-                at=now,
-                actor=actor,
-                kind=change.kind,
-                subject=change.subject,
-                before=change.before,
-                after=change.after,
-                source=source,
-                source_ref=source_ref,
-                comment=comment,
-            )
-        )
+    if not changes:
+        return
+    rows = [
+        {
+            "case_id": case.id,
+            "at": now,
+            "actor": actor,
+            "kind": change.kind,
+            "subject": change.subject,
+            "before": change.before,
+            "after": change.after,
+            "source": source,
+            "source_ref": source_ref,
+            "comment": comment,
+        }
+        for change in changes
+    ]
+    session.execute(_RECORD, rows)
 
 
 def next_key(session: Session, prefix: str, year: int) -> str:
@@ -143,7 +189,7 @@ def next_key(session: Session, prefix: str, year: int) -> str:
 def pin_template(session: Session, template: Template, digest: str) -> None:
     """Keep the exact template a case is opened with; refuse an edited file of the same version."""
     stored = session.exec(
-        select(TemplateVersion).where(
+        select(TemplateVersion.checksum).where(
             TemplateVersion.kind == template.kind, TemplateVersion.version == template.version
         )
     ).first()
@@ -156,7 +202,7 @@ def pin_template(session: Session, template: Template, digest: str) -> None:
                 body=template.model_dump(mode="json"),
             )
         )
-    elif stored.checksum != digest:
+    elif stored != digest:
         raise InvalidInput(
             f"template {template.kind} version {template.version} was edited after cases were "
             "opened with it; raise `version:` in the file so running cases keep theirs"
@@ -170,14 +216,25 @@ def template_of(session: Session, case: Case) -> Template:
 
 def pinned_template(session: Session, kind: str, version: int) -> Template:
     """A pinned template version, parsed once per process."""
-    stored = session.exec(
-        select(TemplateVersion).where(
+    digest = session.exec(
+        select(TemplateVersion.checksum).where(
             TemplateVersion.kind == kind, TemplateVersion.version == version
         )
     ).one()
-    if stored.checksum not in _PARSED:
-        _PARSED[stored.checksum] = Template.model_validate(stored.body)
-    return _PARSED[stored.checksum]
+    return _parsed(session, kind, version, digest)
+
+
+def _parsed(session: Session, kind: str, version: int, digest: str) -> Template:
+    """A pinned template by its checksum; its body is read and parsed only the first time."""
+    parsed = _PARSED.get(digest)
+    if parsed is None:
+        body = session.exec(
+            select(TemplateVersion.body).where(
+                TemplateVersion.kind == kind, TemplateVersion.version == version
+            )
+        ).one()
+        parsed = _PARSED[digest] = Template.model_validate(body)
+    return parsed
 
 
 # Pinned templates never change, so parsing each once per process is safe.

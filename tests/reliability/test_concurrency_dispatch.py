@@ -27,7 +27,7 @@ from bridgebsr.bootstrap import build_runtime
 from bridgebsr.cases import change_case, open_case
 from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_consortium
-from bridgebsr.errors import IllegalTransition, StaleCase
+from bridgebsr.errors import StaleCase
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_by_key
 from models import CaseEvent, CaseStatus, Notification
@@ -209,13 +209,6 @@ def _who(event: CaseEvent) -> tuple[str, int]:
     return event.actor.split("@")[0], int(event.comment.split("#")[1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IllegalTransition,
-    reason="a stale --if-version is checked after the lifecycle rule: a change that no longer "
-    "applies is refused as IllegalTransition, not StaleCase (bridgebsr/cases.py change_case, "
-    "bridgebsr/progress.py progress_milestone: store.claim comes last)",
-)
 def test_a_stale_version_is_refused_as_stale_even_when_the_change_no_longer_applies(
     tmp_path: Path,
 ) -> None:
