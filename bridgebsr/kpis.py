@@ -73,8 +73,10 @@ not to be before the latest change recorded.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -213,6 +215,8 @@ def load(source: Session | Connection | Engine, *, as_of: date) -> Frames:
 
 def _load(read: _Reader, as_of: date) -> Frames:
     sql = _Sql(read.dialect.name, dates_as_read=isinstance(read, _ArrowReader))
+    # The largest table first: an Arrow reader fetches it beside the rest.
+    milestone_rows = read.integers_soon(_milestone_query(sql), MILESTONE_COLUMNS)
     raw_templates = read.records(
         select(
             col(TemplateVersion.kind),
@@ -254,7 +258,7 @@ def _load(read: _Reader, as_of: date) -> Frames:
     owner_calendars = pd.Series(
         pd.Categorical(contact_calendars, dtype=calendars).codes, index=contacts.index
     )
-    milestones = _read_milestones(read, sql, owner_calendars, cases, shapes)
+    milestones = _read_milestones(milestone_rows(), owner_calendars, cases, shapes)
     return Frames(
         as_of=as_of,
         cases=cases,
@@ -279,6 +283,11 @@ class _Reader(Protocol):
     def records(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
         """Rows of mixed values; text as Python strings (no NULLs: the SELECT turns them into
         empty strings or _NULL)."""
+        ...
+
+    def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        """`integers`, possibly fetched while the caller reads the rest: call the result for
+        the rows."""
         ...
 
 
@@ -316,33 +325,54 @@ class _CursorReader:
         frame = pd.DataFrame.from_records(rows, columns=list(columns), coerce_float=False)
         return frame.astype({c: object for c in frame.columns if frame[c].dtype != np.int64})
 
+    def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        rows = self.integers(query, columns)
+        return lambda: rows
+
 
 class _ArrowReader:
     """Reads through an ADBC connection: the driver builds Arrow columns in C, which become
     numpy arrays without a Python object per value. The statements are compiled with their
     parameters inline (they hold only codes, names and dates the load itself writes)."""
 
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
+    def __init__(self, conn: Any, dialect: Dialect, beside: Any = None) -> None:
         self.conn = conn
         self._dialect = dialect
+        self._beside = beside  # a second connection on the same snapshot, for integers_soon
+        self._pool = ThreadPoolExecutor(1) if beside is not None else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     @property
     def dialect(self) -> Dialect:
         return self._dialect
 
-    def _table(self, query: Any) -> Any:
+    def _table(self, query: Any, conn: Any = None) -> Any:
         statement = str(
             query.compile(dialect=self._dialect, compile_kwargs={"literal_binds": True})
         )
-        with self.conn.cursor() as cursor:
+        with (conn or self.conn).cursor() as cursor:
             cursor.execute(statement)
             return cursor.fetch_arrow_table()
 
-    def integers(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
-        table = self._table(query)
+    def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        if self._pool is None:
+            rows = self.integers(query, columns)
+            return lambda: rows
+        # The driver fetches without holding the GIL, so this overlaps the caller's work.
+        table = self._pool.submit(self._table, query, self._beside)
+        return lambda: self._integer_frame(table.result(), columns)
+
+    @staticmethod
+    def _integer_frame(table: Any, columns: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame(
             {name: _arrow_integers(table.column(i)) for i, name in enumerate(columns)}
         )
+
+    def integers(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
+        return self._integer_frame(self._table(query), columns)
 
     def records(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
         table = self._table(query)
@@ -370,36 +400,61 @@ def _arrow_integers(column: Any) -> IntArray:
 
 @contextmanager
 def _reader(engine: Engine) -> Iterator[_Reader]:
-    """An Arrow reader on the engine's database in one read-only snapshot, or a reader on one
-    of the engine's connections where ADBC does not reach (an in-memory SQLite database)."""
-    url = engine.url
-    backend = url.get_backend_name()
-    conn: Any = None
+    """An Arrow reader on the engine's database: two connections on one read-only snapshot
+    (the second fetches the milestones beside the rest), or a reader on one of the engine's
+    connections where ADBC does not reach (an in-memory SQLite database, no driver)."""
     try:
-        if backend == "sqlite" and url.database and url.database != ":memory:":
-            import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-            path = quote(str(Path(url.database).resolve()))
-            conn = adbc_sqlite.connect(f"file:{path}?mode=rw")  # never creates a database
-        elif backend == "postgresql":
-            import adbc_driver_postgresql.dbapi as adbc_postgresql
-
-            target = url.set(drivername="postgresql").render_as_string(hide_password=False)
-            conn = adbc_postgresql.connect(target)
-    except ImportError:  # the driver is not installed: read through the engine
-        conn = None
-    if conn is None:
+        opened = _adbc_connections(engine)
+    except ImportError:
+        opened = None
+    if opened is None:
         with engine.connect() as fallback:
             yield _CursorReader(fallback)
         return
+    reader = _ArrowReader(opened[0], engine.dialect, opened[1])
     try:
-        with conn.cursor() as cursor:  # the driver has begun a transaction: make it a snapshot
-            if backend == "postgresql":
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        yield _ArrowReader(conn, engine.dialect)
+        yield reader
     finally:
-        conn.rollback()
-        conn.close()
+        reader.close()
+        for conn in opened:
+            if conn is not None:
+                conn.rollback()
+                conn.close()
+
+
+def _adbc_connections(engine: Engine) -> tuple[Any, Any | None] | None:
+    """Two ADBC connections whose read transactions see the same snapshot of the store."""
+    url = engine.url
+    backend = url.get_backend_name()
+    if backend == "sqlite" and url.database and url.database != ":memory:":
+        import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+        path = str(Path(url.database).resolve())
+        target = f"file:{quote(path)}?mode=rw"  # never creates a database
+        first, second = adbc_sqlite.connect(target), adbc_sqlite.connect(target)
+        # Writers wait while both readers take their snapshot, so the two are the same.
+        with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as fence:
+            fence.execute("BEGIN IMMEDIATE")
+            for conn in (first, second):
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT count(*) FROM sqlite_schema")
+                    cursor.fetchall()
+            fence.execute("ROLLBACK")
+        return first, second
+    if backend == "postgresql":
+        import adbc_driver_postgresql.dbapi as adbc_postgresql
+
+        target = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        first, second = adbc_postgresql.connect(target), adbc_postgresql.connect(target)
+        with first.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute("SELECT pg_export_snapshot()")
+            snapshot = cursor.fetchone()[0]
+        with second.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        return first, second
+    return None
 
 
 class _Sql:
@@ -571,25 +626,30 @@ def _read_cases(read: _Reader, sql: _Sql, partners: pd.DataFrame, shapes: _Shape
     return out
 
 
+MILESTONE_COLUMNS: Final = (
+    *("case_id", "seq", "status", "owner_id"),
+    *("planned_due", "started_on", "finished_on"),
+)
+
+
+def _milestone_query(sql: _Sql) -> Any:
+    return select(
+        col(Milestone.case_id),
+        col(Milestone.seq),
+        sql.code(col(Milestone.status), [s.value for s in MilestoneStatus]),
+        sql.key(col(Milestone.owner_id)),
+        sql.day(col(Milestone.planned_due)),
+        sql.day(col(Milestone.started_on)),
+        sql.day(col(Milestone.finished_on)),
+    )
+
+
 def _read_milestones(
-    read: _Reader,
-    sql: _Sql,
+    raw: pd.DataFrame,
     owner_calendars: pd.Series[Any],
     cases: pd.DataFrame,
     shapes: _Shapes,
 ) -> pd.DataFrame:
-    raw = read.integers(
-        select(
-            col(Milestone.case_id),
-            col(Milestone.seq),
-            sql.code(col(Milestone.status), [s.value for s in MilestoneStatus]),
-            sql.key(col(Milestone.owner_id)),
-            sql.day(col(Milestone.planned_due)),
-            sql.day(col(Milestone.started_on)),
-            sql.day(col(Milestone.finished_on)),
-        ),
-        ["case_id", "seq", "status", "owner_id", "planned_due", "started_on", "finished_on"],
-    )
     positions = _rows_of(cases.index, raw["case_id"])
     # The owner's calendar, else (no owner) the case's.
     calendar = owner_calendars.reindex(raw["owner_id"]).to_numpy(dtype="float64")

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from bridgebsr import cases, kpis, migrate, planning, progress, store
 from bridgebsr.bootstrap import Runtime, build_runtime
@@ -49,7 +49,7 @@ from bridgebsr.db import write_session
 from bridgebsr.demo import load_consortium, load_demo
 from bridgebsr.errors import InvalidInput
 from bridgebsr.settings import Settings
-from models import Case, Decision, Gate, Milestone
+from models import Case, Decision, Gate, Milestone, Partner, PartnerKind
 from tests.conftest import PG_ADMIN_URL, at
 
 AS_OF = date(2026, 4, 20)
@@ -841,6 +841,32 @@ def test_builds_do_not_change_their_input(portfolio: Runtime) -> None:
 def test_the_engine_load_reads_through_arrow(portfolio: Runtime) -> None:
     with kpis._reader(portfolio.engine) as read:
         assert isinstance(read, kpis._ArrowReader)
+
+
+def test_both_arrow_connections_read_one_snapshot(consortium: Runtime) -> None:
+    """The milestones (fetched on the second connection) and the rest (on the first) come from
+    the same moment, whatever writers commit while the load runs."""
+    count = select(func.count()).select_from(Partner)
+    with kpis._reader(consortium.engine) as read:
+        assert isinstance(read, kpis._ArrowReader)
+        before = int(read.records(count, ["n"])["n"].iloc[0])
+        with write_session(consortium.engine) as session:
+            session.add(
+                Partner(
+                    code="LATE",
+                    name="Meanwhile",
+                    kind=PartnerKind.CLUSTER,
+                    country="DK",
+                    region="Hovedstaden",
+                    timezone="Europe/Copenhagen",
+                )
+            )
+            session.commit()
+        later = read.integers_soon(count, ["n"])
+        assert int(read.records(count, ["n"])["n"].iloc[0]) == before
+        assert int(later()["n"].iloc[0]) == before
+    with kpis._reader(consortium.engine) as read:
+        assert int(read.records(count, ["n"])["n"].iloc[0]) == before + 1
 
 
 def test_an_empty_store_gives_empty_tables(rt: Runtime) -> None:
