@@ -73,10 +73,12 @@ not to be before the latest change recorded.
 
 from __future__ import annotations
 
-import sqlite3
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -84,7 +86,6 @@ from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar, cast
-from urllib.parse import quote
 
 import holidays
 import numpy as np
@@ -214,9 +215,7 @@ def load(source: Session | Connection | Engine, *, as_of: date) -> Frames:
 
 
 def _load(read: _Reader, as_of: date) -> Frames:
-    sql = _Sql(read.dialect.name, dates_as_read=isinstance(read, _ArrowReader))
-    # The largest table first: an Arrow reader fetches it beside the rest.
-    milestone_rows = read.integers_soon(_milestone_query(sql), MILESTONE_COLUMNS)
+    sql = _Sql(read.dialect.name, dates_as_read=read.arrow)
     raw_templates = read.records(
         select(
             col(TemplateVersion.kind),
@@ -251,7 +250,10 @@ def _load(read: _Reader, as_of: date) -> Frames:
     contact_calendars = _calendars(
         contacts["country"], where["partner_country"].to_numpy(), where["region"].to_numpy()
     )
-    cases = _read_cases(read, sql, partners, shapes)
+    case_rows = read.records_soon(_case_query(sql), CASE_COLUMNS)
+    # The largest table: fetched while the cases are worked on.
+    milestone_rows = read.integers_soon(_milestone_query(sql), MILESTONE_COLUMNS)
+    cases = _read_cases(case_rows(), partners, shapes)
     names = sorted(set(contact_calendars) | set(pd.unique(cases["calendar"].to_numpy(object))))
     calendars = pd.CategoricalDtype(names)
     cases["calendar"] = pd.Categorical(cases["calendar"], dtype=calendars)
@@ -276,6 +278,11 @@ class _Reader(Protocol):
     @property
     def dialect(self) -> Dialect: ...
 
+    @property
+    def arrow(self) -> bool:
+        """Whether rows come through Arrow, which parses ISO dates itself (see `_Sql`)."""
+        ...
+
     def integers(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
         """Rows of integers (no NULLs: the SELECT turns them into _NULL) as int64 columns."""
         ...
@@ -286,13 +293,19 @@ class _Reader(Protocol):
         ...
 
     def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
-        """`integers`, possibly fetched while the caller reads the rest: call the result for
-        the rows."""
+        """`integers`, possibly fetched while the caller works on: call the result for the
+        rows."""
+        ...
+
+    def records_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        """`records`, possibly fetched while the caller works on."""
         ...
 
 
 class _CursorReader:
     """Reads through a SQLAlchemy connection, inside its transaction."""
+
+    arrow = False
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -329,59 +342,147 @@ class _CursorReader:
         rows = self.integers(query, columns)
         return lambda: rows
 
+    def records_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        rows = self.records(query, columns)
+        return lambda: rows
 
-class _ArrowReader:
-    """Reads through an ADBC connection: the driver builds Arrow columns in C, which become
-    numpy arrays without a Python object per value. The statements are compiled with their
-    parameters inline (they hold only codes, names and dates the load itself writes)."""
 
-    def __init__(self, conn: Any, dialect: Dialect, beside: Any = None) -> None:
-        self.conn = conn
+class _ArrowTables:
+    """A reader whose rows arrive as Arrow tables: the driver builds the columns in C, and
+    they become numpy arrays without a Python object per value. Statements are sent as SQL
+    with their parameters inline (they hold only codes, names and dates the load writes)."""
+
+    arrow = True
+
+    def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
-        self._beside = beside  # a second connection on the same snapshot, for integers_soon
-        self._pool = ThreadPoolExecutor(1) if beside is not None else None
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
 
     @property
     def dialect(self) -> Dialect:
         return self._dialect
 
-    def _table(self, query: Any, conn: Any = None) -> Any:
-        statement = str(
-            query.compile(dialect=self._dialect, compile_kwargs={"literal_binds": True})
-        )
-        with (conn or self.conn).cursor() as cursor:
+    def _table(self, statement: str) -> Any:
+        return self._table_soon(statement)()
+
+    def _table_soon(self, statement: str) -> Callable[[], Any]:
+        raise NotImplementedError
+
+    def _sql(self, query: Any) -> str:
+        return str(query.compile(dialect=self._dialect, compile_kwargs={"literal_binds": True}))
+
+    def integers(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
+        return _integer_frame(self._table(self._sql(query)), columns)
+
+    def records(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
+        return _record_frame(self._table(self._sql(query)), columns)
+
+    def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        table = self._table_soon(self._sql(query))
+        return lambda: _integer_frame(table(), columns)
+
+    def records_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        table = self._table_soon(self._sql(query))
+        return lambda: _record_frame(table(), columns)
+
+
+class _PostgresReader(_ArrowTables):
+    """ADBC on PostgreSQL: two connections on one exported snapshot; what is asked for soon
+    is fetched on the second, in a thread (the driver does not hold the GIL meanwhile)."""
+
+    def __init__(self, dialect: Dialect, first: Any, second: Any) -> None:
+        super().__init__(dialect)
+        self.first, self.second = first, second
+        self.pool = ThreadPoolExecutor(1)
+
+    def _fetch(self, conn: Any, statement: str) -> Any:
+        with conn.cursor() as cursor:
             cursor.execute(statement)
             return cursor.fetch_arrow_table()
 
-    def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
-        if self._pool is None:
-            rows = self.integers(query, columns)
-            return lambda: rows
-        # The driver fetches without holding the GIL, so this overlaps the caller's work.
-        table = self._pool.submit(self._table, query, self._beside)
-        return lambda: self._integer_frame(table.result(), columns)
+    def _table(self, statement: str) -> Any:
+        return self._fetch(self.first, statement)
 
-    @staticmethod
-    def _integer_frame(table: Any, columns: Sequence[str]) -> pd.DataFrame:
-        return pd.DataFrame(
-            {name: _arrow_integers(table.column(i)) for i, name in enumerate(columns)}
+    def _table_soon(self, statement: str) -> Callable[[], Any]:
+        return self.pool.submit(self._fetch, self.second, statement).result
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for conn in (self.first, self.second):
+            conn.rollback()
+            conn.close()
+
+
+class _ProcessReader(_ArrowTables):
+    """`bridgebsr.arrow_fetch` in a child process on the SQLite file: one read transaction
+    there, so every table comes from one snapshot; the caller works on while rows asked for
+    soon are fetched."""
+
+    def __init__(self, dialect: Dialect, path: str) -> None:
+        super().__init__(dialect)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bridgebsr.arrow_fetch", path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
+        self.pool = ThreadPoolExecutor(1)  # reads the answers in the order they were asked
 
-    def integers(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
-        return self._integer_frame(self._table(query), columns)
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().decode("utf-8").rstrip("\n")
+        if not line or line.startswith("error "):
+            raise InvalidInput(
+                f"the store could not be read through Arrow: {line[6:] or 'no answer'}; "
+                "check that the case store is readable, or report from a session"
+            )
+        return line
 
-    def records(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
-        table = self._table(query)
-        out = {}
-        for i, name in enumerate(columns):
-            values = table.column(i).to_numpy(zero_copy_only=False)
-            integral = np.issubdtype(values.dtype, np.integer)
-            out[name] = pd.Series(values, dtype=np.int64 if integral else object)
-        return pd.DataFrame(out)
+    def start(self) -> bool:
+        """Whether the child began its read (False: it cannot read Arrow here)."""
+        try:
+            return self._line() == "ready"
+        except InvalidInput:
+            return False
+
+    def _table_soon(self, statement: str) -> Callable[[], Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(statement).encode("utf-8") + b"\n")
+        self.process.stdin.flush()
+        return self.pool.submit(self._answer).result
+
+    def _answer(self) -> Any:
+        import pyarrow as pa
+
+        size = int(self._line().removeprefix("ok "))
+        assert self.process.stdout is not None
+        payload = self.process.stdout.read(size)
+        return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+
+    def close(self) -> None:
+        with suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        self.pool.shutdown(wait=True)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def _integer_frame(table: Any, columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame({name: _arrow_integers(table.column(i)) for i, name in enumerate(columns)})
+
+
+def _record_frame(table: Any, columns: Sequence[str]) -> pd.DataFrame:
+    out = {}
+    for i, name in enumerate(columns):
+        values = table.column(i).to_numpy(zero_copy_only=False)
+        integral = np.issubdtype(values.dtype, np.integer)
+        out[name] = pd.Series(values, dtype=np.int64 if integral else object)
+    return pd.DataFrame(out)
 
 
 def _arrow_integers(column: Any) -> IntArray:
@@ -400,61 +501,48 @@ def _arrow_integers(column: Any) -> IntArray:
 
 @contextmanager
 def _reader(engine: Engine) -> Iterator[_Reader]:
-    """An Arrow reader on the engine's database: two connections on one read-only snapshot
-    (the second fetches the milestones beside the rest), or a reader on one of the engine's
-    connections where ADBC does not reach (an in-memory SQLite database, no driver)."""
-    try:
-        opened = _adbc_connections(engine)
-    except ImportError:
-        opened = None
-    if opened is None:
-        with engine.connect() as fallback:
-            yield _CursorReader(fallback)
-        return
-    reader = _ArrowReader(opened[0], engine.dialect, opened[1])
-    try:
-        yield reader
-    finally:
-        reader.close()
-        for conn in opened:
-            if conn is not None:
-                conn.rollback()
-                conn.close()
+    """The fastest reader the engine's database allows, each in one read-only snapshot.
 
-
-def _adbc_connections(engine: Engine) -> tuple[Any, Any | None] | None:
-    """Two ADBC connections whose read transactions see the same snapshot of the store."""
+    - PostgreSQL: ADBC, two connections on one exported snapshot.
+    - A SQLite file: ADBC in a child process (`bridgebsr.arrow_fetch`). The driver carries its
+      own copy of SQLite, and two copies in one process release each other's file locks.
+    - Otherwise (an in-memory database, no driver): the engine's connection.
+    """
     url = engine.url
     backend = url.get_backend_name()
-    if backend == "sqlite" and url.database and url.database != ":memory:":
-        import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-        path = str(Path(url.database).resolve())
-        target = f"file:{quote(path)}?mode=rw"  # never creates a database
-        first, second = adbc_sqlite.connect(target), adbc_sqlite.connect(target)
-        # Writers wait while both readers take their snapshot, so the two are the same.
-        with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as fence:
-            fence.execute("BEGIN IMMEDIATE")
-            for conn in (first, second):
-                with conn.cursor() as cursor:
-                    cursor.execute("SELECT count(*) FROM sqlite_schema")
-                    cursor.fetchall()
-            fence.execute("ROLLBACK")
-        return first, second
+    arrow: _PostgresReader | _ProcessReader | None = None
     if backend == "postgresql":
-        import adbc_driver_postgresql.dbapi as adbc_postgresql
+        with suppress(ImportError):
+            arrow = _PostgresReader(engine.dialect, *_postgres_pair(url))
+    elif backend == "sqlite" and url.database and url.database != ":memory:":
+        arrow = _ProcessReader(engine.dialect, str(Path(url.database).resolve()))
+        if not arrow.start():
+            arrow.close()
+            arrow = None
+    if arrow is not None:
+        try:
+            yield arrow
+        finally:
+            arrow.close()
+        return
+    with engine.connect() as conn:
+        yield _CursorReader(conn)
 
-        target = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        first, second = adbc_postgresql.connect(target), adbc_postgresql.connect(target)
-        with first.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cursor.execute("SELECT pg_export_snapshot()")
-            snapshot = cursor.fetchone()[0]
-        with second.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-        return first, second
-    return None
+
+def _postgres_pair(url: Any) -> tuple[Any, Any]:
+    """Two ADBC connections whose read transactions share one exported snapshot."""
+    import adbc_driver_postgresql.dbapi as adbc_postgresql
+
+    target = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    first, second = adbc_postgresql.connect(target), adbc_postgresql.connect(target)
+    with first.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute("SELECT pg_export_snapshot()")
+        snapshot = cursor.fetchone()[0]
+    with second.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+    return first, second
 
 
 class _Sql:
@@ -573,37 +661,30 @@ def _calendars(countries: Any, partner_countries: Any, regions: Any) -> list[str
     return [names[i] for i in codes]
 
 
-def _read_cases(read: _Reader, sql: _Sql, partners: pd.DataFrame, shapes: _Shapes) -> pd.DataFrame:
-    raw = read.records(
-        select(
-            col(Case.id),
-            col(Case.key),
-            col(Case.kind),
-            col(Case.template_version),
-            col(Case.lead_partner_id),
-            col(Case.country),
-            sql.code(col(Case.status), [s.value for s in CaseStatus]),
-            sql.text(col(Case.current_stage)),
-            sql.day(col(Case.start_date), in_sql=True),
-            sql.day(col(Case.target_date), in_sql=True),
-            sql.day(col(Case.forecast_date), in_sql=True),
-            sql.seconds(col(Case.closed_at)),
-        ),
-        [
-            "case_id",
-            "key",
-            PILOT,
-            "template_version",
-            "lead_partner_id",
-            COUNTRY,
-            "status",
-            "current_stage",
-            "start_date",
-            "target_date",
-            "forecast_date",
-            "closed_at",
-        ],
+CASE_COLUMNS: Final = (
+    *("case_id", "key", PILOT, "template_version", "lead_partner_id", COUNTRY, "status"),
+    *("current_stage", "start_date", "target_date", "forecast_date", "closed_at"),
+)
+
+
+def _case_query(sql: _Sql) -> Any:
+    return select(
+        col(Case.id),
+        col(Case.key),
+        col(Case.kind),
+        col(Case.template_version),
+        col(Case.lead_partner_id),
+        col(Case.country),
+        sql.code(col(Case.status), [s.value for s in CaseStatus]),
+        sql.text(col(Case.current_stage)),
+        sql.day(col(Case.start_date), in_sql=True),
+        sql.day(col(Case.target_date), in_sql=True),
+        sql.day(col(Case.forecast_date), in_sql=True),
+        sql.seconds(col(Case.closed_at)),
     )
+
+
+def _read_cases(raw: pd.DataFrame, partners: pd.DataFrame, shapes: _Shapes) -> pd.DataFrame:
     raw = raw.set_index("case_id").sort_index()
     lead = partners.reindex(raw["lead_partner_id"].to_numpy())
     out = pd.DataFrame(index=raw.index)
