@@ -15,7 +15,9 @@ from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.settings import Settings
 from notifications.outbox import DispatchReport, RunLinks, dispatch
 
-CONCURRENCY = 8  # deliveries in flight per process
+# Messages in flight in one pass, shared by its worker processes: also the most a pass that
+# dies can leave delivered but not recorded (sent again, and counted as resent, next time).
+CONCURRENCY = 8
 
 
 def deliver(

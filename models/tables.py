@@ -262,6 +262,16 @@ class Notification(SQLModel, table=True):
     )
     sent_at: datetime | None = None
     delivery_id: int | None = Field(default=None, foreign_key="deliveries.id", index=True)
+    sending: bool = Field(
+        default=False,
+        description="A message carrying it went to the channels and its outcome is not "
+        "recorded yet (it stays so when the dispatcher dies mid-delivery).",
+    )
+    resent: int = Field(
+        default=0,
+        description="Times it was sent again after an attempt whose outcome was never "
+        "recorded: possible duplicates.",
+    )
 
 
 class Delivery(SQLModel, table=True):
@@ -278,3 +288,8 @@ class Delivery(SQLModel, table=True):
     ok: bool
     title: str = Field(max_length=300)
     channels: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    resent: int = Field(
+        default=0,
+        description="Notices it carried that an earlier attempt, whose outcome was never "
+        "recorded, may have delivered already (possible duplicates).",
+    )

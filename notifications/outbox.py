@@ -1,9 +1,8 @@
 """Dispatching the outbox: claim due rows, plan each recipient's messages, deliver, record.
 
 Rows are claimed a recipient at a time with one UPDATE that pushes their next attempt a lease
-ahead, so two dispatchers never take the same row; delivery is at least once (a crash between
-sending and recording sends those rows again at the next pass). For each recipient, their
-preferences decide what goes (`plan`):
+ahead, so two dispatchers never take the same row. For each recipient, their preferences
+decide what goes (`plan`):
 
 - in their quiet hours (local night, 21:00 to 07:00 unless they chose otherwise) nothing goes;
   the rows are `held` until the night ends;
@@ -13,18 +12,28 @@ preferences decide what goes (`plan`):
 
 Every message sent or tried leaves a receipt in `deliveries` with each channel's result. A
 message that keeps failing leaves its rows `failed` after `max_attempts`, with the reason;
-other recipients are not held up by it. Deliveries run in a thread pool of `concurrency`.
+other recipients are not held up by it.
+
+Deliveries run in a thread pool of `concurrency`, and each outcome is recorded as soon as it
+is known: whatever completed while one record was being committed goes into the next commit.
+A message starts only when one of the `concurrency` slots is free, and its rows are marked
+`sending` in the same commit that records the outcomes that freed the slots, before it goes
+out. Delivery is at least once: a dispatcher that dies leaves at most `concurrency` messages
+delivered (perhaps) but not recorded; their rows come due again when the lease lapses and go
+again, and as they are still marked `sending`, that send counts as a possible duplicate (in
+the row's and the receipt's `resent`, and the report's).
 """
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from queue import SimpleQueue
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import BindParameter, Engine, and_, bindparam, func, insert, or_, select, update
 from sqlmodel import Session, col
 
 from models import Contact, Delivery, Notification, NotificationStatus, Partner
@@ -34,7 +43,6 @@ from notifications.render import Message, Notice, render, render_bundle
 QUIET_FROM, QUIET_UNTIL = time(21, 0), time(7, 0)  # the default local night
 DIGEST_AT = time(8, 0)  # local time of the daily digest, Monday to Friday
 LEASE = timedelta(minutes=10)
-RECORD_EVERY = 32  # messages delivered between two records of their outcomes
 FIRST_RETRY = timedelta(minutes=2)
 LONGEST_RETRY = timedelta(hours=6)
 _WAITING = (NotificationStatus.PENDING, NotificationStatus.HELD)
@@ -51,27 +59,23 @@ class DispatchReport:
     messages: int = 0
     digests: int = 0
     summaries: int = 0
+    resent: int = 0  # rows sent again after an attempt whose outcome was never recorded
     errors: list[str] = field(default_factory=list)
     bundles: list[dict[str, Any]] = field(default_factory=list)  # digests and summaries
 
     def merge(self, other: "DispatchReport") -> None:
         """Add another pass's counts (another worker's, say) to these."""
-        for name in ("sent", "held", "retrying", "failed", "messages", "digests", "summaries"):
+        for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
         self.bundles += other.bundles
 
     def summary(self) -> dict[str, Any]:
         """Counts for the CLI and the flow."""
-        return {
-            "sent": self.sent,
-            "held": self.held,
-            "retrying": self.retrying,
-            "failed": self.failed,
-            "messages": self.messages,
-            "digests": self.digests,
-            "summaries": self.summaries,
-        }
+        return {name: getattr(self, name) for name in _COUNTS}
+
+
+_COUNTS = ("sent", "held", "retrying", "failed", "messages", "digests", "summaries", "resent")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class Row:
     created_at: datetime
     payload: dict[str, Any]
     delivered: frozenset[str] = frozenset()
+    sending: bool = False  # an earlier attempt's outcome was never recorded
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,7 @@ def plan(
 
 
 Links = Callable[[dict[str, Any]], str | None]
+Work = tuple[Recipient, Outgoing, Message]  # a message planned for one recipient
 
 
 @dataclass(frozen=True)
@@ -243,11 +249,13 @@ def dispatch(
     `links` gives the Prefect UI address to follow a notice in (from its payload), if any."""
     now = now.astimezone(UTC)
     report = DispatchReport()
-    with ThreadPoolExecutor(max_workers=max(concurrency, 1)) as pool:
+    width = max(concurrency, 1)
+    writer = engine.execution_options(sqlite_immediate=True)
+    with ThreadPoolExecutor(max_workers=width) as pool:
         while claimed := _claim(engine, now, batch):
             recipients, rows = _load(engine, claimed)
             sent_today, summaries = _today(engine, now, recipients)
-            work: list[tuple[Recipient, Outgoing, Message]] = []
+            work: list[Work] = []
             holds: dict[int, datetime] = {}
             for rid, recipient in recipients.items():
                 p = plan(
@@ -259,20 +267,53 @@ def dispatch(
                 )
                 holds |= p.holds
                 work += [(recipient, m, _message(m, recipient, now, links)) for m in p.messages]
-            # Record as deliveries complete, a few at a time: a crash re-sends at most the
-            # messages delivered since the last record, not the whole batch.
-            pending = {pool.submit(_send, post, *w): w for w in work}
-            done_work: list[tuple[Recipient, Outgoing, Message]] = []
-            done_results: list[list[ChannelResult]] = []
-            for future in as_completed(pending):
-                done_work.append(pending[future])
-                done_results.append(future.result())
-                if len(done_work) >= RECORD_EVERY:
-                    _record(engine, now, max_attempts, done_work, done_results, holds, report)
-                    done_work, done_results, holds = [], [], {}
-            if done_work or holds:
-                _record(engine, now, max_attempts, done_work, done_results, holds, report)
+            _deliver(writer, now, max_attempts, pool, width, post, work, holds, report)
     return report
+
+
+def _deliver(
+    writer: Engine,
+    now: datetime,
+    max_attempts: int,
+    pool: ThreadPoolExecutor,
+    width: int,
+    post: PostOffice,
+    work: Sequence[Work],
+    holds: dict[int, datetime],
+    report: DispatchReport,
+) -> None:
+    """Deliver the planned messages, at most `width` at a time, recording as they complete.
+
+    Each commit records the outcomes that completed since the last one (with the holds, the
+    first time) and marks the rows of the messages about to take the freed slots `sending`;
+    only then do those messages go. So at any moment at most `width` messages are marked and
+    not recorded: all a dispatcher killed then can have delivered without a record."""
+    queue = list(reversed(work))
+    finished: SimpleQueue[tuple[Work, list[ChannelResult]]] = SimpleQueue()
+
+    def send(item: Work) -> None:
+        sent = [ChannelResult("dispatch", False, "interrupted while delivering")]
+        try:
+            sent = _send(post, *item)
+        finally:
+            finished.put((item, sent))
+
+    running = 0
+    done: list[tuple[Work, list[ChannelResult]]] = []
+    while True:
+        starting = [queue.pop() for _ in range(min(width - running, len(queue)))]
+        if done or holds or starting:
+            _record(writer, now, max_attempts, done, holds, starting, report)
+            done, holds = [], {}
+        for item in starting:
+            pool.submit(send, item)
+        running += len(starting)
+        if not running:
+            return
+        done.append(finished.get())  # the first to complete, then all that completed since
+        while not finished.empty():
+            done.append(finished.get())
+        running -= len(done)
 
 
 def _due(now: datetime) -> Any:
@@ -341,6 +382,7 @@ def _load(engine: Engine, ids: list[int]) -> tuple[dict[int, Recipient], dict[in
                     col(Notification.created_at),
                     col(Notification.payload),
                     col(Notification.delivered),
+                    col(Notification.sending),
                     Contact,
                     col(Partner.code),
                 )
@@ -348,7 +390,7 @@ def _load(engine: Engine, ids: list[int]) -> tuple[dict[int, Recipient], dict[in
                 .join(Partner, col(Partner.id) == Contact.partner_id)
                 .where(col(Notification.id).in_(ids[start : start + 5000]))
             ).all()
-            for nid, attempts, urgent, created, payload, delivered, contact, partner in found:
+            for nid, tries, urgent, created, payload, took, sending, contact, partner in found:
                 assert contact.id is not None
                 if contact.id not in recipients:
                     quiet = None
@@ -367,11 +409,12 @@ def _load(engine: Engine, ids: list[int]) -> tuple[dict[int, Recipient], dict[in
                 rows[contact.id].append(
                     Row(
                         id=nid,
-                        attempts=attempts,
+                        attempts=tries,
                         urgent=urgent,
                         created_at=_aware(created),
                         payload=payload,
-                        delivered=frozenset(delivered or []),
+                        delivered=frozenset(took or []),
+                        sending=bool(sending),
                     )
                 )
     return recipients, rows
@@ -432,23 +475,50 @@ def _send(
         return [ChannelResult("dispatch", False, f"{type(exc).__name__} while delivering")]
 
 
+_OUTBOX = Notification.__table__  # type: ignore[attr-defined]
+_RECEIPTS = Delivery.__table__  # type: ignore[attr-defined]
+# Set-based statements in Core: a record runs after every few messages, so it stays lean.
+_ADD_RECEIPTS = insert(_RECEIPTS).returning(_RECEIPTS.c.id, sort_by_parameter_order=True)
+_SET_OUTCOME = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row"))
+    .values(
+        {
+            name: bindparam(name)
+            for name in (
+                *("attempts", "delivery_id", "delivered", "last_error", "sending"),
+                *("status", "sent_at", "next_attempt_at"),
+            )
+        }
+    )
+)
+_ROWS: BindParameter[list[int]] = bindparam("rows", expanding=True)
+_MARK = update(_OUTBOX).where(_OUTBOX.c.id.in_(_ROWS)).values(sending=True)
+_COUNT_RESENT = update(_OUTBOX).where(_OUTBOX.c.id.in_(_ROWS)).values(resent=_OUTBOX.c.resent + 1)
+_SET_HOLD = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row"))
+    .values(status=NotificationStatus.HELD, next_attempt_at=bindparam("until"))
+)
+
+
 def _record(
-    engine: Engine,
+    writer: Engine,
     now: datetime,
     max_attempts: int,
-    work: Sequence[tuple[Recipient, Outgoing, Message]],
-    results: Sequence[list[ChannelResult]],
+    done: Sequence[tuple[Work, list[ChannelResult]]],
     holds: Mapping[int, datetime],
+    starting: Sequence[Work],
     report: DispatchReport,
 ) -> None:
-    """Receipts, outcomes and holds of one batch, in one transaction."""
-    updates: list[dict[str, Any]] = []
-    with Session(engine.execution_options(sqlite_immediate=True)) as session:
-        receipts: list[int] = []
-        if work:
-            receipts = list(
-                session.execute(
-                    insert(Delivery).returning(col(Delivery.id), sort_by_parameter_order=True),
+    """In one transaction: the receipts and outcomes of the messages `done`, the `holds`, and
+    the `sending` marks of the messages `starting` (which go once this commits). `writer`
+    is the engine with SQLite's immediate transactions."""
+    with writer.begin() as conn:
+        if done:
+            receipts = (
+                conn.execute(
+                    _ADD_RECEIPTS,
                     [
                         {
                             "recipient_id": recipient.id,
@@ -460,34 +530,38 @@ def _record(
                             "channels": [
                                 {"channel": r.channel, "ok": r.ok, "detail": r.detail} for r in sent
                             ],
+                            "resent": sum(r.sending for r in out.rows),
                         }
-                        for (recipient, out, message), sent in zip(work, results, strict=True)
+                        for (recipient, out, message), sent in done
                     ],
-                ).scalars()
-            )
-        for receipt, (recipient, out, _), sent in zip(receipts, work, results, strict=True):
-            updates += _outcome(receipt, out, sent, now, max_attempts, report)
-            if out.kind != "notice":
-                report.bundles.append(
-                    {
-                        "recipient": recipient.email,
-                        "kind": out.kind,
-                        "notices": len(out.rows),
-                        "ok": all(r.ok for r in sent),
-                    }
                 )
-        if updates:
-            session.execute(update(Notification), updates)
-        if holds:
-            session.execute(
-                update(Notification),
-                [
-                    {"id": nid, "status": NotificationStatus.HELD, "next_attempt_at": when}
-                    for nid, when in holds.items()
-                ],
+                .scalars()
+                .all()
             )
+            updates: list[dict[str, Any]] = []
+            for receipt, ((recipient, out, _), sent) in zip(receipts, done, strict=True):
+                updates += _outcome(receipt, out, sent, now, max_attempts, report)
+                if out.kind != "notice":
+                    report.bundles.append(
+                        {
+                            "recipient": recipient.email,
+                            "kind": out.kind,
+                            "notices": len(out.rows),
+                            "ok": all(r.ok for r in sent),
+                        }
+                    )
+            conn.execute(_SET_OUTCOME, updates)
+        if holds:
+            conn.execute(_SET_HOLD, [{"row": nid, "until": when} for nid, when in holds.items()])
             report.held += len(holds)
-        session.commit()
+        rows = [r for _, out, _ in starting for r in out.rows]
+        first = [r.id for r in rows if not r.sending]
+        again = [r.id for r in rows if r.sending]  # an earlier attempt was never recorded
+        if first:
+            conn.execute(_MARK, {"rows": first})
+        if again:
+            conn.execute(_COUNT_RESENT, {"rows": again})
+            report.resent += len(again)
 
 
 def _outcome(
@@ -513,11 +587,12 @@ def _outcome(
     for row in out.rows:
         attempts = row.attempts + 1
         entry: dict[str, Any] = {
-            "id": row.id,
+            "row": row.id,
             "attempts": attempts,
             "delivery_id": receipt,
             "delivered": sorted(row.delivered | took),
             "last_error": error,
+            "sending": False,
         }
         if ok:
             entry |= {"status": NotificationStatus.SENT, "sent_at": now, "next_attempt_at": None}

@@ -3,11 +3,13 @@
 from typing import Annotated
 
 import typer
+from sqlmodel import col, select
 
 from bridgebsr import queries
 from bridgebsr.cli._common import (
     AS_OF_HELP,
     JSON_OPTION,
+    bounded,
     emit_json,
     emit_table,
     parse_when,
@@ -15,14 +17,14 @@ from bridgebsr.cli._common import (
 )
 from bridgebsr.db import read_session
 from bridgebsr.errors import InvalidInput
-from models import NotificationStatus
+from models import Delivery, NotificationStatus
 
 notifications_app = typer.Typer(help="The notification outbox.", no_args_is_help=True)
 COLUMNS = (
     *("id", "status", "recipient", "case", "item", "rule"),
     *("urgent", "attempts", "via", "error"),
 )
-RECEIPT_COLUMNS = ("id", "at", "recipient", "kind", "notices", "ok", "channels")
+RECEIPT_COLUMNS = ("id", "at", "recipient", "kind", "notices", "resent", "ok", "channels")
 
 
 @notifications_app.command("list")
@@ -34,6 +36,7 @@ def list_notices(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List outbox rows, newest first."""
+    limit = bounded(limit, "--limit")
     wanted: tuple[NotificationStatus, ...] = ()
     if status:
         try:
@@ -59,10 +62,20 @@ def list_receipts(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Messages sent or tried (a notice, a digest or an overflow summary), with each
-    channel's result."""
+    channel's result. `resent` counts the notices of a message that an earlier attempt may
+    have delivered already (a dispatcher stopped before recording that attempt's outcome)."""
+    limit = bounded(limit, "--limit")
     rt = runtime()
     with read_session(rt.engine) as session:
         rows = queries.receipts(session=session, email=recipient, limit=limit)
+        found = session.execute(
+            select(col(Delivery.id), col(Delivery.resent)).where(
+                col(Delivery.id).in_([r["id"] for r in rows])
+            )
+        ).all()
+        resent = {int(receipt): int(count) for receipt, count in found}
+    for row in rows:
+        row["resent"] = resent.get(row["id"], 0)
     if as_json:
         emit_json(rows)
     else:
@@ -81,15 +94,28 @@ def dispatch(
             help="Processes delivering at once (default BRIDGEBSR_DISPATCH_WORKERS, 1).",
         ),
     ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            max=64,
+            help="Messages in flight at once, shared by the workers (default 8). A dispatcher "
+            "stopped mid-pass may have sent at most this many without recording them; those "
+            "go again and are counted as resent.",
+        ),
+    ] = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Deliver every pending notice due by now (or --as-of), as each reader's preferences say
     (quiet hours, digest, daily cap), retrying failures with backoff."""
-    from bridgebsr.delivery import deliver  # Apprise loads only for this command
+    from bridgebsr.delivery import CONCURRENCY, deliver  # Apprise loads only for this command
 
     rt = runtime()
     post = rt.post_office()
-    report = deliver(rt, now=parse_when(as_of, rt), workers=workers)
+    report = deliver(
+        rt, now=parse_when(as_of, rt), workers=workers, concurrency=concurrency or CONCURRENCY
+    )
     if as_json:
         emit_json({**report.summary(), "channels": post.channels(), "errors": report.errors})
         return
@@ -98,5 +124,10 @@ def dispatch(
         f"{report.summaries} overflow summary(ies)), held {report.held}, "
         f"retrying {report.retrying}, failed {report.failed} ({'; '.join(post.channels())})"
     )
+    if report.resent:
+        typer.echo(
+            f"  {report.resent} resent after an attempt whose outcome was never recorded "
+            "(possible duplicates)"
+        )
     for line in report.errors[:20]:
         typer.echo(f"  {line}", err=True)

@@ -393,6 +393,8 @@ class OutboxRow:
     next_attempt_at: datetime | None
     last_error: str | None
     delivered: tuple[str, ...]
+    sending: bool = False  # marked before its message went, not recorded since
+    resent: int = 0  # sends after an unrecorded attempt (possible duplicates)
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,7 @@ class Receipt:
     kind: str
     notices: int
     title: str
+    resent: int = 0  # notices an unrecorded earlier attempt may have delivered
 
 
 def outbox(engine: Engine) -> dict[str, OutboxRow]:
@@ -419,13 +422,24 @@ def outbox(engine: Engine) -> dict[str, OutboxRow]:
                 col(Notification.next_attempt_at),
                 col(Notification.last_error),
                 col(Notification.delivered),
+                col(Notification.sending),
+                col(Notification.resent),
             )
         ).all()
     out = {}
-    for p, key, status, attempts, receipt, nxt, error, delivered in found:
+    for p, key, status, attempts, receipt, nxt, error, delivered, sending, resent in found:
         token = str(p["case"])
         out[token] = OutboxRow(
-            token, key, str(status), int(attempts), receipt, nxt, error, tuple(delivered or ())
+            token,
+            key,
+            str(status),
+            int(attempts),
+            receipt,
+            nxt,
+            error,
+            tuple(delivered or ()),
+            bool(sending),
+            int(resent),
         )
     return out
 
@@ -442,9 +456,13 @@ def receipts(engine: Engine) -> list[Receipt]:
                 col(Delivery.kind),
                 col(Delivery.notices),
                 col(Delivery.title),
+                col(Delivery.resent),
             ).order_by(col(Delivery.id))
         ).all()
-    return [Receipt(int(i or 0), bool(ok), str(k), int(n), str(t)) for i, ok, k, n, t in found]
+    return [
+        Receipt(int(i or 0), bool(ok), str(k), int(n), str(t), int(r))
+        for i, ok, k, n, t, r in found
+    ]
 
 
 # --- child processes -----------------------------------------------------------------------------

@@ -3,11 +3,14 @@
 - `bridgebsr notifications dispatch` works through an outbox (quick 300 notices, soak 2,000)
   to a webhook receiver that takes a few ms per POST, and is SIGKILLed at random points
   (quick 5 times, soak 20); each restart runs with `--as-of` moved past the claim lease, so
-  rows claimed but not recorded are due again. At the end every notice has been received at
-  least once and every row is `sent` with one receipt; every duplicate is explained by a
-  kill (a POST of the killed pass whose row it had not recorded yet), and no notice is
-  received more than once per kill. The issue's bound, no more duplicates than kills, does
-  not hold: dispatch records a whole claimed batch after delivering all of it (xfail).
+  rows claimed but not recorded are due again. This runs twice: with one message in flight
+  (`--concurrency 1`) and with eight. At the end every notice has been received at least
+  once and every row is `sent` with one receipt; every duplicate is explained by a kill (a
+  POST of the killed pass whose row it had not recorded yet, and that the store had marked
+  `sending` before the POST); no kill leaves more such POSTs, nor more newly marked rows,
+  than messages in flight; and the store counts every duplicate (each row's `resent` is at
+  least its extra POSTs; all of them together at most the rows the kills left marked). With
+  one in flight, duplicates are no more than kills; with eight, no more than eight per kill.
 - The monitor (run_monitor over a few thousand cases built by benchmarks.monitor_scale) is
   SIGKILLed mid-pass (quick twice, soak 5 times over 20,000 cases): the pass is one
   transaction, so a killed one leaves no outbox row, and the next pass leaves the store
@@ -74,9 +77,13 @@ class Crashes:
     """What the killed and restarted dispatchers did, as the receiver and the store saw it."""
 
     box: Box
+    concurrency: int
     kills: int = 0
     passes: list[dict[str, Any]] = field(default_factory=list)
     owed: list[int] = field(default_factory=list)  # per kill: POSTs whose row it left unsent
+    marked: list[int] = field(default_factory=list)  # per kill: rows marked `sending` after it
+    fresh: list[int] = field(default_factory=list)  # ... of them, not marked before it
+    unmarked: list[str] = field(default_factory=list)  # POSTed, left unsent and not marked
     hits: list[Hit] = field(default_factory=list)
     rows: dict[str, OutboxRow] = field(default_factory=dict)
     slips: list[Receipt] = field(default_factory=list)
@@ -96,6 +103,11 @@ class Crashes:
         """Notices received more than once."""
         return sum(1 for n in self.tally.values() if n > 1)
 
+    @property
+    def counted(self) -> int:
+        """Possible duplicates as the store counts them (`resent` over every row)."""
+        return sum(r.resent for r in self.rows.values())
+
 
 def _unsent(engine: Engine) -> set[str]:
     return {t for t, r in outbox(engine).items() if r.status != "sent"}
@@ -113,16 +125,22 @@ def _leased(engine: Engine, now: datetime) -> int:
     )
 
 
-@pytest.fixture(scope="module")
-def crashes(tmp_path_factory: pytest.TempPathFactory) -> Crashes:
-    """Dispatch passes killed at random points until KILLS kills landed, then one pass to the
-    end; the receiver's and the store's account of it."""
-    tmp = tmp_path_factory.mktemp("crashes")
+def _marked(engine: Engine) -> set[str]:
+    """Rows marked `sending`: their message went (or was about to) and was not recorded."""
+    return {t for t, r in outbox(engine).items() if r.sending}
+
+
+def _crash(tmp_path_factory: pytest.TempPathFactory, concurrency: int) -> Crashes:
+    """Dispatch passes (`concurrency` messages in flight) killed at random points until KILLS
+    kills landed, then one pass to the end; the receiver's and the store's account of it."""
+    tmp = tmp_path_factory.mktemp(f"crashes-{concurrency}")
     url = f"sqlite:///{tmp / 'cases.db'}"
     home = tmp / "home"
     box = fill_outbox(url, home, NOTICES)
-    run = Crashes(box)
-    rng = random.Random(20261126)
+    run = Crashes(box, concurrency)
+    rng = random.Random(20261126 + concurrency)
+    flags = ["--concurrency", str(concurrency), "--json"]
+    was_marked: set[str] = set()
     engine = make_engine(url)
     now = NOW
     started = time.perf_counter()
@@ -135,7 +153,7 @@ def crashes(tmp_path_factory: pytest.TempPathFactory) -> Crashes:
                     break
                 out = tmp / f"pass{n}"
                 before = rx.count()
-                args = ["notifications", "dispatch", "--as-of", now.isoformat(), "--json"]
+                args = ["notifications", "dispatch", "--as-of", now.isoformat(), *flags]
                 process = cli(args, home=home, url=url, config=config, out=out)
                 # A random point: in start-up, claim or planning (up to the first POST), or
                 # after a random number of this pass's deliveries, short of what is left.
@@ -167,8 +185,17 @@ def crashes(tmp_path_factory: pytest.TempPathFactory) -> Crashes:
                 }
                 if killed:
                     run.kills += 1
-                    run.owed.append(len(posted & _unsent(engine)))
-                    entry |= {"owed": run.owed[-1], "leased": _leased(engine, now)}
+                    owed, marked = posted & _unsent(engine), _marked(engine)
+                    run.owed.append(len(owed))
+                    run.marked.append(len(marked))
+                    run.fresh.append(len(marked - was_marked))
+                    run.unmarked += sorted(owed - marked)
+                    was_marked = marked
+                    entry |= {
+                        "owed": run.owed[-1],
+                        "marked": run.marked[-1],
+                        "leased": _leased(engine, now),
+                    }
                 else:
                     stdout, stderr = outputs(out)
                     assert process.returncode == 0, (stdout, stderr)
@@ -177,7 +204,7 @@ def crashes(tmp_path_factory: pytest.TempPathFactory) -> Crashes:
                 now += LEASE + timedelta(minutes=1)  # the killed pass's claim has lapsed
             # One pass to the end, never killed.
             out = tmp / "pass-final"
-            args = ["notifications", "dispatch", "--as-of", now.isoformat(), "--json"]
+            args = ["notifications", "dispatch", "--as-of", now.isoformat(), *flags]
             process = cli(args, home=home, url=url, config=config, out=out)
             try:
                 process.wait(600)
@@ -186,7 +213,7 @@ def crashes(tmp_path_factory: pytest.TempPathFactory) -> Crashes:
             stdout, stderr = outputs(out)
             assert process.returncode == 0, (stdout, stderr)
             summary = json.loads(stdout)
-            counts = {k: summary[k] for k in ("sent", "held", "retrying", "failed")}
+            counts = {k: summary[k] for k in ("sent", "held", "retrying", "failed", "resent")}
             run.passes.append({"pass": "final", "killed": False, **counts})
             run.hits = rx.received()
         run.rows, run.slips = outbox(engine), receipts(engine)
@@ -194,16 +221,29 @@ def crashes(tmp_path_factory: pytest.TempPathFactory) -> Crashes:
         engine.dispose()
     run.seconds = time.perf_counter() - started
     note(
-        f"dispatch killed {run.kills} times over {box.size} notices in {run.seconds:.1f} s: "
-        f"{run.duplicated} notices received twice or more, {run.extra} extra POSTs, "
-        f"per kill {run.owed}; passes {run.passes}"
+        f"dispatch ({concurrency} in flight) killed {run.kills} times over {box.size} notices "
+        f"in {run.seconds:.1f} s: {run.duplicated} notices received twice or more, "
+        f"{run.extra} extra POSTs (per kill {run.owed}), {run.counted} counted by the store "
+        f"(marked per kill {run.marked}); passes {run.passes}"
     )
     return run
 
 
+@pytest.fixture(scope="module")
+def one_in_flight(tmp_path_factory: pytest.TempPathFactory) -> Crashes:
+    return _crash(tmp_path_factory, 1)
+
+
+@pytest.fixture(scope="module")
+def eight_in_flight(tmp_path_factory: pytest.TempPathFactory) -> Crashes:
+    return _crash(tmp_path_factory, 8)
+
+
+@pytest.mark.parametrize("run", ["one_in_flight", "eight_in_flight"])
 def test_killed_dispatchers_lose_no_notice_and_every_duplicate_is_a_kills(
-    crashes: Crashes,
+    run: str, request: pytest.FixtureRequest
 ) -> None:
+    crashes: Crashes = request.getfixturevalue(run)
     box = crashes.box
     assert crashes.kills == KILLS, crashes.passes
     # Every notice reached its partner's hook at least once.
@@ -220,22 +260,35 @@ def test_killed_dispatchers_lose_no_notice_and_every_duplicate_is_a_kills(
     assert final["retrying"] == final["failed"] == final["held"] == 0, final
     # Each duplicate is a POST a killed pass made before recording it: no other duplicates.
     assert crashes.extra == sum(crashes.owed)
-    # ... at most the rows of one claim per kill, and at most one more copy per kill.
-    claim = max(BATCH, max(box.per_recipient.values()))
-    assert all(owed <= claim for owed in crashes.owed), crashes.owed
+    # ... of a row the store had marked `sending` before the POST; a kill leaves no more
+    # delivered-but-unrecorded messages, nor newly marked rows, than messages in flight; at
+    # most one more copy per kill.
+    assert crashes.unmarked == []
+    assert max(crashes.owed) <= crashes.concurrency, crashes.owed
+    assert max(crashes.fresh) <= crashes.concurrency, crashes.fresh
     assert max(crashes.tally.values()) <= 1 + crashes.kills
+    # The store counts every duplicate: each notice's extra POSTs, at most what the kills left
+    # marked; the receipt of its recorded send says so; no row is left marked.
+    assert all(crashes.rows[t].resent >= n - 1 for t, n in crashes.tally.items())
+    assert crashes.extra <= crashes.counted <= sum(crashes.marked)
+    assert {r.delivery_id for r in crashes.rows.values() if r.resent} == {
+        s.id for s in crashes.slips if s.resent
+    }
+    assert not any(r.sending for r in crashes.rows.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="notifications/outbox.py dispatch() records outcomes every RECORD_EVERY (32) "
-    "delivered messages, with 8 in flight: a kill can leave up to about 40 delivered but "
-    "unrecorded messages, each sent again after the lease, so duplicates exceed one per kill "
-    "(and are not counted in the store)",
-)
-def test_duplicates_are_no_more_than_the_kills(crashes: Crashes) -> None:
-    assert crashes.extra <= crashes.kills, (crashes.extra, crashes.owed)
+def test_duplicates_are_no_more_than_the_kills(one_in_flight: Crashes) -> None:
+    """With one message in flight, a kill can leave at most one delivered but unrecorded."""
+    crashes = one_in_flight
+    assert crashes.extra <= crashes.counted <= crashes.kills, (crashes.extra, crashes.owed)
+
+
+def test_with_eight_in_flight_a_kill_duplicates_at_most_eight_and_the_store_counts_them(
+    eight_in_flight: Crashes,
+) -> None:
+    crashes = eight_in_flight
+    assert crashes.extra <= crashes.counted <= 8 * crashes.kills, (crashes.extra, crashes.owed)
+    assert all(owed <= 8 for owed in crashes.owed), crashes.owed
 
 
 # --- the monitor ---------------------------------------------------------------------------------

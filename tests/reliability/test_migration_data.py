@@ -65,6 +65,10 @@ NEW_COLUMN_DEFAULTS: dict[tuple[str, str], object] = {
     ("contacts", "quiet_until"): time(7, 0),
     ("contacts", "daily_cap"): 20,
     ("notifications", "delivery_id"): None,
+    # r0005: no old outbox row is being sent or was sent twice; no old receipt re-sent one.
+    ("notifications", "sending"): False,
+    ("notifications", "resent"): 0,
+    ("deliveries", "resent"): 0,
 }
 
 # Known defects, found by these tests; the tests stay, marked, until the code is fixed. (The
@@ -359,6 +363,7 @@ def _delivery(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str
         "ok": rng.random() < 0.8,
         "title": _text(rng, 300),
         "channels": [{"channel": "email", "ok": True, "error": _maybe(rng, rng.choice(TEXTS))}],
+        "resent": rng.randrange(1, 9),  # after r0005; never the default
     }
 
 
@@ -380,9 +385,11 @@ def _notification(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict
         "next_attempt_at": _maybe(rng, _moment(rng)),
         "last_error": _maybe(rng, _text(rng, None)),
         "sent_at": _moment(rng) if sent else None,
-        # After r0003 and r0004; never the defaults.
+        # After r0003, r0004 and r0005; never the defaults.
         "delivered": ["email"] if sent else ["chat"],
         "delivery_id": pools.pick(rng, "deliveries") if pools.ids.get("deliveries") else None,
+        "sending": True,
+        "resent": rng.randrange(1, 5),
     }
 
 

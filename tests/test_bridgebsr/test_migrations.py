@@ -28,7 +28,7 @@ CASE_TABLES = {
     "notifications",
     "deliveries",
 }
-HEAD = "0004"
+HEAD = "0005"
 
 
 @pytest.fixture

@@ -1,26 +1,73 @@
-"""A canary password in the email URL and in the Apprise config stays out of everything a
-dispatch run leaves behind: its Prefect logs, task results and artifacts, the case store, the
-local log and the flow's own output."""
+"""A canary password in the email URL and in the Apprise config stays out of everything the
+flows and the commands leave behind, while every channel fails and says why.
+
+One pass of every scheduled flow (monitor, dispatch, daily digest, portfolio report) and one
+pilot-lifecycle run go against the session's Prefect server; the dispatch and export commands
+run in this process. Then the sweep: the runs' Prefect logs, artifacts and results, all the
+Prefect server keeps on disk (its database, results and log), every table of the case store,
+every file under the bridgebsr home (the local log, the portfolio report's HTML and XLSX) and
+the exports (`bridgebsr report` as CSV, XLSX and HTML, `bridgebsr ical`), and the commands'
+output.
+"""
 
 import json
+import os
+import zipfile
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.logging.handlers import APILogHandler
 from sqlalchemy import text
+from sqlmodel import SQLModel
+from typer.testing import CliRunner
 
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.monitor import run_monitor
-from flows.reports import daily_digest, dispatch_notifications
+from bridgebsr.cli import app
+from flows.cases import pilot_lifecycle
+from flows.monitor import monitor_milestones
+from flows.reports import daily_digest, dispatch_notifications, portfolio_report
 from tests.test_flows.test_monitor_flow import AS_OF
 from tests.test_notifications.conftest import free_port
 
 CANARY = "canary-Pr3fect-S3cr3t"
+CASE = "IP-2025-0001"
 
 
-def test_a_failing_dispatch_run_never_shows_the_canary(
+def _contents(path: Path) -> Iterator[tuple[str, bytes]]:
+    """A file's bytes; for a zip (an XLSX workbook), each member's, uncompressed."""
+    data = path.read_bytes()
+    yield str(path), data
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                yield f"{path}!{member}", archive.read(member)
+
+
+def _files(*folders: Path) -> list[Path]:
+    return [p for folder in folders for p in folder.rglob("*") if p.is_file()]
+
+
+def _run(args: list[str]) -> str:
+    """One `bridgebsr` command in this process; what it printed (stdout and stderr)."""
+    done = CliRunner().invoke(app, args)
+    if done.exc_info is not None and done.exit_code != 0:
+        raise AssertionError(f"bridgebsr {' '.join(args)} failed") from done.exc_info[1]
+    assert done.exit_code == 0, (args, done.output)
+    return done.output
+
+
+def test_no_run_file_export_or_output_ever_shows_the_canary(
     prefect_api: str, store: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead = free_port()  # nothing listens: every channel fails and says why
@@ -31,32 +78,69 @@ def test_a_failing_dispatch_run_never_shows_the_canary(
     )
     monkeypatch.setenv("BRIDGEBSR_EMAIL_URL", f"mailto://office:{CANARY}@127.0.0.1:{dead}")
     monkeypatch.setenv("BRIDGEBSR_APPRISE_CONFIG", str(config))
-    run_monitor(store.engine, now=AS_OF, zone=store.settings.timezone)
 
-    state = dispatch_notifications(now=AS_OF, return_state=True)
-    result = state.result()
-    assert result["retrying"] > 0 and result["sent"] == 0  # the failures were real
-    digest = daily_digest(now=AS_OF, return_state=True)
+    states = {
+        "monitor": monitor_milestones(now=AS_OF, sync_gates=False, return_state=True),
+        "dispatch": dispatch_notifications(now=AS_OF, return_state=True),
+        "digest": daily_digest(now=AS_OF, return_state=True),
+        "portfolio": portfolio_report(now=AS_OF, return_state=True),
+        "lifecycle": pilot_lifecycle(case_key=CASE, return_state=True),
+    }
+    results: dict[str, Any] = {name: state.result() for name, state in states.items()}
+    assert results["dispatch"]["retrying"] > 0 and results["dispatch"]["sent"] == 0  # real
+    runs = [UUID(str(s.state_details.flow_run_id)) for s in states.values()]
+
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    later = (AS_OF + timedelta(hours=1)).isoformat()  # the first retries are due
+    latest = (AS_OF + timedelta(hours=2)).isoformat()  # and the second
+    outputs = [
+        _run(["notifications", "dispatch", "--as-of", later]),
+        _run(["notifications", "dispatch", "--as-of", latest, "--json"]),
+        _run(["notifications", "receipts"]),
+        _run(["notifications", "list"]),
+        _run(["report", "--format", "csv", "--out", str(exports / "csv"), "--as-of", later]),
+        _run(["report", "--format", "xlsx", "--out", str(exports / "kpis.xlsx")]),
+        _run(["report", "--format", "html", "--out", str(exports / "kpis.html")]),
+        _run(["ical", "--partner", "MVA", "--out", str(exports / "mva.ics"), "--as-of", later]),
+    ]
+    assert "notice to recipient" in outputs[0] and '"errors": [\n    "' in outputs[1]  # reasons
     APILogHandler().flush()
 
-    assert state.state_details.flow_run_id is not None
-    assert digest.state_details.flow_run_id is not None
-    runs = [state.state_details.flow_run_id, digest.state_details.flow_run_id]
+    # The runs' logs and artifacts, as the Prefect API gives them.
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=runs)), limit=200
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=runs)))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=runs))
         )
-        artifacts = client.read_artifacts(limit=200)
     messages = [entry.message for entry in logs]
     assert any("retry" in m or "failure" in m or "email" in m for m in messages), messages
-    assert all(CANARY not in m for m in messages)
-    assert all(CANARY not in json.dumps(a.data, default=str) for a in artifacts)
-    assert CANARY not in json.dumps(result) + str(state.message)
+    assert {"late-items", "portfolio", "kpi-forecast", "daily-digest", "portfolio-report"} <= {
+        a.key for a in artifacts
+    }
+    assert f"case-{CASE.lower()}" in {a.key for a in artifacts}
+    assert [m for m in messages if CANARY in m] == []
+    assert [a.key for a in artifacts if CANARY in json.dumps(a.data, default=str)] == []
+    assert CANARY not in json.dumps(results, default=str)
+    assert all(CANARY not in str(s.message) for s in states.values())
+    assert [out for out in outputs if CANARY in out] == []
 
+    # The case store, every table.
     with store.engine.connect() as conn:
-        for table in ("notifications", "deliveries", "case_events", "contacts"):
-            dump = repr(conn.execute(text(f"SELECT * FROM {table}")).all())
-            assert CANARY not in dump, table
-    for path in store.settings.home.rglob("*"):
-        if path.is_file():
-            assert CANARY.encode() not in path.read_bytes(), path
+        for table in SQLModel.metadata.sorted_tables:
+            dump = repr(conn.execute(text(f'SELECT * FROM "{table.name}"')).all())
+            assert CANARY not in dump, table.name
+
+    # Every file: the home (local log, the portfolio report's files), the exports, and all
+    # the Prefect server keeps (its database with logs, states and artifacts; results).
+    home = store.settings.home
+    report = home / "reports" / AS_OF.date().isoformat()
+    files = _files(home, exports, Path(os.environ["PREFECT_HOME"]))
+    assert {report / "portfolio.html", report / "portfolio.xlsx"} <= set(files)
+    assert {exports / "kpis.xlsx", exports / "kpis.html", exports / "mva.ics"} <= set(files)
+    assert any(p.parent == exports / "csv" and p.suffix == ".csv" for p in files)
+    contents = [(name, data) for path in files for name, data in _contents(path)]
+    assert [name for name, data in contents if CANARY.encode() in data] == []
+    # The sweep sees what the runs logged: the server's files hold the monitor's log line.
+    server = os.environ["PREFECT_HOME"]
+    assert any(n.startswith(server) and b"notification(s) written" in d for n, d in contents)
