@@ -6,7 +6,8 @@ decide what goes (`plan`):
 
 - in their quiet hours (local night, 21:00 to 07:00 unless they chose otherwise) nothing goes;
   the rows are `held` until the night ends;
-- with `digest` on, what is not urgent waits for one message at 08:00 local on a weekday;
+- with `digest` on, what is not urgent waits for one message at 08:00 local on a working day
+  (Monday to Friday, not a public holiday of the reader's country);
 - past their `daily_cap` of messages today, one overflow summary carries the rest; after that,
   rows wait for the next day.
 
@@ -25,14 +26,16 @@ the row's and the receipt's `resent`, and the report's).
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from queue import SimpleQueue
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import holidays
 from sqlalchemy import BindParameter, Engine, and_, bindparam, func, insert, or_, select, update
 from sqlmodel import Session, col
 
@@ -90,6 +93,7 @@ class Recipient:
     digest: bool = False
     quiet: tuple[time, time] | None = (QUIET_FROM, QUIET_UNTIL)
     cap: int = 0
+    country: str = ""  # whose public holidays have no digest ("" for none)
 
 
 @dataclass(frozen=True)
@@ -151,14 +155,25 @@ def quiet_until(
     return datetime.combine(day, end, tzinfo=tz).astimezone(UTC)
 
 
-def digest_time(created: datetime, zone: str) -> datetime:
-    """The first digest (08:00 local, Monday to Friday) at or after `created`."""
+def digest_time(created: datetime, zone: str, country: str = "") -> datetime:
+    """The first digest (08:00 local on a working day: Monday to Friday, not a public holiday
+    of `country`) at or after `created`."""
     tz = ZoneInfo(zone)
     local = created.astimezone(tz)
     day = local.date() if local.time() <= DIGEST_AT else local.date() + timedelta(days=1)
-    while day.weekday() >= 5:
+    days_off = _public_holidays(country)
+    while day.weekday() >= 5 or day in days_off:
         day += timedelta(days=1)
     return datetime.combine(day, DIGEST_AT, tzinfo=tz).astimezone(UTC)
+
+
+@lru_cache(maxsize=64)
+def _public_holidays(country: str) -> Container[date]:
+    """A country's public holidays (none for an empty or unknown code)."""
+    try:
+        return holidays.country_holidays(country) if country else frozenset()
+    except NotImplementedError:
+        return frozenset()
 
 
 def local_midnight(now: datetime, zone: str, days: int = 0) -> datetime:
@@ -190,7 +205,7 @@ def plan(
     digest = [r for r in ordered if not r.urgent and recipient.digest]
     due_digest = []
     for r in digest:
-        when = digest_time(r.created_at, recipient.zone)
+        when = digest_time(r.created_at, recipient.zone, recipient.country)
         if when > now:
             out.holds[r.id] = when
         else:
@@ -405,6 +420,7 @@ def _load(engine: Engine, ids: list[int]) -> tuple[dict[int, Recipient], dict[in
                         digest=contact.digest,
                         quiet=quiet,
                         cap=contact.daily_cap,
+                        country=contact.country,
                     )
                 rows[contact.id].append(
                     Row(

@@ -64,6 +64,28 @@ def test_digest_time_is_the_next_weekday_morning_in_the_readers_zone() -> None:
     assert digest_time(early, "Europe/Helsinki") == datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
 
+def test_no_digest_goes_on_the_readers_public_holidays() -> None:
+    christmas_eve = datetime(2026, 12, 24, 14, 0, tzinfo=UTC)  # a Thursday
+    # Denmark: 25 and 26 December are holidays, then the weekend: Monday 28th, 08:00 local.
+    assert digest_time(christmas_eve, "Europe/Copenhagen", "DK") == datetime(
+        2026, 12, 28, 7, 0, tzinfo=UTC
+    )
+    # Without a country only weekends count: Friday the 25th.
+    assert digest_time(christmas_eve, "Europe/Copenhagen") == datetime(
+        2026, 12, 25, 7, 0, tzinfo=UTC
+    )
+    # Latvia's Midsummer (23 and 24 June) holds a digest reader's digest in Riga, not in Oslo.
+    midsummer = datetime(2026, 6, 22, 12, 0, tzinfo=UTC)
+    assert digest_time(midsummer, "Europe/Riga", "LV") == datetime(2026, 6, 25, 5, 0, tzinfo=UTC)
+    assert digest_time(midsummer, "Europe/Oslo", "NO") == datetime(2026, 6, 23, 6, 0, tzinfo=UTC)
+    # The plan holds the digest reader's rows until then.
+    reader = _reader(cap=5, digest=True, country="DK")
+    rows = _rows(2, created=christmas_eve)
+    held = plan(reader, rows, christmas_eve + timedelta(days=1, hours=1))
+    assert held.messages == []
+    assert set(held.holds.values()) == {datetime(2026, 12, 28, 7, 0, tzinfo=UTC)}
+
+
 def test_in_quiet_hours_everything_waits_for_the_end_of_the_night() -> None:
     night = datetime(2026, 11, 26, 22, 0, tzinfo=UTC)
     p = plan(_reader(cap=5), _rows(3, urgent=1), night)
@@ -157,7 +179,7 @@ def test_a_digest_reader_gets_one_email_the_next_morning(
     assert LEAD not in {m.rcpt_tos[0] for m in smtp.received()}
     assert first.held == 3
 
-    morning = digest_time(outbox.now, "Europe/Copenhagen") + timedelta(minutes=5)
+    morning = digest_time(outbox.now, "Europe/Copenhagen", "DK") + timedelta(minutes=5)
     second = dispatch(outbox.engine, now=morning, post=post)
     to_lead = [m for m in smtp.received() if m.rcpt_tos == [LEAD]]
     assert second.digests == 1 and len(to_lead) == 1
