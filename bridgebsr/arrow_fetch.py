@@ -7,8 +7,9 @@ Arrow IPC over a pipe. It imports nothing of the project.
 
 Protocol, one line per message on stdin and stdout:
 
-- the child starts, begins its read transaction (every answer comes from this snapshot) and
-  says `ready`;
+- the child starts and says `ready`;
+- `pin`: the child begins its read transaction (every answer comes from this snapshot) and
+  says `pinned`;
 - a JSON string: a SELECT; the child answers `ok N` and N bytes of an Arrow IPC stream;
 - anything going wrong: `error MESSAGE`, and the child ends.
 
@@ -30,26 +31,38 @@ def _say(out: IO[bytes], line: str, payload: bytes = b"") -> None:
 
 def serve(path: str, commands: IO[str], out: IO[bytes]) -> None:
     """Answer the commands on `commands` about the database at `path` until they end."""
-    try:
-        import adbc_driver_sqlite.dbapi as adbc_sqlite
+    try:  # the driver manager's low-level API: its DB-API module would import pandas too
+        import adbc_driver_manager as adbc
+        import adbc_driver_sqlite
         import pyarrow as pa
 
-        conn: Any = adbc_sqlite.connect(f"file:{quote(path)}?mode=rw")  # never creates one
+        database: Any = adbc_driver_sqlite.connect(f"file:{quote(path)}?mode=rw")  # no create
+        conn: Any = adbc.AdbcConnection(database)
+        conn.set_autocommit(False)
     except Exception as exc:  # the parent falls back to reading through its own connection
         _say(out, f"error {type(exc).__name__}: {exc}".replace("\n", " "))
         return
+
+    def table(sql: str) -> Any:
+        statement = adbc.AdbcStatement(conn)
+        try:
+            statement.set_sql_query(sql)
+            stream, _ = statement.execute_query()
+            return pa.RecordBatchReader._import_from_c(stream.address).read_all()
+        finally:
+            statement.close()
+
     try:
-        with conn.cursor() as cursor:  # the read transaction begins: this is the snapshot
-            cursor.execute("SELECT count(*) FROM sqlite_schema")
-            cursor.fetchall()
         _say(out, "ready")
         for line in commands:
-            with conn.cursor() as cursor:
-                cursor.execute(json.loads(line))
-                table = cursor.fetch_arrow_table()
+            if line.strip() == "pin":
+                table("SELECT count(*) FROM sqlite_schema")  # the read begins: the snapshot
+                _say(out, "pinned")
+                continue
             sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table)
+            rows = table(json.loads(line))
+            with pa.ipc.new_stream(sink, rows.schema) as writer:
+                writer.write_table(rows)
             payload = sink.getvalue().to_pybytes()
             _say(out, f"ok {len(payload)}", payload)
     except Exception as exc:
@@ -57,6 +70,7 @@ def serve(path: str, commands: IO[str], out: IO[bytes]) -> None:
     finally:
         conn.rollback()
         conn.close()
+        database.close()
 
 
 if __name__ == "__main__":

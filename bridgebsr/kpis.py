@@ -74,11 +74,12 @@ not to be before the latest change recorded.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -216,6 +217,8 @@ def load(source: Session | Connection | Engine, *, as_of: date) -> Frames:
 
 def _load(read: _Reader, as_of: date) -> Frames:
     sql = _Sql(read.dialect.name, dates_as_read=read.arrow)
+    # The largest table first: an Arrow reader fetches it beside everything else.
+    milestone_rows = read.integers_soon(_milestone_query(sql), MILESTONE_COLUMNS)
     raw_templates = read.records(
         select(
             col(TemplateVersion.kind),
@@ -250,10 +253,7 @@ def _load(read: _Reader, as_of: date) -> Frames:
     contact_calendars = _calendars(
         contacts["country"], where["partner_country"].to_numpy(), where["region"].to_numpy()
     )
-    case_rows = read.records_soon(_case_query(sql), CASE_COLUMNS)
-    # The largest table: fetched while the cases are worked on.
-    milestone_rows = read.integers_soon(_milestone_query(sql), MILESTONE_COLUMNS)
-    cases = _read_cases(case_rows(), partners, shapes)
+    cases = _read_cases(read.records(_case_query(sql), CASE_COLUMNS), partners, shapes)
     names = sorted(set(contact_calendars) | set(pd.unique(cases["calendar"].to_numpy(object))))
     calendars = pd.CategoricalDtype(names)
     cases["calendar"] = pd.Categorical(cases["calendar"], dtype=calendars)
@@ -297,10 +297,6 @@ class _Reader(Protocol):
         rows."""
         ...
 
-    def records_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
-        """`records`, possibly fetched while the caller works on."""
-        ...
-
 
 class _CursorReader:
     """Reads through a SQLAlchemy connection, inside its transaction."""
@@ -342,10 +338,6 @@ class _CursorReader:
         rows = self.integers(query, columns)
         return lambda: rows
 
-    def records_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
-        rows = self.records(query, columns)
-        return lambda: rows
-
 
 class _ArrowTables:
     """A reader whose rows arrive as Arrow tables: the driver builds the columns in C, and
@@ -362,9 +354,11 @@ class _ArrowTables:
         return self._dialect
 
     def _table(self, statement: str) -> Any:
-        return self._table_soon(statement)()
+        """The rows of a SELECT, on the first connection."""
+        raise NotImplementedError
 
-    def _table_soon(self, statement: str) -> Callable[[], Any]:
+    def _table_beside(self, statement: str) -> Callable[[], Any]:
+        """The rows of a SELECT, fetched on the second connection meanwhile."""
         raise NotImplementedError
 
     def _sql(self, query: Any) -> str:
@@ -377,12 +371,8 @@ class _ArrowTables:
         return _record_frame(self._table(self._sql(query)), columns)
 
     def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
-        table = self._table_soon(self._sql(query))
+        table = self._table_beside(self._sql(query))
         return lambda: _integer_frame(table(), columns)
-
-    def records_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
-        table = self._table_soon(self._sql(query))
-        return lambda: _record_frame(table(), columns)
 
 
 class _PostgresReader(_ArrowTables):
@@ -402,7 +392,7 @@ class _PostgresReader(_ArrowTables):
     def _table(self, statement: str) -> Any:
         return self._fetch(self.first, statement)
 
-    def _table_soon(self, statement: str) -> Callable[[], Any]:
+    def _table_beside(self, statement: str) -> Callable[[], Any]:
         return self.pool.submit(self._fetch, self.second, statement).result
 
     def close(self) -> None:
@@ -412,48 +402,42 @@ class _PostgresReader(_ArrowTables):
             conn.close()
 
 
-class _ProcessReader(_ArrowTables):
-    """`bridgebsr.arrow_fetch` in a child process on the SQLite file: one read transaction
-    there, so every table comes from one snapshot; the caller works on while rows asked for
-    soon are fetched."""
+class _Child:
+    """`bridgebsr.arrow_fetch` in a child process on a SQLite file (see its protocol)."""
 
-    def __init__(self, dialect: Dialect, path: str) -> None:
-        super().__init__(dialect)
+    def __init__(self, path: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bridgebsr.arrow_fetch", path],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        self.pool = ThreadPoolExecutor(1)  # reads the answers in the order they were asked
+        self.pool = ThreadPoolExecutor(1)  # reads answers in the order they were asked for
 
-    def _line(self) -> str:
+    def line(self) -> str:
         assert self.process.stdout is not None
         line = self.process.stdout.readline().decode("utf-8").rstrip("\n")
         if not line or line.startswith("error "):
             raise InvalidInput(
                 f"the store could not be read through Arrow: {line[6:] or 'no answer'}; "
-                "check that the case store is readable, or report from a session"
+                "check that the case store file is readable and writable"
             )
         return line
 
-    def start(self) -> bool:
-        """Whether the child began its read (False: it cannot read Arrow here)."""
-        try:
-            return self._line() == "ready"
-        except InvalidInput:
-            return False
-
-    def _table_soon(self, statement: str) -> Callable[[], Any]:
+    def send(self, line: str) -> None:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(statement).encode("utf-8") + b"\n")
+        self.process.stdin.write(line.encode("utf-8") + b"\n")
         self.process.stdin.flush()
+
+    def ask(self, statement: str) -> Callable[[], Any]:
+        """Send a SELECT; call the result for its rows (an Arrow table)."""
+        self.send(json.dumps(statement))
         return self.pool.submit(self._answer).result
 
     def _answer(self) -> Any:
         import pyarrow as pa
 
-        size = int(self._line().removeprefix("ok "))
+        size = int(self.line().removeprefix("ok "))
         assert self.process.stdout is not None
         payload = self.process.stdout.read(size)
         return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
@@ -470,6 +454,43 @@ class _ProcessReader(_ArrowTables):
             self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+
+class _ProcessReader(_ArrowTables):
+    """Two `bridgebsr.arrow_fetch` children on the SQLite file, their read transactions begun
+    while writers wait behind a BEGIN IMMEDIATE, so both read one snapshot; the second fetches
+    the milestones while the first serves the rest."""
+
+    def __init__(self, dialect: Dialect, path: str) -> None:
+        super().__init__(dialect)
+        self.path = path
+        self.first, self.second = _Child(path), _Child(path)
+
+    def start(self) -> bool:
+        """Whether both children began their reads (False: they cannot read Arrow here)."""
+        try:
+            if self.first.line() != "ready" or self.second.line() != "ready":
+                return False
+            with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as fence:
+                fence.execute("BEGIN IMMEDIATE")  # no writer commits until both have begun
+                try:
+                    for child in (self.first, self.second):
+                        child.send("pin")
+                    return self.first.line() == "pinned" and self.second.line() == "pinned"
+                finally:
+                    fence.execute("ROLLBACK")
+        except (InvalidInput, OSError, sqlite3.Error):
+            return False
+
+    def _table(self, statement: str) -> Any:
+        return self.first.ask(statement)()
+
+    def _table_beside(self, statement: str) -> Callable[[], Any]:
+        return self.second.ask(statement)
+
+    def close(self) -> None:
+        self.first.close()
+        self.second.close()
 
 
 def _integer_frame(table: Any, columns: Sequence[str]) -> pd.DataFrame:
@@ -504,8 +525,9 @@ def _reader(engine: Engine) -> Iterator[_Reader]:
     """The fastest reader the engine's database allows, each in one read-only snapshot.
 
     - PostgreSQL: ADBC, two connections on one exported snapshot.
-    - A SQLite file: ADBC in a child process (`bridgebsr.arrow_fetch`). The driver carries its
-      own copy of SQLite, and two copies in one process release each other's file locks.
+    - A SQLite file: ADBC in two child processes on one snapshot (`bridgebsr.arrow_fetch`).
+      The driver carries its own copy of SQLite, and two copies in one process release each
+      other's file locks.
     - Otherwise (an in-memory database, no driver): the engine's connection.
     """
     url = engine.url
