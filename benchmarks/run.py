@@ -139,12 +139,30 @@ def kpi_scale(quick: bool) -> list[Result]:
     return bench.run(5_000 if quick else 100_000)
 
 
+def peer_spiff(quick: bool) -> list[Result]:
+    """The SME lifecycle, a transaction a step, against SpiffWorkflow running it as BPMN."""
+    from benchmarks import peer_spiff as bench
+
+    return [_standard(bench.run(100 if quick else 1_000))]
+
+
+def monitor_sweep(quick: bool) -> list[Result]:
+    """The monitor pass over about 1,000,000 milestones (first sweep, then again at the same
+    date) against one INSERT ... SELECT writing the same outbox rows, on SQLite and, when the
+    server answers, PostgreSQL; with the sweep's peak RSS against its budget."""
+    from benchmarks import monitor_sweep as bench
+
+    return bench.run(3_000 if quick else 100_000)
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "cli-start": cli_start,
     "dispatch-http": dispatch_http,
     "monitor-flow": monitor_flow,
+    "monitor-sweep": monitor_sweep,
     "kpis": kpi_scale,
     "bulk-open": bulk_open,
+    "peer-spiff": peer_spiff,
 }
 
 

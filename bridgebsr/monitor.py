@@ -2,21 +2,38 @@
 
 It marks milestones newly late and gates newly expired (once each, with audit events),
 applies gate timeout outcomes, and writes each escalation-ladder step to the outbox once per
-recipient (a unique dedupe key makes reruns and concurrent monitors harmless). It reads a
-handful of result sets whatever the portfolio size; only gates that time out to approve or
-reject take a transaction of their own, through the same use case as every other change.
+recipient (a unique dedupe key makes reruns and concurrent monitors harmless). It works in
+set-based statements (a handful of result sets, then the outbox a few thousand rows per
+statement, looking up first which keys are new, so a rerun writes and builds nothing); only
+gates that time out to approve or reject take a transaction of their own, through the same
+use case as every other change.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from enum import Enum
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Engine,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    column,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -49,6 +66,20 @@ MONITOR_ACTOR = "bridgebsr-monitor"
 EXPIRED_RULE = "expired"
 HOLIDAY_SLACK = 14  # days a recipient's ladder step may come before the item's calendar says
 _CHUNK = 500
+_MISSING = object()
+_OUTBOX_CHUNK = 5000  # rows built and inserted at a time
+# The outbox columns that differ from row to row (the others are the same for a whole pass).
+_ROW_COLUMNS = (
+    "dedupe_key",
+    "case_id",
+    "subject",
+    "rule",
+    "recipient_id",
+    "urgent",
+    "due_on",
+    "fire_on",
+    "payload",
+)
 _DECIDED = {TimeoutOutcome.APPROVE: "approved", TimeoutOutcome.REJECT: "rejected"}
 
 
@@ -141,8 +172,7 @@ class _Person:
     calendar: WorkCalendar
 
 
-@dataclass(frozen=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     """An open milestone or gate near or past its due date, with its case's facts."""
 
     item_kind: str  # "milestone" | "gate"
@@ -161,6 +191,24 @@ class _Candidate:
     case_owner_id: int
     lead_partner_id: int
     country: str
+
+
+@dataclass(frozen=True)
+class _Ladder:
+    """A template's ladder sorted by offset (each step with its roles as a tuple), and the
+    notice a gate past its deadline gets instead: its approvers and the urgent steps' roles."""
+
+    steps: tuple[tuple[LadderStep, tuple[str, ...]], ...]
+    expired: LadderStep
+
+    @classmethod
+    def of(cls, template: Template) -> _Ladder:
+        ordered = sorted(template.ladder, key=lambda s: s.offset)
+        urgent_roles = [r for s in ordered if s.urgent for r in s.notify]
+        return cls(
+            steps=tuple((s, tuple(s.notify)) for s in ordered),
+            expired=LadderStep(key=EXPIRED_RULE, offset=0, notify=[NODE_OWNER, *urgent_roles]),
+        )
 
 
 class _Directory:
@@ -270,8 +318,9 @@ def _pass(bind: Engine | Connection, report: MonitorReport, actor: Actor) -> Non
         _mark_expired(session, report, actor)
         candidates = _candidates(session, today, templates)
         voted = _voted(session, [c for c in candidates if c.item_kind == "gate"])
-        rows = _ladder_rows(candidates, templates, directory, voted, report)
-        _write_outbox(session, rows, report)
+        dues = _Planner(templates, directory, voted, report).dues(candidates)
+        del candidates
+        _write_outbox(session, dues, report)
         _count(session, report)
         session.commit()
 
@@ -345,17 +394,14 @@ def _mark_overdue(session: Session, report: MonitorReport, actor: Actor) -> None
     )
     report.newly_overdue = len(marked)
     events = [
-        _event(
-            report,
-            actor,
+        (
             case_id,
-            "milestone.overdue",
             key,
             {"planned_due": due.isoformat(), "overdue_on": report.today.isoformat()},
         )
         for case_id, key, due in marked
     ]
-    _insert_events(session, events)
+    _insert_events(session, report, actor, "milestone.overdue", events)
     cases = _case_facts(session, {case_id for case_id, _, _ in marked})
     for case_id, key, due in marked:
         case_key, pilot, country = cases[case_id]
@@ -390,17 +436,10 @@ def _mark_expired(session: Session, report: MonitorReport, actor: Actor) -> None
     report.newly_expired += len(marked)
     after = {"outcome": TimeoutOutcome.ESCALATE.value}
     events = [
-        _event(
-            report,
-            actor,
-            case_id,
-            "gate.expired",
-            key,
-            {"deadline": deadline.isoformat(), "round": rnd, **after},
-        )
+        (case_id, key, {"deadline": deadline.isoformat(), "round": rnd, **after})
         for case_id, key, deadline, rnd in marked
     ]
-    _insert_events(session, events)
+    _insert_events(session, report, actor, "gate.expired", events)
     cases = _case_facts(session, {case_id for case_id, *_ in marked})
     for case_id, key, deadline, rnd in marked:
         case_key, pilot, country = cases[case_id]
@@ -416,31 +455,38 @@ def _mark_expired(session: Session, report: MonitorReport, actor: Actor) -> None
         )
 
 
-def _event(
+def _insert_events(
+    session: Session,
     report: MonitorReport,
     actor: Actor,
-    case_id: int,
     kind: str,
-    subject: str,
-    after: dict[str, Any],
-) -> dict[str, Any]:
-    return {
-        "case_id": case_id,
-        "at": report.now,
-        "actor": actor.email,
-        "kind": kind,
-        "subject": subject,
-        "before": None,
-        "after": after,
-        "source": actor.source,
-        "source_ref": actor.source_ref,
-        "comment": "",
-    }
-
-
-def _insert_events(session: Session, events: list[dict[str, Any]]) -> None:
-    for chunk in _chunks(events):
-        session.execute(insert(CaseEvent), chunk)
+    events: Sequence[tuple[int, str, dict[str, Any]]],
+) -> None:
+    """Audit events of one kind by the monitor, as (case id, subject, after), in bulk."""
+    if not events:
+        return
+    writer = _Bulk(
+        session.connection(),
+        CaseEvent.__table__,  # type: ignore[attr-defined]
+        ("case_id", "subject", "after"),
+        {
+            "at": report.now,
+            "actor": actor.email,
+            "kind": kind,
+            "before": None,
+            "source": actor.source,
+            "source_ref": actor.source_ref,
+            "comment": "",
+        },
+    )
+    for chunk in _chunks(events, _OUTBOX_CHUNK):
+        writer.insert(
+            {
+                "case_id": [case_id for case_id, _, _ in chunk],
+                "subject": [subject for _, subject, _ in chunk],
+                "after": [after for _, _, after in chunk],
+            }
+        )
 
 
 def _case_facts(session: Session, ids: set[int]) -> dict[int, tuple[str, str, str]]:
@@ -564,109 +610,137 @@ def _recipients(
     return list(found.values())
 
 
-def _ladder_rows(
-    candidates: Sequence[_Candidate],
-    templates: dict[tuple[str, int], Template],
-    directory: _Directory,
-    voted: set[tuple[int, int, int]],
-    report: MonitorReport,
-) -> list[dict[str, Any]]:
-    """The outbox rows the ladder asks for today: for each recipient, only the latest step
-    reached in their working days fires."""
-    rows: list[dict[str, Any]] = []
-    slack = timedelta(days=HOLIDAY_SLACK)
-    dates: dict[str, date] = {}
+class _Plan(NamedTuple):
+    """Where one item's ladder stands by its own calendar."""
 
-    def local_today(zone: str) -> date:
-        if zone not in dates:
-            dates[zone] = store.local_date(report.now, zone)
-        return dates[zone]
-
-    for c in candidates:
-        template = templates[(c.pilot, c.template_version)]
-        ladder = sorted(template.ladder, key=lambda s: s.offset)
-        calendar = directory.item_calendar(c)
-        reached = [s for s in ladder if _shift(calendar, c.due, s.offset) <= report.today]
-        upcoming = [s for s in ladder if s not in reached]
-        late = c.due < report.today
-        if late:
-            report.late.append(_late_item(c, directory, calendar, upcoming, report.today))
-        if c.item_kind == "gate" and late:
-            urgent_roles = [r for s in ladder if s.urgent for r in s.notify]
-            step = LadderStep(key=EXPIRED_RULE, offset=0, notify=[NODE_OWNER, *urgent_roles])
-            rows += [
-                _row(c, step, True, person, report.today, report)
-                for person in _recipients(c, step.notify, directory, voted)
-            ]
-            continue
-        # Steps the item's calendar puts within reach; a recipient with fewer holidays than
-        # that calendar reaches a step up to HOLIDAY_SLACK days sooner.
-        near = [s for s in ladder if _shift(calendar, c.due, s.offset) <= report.today + slack]
-        if near:
-            rows += _personal_rows(c, near, directory, voted, report, local_today)
-    return rows
+    upcoming: tuple[LadderStep, ...]
+    near: tuple[tuple[LadderStep, tuple[str, ...]], ...]
 
 
-def _personal_rows(
-    c: _Candidate,
-    steps: Sequence[LadderStep],
-    directory: _Directory,
-    voted: set[tuple[int, int, int]],
-    report: MonitorReport,
-    local_today: Callable[[str], date],
-) -> list[dict[str, Any]]:
-    """For each recipient, the latest step reached in their own working days and local date
-    (steps sorted by offset)."""
-    latest: dict[int, tuple[_Person, LadderStep, date]] = {}
-    for step in steps:
-        for person in _recipients(c, step.notify, directory, voted):
-            fire_on = _shift(person.calendar, c.due, step.offset)
-            if fire_on <= local_today(person.timezone):
-                latest[person.id] = (person, step, fire_on)
-    return [
-        _row(c, step, step.urgent, person, fire_on, report)
-        for person, step, fire_on in latest.values()
-    ]
+class _Pick(NamedTuple):
+    """A recipient, the ladder step they get about an item, the day it fell on, and whether
+    it is urgent: one outbox row to be."""
+
+    person: _Person
+    step: LadderStep
+    fire_on: date
+    urgent: bool
 
 
-def _row(
-    c: _Candidate,
-    step: LadderStep,
-    urgent: bool,
-    person: _Person,
-    fire_on: date,
-    report: MonitorReport,
-) -> dict[str, Any]:
-    scope = (
-        f"g:{c.case_key}/{c.key}/r{c.round}" if c.item_kind == "gate" else f"m:{c.case_key}/{c.key}"
-    )
+_Dues = list[tuple[_Candidate, list[_Pick]]]  # each candidate with its rows to be
+
+
+class _Planner:
+    """The ladder steps due today, candidate by candidate. A large portfolio repeats the same
+    few ladders, calendars, due dates and people, so what depends only on those is worked
+    out once: where a ladder stands by a calendar on a due date, and which step each
+    recipient of a milestone gets (the same for every milestone with the same template,
+    due date, owner, case owner and lead partner). A gate's recipients depend on its votes,
+    so gates are worked out one by one."""
+
+    def __init__(
+        self,
+        templates: dict[tuple[str, int], Template],
+        directory: _Directory,
+        voted: set[tuple[int, int, int]],
+        report: MonitorReport,
+    ) -> None:
+        self.ladders = {key: _Ladder.of(t) for key, t in templates.items()}
+        self.directory = directory
+        self.voted = voted
+        self.report = report
+        self.today = report.today
+        self._within_reach = report.today + timedelta(days=HOLIDAY_SLACK)
+        self._plans: dict[tuple[int, WorkCalendar, date], _Plan] = {}
+        self._picks: dict[tuple[Any, ...], list[_Pick]] = {}
+        self._dates: dict[str, date] = {}
+
+    def local_today(self, zone: str) -> date:
+        """The date in a recipient's time zone."""
+        if zone not in self._dates:
+            self._dates[zone] = store.local_date(self.report.now, zone)
+        return self._dates[zone]
+
+    def plan(self, ladder: _Ladder, calendar: WorkCalendar, due: date) -> _Plan:
+        """The steps the item's calendar has not reached by today, and the steps within
+        reach (a recipient with fewer holidays than that calendar reaches a step up to
+        HOLIDAY_SLACK days sooner)."""
+        key = (id(ladder), calendar, due)
+        found = self._plans.get(key)
+        if found is None:
+            days = [(pair, _shift(calendar, due, pair[0].offset)) for pair in ladder.steps]
+            found = self._plans[key] = _Plan(
+                upcoming=tuple(step for (step, _), day in days if day > self.today),
+                near=tuple(pair for pair, day in days if day <= self._within_reach),
+            )
+        return found
+
+    def dues(self, candidates: Sequence[_Candidate]) -> _Dues:
+        """The outbox rows the ladder asks for today: for each recipient, only the latest
+        step reached in their working days fires; late items go to the report's list."""
+        out: _Dues = []
+        for c in candidates:
+            ladder = self.ladders[(c.pilot, c.template_version)]
+            calendar = self.directory.item_calendar(c)
+            plan = self.plan(ladder, calendar, c.due)
+            late = c.due < self.today
+            if late:
+                self.report.late.append(
+                    _late_item(c, self.directory, calendar, plan.upcoming, self.today)
+                )
+            if c.item_kind == "gate" and late:
+                expired = ladder.expired
+                people = _recipients(c, expired.notify, self.directory, self.voted)
+                out.append((c, [_Pick(person, expired, self.today, True) for person in people]))
+            elif not plan.near:
+                continue
+            elif c.item_kind == "gate":
+                out.append((c, self._latest(c, plan.near)))
+            else:
+                key = (id(ladder), calendar, c.due, c.owner_id, c.case_owner_id, c.lead_partner_id)
+                picks = self._picks.get(key)
+                if picks is None:
+                    picks = self._picks[key] = self._latest(c, plan.near)
+                if picks:
+                    out.append((c, picks))
+        return out
+
+    def _latest(
+        self, c: _Candidate, steps: Sequence[tuple[LadderStep, tuple[str, ...]]]
+    ) -> list[_Pick]:
+        """For each recipient, the latest step reached in their own working days and local
+        date (steps sorted by offset)."""
+        latest: dict[int, _Pick] = {}
+        for step, roles in steps:
+            for person in _recipients(c, roles, self.directory, self.voted):
+                fire_on = _shift(person.calendar, c.due, step.offset)
+                if fire_on <= self.local_today(person.timezone):
+                    latest[person.id] = _Pick(person, step, fire_on, step.urgent)
+        return list(latest.values())
+
+
+def _scope(c: _Candidate) -> str:
+    """What a candidate's dedupe keys start with: its case and item (and a gate's round)."""
+    if c.item_kind == "gate":
+        return f"g:{c.case_key}/{c.key}/r{c.round}"
+    return f"m:{c.case_key}/{c.key}"
+
+
+def _payload(c: _Candidate, step: LadderStep, report: MonitorReport) -> dict[str, Any]:
     return {
-        "dedupe_key": f"{scope}/{step.key}/{person.email}",
-        "case_id": c.case_id,
-        "subject": c.key,
-        "rule": step.key,
-        "recipient_id": person.id,
-        "urgent": urgent,
-        "due_on": c.due,
-        "fire_on": fire_on,
-        "payload": {
-            "case": c.case_key,
-            "case_title": c.case_title,
-            "pilot": c.pilot,
-            "country": c.country,
-            "item": c.key,
-            "item_kind": c.item_kind,
-            "item_title": c.title,
-            "due": c.due.isoformat(),
-            "days_late": max((report.today - c.due).days, 0),
-            "step": step.key,
-            "offset": step.offset,
-            "round": c.round,
-            **({"run": report.run} if report.run else {}),
-        },
-        "created_at": report.now,
-        "status": NotificationStatus.PENDING,
-        "attempts": 0,
+        "case": c.case_key,
+        "case_title": c.case_title,
+        "pilot": c.pilot,
+        "country": c.country,
+        "item": c.key,
+        "item_kind": c.item_kind,
+        "item_title": c.title,
+        "due": c.due.isoformat(),
+        "days_late": max((report.today - c.due).days, 0),
+        "step": step.key,
+        "offset": step.offset,
+        "round": c.round,
+        **({"run": report.run} if report.run else {}),
     }
 
 
@@ -706,33 +780,41 @@ def _partner_code(directory: _Directory, c: _Candidate) -> str:
     return owner.partner_code if owner else ""
 
 
-def _write_outbox(session: Session, rows: list[dict[str, Any]], report: MonitorReport) -> None:
-    """Insert rows whose dedupe key is new; the keys that went in are the ones to announce."""
-    dialect = session.get_bind().dialect.name
-    build = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # One statement compiled once, executed many times in batches (insertmanyvalues);
-    # RETURNING yields only the rows that went in.
-    table = Notification.__table__  # type: ignore[attr-defined]
-    statement = (
-        build(table)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(table.c.dedupe_key)
+_Row = tuple[str, _Candidate, _Pick]  # an outbox row to be, with its dedupe key
+
+
+def _write_outbox(session: Session, dues: _Dues, report: MonitorReport) -> None:
+    """Insert the rows whose dedupe key is new; the keys that went in are the ones to announce.
+
+    Chunk by chunk, so memory stays flat: the chunk's keys not in the outbox yet are looked
+    up first, so a pass that finds nothing new builds and sends no row."""
+    writer = _Bulk(
+        session.connection(),
+        Notification.__table__,  # type: ignore[attr-defined]
+        _ROW_COLUMNS,
+        {"created_at": report.now, "status": NotificationStatus.PENDING, "attempts": 0},
+        unique="dedupe_key",
     )
-    connection = session.connection()
-    fresh: set[str] = set()
-    for chunk in _chunks(rows, 5000):
-        fresh.update(connection.execute(statement, list(chunk)).scalars().all())
-    report.notifications = len(fresh)
+    seen: set[str] = set()
     escalated: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for row in rows:
-        if row["dedupe_key"] not in fresh:
+    for chunk in _chunks(dues, _OUTBOX_CHUNK // 2):  # about two rows a candidate
+        rows: list[_Row] = []
+        for c, picks in chunk:
+            scope = _scope(c)
+            rows += [(f"{scope}/{p.step.key}/{p.person.email}", c, p) for p in picks]
+        new = _new_keys(session, [key for key, _, _ in rows])
+        todo: list[_Row] = []
+        for row in rows:
+            if row[0] in new and row[0] not in seen:
+                seen.add(row[0])
+                todo.append(row)
+        if not todo:
             continue
-        payload = row["payload"]
-        report.notifications_by_pilot[payload["pilot"]] += 1
-        if row["urgent"]:
-            key = (payload["case"], payload["item"], payload["step"])
-            entry = escalated.setdefault(key, {**payload, "recipients": []})
-            entry["recipients"].append(row["recipient_id"])
+        fresh = set(writer.insert(_outbox_columns(todo, report)))
+        report.notifications += len(fresh)
+        for key, c, pick in todo:
+            if key in fresh:
+                _announce(c, pick, report, escalated)
     for (case_key, item, _step), payload in sorted(escalated.items()):
         report.signals.append(
             Signal(
@@ -744,6 +826,192 @@ def _write_outbox(session: Session, rows: list[dict[str, Any]], report: MonitorR
                 {k: payload[k] for k in ("step", "item_kind", "due", "days_late", "recipients")},
             )
         )
+
+
+def _announce(
+    c: _Candidate,
+    pick: _Pick,
+    report: MonitorReport,
+    escalated: dict[tuple[str, str, str], dict[str, Any]],
+) -> None:
+    """Count a row that went in; an urgent one joins its step's escalation signal."""
+    report.notifications_by_pilot[c.pilot] += 1
+    if not pick.urgent:
+        return
+    entry = escalated.setdefault(
+        (c.case_key, c.key, pick.step.key),
+        {
+            "pilot": c.pilot,
+            "country": c.country,
+            "step": pick.step.key,
+            "item_kind": c.item_kind,
+            "due": c.due.isoformat(),
+            "days_late": max((report.today - c.due).days, 0),
+            "recipients": [],
+        },
+    )
+    entry["recipients"].append(pick.person.id)
+
+
+def _outbox_columns(rows: Sequence[_Row], report: MonitorReport) -> dict[str, list[Any]]:
+    return {
+        "dedupe_key": [key for key, _, _ in rows],
+        "case_id": [c.case_id for _, c, _ in rows],
+        "subject": [c.key for _, c, _ in rows],
+        "rule": [p.step.key for _, _, p in rows],
+        "recipient_id": [p.person.id for _, _, p in rows],
+        "urgent": [p.urgent for _, _, p in rows],
+        "due_on": [c.due for _, c, _ in rows],
+        "fire_on": [p.fire_on for _, _, p in rows],
+        "payload": [_payload(c, p.step, report) for _, c, p in rows],
+    }
+
+
+def _new_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """The keys among `keys` not in the outbox yet. Each chunk goes to the database as one
+    JSON array, which it unpacks, and only the new keys come back: on a pass that finds
+    little new, next to nothing."""
+    found: set[str] = set()
+    column = col(Notification.dedupe_key)
+    if session.get_bind().dialect.name == "postgresql":
+        elements = func.json_array_elements_text(cast(bindparam("keys", type_=Text), JSON))
+    else:
+        elements = func.json_each(bindparam("keys", type_=Text))
+    wanted = elements.table_valued("value")
+    taken = select(column).where(column == wanted.c.value).exists()
+    statement = select(wanted.c.value).where(~taken)
+    for chunk in _chunks(keys, _OUTBOX_CHUNK):
+        found.update(session.execute(statement, {"keys": json.dumps(list(chunk))}).scalars())
+    return found
+
+
+class _Bulk:
+    """Rows into one table in bulk, given as one list per column, stored exactly as an ORM
+    insert stores them (each value converted by its column's own type; columns the caller
+    does not vary set once, the others at their defaults). On PostgreSQL one INSERT ...
+    SELECT FROM json_to_recordset(...) per call, on SQLite one executemany.
+
+    With `unique`, a row whose value there is taken is skipped, and a call returns the values
+    that went in: PostgreSQL returns them. On SQLite the pass's transaction holds the write
+    lock (it began with BEGIN IMMEDIATE, or its first UPDATE took it), so nobody adds a key
+    between the caller's look-up of the new keys and the insert; the row count confirms it."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        table: Any,
+        varying: Sequence[str],
+        fixed: dict[str, Any],
+        unique: str | None = None,
+    ) -> None:
+        self.connection = connection
+        self.varying = list(varying)
+        self.unique = unique
+        dialect = connection.dialect
+        self.postgres = dialect.name == "postgresql"
+        fixed = dict(fixed)
+        for c in table.columns:  # the rest at their defaults, as an ORM insert sets them
+            if c.name not in self.varying and c.name not in fixed and c.default is not None:
+                fixed[c.name] = c.default.arg(None) if c.default.is_callable else c.default.arg
+        names = [c.name for c in table.columns if c.name in self.varying or c.name in fixed]
+        if self.postgres:
+            self._statement = self._recordset(table, names, fixed)
+            return
+        statement = sqlite.insert(table)
+        if unique:
+            statement = statement.on_conflict_do_nothing(index_elements=[unique])
+        compiled = statement.compile(dialect=dialect, column_keys=names)
+        self._sql = str(compiled)
+        self._order = list(compiled.positiontup or [])
+        self._convert = {
+            name: _Bulk._converter(
+                table.c[name].type.dialect_impl(dialect).bind_processor(dialect),
+                _repeats(table.c[name].type),
+            )
+            for name in names
+        }
+        self._fixed = {name: self._convert[name]([value])[0] for name, value in fixed.items()}
+
+    @staticmethod
+    def _converter(
+        process: Callable[[Any], Any] | None, repeats: bool
+    ) -> Callable[[list[Any]], list[Any]]:
+        if process is None:
+            return lambda values: values
+        if not repeats:
+            return lambda values: [process(value) for value in values]
+        seen: dict[Any, Any] = {}
+
+        def convert(values: list[Any]) -> list[Any]:
+            # Dates, flags and statuses repeat: each distinct value is converted once.
+            out = []
+            for value in values:
+                done = seen.get(value, _MISSING)
+                if done is _MISSING:
+                    done = seen[value] = process(value)
+                out.append(done)
+            return out
+
+        return convert
+
+    def _recordset(self, table: Any, names: Sequence[str], fixed: dict[str, Any]) -> Any:
+        # The rows arrive as one JSON document (PostgreSQL parses it in C; a JSON column's
+        # value keeps the text json.dumps gave it, as when it is bound on its own).
+        rows = (
+            func.json_to_recordset(cast(bindparam("rows", type_=Text), JSON))
+            .table_valued(*(column(name, table.c[name].type) for name in self.varying))
+            .render_derived(with_types=True)
+        )
+        values = [
+            rows.c[name]
+            if name in self.varying
+            else bindparam(f"fixed_{name}", fixed[name], type_=table.c[name].type)
+            for name in names
+        ]
+        statement = postgresql.insert(table).from_select(list(names), select(*values))
+        if not self.unique:
+            return statement
+        return statement.on_conflict_do_nothing(index_elements=[self.unique]).returning(
+            table.c[self.unique]
+        )
+
+    def insert(self, columns: dict[str, list[Any]]) -> list[Any]:
+        """Insert rows given as one list per varying column; with `unique`, returns the
+        values of that column that went in."""
+        if self.postgres:
+            lists = [columns[name] for name in self.varying]
+            rows = [dict(zip(self.varying, row, strict=True)) for row in zip(*lists, strict=True)]
+            document = json.dumps(rows, default=_json_value)
+            result = self.connection.execute(self._statement, {"rows": document})
+            return list(result.scalars()) if self.unique else []
+        count = len(columns[self.varying[0]])
+        converted = [
+            self._convert[name](columns[name]) if name in columns else [self._fixed[name]] * count
+            for name in self._order
+        ]
+        inserted = self.connection.exec_driver_sql(
+            self._sql, list(zip(*converted, strict=True))
+        ).rowcount
+        if not self.unique:
+            return []
+        if inserted != count:
+            raise BridgeError(f"the outbox changed under the monitor ({inserted} of {count} new)")
+        return columns[self.unique]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+def _repeats(type_: Any) -> bool:
+    """Whether a column type's values come from a small set (flags, dates, statuses)."""
+    try:
+        python_type = type_.python_type
+    except NotImplementedError:
+        return False
+    return python_type in (bool, date) or issubclass(python_type, Enum)
 
 
 def _count(session: Session, report: MonitorReport) -> None:
