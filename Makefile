@@ -32,7 +32,7 @@ browser:
 	@test -x /usr/bin/chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
 test: lint browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=20
 
 # The large versions of tests/reliability: 10,000 notices, 20 kills, 10,000 fuzz examples.
 soak: $(STAMP)

@@ -2,11 +2,15 @@
 
 It marks milestones newly late and gates newly expired (once each, with audit events),
 applies gate timeout outcomes, and writes each escalation-ladder step to the outbox once per
-recipient (a unique dedupe key makes reruns and concurrent monitors harmless). It works in
-set-based statements (a handful of result sets, then the outbox a few thousand rows per
-statement, looking up first which keys are new, so a rerun writes and builds nothing); only
-gates that time out to approve or reject take a transaction of their own, through the same
-use case as every other change.
+recipient (a unique dedupe key makes reruns harmless). It works in set-based statements (a
+handful of result sets, then the outbox a few thousand rows per statement, looking up first
+which keys are new, so a rerun writes and builds nothing); only gates that time out to approve
+or reject take a transaction of their own, through the same use case as every other change.
+
+Passes may overlap (two schedulers, a manual run beside the scheduled one): each transaction
+of a pass runs alone among the monitors' transactions (SQLite: BEGIN IMMEDIATE; PostgreSQL: a
+transaction-scoped advisory lock per schema), so a later pass sees what an earlier one wrote
+and does not write it again, and a gate another pass decided meanwhile is skipped.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ _ROW_COLUMNS = (
     "payload",
 )
 _DECIDED = {TimeoutOutcome.APPROVE: "approved", TimeoutOutcome.REJECT: "rejected"}
+_PASS_LOCK = 0x6272_6D6F  # PostgreSQL advisory lock class of the monitor's transactions
 
 
 @dataclass(frozen=True)
@@ -308,10 +313,21 @@ def _session(bind: Engine | Connection) -> Session:
     return Session(bind, expire_on_commit=False, join_transaction_mode="create_savepoint")
 
 
+def _alone(session: Session) -> None:
+    """Begin the session's transaction as the only monitor transaction in the store. SQLite's
+    BEGIN IMMEDIATE (the pass's engine) already takes the write lock; on PostgreSQL the first
+    statement takes an advisory lock, keyed by schema, held until commit or rollback."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(func.pg_advisory_xact_lock(_PASS_LOCK, func.hashtext(func.current_schema())))
+        )
+
+
 def _pass(bind: Engine | Connection, report: MonitorReport, actor: Actor) -> None:
     _apply_timeouts(bind, report, actor)
     today = report.today
     with _session(bind) as session:
+        _alone(session)
         directory = _Directory(session)
         templates = _templates(session)
         _mark_overdue(session, report, actor)
@@ -332,17 +348,24 @@ def _apply_timeouts(bind: Engine | Connection, report: MonitorReport, actor: Act
         due = session.execute(
             select(col(Case.key), col(Gate.key), col(Gate.on_timeout))
             .join(Case, col(Case.id) == Gate.case_id)
-            .where(
-                col(Case.status) == CaseStatus.ACTIVE,
-                col(Gate.status) == GateStatus.OPEN,
-                col(Gate.deadline) < report.today,
-                col(Gate.on_timeout).in_([TimeoutOutcome.APPROVE, TimeoutOutcome.REJECT]),
-            )
+            .where(*_timing_out(report.today))
             .order_by(col(Case.key), col(Gate.key))
         ).all()
     for case_key, gate_key, outcome in due:
         try:
             with _session(bind) as session:
+                _alone(session)
+                still = session.execute(
+                    select(col(Gate.id))
+                    .join(Case, col(Case.id) == Gate.case_id)
+                    .where(
+                        *_timing_out(report.today),
+                        col(Case.key) == case_key,
+                        col(Gate.key) == gate_key,
+                    )
+                ).first()
+                if still is None:  # decided meanwhile (by an overlapping pass, say)
+                    continue
                 gate = time_out_gate(
                     session=session,
                     case_key=case_key,
@@ -356,6 +379,16 @@ def _apply_timeouts(bind: Engine | Connection, report: MonitorReport, actor: Act
         if gate is not None:
             report.newly_expired += 1
             report.timed_out.append(f"{case_key} {gate_key}: {_DECIDED[outcome]}")
+
+
+def _timing_out(today: date) -> tuple[Any, ...]:
+    """Where a gate of an active case is past its deadline with an approve or reject outcome."""
+    return (
+        col(Case.status) == CaseStatus.ACTIVE,
+        col(Gate.status) == GateStatus.OPEN,
+        col(Gate.deadline) < today,
+        col(Gate.on_timeout).in_([TimeoutOutcome.APPROVE, TimeoutOutcome.REJECT]),
+    )
 
 
 def _templates(session: Session) -> dict[tuple[str, int], Template]:

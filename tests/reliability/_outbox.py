@@ -1,6 +1,7 @@
-"""Shared parts of the reliability tests (issue 7): an outbox filled with N due notices fast, a
-loopback webhook receiver that counts what it got per notice, child processes (dispatchers,
-optimistic-locking writers, monitor passes) and a private PostgreSQL instance to take down.
+"""Shared parts of the reliability tests: an outbox filled with N due notices fast, a loopback
+webhook receiver that counts what it got per notice, child processes (dispatchers,
+optimistic-locking writers, monitor passes, monitor passes followed by dispatch) and a private
+PostgreSQL instance to take down.
 
 Every notice's payload carries a unique case token (`REL-000042`) that the rendered title
 starts with, so the receiver can count deliveries per outbox row (per dedupe key).
@@ -12,9 +13,11 @@ Run as a module it is the child process side:
     python -m tests.reliability._outbox dispatch URL CONFIG HOME NOW BATCH
     python -m tests.reliability._outbox writer URL KEY ATTEMPTS NAME SEED
     python -m tests.reliability._outbox monitor URL NOW
+    python -m tests.reliability._outbox cycle URL CONFIG HOME NOW BATCH
 
-`dispatch` and `writer` print `ready`, wait for a line on stdin, work, and print one JSON line;
-`monitor` prints `go` just before its pass and a JSON line after it.
+`dispatch`, `writer` and `cycle` (one monitor pass, then dispatch) print `ready`, wait for a
+line on stdin, work, and print one JSON line; `monitor` prints `go` just before its pass and a
+JSON line after it.
 """
 
 from __future__ import annotations
@@ -81,12 +84,15 @@ def token_of(title: str) -> str:
 @dataclass(frozen=True)
 class Hit:
     """One POST as the receiver took it: the path, the notice token, the status it answered
-    (after `delay` seconds, by which time a client with a shorter timeout is gone)."""
+    (after `delay` seconds, by which time a client with a shorter timeout is gone), and the
+    message's whole title and body."""
 
     path: str
     token: str
     status: int
     delay: float
+    title: str = ""
+    message: str = ""
 
 
 class _Server(ThreadingHTTPServer):
@@ -131,9 +137,10 @@ class Receiver:
                     self.close_connection = True
                     return
                 try:
-                    title = str(json.loads(body).get("title", ""))
-                except ValueError:
-                    title = ""
+                    posted = json.loads(body)
+                    title, message = str(posted.get("title", "")), str(posted.get("message", ""))
+                except (ValueError, AttributeError):
+                    title = message = ""
                 with receiver._lock:
                     status = next(
                         (v for p, v in receiver.statuses.items() if self.path.startswith(p)),
@@ -143,7 +150,9 @@ class Receiver:
                         (v for p, v in receiver.delays.items() if self.path.startswith(p)),
                         receiver.delay,
                     )
-                    receiver.hits.append(Hit(self.path, token_of(title), status, delay))
+                    receiver.hits.append(
+                        Hit(self.path, token_of(title), status, delay, title, message)
+                    )
                 if delay:
                     receiver.release.wait(delay)
                 payload = b"{}" if status < 400 else b'{"error": "told to fail"}'
@@ -216,6 +225,16 @@ def write_config(path: Path, port: int, partners: Sequence[str]) -> Path:
     lines = ["version: 1", "urls:"]
     for code in sorted(partners):
         lines += [f"  - json://127.0.0.1:{port}{hook(code)}:", f"      - tag: {code}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_routes(path: Path, port: int, routes: dict[str, str]) -> Path:
+    """An Apprise YAML config: one json:// webhook per tag (a contact's email, say), at the
+    hook path given for it."""
+    lines = ["version: 1", "urls:"]
+    for tag, where in sorted(routes.items()):
+        lines += [f"  - json://127.0.0.1:{port}{where}:", f"      - tag: {tag}"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -381,6 +400,31 @@ def fill_outbox(url: str, home: Path, size: int, now: datetime = NOW) -> Box:
     finally:
         rt.engine.dispose()
     return box
+
+
+def ladder_store(url: str, home: Path, cases: int) -> dict[int, str]:
+    """A migrated store of `cases` cases at every stage of their plans (benchmarks.monitor_scale:
+    the consortium, one real case per pilot kind, set-based clones), with nothing in the
+    outbox yet: a monitor pass at NOW finds milestones late, gates expired or timing out and
+    ladder steps due (about 1.7 a case). Each contact takes every notice as one message at
+    once (daily cap 0, no digest, no quiet hours). Returns every contact's email by id."""
+    from benchmarks.monitor_scale import NOW as BUILT_AT
+    from benchmarks.monitor_scale import Store, build_store
+    from bridgebsr.db import make_engine
+    from models import Contact
+
+    assert BUILT_AT == NOW
+    build_store(Store("ladders", url, home), cases)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(Contact).values(daily_cap=0, digest=False, quiet_from=None, quiet_until=None)
+            )
+            people = conn.execute(select(col(Contact.id), col(Contact.email))).all()
+    finally:
+        engine.dispose()
+    return {int(cid): str(email) for cid, email in people}
 
 
 @dataclass(frozen=True)
@@ -746,11 +790,44 @@ def _monitor(url: str, now: str) -> dict[str, Any]:
     return {"notifications": report.notifications, "seconds": time.perf_counter() - started}
 
 
+def _cycle(url: str, config: str, home: str, now: str, batch: str) -> dict[str, Any]:
+    """One monitor pass and then dispatch, as a scheduler runs them: its own engine and post
+    office, released with the others."""
+    from bridgebsr.db import make_engine
+    from bridgebsr.monitor import run_monitor
+    from notifications.outbox import dispatch
+    from notifications.post import PostOffice
+
+    engine = make_engine(url)
+    post = PostOffice(
+        email_url=None, apprise_config=Path(config), local_log=Path(home) / "local.log"
+    )
+    when = datetime.fromisoformat(now)
+    _say("ready")
+    sys.stdin.readline()
+    started = time.perf_counter()
+    monitor = run_monitor(engine, now=when, zone=ZONE)
+    between = time.perf_counter()
+    report = dispatch(engine, now=when, post=post, batch=int(batch))
+    engine.dispose()
+    return {
+        "monitor": {
+            k: v
+            for k, v in monitor.summary().items()
+            if k in {"notifications", "newly_overdue", "newly_expired", "timed_out", "failures"}
+        },
+        "dispatch": {**report.summary(), "errors": report.errors[:5]},
+        "pid": os.getpid(),
+        "seconds": [round(between - started, 3), round(time.perf_counter() - between, 3)],
+    }
+
+
 def main(argv: Sequence[str]) -> int:
     commands: dict[str, Callable[..., dict[str, Any]]] = {
         "dispatch": _dispatch,
         "writer": _writer,
         "monitor": _monitor,
+        "cycle": _cycle,
     }
     if not argv or argv[0] not in commands:
         sys.stderr.write(f"usage: {' | '.join(commands)} ARGS\n")

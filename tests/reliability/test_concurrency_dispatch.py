@@ -1,20 +1,28 @@
-"""Concurrency (issue 7, item 1): dispatchers in parallel OS processes, and two writers racing
-on one case with optimistic locking.
+"""Concurrency: dispatchers (and monitors) in parallel OS processes, and two writers racing on
+one case with optimistic locking.
 
 - N dispatcher processes (2 on SQLite, 4 on PostgreSQL), each with its own engine, released
   at once over M due notices (quick 1,000; soak 10,000) going to a loopback webhook receiver:
   each notice reaches its partner's hook exactly once, every row is `sent` on its first
   attempt, and there is one receipt per message.
+- N processes (2 on SQLite, 4 on PostgreSQL), released at once over a store of cases whose
+  ladders have steps due (quick about 830, soak about 10,000), each run one monitor pass at
+  the same `now` and then dispatch, as overlapping schedulers would: all exit cleanly, the
+  outbox holds each (recipient, item, step) once, each notice reaches its recipient's hook
+  exactly once and is `sent`, and the audit trail has each monitor event once (one
+  `milestone.overdue` per milestone found late, one `gate.expired` per gate).
 - Two writer processes hold and resume one case (quick 100, soak 1,000 attempts each), each
   change carrying the version its writer read (`--if-version`): every attempt is applied or
   refused, none is lost (final version == 1 + applied) and the audit trail has exactly one
   event per applied change, no event for a refused one.
 """
 
+import json
+import re
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +36,13 @@ from bridgebsr.cases import change_case, open_case
 from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_consortium
 from bridgebsr.errors import StaleCase
+from bridgebsr.monitor import MONITOR_ACTOR
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_by_key
-from models import CaseEvent, CaseStatus, Notification
+from models import CaseEvent, CaseStatus, Gate, Milestone, Notification
 from notifications.outbox import LEASE, DispatchReport, dispatch
 from notifications.post import PostOffice
+from notifications.render import headline
 from tests.reliability._outbox import (
     ANCHOR_OWNER,
     NOW,
@@ -41,6 +51,7 @@ from tests.reliability._outbox import (
     finish,
     go,
     kill,
+    ladder_store,
     note,
     outbox,
     python_child,
@@ -48,6 +59,7 @@ from tests.reliability._outbox import (
     receipts,
     sized,
     write_config,
+    write_routes,
 )
 
 pytestmark = pytest.mark.slow
@@ -55,6 +67,7 @@ pytestmark = pytest.mark.slow
 NOTICES = sized(1_000, 10_000)
 ATTEMPTS = sized(100, 1_000)  # per writer
 BATCH = 100  # rows per claim: several claims per dispatcher, so they interleave
+LADDER_CASES = sized(500, 6_000)  # about 1.7 due ladder steps a case: ~830 / ~10,000 notices
 
 
 @pytest.mark.parametrize(
@@ -116,6 +129,134 @@ def test_parallel_dispatchers_deliver_each_notice_exactly_once(
     assert Counter(s.title.split(":", 1)[0] for s in slips) == Counter(dict.fromkeys(rows, 1))
     shares = sorted(r["sent"] for r in reports)
     note(f"{backend}: {box.size} notices, {workers} dispatchers sent {shares}, {seconds:.1f} s")
+
+
+# --- monitors and dispatchers together ------------------------------------------------------------
+
+_STEP = re.compile(r"^- step: (\S+)$", re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("backend", "workers"),
+    [("sqlite", 2), pytest.param("postgres", 4, marks=pytest.mark.postgres)],
+)
+def test_parallel_monitors_and_dispatchers_send_each_step_once(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, workers: int
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'cases.db'}"
+        if backend == "sqlite"
+        else str(request.getfixturevalue("pg_url"))
+    )
+    home = tmp_path / "home"
+    email_of = ladder_store(url, home, LADDER_CASES)
+    hook_of = {cid: f"/to/{cid}" for cid in email_of}  # each contact's own hook
+    with Receiver() as rx, (tmp_path / "workers.stderr").open("w") as stderr:
+        routes = {email: hook_of[cid] for cid, email in email_of.items()}
+        config = write_routes(tmp_path / "apprise.yml", rx.port, routes)
+        args = ["cycle", url, str(config), str(home), NOW.isoformat(), str(BATCH)]
+        children = [python_child(args, stderr) for _ in range(workers)]
+        try:
+            for child in children:
+                ready(child, "monitor and dispatcher")
+            started = time.perf_counter()
+            go(*children)
+            outputs = [child.communicate(timeout=600)[0] for child in children]
+            seconds = time.perf_counter() - started
+        finally:
+            for child in children:
+                kill(child)
+        rx.settle()
+        hits = rx.received()
+    errors = (tmp_path / "workers.stderr").read_text(errors="replace")
+    # Every process ended cleanly: no unique violation, deadlock or any other error.
+    assert [c.returncode for c in children] == [0] * workers, errors[-3000:]
+    assert "Traceback" not in errors, errors[-3000:]
+    reports = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    passes, sends = [r["monitor"] for r in reports], [r["dispatch"] for r in reports]
+    assert [p["failures"] for p in passes] == [[]] * workers, passes
+    assert all(d["errors"] == [] for d in sends), sends
+
+    engine = build_runtime(Settings(home=home, database_url=url)).engine
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    col(Notification.dedupe_key),
+                    col(Notification.recipient_id),
+                    col(Notification.case_id),
+                    col(Notification.rule),
+                    col(Notification.status),
+                    col(Notification.attempts),
+                    col(Notification.payload),
+                )
+            ).all()
+            events = conn.execute(
+                select(
+                    col(CaseEvent.case_id),
+                    col(CaseEvent.kind),
+                    col(CaseEvent.subject),
+                    col(CaseEvent.after),
+                    col(CaseEvent.at),
+                ).where(col(CaseEvent.actor) == MONITOR_ACTOR)
+            ).all()
+            overdue = conn.execute(
+                select(col(Milestone.case_id), col(Milestone.key)).where(
+                    col(Milestone.overdue_on) == NOW.date()
+                )
+            ).all()
+            expired = conn.execute(
+                select(col(Gate.case_id), col(Gate.key)).where(col(Gate.expired_on) == NOW.date())
+            ).all()
+        slips = receipts(engine)
+    finally:
+        engine.dispose()
+
+    # The outbox: each (recipient, item, step) once, and the passes together wrote each once.
+    steps = Counter(
+        (r.recipient_id, r.case_id, r.payload["item_kind"], r.payload["item"])
+        + (r.payload["round"], r.rule)
+        for r in rows
+    )
+    assert [k for k, n in steps.items() if n != 1] == []
+    assert len({r.dedupe_key for r in rows}) == len(rows) >= LADDER_CASES
+    assert sum(p["notifications"] for p in passes) == len(rows), passes
+    # The receiver: each notice exactly once, at its recipient's hook, every answer 200.
+    got = Counter((h.path, h.title, tuple(_STEP.findall(h.message))) for h in hits)
+    owed = Counter(
+        (hook_of[r.recipient_id], headline(r.payload), (r.payload["step"],)) for r in rows
+    )
+    assert len(hits) == len(rows), f"{len(hits)} POSTs for {len(rows)} notices"
+    assert all(h.status == 200 for h in hits)
+    assert got == owed, (got - owed, owed - got)
+    # Every row sent on its first attempt, one receipt per message.
+    assert Counter(str(r.status) for r in rows) == {"sent": len(rows)}
+    assert {r.attempts for r in rows} == {1}
+    assert sum(d["sent"] for d in sends) == sum(d["messages"] for d in sends) == len(rows), sends
+    assert len(slips) == len(rows) and all(s.ok and s.notices == 1 for s in slips)
+    # The audit trail: each monitor event of this pass once; one `milestone.overdue` per
+    # milestone found late and one `gate.expired` per gate that expired, as the passes said.
+    ours = [e for e in events if _aware(e.at) == NOW]
+    audited = Counter(
+        (e.case_id, e.kind, e.subject, json.dumps(e.after, sort_keys=True)) for e in ours
+    )
+    assert [k for k, n in audited.items() if n != 1] == []
+    late = Counter((e.case_id, e.subject) for e in ours if e.kind == "milestone.overdue")
+    assert late == Counter(dict.fromkeys(((c, k) for c, k in overdue), 1))
+    gone = Counter((e.case_id, e.subject) for e in ours if e.kind == "gate.expired")
+    assert gone == Counter(dict.fromkeys(((c, k) for c, k in expired), 1))
+    assert sum(p["newly_overdue"] for p in passes) == len(overdue) > 0, passes
+    assert sum(p["newly_expired"] for p in passes) == len(expired), passes
+    shares = [(p["notifications"], d["sent"]) for p, d in zip(passes, sends, strict=True)]
+    kinds = dict(sorted(Counter(e.kind for e in ours).items()))
+    note(
+        f"{backend}: {LADDER_CASES} cases, {workers} monitor+dispatch processes: "
+        f"(written, sent) {shares} of {len(rows)} notices; events {kinds}; {seconds:.1f} s"
+    )
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 # --- optimistic locking ------------------------------------------------------------------------

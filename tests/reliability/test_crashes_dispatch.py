@@ -1,4 +1,4 @@
-"""Crashes (issue 7, item 2): dispatchers and the monitor killed with SIGKILL mid-work.
+"""Crashes: dispatchers and the monitor killed with SIGKILL mid-work.
 
 - `bridgebsr notifications dispatch` works through an outbox (quick 300 notices, soak 2,000)
   to a webhook receiver that takes a few ms per POST, and is SIGKILLed at random points

@@ -1,4 +1,4 @@
-"""Faults (issue 7, item 3): outages of the database, the SMTP server and webhooks, and the
+"""Faults: outages of the database, the SMTP server and webhooks, and the
 recovery after them.
 
 - The database goes away mid-dispatch: a private PostgreSQL instance (initdb on its own port
