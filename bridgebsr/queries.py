@@ -368,6 +368,7 @@ def receipts(
             "recipient": who,
             "kind": d.kind,
             "notices": d.notices,
+            "resent": d.resent,
             "ok": d.ok,
             "channels": "; ".join(
                 f"{c['channel']}: {'sent' if c['ok'] else c.get('detail') or 'failed'}"

@@ -3,7 +3,6 @@
 from typing import Annotated
 
 import typer
-from sqlmodel import col, select
 
 from bridgebsr import queries
 from bridgebsr.cli._common import (
@@ -17,7 +16,7 @@ from bridgebsr.cli._common import (
 )
 from bridgebsr.db import read_session
 from bridgebsr.errors import InvalidInput
-from models import Delivery, NotificationStatus
+from models import NotificationStatus
 
 notifications_app = typer.Typer(help="The notification outbox.", no_args_is_help=True)
 COLUMNS = (
@@ -68,14 +67,6 @@ def list_receipts(
     rt = runtime()
     with read_session(rt.engine) as session:
         rows = queries.receipts(session=session, email=recipient, limit=limit)
-        found = session.execute(
-            select(col(Delivery.id), col(Delivery.resent)).where(
-                col(Delivery.id).in_([r["id"] for r in rows])
-            )
-        ).all()
-        resent = {int(receipt): int(count) for receipt, count in found}
-    for row in rows:
-        row["resent"] = resent.get(row["id"], 0)
     if as_json:
         emit_json(rows)
     else:
