@@ -359,7 +359,7 @@ def _open_seeds(rt: Runtime, people: dict[str, _Person]) -> dict[str, _Seed]:
                 now=opened,
                 source=Source.IMPORT,
             )
-            row = case.model_dump()
+            row = asdict(case)
         prefix = rt.catalog.get(pilot.kind).key_prefix
         seeds[pilot.kind] = _Seed(pilot, prefix, row, people[pilot.owner])
     return seeds

@@ -2,14 +2,14 @@
 
 from datetime import date, datetime
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlmodel import Session, SQLModel, col, select
 
-from bridgebsr import lifecycle, planning, store
+from bridgebsr import lifecycle, planning, rows, store
 from bridgebsr.catalog import Catalog, checksum
-from bridgebsr.db import permit
 from bridgebsr.errors import IllegalTransition, InvalidInput
 from bridgebsr.lifecycle import Change
+from bridgebsr.rows import CaseRow, GateRow, MilestoneRow
 from models import (
     CASE_OWNER,
     Case,
@@ -37,7 +37,7 @@ def open_case(
     now: datetime,
     source: Source = Source.CLI,
     source_ref: str | None = None,
-) -> Case:
+) -> CaseRow:
     """Open a case of `kind`, pinned to the template's version, every item scheduled from start."""
     template = catalog.get(kind)
     if not title.strip():
@@ -51,7 +51,8 @@ def open_case(
     assert partner is not None and partner.id is not None and owner.id is not None
     store.pin_template(session, template, checksum(template))
     start = start or store.local_date(now, partner.timezone)
-    case = Case(
+    case = CaseRow(
+        id=0,  # given when the row is written
         key=store.next_key(session, template.key_prefix, start.year),
         kind=template.kind,
         template_version=template.version,
@@ -60,17 +61,19 @@ def open_case(
         owner_id=owner.id,
         country=owner.country,
         status=CaseStatus.ACTIVE,
+        current_stage=None,
         start_date=start,
         target_date=start,
         forecast_date=start,
         opened_at=now,
+        closed_at=None,
         updated_at=now,
+        version=1,
     )
-    plan = _populate(session, case, template, owner)
+    plan = _populate(session, case, partner, template, owner)
     changes = planning.reforecast(plan, template, store.local_date(now, partner.timezone))
-    session.add(case)
-    session.flush()  # the case row, with its planned dates, gives the items their case id
-    _insert_items(session, case, plan)
+    conn = session.connection()
+    _insert(conn, case, plan)
     opened = Change(
         "case.open",
         None,
@@ -88,8 +91,8 @@ def open_case(
     )
     actor = owner.email
     store.record(
-        session,
-        case,
+        conn,
+        case.id,
         [opened, *changes],
         actor=actor,
         now=now,
@@ -100,7 +103,9 @@ def open_case(
     return case
 
 
-def _populate(session: Session, case: Case, template: Template, owner: Contact) -> planning.Plan:
+def _populate(
+    session: Session, case: CaseRow, lead: Partner, template: Template, owner: Contact
+) -> planning.Plan:
     """The case's milestones and gates, planned from its start (rows not written yet)."""
     owners = _owners_by_role(session, template, case, owner)
     milestones = [
@@ -108,7 +113,8 @@ def _populate(session: Session, case: Case, template: Template, owner: Contact) 
     ]
     gates = [_gate(i, spec, template) for i, spec in enumerate(template.gates)]
     owner_ids = {m.owner_id for m in milestones if m.owner_id is not None}
-    plan = planning.Plan(case, milestones, gates, planning.calendars_for(session, case, owner_ids))
+    calendars = planning.calendars_for(session, case, lead, owner_ids)
+    plan = planning.Plan(case, milestones, gates, calendars)
     planned = planning.baseline(plan)
     for node in plan.nodes():
         slot = planned[node.key]
@@ -118,23 +124,30 @@ def _populate(session: Session, case: Case, template: Template, owner: Contact) 
     return plan
 
 
-# Inserts of a new case's items, built once: one multi-row statement per table.
+# Inserts of a new case, built once: its row, then one multi-row statement per item table.
+_CASES = SQLModel.metadata.tables[str(Case.__tablename__)]
+_INSERT_CASE = insert(_CASES).returning(_CASES.c.id)
 _INSERT_MILESTONES = insert(SQLModel.metadata.tables[str(Milestone.__tablename__)])
 _INSERT_GATES = insert(SQLModel.metadata.tables[str(Gate.__tablename__)])
 
 
-def _insert_items(session: Session, case: Case, plan: planning.Plan) -> None:
-    """Write a new case's milestones and gates, one statement per table."""
-    assert case.id is not None
+def _insert(conn: Connection, case: CaseRow, plan: planning.Plan) -> None:
+    """Write a new case, then its milestones and gates, one statement per table."""
+    case.id = conn.execute(_INSERT_CASE, _without_id(case)).scalar_one()
     for statement, nodes in ((_INSERT_MILESTONES, plan.milestones), (_INSERT_GATES, plan.gates)):
         for node in nodes:
             node.case_id = case.id
         if nodes:
-            session.execute(statement, [node.model_dump(exclude={"id"}) for node in nodes])
+            conn.execute(statement, [_without_id(node) for node in nodes])
+
+
+def _without_id(row: CaseRow | rows.Node) -> dict[str, object]:
+    names = rows.columns(type(row))[1:]  # every column after the id
+    return dict(zip(names, rows.values(row, names), strict=True))
 
 
 def _owners_by_role(
-    session: Session, template: Template, case: Case, owner: Contact
+    session: Session, template: Template, case: CaseRow, owner: Contact
 ) -> dict[str, int | None]:
     """Who holds each role for this case: the case owner, else someone at the lead partner."""
     owners: dict[str, int | None] = {CASE_OWNER: owner.id}
@@ -163,9 +176,10 @@ def _links(spec: MilestoneSpec | GateSpec, template: Template) -> list[dict[str,
 
 def _milestone(
     seq: int, spec: MilestoneSpec, template: Template, owners: dict[str, int | None]
-) -> Milestone:
+) -> MilestoneRow:
     placeholder = date.min
-    return Milestone(
+    return MilestoneRow(
+        id=None,
         case_id=0,  # set when the case row is written
         key=spec.key,
         seq=seq,
@@ -184,9 +198,10 @@ def _milestone(
     )
 
 
-def _gate(seq: int, spec: GateSpec, template: Template) -> Gate:
+def _gate(seq: int, spec: GateSpec, template: Template) -> GateRow:
     placeholder = date.min
-    return Gate(
+    return GateRow(
+        id=None,
         case_id=0,  # set when the case row is written
         key=spec.key,
         seq=seq,
@@ -217,22 +232,23 @@ def change_case(
     source: Source = Source.CLI,
     source_ref: str | None = None,
     expected_version: int | None = None,
-) -> Case:
+) -> CaseRow:
     """Hold, resume, close or cancel a case, with the reason on its audit event."""
     if not reason.strip():
         raise InvalidInput(f"say why: --reason 'why the case is to {action}'")
-    case = store.case_by_key(session, key, for_update=True)
+    loaded = store.load_case(session, key)
+    case = loaded.case
     store.check_version(case, expected_version)  # a stale view is refused before any rule
     new, change = lifecycle.case_change(action, case.key, case.status)
     if action == "close":
-        _require_finished(session, case)
-    store.claim(session, case, expected_version, now)
-    case.status = permit(case, new)
+        _require_finished(loaded.plan)
+    case.status = new
     if new in {CaseStatus.COMPLETED, CaseStatus.CANCELLED}:
         case.closed_at = now
+    store.save_case(loaded, now=now, expected_version=expected_version)
     store.record(
-        session,
-        case,
+        loaded.conn,
+        case.id,
         [change],
         actor=actor,
         now=now,
@@ -244,9 +260,9 @@ def change_case(
     return case
 
 
-def _require_finished(session: Session, case: Case) -> None:
-    nodes = store.nodes_of(session, case)
-    unfinished = [n.key for n in nodes if not planning.is_finished(n)]
+def _require_finished(plan: planning.Plan) -> None:
+    case = plan.case
+    unfinished = [n.key for n in plan.nodes() if not planning.is_finished(n)]
     if unfinished:
         shown = ", ".join(unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")
         raise IllegalTransition(

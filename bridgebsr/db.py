@@ -1,15 +1,16 @@
 """Engines and sessions for the case store, with the status guard and SQLite tuning.
 
-The guard refuses any status written at flush that no lifecycle rule gave (`permit`).
+Statuses change only through the use cases, which write rows with Core statements and check
+every change against the lifecycle rules (`check_status`). The flush guard refuses any status
+an ORM object would write at flush, so nothing goes around them that way either.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine, event, inspect
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import object_session
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, create_engine
 
@@ -17,11 +18,21 @@ from bridgebsr import lifecycle
 from bridgebsr.errors import IllegalTransition
 from models import Case, Gate, Milestone
 
-_GUARDED: dict[type[Any], set[tuple[Any, Any]]] = {
-    Case: lifecycle.allowed_pairs(lifecycle.CASE_ACTIONS),
-    Milestone: lifecycle.allowed_pairs(lifecycle.MILESTONE_ACTIONS),
-    Gate: lifecycle.allowed_pairs(lifecycle.GATE_ACTIONS),
+# Every (from, to) status pair some lifecycle rule allows, by table.
+_ALLOWED: dict[str, set[tuple[Any, Any]]] = {
+    str(Case.__tablename__): lifecycle.allowed_pairs(lifecycle.CASE_ACTIONS),
+    str(Milestone.__tablename__): lifecycle.allowed_pairs(lifecycle.MILESTONE_ACTIONS),
+    str(Gate.__tablename__): lifecycle.allowed_pairs(lifecycle.GATE_ACTIONS),
 }
+_NAMES = {"cases": "case", "milestones": "milestone", "gates": "gate"}
+
+
+def check_status(table: str, old: Any, new: Any) -> None:
+    """Refuse a status change on a row of `table` that no lifecycle rule allows."""
+    if old != new and (old, new) not in _ALLOWED[table]:
+        raise IllegalTransition(
+            f"{_NAMES[table]} status cannot go from {old} to {new} outside the lifecycle rules"
+        )
 
 
 # Every SQLite connection's settings: WAL, one fsync per checkpoint, a wait on a busy file.
@@ -54,8 +65,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     # Writers take the lock up front so two of them never both read, then both write.
+    # Straight to the driver: this runs once per transaction, on the hot path of every change.
     immediate = conn.get_execution_options().get("sqlite_immediate", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")  # type: ignore[union-attr]
 
 
 @contextmanager
@@ -73,35 +85,17 @@ def write_session(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-_GRANTS = "bridgebsr.permitted_statuses"
-S = TypeVar("S")
-
-
-def permit(obj: Any, status: S) -> S:
-    """Mark `status` as given to `obj` by a lifecycle rule; the flush guard passes only these."""
-    session = object_session(obj)
-    if session is not None:
-        session.info.setdefault(_GRANTS, set()).add((id(obj), status))
-    return status
-
-
-@event.listens_for(Session, "after_flush_postexec")
-def _forget_grants(session: Session, _ctx: Any) -> None:
-    session.info.pop(_GRANTS, None)
+_GUARDED = (Case, Milestone, Gate)
 
 
 @event.listens_for(Session, "before_flush")
 def _guard_statuses(session: Session, _ctx: Any, _instances: Any) -> None:
-    granted = session.info.get(_GRANTS, set())
     for obj in session.dirty:
-        pairs = _GUARDED.get(type(obj))
-        if pairs is None:
+        if type(obj) not in _GUARDED:
             continue
         history = inspect(obj).attrs.status.history
-        if history.added and history.deleted:
-            old, new = history.deleted[0], history.added[0]
-            if old != new and ((old, new) not in pairs or (id(obj), new) not in granted):
-                raise IllegalTransition(
-                    f"{type(obj).__name__.lower()} status cannot go from {old} to {new} "
-                    "outside the lifecycle rules"
-                )
+        if history.added and history.deleted and history.deleted[0] != history.added[0]:
+            raise IllegalTransition(
+                f"{type(obj).__name__.lower()} status cannot go from {history.deleted[0]} to "
+                f"{history.added[0]} outside the lifecycle rules"
+            )

@@ -9,7 +9,8 @@ from sqlmodel import Session, select
 from bridgebsr import cases, directory, planning, progress, store
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.db import write_session
-from models import Case, Contact, Decision, Gate, GateStatus, Milestone, Source
+from bridgebsr.rows import GateRow, Node
+from models import Case, Contact, Decision, GateStatus, Source
 
 DATA = Path(__file__).parent / "data"
 DEMO = progress.Actor("demo@bridgebsr", Source.DEMO)
@@ -120,10 +121,10 @@ def _case(
     return key
 
 
-def _nodes(rt: Runtime, key: str) -> dict[str, Milestone | Gate]:
+def _nodes(rt: Runtime, key: str) -> dict[str, Node]:
     with Session(rt.engine) as session:
-        case = store.case_by_key(session, key)
-        return {n.key: n for n in store.nodes_of(session, case)}
+        plan = store.load_case(session, key, for_update=False).plan
+    return {n.key: n for n in plan.nodes()}
 
 
 def _advance(rt: Runtime, key: str, through: str, today: date) -> None:
@@ -141,7 +142,7 @@ def _advance(rt: Runtime, key: str, through: str, today: date) -> None:
         if not ready:
             return
         node = nodes[ready[0]]
-        if isinstance(node, Gate):
+        if isinstance(node, GateRow):
             _approve(rt, key, node, today)
             continue
         day = min(node.forecast_due + timedelta(days=SLIPS[n % len(SLIPS)]), today - timedelta(1))
@@ -159,7 +160,7 @@ def _advance(rt: Runtime, key: str, through: str, today: date) -> None:
             )
 
 
-def _ancestors(nodes: dict[str, Milestone | Gate], key: str) -> set[str]:
+def _ancestors(nodes: dict[str, Node], key: str) -> set[str]:
     found, stack = set(), [key]
     while stack:
         k = stack.pop()
@@ -169,7 +170,7 @@ def _ancestors(nodes: dict[str, Milestone | Gate], key: str) -> set[str]:
     return found
 
 
-def _approve(rt: Runtime, key: str, gate: Gate, today: date) -> None:
+def _approve(rt: Runtime, key: str, gate: GateRow, today: date) -> None:
     assert gate.status is GateStatus.OPEN and gate.opened_on is not None
     day = min(gate.opened_on + timedelta(days=3), today - timedelta(days=1))
     with Session(rt.engine) as session:

@@ -4,67 +4,57 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from bridgebsr import lifecycle
 from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
-from bridgebsr.db import permit
 from bridgebsr.lifecycle import Change
+from bridgebsr.rows import CaseRow, GateRow, MilestoneRow, Node
 from bridgebsr.schedule import Item, Link, Slot, schedule
-from models import (
-    FINISHED_MILESTONE,
-    Case,
-    Contact,
-    DayKind,
-    Gate,
-    GateStatus,
-    Milestone,
-    Partner,
-    Template,
-)
+from models import FINISHED_MILESTONE, Contact, DayKind, GateStatus, Partner, Template
 
 
 @dataclass(frozen=True)
 class Plan:
     """A case's rows with the calendars that date them."""
 
-    case: Case
-    milestones: Sequence[Milestone]
-    gates: Sequence[Gate]
+    case: CaseRow
+    milestones: Sequence[MilestoneRow]
+    gates: Sequence[GateRow]
     calendars: dict[int | None, WorkCalendar]
 
-    def nodes(self) -> list[Milestone | Gate]:
+    def nodes(self) -> list[Node]:
         """Milestones then gates, in template order."""
         return [*self.milestones, *self.gates]
 
-    def calendar(self, node: Milestone | Gate) -> WorkCalendar:
+    def calendar(self, node: Node) -> WorkCalendar:
         """A milestone follows its owner's country; a gate, and anything unowned, the case's."""
-        owner = node.owner_id if isinstance(node, Milestone) else None
+        owner = node.owner_id if isinstance(node, MilestoneRow) else None
         return self.calendars.get(owner) or self.calendars[None]
 
 
 def calendars_for(
-    session: Session, case: Case, owner_ids: set[int]
+    session: Session, case: CaseRow, lead: Partner, owner_ids: set[int]
 ) -> dict[int | None, WorkCalendar]:
     """Working calendars of the case (key None) and of each owner, by contact id."""
-    lead = session.get(Partner, case.lead_partner_id)
-    calendars: dict[int | None, WorkCalendar] = {None: case_calendar(case, lead)}
+    calendars: dict[int | None, WorkCalendar] = {
+        None: case_calendar(case.country, lead.country, lead.region)
+    }
     if owner_ids:
-        rows = session.exec(
+        found = session.exec(
             select(Contact.id, Contact.country, Partner.country, Partner.region)
             .join(Partner, col(Partner.id) == Contact.partner_id)
             .where(col(Contact.id).in_(owner_ids))
         )
-        for contact_id, country, partner_country, region in rows:
+        for contact_id, country, partner_country, region in found:
             calendars[contact_id] = owner_calendar(country, partner_country, region)
     return calendars
 
 
-def case_calendar(case: Case, lead: Partner | None) -> WorkCalendar:
+def case_calendar(country: str, lead_country: str, lead_region: str | None) -> WorkCalendar:
     """A case's calendar: its country's, with the lead partner's region when it is there."""
-    region = lead.region if lead is not None and lead.country == case.country else None
-    return calendar_for(case.country, subdivision_of(case.country, region))
+    region = lead_region if lead_country == country else None
+    return calendar_for(country, subdivision_of(country, region))
 
 
 def owner_calendar(country: str, partner_country: str, region: str | None) -> WorkCalendar:
@@ -74,49 +64,26 @@ def owner_calendar(country: str, partner_country: str, region: str | None) -> Wo
     )
 
 
-# Built once: a case's milestones with their owners' countries and regions.
-_MILESTONES_WITH_OWNERS = (
-    select(Milestone, Contact.country, Partner.country, Partner.region)
-    .outerjoin(Contact, col(Contact.id) == Milestone.owner_id)
-    .outerjoin(Partner, col(Partner.id) == Contact.partner_id)
-    .where(col(Milestone.case_id) == bindparam("case_id"))
-    .order_by(col(Milestone.seq))
-)
-
-
-def load_plan(session: Session, case: Case, lead: Partner, gates: Sequence[Gate]) -> Plan:
-    """A case's plan from its gates: its milestones and their owners' calendars in one query."""
-    calendars: dict[int | None, WorkCalendar] = {None: case_calendar(case, lead)}
-    milestones = []
-    for milestone, country, partner_country, region in session.exec(
-        _MILESTONES_WITH_OWNERS, params={"case_id": case.id}
-    ):
-        milestones.append(milestone)
-        if milestone.owner_id is not None and country is not None:
-            calendars[milestone.owner_id] = owner_calendar(country, partner_country, region)
-    return Plan(case, milestones, gates, calendars)
-
-
-def is_finished(node: Milestone | Gate) -> bool:
+def is_finished(node: Node) -> bool:
     """Done or waived milestone; approved gate."""
-    if isinstance(node, Milestone):
+    if isinstance(node, MilestoneRow):
         return node.status in FINISHED_MILESTONE
     return node.status is GateStatus.APPROVED
 
 
-def finish_date(node: Milestone | Gate) -> date | None:
+def finish_date(node: Node) -> date | None:
     """When a finished item finished."""
     if not is_finished(node):
         return None
-    return node.finished_on if isinstance(node, Milestone) else node.decided_on
+    return node.finished_on if isinstance(node, MilestoneRow) else node.decided_on
 
 
 def items(plan: Plan, *, actual: bool) -> list[Item]:
     """The scheduler's view of every milestone and gate (with actual dates when `actual`)."""
     out = []
     for node in plan.nodes():
-        duration = node.duration if isinstance(node, Milestone) else node.deadline_days
-        started = node.started_on if isinstance(node, Milestone) else node.opened_on
+        duration = node.duration if isinstance(node, MilestoneRow) else node.deadline_days
+        started = node.started_on if isinstance(node, MilestoneRow) else node.opened_on
         out.append(
             Item(
                 key=node.key,
@@ -167,7 +134,7 @@ def current_stage(plan: Plan, template: Template) -> str | None:
     return next((s.key for s in template.stages if s.key in open_stages), None)
 
 
-def open_predecessors(plan: Plan, node: Milestone | Gate) -> list[str]:
+def open_predecessors(plan: Plan, node: Node) -> list[str]:
     """Keys of this item's predecessors that are not finished."""
     by_key = {n.key: n for n in plan.nodes()}
     return [d["key"] for d in node.depends_on if not is_finished(by_key[d["key"]])]
@@ -180,7 +147,7 @@ def _open_ready_gates(plan: Plan, today: date) -> list[Change]:
             new = lifecycle.next_status(
                 lifecycle.GATE_ACTIONS, "open", gate.status, f"gate {gate.key}"
             )
-            gate.status = permit(gate, new)
+            gate.status = new
             gate.opened_on = today
             gate.deadline = plan.calendar(gate).add(today, gate.deadline_days, gate.days)
             changes.append(

@@ -4,19 +4,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlmodel import Session, col, func, select
+from sqlalchemy import Connection, and_, bindparam, insert, select
+from sqlmodel import Session, SQLModel
 
 from bridgebsr import lifecycle, planning, store
-from bridgebsr.db import permit
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
 from bridgebsr.lifecycle import Change
+from bridgebsr.rows import CaseRow, GateRow, MilestoneRow
 from models import (
-    Case,
     Decision,
-    Gate,
     GateDecision,
     GateStatus,
-    Milestone,
     MilestoneStatus,
     Source,
     Template,
@@ -36,22 +34,31 @@ class Actor:
 
 @dataclass
 class _Work:
-    case: Case
-    template: Template
-    plan: planning.Plan
+    loaded: store.Loaded
     today: date
     now: datetime
+
+    @property
+    def case(self) -> CaseRow:
+        return self.loaded.case
+
+    @property
+    def plan(self) -> planning.Plan:
+        return self.loaded.plan
+
+    @property
+    def template(self) -> Template:
+        return self.loaded.template
 
 
 def _begin(
     session: Session, key: str, doing: str, now: datetime, expected_version: int | None = None
 ) -> _Work:
     """Load a case for a change, refusing a stale view before any rule is asked."""
-    case, lead, template, gates = store.case_for_change(session, key)
-    store.check_version(case, expected_version)
-    lifecycle.require_case_active(case.key, case.status, doing)
-    plan = planning.load_plan(session, case, lead, gates)
-    return _Work(case, template, plan, store.local_date(now, lead.timezone), now)
+    loaded = store.load_case(session, key)
+    store.check_version(loaded.case, expected_version)
+    lifecycle.require_case_active(loaded.case.key, loaded.case.status, doing)
+    return _Work(loaded, store.local_date(now, loaded.timezone), now)
 
 
 def _commit(
@@ -62,16 +69,17 @@ def _commit(
     now: datetime,
     expected_version: int | None,
 ) -> None:
-    store.claim(session, work.case, expected_version, now)
+    store.check_version(work.case, expected_version)
     before = work.case.forecast_date
     more = planning.reforecast(work.plan, work.template, work.today)
     if work.case.forecast_date != before and changes:
         last = changes[-1]
         last.after["case_forecast"] = work.case.forecast_date.isoformat()
         last.before["case_forecast"] = before.isoformat()
+    store.save_case(work.loaded, now=now, expected_version=expected_version)
     store.record(
-        session,
-        work.case,
+        work.loaded.conn,
+        work.case.id,
         [*changes, *more],
         actor=actor.email,
         now=now,
@@ -82,7 +90,7 @@ def _commit(
     session.commit()
 
 
-def _milestone(work: _Work, key: str) -> Milestone:
+def _milestone(work: _Work, key: str) -> MilestoneRow:
     for m in work.plan.milestones:
         if m.key == key.strip():
             return m
@@ -90,7 +98,7 @@ def _milestone(work: _Work, key: str) -> Milestone:
     raise NotFound(f"case {work.case.key} has no milestone '{key}' (it has: {known})")
 
 
-def _gate(work: _Work, key: str) -> Gate:
+def _gate(work: _Work, key: str) -> GateRow:
     for g in work.plan.gates:
         if g.key == key.strip():
             return g
@@ -109,7 +117,7 @@ def _check_day(work: _Work, on: date | None) -> date:
     return day
 
 
-def _check_order(work: _Work, milestone: Milestone, action: str, day: date) -> None:
+def _check_order(work: _Work, milestone: MilestoneRow, action: str, day: date) -> None:
     """A backdated change may not put a milestone before its own start or its predecessors."""
     what = f"{milestone.key} of {work.case.key}"
     if milestone.started_on is not None and day < milestone.started_on:
@@ -135,7 +143,7 @@ def progress_milestone(
     now: datetime,
     on: date | None = None,
     expected_version: int | None = None,
-) -> Milestone:
+) -> MilestoneRow:
     """Start, complete or waive one milestone (`on` backdates it); dependents' forecasts move."""
     work = _begin(session, case_key, f"{action} milestone {milestone_key}", now, expected_version)
     milestone = _milestone(work, milestone_key)
@@ -145,7 +153,7 @@ def progress_milestone(
         action, work.case.key, milestone.key, milestone.status, blocking
     )
     _check_order(work, milestone, action, day)
-    milestone.status = permit(milestone, new)
+    milestone.status = new
     if new in {MilestoneStatus.IN_PROGRESS, MilestoneStatus.DONE}:
         milestone.started_on = milestone.started_on or day
     if new in {MilestoneStatus.DONE, MilestoneStatus.WAIVED}:
@@ -167,7 +175,7 @@ def decide_gate(
     actor: Actor,
     now: datetime,
     expected_version: int | None = None,
-) -> Gate:
+) -> GateRow:
     """Record one approver's decision; N approvals pass the gate, one rejection sends it back."""
     work = _begin(session, case_key, f"{decision.value} gate {gate_key}", now, expected_version)
     gate = _gate(work, gate_key)
@@ -182,55 +190,50 @@ def decide_gate(
             f"{approver.email} cannot decide {what}: it needs a {gate.approver_role}, "
             f"and {approver.email} is {approver.role}"
         )
-    assert gate.id is not None and approver.id is not None
-    if _voted(session, gate, approver.id):
+    assert approver.id is not None
+    votes = _votes(work.loaded.conn, gate)
+    if approver.id in votes:
         raise IllegalTransition(f"{approver.email} has already decided {what} (round {gate.round})")
-    session.add(
-        GateDecision(
-            gate_id=gate.id,
-            round=gate.round,
-            approver_id=approver.id,
-            decision=decision,
-            comment=actor.comment,
-            at=now,
-            source=actor.source,
-        )
+    work.loaded.conn.execute(
+        _DECIDE,
+        {
+            "gate_id": gate.id,
+            "round": gate.round,
+            "approver_id": approver.id,
+            "decision": decision,
+            "comment": actor.comment,
+            "at": now,
+            "source": actor.source,
+        },
     )
-    session.flush()
+    votes[approver.id] = decision
     if decision is Decision.APPROVE:
-        changes = _approve(session, work, gate)
+        changes = _approve(work, gate, sum(v is Decision.APPROVE for v in votes.values()))
     else:
         changes = _reject(work, gate)
     _commit(session, work, changes, actor, now, expected_version)
     return gate
 
 
-def next_gate(action: str, gate: Gate) -> GateStatus:
+def next_gate(action: str, gate: GateRow) -> GateStatus:
     """The status a gate action leads to (refused when the gate's status does not allow it)."""
     return lifecycle.next_status(lifecycle.GATE_ACTIONS, action, gate.status, f"gate {gate.key}")
 
 
-def _voted(session: Session, gate: Gate, approver_id: int) -> bool:
-    return (
-        session.exec(
-            select(GateDecision.id).where(
-                GateDecision.gate_id == gate.id,
-                GateDecision.round == gate.round,
-                GateDecision.approver_id == approver_id,
-            )
-        ).first()
-        is not None
-    )
+_DECISIONS = SQLModel.metadata.tables[str(GateDecision.__tablename__)]
+_DECIDE = insert(_DECISIONS)
+_VOTES = select(_DECISIONS.c.approver_id, _DECISIONS.c.decision).where(
+    and_(_DECISIONS.c.gate_id == bindparam("gate_id"), _DECISIONS.c.round == bindparam("round"))
+)
 
 
-def _approve(session: Session, work: _Work, gate: Gate) -> list[Change]:
-    approvals = session.exec(
-        select(func.count(col(GateDecision.id))).where(
-            GateDecision.gate_id == gate.id,
-            GateDecision.round == gate.round,
-            GateDecision.decision == Decision.APPROVE,
-        )
-    ).one()
+def _votes(conn: Connection, gate: GateRow) -> dict[int, Decision]:
+    """Each approver's decision on the gate in its current round."""
+    found = conn.execute(_VOTES, {"gate_id": gate.id, "round": gate.round})
+    return {approver: decision for approver, decision in found}  # noqa: C416 (rows, not pairs)
+
+
+def _approve(work: _Work, gate: GateRow, approvals: int) -> list[Change]:
     votes = {"approvals": approvals, "required": gate.required, "round": gate.round}
     if approvals < gate.required:
         return [
@@ -241,7 +244,7 @@ def _approve(session: Session, work: _Work, gate: Gate) -> list[Change]:
                 {"status": gate.status.value, "decision": "approve", **votes},
             )
         ]
-    gate.status = permit(gate, next_gate("approve", gate))
+    gate.status = next_gate("approve", gate)
     gate.decided_on = work.today
     return [
         Change(
@@ -253,8 +256,8 @@ def _approve(session: Session, work: _Work, gate: Gate) -> list[Change]:
     ]
 
 
-def _reject(work: _Work, gate: Gate) -> list[Change]:
-    gate.status = permit(gate, next_gate("reject", gate))
+def _reject(work: _Work, gate: GateRow) -> list[Change]:
+    gate.status = next_gate("reject", gate)
     gate.decided_on = work.today
     changes = [
         Change(
@@ -266,13 +269,13 @@ def _reject(work: _Work, gate: Gate) -> list[Change]:
     ]
     if gate.rework_stage is None:
         new, cancel = lifecycle.case_change("cancel", work.case.key, work.case.status)
-        work.case.status, work.case.closed_at = permit(work.case, new), work.now
+        work.case.status, work.case.closed_at = new, work.now
         cancel.after["because"] = f"gate {gate.key} rejected"
         return [*changes, cancel]
     return changes + _rework(work, gate, gate.rework_stage)
 
 
-def _rework(work: _Work, gate: Gate, stage: str) -> list[Change]:
+def _rework(work: _Work, gate: GateRow, stage: str) -> list[Change]:
     """Send the case back: reopen finished milestones from `stage` up to the gate's stage."""
     first, last = work.template.stage_index(stage), work.template.stage_index(gate.stage)
     changes = []
@@ -283,7 +286,7 @@ def _rework(work: _Work, gate: Gate, stage: str) -> list[Change]:
             new_status = lifecycle.next_status(
                 lifecycle.MILESTONE_ACTIONS, "reopen", m.status, m.key
             )
-            m.status = permit(m, new_status)
+            m.status = new_status
             m.started_on = m.finished_on = m.overdue_on = None
             changes.append(
                 Change(
@@ -293,7 +296,7 @@ def _rework(work: _Work, gate: Gate, stage: str) -> list[Change]:
                     {"status": m.status.value, "because": f"gate {gate.key} rejected"},
                 )
             )
-    gate.status = permit(gate, next_gate("reopen", gate))
+    gate.status = next_gate("reopen", gate)
     gate.round += 1
     gate.opened_on = gate.deadline = gate.decided_on = gate.expired_on = None
     changes.append(
@@ -311,8 +314,8 @@ def refuse_decision(
     *, session: Session, case_key: str, gate_key: str, actor: Actor, reason: str, now: datetime
 ) -> None:
     """Audit a decision that could not be recorded (unknown approver, wrong role, twice)."""
-    case = store.case_by_key(session, case_key)
-    gate = session.exec(select(Gate).where(Gate.case_id == case.id, Gate.key == gate_key)).one()
+    loaded = store.load_case(session, case_key, for_update=False)
+    gate = next(g for g in loaded.plan.gates if g.key == gate_key)
     change = Change(
         "gate.refused",
         gate.key,
@@ -320,8 +323,8 @@ def refuse_decision(
         {"round": gate.round, "reason": reason},
     )
     store.record(
-        session,
-        case,
+        loaded.conn,
+        loaded.case.id,
         [change],
         actor=actor.email,
         now=now,
@@ -334,7 +337,7 @@ def refuse_decision(
 
 def time_out_gate(
     *, session: Session, case_key: str, gate_key: str, actor: Actor, now: datetime
-) -> Gate | None:
+) -> GateRow | None:
     """Apply an open gate's timeout outcome once its deadline has passed (approve or reject).
 
     Returns None when there is nothing to do: the gate was decided meanwhile, its deadline
@@ -359,7 +362,7 @@ def time_out_gate(
         {"deadline": gate.deadline.isoformat(), "round": gate.round, "outcome": outcome.value},
     )
     if outcome is TimeoutOutcome.APPROVE:
-        gate.status = permit(gate, next_gate("approve", gate))
+        gate.status = next_gate("approve", gate)
         gate.decided_on = work.today
         decided = [
             Change(
@@ -375,7 +378,7 @@ def time_out_gate(
     return gate
 
 
-def reforecast_case(*, session: Session, case_key: str, actor: Actor, now: datetime) -> Case:
+def reforecast_case(*, session: Session, case_key: str, actor: Actor, now: datetime) -> CaseRow:
     """Move forecasts to what `now` knows (late items push dependents); audit if they move."""
     work = _begin(session, case_key, "reforecast", now)
     before = work.case.forecast_date
@@ -389,11 +392,12 @@ def reforecast_case(*, session: Session, case_key: str, actor: Actor, now: datet
                 {"forecast": work.case.forecast_date.isoformat()},
             )
         )
+    # Forecasts that move without an event (an item's, not the case's) are saved unclaimed.
+    store.save_case(work.loaded, now=now, expected_version=None, claim=bool(changes))
     if changes:
-        store.claim(session, work.case, None, now)
         store.record(
-            session,
-            work.case,
+            work.loaded.conn,
+            work.case.id,
             changes,
             actor=actor.email,
             now=now,

@@ -7,12 +7,13 @@ successor linked with lag L may start L days after that due date. Pure: no datab
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from bridgebsr.calendars import WorkCalendar
 from models import DayKind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Link:
     """This item starts `lag` days (of kind `days`) after `key` is due or finished."""
 
@@ -21,7 +22,7 @@ class Link:
     days: DayKind = DayKind.WORKING
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One milestone or gate as the scheduler sees it."""
 
@@ -46,16 +47,26 @@ class Slot:
 
 def order(items: Iterable[Item]) -> list[Item]:
     """Items in dependency order (predecessors first), stable for independent items."""
-    pending = list(items)
-    placed: dict[str, Item] = {}
+    listed = list(items)
+    shape = tuple((i.key, tuple(link.key for link in i.after)) for i in listed)
+    return [listed[position] for position in _order(shape)]
+
+
+@lru_cache(maxsize=1024)
+def _order(shape: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[int, ...]:
+    """Positions in dependency order of items given as (key, predecessor keys): in waves of
+    the items whose predecessors are all placed, each wave in the given order. Cases of one
+    template share a shape, so each shape is ordered once."""
+    pending = list(range(len(shape)))
+    placed: dict[str, int] = {}
     while pending:
-        ready = [i for i in pending if all(link.key in placed for link in i.after)]
+        ready = [p for p in pending if all(key in placed for key in shape[p][1])]
         if not ready:
-            raise ValueError("dependency cycle among " + ", ".join(i.key for i in pending))
-        for item in ready:
-            placed[item.key] = item
-        pending = [i for i in pending if i.key not in placed]
-    return list(placed.values())
+            raise ValueError("dependency cycle among " + ", ".join(shape[p][0] for p in pending))
+        for p in ready:
+            placed[shape[p][0]] = p
+        pending = [p for p in pending if p not in ready]
+    return tuple(placed.values())
 
 
 def schedule(items: Iterable[Item], start: date, today: date | None = None) -> dict[str, Slot]:

@@ -1,16 +1,29 @@
 """Lookups and bookkeeping shared by the use cases: locking, versions, keys, audit events."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, insert, update
+from sqlalchemy import Connection, and_, bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
+from bridgebsr import rows
+from bridgebsr.calendars import WorkCalendar
+from bridgebsr.db import check_status
 from bridgebsr.errors import InvalidInput, NotFound, StaleCase
 from bridgebsr.lifecycle import Change
+from bridgebsr.planning import Plan, case_calendar, owner_calendar
+from bridgebsr.rows import (
+    CASE_CHANGES,
+    GATE_CHANGES,
+    MILESTONE_CHANGES,
+    CaseRow,
+    GateRow,
+    MilestoneRow,
+)
 from models import (
     Case,
     CaseEvent,
@@ -36,43 +49,161 @@ def case_by_key(session: Session, key: str, *, for_update: bool = False) -> Case
     return case
 
 
-# The statements of the hot path, built once: each change runs them with new parameters.
-_CASE_FOR_CHANGE = (
-    select(Case, Partner, TemplateVersion.checksum, Gate)
-    .join(Partner, col(Partner.id) == Case.lead_partner_id)
+# A change's statements, built once from the row classes: each change runs them with new
+# parameters on the session's connection, without the ORM.
+_CASES = SQLModel.metadata.tables[str(Case.__tablename__)]
+_MILESTONES = SQLModel.metadata.tables[str(Milestone.__tablename__)]
+_GATES = SQLModel.metadata.tables[str(Gate.__tablename__)]
+_PARTNERS = SQLModel.metadata.tables[str(Partner.__tablename__)]
+_CONTACTS = SQLModel.metadata.tables[str(Contact.__tablename__)]
+_VERSIONS = SQLModel.metadata.tables[str(TemplateVersion.__tablename__)]
+_CASE_COLUMNS = rows.columns(CaseRow)
+_MILESTONE_COLUMNS = rows.columns(MilestoneRow)
+_GATE_COLUMNS = rows.columns(GateRow)
+_LEAD = (_PARTNERS.c.country, _PARTNERS.c.region, _PARTNERS.c.timezone, _VERSIONS.c.checksum)
+_CASE_WITH_GATES = (
+    select(
+        *[_CASES.c[name] for name in _CASE_COLUMNS],
+        *[*_LEAD, *(_GATES.c[name] for name in _GATE_COLUMNS)],
+    )
+    .join(_PARTNERS, _PARTNERS.c.id == _CASES.c.lead_partner_id)
     .join(
-        TemplateVersion,
+        _VERSIONS,
         and_(
-            col(TemplateVersion.kind) == Case.kind,
-            col(TemplateVersion.version) == Case.template_version,
+            _VERSIONS.c.kind == _CASES.c.kind,
+            _VERSIONS.c.version == _CASES.c.template_version,
         ),
     )
-    .outerjoin(Gate, col(Gate.case_id) == Case.id)
-    .where(col(Case.key) == bindparam("key"))
-    .order_by(col(Gate.seq))
-    .with_for_update(of=Case)
+    .outerjoin(_GATES, _GATES.c.case_id == _CASES.c.id)
+    .where(_CASES.c.key == bindparam("key"))
+    .order_by(_GATES.c.seq)
 )
-_CASES = SQLModel.metadata.tables[str(Case.__tablename__)]
-_CLAIM = (
-    update(_CASES)
-    .where(_CASES.c.id == bindparam("case_id"), _CASES.c.version == bindparam("base"))
-    .values(version=bindparam("next_version"), updated_at=bindparam("at"))
+_CASE_WITH_GATES_LOCKED = _CASE_WITH_GATES.with_for_update(of=_CASES)
+_OWNER_PARTNERS = _PARTNERS.alias("owner_partners")
+_MILESTONES_WITH_OWNERS = (
+    select(
+        *[_MILESTONES.c[name] for name in _MILESTONE_COLUMNS],
+        *[_CONTACTS.c.country, _OWNER_PARTNERS.c.country, _OWNER_PARTNERS.c.region],
+    )
+    .outerjoin(_CONTACTS, _CONTACTS.c.id == _MILESTONES.c.owner_id)
+    .outerjoin(_OWNER_PARTNERS, _OWNER_PARTNERS.c.id == _CONTACTS.c.partner_id)
+    .where(_MILESTONES.c.case_id == bindparam("case_id"))
+    .order_by(_MILESTONES.c.seq)
 )
+# Updates set the columns named by their parameters; `row_id` picks the row.
+_SAVE_CASE = update(_CASES).where(
+    _CASES.c.id == bindparam("row_id"), _CASES.c.version == bindparam("base")
+)
+_SAVE_MILESTONE = update(_MILESTONES).where(_MILESTONES.c.id == bindparam("row_id"))
+_SAVE_GATE = update(_GATES).where(_GATES.c.id == bindparam("row_id"))
 _RECORD = insert(SQLModel.metadata.tables[str(CaseEvent.__tablename__)])
 
 
-def case_for_change(session: Session, key: str) -> tuple[Case, Partner, Template, list[Gate]]:
-    """The case with this key, locked for the transaction, with its lead partner, its pinned
-    template and its gates in template order, in one query."""
-    rows = session.exec(_CASE_FOR_CHANGE, params={"key": key.strip().upper()}).all()
-    if not rows:
-        case = case_by_key(session, key, for_update=True)  # NotFound when there is none
-        partner = session.get(Partner, case.lead_partner_id)
-        assert partner is not None
-        return case, partner, template_of(session, case), gates_of(session, case)
-    case, partner, digest, _ = rows[0]
-    gates = [gate for *_, gate in rows if gate is not None]
-    return case, partner, _parsed(session, case.kind, case.template_version, digest), gates
+@dataclass(frozen=True)
+class Loaded:
+    """A case read for a change: its plan, pinned template, lead partner's time zone, the
+    values each row had when read (what `save_case` compares against), and the connection of
+    the transaction it was read in."""
+
+    conn: Connection
+    plan: Plan
+    template: Template
+    timezone: str
+    read: dict[int, tuple[Any, ...]]
+
+    @property
+    def case(self) -> CaseRow:
+        """The case row."""
+        return self.plan.case
+
+
+def load_case(session: Session, key: str, *, for_update: bool = True) -> Loaded:
+    """A case by key with its gates, lead partner and pinned template (one statement) and its
+    milestones with their owners' calendars (another); locked for the transaction when
+    `for_update` (on PostgreSQL; SQLite's writers already hold the database)."""
+    conn = session.connection()
+    query = _CASE_WITH_GATES_LOCKED if for_update else _CASE_WITH_GATES
+    found = conn.execute(query, {"key": key.strip().upper()}).all()
+    if not found:
+        raise NotFound(f"no case {key}; see `bridgebsr case list`")
+    first = found[0]
+    n = len(_CASE_COLUMNS)
+    case = CaseRow(*first[:n])
+    lead_country, lead_region, timezone, digest = first[n : n + len(_LEAD)]
+    gates = [GateRow(*r[n + len(_LEAD) :]) for r in found if r[n + len(_LEAD)] is not None]
+    calendars: dict[int | None, WorkCalendar] = {
+        None: case_calendar(case.country, lead_country, lead_region)
+    }
+    milestones = []
+    m = len(_MILESTONE_COLUMNS)
+    for r in conn.execute(_MILESTONES_WITH_OWNERS, {"case_id": case.id}):
+        milestone = MilestoneRow(*r[:m])
+        milestones.append(milestone)
+        country, partner_country, region = r[m:]
+        if milestone.owner_id is not None and country is not None:
+            calendars[milestone.owner_id] = owner_calendar(country, partner_country, region)
+    read = {id(case): rows.values(case, CASE_CHANGES)}
+    read.update((id(x), rows.values(x, MILESTONE_CHANGES)) for x in milestones)
+    read.update((id(g), rows.values(g, GATE_CHANGES)) for g in gates)
+    template = _parsed(session, case.kind, case.template_version, digest)
+    return Loaded(conn, Plan(case, milestones, gates, calendars), template, timezone, read)
+
+
+def save_case(
+    loaded: Loaded,
+    *,
+    now: datetime,
+    expected_version: int | None,
+    claim: bool = True,
+) -> None:
+    """Write what moved since `load_case`: the case under its next version (refused when
+    someone else changed it first), then each changed milestone and gate. Every status
+    change is checked against the lifecycle rules first, so nothing is written around them.
+    Unclaimed (`claim=False`), the case keeps its version: for forecasts that move alone."""
+    case, plan = loaded.case, loaded.plan
+    check_version(case, expected_version)
+    moved = [
+        (table, changes, row)
+        for table, changes, group in (
+            ("milestones", MILESTONE_CHANGES, plan.milestones),
+            ("gates", GATE_CHANGES, plan.gates),
+        )
+        for row in group
+        if rows.values(row, changes) != loaded.read[id(row)]
+    ]
+    check_status("cases", loaded.read[id(case)][0], case.status)
+    for table, _, row in moved:
+        check_status(table, loaded.read[id(row)][0], row.status)
+    conn = loaded.conn
+    base = case.version
+    stamp = {"version": base + 1, "updated_at": now} if claim else {}
+    if claim or rows.values(case, CASE_CHANGES) != loaded.read[id(case)]:
+        claimed = conn.execute(
+            _SAVE_CASE,
+            {
+                "row_id": case.id,
+                "base": base,
+                **stamp,
+                **dict(zip(CASE_CHANGES, rows.values(case, CASE_CHANGES), strict=True)),
+            },
+        )
+        if claimed.rowcount != 1:
+            raise StaleCase(f"case {case.key} changed while this change was made; retry")
+    if claim:
+        case.version, case.updated_at = base + 1, now
+    for table, statement, changes in (
+        ("milestones", _SAVE_MILESTONE, MILESTONE_CHANGES),
+        ("gates", _SAVE_GATE, GATE_CHANGES),
+    ):
+        params = [
+            {"row_id": row.id, **dict(zip(changes, rows.values(row, changes), strict=True))}
+            for name, _, row in moved
+            if name == table
+        ]
+        if params:
+            conn.execute(statement, params)
+    loaded.read.update((id(row), rows.values(row, changes)) for _, changes, row in moved)
+    loaded.read[id(case)] = rows.values(case, CASE_CHANGES)
 
 
 def contact_by_email(session: Session, email: str) -> Contact:
@@ -110,7 +241,7 @@ def nodes_of(session: Session, case: Case) -> list[Milestone | Gate]:
     return [*milestones_of(session, case), *gates_of(session, case)]
 
 
-def check_version(case: Case, expected_version: int | None) -> None:
+def check_version(case: Case | CaseRow, expected_version: int | None) -> None:
     """Refuse a change made on a view of the case older than its current version."""
     if expected_version is not None and expected_version != case.version:
         raise StaleCase(
@@ -119,24 +250,9 @@ def check_version(case: Case, expected_version: int | None) -> None:
         )
 
 
-def claim(session: Session, case: Case, expected_version: int | None, now: datetime) -> None:
-    """Move the case to its next version, refusing if someone else changed it first."""
-    check_version(case, expected_version)
-    base = case.version
-    # Pending changes are not flushed here but with the audit events, in one flush.
-    with session.no_autoflush:
-        result = session.execute(
-            _CLAIM, {"case_id": case.id, "base": base, "next_version": base + 1, "at": now}
-        )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise StaleCase(f"case {case.key} changed while this change was made; retry")
-    set_committed_value(case, "version", base + 1)
-    set_committed_value(case, "updated_at", now)
-
-
 def record(
-    session: Session,
-    case: Case,
+    conn: Connection,
+    case_id: int | None,
     changes: Sequence[Change],
     *,
     actor: str,
@@ -145,13 +261,14 @@ def record(
     source_ref: str | None = None,
     comment: str = "",
 ) -> None:
-    """Append one audit event per change, in one statement, after the pending changes."""
-    assert case.id is not None
+    """Append one audit event per change, in one statement (on a session's connection, pending
+    ORM changes are not flushed first)."""
+    assert case_id is not None
     if not changes:
         return
-    rows = [
+    events = [
         {
-            "case_id": case.id,
+            "case_id": case_id,
             "at": now,
             "actor": actor,
             "kind": change.kind,
@@ -164,7 +281,7 @@ def record(
         }
         for change in changes
     ]
-    session.execute(_RECORD, rows)
+    conn.execute(_RECORD, events)
 
 
 def next_key(session: Session, prefix: str, year: int) -> str:

@@ -14,11 +14,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
-from bridgebsr import cases, progress, queries, store
+from bridgebsr import cases, progress, queries, rows, store
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.catalog import checksum
 from bridgebsr.db import read_session, write_session
 from bridgebsr.errors import IllegalTransition, InvalidInput, StaleCase
+from bridgebsr.rows import CaseRow, GateRow, MilestoneRow
 from models import (
     Case,
     CaseEvent,
@@ -656,6 +657,68 @@ def test_the_flush_guard_refuses_completing_a_case_around_the_rules(consortium: 
             case = store.case_by_key(session, IP_KEY)
             case.status = CaseStatus.COMPLETED
             session.commit()
+    assert _dump(consortium.engine) == before
+
+
+@pytest.mark.parametrize(
+    ("row_type", "model"), [(CaseRow, Case), (MilestoneRow, Milestone), (GateRow, Gate)]
+)
+def test_each_row_class_has_exactly_its_tables_columns(row_type: type, model: type) -> None:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert rows.columns(row_type) == tuple(c.name for c in table.columns)
+
+
+def test_the_row_writer_refuses_a_status_no_rule_allows(consortium: Runtime) -> None:
+    _open(consortium)
+    before = _dump(consortium.engine)
+    with pytest.raises(IllegalTransition, match="gate status cannot go from pending to approved"):
+        with write_session(consortium.engine) as session:
+            loaded = store.load_case(session, IP_KEY)
+            gate = next(g for g in loaded.plan.gates if g.key == "council-approval")
+            gate.status = GateStatus.APPROVED
+            store.save_case(loaded, now=at("2026-03-03"), expected_version=None)
+            session.commit()
+    assert _dump(consortium.engine) == before
+
+
+def test_the_row_writer_writes_what_moved_and_claims_the_next_version(
+    consortium: Runtime,
+) -> None:
+    _open(consortium)
+    with write_session(consortium.engine) as session:
+        loaded = store.load_case(session, IP_KEY)
+        kickoff = loaded.plan.milestones[0]
+        kickoff.status, kickoff.started_on = MilestoneStatus.IN_PROGRESS, MONDAY
+        store.save_case(loaded, now=at("2026-03-03"), expected_version=1)
+        session.commit()
+    after = _dump(consortium.engine)
+    with read_session(consortium.engine) as session:
+        again = store.load_case(session, IP_KEY, for_update=False)
+    assert (again.case.version, again.case.updated_at) == (2, at("2026-03-03"))
+    first, *others = again.plan.milestones
+    assert (first.status, first.started_on) == (MilestoneStatus.IN_PROGRESS, MONDAY)
+    assert all(m.status is MilestoneStatus.PLANNED for m in others)
+    # A second save of the same rows claims the next version and writes nothing else.
+    with write_session(consortium.engine) as session:
+        loaded = store.load_case(session, IP_KEY)
+        store.save_case(loaded, now=at("2026-03-04"), expected_version=2)
+        session.commit()
+    unchanged = _dump(consortium.engine)
+    assert {t: v for t, v in unchanged.items() if t != "cases"} == {
+        t: v for t, v in after.items() if t != "cases"
+    }
+
+
+def test_the_row_writer_refuses_a_case_whose_version_moved(consortium: Runtime) -> None:
+    # Writers hold the case (BEGIN IMMEDIATE, FOR UPDATE), so the claim's version check is
+    # what stands if a row was read outside that: here, a view one version old.
+    _open(consortium)
+    before = _dump(consortium.engine)
+    with write_session(consortium.engine) as session:
+        loaded = store.load_case(session, IP_KEY)
+        loaded.case.version -= 1
+        with pytest.raises(StaleCase, match="changed while this change was made"):
+            store.save_case(loaded, now=at("2026-03-03"), expected_version=None)
     assert _dump(consortium.engine) == before
 
 
