@@ -41,7 +41,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -331,7 +331,7 @@ def build_outbox(home: Path, size: int, now: datetime) -> Outbox:
                 now=now - timedelta(weeks=10),
                 source=Source.IMPORT,
             )
-            seeds[kind] = case.model_dump()
+            seeds[kind] = asdict(case)
         template = rt.catalog.get(kind)
         ladders[kind] = [(s.key, s.offset, s.urgent) for s in template.ladder]
         with engine.connect() as conn:

@@ -743,16 +743,11 @@ def test_service_type_from_the_triage_note(note: str, expected: str) -> None:
 
 
 def _planner_forecast(rt: Runtime, key: str, today: date) -> date:
-    """What `planning.reforecast` would make of a case today (computed, then rolled back)."""
+    """What `planning.reforecast` would make of a case today (computed, not saved)."""
     with Session(rt.engine) as session:
-        case = store.case_by_key(session, key)
-        milestones, gates = store.milestones_of(session, case), store.gates_of(session, case)
-        owners = {m.owner_id for m in milestones if m.owner_id is not None}
-        plan = planning.Plan(case, milestones, gates, planning.calendars_for(session, case, owners))
-        planning.reforecast(plan, store.template_of(session, case), today)
-        forecast = case.forecast_date
-        session.rollback()
-    return forecast
+        loaded = store.load_case(session, key, for_update=False)
+    planning.reforecast(loaded.plan, loaded.template, today)
+    return loaded.case.forecast_date
 
 
 def test_forecast_and_the_cases_at_risk(portfolio: Runtime, frames: kpis.Frames) -> None:
