@@ -10,7 +10,10 @@ Protocol, one line per message on stdin and stdout:
 - the child starts and says `ready`;
 - `pin`: the child begins its read transaction (every answer comes from this snapshot) and
   says `pinned`;
-- a JSON string: a SELECT; the child answers `ok N` and N bytes of an Arrow IPC stream;
+- a JSON string: a SELECT; the child answers `ok N` and N bytes of an Arrow IPC stream, in
+  batches of BATCH_ROWS rows (the driver's default of 1,024 would make a large table a
+  thousand small messages), each integer column in the narrowest type that holds its values
+  (the driver reads every integer as 64 bits; the pipe then carries a third of that);
 - anything going wrong: `error MESSAGE`, and the child ends.
 
     python -m bridgebsr.arrow_fetch PATH
@@ -23,10 +26,32 @@ import sys
 from typing import IO, Any
 from urllib.parse import quote
 
+BATCH_ROWS = 1 << 16
 
-def _say(out: IO[bytes], line: str, payload: bytes = b"") -> None:
-    out.write(line.encode("utf-8") + b"\n" + payload)
+
+def _say(out: IO[bytes], line: str, payload: Any = b"") -> None:
+    """A line, then the payload as it is (any buffer: the rows are not copied again)."""
+    out.write(line.encode("utf-8") + b"\n")
+    out.write(memoryview(payload))
     out.flush()
+
+
+def _narrowed(rows: Any) -> Any:
+    """The table with each 64-bit integer column in the narrowest signed type holding it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in rows.columns:
+        if pa.types.is_int64(column.type):
+            span = pc.min_max(column)
+            low, high = span["min"].as_py(), span["max"].as_py()
+            for narrow, bits in ((pa.int8(), 8), (pa.int16(), 16), (pa.int32(), 32)):
+                if low is not None and -(1 << bits - 1) <= low and high < 1 << bits - 1:
+                    column = column.cast(narrow)
+                    break
+        columns.append(column)
+    return pa.table(columns, names=rows.column_names)
 
 
 def serve(path: str, commands: IO[str], out: IO[bytes]) -> None:
@@ -46,6 +71,9 @@ def serve(path: str, commands: IO[str], out: IO[bytes]) -> None:
     def table(sql: str) -> Any:
         statement = adbc.AdbcStatement(conn)
         try:
+            statement.set_options(
+                **{adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: str(BATCH_ROWS)}
+            )
             statement.set_sql_query(sql)
             stream, _ = statement.execute_query()
             return pa.RecordBatchReader._import_from_c(stream.address).read_all()
@@ -60,11 +88,11 @@ def serve(path: str, commands: IO[str], out: IO[bytes]) -> None:
                 _say(out, "pinned")
                 continue
             sink = pa.BufferOutputStream()
-            rows = table(json.loads(line))
+            rows = _narrowed(table(json.loads(line)))
             with pa.ipc.new_stream(sink, rows.schema) as writer:
                 writer.write_table(rows)
-            payload = sink.getvalue().to_pybytes()
-            _say(out, f"ok {len(payload)}", payload)
+            payload = sink.getvalue()
+            _say(out, f"ok {payload.size}", payload)
     except Exception as exc:
         _say(out, f"error {type(exc).__name__}: {exc}".replace("\n", " "))
     finally:

@@ -260,6 +260,9 @@ def _load(read: _Reader, as_of: date) -> Frames:
     owner_calendars = pd.Series(
         pd.Categorical(contact_calendars, dtype=calendars).codes, index=contacts.index
     )
+    # Every build counts working days: the table is made while the milestones still come.
+    workdays = _workdays_of(cases, as_of)
+    workdays.prepare()
     milestones = _read_milestones(milestone_rows(), owner_calendars, cases, shapes)
     return Frames(
         as_of=as_of,
@@ -269,6 +272,7 @@ def _load(read: _Reader, as_of: date) -> Frames:
         events=_read_gate_events(read, sql, shapes),
         notes=_read_notes(read, sql),
         templates=templates,
+        _memo={"workdays": workdays},
     )
 
 
@@ -443,10 +447,16 @@ class _Child:
         return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
 
     def close(self) -> None:
+        """End the child: its input closes and it exits by itself. Nobody waits for that
+        here (an interpreter with pyarrow loaded takes a while to go); the reader's thread
+        collects it after any answer still coming in."""
         with suppress(OSError):
             if self.process.stdin is not None:
                 self.process.stdin.close()
-        self.pool.shutdown(wait=True)
+        self.pool.submit(self._collect)
+        self.pool.shutdown(wait=False)
+
+    def _collect(self) -> None:
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -468,6 +478,10 @@ class _ProcessReader(_ArrowTables):
 
     def start(self) -> bool:
         """Whether both children began their reads (False: they cannot read Arrow here)."""
+        # The first holiday lookup imports every country `holidays` knows, as long as the
+        # children take to start: done meanwhile.
+        import holidays.countries  # noqa: F401
+
         try:
             if self.first.line() != "ready" or self.second.line() != "ready":
                 return False
@@ -494,7 +508,8 @@ class _ProcessReader(_ArrowTables):
 
 
 def _integer_frame(table: Any, columns: Sequence[str]) -> pd.DataFrame:
-    return pd.DataFrame({name: _arrow_integers(table.column(i)) for i, name in enumerate(columns)})
+    arrays = {name: _arrow_integers(table.column(i)) for i, name in enumerate(columns)}
+    return pd.DataFrame(arrays, copy=False)  # fresh arrays: no copy into one block
 
 
 def _record_frame(table: Any, columns: Sequence[str]) -> pd.DataFrame:
@@ -503,12 +518,12 @@ def _record_frame(table: Any, columns: Sequence[str]) -> pd.DataFrame:
         values = table.column(i).to_numpy(zero_copy_only=False)
         integral = np.issubdtype(values.dtype, np.integer)
         out[name] = pd.Series(values, dtype=np.int64 if integral else object)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)
 
 
 def _arrow_integers(column: Any) -> IntArray:
-    """An Arrow column of integers, dates or ISO date text (empty or NULL: _NULL) as int64,
-    dates as days since 1970-01-01."""
+    """An Arrow column of integers (of any width), dates or ISO date text (empty or NULL:
+    _NULL) as int64, dates as days since 1970-01-01."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -516,8 +531,9 @@ def _arrow_integers(column: Any) -> IntArray:
         column = pc.cast(pc.if_else(pc.equal(column, ""), None, column), pa.date32())
     if pa.types.is_date32(column.type):
         column = pc.cast(column, pa.int32())
-    filled = pc.fill_null(pc.cast(column, pa.int64()), _NULL)
-    return np.asarray(filled.to_numpy(), dtype=np.int64)
+    if column.null_count:
+        column = pc.fill_null(pc.cast(column, pa.int64()), _NULL)
+    return np.asarray(column.to_numpy(), dtype=np.int64)
 
 
 @contextmanager
@@ -570,20 +586,22 @@ def _postgres_pair(url: Any) -> tuple[Any, Any]:
 class _Sql:
     """Expressions that hand dates, times and statuses over as plain integers.
 
-    With `dates_as_read`, a day is selected as stored (a date, or ISO text on SQLite, NULL as
-    an empty string there) and the reader turns it into a day number: Arrow parses a column of
-    dates in C far faster than the database converts them row by row.
+    With `dates_as_read` on PostgreSQL, a day is selected as stored (a date) and the reader
+    turns it into a day number: Arrow converts a column of dates in C far faster than the
+    server does row by row. SQLite keeps dates as ISO text, and its own `julianday` costs no
+    more than handing the text over, so the day numbers come from the query there and the
+    reading process parses nothing.
     """
 
     def __init__(self, dialect: str, *, dates_as_read: bool = False) -> None:
         self.sqlite = dialect == "sqlite"
-        self.dates_as_read = dates_as_read
+        self.dates_as_read = dates_as_read and not self.sqlite
 
     def day(self, column: Any, *, in_sql: bool = False) -> ColumnElement[Any]:
         """Days since 1970-01-01 (NULL as _NULL); `in_sql` for `records`, which does not
         convert."""
         if self.dates_as_read and not in_sql:
-            return func.coalesce(column, "") if self.sqlite else column
+            return cast(ColumnElement[Any], column)
         if self.sqlite:
             days = sql_cast(func.julianday(column) - _UNIX_JULIAN_DAY, Integer)
         else:
@@ -928,6 +946,10 @@ class _Workdays:
         self.last_year = last.year // 10 * 10 + 19
         self._table: tuple[np.datetime64, npt.NDArray[np.int32]] | None = None
 
+    def prepare(self) -> None:
+        """Make the table of working days now rather than at the first count."""
+        self._counts()
+
     def _counts(self) -> tuple[np.datetime64, npt.NDArray[np.int32]]:
         """The first day of the table, and per calendar the working days from it to each day."""
         if self._table is None:
@@ -1005,16 +1027,18 @@ def _codes(values: pd.Series[Any]) -> IntArray:
 
 
 def _workdays(frames: Frames) -> _Workdays:
-    def make() -> _Workdays:
-        cases = frames.cases
-        today = pd.Timestamp(frames.as_of)
-        first = min(cases["start_date"].min(), today) if len(cases) else today
-        last = max(cases["target_date"].max(), today) if len(cases) else today
-        dtype = cases["calendar"].dtype
-        names = list(dtype.categories) if isinstance(dtype, pd.CategoricalDtype) else []
-        return _Workdays(names, first.date(), last.date())
+    return _memo(frames, "workdays", lambda: _workdays_of(frames.cases, frames.as_of))
 
-    return _memo(frames, "workdays", make)
+
+def _workdays_of(cases: pd.DataFrame, as_of: date) -> _Workdays:
+    """Working days in the calendars of `cases` (and of their milestones' owners), over the
+    years they span."""
+    today = pd.Timestamp(as_of)
+    first = min(cases["start_date"].min(), today) if len(cases) else today
+    last = max(cases["target_date"].max(), today) if len(cases) else today
+    dtype = cases["calendar"].dtype
+    names = list(dtype.categories) if isinstance(dtype, pd.CategoricalDtype) else []
+    return _Workdays(names, first.date(), last.date())
 
 
 def _local_days(stamps: pd.Series[Any], zones: pd.Series[Any]) -> pd.Series[Any]:
@@ -1076,7 +1100,7 @@ def _case_columns(frames: Frames, positions: IntArray, columns: Sequence[str]) -
             out[column] = _categorical(_codes(values)[positions], values.dtype)
         else:
             out[column] = values.to_numpy()[positions]
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)  # fresh arrays: no copy into one block
 
 
 def _groups(frames: Frames, dims: list[str]) -> pd.Index:
@@ -1230,12 +1254,58 @@ def milestone_facts(frames: Frames) -> pd.DataFrame:
     return _memo(frames, "milestone_facts", lambda: _milestone_facts(frames))
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    """What the milestone KPIs measure on each milestone (arrays in `frames.milestones`
+    order): the rules of the module docstring, shared by the facts and the KPI tables."""
+
+    case_status: pd.Series[Any]  # categorical
+    case_open: BoolArray
+    done: BoolArray
+    waived: BoolArray
+    on_time: BoolArray
+    overdue_now: BoolArray
+    slip: FloatArray  # working days, done milestones only
+
+    @property
+    def finished(self) -> BoolArray:
+        return self.done | self.waived
+
+
+def _delivery(frames: Frames) -> _Delivery:
+    return _memo(frames, "delivery", lambda: _measure_delivery(frames))
+
+
+def _measure_delivery(frames: Frames) -> _Delivery:
+    m = frames.milestones
+    case_status = _case_columns(frames, _positions(frames, "milestones"), ["status"])["status"]
+    due, finish = _day_array(m["planned_due"]), _day_array(m["finished_on"])
+    status = m["status"]
+    has_finish = ~np.isnat(finish)
+    done = (status == MilestoneStatus.DONE.value).to_numpy() & has_finish
+    waived = (status == MilestoneStatus.WAIVED.value).to_numpy() & has_finish
+    case_open = _is_open(case_status)
+    slip = np.full(len(m), np.nan)
+    slip[done] = _workdays(frames).between(due[done], finish[done], _codes(m["calendar"])[done])
+    return _Delivery(
+        case_status=case_status,
+        case_open=case_open,
+        done=done,
+        waived=waived,
+        on_time=done & (finish <= due),
+        overdue_now=~(done | waived) & case_open & (due < _as_of(frames)),
+        slip=slip,
+    )
+
+
 def _milestone_facts(frames: Frames) -> pd.DataFrame:
     m = frames.milestones
     positions = _positions(frames, "milestones")
-    out = _case_columns(frames, positions, ["key", PILOT, PARTNER, COUNTRY, "status", "closed_on"])
-    out = out.rename(columns={"key": "case", "status": "case_status"})
+    delivery = _delivery(frames)
+    out = _case_columns(frames, positions, ["key", PILOT, PARTNER, COUNTRY, "closed_on"])
+    out = out.rename(columns={"key": "case"})
     out.insert(0, "case_id", m["case_id"].to_numpy())
+    out.insert(5, "case_status", delivery.case_status)
     out["milestone"] = m["key"].array
     out["stage"] = m["stage"].array
     out["status"] = m["status"].array
@@ -1244,22 +1314,15 @@ def _milestone_facts(frames: Frames) -> pd.DataFrame:
     due, finish = _day_array(m["planned_due"]), _day_array(m["finished_on"])
     closed = _day_array(out.pop("closed_on"))
     as_of = _as_of(frames)
-    status = m["status"]
-    has_finish = ~np.isnat(finish)
-    done = (status == MilestoneStatus.DONE.value).to_numpy() & has_finish
-    waived = (status == MilestoneStatus.WAIVED.value).to_numpy() & has_finish
-    finished = done | waived
-    case_open = _is_open(out["case_status"])
+    finished, case_open = delivery.finished, delivery.case_open
     calendars = _codes(m["calendar"])
     work = _workdays(frames)
-    out["done"] = done
-    out["waived"] = waived
+    out["done"] = delivery.done
+    out["waived"] = delivery.waived
     out["open"] = ~finished
-    slip = np.full(len(m), np.nan)
-    slip[done] = work.between(due[done], finish[done], calendars[done])
-    out["slip_working_days"] = slip
-    out["on_time"] = done & (finish <= due)
-    out["overdue_now"] = ~finished & case_open & (due < as_of)
+    out["slip_working_days"] = delivery.slip
+    out["on_time"] = delivery.on_time
+    out["overdue_now"] = delivery.overdue_now
     # The last day the milestone was watched: its finish, today, or the day its case closed.
     watched = np.where(finished, finish, np.where(case_open | np.isnat(closed), as_of, closed))
     breached = due < watched
@@ -1284,21 +1347,22 @@ def build_milestone_kpis(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.Dat
     the milestone's own calendar, signed), `overdue_now`.
     """
     dims = _dims(by)
-    facts = milestone_facts(frames)
+    delivery = _delivery(frames)
+    keys = _case_columns(frames, _positions(frames, "milestones"), dims)
     groups = _Grouping(
-        _keys(facts, dims), (facts["case_status"] != CaseStatus.CANCELLED.value).to_numpy()
+        _keys(keys, dims), np.asarray(delivery.case_status != CaseStatus.CANCELLED.value)
     )
-    done, on_time = facts["done"].to_numpy(), facts["on_time"].to_numpy()
+    done, on_time = delivery.done, delivery.on_time
     table = groups.table(
         {
             "milestones": groups.count(),
-            "open": groups.count(facts["open"]),
+            "open": groups.count(~delivery.finished),
             "done": groups.count(done),
-            "waived": groups.count(facts["waived"]),
+            "waived": groups.count(delivery.waived),
             "done_on_time": groups.count(on_time),
             "done_late": groups.count(done & ~on_time),
-            "overdue_now": groups.count(facts["overdue_now"]),
-            **groups.stats(facts["slip_working_days"], "slip_working_days", ("median", "p90")),
+            "overdue_now": groups.count(delivery.overdue_now),
+            **groups.stats(delivery.slip, "slip_working_days", ("median", "p90")),
         }
     )
     counts = ["milestones", "open", "done", "waived", "done_on_time", "done_late", "overdue_now"]
