@@ -36,7 +36,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
-from sqlalchemy import BindParameter, Engine, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlmodel import Session, col
 
 from models import Contact, Delivery, Notification, NotificationStatus, Partner
@@ -265,8 +276,10 @@ def dispatch(
     now = now.astimezone(UTC)
     report = DispatchReport()
     width = max(concurrency, 1)
+    # One connection records the whole pass (a transaction per record, SQLite's immediate),
+    # so a record does not pay for a checkout from the pool, and its reset, every time.
     writer = engine.execution_options(sqlite_immediate=True)
-    with ThreadPoolExecutor(max_workers=width) as pool:
+    with ThreadPoolExecutor(max_workers=width) as pool, writer.connect() as recorder:
         while claimed := _claim(engine, now, batch):
             recipients, rows = _load(engine, claimed)
             sent_today, summaries = _today(engine, now, recipients)
@@ -282,12 +295,12 @@ def dispatch(
                 )
                 holds |= p.holds
                 work += [(recipient, m, _message(m, recipient, now, links)) for m in p.messages]
-            _deliver(writer, now, max_attempts, pool, width, post, work, holds, report)
+            _deliver(recorder, now, max_attempts, pool, width, post, work, holds, report)
     return report
 
 
 def _deliver(
-    writer: Engine,
+    recorder: Connection,
     now: datetime,
     max_attempts: int,
     pool: ThreadPoolExecutor,
@@ -318,7 +331,7 @@ def _deliver(
     while True:
         starting = [queue.pop() for _ in range(min(width - running, len(queue)))]
         if done or holds or starting:
-            _record(writer, now, max_attempts, done, holds, starting, report)
+            _record(recorder, now, max_attempts, done, holds, starting, report)
             done, holds = [], {}
         for item in starting:
             pool.submit(send, item)
@@ -519,7 +532,7 @@ _SET_HOLD = (
 
 
 def _record(
-    writer: Engine,
+    conn: Connection,
     now: datetime,
     max_attempts: int,
     done: Sequence[tuple[Work, list[ChannelResult]]],
@@ -528,9 +541,9 @@ def _record(
     report: DispatchReport,
 ) -> None:
     """In one transaction: the receipts and outcomes of the messages `done`, the `holds`, and
-    the `sending` marks of the messages `starting` (which go once this commits). `writer`
-    is the engine with SQLite's immediate transactions."""
-    with writer.begin() as conn:
+    the `sending` marks of the messages `starting` (which go once this commits). `conn` is
+    the pass's recording connection (SQLite: immediate transactions)."""
+    with conn.begin():
         if done:
             receipts = (
                 conn.execute(

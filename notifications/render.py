@@ -2,10 +2,10 @@
 editable files in `templates/` (`notice.*` for one notice, `bundle.*` for a daily digest or an
 overflow summary). Text from the case store is HTML-escaped in the HTML version."""
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
+from functools import cached_property, lru_cache, partial
 from html import escape
 from pathlib import Path
 from string import Template
@@ -17,12 +17,26 @@ BUNDLE_LINES = 100  # items listed in a digest or summary; the rest are counted
 
 @dataclass(frozen=True)
 class Message:
-    """What one message says: a title, and the same body as plain text, markdown and HTML."""
+    """What one message says: a title, and the same body as plain text, markdown and HTML.
+
+    Each body is filled from its template when a channel first reads it, so a message that
+    goes only to chat never fills the email's HTML. `fill` takes the template's suffix
+    (`txt`, `md` or `html`) and gives that body."""
 
     title: str
-    text: str
-    markdown: str
-    html: str
+    fill: Callable[[str], str] = field(repr=False, compare=False)
+
+    @cached_property
+    def text(self) -> str:
+        return self.fill("txt")
+
+    @cached_property
+    def markdown(self) -> str:
+        return self.fill("md")
+
+    @cached_property
+    def html(self) -> str:
+        return self.fill("html")
 
 
 @dataclass(frozen=True)
@@ -77,29 +91,28 @@ def render(
     payload: dict[str, Any], templates: Path = TEMPLATES, link: str | None = None
 ) -> Message:
     """Fill the notice templates with one outbox row's payload."""
+    return Message(headline(payload), partial(_notice, payload, templates, link))
+
+
+def _notice(payload: dict[str, Any], templates: Path, link: str | None, suffix: str) -> str:
     late = int(payload.get("days_late") or 0)
-    title = headline(payload)
     fields = {
         **{k: str(v) for k, v in payload.items()},
-        "headline": title,
+        "headline": headline(payload),
         "due_long": _long_date(payload.get("due")),
         "lateness": f" ({late} day(s) late)" if late else "",
         "action": _action(payload),
         "run_text": f"\nFollow it in the Prefect UI: {link}\n" if link else "",
         "run_md": f"\n[Follow it in the Prefect UI]({link})" if link else "",
     }
-    safe = {k: escape(v) for k, v in fields.items()}
-    safe["run_html"] = (
-        f'<p>Follow it in the Prefect UI: <a href="{escape(link)}">{escape(link)}</a></p>'
-        if link
-        else ""
-    )
-    return Message(
-        title=title,
-        text=_fill("notice.txt", templates, fields),
-        markdown=_fill("notice.md", templates, fields),
-        html=_fill("notice.html", templates, safe),
-    )
+    if suffix == "html":
+        fields = {k: escape(v) for k, v in fields.items()}
+        fields["run_html"] = (
+            f'<p>Follow it in the Prefect UI: <a href="{escape(link)}">{escape(link)}</a></p>'
+            if link
+            else ""
+        )
+    return _fill(f"notice.{suffix}", templates, fields)
 
 
 def _line(notice: Notice) -> tuple[str, str, str]:
@@ -133,17 +146,22 @@ def render_bundle(
             f"You had {cap} messages today, the most you asked for; "
             "these came after, gathered here instead of one message each."
         )
+    return Message(title, partial(_bundle, title, intro, tuple(notices), templates))
+
+
+_SUFFIXES = ("txt", "md", "html")  # the order of the parts of `_line`
+
+
+def _bundle(title: str, intro: str, notices: Sequence[Notice], templates: Path, suffix: str) -> str:
+    count = len(notices)
     ordered = sorted(notices, key=lambda n: (not n.urgent, str(n.payload.get("case"))))
     lines = [_line(n) for n in ordered[:BUNDLE_LINES]]
     if count > BUNDLE_LINES:
         more = f"... and {count - BUNDLE_LINES} more: `bridgebsr notifications list`"
         lines.append((f"- {more}", f"- {more}", f"<li>{escape(more)}</li>"))
-    text, md, html = ("\n".join(part) for part in zip(*lines, strict=True))
+    part = _SUFFIXES.index(suffix)
     fields = {"headline": title, "intro": intro}
-    safe = {k: escape(v) for k, v in fields.items()}
-    return Message(
-        title=title,
-        text=_fill("bundle.txt", templates, {**fields, "items": text}),
-        markdown=_fill("bundle.md", templates, {**fields, "items": md}),
-        html=_fill("bundle.html", templates, {**safe, "items": html}),
-    )
+    if suffix == "html":
+        fields = {k: escape(v) for k, v in fields.items()}
+    items = "\n".join(line[part] for line in lines)
+    return _fill(f"bundle.{suffix}", templates, {**fields, "items": items})
