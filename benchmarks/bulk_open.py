@@ -3,9 +3,10 @@
 Generates a realistic cases file (a fixed seed: 94 % shared-sme-service requests over every
 case owner of the consortium, 3 % IP integration and 3 % foundation pilots led by the pilot
 leads, lead partners mostly the owner's own and sometimes another cluster, start dates over
-the two years before the as-of day, some on weekends and holidays), then, on two SQLite case
-stores built the same way (migrated, the shipped consortium loaded, bridgebsr.db's settings:
-WAL, synchronous=NORMAL):
+the two years before the as-of day, some on weekends and holidays), then, on two case stores
+built the same way (migrated, the shipped consortium loaded, bridgebsr.db's settings: on
+SQLite two files in WAL mode, synchronous=NORMAL; on PostgreSQL, when 127.0.0.1:5432 answers,
+two scratch databases `bench_bulk_<pid>_*`, dropped at the end):
 
 - ours: `bridgebsr.bulk.import_cases` end to end from the file (reading, validation,
   planning, writing, commit), the templates already loaded;
@@ -13,8 +14,8 @@ WAL, synchronous=NORMAL):
   audit events, the pinned template versions and key sequences) inserted into the second
   store with one SQLAlchemy Core executemany per table, in one transaction.
 
-    .venv/bin/python -m benchmarks.bulk_open [--size 10000] [--progress] [--json OUT]
-        [--profile PSTATS]
+    .venv/bin/python -m benchmarks.bulk_open [--size 10000] [--progress]
+        [--db sqlite postgresql] [--json OUT] [--profile PSTATS]
 
 The target is ours at most 2x the floor; exits 1 when it is missed, or when the two stores
 do not end up with the same rows.
@@ -29,20 +30,31 @@ import json
 import os
 import pstats
 import random
-import resource
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, insert, select, text
 from sqlmodel import SQLModel
 
+from benchmarks import scratch_pg
+from benchmarks.common import (
+    BACKENDS,
+    Result,
+    backends,
+    peak_rss_mb,
+    reset_peak_rss,
+    result,
+    results_table,
+    within_target,
+)
 from bridgebsr import bulk, migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.catalog import Catalog
@@ -56,6 +68,7 @@ NOW = datetime(2026, 11, 26, 11, tzinfo=UTC)
 RNG_SEED = 20261126
 DAYS_BACK = 730  # starts over the two years before NOW
 OTHER_LEAD = 0.15  # share of cases led by another partner than the owner's
+SIDES = ("ours", "floor")
 # Tables the import writes, in insertion order, and whether ours passes their ids.
 WRITTEN = (
     ("template_versions", False),
@@ -144,13 +157,31 @@ def _weekday(day: date) -> date:
 # The stores and the two sides
 
 
-def new_store(root: Path, name: str) -> Runtime:
-    """A migrated SQLite case store with the shipped consortium, on bridgebsr.db's settings."""
-    home = root / name
-    rt = build_runtime(Settings(home=home, database_url=f"sqlite:///{home / 'cases.db'}"))
+def new_store(home: Path, url: str) -> Runtime:
+    """A migrated case store with the shipped consortium, on bridgebsr.db's settings."""
+    home.mkdir(parents=True, exist_ok=True)
+    rt = build_runtime(Settings(home=home, database_url=url))
     migrate.upgrade(rt.engine)
     load_consortium(rt)
     return rt
+
+
+@contextmanager
+def stores(db: str, root: Path) -> Iterator[tuple[Runtime, Runtime]]:
+    """Ours and the floor's store, built the same way: SQLite files under `root`, or scratch
+    databases `bench_bulk_<pid>_ours` and `..._floor` on PostgreSQL, dropped at the end."""
+    with ExitStack() as stack:
+        if db == "sqlite":
+            urls = [f"sqlite:///{root / side / 'cases.db'}" for side in SIDES]
+        else:
+            databases = stack.enter_context(scratch_pg.scratch_databases("bulk"))
+            urls = [databases.create(side) for side in SIDES]
+        built = []
+        for side, url in zip(SIDES, urls, strict=True):
+            rt = new_store(root / side, url)
+            stack.callback(rt.engine.dispose)
+            built.append(rt)
+        yield built[0], built[1]
 
 
 def ours(
@@ -202,29 +233,27 @@ def floor(engine: Engine, rows: dict[str, list[dict[str, Any]]]) -> float:
 
 def fingerprint(engine: Engine) -> dict[str, int]:
     """Row counts and a content digest of the written tables (ids and pin times aside)."""
+    tables = SQLModel.metadata.tables
+    cases = tables["cases"]
     counts: dict[str, int] = {}
     with engine.connect() as conn:
         for name, _ in WRITTEN:
             counts[name] = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
         digest = conn.execute(
-            text(
-                "SELECT group_concat(k, '|') FROM (SELECT key || status || forecast_date || "
-                "coalesce(current_stage, '') AS k FROM cases ORDER BY key)"
-            )
-        ).scalar_one()
-    counts["cases_digest"] = hash(digest)
+            select(
+                cases.c.key, cases.c.status, cases.c.forecast_date, cases.c.current_stage
+            ).order_by(cases.c.key)
+        ).all()
+    counts["cases_digest"] = hash(tuple(tuple(row) for row in digest))
     return counts
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far in MB (ru_maxrss: KB on Linux, bytes on
-    macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def run(size: int, with_progress: bool = False, profile: Path | None = None) -> dict[str, object]:
-    """One run: generate the file, time ours on one store and the floor on another."""
+def run(
+    size: int, with_progress: bool = False, profile: Path | None = None, db: str = "sqlite"
+) -> Result:
+    """One run on a backend: generate the file, time ours on one store and the floor on
+    another."""
+    reset_peak_rss()
     with tempfile.TemporaryDirectory(prefix="bridgebsr-bulk-") as tmp:
         root = Path(tmp)
         cases = root / "cases.csv"
@@ -233,8 +262,7 @@ def run(size: int, with_progress: bool = False, profile: Path | None = None) -> 
         if with_progress:
             progress = root / "progress.csv"
             write_progress(progress, rows)
-        ours_store, floor_store = new_store(root, "ours"), new_store(root, "floor")
-        try:
+        with stores(db, root) as (ours_store, floor_store):
             catalog = ours_store.catalog  # loading the templates is set-up, not import
             ours_s, report = ours(ours_store.engine, catalog, cases, progress, profile)
             ours_rss = peak_rss_mb()  # before the floor's side reads every row back
@@ -244,57 +272,34 @@ def run(size: int, with_progress: bool = False, profile: Path | None = None) -> 
             floor_s = floor(floor_store.engine, written)
             if fingerprint(ours_store.engine) != fingerprint(floor_store.engine):
                 raise RuntimeError("the floor did not write the rows ours wrote")
-        finally:
-            ours_store.engine.dispose()
-            floor_store.engine.dispose()
+    label = f"{NAME} with progress" if with_progress else NAME
     return {
-        "name": NAME if not with_progress else f"{NAME} (with progress)",
-        "size": size,
-        "ours_s": round(ours_s, 3),
-        "floor_s": round(floor_s, 3),
-        "ratio": round(ours_s / floor_s, 2),
-        "target": TARGET,
-        "peak_rss_mb": round(ours_rss, 1),
-        "peak_rss_mb_with_floor": round(peak_rss_mb(), 1),
+        **result(f"{label} ({BACKENDS[db]})", size, ours_s, floor_s, TARGET, ours_rss),
+        "backend": db,
+        "peak_rss_mb_with_floor": peak_rss_mb(),
         "rows": {name: len(found) for name, found in written.items()},
         "milestones_updated": report.milestones,
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
 
 
+def run_backends(sizes: Mapping[str, int]) -> list[Result]:
+    """One run per backend at its size (PostgreSQL when the server answers)."""
+    return [run(sizes[db], db=db) for db in backends(NAME, list(sizes))]
+
+
 # ---------------------------------------------------------------------------------------------
 # The command
 
 
-def table(results: Sequence[dict[str, object]]) -> Table:
+def table(results: Sequence[Result]) -> Table:
     """One row per run."""
-    grid = Table(title="opening cases in bulk from a CSV file (SQLite)")
-    for label in (
-        "name",
-        "cases",
-        "rows written",
-        "ours, s",
-        "floor, s",
-        "ratio",
-        "target",
-        "peak RSS, MB",
-    ):
-        grid.add_column(label, justify="left" if label == "name" else "right")
-    for r in results:
-        ratio = cast(float, r["ratio"])
-        verdict = "ok" if ratio <= cast(float, r["target"]) else "MISSED"
-        written = sum(cast(dict[str, int], r["rows"]).values())
-        grid.add_row(
-            str(r["name"]),
-            f"{r['size']:,}",
-            f"{written:,}",
-            f"{r['ours_s']:.2f}",
-            f"{r['floor_s']:.2f}",
-            f"{ratio:.2f}x",
-            f"≤{r['target']}x {verdict}",
-            f"{r['peak_rss_mb']:.0f}",
-        )
-    return grid
+    return results_table(
+        "opening cases in bulk from a CSV file",
+        results,
+        size_label="cases",
+        extra=[("rows written", lambda r: f"{sum(r['rows'].values()):,}")],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -305,6 +310,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--progress", action="store_true", help="also import progress rows for older cases"
     )
+    parser.add_argument(
+        "--db",
+        nargs="+",
+        choices=tuple(BACKENDS),
+        default=list(BACKENDS),
+        help="backends (PostgreSQL when 127.0.0.1:5432 answers)",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
     parser.add_argument(
         "--profile", type=Path, metavar="PSTATS", help="cProfile ours into this file"
@@ -313,7 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = args.size or [10_000]
     if any(s < 1 for s in sizes):
         parser.error("--size must be at least 1")
-    results = [run(size, args.progress, args.profile) for size in sizes]
+    results = [
+        run(size, args.progress, args.profile, db)
+        for db in backends(NAME, args.db)
+        for size in sizes
+    ]
     out.print(table(results))
     if args.profile:
         stats = pstats.Stats(str(args.profile), stream=sys.stdout).strip_dirs()
@@ -322,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    return 0 if all(cast(float, r["ratio"]) <= TARGET for r in results) else 1
+    return 0 if all(within_target(r) for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -13,27 +13,21 @@ shared and absolute times drift, so every figure is a ratio measured in the same
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+
+from benchmarks.common import BACKENDS, Result, peak_rss_mb, reset_peak_rss, result, results_table
 
 RESULTS = Path(__file__).parent / "results"
 out = Console(width=150)
 ADDED_SECONDS = 5.0  # what "the flow adds at most a few seconds over the bare sweep" allows
 err = Console(stderr=True)
-Result = dict[str, Any]
-
-
-def _peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _best(command: Sequence[str], repeat: int, env: dict[str, str] | None = None) -> float:
@@ -65,19 +59,7 @@ def cli_start(quick: bool) -> list[Result]:
         repeat = 3 if quick else 7
         ours = _best(command, repeat, env)
         floor = _best([python, "-c", "import sqlmodel"], repeat)
-    return [_result("cli-start (case list --json)", 1, ours, floor, 3.0)]
-
-
-def _result(name: str, size: int, ours: float, floor: float, target: float) -> Result:
-    return {
-        "name": name,
-        "size": size,
-        "ours_s": round(ours, 3),
-        "floor_s": round(floor, 3),
-        "ratio": round(ours / floor, 2) if floor else None,
-        "target": target,
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    return [result("cli-start (case list --json)", 1, ours, floor, 3.0, peak_rss_mb())]
 
 
 def dispatch_http(quick: bool) -> list[Result]:
@@ -114,29 +96,34 @@ def monitor_flow(quick: bool) -> list[Result]:
         # The target is a few seconds on top of the bare pass, written as a ratio.
         target = round((floor_s + ADDED_SECONDS) / floor_s, 2)
         results.append(
-            _result(
+            result(
                 f"monitor-flow vs bare pass ({label})",
                 cases,
                 day["big"]["seconds"],
                 floor_s,
                 target,
+                peak_rss_mb(),
             )
         )
     return results
 
 
 def bulk_open(quick: bool) -> list[Result]:
-    """Opening cases in bulk from a CSV file against Core executemany of the same rows."""
+    """Opening cases in bulk from a CSV file against Core executemany of the same rows, on
+    SQLite and, when the server answers, PostgreSQL."""
     from benchmarks import bulk_open as bench
 
-    return [_standard(bench.run(2_000 if quick else 10_000))]
+    sizes = {"sqlite": 2_000, "postgresql": 1_000} if quick else dict.fromkeys(BACKENDS, 10_000)
+    return [_standard(r) for r in bench.run_backends(sizes)]
 
 
 def kpi_scale(quick: bool) -> list[Result]:
-    """KPIs over about 1,000,000 milestones against SQL GROUP BY for the same figures."""
+    """KPIs over about 1,000,000 milestones against SQL GROUP BY for the same figures, on
+    SQLite and, when the server answers, PostgreSQL."""
     from benchmarks import kpi_scale as bench
 
-    return bench.run(5_000 if quick else 100_000)
+    sizes = {"sqlite": 5_000, "postgresql": 2_000} if quick else dict.fromkeys(BACKENDS, 100_000)
+    return bench.run(sizes)
 
 
 def peer_spiff(quick: bool) -> list[Result]:
@@ -166,33 +153,6 @@ BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
 }
 
 
-def table(results: Sequence[Result]) -> Table:
-    grid = Table(title="bridgebsr benchmarks (ratios measured in one run)")
-    for label in (
-        "benchmark",
-        "size",
-        "ours, s",
-        "floor/peer, s",
-        "ratio",
-        "target",
-        "peak RSS, MB",
-    ):
-        grid.add_column(label, justify="left" if label == "benchmark" else "right")
-    for r in results:
-        target = r["target"]
-        ok = target is None or (r["ratio"] is not None and r["ratio"] <= target)
-        grid.add_row(
-            r["name"],
-            f"{r['size']:,}",
-            f"{r['ours_s']:.2f}",
-            f"{r['floor_s']:.2f}",
-            f"{r['ratio']:.2f}x",
-            "-" if target is None else f"≤{target}x {'ok' if ok else '[red]MISSED[/red]'}",
-            f"{r['peak_rss_mb']:.0f}",
-        )
-    return grid
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
@@ -202,8 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     for name in args.only or list(BENCHMARKS):
         err.log(f"benchmark {name} ({'quick' if args.quick else 'full'})")
+        reset_peak_rss()  # each benchmark's own peak, not the run's so far
         results += BENCHMARKS[name](args.quick)
-    out.print(table(results))
+    title = "bridgebsr benchmarks (ratios measured in one run)"
+    out.print(results_table(title, results, floor_label="floor/peer, s"))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     err.log(f"wrote {args.output}")
