@@ -30,7 +30,6 @@ import math
 import os
 import pstats
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -52,6 +51,7 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
+from benchmarks.common import peak_rss_mb, results_table, within_target
 from bridgebsr import migrate
 from bridgebsr.bootstrap import build_runtime
 from bridgebsr.cases import open_case
@@ -534,12 +534,6 @@ def ours(
     return timer, summary
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB (ru_maxrss: KB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
 def run(
     size: int, concurrency: int, profile: Path | None = None, workers: int = 1
 ) -> dict[str, object]:
@@ -592,33 +586,17 @@ def run(
 
 def table(results: Sequence[dict[str, object]]) -> Table:
     """One row per run."""
-    grid = Table(title="outbox dispatch to a loopback HTTP receiver")
-    for label in (
-        "name",
-        "notices",
-        "threads (floor/ours)",
-        "ours, s",
-        "floor, s",
-        "ratio",
-        "target",
-        "peak RSS, MB",
-    ):
-        grid.add_column(label, justify="left" if label == "name" else "right")
-    for r in results:
-        ours_threads = f"{r['concurrency']} in {r['workers']} process(es)"
-        ratio = cast(float, r["ratio"])
-        verdict = "ok" if ratio <= cast(float, r["target"]) else "MISSED"
-        grid.add_row(
-            str(r["name"]),
-            f"{r['size']:,}",
-            f"{r['concurrency']} / {ours_threads}",
-            f"{r['ours_s']:.2f}",
-            f"{r['floor_s']:.2f}",
-            f"{ratio:.2f}x",
-            f"≤{r['target']}x {verdict}",
-            f"{r['peak_rss_mb']:.0f}",
-        )
-    return grid
+    threads = ("threads (floor/ours)", _threads)
+    return results_table(
+        "outbox dispatch to a loopback HTTP receiver",
+        results,
+        size_label="notices",
+        extra=[threads],
+    )
+
+
+def _threads(r: Mapping[str, Any]) -> str:
+    return f"{r['concurrency']} / {r['concurrency']} in {r['workers']} process(es)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -649,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([result], indent=2) + "\n", encoding="utf-8")
-    return 0 if cast(float, result["ratio"]) <= TARGET else 1
+    return 0 if within_target(result) else 1
 
 
 if __name__ == "__main__":
