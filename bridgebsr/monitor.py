@@ -15,9 +15,11 @@ and does not write it again, and a gate another pass decided meanwhile is skippe
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import Enum
@@ -294,18 +296,34 @@ def run_monitor(
         report.run = source_ref
     actor = Actor(MONITOR_ACTOR, source=source, source_ref=source_ref, comment="gate deadline")
     writer = engine.execution_options(sqlite_immediate=True)
-    if not dry_run:
-        _pass(writer, report, actor)
-        return report
-    # A dry run is the real pass inside one transaction that is rolled back at the end, so
-    # what it reports is exactly what the pass would do (gate timeouts included).
-    with writer.connect() as conn:
-        outer = conn.begin()
-        try:
-            _pass(conn, report, actor)
-        finally:
-            outer.rollback()
+    with _collector_paused():
+        if not dry_run:
+            _pass(writer, report, actor)
+            return report
+        # A dry run is the real pass inside one transaction that is rolled back at the end,
+        # so what it reports is exactly what the pass would do (gate timeouts included).
+        with writer.connect() as conn:
+            outer = conn.begin()
+            try:
+                _pass(conn, report, actor)
+            finally:
+                outer.rollback()
     return report
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector for the pass. A pass builds hundreds of thousands of
+    small tuples that form no cycles, and each of the collector's rounds over them costs more
+    than the work that made them; whatever the pass leaves behind is collected afterwards."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _session(bind: Engine | Connection) -> Session:
@@ -406,13 +424,15 @@ def _active_case_ids() -> Any:
     return select(col(Case.id)).where(col(Case.status) == CaseStatus.ACTIVE).scalar_subquery()
 
 
-def _returning(session: Session, statement: Any) -> list[Any]:
-    return list(session.execute(statement).all())
+def _rows(session: Session, statement: Any, params: dict[str, Any] | None = None) -> list[Any]:
+    """A statement's rows, run in Core on the session's connection: the rows are plain
+    tuples, without the ORM's per-row work (none of these statements loads an entity)."""
+    return list(session.connection().execute(statement, params).all())
 
 
 def _mark_overdue(session: Session, report: MonitorReport, actor: Actor) -> None:
     """Stamp milestones late for the first time, in one statement, and audit each once."""
-    marked = _returning(
+    marked = _rows(
         session,
         update(Milestone)
         .where(
@@ -452,7 +472,7 @@ def _mark_overdue(session: Session, report: MonitorReport, actor: Actor) -> None
 
 def _mark_expired(session: Session, report: MonitorReport, actor: Actor) -> None:
     """Stamp open gates whose deadline passed (outcome `escalate`), once per round."""
-    marked = _returning(
+    marked = _rows(
         session,
         update(Gate)
         .where(
@@ -525,11 +545,12 @@ def _insert_events(
 def _case_facts(session: Session, ids: set[int]) -> dict[int, tuple[str, str, str]]:
     facts: dict[int, tuple[str, str, str]] = {}
     for chunk in _chunks(sorted(ids)):
-        rows = session.execute(
+        rows = _rows(
+            session,
             select(col(Case.id), col(Case.key), col(Case.kind), col(Case.country)).where(
                 col(Case.id).in_(chunk)
-            )
-        ).all()
+            ),
+        )
         facts.update({cid: (key, kind, country) for cid, key, kind, country in rows})
     return facts
 
@@ -556,7 +577,8 @@ def _candidates(
         col(Case.lead_partner_id),
         col(Case.country),
     )
-    milestones = session.execute(
+    milestones = _rows(
+        session,
         select(
             col(Milestone.id),
             col(Milestone.key),
@@ -570,9 +592,10 @@ def _candidates(
             col(Case.status) == CaseStatus.ACTIVE,
             col(Milestone.status).in_(list(OPEN_MILESTONE)),
             col(Milestone.planned_due) <= horizon,
-        )
-    ).all()
-    gates = session.execute(
+        ),
+    )
+    gates = _rows(
+        session,
         select(
             col(Gate.id),
             col(Gate.key),
@@ -590,8 +613,8 @@ def _candidates(
             col(Gate.deadline) <= horizon,
             # Past the deadline only `escalate` gates wait on; the others are decided by now.
             or_(col(Gate.deadline) >= today, col(Gate.on_timeout) == TimeoutOutcome.ESCALATE),
-        )
-    ).all()
+        ),
+    )
     out = [
         _Candidate("milestone", mid, key, title, due, owner, 1, None, *case)
         for mid, key, title, due, owner, *case in milestones
@@ -607,11 +630,12 @@ def _voted(session: Session, gates: Sequence[_Candidate]) -> set[tuple[int, int,
     """(gate, round, approver) triples already decided, so reminders skip those approvers."""
     voted: set[tuple[int, int, int]] = set()
     for chunk in _chunks([g.item_id for g in gates]):
-        rows = session.execute(
+        rows = _rows(
+            session,
             select(
                 col(GateDecision.gate_id), col(GateDecision.round), col(GateDecision.approver_id)
-            ).where(col(GateDecision.gate_id).in_(chunk))
-        ).all()
+            ).where(col(GateDecision.gate_id).in_(chunk)),
+        )
         voted.update((gid, rnd, aid) for gid, rnd, aid in rows)
     return voted
 
@@ -759,7 +783,29 @@ def _scope(c: _Candidate) -> str:
     return f"m:{c.case_key}/{c.key}"
 
 
-def _payload(c: _Candidate, step: LadderStep, report: MonitorReport) -> dict[str, Any]:
+def _payloads(rows: Sequence[_Row], report: MonitorReport) -> list[str]:
+    """Each row's payload as JSON text, exactly as json.dumps (the JSON column's own
+    encoder) gives the whole object: the item's part first, then the step's. Each part is
+    encoded once (an item's rows come together, and steps repeat) and the two joined."""
+    items: dict[tuple[str, int], str] = {}
+    steps: dict[tuple[str, int, int], str] = {}
+    run = {"run": report.run} if report.run else {}
+    out = []
+    for _, c, pick in rows:
+        head = items.get((c.item_kind, c.item_id))
+        if head is None:
+            head = items[(c.item_kind, c.item_id)] = json.dumps(_item_part(c, report))[:-1]
+        step = pick.step
+        tail = steps.get((step.key, step.offset, c.round))
+        if tail is None:
+            part = {"step": step.key, "offset": step.offset, "round": c.round, **run}
+            tail = steps[(step.key, step.offset, c.round)] = json.dumps(part)[1:]
+        out.append(f"{head}, {tail}")
+    return out
+
+
+def _item_part(c: _Candidate, report: MonitorReport) -> dict[str, Any]:
+    """What a payload says about the item (the step's part follows it)."""
     return {
         "case": c.case_key,
         "case_title": c.case_title,
@@ -770,10 +816,6 @@ def _payload(c: _Candidate, step: LadderStep, report: MonitorReport) -> dict[str
         "item_title": c.title,
         "due": c.due.isoformat(),
         "days_late": max((report.today - c.due).days, 0),
-        "step": step.key,
-        "offset": step.offset,
-        "round": c.round,
-        **({"run": report.run} if report.run else {}),
     }
 
 
@@ -827,6 +869,7 @@ def _write_outbox(session: Session, dues: _Dues, report: MonitorReport) -> None:
         _ROW_COLUMNS,
         {"created_at": report.now, "status": NotificationStatus.PENDING, "attempts": 0},
         unique="dedupe_key",
+        encoded={"payload"},
     )
     seen: set[str] = set()
     escalated: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -844,10 +887,7 @@ def _write_outbox(session: Session, dues: _Dues, report: MonitorReport) -> None:
         if not todo:
             continue
         fresh = set(writer.insert(_outbox_columns(todo, report)))
-        report.notifications += len(fresh)
-        for key, c, pick in todo:
-            if key in fresh:
-                _announce(c, pick, report, escalated)
+        _announce([row for row in todo if row[0] in fresh], report, escalated)
     for (case_key, item, _step), payload in sorted(escalated.items()):
         report.signals.append(
             Signal(
@@ -862,18 +902,29 @@ def _write_outbox(session: Session, dues: _Dues, report: MonitorReport) -> None:
 
 
 def _announce(
+    rows: Sequence[_Row],
+    report: MonitorReport,
+    escalated: dict[tuple[str, str, str], dict[str, Any]],
+) -> None:
+    """Count the rows that went in; each urgent one joins its step's escalation signal."""
+    report.notifications += len(rows)
+    report.notifications_by_pilot.update(c.pilot for _, c, _ in rows)
+    for _, c, pick in rows:
+        if pick.urgent:
+            _escalate(c, pick, report, escalated)
+
+
+def _escalate(
     c: _Candidate,
     pick: _Pick,
     report: MonitorReport,
     escalated: dict[tuple[str, str, str], dict[str, Any]],
 ) -> None:
-    """Count a row that went in; an urgent one joins its step's escalation signal."""
-    report.notifications_by_pilot[c.pilot] += 1
-    if not pick.urgent:
-        return
-    entry = escalated.setdefault(
-        (c.case_key, c.key, pick.step.key),
-        {
+    """Add an urgent row's recipient to its step's escalation signal."""
+    key = (c.case_key, c.key, pick.step.key)
+    entry = escalated.get(key)
+    if entry is None:
+        entry = escalated[key] = {
             "pilot": c.pilot,
             "country": c.country,
             "step": pick.step.key,
@@ -881,8 +932,7 @@ def _announce(
             "due": c.due.isoformat(),
             "days_late": max((report.today - c.due).days, 0),
             "recipients": [],
-        },
-    )
+        }
     entry["recipients"].append(pick.person.id)
 
 
@@ -896,7 +946,7 @@ def _outbox_columns(rows: Sequence[_Row], report: MonitorReport) -> dict[str, li
         "urgent": [p.urgent for _, _, p in rows],
         "due_on": [c.due for _, c, _ in rows],
         "fire_on": [p.fire_on for _, _, p in rows],
-        "payload": [_payload(c, p.step, report) for _, c, p in rows],
+        "payload": _payloads(rows, report),
     }
 
 
@@ -905,17 +955,23 @@ def _new_keys(session: Session, keys: Sequence[str]) -> set[str]:
     JSON array, which it unpacks, and only the new keys come back: on a pass that finds
     little new, next to nothing."""
     found: set[str] = set()
+    statement = _new_keys_statement(session.get_bind().dialect.name)
+    for chunk in _chunks(keys, _OUTBOX_CHUNK):
+        found.update(key for (key,) in _rows(session, statement, {"keys": json.dumps(chunk)}))
+    return found
+
+
+@lru_cache(maxsize=4)
+def _new_keys_statement(dialect: str) -> Any:
+    """The look-up of `_new_keys`, built once per backend."""
     column = col(Notification.dedupe_key)
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         elements = func.json_array_elements_text(cast(bindparam("keys", type_=Text), JSON))
     else:
         elements = func.json_each(bindparam("keys", type_=Text))
     wanted = elements.table_valued("value")
     taken = select(column).where(column == wanted.c.value).exists()
-    statement = select(wanted.c.value).where(~taken)
-    for chunk in _chunks(keys, _OUTBOX_CHUNK):
-        found.update(session.execute(statement, {"keys": json.dumps(list(chunk))}).scalars())
-    return found
+    return select(wanted.c.value).where(~taken)
 
 
 class _Bulk:
@@ -923,6 +979,9 @@ class _Bulk:
     insert stores them (each value converted by its column's own type; columns the caller
     does not vary set once, the others at their defaults). On PostgreSQL one INSERT ...
     SELECT FROM json_to_recordset(...) per call, on SQLite one executemany.
+
+    The columns in `encoded` are JSON columns whose values arrive as JSON text already (as
+    their type would encode them), stored as given.
 
     With `unique`, a row whose value there is taken is skipped, and a call returns the values
     that went in: PostgreSQL returns them. On SQLite the pass's transaction holds the write
@@ -936,10 +995,12 @@ class _Bulk:
         varying: Sequence[str],
         fixed: dict[str, Any],
         unique: str | None = None,
+        encoded: Collection[str] = (),
     ) -> None:
         self.connection = connection
         self.varying = list(varying)
         self.unique = unique
+        self.encoded = encoded
         dialect = connection.dialect
         self.postgres = dialect.name == "postgresql"
         fixed = dict(fixed)
@@ -958,7 +1019,9 @@ class _Bulk:
         self._order = list(compiled.positiontup or [])
         self._convert = {
             name: _Bulk._converter(
-                table.c[name].type.dialect_impl(dialect).bind_processor(dialect),
+                None
+                if name in encoded
+                else table.c[name].type.dialect_impl(dialect).bind_processor(dialect),
                 _repeats(table.c[name].type),
             )
             for name in names
@@ -992,15 +1055,23 @@ class _Bulk:
         # value keeps the text json.dumps gave it, as when it is bound on its own).
         rows = (
             func.json_to_recordset(cast(bindparam("rows", type_=Text), JSON))
-            .table_valued(*(column(name, table.c[name].type) for name in self.varying))
+            .table_valued(
+                *(
+                    column(name, Text() if name in self.encoded else table.c[name].type)
+                    for name in self.varying
+                )
+            )
             .render_derived(with_types=True)
         )
-        values = [
-            rows.c[name]
-            if name in self.varying
-            else bindparam(f"fixed_{name}", fixed[name], type_=table.c[name].type)
-            for name in names
-        ]
+
+        def value(name: str) -> Any:
+            if name not in self.varying:
+                return bindparam(f"fixed_{name}", fixed[name], type_=table.c[name].type)
+            if name in self.encoded:  # JSON text: the cast keeps it as given
+                return cast(rows.c[name], table.c[name].type)
+            return rows.c[name]
+
+        values = [value(name) for name in names]
         statement = postgresql.insert(table).from_select(list(names), select(*values))
         if not self.unique:
             return statement

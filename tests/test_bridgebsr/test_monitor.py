@@ -39,6 +39,7 @@ from models import (
     MilestoneStatus,
     Notification,
     Partner,
+    Source,
 )
 from tests.conftest import at
 
@@ -386,6 +387,31 @@ def test_a_rerun_with_the_same_now_writes_nothing_new(consortium: Runtime) -> No
     assert again.signals == []
     assert _snapshot(rt.engine) == before
     assert [(i.case_key, i.item) for i in again.late] == [(i.case_key, i.item) for i in first.late]
+
+
+def test_each_payload_is_stored_as_json_dumps_gives_the_whole_object(consortium: Runtime) -> None:
+    # The monitor encodes a payload's item part and step part apart and joins the two texts.
+    rt = consortium
+    _open(rt)
+    day = _milestone(rt.engine, IP_KEY, DESK_STUDY).planned_due + timedelta(days=1)
+    run_monitor(
+        rt.engine, now=at(day.isoformat(), 7), zone=ZONE, source=Source.FLOW, source_ref="run-7"
+    )
+
+    with rt.engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT subject, rule, due_on, CAST(payload AS TEXT) FROM notifications")
+        ).all()
+    assert len({(subject, rule) for subject, rule, _, _ in stored}) > 2
+    for subject, rule, due_on, payload in stored:
+        data = json.loads(payload)
+        assert payload == json.dumps(data)
+        assert list(data) == [
+            *("case", "case_title", "pilot", "country", "item", "item_kind", "item_title"),
+            *("due", "days_late", "step", "offset", "round", "run"),
+        ]
+        assert (data["case"], data["item"], data["step"]) == (IP_KEY, subject, rule)
+        assert (data["due"], data["run"]) == (str(due_on), "run-7")
 
 
 def test_role_recipients_are_the_lead_partners_holders_else_everyone_with_the_role(
