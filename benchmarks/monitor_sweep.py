@@ -52,17 +52,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +82,15 @@ from sqlalchemy import (
 from sqlmodel import col
 
 from benchmarks import scratch_pg
+from benchmarks.common import (
+    BACKENDS,
+    Result,
+    backends,
+    in_child,
+    peak_rss_mb,
+    result,
+    within_target,
+)
 from bridgebsr import store as case_store
 from bridgebsr.bootstrap import build_runtime
 from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
@@ -110,7 +116,6 @@ FIRST_TARGET = 2.0  # ours at most twice the floor
 SECOND_TARGET = 1.0  # a sweep with nothing new to write at most the floor's
 RSS_BUDGET_MB = 300.0
 EXPIRED_STEP = "expired"  # bridgebsr.monitor.EXPIRED_RULE
-Result = dict[str, Any]
 
 # ---------------------------------------------------------------------------------------------
 # The floor
@@ -423,19 +428,6 @@ def run_floor(engine: Engine, now: datetime, zone: str, times: int = 2) -> list[
 # Ours, in a child process
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak RSS. On Linux the high-water mark of its own memory map: a spawned
-    child's `ru_maxrss` starts from its parent's RSS at the fork before the exec."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def _sweep(url: str, home: str, now: datetime) -> dict[str, Any]:
     """One `run_monitor` on a fresh engine; in a child process, so its peak RSS is the
     sweep's (plus the interpreter and the imports the sweep needs). The modules are imported
@@ -460,13 +452,8 @@ def _sweep(url: str, home: str, now: datetime) -> dict[str, Any]:
         "newly_expired": report.newly_expired,
         "late": summary["late"],
         "failures": summary["failures"],
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
-
-
-def _child(function: Any, *args: Any) -> Any:
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(function, *args).result()
 
 
 def _build(url: str, home: str, cases: int) -> dict[str, Any]:
@@ -561,7 +548,7 @@ def _stores(db: str, cases: int) -> Iterator[tuple[str, str, str, dict[str, Any]
         root = Path(tmp)
         if db == "sqlite":
             built_path = root / "built.db"
-            built = _child(_build, f"sqlite:///{built_path}", tmp, cases)
+            built = in_child(_build, f"sqlite:///{built_path}", tmp, cases)
             for name in ("ours.db", "floor.db"):
                 shutil.copyfile(built_path, root / name)
             built_path.unlink()
@@ -569,7 +556,7 @@ def _stores(db: str, cases: int) -> Iterator[tuple[str, str, str, dict[str, Any]
             return
         with scratch_pg.scratch_databases("monitor") as databases:
             url = databases.create("built")
-            built = _child(_build, url, tmp, cases)
+            built = in_child(_build, url, tmp, cases)
             template = databases.names[-1]
             ours = databases.create("ours", template=template)
             floor = databases.create("floor", template=template)
@@ -601,11 +588,11 @@ def run_backend(db: str, cases: int) -> list[Result]:
             floor_runs = run_floor(rt.engine, NOW, rt.settings.timezone)
         finally:
             rt.engine.dispose()
-        first = _child(_sweep, ours_url, home, NOW)
-        second = _child(_sweep, ours_url, home, NOW)
+        first = in_child(_sweep, ours_url, home, NOW)
+        second = in_child(_sweep, ours_url, home, NOW)
         mine, theirs = outbox(ours_url), outbox(floor_url)
         comparison = compare(mine, theirs, decided_cases(ours_url))
-    label = "SQLite" if db == "sqlite" else "PostgreSQL"
+    label = BACKENDS[db]
     if comparison.unexplained:
         raise RuntimeError(f"{NAME} ({label}): ours and the floor differ: {comparison}")
     if first["notifications"] != len(mine) or floor_runs[0].rows != len(theirs):
@@ -620,7 +607,7 @@ def run_backend(db: str, cases: int) -> list[Result]:
     size = int(built["cases"])
     rss = max(first["peak_rss_mb"], second["peak_rss_mb"])
     return [
-        _row(
+        result(
             f"{NAME} {label}: first sweep ({first['notifications']:,} rows; "
             f"floor {floor_runs[0].rows:,}, {comparison.explained} of cases timed out first)",
             size,
@@ -629,7 +616,7 @@ def run_backend(db: str, cases: int) -> list[Result]:
             FIRST_TARGET,
             first["peak_rss_mb"],
         ),
-        _row(
+        result(
             f"{NAME} {label}: second sweep, same date (0 rows)",
             size,
             second["seconds"],
@@ -638,7 +625,7 @@ def run_backend(db: str, cases: int) -> list[Result]:
             second["peak_rss_mb"],
         ),
         # Peak RSS against its budget: "ours" and "floor" are megabytes here.
-        _row(
+        result(
             f"{NAME} {label}: peak RSS, MB (floor column: the {RSS_BUDGET_MB:.0f} MB budget)",
             size,
             rss,
@@ -649,27 +636,10 @@ def run_backend(db: str, cases: int) -> list[Result]:
     ]
 
 
-def _row(name: str, size: int, ours: float, floor: float, target: float, rss: float) -> Result:
-    return {
-        "name": name,
-        "size": size,
-        "ours_s": round(ours, 3),
-        "floor_s": round(floor, 3),
-        "ratio": round(ours / floor, 2) if floor else None,
-        "target": target,
-        "peak_rss_mb": rss,
-    }
-
-
-def backends() -> list[str]:
-    """SQLite always; PostgreSQL when the server on 127.0.0.1:5432 answers."""
-    return ["sqlite", *(["postgresql"] if scratch_pg.reachable() else [])]
-
-
 def run(cases: int, dbs: Sequence[str] | None = None) -> list[Result]:
     """Every backend's rows."""
     results: list[Result] = []
-    for db in dbs or backends():
+    for db in dbs or backends(NAME):
         results += run_backend(db, cases)
     return results
 
@@ -684,7 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    return 0 if all(r["ratio"] <= r["target"] for r in results) else 1
+    return 0 if all(within_target(r) for r in results) else 1
 
 
 if __name__ == "__main__":
