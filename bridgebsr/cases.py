@@ -9,7 +9,7 @@ from bridgebsr import lifecycle, planning, rows, store
 from bridgebsr.catalog import Catalog, checksum
 from bridgebsr.errors import IllegalTransition, InvalidInput
 from bridgebsr.lifecycle import Change
-from bridgebsr.rows import CaseRow, GateRow, MilestoneRow
+from bridgebsr.rows import CaseRow, GateRow, MilestoneRow, Organisation, Person
 from models import (
     CASE_OWNER,
     Case,
@@ -19,7 +19,6 @@ from models import (
     GateSpec,
     Milestone,
     MilestoneSpec,
-    Partner,
     Source,
     Template,
 )
@@ -42,18 +41,18 @@ def open_case(
     template = catalog.get(kind)
     if not title.strip():
         raise InvalidInput("a case needs a title: --title 'What this case is about'")
-    owner = store.contact_by_email(session, owner_email)
+    conn = session.connection()
+    owner = store.contact_by_email(conn, owner_email)
     partner = (
-        store.partner_by_code(session, partner_code)
+        store.partner_by_code(conn, partner_code)
         if partner_code
-        else session.get(Partner, owner.partner_id)
+        else store.partner_by_id(conn, owner.partner_id)
     )
-    assert partner is not None and partner.id is not None and owner.id is not None
-    store.pin_template(session, template, checksum(template))
+    store.pin_template(conn, template, checksum(template))
     start = start or store.local_date(now, partner.timezone)
     case = CaseRow(
         id=0,  # given when the row is written
-        key=store.next_key(session, template.key_prefix, start.year),
+        key=store.next_key(conn, template.key_prefix, start.year),
         kind=template.kind,
         template_version=template.version,
         title=title.strip(),
@@ -70,9 +69,8 @@ def open_case(
         updated_at=now,
         version=1,
     )
-    plan = _populate(session, case, partner, template, owner)
+    plan = _populate(conn, case, partner, template, owner)
     changes = planning.reforecast(plan, template, store.local_date(now, partner.timezone))
-    conn = session.connection()
     _insert(conn, case, plan)
     opened = Change(
         "case.open",
@@ -104,16 +102,16 @@ def open_case(
 
 
 def _populate(
-    session: Session, case: CaseRow, lead: Partner, template: Template, owner: Contact
+    conn: Connection, case: CaseRow, lead: Organisation, template: Template, owner: Person
 ) -> planning.Plan:
     """The case's milestones and gates, planned from its start (rows not written yet)."""
-    owners = _owners_by_role(session, template, case, owner)
+    owners = _owners_by_role(conn, template, case, owner)
     milestones = [
         _milestone(i, spec, template, owners) for i, spec in enumerate(template.milestones)
     ]
     gates = [_gate(i, spec, template) for i, spec in enumerate(template.gates)]
     owner_ids = {m.owner_id for m in milestones if m.owner_id is not None}
-    calendars = planning.calendars_for(session, case, lead, owner_ids)
+    calendars = planning.calendars_for(conn, case, lead, owner_ids)
     plan = planning.Plan(case, milestones, gates, calendars)
     planned = planning.baseline(plan)
     for node in plan.nodes():
@@ -147,15 +145,15 @@ def _without_id(row: CaseRow | rows.Node) -> dict[str, object]:
 
 
 def _owners_by_role(
-    session: Session, template: Template, case: CaseRow, owner: Contact
+    conn: Connection, template: Template, case: CaseRow, owner: Person
 ) -> dict[str, int | None]:
     """Who holds each role for this case: the case owner, else someone at the lead partner."""
     owners: dict[str, int | None] = {CASE_OWNER: owner.id}
     roles = {m.owner for m in template.milestones} - {CASE_OWNER}
     if not roles:
         return owners
-    candidates = session.exec(
-        select(Contact.id, Contact.role, Contact.partner_id)
+    candidates = conn.execute(
+        select(col(Contact.id), col(Contact.role), col(Contact.partner_id))
         .where(col(Contact.role).in_(roles))
         .order_by(col(Contact.id))
     ).all()

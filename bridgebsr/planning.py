@@ -4,12 +4,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection
+from sqlmodel import col, select
 
 from bridgebsr import lifecycle
 from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
 from bridgebsr.lifecycle import Change
-from bridgebsr.rows import CaseRow, GateRow, MilestoneRow, Node
+from bridgebsr.rows import CaseRow, GateRow, MilestoneRow, Node, Organisation
 from bridgebsr.schedule import Item, Link, Slot, schedule
 from models import FINISHED_MILESTONE, Contact, DayKind, GateStatus, Partner, Template
 
@@ -34,15 +35,15 @@ class Plan:
 
 
 def calendars_for(
-    session: Session, case: CaseRow, lead: Partner, owner_ids: set[int]
+    conn: Connection, case: CaseRow, lead: Organisation, owner_ids: set[int]
 ) -> dict[int | None, WorkCalendar]:
     """Working calendars of the case (key None) and of each owner, by contact id."""
     calendars: dict[int | None, WorkCalendar] = {
         None: case_calendar(case.country, lead.country, lead.region)
     }
     if owner_ids:
-        found = session.exec(
-            select(Contact.id, Contact.country, Partner.country, Partner.region)
+        found = conn.execute(
+            select(col(Contact.id), col(Contact.country), col(Partner.country), col(Partner.region))
             .join(Partner, col(Partner.id) == Contact.partner_id)
             .where(col(Contact.id).in_(owner_ids))
         )

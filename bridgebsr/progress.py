@@ -179,7 +179,7 @@ def decide_gate(
     """Record one approver's decision; N approvals pass the gate, one rejection sends it back."""
     work = _begin(session, case_key, f"{decision.value} gate {gate_key}", now, expected_version)
     gate = _gate(work, gate_key)
-    approver = store.contact_by_email(session, actor.email)
+    approver = store.contact_by_email(work.loaded.conn, actor.email)
     what = f"gate {gate.key} of {work.case.key}"
     if gate.status is GateStatus.PENDING:
         waiting = ", ".join(planning.open_predecessors(work.plan, gate))

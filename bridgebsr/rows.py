@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from models import CaseStatus, DayKind, GateStatus, MilestoneStatus, TimeoutOutcome
 
@@ -98,6 +98,28 @@ class GateRow:
 
 
 Node = MilestoneRow | GateRow
+
+
+class Person(NamedTuple):
+    """The columns of a contact a change reads."""
+
+    id: int
+    email: str
+    name: str
+    role: str
+    partner_id: int
+    country: str
+
+
+class Organisation(NamedTuple):
+    """The columns of a partner a change reads."""
+
+    id: int
+    code: str
+    country: str
+    region: str
+    timezone: str
+
 
 # What a change may move on each row; the rest is fixed when the case is opened.
 CASE_CHANGES = ("status", "current_stage", "forecast_date", "closed_at")

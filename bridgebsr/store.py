@@ -23,6 +23,8 @@ from bridgebsr.rows import (
     CaseRow,
     GateRow,
     MilestoneRow,
+    Organisation,
+    Person,
 )
 from models import (
     Case,
@@ -206,20 +208,33 @@ def save_case(
     loaded.read[id(case)] = rows.values(case, CASE_CHANGES)
 
 
-def contact_by_email(session: Session, email: str) -> Contact:
+def contact_by_email(conn: Connection, email: str) -> Person:
     """The contact with this address (case-insensitive)."""
-    found = session.exec(select(Contact).where(Contact.email == email.strip().lower())).first()
+    found = conn.execute(_PERSON, {"email": email.strip().lower()}).first()
     if found is None:
         raise NotFound(f"no contact {email}; add it with `bridgebsr contacts import`")
-    return found
+    return Person(*found)
 
 
-def partner_by_code(session: Session, code: str) -> Partner:
+def partner_by_code(conn: Connection, code: str) -> Organisation:
     """The partner with this code (case-insensitive)."""
-    found = session.exec(select(Partner).where(Partner.code == code.strip().upper())).first()
+    found = conn.execute(_ORGANISATION_BY_CODE, {"code": code.strip().upper()}).first()
     if found is None:
         raise NotFound(f"no partner {code}; add it with `bridgebsr partners import`")
-    return found
+    return Organisation(*found)
+
+
+def partner_by_id(conn: Connection, partner_id: int) -> Organisation:
+    """The partner with this id."""
+    return Organisation(*conn.execute(_ORGANISATION_BY_ID, {"id": partner_id}).one())
+
+
+_PERSON = select(*[_CONTACTS.c[name] for name in Person._fields]).where(
+    _CONTACTS.c.email == bindparam("email")
+)
+_ORGANISATION = select(*[_PARTNERS.c[name] for name in Organisation._fields])
+_ORGANISATION_BY_CODE = _ORGANISATION.where(_PARTNERS.c.code == bindparam("code"))
+_ORGANISATION_BY_ID = _ORGANISATION.where(_PARTNERS.c.id == bindparam("id"))
 
 
 def milestones_of(session: Session, case: Case) -> list[Milestone]:
@@ -284,46 +299,46 @@ def record(
     conn.execute(_RECORD, events)
 
 
-def next_key(session: Session, prefix: str, year: int) -> str:
+def next_key(conn: Connection, prefix: str, year: int) -> str:
     """The next case key for a prefix and year, e.g. IP-2026-0007."""
     for _ in range(2):
-        number = session.execute(
-            update(KeySequence)
-            .where(col(KeySequence.prefix) == prefix, col(KeySequence.year) == year)
-            .values(last=KeySequence.last + 1)
-            .returning(col(KeySequence.last))
-        ).scalar_one_or_none()
+        number = conn.execute(_NEXT_NUMBER, {"of": prefix, "in_year": year}).scalar_one_or_none()
         if number is not None:
             return f"{prefix}-{year}-{number:04d}"
         try:
-            with session.begin_nested():
-                session.add(KeySequence(prefix=prefix, year=year, last=0))
+            with conn.begin_nested():
+                conn.execute(_NEW_SEQUENCE, {"prefix": prefix, "year": year, "last": 0})
         except IntegrityError:
             pass  # another writer created the row first; its update path now applies
     raise RuntimeError("key sequence row vanished")
 
 
-def pin_template(session: Session, template: Template, digest: str) -> None:
+def pin_template(conn: Connection, template: Template, digest: str) -> None:
     """Keep the exact template a case is opened with; refuse an edited file of the same version."""
-    stored = session.exec(
-        select(TemplateVersion.checksum).where(
-            TemplateVersion.kind == template.kind, TemplateVersion.version == template.version
-        )
-    ).first()
+    at = {"kind": template.kind, "version": template.version}
+    stored = conn.execute(_PINNED, at).scalar_one_or_none()
     if stored is None:
-        session.add(
-            TemplateVersion(
-                kind=template.kind,
-                version=template.version,
-                checksum=digest,
-                body=template.model_dump(mode="json"),
-            )
-        )
+        body = template.model_dump(mode="json")
+        conn.execute(_PIN, {**at, "checksum": digest, "body": body})
     elif stored != digest:
         raise InvalidInput(
             f"template {template.kind} version {template.version} was edited after cases were "
             "opened with it; raise `version:` in the file so running cases keep theirs"
         )
+
+
+_SEQUENCES = SQLModel.metadata.tables[str(KeySequence.__tablename__)]
+_NEXT_NUMBER = (
+    update(_SEQUENCES)
+    .where(_SEQUENCES.c.prefix == bindparam("of"), _SEQUENCES.c.year == bindparam("in_year"))
+    .values(last=_SEQUENCES.c.last + 1)
+    .returning(_SEQUENCES.c.last)
+)
+_NEW_SEQUENCE = insert(_SEQUENCES)
+_PINNED = select(_VERSIONS.c.checksum).where(
+    _VERSIONS.c.kind == bindparam("kind"), _VERSIONS.c.version == bindparam("version")
+)
+_PIN = insert(_VERSIONS)
 
 
 def template_of(session: Session, case: Case) -> Template:

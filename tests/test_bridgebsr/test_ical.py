@@ -20,11 +20,11 @@ from bridgebsr.cli.exchange import ical as ical_command
 from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_demo
 from bridgebsr.errors import InvalidInput
+from bridgebsr.rows import Person
 from bridgebsr.settings import Settings
 from models import (
     Case,
     CaseStatus,
-    Contact,
     Gate,
     GateStatus,
     Milestone,
@@ -134,9 +134,9 @@ def _items(rt: Runtime) -> list[dict[str, Any]]:
     return rows
 
 
-def _contact(rt: Runtime, email: str) -> Contact:
+def _contact(rt: Runtime, email: str) -> Person:
     with read_session(rt.engine) as session:
-        return store.contact_by_email(session, email)
+        return store.contact_by_email(session.connection(), email)
 
 
 # --- partner feeds -----------------------------------------------------------------------------
