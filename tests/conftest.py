@@ -1,8 +1,12 @@
-"""Shared fixtures: real case stores on SQLite files and on the PostgreSQL server."""
+"""Shared fixtures: real case stores on SQLite files and on the PostgreSQL server, and the
+`bridgebsr` console script with the demo home it builds."""
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +22,8 @@ PG_ADMIN_URL = os.environ.get(
     "BRIDGEBSR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+BRIDGEBSR = Path(sys.executable).parent / "bridgebsr"
+DEMO_AS_OF = "2026-11-26"
 
 
 def postgres_available() -> bool:
@@ -42,22 +48,47 @@ def pg_ready() -> bool:
     return ok
 
 
-@pytest.fixture
-def pg_url(pg_ready: bool) -> Iterator[str]:
-    """A fresh PostgreSQL schema for one test, dropped afterwards."""
+@contextmanager
+def pg_schema(pg_ready: bool) -> Iterator[str]:
+    """The URL of a fresh PostgreSQL schema, dropped afterwards; the test is skipped when the
+    server does not answer (`pg_ready` has failed it already in CI)."""
     if not pg_ready:
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}; start it to run this test")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    try:
+        yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@contextmanager
+def migrated(db_url: str, home: Path) -> Iterator[Runtime]:
+    """A migrated, empty case store at `db_url` with the shipped templates."""
+    runtime = build_runtime(Settings(home=home, database_url=db_url))
+    try:
+        migrate.upgrade(runtime.engine)
+        yield runtime
+    finally:
+        runtime.engine.dispose()
+
+
+# The backends of `db_url` (and of module-scoped stores built the same way).
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def pg_url(pg_ready: bool) -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test, dropped afterwards."""
+    with pg_schema(pg_ready) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test on a SQLite file and on PostgreSQL."""
     if request.param == "sqlite":
@@ -68,10 +99,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def rt(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
     """A migrated, empty case store with the shipped templates."""
-    runtime = build_runtime(Settings(home=tmp_path / "home", database_url=db_url))
-    migrate.upgrade(runtime.engine)
-    yield runtime
-    runtime.engine.dispose()
+    with migrated(db_url, tmp_path / "home") as runtime:
+        yield runtime
 
 
 @pytest.fixture
@@ -90,3 +119,37 @@ def consortium(rt: Runtime) -> Runtime:
 def at(day: str, hour: int = 10) -> datetime:
     """An aware UTC datetime on an ISO day."""
     return datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
+
+
+# --- the console script ------------------------------------------------------------------------
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGEBSR_")}
+    env["BRIDGEBSR_HOME"] = str(home)
+    return env
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `bridgebsr ARGS` with BRIDGEBSR_HOME=home."""
+    return subprocess.run(
+        [str(BRIDGEBSR), *args],
+        env=_env(home),
+        cwd=home.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home made by `bridgebsr demo --as-of 2026-11-26` (the demo portfolio, and the outbox
+    of its monitor pass), built once for the whole session: only read from, or copied by a
+    test that writes (`shutil.copytree`)."""
+    home = tmp_path_factory.mktemp("demo-cli") / "home"
+    done = run(home, "demo", "--as-of", DEMO_AS_OF)
+    assert done.returncode == 0, done.stderr
+    assert "demo: opened 14 case(s)" in done.stdout
+    return home

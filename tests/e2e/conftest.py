@@ -1,16 +1,22 @@
 """The stack a pilot lead starts (`bridgebsr up --demo`) and Debian's Chromium driven by Playwright.
 
+One `bridgebsr up --demo` serves every test of this folder: the browser walkthrough and the
+checks of `up` itself (test_up.py, which needs no browser). When the last of them is done it
+is stopped with Ctrl-C, and what a stop must leave behind is checked then (`assert_stopped`).
+
 No browser is downloaded: Playwright launches /usr/bin/chromium (Debian's `chromium` package)
 with the flags that work on a machine without network. Without Chromium or Playwright the
-end-to-end tests are skipped with the reason, except in CI (CI=true), where they fail.
+browser tests are skipped with the reason, except in CI (CI=true), where they fail.
 """
 
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.cli.orchestration import interruptible
+from bridgebsr.cli.orchestration import UP_FILE, healthy, interruptible
 from bridgebsr.settings import Settings
 from tests.conftest import IN_CI
 from tests.test_flows.conftest import BIN, REPO, free_port
@@ -84,9 +90,10 @@ class Stack:
             time.sleep(0.25)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """`bridgebsr up --demo --port <free>` as a pilot lead starts it, with its own home."""
+    """`bridgebsr up --demo --port <free>` as a pilot lead starts it, with its own home; shared
+    by the tests of this folder, then stopped with Ctrl-C and checked (`assert_stopped`)."""
     base = tmp_path_factory.mktemp("e2e")
     home = base / "home"
     port = free_port()
@@ -135,9 +142,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             process.kill()
             process.wait()
             raise
-    output = running.output()
+    assert_stopped(running, code)
+
+
+def assert_stopped(stack: Stack, code: int) -> None:
+    """What Ctrl-C must leave: exit 0 without a traceback, no `up.json` marker, the served
+    deployments still scheduled for the next start, the first monitor pass (and only it, the
+    scheduler being off) completed, and the Prefect server gone with `up`."""
+    output = stack.output()
     assert code == 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
     assert "bridgebsr stopped" in output
+    assert not (stack.home / UP_FILE).exists()
+    with closing(sqlite3.connect(stack.home / "prefect" / "prefect.db")) as db:
+        rows = db.execute("SELECT name, paused FROM deployment").fetchall()
+        completed = db.execute(
+            "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED' AND name LIKE 'monitor %'"
+        ).fetchone()
+    assert {name for name, _ in rows} >= {"monitor-milestones", "stage-gate", "daily-digest"}
+    assert not any(paused for _, paused in rows)  # schedules stay active for the next start
+    assert completed == (1,)
+    assert not healthy(stack.api_url), "the Prefect server is still running"
 
 
 @pytest.fixture(scope="module")

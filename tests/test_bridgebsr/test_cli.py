@@ -1,7 +1,7 @@
-"""The `bridgebsr` console script, run as a subprocess against a SQLite home."""
+"""The `bridgebsr` console script, run as a subprocess against a SQLite home (the session's
+`demo_home`, tests/conftest.py, or a private copy of it)."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from bridgebsr import migrate
+from tests.conftest import BRIDGEBSR, _env, run
+from tests.conftest import DEMO_AS_OF as AS_OF
 
-BRIDGEBSR = Path(sys.executable).parent / "bridgebsr"
-AS_OF = "2026-11-26"
 SHIPPED = Path(__file__).parents[2] / "bridgebsr"
 COUNCIL_MEMBER = "peter.moller-jensen@mva.example"
 PILOT_LEAD = "soren.ostergaard@scanbalt.example"
@@ -44,25 +44,6 @@ milestones:
 """
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGEBSR_")}
-    env["BRIDGEBSR_HOME"] = str(home)
-    return env
-
-
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `bridgebsr ARGS` with BRIDGEBSR_HOME=home."""
-    return subprocess.run(
-        [str(BRIDGEBSR), *args],
-        env=_env(home),
-        cwd=home.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def run_json(home: Path, *args: str) -> Any:
     """Run a command with --json that must succeed and return its parsed output."""
     done = run(home, *args, "--json")
@@ -79,16 +60,6 @@ def assert_one_error_line(done: subprocess.CompletedProcess[str], *parts: str) -
     assert lines[0].startswith("error: ")
     for part in parts:
         assert part in lines[0]
-
-
-@pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home with the demo portfolio as of 2026-11-26; only read from."""
-    home = tmp_path_factory.mktemp("demo") / "home"
-    done = run(home, "demo", "--as-of", AS_OF)
-    assert done.returncode == 0, done.stderr
-    assert "demo: opened 14 case(s)" in done.stdout
-    return home
 
 
 @pytest.fixture(scope="module")

@@ -7,30 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bridgebsr.test_cli import (
-    AS_OF,
-    BRIDGEBSR,
-    _env,
-    assert_one_error_line,
-    run,
-    run_json,
-)
-
-
-@pytest.fixture(scope="module")
-def outbox_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A demo home whose monitor pass (run by `demo`) filled the outbox; only copied."""
-    home = tmp_path_factory.mktemp("notices") / "home"
-    done = run(home, "demo", "--as-of", AS_OF)
-    assert done.returncode == 0, done.stderr
-    return home
+from tests.conftest import BRIDGEBSR, _env, run
+from tests.conftest import DEMO_AS_OF as AS_OF
+from tests.test_bridgebsr.test_cli import assert_one_error_line, run_json
 
 
 @pytest.fixture
-def home(outbox_home: Path, tmp_path: Path) -> Path:
-    """A private copy of that home, outbox and all."""
+def home(demo_home: Path, tmp_path: Path) -> Path:
+    """A private copy of the session's demo home, whose monitor pass (run by `demo`) filled
+    the outbox."""
     copy = tmp_path / "home"
-    shutil.copytree(outbox_home, copy)
+    shutil.copytree(demo_home, copy)
     return copy
 
 

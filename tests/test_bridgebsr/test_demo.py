@@ -1,9 +1,13 @@
-"""The demo portfolio on a SQLite file and on PostgreSQL."""
+"""The demo portfolio on a SQLite file and on PostgreSQL: loaded once per backend, read by
+the checks below; the last one loads it again and sees nothing change."""
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import date
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, func, text
 from sqlmodel import col, select
 
@@ -12,6 +16,7 @@ from bridgebsr.bootstrap import Runtime
 from bridgebsr.db import read_session
 from bridgebsr.demo import load_demo
 from models import FINISHED_MILESTONE, Case, Milestone
+from tests.conftest import BACKENDS, migrated, pg_schema
 
 AS_OF = date(2026, 11, 26)
 TABLES = ("partners", "contacts", "cases", "milestones", "gates", "gate_decisions", "case_events")
@@ -30,8 +35,26 @@ def _ip_key(keys: list[str]) -> str:
     return key
 
 
-def test_the_demo_opens_one_ip_one_foundation_and_twelve_sme_cases(rt: Runtime) -> None:
-    keys = load_demo(rt, AS_OF)
+Demo = tuple[Runtime, list[str]]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_ready: bool
+) -> Iterator[Demo]:
+    """A migrated store on each backend with the demo loaded once, and the keys it opened."""
+    with ExitStack() as stack:
+        home = tmp_path_factory.mktemp("demo-store")
+        if request.param == "sqlite":
+            url = f"sqlite:///{home / 'cases.db'}"
+        else:
+            url = stack.enter_context(pg_schema(pg_ready))
+        rt = stack.enter_context(migrated(url, home / "home"))
+        yield rt, load_demo(rt, AS_OF)
+
+
+def test_the_demo_opens_one_ip_one_foundation_and_twelve_sme_cases(demo: Demo) -> None:
+    rt, keys = demo
     assert len(keys) == len(set(keys)) == 14
     assert Counter(k.split("-")[0] for k in keys) == {"IP": 1, "LSF": 1, "SME": 12}
     with read_session(rt.engine) as session:
@@ -49,8 +72,9 @@ def test_the_demo_opens_one_ip_one_foundation_and_twelve_sme_cases(rt: Runtime) 
         assert conn.execute(text("SELECT count(*) FROM contacts")).scalar_one() == 30
 
 
-def test_the_demo_ip_case_waits_for_the_council(rt: Runtime) -> None:
-    key = _ip_key(load_demo(rt, AS_OF))
+def test_the_demo_ip_case_waits_for_the_council(demo: Demo) -> None:
+    rt, keys = demo
+    key = _ip_key(keys)
     with read_session(rt.engine) as session:
         shown = queries.show_case(session=session, key=key, today=AS_OF)
     gates = {g["key"]: g for g in shown["gates"]}
@@ -64,8 +88,8 @@ def test_the_demo_ip_case_waits_for_the_council(rt: Runtime) -> None:
     assert status["cluster-agreements"] == "planned"
 
 
-def test_the_demo_has_overdue_milestones(rt: Runtime) -> None:
-    load_demo(rt, AS_OF)
+def test_the_demo_has_overdue_milestones(demo: Demo) -> None:
+    rt, _ = demo
     with read_session(rt.engine) as session:
         late = session.exec(
             select(func.count(col(Milestone.id))).where(
@@ -83,8 +107,9 @@ def test_the_demo_has_overdue_milestones(rt: Runtime) -> None:
     assert (intake["status"], intake["overdue"]) == ("planned", True)
 
 
-def test_loading_the_demo_again_opens_nothing(rt: Runtime) -> None:
-    assert len(load_demo(rt, AS_OF)) == 14
+def test_loading_the_demo_again_opens_nothing(demo: Demo) -> None:
+    rt, keys = demo
+    assert len(keys) == 14
     before = _dump(rt.engine)
     assert load_demo(rt, AS_OF) == []
     assert _dump(rt.engine) == before
