@@ -121,7 +121,8 @@ class Organisation(NamedTuple):
     timezone: str
 
 
-# What a change may move on each row; the rest is fixed when the case is opened.
+# What a change may move on each row, status first (`store.save_case` checks it against the
+# lifecycle rules); the rest is fixed when the case is opened.
 CASE_CHANGES = ("status", "current_stage", "forecast_date", "closed_at")
 MILESTONE_CHANGES = (
     "status",
