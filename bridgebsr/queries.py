@@ -345,6 +345,10 @@ def _notice_row(n: Notification, email: str) -> dict[str, Any]:
         "sent_at": stamp(n.sent_at),
         "via": ",".join(n.delivered or []),
         "error": n.last_error,
+        # Marked while its message went out, the outcome not recorded yet (or never: the
+        # dispatcher stopped); `resent` counts sends that followed such an unrecorded one.
+        "sending": n.sending,
+        "resent": n.resent,
     }
 
 

@@ -21,7 +21,7 @@ from models import NotificationStatus
 notifications_app = typer.Typer(help="The notification outbox.", no_args_is_help=True)
 COLUMNS = (
     *("id", "status", "recipient", "case", "item", "rule"),
-    *("urgent", "attempts", "via", "error"),
+    *("urgent", "attempts", "sending", "resent", "via", "error"),
 )
 RECEIPT_COLUMNS = ("id", "at", "recipient", "kind", "notices", "resent", "ok", "channels")
 
@@ -34,7 +34,9 @@ def list_notices(
     limit: Annotated[int, typer.Option("--limit", help="Newest first, at most this many.")] = 200,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List outbox rows, newest first."""
+    """List outbox rows, newest first. `sending`: the row's message went out and its outcome
+    is not recorded yet (or never was: the dispatcher stopped); `resent`: sends of the row
+    after such an unrecorded one (possible duplicates)."""
     limit = bounded(limit, "--limit")
     wanted: tuple[NotificationStatus, ...] = ()
     if status:

@@ -2,7 +2,9 @@
 
 import json
 import shutil
+import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,27 @@ def test_a_broken_email_url_fails_with_retries_and_no_secret_in_sight(home: Path
     assert rows and all(r["status"] == "pending" and r["attempts"] == 1 for r in rows)
     assert all(r["error"] and "canary" not in r["error"] for r in rows)
     assert "canary-S3cr3t" not in (home / "bridgebsr.db").read_bytes().decode("latin-1")
+
+
+def test_list_shows_rows_a_stopped_dispatcher_left_marked_and_their_resend(home: Path) -> None:
+    # The state a dispatcher killed after marking rows `sending` leaves: their message may
+    # have gone out, and no outcome was recorded.
+    pending = run_json(home, "notifications", "list", "--status", "pending")
+    marked = sorted(r["id"] for r in pending)[:3]
+    with closing(sqlite3.connect(home / "bridgebsr.db")) as db, db:
+        db.execute(
+            f"UPDATE notifications SET sending = 1 WHERE id IN ({','.join('?' * len(marked))})",
+            marked,
+        )
+    before = {r["id"]: r for r in run_json(home, "notifications", "list")}
+    assert [i for i, r in sorted(before.items()) if r["sending"]] == marked
+    assert not any(r["resent"] for r in before.values())
+
+    run_json(home, "notifications", "dispatch", "--as-of", AS_OF)
+    after = {r["id"]: r for r in run_json(home, "notifications", "list")}
+    assert not any(r["sending"] for r in after.values())
+    assert {i for i, r in after.items() if r["resent"]} == set(marked)
+    assert all(after[i]["resent"] == 1 and after[i]["status"] == "sent" for i in marked)
 
 
 def test_list_refuses_an_unknown_status(home: Path) -> None:
