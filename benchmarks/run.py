@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmarks.common import BACKENDS, Result, peak_rss_mb, reset_peak_rss, result, results_table
+from benchmarks.common import BACKENDS, Result, in_child, peak_rss_mb, result, results_table
 
 RESULTS = Path(__file__).parent / "results"
 out = Console(width=150)
@@ -162,8 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     for name in args.only or list(BENCHMARKS):
         err.log(f"benchmark {name} ({'quick' if args.quick else 'full'})")
-        reset_peak_rss()  # each benchmark's own peak, not the run's so far
-        results += BENCHMARKS[name](args.quick)
+        # Each in a fresh process of its own: its peak RSS is its own, not what an earlier
+        # benchmark left this process holding.
+        results += in_child(BENCHMARKS[name], args.quick)
     title = "bridgebsr benchmarks (ratios measured in one run)"
     out.print(results_table(title, results, floor_label="floor/peer, s"))
     args.output.parent.mkdir(parents=True, exist_ok=True)
