@@ -18,21 +18,26 @@ from bridgebsr import lifecycle
 from bridgebsr.errors import IllegalTransition
 from models import Case, Gate, Milestone
 
-# Every (from, to) status pair some lifecycle rule allows, by table.
-_ALLOWED: dict[str, set[tuple[Any, Any]]] = {
-    str(Case.__tablename__): lifecycle.allowed_pairs(lifecycle.CASE_ACTIONS),
-    str(Milestone.__tablename__): lifecycle.allowed_pairs(lifecycle.MILESTONE_ACTIONS),
-    str(Gate.__tablename__): lifecycle.allowed_pairs(lifecycle.GATE_ACTIONS),
+# Every (from, to) status pair some lifecycle rule allows, by guarded model and by its table.
+_ALLOWED: dict[type[Any], set[tuple[Any, Any]]] = {
+    Case: lifecycle.allowed_pairs(lifecycle.CASE_ACTIONS),
+    Milestone: lifecycle.allowed_pairs(lifecycle.MILESTONE_ACTIONS),
+    Gate: lifecycle.allowed_pairs(lifecycle.GATE_ACTIONS),
 }
-_NAMES = {"cases": "case", "milestones": "milestone", "gates": "gate"}
+_MODELS = {str(model.__tablename__): model for model in _ALLOWED}
 
 
 def check_status(table: str, old: Any, new: Any) -> None:
     """Refuse a status change on a row of `table` that no lifecycle rule allows."""
-    if old != new and (old, new) not in _ALLOWED[table]:
-        raise IllegalTransition(
-            f"{_NAMES[table]} status cannot go from {old} to {new} outside the lifecycle rules"
-        )
+    model = _MODELS[table]
+    if old != new and (old, new) not in _ALLOWED[model]:
+        raise _refused(model, old, new)
+
+
+def _refused(model: type[Any], old: Any, new: Any) -> IllegalTransition:
+    return IllegalTransition(
+        f"{model.__name__.lower()} status cannot go from {old} to {new} outside the lifecycle rules"
+    )
 
 
 # Every SQLite connection's settings: WAL, one fsync per checkpoint, a wait on a busy file.
@@ -85,17 +90,11 @@ def write_session(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-_GUARDED = (Case, Milestone, Gate)
-
-
 @event.listens_for(Session, "before_flush")
 def _guard_statuses(session: Session, _ctx: Any, _instances: Any) -> None:
     for obj in session.dirty:
-        if type(obj) not in _GUARDED:
+        if type(obj) not in _ALLOWED:
             continue
         history = inspect(obj).attrs.status.history
         if history.added and history.deleted and history.deleted[0] != history.added[0]:
-            raise IllegalTransition(
-                f"{type(obj).__name__.lower()} status cannot go from {history.deleted[0]} to "
-                f"{history.added[0]} outside the lifecycle rules"
-            )
+            raise _refused(type(obj), history.deleted[0], history.added[0])

@@ -164,48 +164,47 @@ def save_case(
     Unclaimed (`claim=False`), the case keeps its version: for forecasts that move alone."""
     case, plan = loaded.case, loaded.plan
     check_version(case, expected_version)
+    # Per table, each row whose changeable columns moved, with their values now.
     moved = [
-        (table, changes, row)
-        for table, changes, group in (
-            ("milestones", MILESTONE_CHANGES, plan.milestones),
-            ("gates", GATE_CHANGES, plan.gates),
+        (
+            table,
+            names,
+            statement,
+            [(row, v) for row in group if (v := rows.values(row, names)) != loaded.read[id(row)]],
         )
-        for row in group
-        if rows.values(row, changes) != loaded.read[id(row)]
+        for table, names, statement, group in (
+            ("milestones", MILESTONE_CHANGES, _SAVE_MILESTONE, plan.milestones),
+            ("gates", GATE_CHANGES, _SAVE_GATE, plan.gates),
+        )
     ]
+    case_values = rows.values(case, CASE_CHANGES)
     check_status("cases", loaded.read[id(case)][0], case.status)
-    for table, _, row in moved:
-        check_status(table, loaded.read[id(row)][0], row.status)
+    for table, _, _, changed in moved:
+        for row, _ in changed:
+            check_status(table, loaded.read[id(row)][0], row.status)
     conn = loaded.conn
     base = case.version
-    stamp = {"version": base + 1, "updated_at": now} if claim else {}
-    if claim or rows.values(case, CASE_CHANGES) != loaded.read[id(case)]:
+    if claim or case_values != loaded.read[id(case)]:
+        stamp = {"version": base + 1, "updated_at": now} if claim else {}
         claimed = conn.execute(
             _SAVE_CASE,
             {
                 "row_id": case.id,
                 "base": base,
                 **stamp,
-                **dict(zip(CASE_CHANGES, rows.values(case, CASE_CHANGES), strict=True)),
+                **dict(zip(CASE_CHANGES, case_values, strict=True)),
             },
         )
         if claimed.rowcount != 1:
             raise StaleCase(f"case {case.key} changed while this change was made; retry")
     if claim:
         case.version, case.updated_at = base + 1, now
-    for table, statement, changes in (
-        ("milestones", _SAVE_MILESTONE, MILESTONE_CHANGES),
-        ("gates", _SAVE_GATE, GATE_CHANGES),
-    ):
-        params = [
-            {"row_id": row.id, **dict(zip(changes, rows.values(row, changes), strict=True))}
-            for name, _, row in moved
-            if name == table
-        ]
-        if params:
+    loaded.read[id(case)] = case_values
+    for _, names, statement, changed in moved:
+        if changed:
+            params = [{"row_id": r.id, **dict(zip(names, v, strict=True))} for r, v in changed]
             conn.execute(statement, params)
-    loaded.read.update((id(row), rows.values(row, changes)) for _, changes, row in moved)
-    loaded.read[id(case)] = rows.values(case, CASE_CHANGES)
+            loaded.read.update((id(r), v) for r, v in changed)
 
 
 def contact_by_email(conn: Connection, email: str) -> Person:
@@ -249,11 +248,6 @@ def milestones_of(session: Session, case: Case) -> list[Milestone]:
 def gates_of(session: Session, case: Case) -> list[Gate]:
     """A case's gates in template order."""
     return list(session.exec(select(Gate).where(Gate.case_id == case.id).order_by(col(Gate.seq))))
-
-
-def nodes_of(session: Session, case: Case) -> list[Milestone | Gate]:
-    """A case's milestones then gates, in template order."""
-    return [*milestones_of(session, case), *gates_of(session, case)]
 
 
 def check_version(case: Case | CaseRow, expected_version: int | None) -> None:
@@ -339,11 +333,6 @@ _PINNED = select(_VERSIONS.c.checksum).where(
     _VERSIONS.c.kind == bindparam("kind"), _VERSIONS.c.version == bindparam("version")
 )
 _PIN = insert(_VERSIONS)
-
-
-def template_of(session: Session, case: Case) -> Template:
-    """The template version this case was opened with."""
-    return pinned_template(session, case.kind, case.template_version)
 
 
 def pinned_template(session: Session, kind: str, version: int) -> Template:

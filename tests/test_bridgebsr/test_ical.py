@@ -20,7 +20,7 @@ from bridgebsr.cli.exchange import ical as ical_command
 from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_demo
 from bridgebsr.errors import InvalidInput
-from bridgebsr.rows import Person
+from bridgebsr.rows import MilestoneRow, Person
 from bridgebsr.settings import Settings
 from models import (
     Case,
@@ -228,13 +228,12 @@ def test_a_late_finish_moves_dates_and_raises_sequence_but_keeps_uids(demo: Runt
     before = _events(_build(demo, partner="LUNDBACK-DX"))
     key = "SME-2026-0001"
     with read_session(demo.engine) as session:
-        case = store.case_by_key(session, key)
-        nodes = store.nodes_of(session, case)
+        nodes = store.load_case(session, key, for_update=False).plan.nodes()
     done = {n.key for n in nodes if planning.is_finished(n)}
     ready = next(
         m
         for m in nodes
-        if isinstance(m, Milestone)
+        if isinstance(m, MilestoneRow)
         and m.key not in done
         and all(d["key"] in done for d in m.depends_on)
     )
