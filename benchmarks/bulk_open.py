@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import csv
-import json
 import os
-import pstats
 import random
 import sys
 import tempfile
@@ -50,10 +48,12 @@ from benchmarks.common import (
     Result,
     backends,
     peak_rss_mb,
+    print_profile,
     reset_peak_rss,
     result,
     results_table,
     within_target,
+    write_json,
 )
 from bridgebsr import bulk, migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
@@ -332,12 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     out.print(table(results))
     if args.profile:
-        stats = pstats.Stats(str(args.profile), stream=sys.stdout).strip_dirs()
-        stats.sort_stats("cumulative").print_stats(30)
-        stats.sort_stats("tottime").print_stats(30)
+        print_profile(args.profile)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, results)
     return 0 if all(within_target(r) for r in results) else 1
 
 

@@ -6,11 +6,14 @@ A result row is a mapping with at least `name`, `size`, `ours_s`, `floor_s`, `ra
 
 from __future__ import annotations
 
+import json
+import pstats
 import resource
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -128,3 +131,16 @@ def backends(benchmark: str, wanted: Sequence[str] = tuple(BACKENDS)) -> list[st
         "its rows are skipped\n"
     )
     return [db for db in wanted if db != "postgresql"]
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Results as indented JSON in `path` (its folder made if need be)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def print_profile(path: Path, top: int = 30) -> None:
+    """A cProfile dump's `top` functions by cumulative time, then by their own time."""
+    stats = pstats.Stats(str(path), stream=sys.stdout).strip_dirs()
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(30)

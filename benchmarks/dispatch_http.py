@@ -51,7 +51,7 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
-from benchmarks.common import peak_rss_mb, results_table, within_target
+from benchmarks.common import peak_rss_mb, print_profile, results_table, within_target, write_json
 from bridgebsr import migrate
 from bridgebsr.bootstrap import build_runtime
 from bridgebsr.cases import open_case
@@ -621,12 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(args.size, args.concurrency, args.profile, args.workers)
     out.print(table([result]))
     if args.profile:
-        stats = pstats.Stats(str(args.profile), stream=sys.stdout).strip_dirs()
-        stats.sort_stats("cumulative").print_stats(30)
-        stats.sort_stats("tottime").print_stats(30)
+        print_profile(args.profile)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([result], indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, [result])
     return 0 if within_target(result) else 1
 
 

@@ -43,6 +43,7 @@ from benchmarks.common import (
     reset_peak_rss,
     result,
     within_target,
+    write_json,
 )
 from bridgebsr import kpis
 
@@ -189,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(dict.fromkeys(args.db, args.cases))
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, results)
     return 0 if all(within_target(r) for r in results) else 1
 
 

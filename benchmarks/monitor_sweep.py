@@ -90,6 +90,7 @@ from benchmarks.common import (
     peak_rss_mb,
     result,
     within_target,
+    write_json,
 )
 from bridgebsr import store as case_store
 from bridgebsr.bootstrap import build_runtime
@@ -653,7 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(args.cases, args.db)
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, results)
     return 0 if all(within_target(r) for r in results) else 1
 
 

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import os
-import pstats
 import sqlite3
 import sys
 import tempfile
@@ -47,7 +45,7 @@ from rich.table import Table
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
-from benchmarks.common import peak_rss_mb, results_table, within_target
+from benchmarks.common import peak_rss_mb, print_profile, results_table, within_target, write_json
 from bridgebsr import migrate, store
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.cases import change_case, open_case
@@ -128,9 +126,8 @@ def step_days(engine: Engine, key: str) -> dict[str, datetime]:
     due day, the gate is decided on its deadline, the case closed when the last milestone is
     done."""
     with read_session(engine) as session:
-        case = store.case_by_key(session, key)
-        nodes = store.nodes_of(session, case)
-    at = {n.key: datetime.combine(n.planned_due, NOW.timetz()) for n in nodes}
+        plan = store.load_case(session, key, for_update=False).plan
+    at = {n.key: datetime.combine(n.planned_due, NOW.timetz()) for n in plan.nodes()}
     at[CLOSE] = max(at.values())
     if [at[step] for step in STEPS] != sorted(at[step] for step in STEPS):
         raise RuntimeError("the lifecycle steps are not in the order they fall due")
@@ -394,12 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(args.cases, args.profile)
     out.print(table([result]))
     if args.profile:
-        stats = pstats.Stats(str(args.profile), stream=sys.stdout).strip_dirs()
-        stats.sort_stats("cumulative").print_stats(40)
-        stats.sort_stats("tottime").print_stats(30)
+        print_profile(args.profile, 40)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, result)
     return 0 if within_target(result) else 1
 
 

@@ -22,7 +22,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmarks.common import BACKENDS, Result, in_child, peak_rss_mb, result, results_table
+from benchmarks.common import (
+    BACKENDS,
+    Result,
+    in_child,
+    peak_rss_mb,
+    result,
+    results_table,
+    write_json,
+)
 
 RESULTS = Path(__file__).parent / "results"
 out = Console(width=150)
@@ -167,8 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results += in_child(BENCHMARKS[name], args.quick)
     title = "bridgebsr benchmarks (ratios measured in one run)"
     out.print(results_table(title, results, floor_label="floor/peer, s"))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(args.output, results)
     err.log(f"wrote {args.output}")
     return 0
 
