@@ -13,30 +13,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from benchmarks.scratch_pg import ADMIN_URL as PG_ADMIN_URL
+from benchmarks.scratch_pg import reachable as postgres_available
 from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.demo import load_consortium
 from bridgebsr.settings import Settings
 
-PG_ADMIN_URL = os.environ.get(
-    "BRIDGEBSR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BRIDGEBSR = Path(sys.executable).parent / "bridgebsr"
 DEMO_AS_OF = "2026-11-26"
-
-
-def postgres_available() -> bool:
-    """Whether the PostgreSQL test server answers."""
-    engine = create_engine(PG_ADMIN_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        return False
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -88,12 +74,18 @@ def pg_url(pg_ready: bool) -> Iterator[str]:
         yield url
 
 
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> str:
+    """A case store's URL on `backend`: a SQLite file in `tmp_path`, or a fresh PostgreSQL
+    schema (`pg_url`)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'cases.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test on a SQLite file and on PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'cases.db'}"
-    return str(request.getfixturevalue("pg_url"))
+    return backend_url(request, tmp_path, request.param)
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ from models import CaseEvent, CaseStatus, Gate, Milestone, Notification
 from notifications.outbox import LEASE, DispatchReport, dispatch
 from notifications.post import PostOffice
 from notifications.render import headline
+from tests.conftest import backend_url
 from tests.reliability._outbox import (
     ANCHOR_OWNER,
     NOW,
@@ -77,11 +78,7 @@ LADDER_CASES = sized(500, 6_000)  # about 1.7 due ladder steps a case: ~830 / ~1
 def test_parallel_dispatchers_deliver_each_notice_exactly_once(
     request: pytest.FixtureRequest, tmp_path: Path, backend: str, workers: int
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'cases.db'}"
-        if backend == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
+    url = backend_url(request, tmp_path, backend)
     box = fill_outbox(url, tmp_path / "home", NOTICES)
     with Receiver() as rx, (tmp_path / "workers.stderr").open("w") as stderr:
         config = write_config(tmp_path / "apprise.yml", rx.port, box.partners())
@@ -143,11 +140,7 @@ _STEP = re.compile(r"^- step: (\S+)$", re.MULTILINE)
 def test_parallel_monitors_and_dispatchers_send_each_step_once(
     request: pytest.FixtureRequest, tmp_path: Path, backend: str, workers: int
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'cases.db'}"
-        if backend == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
+    url = backend_url(request, tmp_path, backend)
     home = tmp_path / "home"
     email_of = ladder_store(url, home, LADDER_CASES)
     hook_of = {cid: f"/to/{cid}" for cid in email_of}  # each contact's own hook

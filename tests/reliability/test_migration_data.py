@@ -35,6 +35,7 @@ from sqlmodel import select as orm_select
 import models
 from bridgebsr import migrate
 from bridgebsr.db import make_engine
+from tests.conftest import backend_url
 from tests.reliability.conftest import size
 
 ROWS = size(12, 1500)  # rows per table and phase
@@ -603,10 +604,7 @@ def _params(test: str) -> list[Any]:
 
 @pytest.fixture
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    backend = request.node.callspec.params["backend"]
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'cases.db'}"
-    return str(request.getfixturevalue("pg_url"))
+    return backend_url(request, tmp_path, request.node.callspec.params["backend"])
 
 
 @pytest.fixture
