@@ -2,13 +2,14 @@
 
 from datetime import date, datetime
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, bindparam, insert
 from sqlmodel import Session, SQLModel, col, select
 
 from bridgebsr import lifecycle, planning, rows, store
 from bridgebsr.catalog import Catalog, checksum
 from bridgebsr.errors import IllegalTransition, InvalidInput
 from bridgebsr.lifecycle import Change
+from bridgebsr.prepared import Prepared
 from bridgebsr.rows import CaseRow, GateRow, MilestoneRow, Organisation, Person
 from models import (
     CASE_OWNER,
@@ -124,19 +125,25 @@ def _populate(
 
 # Inserts of a new case, built once: its row, then one multi-row statement per item table.
 _CASES = SQLModel.metadata.tables[str(Case.__tablename__)]
-_INSERT_CASE = insert(_CASES).returning(_CASES.c.id)
-_INSERT_MILESTONES = insert(SQLModel.metadata.tables[str(Milestone.__tablename__)])
-_INSERT_GATES = insert(SQLModel.metadata.tables[str(Gate.__tablename__)])
+_INSERT_CASE = Prepared(insert(_CASES).returning(_CASES.c.id), rows.columns(CaseRow)[1:])
+_INSERT_MILESTONES = Prepared(
+    insert(SQLModel.metadata.tables[str(Milestone.__tablename__)]),
+    rows.columns(MilestoneRow)[1:],
+)
+_INSERT_GATES = Prepared(
+    insert(SQLModel.metadata.tables[str(Gate.__tablename__)]), rows.columns(GateRow)[1:]
+)
 
 
 def _insert(conn: Connection, case: CaseRow, plan: planning.Plan) -> None:
     """Write a new case, then its milestones and gates, one statement per table."""
-    case.id = conn.execute(_INSERT_CASE, _without_id(case)).scalar_one()
+    written = _INSERT_CASE.first(conn, _without_id(case))
+    assert written is not None
+    case.id = written[0]
     for statement, nodes in ((_INSERT_MILESTONES, plan.milestones), (_INSERT_GATES, plan.gates)):
         for node in nodes:
             node.case_id = case.id
-        if nodes:
-            conn.execute(statement, [_without_id(node) for node in nodes])
+        statement.many(conn, [_without_id(node) for node in nodes])
 
 
 def _without_id(row: CaseRow | rows.Node) -> dict[str, object]:
@@ -152,17 +159,20 @@ def _owners_by_role(
     roles = {m.owner for m in template.milestones} - {CASE_OWNER}
     if not roles:
         return owners
-    candidates = conn.execute(
-        select(col(Contact.id), col(Contact.role), col(Contact.partner_id))
-        .where(col(Contact.role).in_(roles))
-        .order_by(col(Contact.id))
-    ).all()
-    for role in roles:
-        holders = [(c_id, partner) for c_id, c_role, partner in candidates if c_role == role]
+    for role in sorted(roles):
+        holders = _HOLDERS.all(conn, {"role": role})
         local = [c_id for c_id, partner in holders if partner == case.lead_partner_id]
         chosen = [*local, *(c_id for c_id, _ in holders)]
         owners[role] = chosen[0] if chosen else None
     return owners
+
+
+# Who holds a role, and at which partner, in the order they were added.
+_HOLDERS = Prepared(
+    select(col(Contact.id), col(Contact.partner_id))
+    .where(col(Contact.role) == bindparam("role"))
+    .order_by(col(Contact.id))
+)
 
 
 def _links(spec: MilestoneSpec | GateSpec, template: Template) -> list[dict[str, object]]:

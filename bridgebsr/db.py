@@ -85,7 +85,12 @@ def read_session(engine: Engine) -> Iterator[Session]:
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session for one change: serialised per database on SQLite, row locks on PostgreSQL."""
-    bound = engine.execution_options(sqlite_immediate=True)
+    # The writers' view of the engine is made once per engine, not once per change.
+    bound = engine.__dict__.get("_bridgebsr_writer")
+    if bound is None:
+        bound = engine.__dict__["_bridgebsr_writer"] = engine.execution_options(
+            sqlite_immediate=True
+        )
     with Session(bound, expire_on_commit=False) as session:
         yield session
 

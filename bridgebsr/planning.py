@@ -3,13 +3,16 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam
 from sqlmodel import col, select
 
 from bridgebsr import lifecycle
 from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
 from bridgebsr.lifecycle import Change
+from bridgebsr.prepared import Prepared
 from bridgebsr.rows import CaseRow, GateRow, MilestoneRow, Node, Organisation
 from bridgebsr.schedule import Item, Link, Slot, schedule
 from models import FINISHED_MILESTONE, Contact, DayKind, GateStatus, Partner, Template
@@ -41,15 +44,19 @@ def calendars_for(
     calendars: dict[int | None, WorkCalendar] = {
         None: case_calendar(case.country, lead.country, lead.region)
     }
-    if owner_ids:
-        found = conn.execute(
-            select(col(Contact.id), col(Contact.country), col(Partner.country), col(Partner.region))
-            .join(Partner, col(Partner.id) == Contact.partner_id)
-            .where(col(Contact.id).in_(owner_ids))
-        )
-        for contact_id, country, partner_country, region in found:
-            calendars[contact_id] = owner_calendar(country, partner_country, region)
+    for contact_id in sorted(owner_ids):
+        found = _OWNER_PLACE.first(conn, {"contact_id": contact_id})
+        if found is not None:
+            calendars[contact_id] = owner_calendar(*found)
     return calendars
+
+
+# Where an owner works: their country, their partner's country and region.
+_OWNER_PLACE = Prepared(
+    select(col(Contact.country), col(Partner.country), col(Partner.region))
+    .join(Partner, col(Partner.id) == Contact.partner_id)
+    .where(col(Contact.id) == bindparam("contact_id"))
+)
 
 
 def case_calendar(country: str, lead_country: str, lead_region: str | None) -> WorkCalendar:
@@ -81,24 +88,43 @@ def finish_date(node: Node) -> date | None:
 
 def items(plan: Plan, *, actual: bool) -> list[Item]:
     """The scheduler's view of every milestone and gate (with actual dates when `actual`)."""
-    out = []
-    for node in plan.nodes():
-        duration = node.duration if isinstance(node, MilestoneRow) else node.deadline_days
-        started = node.started_on if isinstance(node, MilestoneRow) else node.opened_on
-        out.append(
-            Item(
-                key=node.key,
-                duration=duration,
-                days=node.days,
-                calendar=plan.calendar(node),
-                after=tuple(
-                    Link(d["key"], int(d["lag"]), DayKind(d["days"])) for d in node.depends_on
-                ),
-                started_on=started if actual else None,
-                finished_on=finish_date(node) if actual else None,
-            )
+    calendars = plan.calendars
+    default = calendars[None]
+    out = [
+        Item(
+            m.key,
+            m.duration,
+            m.days,
+            calendars.get(m.owner_id) or default,
+            _after(m.depends_on),
+            m.started_on if actual else None,
+            m.finished_on if actual and m.status in FINISHED_MILESTONE else None,
         )
+        for m in plan.milestones
+    ]
+    out.extend(
+        Item(
+            g.key,
+            g.deadline_days,
+            g.days,
+            default,
+            _after(g.depends_on),
+            g.opened_on if actual else None,
+            g.decided_on if actual and g.status is GateStatus.APPROVED else None,
+        )
+        for g in plan.gates
+    )
     return out
+
+
+def _after(depends_on: list[dict[str, Any]]) -> tuple[Link, ...]:
+    return tuple(_link(d["key"], d["lag"], d["days"]) for d in depends_on)
+
+
+@lru_cache(maxsize=4096)
+def _link(key: str, lag: int, days: str) -> Link:
+    """A dependency as the scheduler sees it; links are immutable, so each is built once."""
+    return Link(key, int(lag), DayKind(days))
 
 
 def baseline(plan: Plan) -> dict[str, Slot]:

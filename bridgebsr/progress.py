@@ -10,6 +10,7 @@ from sqlmodel import Session, SQLModel
 from bridgebsr import lifecycle, planning, store
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
 from bridgebsr.lifecycle import Change
+from bridgebsr.prepared import Prepared
 from bridgebsr.rows import CaseRow, GateRow, MilestoneRow
 from models import (
     Decision,
@@ -192,8 +193,8 @@ def decide_gate(
     votes = _votes(work.loaded.conn, gate)
     if approver.id in votes:
         raise IllegalTransition(f"{approver.email} has already decided {what} (round {gate.round})")
-    work.loaded.conn.execute(
-        _DECIDE,
+    _DECIDE.run(
+        work.loaded.conn,
         {
             "gate_id": gate.id,
             "round": gate.round,
@@ -219,16 +220,21 @@ def next_gate(action: str, gate: GateRow) -> GateStatus:
 
 
 _DECISIONS = SQLModel.metadata.tables[str(GateDecision.__tablename__)]
-_DECIDE = insert(_DECISIONS)
-_VOTES = select(_DECISIONS.c.approver_id, _DECISIONS.c.decision).where(
-    and_(_DECISIONS.c.gate_id == bindparam("gate_id"), _DECISIONS.c.round == bindparam("round"))
+_DECIDE = Prepared(
+    insert(_DECISIONS),
+    ("gate_id", "round", "approver_id", "decision", "comment", "at", "source"),
+)
+_VOTES = Prepared(
+    select(_DECISIONS.c.approver_id, _DECISIONS.c.decision).where(
+        and_(_DECISIONS.c.gate_id == bindparam("gate_id"), _DECISIONS.c.round == bindparam("round"))
+    )
 )
 
 
 def _votes(conn: Connection, gate: GateRow) -> dict[int, Decision]:
     """Each approver's decision on the gate in its current round."""
-    found = conn.execute(_VOTES, {"gate_id": gate.id, "round": gate.round})
-    return {approver: decision for approver, decision in found}  # noqa: C416 (rows, not pairs)
+    found = _VOTES.all(conn, {"gate_id": gate.id, "round": gate.round})
+    return dict(found)
 
 
 def _approve(work: _Work, gate: GateRow, approvals: int) -> list[Change]:

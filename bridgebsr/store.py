@@ -1,8 +1,10 @@
 """Lookups and bookkeeping shared by the use cases: locking, versions, keys, audit events."""
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +18,7 @@ from bridgebsr.db import check_status
 from bridgebsr.errors import InvalidInput, NotFound, StaleCase
 from bridgebsr.lifecycle import Change
 from bridgebsr.planning import Plan, case_calendar, owner_calendar
+from bridgebsr.prepared import Prepared
 from bridgebsr.rows import (
     CASE_CHANGES,
     GATE_CHANGES,
@@ -80,9 +83,26 @@ _CASE_WITH_GATES = (
     .where(_CASES.c.key == bindparam("key"))
     .order_by(_GATES.c.seq)
 )
-_CASE_WITH_GATES_LOCKED = _CASE_WITH_GATES.with_for_update(of=_CASES)
+
+
+@lru_cache(maxsize=256)
+def _parsed_links(text: str) -> list[dict[str, Any]]:
+    parsed: list[dict[str, Any]] = json.loads(text)
+    return parsed
+
+
+def _links(value: str | list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """An item's `depends_on`, as the driver gives it: JSON text on SQLite, parsed once per
+    distinct text, so the items of every case of a template share one parsed list (rows
+    only read it); already parsed on PostgreSQL."""
+    return _parsed_links(value) if isinstance(value, str) else value
+
+
+_LINKS = {"depends_on": _links}
+_CASE_WITH_GATES_LOCKED = Prepared(_CASE_WITH_GATES.with_for_update(of=_CASES), convert=_LINKS)
+_CASE_WITH_GATES_READ = Prepared(_CASE_WITH_GATES, convert=_LINKS)
 _OWNER_PARTNERS = _PARTNERS.alias("owner_partners")
-_MILESTONES_WITH_OWNERS = (
+_MILESTONES_WITH_OWNERS = Prepared(
     select(
         *[_MILESTONES.c[name] for name in _MILESTONE_COLUMNS],
         *[_CONTACTS.c.country, _OWNER_PARTNERS.c.country, _OWNER_PARTNERS.c.region],
@@ -90,15 +110,36 @@ _MILESTONES_WITH_OWNERS = (
     .outerjoin(_CONTACTS, _CONTACTS.c.id == _MILESTONES.c.owner_id)
     .outerjoin(_OWNER_PARTNERS, _OWNER_PARTNERS.c.id == _CONTACTS.c.partner_id)
     .where(_MILESTONES.c.case_id == bindparam("case_id"))
-    .order_by(_MILESTONES.c.seq)
+    .order_by(_MILESTONES.c.seq),
+    convert=_LINKS,
 )
-# Updates set the columns named by their parameters; `row_id` picks the row.
-_SAVE_CASE = update(_CASES).where(
-    _CASES.c.id == bindparam("row_id"), _CASES.c.version == bindparam("base")
+# Updates set the changeable columns; `row_id` picks the row. A claimed case also moves
+# its version and update time, and only from the version it was read at (`base`).
+_CLAIM_CASE = Prepared(
+    update(_CASES).where(_CASES.c.id == bindparam("row_id"), _CASES.c.version == bindparam("base")),
+    (*CASE_CHANGES, "version", "updated_at"),
 )
-_SAVE_MILESTONE = update(_MILESTONES).where(_MILESTONES.c.id == bindparam("row_id"))
-_SAVE_GATE = update(_GATES).where(_GATES.c.id == bindparam("row_id"))
-_RECORD = insert(SQLModel.metadata.tables[str(CaseEvent.__tablename__)])
+_SAVE_CASE = Prepared(
+    update(_CASES).where(_CASES.c.id == bindparam("row_id"), _CASES.c.version == bindparam("base")),
+    CASE_CHANGES,
+)
+_SAVE_MILESTONE = Prepared(
+    update(_MILESTONES).where(_MILESTONES.c.id == bindparam("row_id")), MILESTONE_CHANGES
+)
+_SAVE_GATE = Prepared(update(_GATES).where(_GATES.c.id == bindparam("row_id")), GATE_CHANGES)
+_EVENT_COLUMNS = (
+    "case_id",
+    "at",
+    "actor",
+    "kind",
+    "subject",
+    "before",
+    "after",
+    "source",
+    "source_ref",
+    "comment",
+)
+_RECORD = Prepared(insert(SQLModel.metadata.tables[str(CaseEvent.__tablename__)]), _EVENT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -124,8 +165,8 @@ def load_case(session: Session, key: str, *, for_update: bool = True) -> Loaded:
     milestones with their owners' calendars (another); locked for the transaction when
     `for_update` (on PostgreSQL; SQLite's writers already hold the database)."""
     conn = session.connection()
-    query = _CASE_WITH_GATES_LOCKED if for_update else _CASE_WITH_GATES
-    found = conn.execute(query, {"key": key.strip().upper()}).all()
+    query = _CASE_WITH_GATES_LOCKED if for_update else _CASE_WITH_GATES_READ
+    found = query.all(conn, {"key": key.strip().upper()})
     if not found:
         raise NotFound(f"no case {key}; see `bridgebsr case list`")
     first = found[0]
@@ -138,7 +179,7 @@ def load_case(session: Session, key: str, *, for_update: bool = True) -> Loaded:
     }
     milestones = []
     m = len(_MILESTONE_COLUMNS)
-    for r in conn.execute(_MILESTONES_WITH_OWNERS, {"case_id": case.id}):
+    for r in _MILESTONES_WITH_OWNERS.all(conn, {"case_id": case.id}):
         milestone = MilestoneRow(*r[:m])
         milestones.append(milestone)
         country, partner_country, region = r[m:]
@@ -185,31 +226,29 @@ def save_case(
     conn = loaded.conn
     base = case.version
     if claim or case_values != loaded.read[id(case)]:
-        stamp = {"version": base + 1, "updated_at": now} if claim else {}
-        claimed = conn.execute(
-            _SAVE_CASE,
-            {
-                "row_id": case.id,
-                "base": base,
-                **stamp,
-                **dict(zip(CASE_CHANGES, case_values, strict=True)),
-            },
-        )
-        if claimed.rowcount != 1:
+        params = {
+            "row_id": case.id,
+            "base": base,
+            **dict(zip(CASE_CHANGES, case_values, strict=True)),
+        }
+        if claim:
+            params.update(version=base + 1, updated_at=now)
+        if (_CLAIM_CASE if claim else _SAVE_CASE).run(conn, params) != 1:
             raise StaleCase(f"case {case.key} changed while this change was made; retry")
     if claim:
         case.version, case.updated_at = base + 1, now
     loaded.read[id(case)] = case_values
     for _, names, statement, changed in moved:
         if changed:
-            params = [{"row_id": r.id, **dict(zip(names, v, strict=True))} for r, v in changed]
-            conn.execute(statement, params)
+            statement.many(
+                conn, [{"row_id": r.id, **dict(zip(names, v, strict=True))} for r, v in changed]
+            )
             loaded.read.update((id(r), v) for r, v in changed)
 
 
 def contact_by_email(conn: Connection, email: str) -> Person:
     """The contact with this address (case-insensitive)."""
-    found = conn.execute(_PERSON, {"email": email.strip().lower()}).first()
+    found = _PERSON.first(conn, {"email": email.strip().lower()})
     if found is None:
         raise NotFound(f"no contact {email}; add it with `bridgebsr contacts import`")
     return Person(*found)
@@ -217,7 +256,7 @@ def contact_by_email(conn: Connection, email: str) -> Person:
 
 def partner_by_code(conn: Connection, code: str) -> Organisation:
     """The partner with this code (case-insensitive)."""
-    found = conn.execute(_ORGANISATION_BY_CODE, {"code": code.strip().upper()}).first()
+    found = _ORGANISATION_BY_CODE.first(conn, {"code": code.strip().upper()})
     if found is None:
         raise NotFound(f"no partner {code}; add it with `bridgebsr partners import`")
     return Organisation(*found)
@@ -225,15 +264,20 @@ def partner_by_code(conn: Connection, code: str) -> Organisation:
 
 def partner_by_id(conn: Connection, partner_id: int) -> Organisation:
     """The partner with this id."""
-    return Organisation(*conn.execute(_ORGANISATION_BY_ID, {"id": partner_id}).one())
+    found = _ORGANISATION_BY_ID.first(conn, {"id": partner_id})
+    if found is None:
+        raise NotFound(f"no partner with id {partner_id}")
+    return Organisation(*found)
 
 
-_PERSON = select(*[_CONTACTS.c[name] for name in Person._fields]).where(
-    _CONTACTS.c.email == bindparam("email")
+_PERSON = Prepared(
+    select(*[_CONTACTS.c[name] for name in Person._fields]).where(
+        _CONTACTS.c.email == bindparam("email")
+    )
 )
 _ORGANISATION = select(*[_PARTNERS.c[name] for name in Organisation._fields])
-_ORGANISATION_BY_CODE = _ORGANISATION.where(_PARTNERS.c.code == bindparam("code"))
-_ORGANISATION_BY_ID = _ORGANISATION.where(_PARTNERS.c.id == bindparam("id"))
+_ORGANISATION_BY_CODE = Prepared(_ORGANISATION.where(_PARTNERS.c.code == bindparam("code")))
+_ORGANISATION_BY_ID = Prepared(_ORGANISATION.where(_PARTNERS.c.id == bindparam("id")))
 
 
 def milestones_of(session: Session, case: Case) -> list[Milestone]:
@@ -290,15 +334,15 @@ def record(
         }
         for change in changes
     ]
-    conn.execute(_RECORD, events)
+    _RECORD.many(conn, events)
 
 
 def next_key(conn: Connection, prefix: str, year: int) -> str:
     """The next case key for a prefix and year, e.g. IP-2026-0007."""
     for _ in range(2):
-        number = conn.execute(_NEXT_NUMBER, {"of": prefix, "in_year": year}).scalar_one_or_none()
-        if number is not None:
-            return f"{prefix}-{year}-{number:04d}"
+        found = _NEXT_NUMBER.first(conn, {"of": prefix, "in_year": year})
+        if found is not None:
+            return f"{prefix}-{year}-{found[0]:04d}"
         try:
             with conn.begin_nested():
                 conn.execute(_NEW_SEQUENCE, {"prefix": prefix, "year": year, "last": 0})
@@ -310,7 +354,8 @@ def next_key(conn: Connection, prefix: str, year: int) -> str:
 def pin_template(conn: Connection, template: Template, digest: str) -> None:
     """Keep the exact template a case is opened with; refuse an edited file of the same version."""
     at = {"kind": template.kind, "version": template.version}
-    stored = conn.execute(_PINNED, at).scalar_one_or_none()
+    found = _PINNED.first(conn, at)
+    stored = None if found is None else found[0]
     if stored is None:
         body = template.model_dump(mode="json")
         conn.execute(_PIN, {**at, "checksum": digest, "body": body})
@@ -322,15 +367,17 @@ def pin_template(conn: Connection, template: Template, digest: str) -> None:
 
 
 _SEQUENCES = SQLModel.metadata.tables[str(KeySequence.__tablename__)]
-_NEXT_NUMBER = (
+_NEXT_NUMBER = Prepared(
     update(_SEQUENCES)
     .where(_SEQUENCES.c.prefix == bindparam("of"), _SEQUENCES.c.year == bindparam("in_year"))
     .values(last=_SEQUENCES.c.last + 1)
     .returning(_SEQUENCES.c.last)
 )
 _NEW_SEQUENCE = insert(_SEQUENCES)
-_PINNED = select(_VERSIONS.c.checksum).where(
-    _VERSIONS.c.kind == bindparam("kind"), _VERSIONS.c.version == bindparam("version")
+_PINNED = Prepared(
+    select(_VERSIONS.c.checksum).where(
+        _VERSIONS.c.kind == bindparam("kind"), _VERSIONS.c.version == bindparam("version")
+    )
 )
 _PIN = insert(_VERSIONS)
 
