@@ -111,7 +111,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
 from bridgebsr import lifecycle
-from bridgebsr.calendars import WorkCalendar, out_of_range, subdivision_of
+from bridgebsr.calendars import WorkCalendar, calendar_for, out_of_range, subdivision_of
 from bridgebsr.catalog import Catalog, checksum
 from bridgebsr.errors import InvalidInput
 from bridgebsr.lifecycle import Change
@@ -523,82 +523,30 @@ def _links(spec: MilestoneSpec | GateSpec, template: Template) -> list[dict[str,
     ]
 
 
-class _FastCalendar(WorkCalendar):
-    """A WorkCalendar whose working days are tabulated for a span of years (extended on
-    demand): the same dates as WorkCalendar.roll_forward/add_working_days, by lookup."""
-
-    def __init__(self, country: str, subdivision: str | None) -> None:
-        super().__init__(country, subdivision)
-        self._first_year = self._last_year = 0
-        self._lo = 0  # ordinal of 1 January of the first year
-        self._days: list[date] = []  # working days of the span, in order
-        self._next: list[int] = []  # per ordinal - lo: index in _days of the first day >= it
-
-    def _cover(self, first_year: int, last_year: int) -> None:
-        if self._days:
-            first_year = min(first_year, self._first_year)
-            last_year = max(last_year, self._last_year)
-        lo = date(first_year, 1, 1).toordinal()
-        hi = date(last_year, 12, 31).toordinal()
-        days: list[date] = []
-        nxt: list[int] = []
-        working = super().is_working_day
-        for ordinal in range(lo, hi + 1):
-            nxt.append(len(days))
-            day = date.fromordinal(ordinal)
-            if working(day):
-                days.append(day)
-        nxt.append(len(days))  # one past the span
-        self._first_year, self._last_year, self._lo = first_year, last_year, lo
-        self._days, self._next = days, nxt
-
-    def roll_forward(self, day: date) -> date:
-        while True:
-            offset = day.toordinal() - self._lo
-            if 0 <= offset < len(self._next) - 1:
-                index = self._next[offset]
-                if index < len(self._days):
-                    return self._days[index]
-            self._cover(day.year, day.year + 1)
-
-    def add_working_days(self, day: date, count: int) -> date:
-        if count <= 0:
-            return super().add_working_days(day, count)
-        years = 1
-        while True:
-            offset = day.toordinal() - self._lo
-            if 0 <= offset < len(self._next) - 1:
-                index = self._next[offset + 1] + count - 1  # first working day after `day`
-                if index < len(self._days):
-                    return self._days[index]
-            self._cover(day.year, day.year + count // 200 + years)
-            years += 1
-
-
 class _Calendars:
-    """Tabulated calendars per country (and state), and which one each case and person uses."""
+    """The calendars per country (and state), and which one each case and person uses."""
 
     def __init__(self, directory: _Directory) -> None:
         self.directory = directory
-        self._cals: dict[tuple[str, str | None], _FastCalendar] = {}
+        self._cals: dict[tuple[str, str | None], WorkCalendar] = {}
         self._subdivisions: dict[tuple[str, str | None], str | None] = {}
-        self._people: dict[int, _FastCalendar] = {}
+        self._people: dict[int, WorkCalendar] = {}
 
-    def get(self, country: str, region: str | None) -> _FastCalendar:
+    def get(self, country: str, region: str | None) -> WorkCalendar:
         where = (country, region)
         if where not in self._subdivisions:
             self._subdivisions[where] = subdivision_of(country, region)
         key = (country, self._subdivisions[where])
         if key not in self._cals:
-            self._cals[key] = _FastCalendar(*key)
+            self._cals[key] = calendar_for(*key)
         return self._cals[key]
 
-    def of_case(self, owner: _Person, lead: _Org) -> _FastCalendar:
+    def of_case(self, owner: _Person, lead: _Org) -> WorkCalendar:
         """As planning.calendars_for: the owner's country, the lead's region if it is there."""
         region = lead.region if lead.country == owner.country else None
         return self.get(owner.country, region)
 
-    def of_person(self, person_id: int) -> _FastCalendar:
+    def of_person(self, person_id: int) -> WorkCalendar:
         found = self._people.get(person_id)
         if found is None:
             person = self.directory.people_by_id[person_id]

@@ -1,5 +1,6 @@
 """Working days per country (and German state), from the `holidays` package."""
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
@@ -32,6 +33,24 @@ def _past_the_end(day: date, count: int, kind: str) -> InvalidInput:
     )
 
 
+# Moves from days in these years (and by at most this many working days) are answered from a
+# table of each calendar's working days, built for the years asked about; anything else, such
+# as a move towards the ends of Python's calendar, steps day by day.
+_TABULATED = (FIRST_DAY.year - 100, LAST_DAY.year + 100)
+_TABULATED_COUNT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """A calendar's working days over whole years from `lo` (an ordinal)."""
+
+    first_year: int
+    last_year: int
+    lo: int
+    days: list[date]  # the working days, in order
+    next: list[int]  # per day from `lo`: the index in `days` of the first on or after it
+
+
 class WorkCalendar:
     """Monday to Friday minus the public holidays of one country or subdivision."""
 
@@ -40,6 +59,7 @@ class WorkCalendar:
         self.subdivision = subdivision
         self._holidays = holidays.country_holidays(country, subdiv=subdivision)
         self._working: dict[date, bool] = {}  # answers so far: holidays never move
+        self._span: _Span | None = None  # working days tabulated for a span of years
 
     def __repr__(self) -> str:
         where = f"{self.country}-{self.subdivision}" if self.subdivision else self.country
@@ -59,6 +79,14 @@ class WorkCalendar:
 
     def roll_forward(self, day: date) -> date:
         """`day` itself if it is a working day, else the next one."""
+        if _TABULATED[0] <= day.year <= _TABULATED[1]:
+            while True:
+                span = self._span
+                if span is not None:
+                    offset = day.toordinal() - span.lo
+                    if 0 <= offset < len(span.next) - 1 and span.next[offset] < len(span.days):
+                        return span.days[span.next[offset]]
+                self._cover(day.year, day.year + 1)
         start = day
         try:
             while not self.is_working_day(day):
@@ -70,6 +98,29 @@ class WorkCalendar:
     def add_working_days(self, day: date, count: int) -> date:
         """The date `count` working days after `day` (before it when negative); InvalidInput
         when that is beyond the ends of the calendar."""
+        if count == 0:
+            return day
+        if _TABULATED[0] <= day.year <= _TABULATED[1] and abs(count) <= _TABULATED_COUNT:
+            years = abs(count) // 200 + 1
+            while True:
+                span = self._span
+                if span is not None:
+                    offset = day.toordinal() - span.lo
+                    if 0 <= offset < len(span.next) - 1:
+                        # Forward: from the first working day after `day`. Back: the working
+                        # days before `day` are those listed before the first on or after it.
+                        at = (
+                            span.next[offset + 1] + count - 1
+                            if count > 0
+                            else span.next[offset] + count
+                        )
+                        if 0 <= at < len(span.days):
+                            return span.days[at]
+                if count > 0:
+                    self._cover(day.year, day.year + years)
+                else:
+                    self._cover(day.year - years, day.year)
+                years += 1
         start = day
         step = timedelta(days=1 if count >= 0 else -1)
         remaining = abs(count)
@@ -81,6 +132,24 @@ class WorkCalendar:
         except OverflowError:
             raise _past_the_end(start, count, "working") from None
         return day
+
+    def _cover(self, first_year: int, last_year: int) -> None:
+        """Tabulate the working days of these years, and of those already tabulated. The
+        table is replaced whole, so a thread reading the old one meanwhile stays right."""
+        span = self._span
+        if span is not None:
+            first_year, last_year = min(first_year, span.first_year), max(last_year, span.last_year)
+        lo = date(first_year, 1, 1).toordinal()
+        hi = date(last_year, 12, 31).toordinal()
+        days: list[date] = []
+        nxt: list[int] = []
+        for ordinal in range(lo, hi + 1):
+            nxt.append(len(days))
+            day = date.fromordinal(ordinal)
+            if self.is_working_day(day):
+                days.append(day)
+        nxt.append(len(days))  # one past the span
+        self._span = _Span(first_year, last_year, lo, days, nxt)
 
     def add(self, day: date, count: int, kind: DayKind) -> date:
         """Move `count` days of the given kind from `day`."""

@@ -9,7 +9,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,13 @@ from typer.testing import CliRunner
 
 from bridgebsr import bulk, cases, migrate, progress
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.calendars import WorkCalendar
 from bridgebsr.catalog import load_catalog
 from bridgebsr.cli.bulk import import_cases
 from bridgebsr.db import write_session
 from bridgebsr.demo import load_consortium
 from bridgebsr.errors import InvalidInput
 from bridgebsr.settings import Settings
-from models import DayKind, Source
+from models import Source
 from tests.conftest import at
 
 NOW = at("2026-04-15")  # a Wednesday, 10:00 UTC: the same day everywhere in the region
@@ -798,26 +797,6 @@ def test_problems_in_a_workbook_name_the_sheet(on_sqlite: Runtime, tmp_path: Pat
         "pilot.xlsx[progress]: row 2, column E (finished_on): 'tomorrow' is not a date "
         "(YYYY-MM-DD or DD.MM.YYYY)"
     ]
-
-
-# --- calendars ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("country", "subdivision"), [("DK", None), ("DE", "MV"), ("NO", None)])
-def test_tabulated_calendars_give_the_working_days_of_the_project_calendars(
-    country: str, subdivision: str | None
-) -> None:
-    fast, slow = bulk._FastCalendar(country, subdivision), WorkCalendar(country, subdivision)
-    day = date(2025, 12, 1)
-    for step in range(0, 900, 7):  # every weekday over 2.5 years, counts up to 420 (a year on)
-        here = day + timedelta(days=step + step % 5)
-        count = step % 421
-        assert fast.roll_forward(here) == slow.roll_forward(here), here
-        assert fast.add_working_days(here, count) == slow.add_working_days(here, count), here
-        assert fast.add(here, count, DayKind.CALENDAR) == slow.add(here, count, DayKind.CALENDAR)
-    assert fast.add_working_days(date(1999, 12, 24), 3) == slow.add_working_days(
-        date(1999, 12, 24), 3
-    )  # far outside the span first tabulated
 
 
 # --- the command --------------------------------------------------------------------------------

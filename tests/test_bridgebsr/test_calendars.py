@@ -267,3 +267,39 @@ def test_moving_past_the_ends_of_the_calendar_is_refused(
 ) -> None:
     with pytest.raises(InvalidInput, match="go past the ends of the calendar"):
         calendar_for("DE").add(D(day), count, kind)
+
+
+def _stepped(cal: WorkCalendar, day: date, count: int) -> date:
+    """Working-day arithmetic by walking the calendar a day at a time."""
+    step = 1 if count >= 0 else -1
+    while count:
+        day = date.fromordinal(day.toordinal() + step)
+        count -= step if cal.is_working_day(day) else 0
+    return day
+
+
+@PROPS
+@given(
+    cal=calendars,
+    day=st.dates(min_value=D("1900-01-01"), max_value=D("2999-12-31")),
+    n=st.integers(min_value=-700, max_value=700),
+    seeded=st.integers(min_value=-3, max_value=3),
+)
+def test_tabulated_moves_match_walking_the_calendar(
+    cal: WorkCalendar, day: date, n: int, seeded: int
+) -> None:
+    # A fresh calendar each time, its table started a few years before or after `day`, so
+    # that moves extend it both ways (or, at 0, start it).
+    fresh = WorkCalendar(cal.country, cal.subdivision)
+    if seeded:
+        fresh.roll_forward(date(day.year + seeded, 6, 1))
+    assert fresh.add_working_days(day, n) == _stepped(cal, day, n)
+    assert fresh.roll_forward(day) == (day if cal.is_working_day(day) else _stepped(cal, day, 1))
+
+
+def test_a_move_across_many_years_extends_the_table() -> None:
+    cal = WorkCalendar("DK")
+    start = D("2026-03-02")
+    assert cal.add_working_days(start, 2_600) == _stepped(cal, start, 2_600)
+    assert cal.add_working_days(start, -2_600) == _stepped(cal, start, -2_600)
+    assert cal.add_working_days(start, 0) == start
