@@ -101,7 +101,7 @@ class Prepared:
         try:
             cursor.executemany(form.sql, converted)
         except dialect.loaded_dbapi.Error as error:
-            raise _wrapped(form, converted, error, dialect) from error
+            raise _wrapped(conn, form, converted, error, dialect, driver) from error
         finally:
             cursor.close()
 
@@ -114,7 +114,7 @@ class Prepared:
         try:
             return driver.execute(form.sql, bound)
         except dialect.loaded_dbapi.Error as error:
-            raise _wrapped(form, bound, error, dialect) from error
+            raise _wrapped(conn, form, bound, error, dialect, driver) from error
 
     def _form(self, conn: Connection) -> tuple[_Form, Dialect]:
         dialect = conn.dialect
@@ -181,5 +181,19 @@ def _bound(form: _Form, params: Mapping[str, Any]) -> Any:
     return mapping
 
 
-def _wrapped(form: _Form, params: Any, error: Exception, dialect: Dialect) -> BaseException:
-    return DBAPIError.instance(form.sql, params, error, dialect.loaded_dbapi.Error, dialect=dialect)
+def _wrapped(
+    conn: Connection, form: _Form, params: Any, error: Any, dialect: Dialect, driver: Any
+) -> BaseException:
+    """The driver's error as SQLAlchemy raises it; a lost connection is invalidated, as a Core
+    execution does, so that the pool does not hand it out again."""
+    lost = dialect.is_disconnect(error, driver, None)
+    if lost:
+        conn.invalidate(error)
+    return DBAPIError.instance(
+        form.sql,
+        params,
+        error,
+        dialect.loaded_dbapi.Error,
+        dialect=dialect,
+        connection_invalidated=lost,
+    )
