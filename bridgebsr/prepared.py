@@ -182,11 +182,11 @@ def _bound(form: _Form, params: Mapping[str, Any]) -> Any:
 
 
 def _wrapped(
-    conn: Connection, form: _Form, params: Any, error: Any, dialect: Dialect, driver: Any
+    conn: Connection, form: _Form, params: Any, error: Exception, dialect: Dialect, driver: Any
 ) -> BaseException:
     """The driver's error as SQLAlchemy raises it; a lost connection is invalidated, as a Core
     execution does, so that the pool does not hand it out again."""
-    lost = dialect.is_disconnect(error, driver, None)
+    lost = dialect.is_disconnect(error, driver, None)  # type: ignore[arg-type]
     if lost:
         conn.invalidate(error)
     return DBAPIError.instance(
