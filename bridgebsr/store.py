@@ -113,20 +113,35 @@ _MILESTONES_WITH_OWNERS = Prepared(
     .order_by(_MILESTONES.c.seq),
     convert=_LINKS,
 )
-# Updates set the changeable columns; `row_id` picks the row. A claimed case also moves
-# its version and update time, and only from the version it was read at (`base`).
-_CLAIM_CASE = Prepared(
-    update(_CASES).where(_CASES.c.id == bindparam("row_id"), _CASES.c.version == bindparam("base")),
-    (*CASE_CHANGES, "version", "updated_at"),
-)
-_SAVE_CASE = Prepared(
-    update(_CASES).where(_CASES.c.id == bindparam("row_id"), _CASES.c.version == bindparam("base")),
-    CASE_CHANGES,
-)
-_SAVE_MILESTONE = Prepared(
-    update(_MILESTONES).where(_MILESTONES.c.id == bindparam("row_id")), MILESTONE_CHANGES
-)
-_SAVE_GATE = Prepared(update(_GATES).where(_GATES.c.id == bindparam("row_id")), GATE_CHANGES)
+# Updates set only the columns that moved: a database maintains every index on a column an
+# UPDATE sets, whether or not its value changed (on SQLite a milestone's status index alone is
+# two more pages written per change). One statement per table and set of columns, made when
+# first needed; `row_id` picks the row, and a case is claimed only from the version it was
+# read at (`base`).
+_WHERE = {
+    "cases": and_(_CASES.c.id == bindparam("row_id"), _CASES.c.version == bindparam("base")),
+    "milestones": _MILESTONES.c.id == bindparam("row_id"),
+    "gates": _GATES.c.id == bindparam("row_id"),
+}
+_TABLES = {"cases": _CASES, "milestones": _MILESTONES, "gates": _GATES}
+_UPDATES: dict[tuple[str, tuple[str, ...]], Prepared] = {}
+
+
+def _update(table: str, names: tuple[str, ...]) -> Prepared:
+    """The UPDATE of these columns of a row of `table`."""
+    statement = _UPDATES.get((table, names))
+    if statement is None:
+        statement = _UPDATES[(table, names)] = Prepared(
+            update(_TABLES[table]).where(_WHERE[table]), names
+        )
+    return statement
+
+
+def _moved(names: tuple[str, ...], before: tuple[Any, ...], now: tuple[Any, ...]) -> dict[str, Any]:
+    """The columns whose value differs, with their values now."""
+    return {n: v for n, old, v in zip(names, before, now, strict=True) if old != v}
+
+
 _EVENT_COLUMNS = (
     "case_id",
     "at",
@@ -205,45 +220,45 @@ def save_case(
     Unclaimed (`claim=False`), the case keeps its version: for forecasts that move alone."""
     case, plan = loaded.case, loaded.plan
     check_version(case, expected_version)
+    read = loaded.read
     # Per table, each row whose changeable columns moved, with their values now.
     moved = [
         (
             table,
             names,
-            statement,
-            [(row, v) for row in group if (v := rows.values(row, names)) != loaded.read[id(row)]],
+            [(row, v) for row in group if (v := rows.values(row, names)) != read[id(row)]],
         )
-        for table, names, statement, group in (
-            ("milestones", MILESTONE_CHANGES, _SAVE_MILESTONE, plan.milestones),
-            ("gates", GATE_CHANGES, _SAVE_GATE, plan.gates),
+        for table, names, group in (
+            ("milestones", MILESTONE_CHANGES, plan.milestones),
+            ("gates", GATE_CHANGES, plan.gates),
         )
     ]
     case_values = rows.values(case, CASE_CHANGES)
-    check_status("cases", loaded.read[id(case)][0], case.status)
-    for table, _, _, changed in moved:
+    check_status("cases", read[id(case)][0], case.status)
+    for table, _, changed in moved:
         for row, _ in changed:
-            check_status(table, loaded.read[id(row)][0], row.status)
+            check_status(table, read[id(row)][0], row.status)
     conn = loaded.conn
     base = case.version
-    if claim or case_values != loaded.read[id(case)]:
-        params = {
-            "row_id": case.id,
-            "base": base,
-            **dict(zip(CASE_CHANGES, case_values, strict=True)),
-        }
-        if claim:
-            params.update(version=base + 1, updated_at=now)
-        if (_CLAIM_CASE if claim else _SAVE_CASE).run(conn, params) != 1:
+    sets = _moved(CASE_CHANGES, read[id(case)], case_values)
+    if claim:
+        sets.update(version=base + 1, updated_at=now)
+    if sets:
+        statement = _update("cases", tuple(sets))
+        if statement.run(conn, {"row_id": case.id, "base": base, **sets}) != 1:
             raise StaleCase(f"case {case.key} changed while this change was made; retry")
     if claim:
         case.version, case.updated_at = base + 1, now
-    loaded.read[id(case)] = case_values
-    for _, names, statement, changed in moved:
-        if changed:
-            statement.many(
-                conn, [{"row_id": r.id, **dict(zip(names, v, strict=True))} for r, v in changed]
-            )
-            loaded.read.update((id(r), v) for r, v in changed)
+    read[id(case)] = case_values
+    for table, names, changed in moved:
+        # Rows that moved the same columns go in one executemany.
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row, values in changed:
+            row_sets = _moved(names, read[id(row)], values)
+            by_columns.setdefault(tuple(row_sets), []).append({"row_id": row.id, **row_sets})
+            read[id(row)] = values
+        for columns, params in by_columns.items():
+            _update(table, columns).many(conn, params)
 
 
 def contact_by_email(conn: Connection, email: str) -> Person:

@@ -709,6 +709,33 @@ def test_the_row_writer_writes_what_moved_and_claims_the_next_version(
     }
 
 
+def test_the_row_writer_sets_only_the_columns_that_moved(consortium: Runtime) -> None:
+    # A database maintains every index on a column an UPDATE sets, changed or not; so the
+    # statements name only what moved. Observed on the statements the database receives.
+    if consortium.engine.dialect.name != "sqlite":
+        pytest.skip("the statement trace is SQLite's (set_trace_callback)")
+    _open(consortium)
+    sent: list[str] = []
+    with write_session(consortium.engine) as session:
+        loaded = store.load_case(session, IP_KEY)
+        driver: Any = loaded.conn.connection.driver_connection
+        driver.set_trace_callback(sent.append)
+        kickoff, desk = loaded.plan.milestones[:2]
+        kickoff.started_on = MONDAY
+        desk.critical = not desk.critical
+        loaded.case.current_stage = "somewhere-else"
+        store.save_case(loaded, now=at("2026-03-03"), expected_version=1)
+        session.commit()
+    driver.set_trace_callback(None)
+    updates = sorted(s.split(" WHERE ")[0] for s in sent if s.startswith("UPDATE"))
+    assert updates == [
+        "UPDATE cases SET current_stage='somewhere-else', "
+        "updated_at='2026-03-03 10:00:00.000000', version=2",
+        "UPDATE milestones SET critical=" + str(int(desk.critical)),
+        "UPDATE milestones SET started_on='2026-03-02'",
+    ]
+
+
 def test_the_row_writer_refuses_a_case_whose_version_moved(consortium: Runtime) -> None:
     # Writers hold the case (BEGIN IMMEDIATE, FOR UPDATE), so the claim's version check is
     # what stands if a row was read outside that: here, a view one version old.
