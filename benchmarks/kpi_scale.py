@@ -1,6 +1,7 @@
 """KPIs over a large portfolio against one SQL GROUP BY producing the same per-pilot figures.
 
     python -m benchmarks.kpi_scale [--cases 100000] [--db sqlite postgresql] [--json OUT]
+                                   [--keep DIR]
 
 On SQLite, and on PostgreSQL when 127.0.0.1:5432 answers (a scratch database, dropped at the
 end; ours reads it through ADBC on one exported snapshot). The store is built in a child
@@ -133,9 +134,13 @@ def _agree(mine: dict[str, pd.DataFrame], theirs: dict[str, pd.DataFrame]) -> No
 
 
 @contextmanager
-def _store(db: str, cases: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def _store(db: str, cases: int, keep: Path | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """(its URL, the build's figures): a store of `cases` cases, built in a child process; a
-    SQLite file, or a scratch database `bench_kpi_<pid>_store` on PostgreSQL, dropped after."""
+    SQLite file, or a scratch database `bench_kpi_<pid>_store` on PostgreSQL, dropped after.
+    With `keep`, the store is kept for the next run instead (see `_kept_store`)."""
+    if keep is not None:
+        yield _kept_store(db, cases, keep)
+        return
     with tempfile.TemporaryDirectory(prefix="bridgebsr-kpi-") as tmp:
         if db == "sqlite":
             url = f"sqlite:///{Path(tmp) / 'cases.db'}"
@@ -146,10 +151,41 @@ def _store(db: str, cases: int) -> Iterator[tuple[str, dict[str, Any]]]:
             yield url, in_child(_build, url, tmp, cases)
 
 
-def run_backend(db: str, cases: int) -> list[Result]:
-    """Build a store of `cases` cases, then time the floor, ours and every view."""
+def _kept_store(db: str, cases: int, folder: Path) -> tuple[str, dict[str, Any]]:
+    """A store that outlives the run, for measuring again without building again: the SQLite
+    file `kpi_<cases>.db` in `folder`, or the database `bench_kpi_keep_<cases>` on
+    PostgreSQL, built the first time (the build's figures kept beside it) and only read
+    after. Nothing drops them: delete the folder, and the database with `DROP DATABASE`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = folder / f"kpi_{cases}_{db}.json"
+    if db == "sqlite":
+        url = f"sqlite:///{(folder / f'kpi_{cases}.db').resolve()}"
+    else:
+        url = scratch_pg.url_of(f"bench_kpi_keep_{cases}")
+    if figures.exists():
+        return url, dict(json.loads(figures.read_text(encoding="utf-8")))
+    if db == "postgresql":
+        admin = create_engine(scratch_pg.ADMIN_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                name = f"bench_kpi_keep_{cases}"
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            admin.dispose()
+    else:
+        Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bridgebsr-kpi-") as tmp:
+        built = dict(in_child(_build, url, tmp, cases))
+    write_json(figures, built)
+    return url, built
+
+
+def run_backend(db: str, cases: int, keep: Path | None = None) -> list[Result]:
+    """Build a store of `cases` cases (or reuse the one kept in `keep`), then time the floor,
+    ours and every view."""
     reset_peak_rss()  # the build runs in a child: the peak from here on is the KPI work's
-    with _store(db, cases) as (url, built):
+    with _store(db, cases, keep) as (url, built):
         engine = create_engine(url)
         try:
             floor(engine)  # warm the file cache (or shared buffers) for both sides alike
@@ -173,11 +209,11 @@ def run_backend(db: str, cases: int) -> list[Result]:
     ]
 
 
-def run(sizes: Mapping[str, int]) -> list[Result]:
+def run(sizes: Mapping[str, int], keep: Path | None = None) -> list[Result]:
     """Each backend's rows, at its number of cases (PostgreSQL when the server answers)."""
     results: list[Result] = []
     for db in backends("kpis", list(sizes)):
-        results += run_backend(db, sizes[db])
+        results += run_backend(db, sizes[db], keep)
     return results
 
 
@@ -186,8 +222,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--db", nargs="+", choices=tuple(BACKENDS), default=list(BACKENDS))
     parser.add_argument("--json", type=Path, metavar="OUT")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the store for later runs (built once; for development, not for figures "
+        "of record: the file cache and the server's buffers stay warm between runs)",
+    )
     args = parser.parse_args(argv)
-    results = run(dict.fromkeys(args.db, args.cases))
+    results = run(dict.fromkeys(args.db, args.cases), args.keep)
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
     if args.json:
         write_json(args.json, results)

@@ -12,8 +12,9 @@ Protocol, one line per message on stdin and stdout:
   says `pinned`;
 - a JSON string: a SELECT; the child answers `ok N` and N bytes of an Arrow IPC stream, in
   batches of BATCH_ROWS rows (the driver's default of 1,024 would make a large table a
-  thousand small messages), each integer column in the narrowest type that holds its values
-  (the driver reads every integer as 64 bits; the pipe then carries a third of that);
+  thousand small messages), each integer column without NULLs in the narrowest type that
+  holds its values (the driver reads every integer as 64 bits; the pipe then carries a third
+  of that);
 - anything going wrong: `error MESSAGE`, and the child ends.
 
     python -m bridgebsr.arrow_fetch PATH
@@ -37,21 +38,34 @@ def _say(out: IO[bytes], line: str, payload: Any = b"") -> None:
 
 
 def _narrowed(rows: Any) -> Any:
-    """The table with each 64-bit integer column in the narrowest signed type holding it."""
+    """The table with each 64-bit integer column without NULLs in the narrowest signed type
+    holding it. Done on the columns' buffers with numpy, which pyarrow loads anyway: the
+    conversions of pyarrow itself load `pyarrow.compute` and pandas, which take longer to
+    import than the rest of the child's work."""
+    import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     columns = []
     for column in rows.columns:
-        if pa.types.is_int64(column.type):
-            span = pc.min_max(column)
-            low, high = span["min"].as_py(), span["max"].as_py()
-            for narrow, bits in ((pa.int8(), 8), (pa.int16(), 16), (pa.int32(), 32)):
-                if low is not None and -(1 << bits - 1) <= low and high < 1 << bits - 1:
-                    column = column.cast(narrow)
+        if pa.types.is_int64(column.type) and len(column) and not column.null_count:
+            values = np.concatenate([_int64s(chunk) for chunk in column.chunks])
+            low, high = int(values.min()), int(values.max())
+            for narrow in (np.int8, np.int16, np.int32):
+                if np.iinfo(narrow).min <= low and high <= np.iinfo(narrow).max:
+                    data = pa.py_buffer(values.astype(narrow))
+                    kind = pa.from_numpy_dtype(narrow)
+                    column = pa.Array.from_buffers(kind, len(values), [None, data])
                     break
         columns.append(column)
     return pa.table(columns, names=rows.column_names)
+
+
+def _int64s(chunk: Any) -> Any:
+    """The values of an Arrow array of 64-bit integers without NULLs, as a numpy view."""
+    import numpy as np
+
+    data = chunk.buffers()[1]
+    return np.frombuffer(data, dtype=np.int64, count=len(chunk), offset=chunk.offset * 8)
 
 
 def serve(path: str, commands: IO[str], out: IO[bytes]) -> None:

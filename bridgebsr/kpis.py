@@ -1,13 +1,18 @@
 """Portfolio KPIs as pandas DataFrames, from the case store and its audit trail.
 
-`load` is the only function that touches the database: a handful of set-based SELECTs of the
-columns the KPIs need. Dates travel as day numbers, times as epoch seconds and statuses as
-small codes, read straight off the driver's cursor into numpy arrays, so nothing is parsed
-or wrapped row by row (SQLite and PostgreSQL, the two stores the project runs on). Every
-`build_*` function is pure: it takes the `Frames` and returns a new DataFrame, vectorised
-with pandas and numpy (working days from per-calendar tables built with `numpy.is_busday`
-and moved with `numpy.busday_offset`, on the holidays `bridgebsr.calendars` uses, from
-`holidays`). Derived tables that several builds share are computed once per `Frames`.
+`load` (with the detail frames it reads at their first use) is the only code that touches
+the database: a handful of set-based SELECTs of the columns the KPIs need. Dates travel as
+day numbers, times as epoch seconds and statuses as small codes, read straight off the
+driver's cursor into numpy arrays, so nothing is parsed or wrapped row by row (SQLite and
+PostgreSQL, the two stores the project runs on). What every table by group needs is read
+first: the cases, the milestones not done counted per case in the database, and the two
+days of each done milestone (its slip in working days needs the holidays). The rows of every
+milestone, gate and audit event, which only the other views need, are read when one of them
+first asks (see `load`). Every `build_*` function takes the `Frames` and returns a new
+DataFrame, changing nothing, vectorised with pandas and numpy (working days from
+per-calendar tables built with `numpy.is_busday` and moved with `numpy.busday_offset`, on
+the holidays `bridgebsr.calendars` uses, from `holidays`). Derived tables that several
+builds share are computed once per `Frames`.
 
 Dimensions (`by`): `pilot` is the case's kind, `partner` the code of its lead partner,
 `country` the case's country (its owner's country when it was opened). Any non-empty
@@ -74,19 +79,22 @@ not to be before the latest change recorded.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
+from copy import copy
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar, cast
+from threading import Lock, Thread
+from typing import Any, Final, NamedTuple, Protocol, TypeVar, cast
 
 import holidays
 import numpy as np
@@ -111,7 +119,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from bridgebsr.calendars import subdivision_of
-from bridgebsr.errors import InvalidInput
+from bridgebsr.errors import InvalidInput, StaleCase
 from models import (
     Case,
     CaseEvent,
@@ -171,11 +179,24 @@ _CHUNK_ROWS: Final = 100_000
 class Frames:
     """The case store as DataFrames, as `load` reads it. Days are naive day timestamps.
 
+    Read by `load`, in one snapshot:
+
     - `cases`, indexed by case id: key, pilot, template_version, partner (lead partner code),
       country, status, current_stage, calendar (the case's working calendar: "DK", "DE-MV"),
       timezone (the lead partner's), start_date, target_date, forecast_date (as stored),
       closed_at (UTC), closed_on (its day in the lead partner's time zone), tpl (position of
       the case's template in `templates`).
+    - `milestone_counts`: the milestones of each case, in the rows of `cases` (same index,
+      same order): `milestones`, `done` and `waived` (with a finish date), `done_on_time`,
+      `due_unfinished` (not finished, planned due before `as_of`: overdue now while the case
+      is open).
+    - `slips`: one row per done milestone (with a finish date), in no particular order:
+      case_id, slip_working_days (planned due date to the finish, in the milestone's own
+      calendar, signed).
+    - `templates`: the pinned template of every (kind, version) in the store.
+
+    Read at their first use (see `load`), or with the rest when `load` is asked for `full`:
+
     - `milestones`: case_id, seq, key, stage, stage_order, status, calendar (the owner's, else
       the case's; the same categories as the cases'), planned_due, started_on, finished_on.
     - `gates`: case_id, seq, key, stage, stage_order, status, round, opened_on, deadline,
@@ -185,40 +206,144 @@ class Frames:
       written: case_id, kind, gate, round, at (UTC), deadline (set on opening).
     - `notes`: the note on every completion of a `triage-decision` milestone, in the order
       written: case_id, note (the SME figures read those of SME requests).
-    - `templates`: the pinned template of every (kind, version) in the store.
     """
 
     as_of: date
     cases: pd.DataFrame
+    milestone_counts: pd.DataFrame
+    slips: pd.DataFrame
+    templates: Mapping[tuple[str, int], Template]
+    _details: _Details = field(repr=False, compare=False)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def milestones(self) -> pd.DataFrame:
+        return self._details.get().milestones
+
+    @property
+    def gates(self) -> pd.DataFrame:
+        return self._details.get().gates
+
+    @property
+    def events(self) -> pd.DataFrame:
+        return self._details.get().events
+
+    @property
+    def notes(self) -> pd.DataFrame:
+        return self._details.get().notes
+
+
+class _DetailFrames(NamedTuple):
+    """The rows of every milestone, gate and audit event the views read."""
+
     milestones: pd.DataFrame
     gates: pd.DataFrame
     events: pd.DataFrame
     notes: pd.DataFrame
-    templates: Mapping[tuple[str, int], Template]
-    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    positions: Mapping[str, IntArray]  # the row of each milestone's and gate's case in `cases`
+
+
+class _Details:
+    """The detail frames of a `Frames`: read at the first call of `get` (once), or given."""
+
+    def __init__(self, read: Callable[[], _DetailFrames]) -> None:
+        self._read: Callable[[], _DetailFrames] | None = read
+        self._frames: _DetailFrames | None = None
+        self._lock = Lock()
+
+    @classmethod
+    def given(cls, frames: _DetailFrames) -> _Details:
+        details = cls(lambda: frames)
+        details.get()
+        return details
+
+    def get(self) -> _DetailFrames:
+        with self._lock:
+            if self._frames is None:
+                assert self._read is not None
+                self._frames = self._read()
+                self._read = None  # what the read needed can go
+            return self._frames
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"frames": self.get()}  # a read to come cannot be pickled: read now
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._read, self._frames, self._lock = None, state["frames"], Lock()
+
+
+def only_cases(frames: Frames, rows: Any) -> Frames:
+    """The frames of the cases at `rows` (a mask over `frames.cases`), and nothing of the
+    others; detail frames not read yet are cut the same way when they are."""
+    keep = np.asarray(rows, dtype=bool)
+    cases = frames.cases[keep]
+    slips = frames.slips
+    details = frames._details
+    return Frames(
+        as_of=frames.as_of,
+        cases=cases,
+        milestone_counts=frames.milestone_counts[keep],
+        slips=slips[_rows_of(cases.index, slips["case_id"]) >= 0].reset_index(drop=True),
+        templates=frames.templates,
+        _details=_Details(lambda: _cut(details.get(), cases.index)),
+    )
+
+
+def _cut(details: _DetailFrames, ids: pd.Index) -> _DetailFrames:
+    """The detail rows of the cases `ids` (in that order) only."""
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[_rows_of(ids, frame["case_id"]) >= 0].reset_index(drop=True)
+
+    milestones, gates = keep(details.milestones), keep(details.gates)
+    return _DetailFrames(
+        milestones=milestones,
+        gates=gates,
+        events=keep(details.events),
+        notes=keep(details.notes),
+        positions={
+            "milestones": _rows_of(ids, milestones["case_id"]),
+            "gates": _rows_of(ids, gates["case_id"]),
+        },
+    )
 
 
 # --- load: the only part that reads the database ---------------------------------------------
 
 
-def load(source: Session | Connection | Engine, *, as_of: date) -> Frames:
+def load(source: Session | Connection | Engine, *, as_of: date, full: bool = False) -> Frames:
     """Read the columns the KPIs need with a few set-based SELECTs.
 
     Given an engine on a SQLite file or PostgreSQL, the rows come through Arrow (ADBC), column
-    by column in C, in one read-only snapshot. Given a session or a connection, they come
-    through it, so the load sees what that transaction sees.
+    by column in C, in one read-only snapshot: the cases; the milestones not done, counted
+    per case by a GROUP BY in the database; and the done milestones as their case, owner,
+    planned and finished days only, for their slips in working days (holidays are known
+    here, not in the database) and the counts of done and on time. That is all the case and
+    milestone tables by group need. The milestone, gate and audit rows the other views need
+    are read at the first use of `milestones`, `gates`, `events` or `notes`, in a snapshot
+    of their own that must find every case at the version read here (else `StaleCase`: load
+    again); cases opened since are left out. With `full` (every view is wanted), they are
+    read now, in the same snapshot, and the counts and slips are made from them.
+
+    Given a session or a connection, everything comes through it at once, so the load sees
+    what that transaction sees.
     """
     if isinstance(source, Engine):
         with _reader(source) as read:
-            return _load(read, as_of)
+            return _load(read, as_of, later=None if full else source)
     conn = source.connection() if isinstance(source, Session) else source
-    return _load(_CursorReader(conn), as_of)
+    return _load(_CursorReader(conn), as_of, later=None)
 
 
-def _load(read: _Reader, as_of: date) -> Frames:
+def _load(read: _Reader, as_of: date, later: Engine | None) -> Frames:
+    """Everything but the detail frames; those too unless `later` is the engine to read
+    them from at their first use."""
     sql = _Sql(read.dialect.name, dates_as_read=read.arrow)
-    # The largest table first: an Arrow reader fetches it beside everything else.
-    milestone_rows = read.integers_soon(_milestone_query(sql), MILESTONE_COLUMNS)
+    # The largest fetch first: an Arrow reader makes it beside everything else.
+    if later is None:
+        rows = read.integers_soon(_milestone_query(sql), MILESTONE_COLUMNS)
+    else:
+        rows = read.integers_soon(_done_query(sql), DONE_COLUMNS)
     raw_templates = read.records(
         select(
             col(TemplateVersion.kind),
@@ -248,32 +373,64 @@ def _load(read: _Reader, as_of: date) -> Frames:
         select(col(Contact.id), col(Contact.country), sql.key(col(Contact.partner_id))),
         ["contact_id", "country", "partner_id"],
     ).set_index("contact_id")
+    raw_cases = read.records(_case_query(sql), CASE_COLUMNS)
+    if later is not None:  # counted by the database while the cases are made here
+        counted = read.integers_soon(_others_query(as_of), OTHER_COLUMNS, beside=False)
     # Each contact's calendar: their country, and their partner's state if in that country.
     where = partners.reindex(contacts["partner_id"].to_numpy())
     contact_calendars = _calendars(
         contacts["country"], where["partner_country"].to_numpy(), where["region"].to_numpy()
     )
-    cases = _read_cases(read.records(_case_query(sql), CASE_COLUMNS), partners, shapes)
-    names = sorted(set(contact_calendars) | set(pd.unique(cases["calendar"].to_numpy(object))))
+    cases = _read_cases(raw_cases, partners, shapes)
+    names = sorted(set(contact_calendars) | set(cases["calendar"].cat.categories))
     calendars = pd.CategoricalDtype(names)
     cases["calendar"] = pd.Categorical(cases["calendar"], dtype=calendars)
-    owner_calendars = pd.Series(
-        pd.Categorical(contact_calendars, dtype=calendars).codes, index=contacts.index
+    context = _Context(
+        cases=cases,
+        shapes=shapes,
+        owners=contacts.index,
+        owner_calendars=np.asarray(
+            pd.Categorical(contact_calendars, dtype=calendars).codes, dtype=np.int64
+        ),
+        versions=raw_cases.set_index("case_id")["version"].reindex(cases.index).to_numpy(),
     )
     # Every build counts working days: the table is made while the milestones still come.
     workdays = _workdays_of(cases, as_of)
     workdays.prepare()
-    milestones = _read_milestones(milestone_rows(), owner_calendars, cases, shapes)
+    if later is None:
+        details = _read_details(read, sql, rows(), context)
+        counts, slips, slip_rows = _counted(details, cases, as_of, workdays)
+        source = _Details.given(details)
+    else:
+        counts, slips, slip_rows = _read_delivery(rows(), counted(), as_of, context, workdays)
+        engine = later
+        source = _Details(lambda: _read_later(engine, context))
     return Frames(
         as_of=as_of,
         cases=cases,
-        milestones=milestones,
-        gates=_read_gates(read, sql, cases, shapes),
-        events=_read_gate_events(read, sql, shapes),
-        notes=_read_notes(read, sql),
+        milestone_counts=counts,
+        slips=slips,
         templates=templates,
-        _memo={"workdays": workdays},
+        _details=source,
+        _memo={"workdays": workdays, "positions.slips": slip_rows},
     )
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the rows of milestones and gates are read against: the first part of a load."""
+
+    cases: pd.DataFrame
+    shapes: _Shapes
+    owners: pd.Index  # contact ids
+    owner_calendars: IntArray  # the calendar code of each contact in `owners`
+    versions: IntArray  # the version of each case, in the rows of `cases`
+
+    def calendars(self, owner_ids: Any, positions: IntArray) -> IntArray:
+        """The calendar code of each item: its owner's, else (no owner) its case's."""
+        case = _codes(self.cases["calendar"])[positions]
+        owner = np.append(self.owner_calendars, -1)[_rows_of(self.owners, owner_ids)]
+        return np.where(owner >= 0, owner, case)
 
 
 class _Reader(Protocol):
@@ -296,9 +453,12 @@ class _Reader(Protocol):
         empty strings or _NULL)."""
         ...
 
-    def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+    def integers_soon(
+        self, query: Any, columns: Sequence[str], *, beside: bool = True
+    ) -> Callable[[], pd.DataFrame]:
         """`integers`, possibly fetched while the caller works on: call the result for the
-        rows."""
+        rows. `beside`: beside what the other calls ask for (on a second connection), else
+        after what was asked for before, on the first."""
         ...
 
 
@@ -338,7 +498,9 @@ class _CursorReader:
         frame = pd.DataFrame.from_records(rows, columns=list(columns), coerce_float=False)
         return frame.astype({c: object for c in frame.columns if frame[c].dtype != np.int64})
 
-    def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+    def integers_soon(
+        self, query: Any, columns: Sequence[str], *, beside: bool = True
+    ) -> Callable[[], pd.DataFrame]:
         rows = self.integers(query, columns)
         return lambda: rows
 
@@ -361,8 +523,9 @@ class _ArrowTables:
         """The rows of a SELECT, on the first connection."""
         raise NotImplementedError
 
-    def _table_beside(self, statement: str) -> Callable[[], Any]:
-        """The rows of a SELECT, fetched on the second connection meanwhile."""
+    def _table_soon(self, statement: str, *, beside: bool) -> Callable[[], Any]:
+        """The rows of a SELECT, fetched meanwhile: on the second connection, or on the first
+        after what it was asked for before."""
         raise NotImplementedError
 
     def _sql(self, query: Any) -> str:
@@ -374,34 +537,41 @@ class _ArrowTables:
     def records(self, query: Any, columns: Sequence[str]) -> pd.DataFrame:
         return _record_frame(self._table(self._sql(query)), columns)
 
-    def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
-        table = self._table_beside(self._sql(query))
+    def integers_soon(
+        self, query: Any, columns: Sequence[str], *, beside: bool = True
+    ) -> Callable[[], pd.DataFrame]:
+        table = self._table_soon(self._sql(query), beside=beside)
         return lambda: _integer_frame(table(), columns)
 
 
 class _PostgresReader(_ArrowTables):
-    """ADBC on PostgreSQL: two connections on one exported snapshot; what is asked for soon
-    is fetched on the second, in a thread (the driver does not hold the GIL meanwhile)."""
+    """ADBC on PostgreSQL: two connections on one exported snapshot, each answering in a
+    thread of its own in the order asked (the driver does not hold the GIL meanwhile)."""
 
     def __init__(self, dialect: Dialect, first: Any, second: Any) -> None:
         super().__init__(dialect)
-        self.first, self.second = first, second
-        self.pool = ThreadPoolExecutor(1)
+        self.connections = (first, second)
+        self.pools = (ThreadPoolExecutor(1), ThreadPoolExecutor(1))
 
-    def _fetch(self, conn: Any, statement: str) -> Any:
+    @staticmethod
+    def _fetch(conn: Any, statement: str) -> Any:
         with conn.cursor() as cursor:
             cursor.execute(statement)
             return cursor.fetch_arrow_table()
 
-    def _table(self, statement: str) -> Any:
-        return self._fetch(self.first, statement)
+    def _ask(self, which: int, statement: str) -> Callable[[], Any]:
+        return self.pools[which].submit(self._fetch, self.connections[which], statement).result
 
-    def _table_beside(self, statement: str) -> Callable[[], Any]:
-        return self.pool.submit(self._fetch, self.second, statement).result
+    def _table(self, statement: str) -> Any:
+        return self._ask(0, statement)()
+
+    def _table_soon(self, statement: str, *, beside: bool) -> Callable[[], Any]:
+        return self._ask(1 if beside else 0, statement)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
-        for conn in (self.first, self.second):
+        for pool in self.pools:
+            pool.shutdown(wait=True)
+        for conn in self.connections:
             conn.rollback()
             conn.close()
 
@@ -415,6 +585,8 @@ class _Child:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            # numpy (loaded by pyarrow) would start a BLAS thread per core, for nothing here.
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
         )
         self.pool = ThreadPoolExecutor(1)  # reads answers in the order they were asked for
 
@@ -468,8 +640,8 @@ class _Child:
 
 class _ProcessReader(_ArrowTables):
     """Two `bridgebsr.arrow_fetch` children on the SQLite file, their read transactions begun
-    while writers wait behind a BEGIN IMMEDIATE, so both read one snapshot; the second fetches
-    the milestones while the first serves the rest."""
+    while writers wait behind a BEGIN IMMEDIATE, so both read one snapshot; each answers in the
+    order asked, the second what is fetched beside the rest."""
 
     def __init__(self, dialect: Dialect, path: str) -> None:
         super().__init__(dialect)
@@ -478,10 +650,6 @@ class _ProcessReader(_ArrowTables):
 
     def start(self) -> bool:
         """Whether both children began their reads (False: they cannot read Arrow here)."""
-        # The first holiday lookup imports every country `holidays` knows, as long as the
-        # children take to start: done meanwhile.
-        import holidays.countries  # noqa: F401
-
         try:
             if self.first.line() != "ready" or self.second.line() != "ready":
                 return False
@@ -499,8 +667,8 @@ class _ProcessReader(_ArrowTables):
     def _table(self, statement: str) -> Any:
         return self.first.ask(statement)()
 
-    def _table_beside(self, statement: str) -> Callable[[], Any]:
-        return self.second.ask(statement)
+    def _table_soon(self, statement: str, *, beside: bool) -> Callable[[], Any]:
+        return (self.second if beside else self.first).ask(statement)
 
     def close(self) -> None:
         self.first.close()
@@ -546,6 +714,10 @@ def _reader(engine: Engine) -> Iterator[_Reader]:
       other's file locks.
     - Otherwise (an in-memory database, no driver): the engine's connection.
     """
+    # The first holiday lookup in a process imports every country `holidays` knows, which
+    # takes as long as connecting: in a thread meanwhile, and while the first rows come.
+    if "holidays.countries" not in sys.modules:
+        Thread(target=_import_holidays, daemon=True).start()
     url = engine.url
     backend = url.get_backend_name()
     arrow: _PostgresReader | _ProcessReader | None = None
@@ -567,12 +739,28 @@ def _reader(engine: Engine) -> Iterator[_Reader]:
         yield _CursorReader(conn)
 
 
+def _import_holidays() -> None:
+    import holidays.countries  # noqa: F401
+
+
 def _postgres_pair(url: Any) -> tuple[Any, Any]:
     """Two ADBC connections whose read transactions share one exported snapshot."""
     import adbc_driver_postgresql.dbapi as adbc_postgresql
 
     target = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    first, second = adbc_postgresql.connect(target), adbc_postgresql.connect(target)
+    with ThreadPoolExecutor(1) as pool:  # each connection reads the server's types first
+        connecting = pool.submit(adbc_postgresql.connect, target)
+        try:
+            first = adbc_postgresql.connect(target)
+        except BaseException:
+            with suppress(Exception):
+                connecting.result().close()
+            raise
+        try:
+            second = connecting.result()
+        except BaseException:
+            first.close()
+            raise
     with first.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cursor.execute("SELECT pg_export_snapshot()")
@@ -671,7 +859,18 @@ def _decode(codes: pd.Series[Any] | IntArray, enum: type[_E]) -> pd.Categorical:
 
 def _rows_of(index: pd.Index, ids: Any) -> IntArray:
     """Position of each id in `index` (-1 when absent)."""
-    return np.asarray(index.get_indexer(pd.Index(np.asarray(ids))), dtype=np.int64)
+    values = np.asarray(ids)
+    keys = index.to_numpy()
+    if values.dtype.kind in "iu" and keys.dtype.kind in "iu" and len(keys):
+        low, high = int(keys.min()), int(keys.max())
+        if low >= 0 and high < 4 * len(keys) + 1024:  # ids as a store hands them out: a table
+            table = np.full(high + 2, -1, dtype=np.int64)  # the last: any id out of range
+            table[keys] = np.arange(len(keys))
+            if np.count_nonzero(table >= 0) == len(keys):  # no id twice
+                if not len(values) or (values.min() >= 0 and values.max() <= high):
+                    return cast(IntArray, table[values])
+                return table[np.where((values >= 0) & (values <= high), values, high + 1)]
+    return np.asarray(index.get_indexer(pd.Index(values)), dtype=np.int64)
 
 
 @lru_cache(maxsize=1024)
@@ -683,8 +882,8 @@ def _calendar_code(country: str, region: str | None) -> str:
 
 def _pairs(first: Any, second: Any) -> tuple[IntArray, list[tuple[Any, Any]]]:
     """A code per row for its (first, second) pair, and the distinct pairs by code."""
-    a, first_values = pd.factorize(np.asarray(first, dtype=object), use_na_sentinel=False)
-    b, second_values = pd.factorize(np.asarray(second, dtype=object), use_na_sentinel=False)
+    a, first_values = pd.factorize(np.asarray(first), use_na_sentinel=False)
+    b, second_values = pd.factorize(np.asarray(second), use_na_sentinel=False)
     width = max(len(second_values), 1)
     codes, combined = pd.factorize(np.asarray(a, dtype=np.int64) * width + b)
     pairs = [(first_values[c // width], second_values[c % width]) for c in combined]
@@ -701,9 +900,41 @@ def _calendars(countries: Any, partner_countries: Any, regions: Any) -> list[str
     return [names[i] for i in codes]
 
 
+def _case_calendars(countries: pd.Series[Any], partners: pd.DataFrame, lead: IntArray) -> Any:
+    """`_calendars` of the cases (their country, `lead` the row of their lead partner in
+    `partners`), as a categorical: worked out once per (country, lead partner)."""
+    codes, pairs = _pairs(_codes(countries), lead)
+    country = _or_missing(countries.cat.categories, np.nan)
+    partner_country = _or_missing(partners["partner_country"], np.nan)
+    region = _or_missing(partners["region"])
+    found = _calendars(
+        [country[c] for c, _ in pairs],
+        [partner_country[p] for _, p in pairs],
+        [region[p] for _, p in pairs],
+    )
+    unique = sorted(set(found))
+    where = np.array([unique.index(name) for name in found], dtype=np.int64)
+    return pd.Categorical.from_codes(where[codes], dtype=pd.CategoricalDtype(unique))
+
+
+def _picked(values: pd.Series[Any], rows: IntArray, default: str | None = None) -> Any:
+    """The values at `rows` (-1: `default`, else missing), as a categorical of those seen."""
+    table = pd.Categorical(_or_missing(values, default))
+    picked = pd.Categorical.from_codes(np.asarray(table.codes)[rows], dtype=table.dtype)
+    return picked.remove_unused_categories()
+
+
+def _or_missing(values: Any, missing: Any = None) -> npt.NDArray[np.object_]:
+    """The values, then `missing`: where position -1 (not found) points."""
+    out = np.empty(len(values) + 1, dtype=object)
+    out[:-1] = np.asarray(values, dtype=object)
+    out[-1] = missing
+    return out
+
+
 CASE_COLUMNS: Final = (
     *("case_id", "key", PILOT, "template_version", "lead_partner_id", COUNTRY, "status"),
-    *("current_stage", "start_date", "target_date", "forecast_date", "closed_at"),
+    *("current_stage", "start_date", "target_date", "forecast_date", "closed_at", "version"),
 )
 
 
@@ -721,24 +952,23 @@ def _case_query(sql: _Sql) -> Any:
         sql.day(col(Case.target_date), in_sql=True),
         sql.day(col(Case.forecast_date), in_sql=True),
         sql.seconds(col(Case.closed_at)),
+        col(Case.version),
     )
 
 
 def _read_cases(raw: pd.DataFrame, partners: pd.DataFrame, shapes: _Shapes) -> pd.DataFrame:
     raw = raw.set_index("case_id").sort_index()
-    lead = partners.reindex(raw["lead_partner_id"].to_numpy())
+    lead = _rows_of(partners.index, raw["lead_partner_id"].to_numpy())
     out = pd.DataFrame(index=raw.index)
     out["key"] = raw["key"].astype(object)
     out[PILOT] = raw[PILOT].astype("category")
     out["template_version"] = raw["template_version"].astype("int64")
-    out[PARTNER] = pd.Categorical(lead["partner"].to_numpy())
+    out[PARTNER] = _picked(partners["partner"], lead)
     out[COUNTRY] = raw[COUNTRY].astype("category")
     out["status"] = _decode(raw["status"].to_numpy(), CaseStatus)
     out["current_stage"] = _optional(raw["current_stage"])
-    out["calendar"] = _calendars(
-        raw[COUNTRY], lead["partner_country"].to_numpy(), lead["region"].to_numpy()
-    )
-    out["timezone"] = pd.Categorical(lead["timezone"].fillna("UTC").to_numpy())
+    out["calendar"] = _case_calendars(out[COUNTRY], partners, lead)
+    out["timezone"] = _picked(partners["timezone"].fillna("UTC"), lead, "UTC")
     for column in ("start_date", "target_date", "forecast_date"):
         out[column] = _days(raw[column])
     out["closed_at"] = _utc(raw["closed_at"].astype("int64"))
@@ -765,17 +995,186 @@ def _milestone_query(sql: _Sql) -> Any:
     )
 
 
-def _read_milestones(
-    raw: pd.DataFrame,
-    owner_calendars: pd.Series[Any],
-    cases: pd.DataFrame,
-    shapes: _Shapes,
+DONE_COLUMNS: Final = ("case_id", "owner_id", "planned_due", "finished_on")
+
+
+def _done_query(sql: _Sql) -> Any:
+    """The milestones marked done: their slips, and how many were on time (those with a
+    finish date, as `_measure_delivery` counts them done)."""
+    return select(
+        col(Milestone.case_id),
+        sql.key(col(Milestone.owner_id)),
+        sql.day(col(Milestone.planned_due)),
+        sql.day(col(Milestone.finished_on)),
+    ).where(col(Milestone.status) == MilestoneStatus.DONE.value)
+
+
+OTHER_COLUMNS: Final = ("case_id", "others", "waived", "due_unfinished")
+_NOT_DONE: Final = [s.value for s in MilestoneStatus if s is not MilestoneStatus.DONE]
+
+
+def _others_query(as_of: date) -> Any:
+    """The milestones of each case in any other status, counted in the database: all, waived
+    (with a finish date), and the others with a planned due date before `as_of`. (Few:
+    found through the index on status.)"""
+    status, finish = col(Milestone.status), col(Milestone.finished_on)
+    waived = (status == MilestoneStatus.WAIVED.value) & finish.is_not(None)
+
+    def count(where: ColumnElement[bool]) -> ColumnElement[Any]:
+        return func.sum(sql_case((where, 1), else_=0))
+
+    return (
+        select(
+            col(Milestone.case_id),
+            func.count(),
+            count(waived),
+            count(~waived & (col(Milestone.planned_due) < as_of)),
+        )
+        .where(status.in_(_NOT_DONE))
+        .group_by(col(Milestone.case_id))
+    )
+
+
+def _read_delivery(
+    done: pd.DataFrame, others: pd.DataFrame, as_of: date, context: _Context, work: _Workdays
+) -> tuple[pd.DataFrame, pd.DataFrame, IntArray]:
+    """`milestone_counts` and `slips` from the milestones marked done and the counts of the
+    others, and the row of each slip's case."""
+    cases = context.cases
+    n = len(cases)
+    positions = _rows_of(cases.index, done["case_id"])
+    keep = positions >= 0
+    if not keep.all():
+        done, positions = done[keep], positions[keep]
+    due, finish = done["planned_due"].to_numpy(), done["finished_on"].to_numpy()
+    finished = finish != _NULL  # done with no finish date: counted as not finished
+    late_open = ~finished & (due != _NULL) & (due < (as_of - date(1970, 1, 1)).days)
+    at = _rows_of(cases.index, others["case_id"])
+    known = at >= 0
+
+    def marked_done(rows: BoolArray) -> IntArray:
+        """The milestones marked done, per case, at `rows`."""
+        return np.bincount(positions[rows], minlength=n).astype(np.int64)
+
+    def counted(column: str) -> IntArray:
+        """A count of the other milestones, per case."""
+        out = np.zeros(n, dtype=np.int64)
+        out[at[known]] = others[column].to_numpy()[known]
+        return out
+
+    every = np.ones(len(positions), dtype=bool)
+    counts = pd.DataFrame(
+        {
+            "milestones": marked_done(every) + counted("others"),
+            "done": marked_done(finished),
+            "waived": counted("waived"),
+            "done_on_time": marked_done(finished & (finish <= due)),
+            "due_unfinished": marked_done(late_open) + counted("due_unfinished"),
+        },
+        index=cases.index,
+    )
+    if not finished.all():
+        done, positions = done[finished], positions[finished]
+        due, finish = due[finished], finish[finished]
+    calendars = context.calendars(done["owner_id"].to_numpy(), positions)
+    slips = _slip_frame(
+        done["case_id"].to_numpy(),
+        due.astype("datetime64[D]"),
+        finish.astype("datetime64[D]"),
+        calendars,
+        work,
+    )
+    return counts, slips, positions
+
+
+def _slip_frame(
+    case_ids: Any, due: DayArray, finish: DayArray, calendars: IntArray, work: _Workdays
 ) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "case_id": np.asarray(case_ids, dtype=np.int64),
+            "slip_working_days": work.between(due, finish, calendars),
+        },
+        copy=False,
+    )
+
+
+def _counted(
+    details: _DetailFrames, cases: pd.DataFrame, as_of: date, work: _Workdays
+) -> tuple[pd.DataFrame, pd.DataFrame, IntArray]:
+    """`milestone_counts` and `slips` (with the rows of their cases) from the milestone rows,
+    as `_read_delivery` has them from the database."""
+    m = details.milestones
+    positions = details.positions["milestones"]
+    status = m["status"]
+    due, finish = _day_array(m["planned_due"]), _day_array(m["finished_on"])
+    has_finish = ~np.isnat(finish)
+    done = (status == MilestoneStatus.DONE.value).to_numpy() & has_finish
+    waived = (status == MilestoneStatus.WAIVED.value).to_numpy() & has_finish
+    flags = {
+        "milestones": np.ones(len(m), dtype=bool),
+        "done": done,
+        "waived": waived,
+        "done_on_time": done & (finish <= due),
+        "due_unfinished": ~(done | waived) & (due < np.datetime64(as_of, "D")),
+    }
+    counts = pd.DataFrame(
+        {
+            name: np.bincount(positions[rows], minlength=len(cases)).astype(np.int64)
+            for name, rows in flags.items()
+        },
+        index=cases.index,
+    )
+    calendars = _codes(m["calendar"])[done]
+    slips = _slip_frame(m["case_id"].to_numpy()[done], due[done], finish[done], calendars, work)
+    return counts, slips, positions[done]
+
+
+def _read_details(
+    read: _Reader, sql: _Sql, milestone_rows: pd.DataFrame, context: _Context
+) -> _DetailFrames:
+    """The detail frames of the cases in `context` (rows of others left out)."""
+    milestones, milestone_positions = _read_milestones(milestone_rows, context)
+    gates, gate_positions = _read_gates(read, sql, context)
+    return _DetailFrames(
+        milestones=milestones,
+        gates=gates,
+        events=_read_gate_events(read, sql, context),
+        notes=_read_notes(read, sql, context),
+        positions={"milestones": milestone_positions, "gates": gate_positions},
+    )
+
+
+def _read_later(engine: Engine, context: _Context) -> _DetailFrames:
+    """The detail frames, read after the rest in a snapshot of their own. Every case of
+    `context` must still be at the version read then: milestone and gate rows are only ever
+    added with a new case (left out here), and every change to one, and every gate event or
+    triage note, comes with a claim of the next version of its case; so the rows read are
+    those the first snapshot held."""
+    with _reader(engine) as read:
+        sql = _Sql(read.dialect.name, dates_as_read=read.arrow)
+        rows = read.integers_soon(_milestone_query(sql), MILESTONE_COLUMNS)
+        now = read.integers(select(col(Case.id), col(Case.version)), ["case_id", "version"])
+        known = context.cases.index
+        at = _rows_of(pd.Index(now["case_id"].to_numpy()), known.to_numpy())
+        versions = np.where(at >= 0, now["version"].to_numpy()[np.maximum(at, 0)], -1)
+        moved = np.flatnonzero(versions != context.versions)
+        if len(moved):
+            first = context.cases["key"].iloc[moved[0]]
+            raise StaleCase(
+                f"the case store changed after the KPIs were loaded ({len(moved)} case(s), "
+                f"{first} first); load them again"
+            )
+        return _read_details(read, sql, rows(), context)
+
+
+def _read_milestones(raw: pd.DataFrame, context: _Context) -> tuple[pd.DataFrame, IntArray]:
+    cases, shapes = context.cases, context.shapes
     positions = _rows_of(cases.index, raw["case_id"])
-    # The owner's calendar, else (no owner) the case's.
-    calendar = owner_calendars.reindex(raw["owner_id"]).to_numpy(dtype="float64")
-    case_calendar = _codes(cases["calendar"])[positions]
-    calendar = np.where(np.isnan(calendar), case_calendar, calendar).astype(np.int64)
+    keep = positions >= 0
+    if not keep.all():
+        raw, positions = raw[keep].reset_index(drop=True), positions[keep]
+    calendar = context.calendars(raw["owner_id"].to_numpy(), positions)
     tpl = cases["tpl"].to_numpy()[positions]
     seq = raw["seq"].to_numpy()
     out = pd.DataFrame({"case_id": raw["case_id"], "seq": seq})
@@ -786,10 +1185,11 @@ def _read_milestones(
     out["calendar"] = _categorical(calendar, cast(pd.CategoricalDtype, cases["calendar"].dtype))
     for column in ("planned_due", "started_on", "finished_on"):
         out[column] = _days(raw[column].to_numpy())
-    return out
+    return out, positions
 
 
-def _read_gates(read: _Reader, sql: _Sql, cases: pd.DataFrame, shapes: _Shapes) -> pd.DataFrame:
+def _read_gates(read: _Reader, sql: _Sql, context: _Context) -> tuple[pd.DataFrame, IntArray]:
+    cases, shapes = context.cases, context.shapes
     raw = read.integers(
         select(
             col(Gate.case_id),
@@ -802,7 +1202,11 @@ def _read_gates(read: _Reader, sql: _Sql, cases: pd.DataFrame, shapes: _Shapes) 
         ),
         ["case_id", "seq", "status", "round", "opened_on", "deadline", "decided_on"],
     )
-    tpl = cases["tpl"].to_numpy()[_rows_of(cases.index, raw["case_id"])]
+    positions = _rows_of(cases.index, raw["case_id"])
+    keep = positions >= 0
+    if not keep.all():
+        raw, positions = raw[keep].reset_index(drop=True), positions[keep]
+    tpl = cases["tpl"].to_numpy()[positions]
     seq = raw["seq"].to_numpy()
     out = pd.DataFrame({"case_id": raw["case_id"], "seq": seq})
     out["key"] = shapes.keys("gates", tpl, seq)
@@ -812,12 +1216,18 @@ def _read_gates(read: _Reader, sql: _Sql, cases: pd.DataFrame, shapes: _Shapes) 
     out["round"] = raw["round"].to_numpy()
     for column in ("opened_on", "deadline", "decided_on"):
         out[column] = _days(raw[column].to_numpy())
-    return out
+    return out, positions
 
 
-def _read_gate_events(read: _Reader, sql: _Sql, shapes: _Shapes) -> pd.DataFrame:
+def _of_known_cases(raw: pd.DataFrame, context: _Context) -> pd.DataFrame:
+    """The rows of `raw` whose case is one of `context`'s."""
+    keep = _rows_of(context.cases.index, raw["case_id"]) >= 0
+    return raw if keep.all() else raw[keep].reset_index(drop=True)
+
+
+def _read_gate_events(read: _Reader, sql: _Sql, context: _Context) -> pd.DataFrame:
     after: Any = col(CaseEvent.after)
-    gates = list(shapes.key_type.categories)
+    gates = list(context.shapes.key_type.categories)
     raw = read.integers(
         select(
             col(CaseEvent.id),
@@ -836,6 +1246,7 @@ def _read_gate_events(read: _Reader, sql: _Sql, shapes: _Shapes) -> pd.DataFrame
         .where(col(CaseEvent.kind).in_(GATE_EVENTS), col(Gate.round) > 1),
         ["id", "case_id", "kind", "gate", "round", "at", "deadline"],
     ).sort_values("id", kind="stable", ignore_index=True)  # sorted here: no scan in id order
+    raw = _of_known_cases(raw, context)
     return pd.DataFrame(
         {
             "case_id": raw["case_id"],
@@ -848,7 +1259,7 @@ def _read_gate_events(read: _Reader, sql: _Sql, shapes: _Shapes) -> pd.DataFrame
     )
 
 
-def _read_notes(read: _Reader, sql: _Sql) -> pd.DataFrame:
+def _read_notes(read: _Reader, sql: _Sql, context: _Context) -> pd.DataFrame:
     raw = read.records(
         select(col(CaseEvent.id), col(CaseEvent.case_id), sql.text(col(CaseEvent.comment))).where(
             col(CaseEvent.kind) == "milestone.complete",
@@ -856,6 +1267,7 @@ def _read_notes(read: _Reader, sql: _Sql) -> pd.DataFrame:
         ),
         ["id", "case_id", "note"],
     ).sort_values("id", kind="stable", ignore_index=True)  # sorted here: no scan in id order
+    raw = _of_known_cases(raw, context)
     return pd.DataFrame(
         {"case_id": raw["case_id"].astype("int64"), "note": raw["note"].fillna("").astype(object)}
     )
@@ -891,8 +1303,9 @@ class _Shapes:
 
     def rows(self, kinds: pd.Series[Any], versions: pd.Series[Any]) -> IntArray:
         """Each case's template row (-1 when its template is not in the store)."""
-        codes, pairs = _pairs(kinds.astype(str), versions)
-        found = [self.order.get((str(k), int(v)), -1) for k, v in pairs]
+        codes, pairs = _pairs(_codes(kinds), versions)
+        names = [str(k) for k in kinds.cat.categories] + [str(np.nan)]
+        found = [self.order.get((names[k], int(v)), -1) for k, v in pairs]
         return np.array(found + [-1], dtype=np.int64)[codes]
 
     def _take(self, part: str, what: str, tpl: IntArray, seq: IntArray) -> IntArray:
@@ -971,15 +1384,20 @@ class _Workdays:
     def between(self, start: Any, end: Any, calendars: IntArray) -> FloatArray:
         """Working days in (start, end], negative when end is before start; NaN if missing."""
         begin, finish = _day_array(start), _day_array(end)
-        out = np.full(len(begin), np.nan)
-        known = ~(np.isnat(begin) | np.isnat(finish)) & (calendars >= 0)
         base, table = self._counts()
-        i = np.where(known, begin - base, np.timedelta64(0, "D")).astype(np.int64)
-        j = np.where(known, finish - base, np.timedelta64(0, "D")).astype(np.int64)
         width = table.shape[1]
-        inside = known & (i >= 0) & (i < width) & (j >= 0) & (j < width)
-        code = calendars[inside]
-        out[inside] = table[code, j[inside]] - table[code, i[inside]]
+        counts = table.ravel()
+        # Each day's column in the table (NaT becomes numpy's smallest integer: outside).
+        i = (begin - base).astype(np.int64)
+        j = (finish - base).astype(np.int64)
+        inside = (calendars >= 0) & (i >= 0) & (i < width) & (j >= 0) & (j < width)
+        if inside.all():
+            row = calendars * width
+            return cast(FloatArray, (counts[row + j] - counts[row + i]).astype(np.float64))
+        out = np.full(len(begin), np.nan)
+        row = calendars[inside] * width
+        out[inside] = counts[row + j[inside]] - counts[row + i[inside]]
+        known = ~(np.isnat(begin) | np.isnat(finish)) & (calendars >= 0)
         # Days beyond the table (decades away): numpy's count, calendar by calendar. It counts
         # a backwards span as [end + 1, start + 1), so count the forward one and negate.
         backwards = finish < begin
@@ -1044,10 +1462,12 @@ def _workdays_of(cases: pd.DataFrame, as_of: date) -> _Workdays:
 def _local_days(stamps: pd.Series[Any], zones: pd.Series[Any]) -> pd.Series[Any]:
     """The day of each UTC time in its row's time zone (naive day timestamps)."""
     out = np.full(len(stamps), _NAT)
-    zone = zones.astype(object).to_numpy()
+    zone = pd.Categorical(zones)
+    codes, names = np.asarray(zone.codes, dtype=np.int64), zone.categories
     known = stamps.notna().to_numpy()
-    for name in pd.unique(zone[known]):
-        rows = known & (zone == name)
+    for code in np.unique(codes[known]):
+        rows = known & (codes == code)
+        name = names[code] if code >= 0 else np.nan
         local = stamps[rows].dt.tz_convert(str(name)).dt.tz_localize(None)
         out[rows] = local.to_numpy(dtype="datetime64[D]")
     return pd.Series(out.astype("datetime64[s]"), index=stamps.index)
@@ -1082,11 +1502,12 @@ def _is_open(status: pd.Series[Any]) -> BoolArray:
 
 
 def _positions(frames: Frames, part: str) -> IntArray:
-    """Row of each milestone's (or gate's) case in `frames.cases`."""
+    """Row of each milestone's (or gate's, or slip's) case in `frames.cases`."""
 
     def make() -> IntArray:
-        rows = frames.milestones if part == "milestones" else frames.gates
-        return _rows_of(frames.cases.index, rows["case_id"])
+        if part == "slips":
+            return _rows_of(frames.cases.index, frames.slips["case_id"])
+        return frames._details.get().positions[part]
 
     return _memo(frames, f"positions.{part}", make)
 
@@ -1105,10 +1526,7 @@ def _case_columns(frames: Frames, positions: IntArray, columns: Sequence[str]) -
 
 def _groups(frames: Frames, dims: list[str]) -> pd.Index:
     """Every group of `dims` that has cases, sorted: the rows of a table by those dims."""
-    keys = frames.cases[dims].astype(str).drop_duplicates().sort_values(dims)
-    if len(dims) == 1:
-        return cast(pd.Index, pd.Index(keys[dims[0]], name=dims[0]))
-    return pd.MultiIndex.from_frame(keys)
+    return _memo(frames, f"groups.{dims}", lambda: _Grouping(_keys(frames.cases, dims)).index)
 
 
 def _by_groups(
@@ -1165,19 +1583,31 @@ class _Grouping:
             else pd.Index(levels[0], name=names[0])
         )
 
+    def at(self, positions: IntArray) -> _Grouping:
+        """The rows of another table, each in the group of the row at its position here (-1:
+        in none): the same groups, in the same order."""
+        out = copy(self)
+        out.ids = np.where(positions >= 0, self.ids[np.maximum(positions, 0)], -1)
+        out._member = out.ids >= 0
+        return out
+
     def count(self, flags: Any = None) -> IntArray:
         """Rows per group (with the flag set, when given)."""
         rows = self._member if flags is None else self._member & np.asarray(flags, dtype=bool)
         return np.bincount(self.ids[rows], minlength=self.size).astype(np.int64)
+
+    def total(self, values: Any) -> IntArray:
+        """The sum of integer values per group."""
+        numbers = np.asarray(values, dtype=np.int64)[self._member]
+        sums = np.bincount(self.ids[self._member], weights=numbers, minlength=self.size)
+        return sums.round().astype(np.int64)
 
     def stats(self, values: Any, name: str, how: Sequence[str]) -> dict[str, FloatArray]:
         """`median`, `p90`, `mean`, `min` or `max` of the values per group (missing values
         left out; NaN where a group has none). Quantiles interpolate linearly."""
         numbers = np.asarray(values, dtype=np.float64)
         measured = (self.ids >= 0) & ~np.isnan(numbers)
-        ids, numbers = self.ids[measured], numbers[measured]
-        order = np.lexsort((numbers, ids))
-        ids, numbers = ids[order], numbers[order]
+        ids, numbers = _sorted_in_groups(self.ids[measured], numbers[measured], self.size)
         n = np.bincount(ids, minlength=self.size)
         start = np.cumsum(n) - n
         has = n > 0
@@ -1206,6 +1636,24 @@ class _Grouping:
     def table(self, columns: Mapping[str, Any]) -> pd.DataFrame:
         """A table of per-group columns, indexed by the group labels."""
         return pd.DataFrame(dict(columns), index=self.index)
+
+
+def _sorted_in_groups(
+    ids: IntArray, numbers: FloatArray, groups: int
+) -> tuple[IntArray, FloatArray]:
+    """The values sorted by group, then by value. Whole numbers in a short range (days,
+    counts) are counted rather than compared: a histogram per group, read off in order."""
+    if len(numbers) and np.abs(numbers).max() < 2**53:
+        whole = numbers.astype(np.int64)
+        low, high = int(whole.min()), int(whole.max())
+        span = high - low + 1
+        if span * groups <= max(4 * len(numbers), 1 << 16) and np.array_equal(whole, numbers):
+            counts = np.bincount(ids * span + (whole - low), minlength=span * groups)
+            values = np.tile(np.arange(low, high + 1, dtype=np.float64), groups)
+            labels = np.repeat(np.arange(groups, dtype=np.int64), span)
+            return np.repeat(labels, counts), np.repeat(values, counts)
+    order = np.lexsort((numbers, ids))
+    return ids[order], numbers[order]
 
 
 def _keys(frame: pd.DataFrame, dims: Sequence[str]) -> dict[str, Any]:
@@ -1257,7 +1705,8 @@ def milestone_facts(frames: Frames) -> pd.DataFrame:
 @dataclass(frozen=True)
 class _Delivery:
     """What the milestone KPIs measure on each milestone (arrays in `frames.milestones`
-    order): the rules of the module docstring, shared by the facts and the KPI tables."""
+    order): the rules of the module docstring, for the facts (`milestone_counts` and `slips`
+    count the same, per case)."""
 
     case_status: pd.Series[Any]  # categorical
     case_open: BoolArray
@@ -1345,32 +1794,38 @@ def build_milestone_kpis(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.Dat
     `done_on_time`, `done_late`, `on_time_pct` (done on time / done x 100, waived left out),
     `median_slip_working_days`, `p90_slip_working_days` (done milestones, in working days of
     the milestone's own calendar, signed), `overdue_now`.
+
+    From `milestone_counts` and `slips`: no milestone rows are read.
     """
     dims = _dims(by)
-    delivery = _delivery(frames)
-    keys = _case_columns(frames, _positions(frames, "milestones"), dims)
-    groups = _Grouping(
-        _keys(keys, dims), np.asarray(delivery.case_status != CaseStatus.CANCELLED.value)
+    cases, counts = frames.cases, frames.milestone_counts
+    status = cases["status"]
+    groups = _Grouping(_keys(cases, dims), (status != CaseStatus.CANCELLED.value).to_numpy())
+    every, done, waived, on_time, due = (
+        counts[c].to_numpy()
+        for c in ("milestones", "done", "waived", "done_on_time", "due_unfinished")
     )
-    done, on_time = delivery.done, delivery.on_time
+    slips = groups.at(_positions(frames, "slips"))
     table = groups.table(
         {
-            "milestones": groups.count(),
-            "open": groups.count(~delivery.finished),
-            "done": groups.count(done),
-            "waived": groups.count(delivery.waived),
-            "done_on_time": groups.count(on_time),
-            "done_late": groups.count(done & ~on_time),
-            "overdue_now": groups.count(delivery.overdue_now),
-            **groups.stats(delivery.slip, "slip_working_days", ("median", "p90")),
+            "milestones": groups.total(every),
+            "open": groups.total(every - done - waived),
+            "done": groups.total(done),
+            "waived": groups.total(waived),
+            "done_on_time": groups.total(on_time),
+            "done_late": groups.total(done - on_time),
+            "overdue_now": groups.total(np.where(_is_open(status), due, 0)),
+            **slips.stats(
+                frames.slips["slip_working_days"], "slip_working_days", ("median", "p90")
+            ),
         }
     )
-    counts = ["milestones", "open", "done", "waived", "done_on_time", "done_late", "overdue_now"]
-    out = _by_groups(frames, dims, table, counts)
+    counted = ["milestones", "open", "done", "waived", "done_on_time", "done_late", "overdue_now"]
+    out = _by_groups(frames, dims, table, counted)
     measured = out["done"].where(out["done"] > 0)
     out["on_time_pct"] = (100.0 * out["done_on_time"] / measured).round(2)
-    slips = ["median_slip_working_days", "p90_slip_working_days"]
-    return out[[*dims, *counts[:-1], "on_time_pct", *slips, "overdue_now"]]
+    slip_stats = ["median_slip_working_days", "p90_slip_working_days"]
+    return out[[*dims, *counted[:-1], "on_time_pct", *slip_stats, "overdue_now"]]
 
 
 def build_sla_breaches(frames: Frames) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import base64
 import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from html import escape
 from pathlib import Path
@@ -61,7 +61,7 @@ class Report:
 
 def build(engine: Engine, *, as_of: date, partner: str | None = None) -> Report:
     """Every KPI view as of `as_of`, for the portfolio or for the cases `partner` leads."""
-    frames = kpis.load(engine, as_of=as_of)
+    frames = kpis.load(engine, as_of=as_of, full=True)  # every view: all rows, one snapshot
     scope = "the whole portfolio"
     if partner:
         code = partner.strip().upper()
@@ -86,21 +86,7 @@ def build(engine: Engine, *, as_of: date, partner: str | None = None) -> Report:
 
 def scoped(frames: kpis.Frames, partner: str) -> kpis.Frames:
     """The frames of the cases whose lead partner is `partner`, and nothing of the others."""
-    cases = frames.cases[frames.cases["partner"].astype(str) == partner]
-    ids = set(cases.index)
-
-    def keep(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame[frame["case_id"].isin(ids)].reset_index(drop=True)
-
-    return replace(
-        frames,
-        cases=cases,
-        milestones=keep(frames.milestones),
-        gates=keep(frames.gates),
-        events=keep(frames.events),
-        notes=keep(frames.notes),
-        _memo={},
-    )
+    return kpis.only_cases(frames, frames.cases["partner"].astype(str) == partner)
 
 
 def _gantt_rows(engine: Engine, forecast: pd.DataFrame) -> pd.DataFrame:

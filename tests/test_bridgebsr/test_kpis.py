@@ -31,6 +31,7 @@ is Nikolaj's (the only legal advisor, in Denmark), case-owner items the case own
 """
 
 import math
+import pickle
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -47,7 +48,7 @@ from bridgebsr import cases, kpis, migrate, planning, progress, store
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.db import write_session
 from bridgebsr.demo import load_consortium, load_demo
-from bridgebsr.errors import InvalidInput
+from bridgebsr.errors import InvalidInput, StaleCase
 from bridgebsr.settings import Settings
 from models import Case, Decision, Gate, Milestone, Partner, PartnerKind
 from tests.conftest import PG_ADMIN_URL, at
@@ -385,6 +386,59 @@ def test_milestone_kpis_by_partner_and_country(frames: kpis.Frames) -> None:
         zip(columns, (22, 7, 85.71, 0.0, pytest.approx(2.4), 5), strict=True)
     )
     assert _pick(by_country["DK"], *columns) == _pick(by_partner["SCANBALT"], *columns)
+
+
+def test_the_tables_by_group_read_no_milestone_row(
+    portfolio: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Case counts and milestone KPIs, by any dimensions, come from the counts per case and
+    the slips `load` reads: the rows of milestones, gates and events are never read."""
+    frames = kpis.load(portfolio.engine, as_of=AS_OF)
+
+    def refused(*args: Any) -> Any:
+        raise AssertionError("detail rows read")
+
+    monkeypatch.setattr(kpis, "_read_details", refused)
+    for dims in (("pilot",), ("partner",), ("country",), ("country", "pilot", "partner")):
+        assert not kpis.build_case_counts(frames, dims).empty
+        assert not kpis.build_milestone_kpis(frames, dims).empty
+    with pytest.raises(AssertionError, match="detail rows read"):
+        frames.milestones  # noqa: B018  (read at the first use)
+
+
+def test_milestones_counted_by_the_database_as_from_their_rows(portfolio: Runtime) -> None:
+    """The counts per case and the slips `load` has from the database (GROUP BY, done
+    milestones only) are those made from every milestone row (`full`), and so is every
+    view."""
+    lazy = kpis.load(portfolio.engine, as_of=AS_OF)
+    full = kpis.load(portfolio.engine, as_of=AS_OF, full=True)
+    counts = lazy.milestone_counts.assign(case=lazy.cases["key"]).set_index("case")
+    columns = ["milestones", "done", "waived", "done_on_time", "due_unfinished"]
+    # SME-1: nda waived, 8 of the 10 done on time (cluster-search and match-proposal late).
+    # SME-2: intake done late; needs-interview, triage, nda and cluster-search due before
+    # 20 April and open (the match is due that day). IP: 14, kickoff done late.
+    assert {k: list(counts.loc[k, columns]) for k in (S1, S2, IP)} == {
+        S1: [11, 10, 1, 8, 0],
+        S2: [11, 1, 0, 0, 4],
+        IP: [14, 1, 0, 0, 0],
+    }
+    pd.testing.assert_frame_equal(lazy.milestone_counts, full.milestone_counts)
+    pd.testing.assert_frame_equal(_sorted(lazy.slips), _sorted(full.slips))
+    assert len(lazy.slips) == counts["done"].sum()
+    for dims in (("pilot",), ("partner", "country")):
+        pd.testing.assert_frame_equal(
+            kpis.build_milestone_kpis(lazy, dims), kpis.build_milestone_kpis(full, dims)
+        )
+    for name, table in kpis.build_all(full).items():
+        pd.testing.assert_frame_equal(kpis.build_all(lazy)[name], table, obj=name)
+    for name in ("milestones", "gates", "events", "notes"):
+        pd.testing.assert_frame_equal(getattr(lazy, name), getattr(full, name), obj=name)
+    copied = pickle.loads(pickle.dumps(kpis.load(portfolio.engine, as_of=AS_OF)))
+    pd.testing.assert_frame_equal(copied.milestones, full.milestones)
+
+
+def _sorted(slips: pd.DataFrame) -> pd.DataFrame:
+    return slips.sort_values(["case_id", "slip_working_days"], ignore_index=True)
 
 
 # --- SLA breaches, after the fact ------------------------------------------------------------
@@ -805,8 +859,9 @@ def test_builds_do_not_change_their_input(portfolio: Runtime) -> None:
     fresh = kpis.load(portfolio.engine, as_of=AS_OF)
     before = {
         name: getattr(fresh, name).copy(deep=True)
-        for name in ("cases", "milestones", "gates", "events", "notes")
+        for name in ("cases", "milestone_counts", "milestones", "gates", "events", "notes")
     }
+    before["slips"] = _sorted(fresh.slips)
     tables = kpis.build_all(fresh)
     assert set(tables) == {
         "cases_by_pilot",
@@ -823,13 +878,18 @@ def test_builds_do_not_change_their_input(portfolio: Runtime) -> None:
         "forecast",
     }
     for name, frame in before.items():
-        pd.testing.assert_frame_equal(getattr(fresh, name), frame)
-    # Loading through a session (the driver's cursor, in its transaction) reads the same
-    # store as loading from the engine (Arrow), table by table and dtype by dtype.
+        pd.testing.assert_frame_equal(
+            _sorted(fresh.slips) if name == "slips" else getattr(fresh, name), frame
+        )
+    # Loading through a session (the driver's cursor, in its transaction, every row at once)
+    # reads the same store as loading from the engine (Arrow, the counts from the database),
+    # table by table and dtype by dtype.
     with Session(portfolio.engine) as session:
         again = kpis.load(session, as_of=AS_OF)
     for name, frame in before.items():
-        pd.testing.assert_frame_equal(getattr(again, name), frame)
+        pd.testing.assert_frame_equal(
+            _sorted(again.slips) if name == "slips" else getattr(again, name), frame
+        )
     assert again.templates == fresh.templates
 
 
@@ -862,6 +922,78 @@ def test_the_arrow_load_reads_one_snapshot(consortium: Runtime) -> None:
         assert int(later()["n"].iloc[0]) == before
     with kpis._reader(consortium.engine) as read:
         assert int(read.records(count, ["n"])["n"].iloc[0]) == before + 1
+
+
+def test_rows_read_later_are_those_of_the_cases_loaded(consortium: Runtime) -> None:
+    """The detail rows read at their first use come from the store as `load` saw it: the
+    rows of a case opened since are left out, and a case changed since refuses the read."""
+    key = _open(consortium, SME, SME_OWNER, "2026-03-02")
+    frames = kpis.load(consortium.engine, as_of=AS_OF)
+    _open(consortium, SME, SE_OWNER, "2026-03-03")
+    assert set(frames.milestones["case_id"]) == set(frames.cases.index)
+    assert len(frames.gates) == 1 and frames.notes.empty
+    stale = kpis.load(consortium.engine, as_of=AS_OF)
+    _do(consortium, key, "request-intake", "complete", "2026-03-03")
+    with pytest.raises(StaleCase, match=f"changed after the KPIs were loaded .1 case.s., {key}"):
+        stale.gates  # noqa: B018  (read at the first use)
+    read_at_once = kpis.load(consortium.engine, as_of=AS_OF, full=True)
+    _do(consortium, key, "needs-interview", "complete", "2026-03-04")
+    assert int((read_at_once.milestones["status"] == "done").sum()) == 1
+
+
+def test_a_milestone_marked_done_without_a_finish_date_is_not_done(consortium: Runtime) -> None:
+    """As `milestone_facts` has it (no finish date, nothing to measure): counted open, and
+    overdue once its due date has passed, by the database as from the rows."""
+    _open(consortium, SME, SME_OWNER, "2026-03-02")
+    with consortium.engine.begin() as conn:
+        conn.execute(text("UPDATE milestones SET status = 'done' WHERE key = 'needs-interview'"))
+    lazy = kpis.load(consortium.engine, as_of=AS_OF)
+    full = kpis.load(consortium.engine, as_of=AS_OF, full=True)
+    pd.testing.assert_frame_equal(lazy.milestone_counts, full.milestone_counts)
+    assert (lazy.milestone_counts["done"].sum(), len(lazy.slips)) == (0, 0)
+    table = kpis.build_milestone_kpis(lazy)
+    pd.testing.assert_frame_equal(table, kpis.build_milestone_kpis(full))
+    facts = kpis.milestone_facts(full)
+    assert list(table[["milestones", "open", "done", "overdue_now"]].iloc[0]) == [
+        len(facts),
+        int(facts["open"].sum()),
+        0,
+        int(facts["overdue_now"].sum()),
+    ]
+    assert facts.loc[facts["milestone"] == "needs-interview", "overdue_now"].item()
+
+
+def test_group_statistics_agree_with_pandas() -> None:
+    """Whole numbers in a short range are sorted by counting, anything else by comparing:
+    the same medians, p90s, means and extremes as pandas either way."""
+    rng = np.random.default_rng(7)
+    groups = rng.integers(0, 5, 3000)
+    for values in (
+        rng.integers(-20, 40, 3000).astype(float),
+        rng.integers(-(10**9), 10**9, 3000).astype(float),
+        rng.normal(size=3000),
+    ):
+        values[::17] = np.nan
+        grouping = kpis._Grouping({"g": groups})
+        got = grouping.table(grouping.stats(values, "v", ("median", "p90", "mean", "min", "max")))
+        by = pd.Series(values).groupby(groups)
+        expected = pd.DataFrame(
+            {
+                "median_v": by.median(),
+                "p90_v": by.quantile(0.9),
+                "mean_v": by.mean(),
+                "min_v": by.min(),
+                "max_v": by.max(),
+            }
+        ).rename_axis("g")
+        pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
+
+
+def test_case_rows_are_found_by_id() -> None:
+    ids = np.array([0, 1, 2, 3, 4, 5, -1, 10**12, 99], dtype=np.int64)
+    for keys in ([3, 1, 2], [10**12, 5], [], [0, 2, 4]):
+        index = pd.Index(np.array(keys, dtype=np.int64))
+        assert list(kpis._rows_of(index, ids)) == list(index.get_indexer(ids))
 
 
 def test_an_empty_store_gives_empty_tables(rt: Runtime) -> None:

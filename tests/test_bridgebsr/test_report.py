@@ -118,9 +118,18 @@ def test_formula_like_text_cannot_run_and_html_escapes_it(
 def test_the_scoped_frames_drop_every_other_partners_rows(consortium: Runtime) -> None:
     load_demo(consortium, DAY)
     frames = kpis.load(consortium.engine, as_of=DAY)
-    mine = portfolio.scoped(frames, "MVA")
+    mine = portfolio.scoped(frames, "MVA")  # before the rows of milestones are read
     ids = set(mine.cases.index)
     assert ids and set(mine.cases["partner"].astype(str)) == {"MVA"}
     assert set(mine.milestones["case_id"]) <= ids and set(mine.gates["case_id"]) <= ids
+    assert mine.milestone_counts.index.equals(mine.cases.index)
+    assert set(mine.slips["case_id"]) <= ids and len(mine.slips) < len(frames.slips)
+    # The partner's own report has the row the portfolio's has for it.
+    for build in (kpis.build_case_counts, kpis.build_milestone_kpis):
+        everyone = build(frames, ("partner",))
+        pd.testing.assert_frame_equal(
+            build(mine, ("partner",)),
+            everyone[everyone["partner"] == "MVA"].reset_index(drop=True),
+        )
     with pytest.raises(InvalidInput, match="no partner 'nope'"):
         portfolio.build(consortium.engine, as_of=DAY, partner="nope")
