@@ -81,9 +81,15 @@ def is_finished(node: Node) -> bool:
 
 def finish_date(node: Node) -> date | None:
     """When a finished item finished."""
-    if not is_finished(node):
-        return None
-    return node.finished_on if isinstance(node, MilestoneRow) else node.decided_on
+    return _finished_on(node) if isinstance(node, MilestoneRow) else _decided_on(node)
+
+
+def _finished_on(milestone: MilestoneRow) -> date | None:
+    return milestone.finished_on if is_finished(milestone) else None
+
+
+def _decided_on(gate: GateRow) -> date | None:
+    return gate.decided_on if is_finished(gate) else None
 
 
 def items(plan: Plan, *, actual: bool) -> list[Item]:
@@ -98,7 +104,7 @@ def items(plan: Plan, *, actual: bool) -> list[Item]:
             calendars.get(m.owner_id) or default,
             _after(m.depends_on),
             m.started_on if actual else None,
-            m.finished_on if actual and m.status in FINISHED_MILESTONE else None,
+            _finished_on(m) if actual else None,
         )
         for m in plan.milestones
     ]
@@ -110,7 +116,7 @@ def items(plan: Plan, *, actual: bool) -> list[Item]:
             default,
             _after(g.depends_on),
             g.opened_on if actual else None,
-            g.decided_on if actual and g.status is GateStatus.APPROVED else None,
+            _decided_on(g) if actual else None,
         )
         for g in plan.gates
     )
