@@ -124,14 +124,15 @@ def _populate(
 
 
 # Inserts of a new case, built once: its row, then one multi-row statement per item table.
+# Every column of a row after its id (which the database gives), per row class.
+_WRITTEN = {row_type: rows.columns(row_type)[1:] for row_type in (CaseRow, MilestoneRow, GateRow)}
 _CASES = SQLModel.metadata.tables[str(Case.__tablename__)]
-_INSERT_CASE = Prepared(insert(_CASES).returning(_CASES.c.id), rows.columns(CaseRow)[1:])
+_INSERT_CASE = Prepared(insert(_CASES).returning(_CASES.c.id), _WRITTEN[CaseRow])
 _INSERT_MILESTONES = Prepared(
-    insert(SQLModel.metadata.tables[str(Milestone.__tablename__)]),
-    rows.columns(MilestoneRow)[1:],
+    insert(SQLModel.metadata.tables[str(Milestone.__tablename__)]), _WRITTEN[MilestoneRow]
 )
 _INSERT_GATES = Prepared(
-    insert(SQLModel.metadata.tables[str(Gate.__tablename__)]), rows.columns(GateRow)[1:]
+    insert(SQLModel.metadata.tables[str(Gate.__tablename__)]), _WRITTEN[GateRow]
 )
 
 
@@ -147,7 +148,7 @@ def _insert(conn: Connection, case: CaseRow, plan: planning.Plan) -> None:
 
 
 def _without_id(row: CaseRow | rows.Node) -> dict[str, object]:
-    names = rows.columns(type(row))[1:]  # every column after the id
+    names = _WRITTEN[type(row)]
     return dict(zip(names, rows.values(row, names), strict=True))
 
 
