@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.util import find_spec
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -17,18 +18,41 @@ from sqlalchemy.engine import make_url
 ADMIN_URL = os.environ.get("BRIDGEBSR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def reachable() -> bool:
-    """Whether the PostgreSQL server answers (within two seconds); anything that keeps it
-    from answering counts as not. The tests ask this too, to skip or (in CI) fail."""
+def unreachable_reason() -> str | None:
+    """Why the PostgreSQL server cannot be used from here (a driver of the postgres extra is
+    not installed, or the server does not answer within two seconds), or None when it answers.
+    The tests ask this too, to skip with the reason or (in CI) fail."""
+    missing = _missing_driver()
+    if missing is not None:
+        return (
+            f"the PostgreSQL driver {missing} is not installed; install the postgres extra: "
+            "pip install -e '.[postgres]'"
+        )
     engine = create_engine(ADMIN_URL, connect_args={"connect_timeout": 2})
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        return False
+        return None
+    except Exception:  # anything that keeps the server from answering counts
+        url = make_url(ADMIN_URL)
+        return f"PostgreSQL at {url.host}:{url.port} does not answer; start it to run this"
     finally:
         engine.dispose()
+
+
+def _missing_driver() -> str | None:
+    """The first driver of the postgres extra that cannot be imported: the case store's (the
+    one ADMIN_URL names) and the report's ADBC driver."""
+    try:
+        create_engine(ADMIN_URL).dispose()  # imports the driver, connects to nothing
+    except ModuleNotFoundError as missing:
+        return missing.name
+    return None if find_spec("adbc_driver_postgresql") else "adbc_driver_postgresql"
+
+
+def reachable() -> bool:
+    """Whether the PostgreSQL server answers (see `unreachable_reason`)."""
+    return unreachable_reason() is None
 
 
 def url_of(database: str) -> str:

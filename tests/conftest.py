@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from benchmarks.scratch_pg import ADMIN_URL as PG_ADMIN_URL
-from benchmarks.scratch_pg import reachable as postgres_available
+from benchmarks.scratch_pg import unreachable_reason
 from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.demo import load_consortium
@@ -25,21 +26,32 @@ BRIDGEBSR = Path(sys.executable).parent / "bridgebsr"
 DEMO_AS_OF = "2026-11-26"
 
 
+@cache
+def postgres_problem() -> str | None:
+    """Why the PostgreSQL tests cannot run here (asked once per session), or None."""
+    return unreachable_reason()
+
+
+def postgres_available() -> bool:
+    """Whether the PostgreSQL tests can run here."""
+    return postgres_problem() is None
+
+
 @pytest.fixture(scope="session")
 def pg_ready() -> bool:
     """PostgreSQL is required in CI and optional elsewhere."""
-    ok = postgres_available()
-    if not ok and IN_CI:
-        pytest.fail(f"PostgreSQL is required in CI (CI=true) but {PG_ADMIN_URL} does not answer")
-    return ok
+    problem = postgres_problem()
+    if problem is not None and IN_CI:
+        pytest.fail(f"PostgreSQL is required in CI (CI=true), but {problem}", pytrace=False)
+    return problem is None
 
 
 @contextmanager
 def pg_schema(pg_ready: bool) -> Iterator[str]:
-    """The URL of a fresh PostgreSQL schema, dropped afterwards; the test is skipped when the
-    server does not answer (`pg_ready` has failed it already in CI)."""
+    """The URL of a fresh PostgreSQL schema, dropped afterwards; the test is skipped with the
+    reason when the server cannot be used (`pg_ready` has failed it already in CI)."""
     if not pg_ready:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}; start it to run this test")
+        pytest.skip(str(postgres_problem()))
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL)
     with admin.begin() as conn:
@@ -122,11 +134,13 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `bridgebsr ARGS` with BRIDGEBSR_HOME=home."""
+def run(
+    home: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `bridgebsr ARGS` in home's parent folder with BRIDGEBSR_HOME=home (and `env`)."""
     return subprocess.run(
         [str(BRIDGEBSR), *args],
-        env=_env(home),
+        env=_env(home) | (env or {}),
         cwd=home.parent,
         capture_output=True,
         text=True,
