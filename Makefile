@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install run demo lint test soak bench bench-quick clean browser
+.PHONY: install run demo lint test screenshots soak bench bench-quick clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ browser:
 test: lint browser
 	$(BIN)/pytest -q --durations=20
 
+# The README's screenshots: the end-to-end walkthrough writes them into docs/screenshots
+# (a test run writes them to build/screenshots, so the checkout stays clean).
+screenshots: $(STAMP) browser
+	BRIDGEBSR_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/e2e/test_pilot_lead_day.py
+
 # The large versions of tests/reliability: 10,000 notices, 20 kills, 10,000 fuzz examples.
 soak: $(STAMP)
 	BRIDGEBSR_SOAK=1 $(BIN)/pytest -q tests/reliability
@@ -45,4 +50,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
 
 clean:
-	rm -rf $(VENV) .bridgebsr .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .bridgebsr .pytest_cache .mypy_cache .ruff_cache *.egg-info build

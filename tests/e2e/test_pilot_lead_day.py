@@ -4,7 +4,8 @@ Find the ip-integration case's gate waiting in Runs, open it, Resume, fill the d
 (first with an address that lacks the approver role: refused, and the form asks again; then
 as each council member the gate needs), and see the decisions land in the case store with an
 audit trail naming the approvers and the flow run. Then read the pilot's status artifact.
-Each step leaves a screenshot in docs/screenshots/ for the README's walkthrough.
+Each step leaves a screenshot in build/screenshots/ (`make screenshots`: docs/screenshots/, which
+the README's walkthrough shows).
 """
 
 import re
