@@ -41,7 +41,7 @@ class Runtime:
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
     """Wire settings and the engine; SQLite stores get their folder created."""
-    settings = settings or Settings()
+    settings = settings or Settings.load()
     url = settings.resolved_database_url()
     if url.startswith("sqlite:///"):
         settings.home.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +70,25 @@ def load_catalog(extra_dirs: Iterable[Path] = ()) -> Catalog:
 def load_template(path: Path) -> Template:
     """Parse and check one template file; every problem is reported with its line."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = _read_file(path).decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path}: cannot read template: {exc}") from None
     return parse_template(text, str(path))
+
+
+def _read_file(path: Path) -> bytes:
+    """A template file's bytes; anything but a regular file of at most MAX_BYTES is refused
+    before it is read (a FIFO would wait for a writer, a device or a huge file fill the
+    memory)."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise InvalidInput(f"{path}: not a regular file; give a template YAML file")
+    with path.open("rb") as file:
+        data = file.read(MAX_BYTES + 1)  # not more, even if the file grew since the check
+    if len(data) > MAX_BYTES:
+        raise InvalidInput(
+            f"{path}: larger than {MAX_BYTES // 1024} KiB; a template is a short text file"
+        )
+    return data
 
 
 def parse_template(text: str, where: str) -> Template:
@@ -100,6 +117,7 @@ def parse_template(text: str, where: str) -> Template:
 
 # --- reading YAML ----------------------------------------------------------------------------
 
+MAX_BYTES = 1024 * 1024  # a template file at most; the shipped ones are under 10 KiB
 MAX_DEPTH = 32  # nested nodes, scalars included, a template may use; the shipped ones reach 6
 _INT_RANGE = range(-(2**63), 2**63)  # what the store can hold
 _KINDS = {

@@ -44,6 +44,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from bridgebsr.errors import InvalidInput
+from bridgebsr.texts import email_key, is_control
 from models import (
     Case,
     CaseStatus,
@@ -149,7 +150,7 @@ def build(
         raise InvalidInput("a calendar feed needs an aware `now` (with a time zone)")
     scope = _scope(session, partner, contact)
     stamp = now.astimezone(UTC)
-    calendar = Calendar.new(prodid=PRODID, name=scope.name, uid=scope.uid)
+    calendar = Calendar.new(prodid=PRODID, name=_calendar_name(scope.name), uid=scope.uid)
     if scope.timezone:
         calendar.add("x-wr-timezone", scope.timezone)
     events = [*_milestone_events(session, scope, stamp), *_gate_events(session, scope, stamp)]
@@ -160,7 +161,7 @@ def build(
 
 def _scope(session: Session, partner: str | None, contact: str | None) -> _Scope:
     code = partner.strip().upper() if partner and partner.strip() else None
-    email = contact.strip().lower() if contact and contact.strip() else None
+    email = email_key(contact) if contact and contact.strip() else None
     if (code is None) == (email is None):
         raise InvalidInput("give exactly one of --partner CODE or --contact EMAIL")
     if code is not None:
@@ -315,6 +316,15 @@ def _event(
         transparency=TRANSP.TRANSPARENT,
         last_modified=_utc(case.updated_at),
     )
+
+
+def _calendar_name(text: str) -> str:
+    """Stored text as a calendar's name: icalendar writes the name as it is (texts of events
+    it escapes), and RFC 5545 allows no control character in a line, so each becomes a
+    space."""
+    if text.isprintable():  # the usual case: no control character, nothing to do
+        return text
+    return "".join(" " if is_control(ch) else ch for ch in text)
 
 
 def _utc(value: datetime) -> datetime:

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, func, select
 
 from bridgebsr import store
 from bridgebsr.errors import NotFound
+from bridgebsr.texts import email_key
 from models import (
     FINISHED_MILESTONE,
     Case,
@@ -363,7 +364,7 @@ def receipts(
     """Messages sent or tried, newest first: to whom, what kind, and each channel's result."""
     query = select(Delivery, Contact.email).join(Contact, col(Contact.id) == Delivery.recipient_id)
     if email:
-        query = query.where(col(Contact.email) == email.strip().lower())
+        query = query.where(col(Contact.email) == email_key(email))
     rows = session.exec(query.order_by(col(Delivery.id).desc()).limit(limit)).all()
     return [
         {

@@ -3,27 +3,56 @@
 import getpass
 import json
 import sys
-import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from sqlalchemy.engine import make_url
 
 from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.calendars import out_of_range
 from bridgebsr.errors import BridgeError, InvalidInput
+from bridgebsr.texts import email_key, fitting, is_control
+from models import CaseEvent
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
-AS_OF_HELP = "Act as if it were this time (ISO date or datetime; default now)."
+AS_OF_HELP = (
+    "Act as if it were this time: an ISO datetime (2026-05-01T09:00, in BRIDGEBSR_TIMEZONE "
+    "unless it gives its zone) or an ISO date, which means noon that day in "
+    "BRIDGEBSR_TIMEZONE (default Europe/Copenhagen); default now."
+)
+AsOf = Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)]
 INTEGER_MAX = 2**31 - 1  # the largest INTEGER every supported database stores
 
-# Pipes and logs get wide tables rather than 80 columns of wrapped text.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+class _Terminal(Console):
+    """A console that shows every control character of the text it prints escaped (an
+    escape sequence in a stored title reaches no terminal, piped or not); line breaks come
+    from separate prints, never from inside a text."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        """`text` with its control characters escaped, then rendered as rich does."""
+        return super().render_str(one_line(text), **kwargs)
+
+
+# Pipes and logs get wide tables rather than 80 columns of wrapped text. No markup or emoji
+# codes unless a print asks for markup: stored text is shown as it is.
+console = _Terminal(
+    highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 200
+)
+err_console = _Terminal(stderr=True, highlight=False, markup=False, emoji=False)
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print one line for people (stdout, or stderr with `err`), never wrapped."""
+    (err_console if err else console).print(text, soft_wrap=True)
 
 
 def runtime(*, ready: bool = True) -> Runtime:
@@ -39,18 +68,19 @@ def runtime(*, ready: bool = True) -> Runtime:
     return rt
 
 
-def parse_when(value: str | None, rt: Runtime) -> datetime:
-    """`--as-of` as an aware datetime; dates mean noon, naive times the configured zone."""
+def parse_when(value: str | None, rt: Runtime, option: str = "--as-of") -> datetime:
+    """`--as-of` (or another time `option`) as an aware datetime; dates mean noon, naive
+    times the configured zone."""
     if not value:
         return datetime.now(UTC)
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(
-            f"--as-of '{value}' is not an ISO date or datetime (2026-05-01T09:00)"
+            f"{option} '{value}' is not an ISO date or datetime (2026-05-01T09:00)"
         ) from None
     if why := out_of_range(parsed.date()):
-        raise InvalidInput(f"--as-of: {why}")
+        raise InvalidInput(f"{option}: {why}")
     if len(value.strip()) == 10:
         parsed = parsed.replace(hour=12)
     if parsed.tzinfo is None:
@@ -78,17 +108,52 @@ def bounded(value: int, option: str, low: int = 0, high: int = INTEGER_MAX) -> i
     return value
 
 
+def shown_url(url: str) -> str:
+    """A database URL as it may be shown: its password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def today(rt: Runtime, now: datetime) -> date:
     """The date of `now` in the configured zone."""
     return now.astimezone(rt.settings.zone()).date()
 
 
-def default_actor() -> str:
-    """Who acts when no --by is given: the operating system user."""
+def checked_text(option: str, value: str, model: type[Any], field: str) -> str:
+    """An option's text when it fits the column it is stored in, else InvalidInput."""
     try:
-        return f"{getpass.getuser()}@cli"
+        return fitting(value, model, field)
+    except ValueError as exc:
+        raise InvalidInput(f"{option}: {exc}; shorten it") from None
+
+
+@dataclass(frozen=True)
+class Who:
+    """Who makes a change from the command line, and whether that was only guessed."""
+
+    email: str
+    guessed: bool = False
+
+    def tell(self) -> None:
+        """After a change recorded under a guessed name: say so once, and how to fix it."""
+        if self.guessed:
+            say(
+                f"note: recorded as made by {self.email}, which is no contact; give --by EMAIL "
+                "or set BRIDGEBSR_ACTOR=you@example.org to record who you are",
+                err=True,
+            )
+
+
+def who(rt: Runtime, by: str | None) -> Who:
+    """`--by`, else BRIDGEBSR_ACTOR, else the operating-system user (guessed)."""
+    if by and by.strip():
+        return Who(checked_text("--by", email_key(by), CaseEvent, "actor"))
+    if rt.settings.actor and rt.settings.actor.strip():
+        actor = email_key(rt.settings.actor)
+        return Who(checked_text("BRIDGEBSR_ACTOR", actor, CaseEvent, "actor"))
+    try:
+        return Who(f"{getpass.getuser()}@cli", guessed=True)
     except (KeyError, OSError):
-        return "unknown@cli"
+        return Who("unknown@cli", guessed=True)
 
 
 def emit_json(data: Any) -> None:
@@ -118,17 +183,14 @@ def one_line(text: str) -> str:
     """`text` with line breaks and other control characters escaped as in a Python string
     literal (a newline becomes \\n), so a message quoting any input stays on one line and
     cannot drive the terminal."""
-    return "".join(
-        repr(ch)[1:-1] if unicodedata.category(ch) in {"Cc", "Zl", "Zp"} else ch for ch in text
-    )
+    return "".join(repr(ch)[1:-1] if is_control(ch) else ch for ch in text)
 
 
 def fail(exc: BridgeError) -> None:
     """One clear line on stderr (plus each problem of an invalid file), exit 1."""
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
     problems = exc.problems if isinstance(exc, InvalidInput) else []
     if len(problems) > 1:
         for line in problems:
-            err.print(f"  {one_line(line)}", markup=False)
-    err.print(f"error: {one_line(str(exc))}", markup=False)
+            say(f"  {line}", err=True)
+    say(f"error: {exc}", err=True)
     raise SystemExit(1)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bridgebsr.cli._common import AS_OF_HELP, fail, parse_when, runtime
+from bridgebsr.cli._common import AsOf, fail, parse_when, runtime, say
 from bridgebsr.db import write_session
 from bridgebsr.errors import BridgeError
 
@@ -34,7 +34,7 @@ def import_cases(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and report what would be created.")
     ] = False,
-    as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
+    as_of: AsOf = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar; print the summary only.")
     ] = False,
@@ -61,13 +61,13 @@ def import_cases(
     except BridgeError as exc:  # one clear line, however the command is mounted
         fail(exc)
         return
-    typer.echo(report.summary())
+    say(report.summary())
     if quiet:
         return
     for ref, key in report.created:
-        typer.echo(f"  + {key}  {ref}")
+        say(f"  + {key}  {ref}")
     for ref, key in report.unchanged:
-        typer.echo(f"  = {key}  {ref}")
+        say(f"  = {key}  {ref}")
 
 
 @contextmanager

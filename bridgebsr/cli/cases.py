@@ -8,21 +8,25 @@ from rich.markup import escape
 from bridgebsr import cases as case_uc
 from bridgebsr import progress, queries
 from bridgebsr.cli._common import (
-    AS_OF_HELP,
     JSON_OPTION,
+    AsOf,
     bounded,
+    checked_text,
     console,
-    default_actor,
     emit_json,
     emit_table,
     parse_day,
     parse_when,
     runtime,
+    say,
     today,
+    who,
 )
 from bridgebsr.cli.orchestration import sync_case_runs
 from bridgebsr.db import read_session, write_session
-from models import CaseStatus, Decision
+from bridgebsr.queries import GateView
+from bridgebsr.rows import GateRow
+from models import Case, CaseStatus, Decision, GateStatus
 
 case_app = typer.Typer(help="Open, list, show and change cases.", no_args_is_help=True)
 milestone_app = typer.Typer(
@@ -30,7 +34,6 @@ milestone_app = typer.Typer(
 )
 gate_app = typer.Typer(help="Approve or reject a case's gates.", no_args_is_help=True)
 
-AsOf = Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)]
 IfVersion = Annotated[
     int | None, typer.Option("--if-version", help="Refuse unless the case is at this version.")
 ]
@@ -49,6 +52,7 @@ def open_(
     as_of: AsOf = None,
 ) -> None:
     """Open a case of a pilot KIND; prints its key."""
+    title = checked_text("--title", title.strip(), Case, "title")
     rt = runtime()
     now = parse_when(as_of, rt)
     with write_session(rt.engine) as session:
@@ -62,7 +66,7 @@ def open_(
             start=parse_day(start, "--start"),
             now=now,
         )
-        typer.echo(case.key)
+        say(case.key)
 
 
 @case_app.command("list")
@@ -110,9 +114,14 @@ def show(key: str, as_of: AsOf = None, as_json: bool = JSON_OPTION) -> None:
 def _print_case(data: dict[str, Any]) -> None:
     console.print(
         f"[bold]{data['key']}[/bold] {escape(data['title'])}  "
-        f"({data['kind']} v{data['template_version']})\n"
+        f"({data['kind']} v{data['template_version']})",
+        markup=True,
+    )
+    say(
         f"status {data['status']} · stage {data['stage'] or '-'} · owner {data['owner']} · "
-        f"partner {data['partner']} · version {data['version']}\n"
+        f"partner {data['partner']} · version {data['version']}"
+    )
+    say(
         f"start {data['start']} · target {data['target']} · forecast {data['forecast']} "
         f"({data['slip_days']:+d} days)"
     )
@@ -133,7 +142,7 @@ def _print_case(data: dict[str, Any]) -> None:
         data["gates"],
         ("key", "status", "round", "approvers", "deadline", "forecast_due", "votes"),
     )
-    console.print("critical path: " + " → ".join(data["critical_path"]))
+    say("critical path: " + " → ".join(data["critical_path"]))
 
 
 def _version(if_version: int | None) -> int | None:
@@ -149,17 +158,19 @@ def _change_case(action: str) -> Any:
         if_version: IfVersion = None,
     ) -> None:
         rt = runtime()
+        actor = who(rt, by)
         with write_session(rt.engine) as session:
             case = case_uc.change_case(
                 session=session,
                 key=key,
                 action=action,
                 reason=reason,
-                actor=by or default_actor(),
+                actor=actor.email,
                 now=parse_when(as_of, rt),
                 expected_version=_version(if_version),
             )
-            typer.echo(f"{case.key} is {case.status.value} (version {case.version})")
+            say(f"{case.key} is {case.status.value} (version {case.version})")
+        actor.tell()
         sync_case_runs(rt, key)
 
     command.__doc__ = f"{action.capitalize()} a case, with a reason."
@@ -183,18 +194,20 @@ def _milestone_command(action: str) -> Any:
         if_version: IfVersion = None,
     ) -> None:
         rt = runtime()
+        actor = who(rt, by)
         with write_session(rt.engine) as session:
             m = progress.progress_milestone(
                 session=session,
                 case_key=key,
                 milestone_key=milestone,
                 action=action,
-                actor=progress.Actor(by or default_actor(), comment=note),
+                actor=progress.Actor(actor.email, comment=note),
                 now=parse_when(as_of, rt),
                 on=parse_day(on, "--on"),
                 expected_version=_version(if_version),
             )
-            typer.echo(f"{key.upper()} {m.key} is {m.status.value}; forecast due {m.forecast_due}")
+            say(f"{key.upper()} {m.key} is {m.status.value}; forecast due {m.forecast_due}")
+        actor.tell()
         sync_case_runs(rt, key)
 
     command.__doc__ = f"{action.capitalize()} a milestone of a case."
@@ -215,21 +228,56 @@ def _gate_command(decision: Decision) -> Any:
         if_version: IfVersion = None,
     ) -> None:
         rt = runtime()
+        actor = who(rt, by)
         with write_session(rt.engine) as session:
             g = progress.decide_gate(
                 session=session,
                 case_key=key,
                 gate_key=gate,
                 decision=decision,
-                actor=progress.Actor(by, comment=comment),
+                actor=progress.Actor(actor.email, comment=comment),
                 now=parse_when(as_of, rt),
                 expected_version=_version(if_version),
             )
-            typer.echo(f"{key.upper()} gate {g.key} is {g.status.value} (round {g.round})")
+        with read_session(rt.engine) as session:
+            view = queries.gate_view(session=session, case_key=key, gate_key=g.key)
+        say(f"{view.case_key} gate {g.key}: {gate_outcome(g, view)}")
         sync_case_runs(rt, key)
 
     command.__doc__ = f"{decision.value.capitalize()} a gate of a case as one of its approvers."
     return command
+
+
+def gate_outcome(decided: GateRow, now: GateView) -> str:
+    """What a decision did to a gate, in words: the votes still needed, passed, or what the
+    rejection set off (`decided`: the gate as the decision left it; `now`: its votes)."""
+    if decided.status is GateStatus.OPEN:
+        left = now.required - now.approvals
+        return (
+            f"vote {now.approvals} of {now.required} recorded; "
+            f"waiting for {left} more {_people(left, now.approver_role)}"
+        )
+    if decided.status is GateStatus.APPROVED:
+        return f"passed with {now.approvals} of {now.required} approvals"
+    if decided.status is GateStatus.REJECTED:
+        return f"rejected; case {now.case_key} is {now.case_status.value}"
+    return (
+        f"rejected in round {decided.round - 1}; the case goes back to stage "
+        f"{decided.rework_stage} for rework, and the gate opens again for round "
+        f"{decided.round} when that work is done"
+    )
+
+
+def _people(count: int, role: str) -> str:
+    """A role as people: 'council member', or pluralised, 'council members'."""
+    words = role.replace("-", " ").replace("_", " ")
+    if count == 1:
+        return words
+    if words.endswith(("s", "x", "z", "ch", "sh")):
+        return words + "es"
+    if words.endswith("y") and words[-2:-1] not in set("aeiou"):
+        return words[:-1] + "ies"
+    return words + "s"
 
 
 gate_app.command("approve")(_gate_command(Decision.APPROVE))

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from bridgebsr.cli._common import AS_OF_HELP, fail, parse_when, runtime
+from bridgebsr.cli._common import AsOf, fail, parse_when, runtime, say
 from bridgebsr.db import read_session
 from bridgebsr.errors import BridgeError
 from bridgebsr.files import write_bytes
@@ -25,7 +25,7 @@ def ical(
             "--contact", help="A contact's email: what they own or may approve, and their cases."
         ),
     ] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
+    as_of: AsOf = None,
 ) -> None:
     """Write an iCalendar feed of milestones and gate deadlines for a partner or a person."""
     from bridgebsr import ical as ical_feed  # icalendar loads only for this command
@@ -36,6 +36,6 @@ def ical(
         with read_session(rt.engine) as session:
             feed = ical_feed.build(session=session, partner=partner, contact=contact, now=now)
         write_bytes(out, feed.to_ical())
-        typer.echo(f"wrote {feed.events} event(s) for {feed.who} to {out}")
+        say(f"wrote {feed.events} event(s) for {feed.who} to {out}")
     except BridgeError as exc:  # one clear line, however the command is mounted
         fail(exc)

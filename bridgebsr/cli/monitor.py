@@ -5,12 +5,13 @@ from typing import Annotated
 import typer
 
 from bridgebsr.cli._common import (
-    AS_OF_HELP,
     JSON_OPTION,
+    AsOf,
     emit_json,
     emit_table,
     parse_when,
     runtime,
+    say,
 )
 from bridgebsr.monitor import MonitorReport, run_monitor
 
@@ -18,7 +19,7 @@ LATE_COLUMNS = ("case", "pilot", "item", "owner", "partner", "due", "days_late",
 
 
 def monitor(
-    as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
+    as_of: AsOf = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what the pass would do; change nothing.")
     ] = False,
@@ -56,14 +57,14 @@ def late_rows(report: MonitorReport) -> list[dict[str, object]]:
 def print_report(report: MonitorReport) -> None:
     """A one-paragraph summary, then the table of late items."""
     verb = "would write" if report.dry_run else "wrote"
-    typer.echo(
+    say(
         f"monitor as of {report.now:%Y-%m-%d %H:%M} UTC: {verb} {report.notifications} "
         f"notification(s); {report.newly_overdue} milestone(s) newly late, "
         f"{report.newly_expired} gate(s) newly expired, {len(report.late)} item(s) late"
     )
     for line in report.timed_out:
-        typer.echo(f"  gate {'would time out' if report.dry_run else 'timed out'}: {line}")
+        say(f"  gate {'would time out' if report.dry_run else 'timed out'}: {line}")
     for line in report.failures:
-        typer.echo(f"  not applied: {line}", err=True)
+        say(f"  not applied: {line}", err=True)
     if report.late:
         emit_table(f"Late as of {report.today}", late_rows(report), LATE_COLUMNS)

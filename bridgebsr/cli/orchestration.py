@@ -15,10 +15,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.cli._common import bounded, console, parse_when, runtime, today
+from bridgebsr.cli._common import (
+    AsOf,
+    bounded,
+    console,
+    parse_when,
+    runtime,
+    say,
+    shown_url,
+    today,
+)
 
 UP_FILE = "up.json"
 DEFAULT_PORT = 4200
@@ -128,12 +138,10 @@ def sync_case_runs(rt: Runtime, case_key: str) -> None:
 
         counts = reconcile_gates(case_key)
     except Exception as exc:  # the change is recorded; the next monitor pass reconciles
-        typer.echo(f"warning: could not update gate runs in Prefect ({type(exc).__name__})")
+        say(f"warning: could not update gate runs in Prefect ({type(exc).__name__})")
         return
     if counts["closed"] or counts["started"]:
-        typer.echo(
-            f"Prefect: closed {counts['closed']} waiting gate run(s), started {counts['started']}"
-        )
+        say(f"Prefect: closed {counts['closed']} waiting gate run(s), started {counts['started']}")
 
 
 def up(
@@ -143,9 +151,7 @@ def up(
     port: Annotated[int, typer.Option("--port", help="Port of the local Prefect server.")] = (
         DEFAULT_PORT
     ),
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Date the demo is built for (default today).")
-    ] = None,
+    as_of: AsOf = None,
 ) -> None:
     """Start Prefect locally (or use PREFECT_API_URL) and serve every pilot flow on schedule."""
     port = bounded(port, "--port", 1, 65535)
@@ -155,17 +161,17 @@ def up(
         from bridgebsr import demo as demo_data
 
         keys = demo_data.load_demo(rt, today(rt, parse_when(as_of, rt)))
-        typer.echo(f"demo: opened {len(keys)} case(s)" if keys else "demo: cases already loaded")
+        say(f"demo: opened {len(keys)} case(s)" if keys else "demo: cases already loaded")
     home = rt.settings.home.resolve()
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     server = None
     api = os.environ.get("PREFECT_API_URL") or f"http://127.0.0.1:{port}/api"
     if healthy(api):
-        typer.echo(f"using the Prefect server at {api}")
+        say(f"using the Prefect server at {api}")
     else:
         server = LocalServer(home / "prefect", port=port)
-        typer.echo(f"starting a Prefect server on 127.0.0.1:{port} (log: {server.home}/server.log)")
+        say(f"starting a Prefect server on 127.0.0.1:{port} (log: {server.home}/server.log)")
         try:
             server.start()
         except RuntimeError as exc:
@@ -180,13 +186,13 @@ def up(
     finally:
         _marker(rt).unlink(missing_ok=True)
         if server is not None:
-            typer.echo("stopping the Prefect server")
+            say("stopping the Prefect server")
             server.stop()
-    typer.echo("bridgebsr stopped; schedules stay active for the next `bridgebsr up`")
+    say("bridgebsr stopped; schedules stay active for the next `bridgebsr up`")
 
 
 def _fail_line(message: str) -> int:
-    typer.echo(f"error: {message}", err=True)
+    say(f"error: {message}", err=True)
     return 1
 
 
@@ -198,15 +204,16 @@ def _serve(rt: Runtime, api: str) -> None:
     ui = api.removesuffix("/api")
 
     def ready(first_run: str) -> None:
-        console.print(f"\n[bold]bridgebsr is up[/bold]: Prefect UI {ui}", highlight=False)
-        console.print(f"  case store: {rt.settings.resolved_database_url()}", highlight=False)
-        console.print(f"  deployments: {', '.join(DEPLOYMENTS)}", highlight=False)
+        say("")
+        console.print(f"[bold]bridgebsr is up[/bold]: Prefect UI {escape(ui)}", markup=True)
+        say(f"  case store: {shown_url(rt.settings.resolved_database_url())}")
+        say(f"  deployments: {', '.join(DEPLOYMENTS)}")
         if first_run:
-            console.print(f"  first monitor run: {ui}/runs/flow-run/{first_run}", highlight=False)
-        console.print(
+            say(f"  first monitor run: {ui}/runs/flow-run/{first_run}")
+        say(
             "  late items: artifact `late-items`; gates waiting: runs of `stage-gate` "
-            "(Paused, with a decision form)\n  Ctrl-C stops.",
-            highlight=False,
+            "(Paused, with a decision form)"
         )
+        say("  Ctrl-C stops.")
 
     asyncio.run(serve_all(ready))

@@ -5,14 +5,14 @@ from typing import Annotated
 
 import typer
 
-from bridgebsr.cli._common import AS_OF_HELP, parse_when, runtime
+from bridgebsr.cli._common import AsOf, parse_when, runtime, say
 from bridgebsr.errors import InvalidInput
 
 
 def report(
     fmt: Annotated[str, typer.Option("--format", help="csv (a folder), xlsx or html.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write (a folder for csv).")],
-    as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
+    as_of: AsOf = None,
     partner: Annotated[
         str | None, typer.Option("--partner", help="Only the cases this partner leads.")
     ] = None,
@@ -28,7 +28,7 @@ def report(
     day = parse_when(as_of, rt).astimezone(rt.settings.zone()).date()
     built = portfolio.build(rt.engine, as_of=day, partner=partner)
     written = portfolio.write(built, kind, out)
-    typer.echo(
+    say(
         f"wrote the {kind} report for {built.scope} as of {day} "
         f"({len(built.views)} views) to {out if kind == 'csv' else written[0]}"
     )

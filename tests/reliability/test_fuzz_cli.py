@@ -20,6 +20,7 @@ from hypothesis import Phase, event, example, given, reject, settings
 from hypothesis import strategies as st
 
 from bridgebsr.catalog import load_catalog
+from bridgebsr.texts import is_control
 from tests.reliability.conftest import (
     Outcome,
     Pristine,
@@ -277,6 +278,7 @@ def _run(store: Pristine, root: Path, args: Sequence[str]) -> Outcome:
 def _judge(done: Outcome, set_aside_known: bool = True) -> None:
     try:
         assert_clean_exit(done)
+        _no_raw_control_characters(done)
     except AssertionError:
         reason = known_bug(done)
         if set_aside_known and reason:
@@ -284,6 +286,13 @@ def _judge(done: Outcome, set_aside_known: bool = True) -> None:
             reject()
         raise
     event(f"{' '.join(_command(done.args))}: exit {done.code}")
+
+
+def _no_raw_control_characters(done: Outcome) -> None:
+    """What people read (all but --json) holds no control character but its line breaks."""
+    shown = done.stderr if "--json" in done.args else done.stdout + done.stderr
+    raw = sorted({ch for ch in shown if is_control(ch) and ch != "\n"})
+    assert not raw, f"raw control characters {raw} in the output\n{done.describe()}"
 
 
 def _refused(done: Outcome, *words: str) -> None:
@@ -318,6 +327,7 @@ def test_a_command_line_ends_cleanly_and_a_refusal_changes_nothing(
 
 
 EXPLICIT = settings(phases=[Phase.explicit], database=None, deadline=None)
+OPEN_SME = ["case", "open", "shared-sme-service", "--owner", "karin.astrom@mva.example"]
 CALENDAR = "outside the years 1900-2999"
 
 
@@ -402,3 +412,13 @@ def test_an_error_naming_an_argument_with_a_line_break_is_one_line(
     demo_store: Pristine, scratch_root: Path, args: list[str]
 ) -> None:
     _refused(_run(demo_store, scratch_root, args))
+
+
+@EXPLICIT
+@example(args=[*OPEN_SME, "--title", "x" * 301])
+@example(args=[*OPEN_SME, "--title", "x" * 100_000])
+@given(args=st.just([""]))
+def test_a_title_longer_than_its_column_is_refused(
+    demo_store: Pristine, scratch_root: Path, args: list[str]
+) -> None:
+    _refused(_run(demo_store, scratch_root, args), "--title", "at most 300 fit here")

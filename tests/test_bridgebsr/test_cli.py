@@ -281,7 +281,9 @@ def test_gate_approve_by_the_wrong_person_exits_1(home: Path, ip_key: str) -> No
     assert_one_error_line(wrong, "it needs a council-member", "is pilot-lead")
     right = run(home, *gate, "--by", COUNCIL_MEMBER, "--as-of", AS_OF)
     assert right.returncode == 0, right.stderr
-    assert right.stdout.strip() == f"{ip_key} gate council-approval is open (round 1)"
+    assert right.stdout.strip() == (
+        f"{ip_key} gate council-approval: vote 1 of 3 recorded; waiting for 2 more council members"
+    )
     shown = run_json(home, "case", "show", ip_key, "--as-of", AS_OF)
     votes = {g["key"]: g for g in shown["gates"]}["council-approval"]["decisions"]
     # Only the council member's vote: the refused one left nothing behind.

@@ -458,3 +458,21 @@ def test_a_failed_write_leaves_the_old_file_whole(
     ]
     assert out.read_bytes() == b"previous feed"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".mva.ics.")]  # none left
+
+
+def test_a_line_break_in_a_name_becomes_a_space_in_the_calendar_name(demo: Runtime) -> None:
+    # Stores filled before imports refused control characters in names may hold them.
+    with write_session(demo.engine) as session:
+        session.execute(
+            text("UPDATE contacts SET name = :name WHERE email = :email"),
+            {"name": "Oskar\nLundbäck\x1b", "email": SME_OWNER},
+        )
+        session.execute(
+            text("UPDATE partners SET name = :name WHERE code = 'MVA'"),
+            {"name": "Medicon\r\nValley"},
+        )
+        session.commit()
+    person = Calendar.from_ical(_build(demo, contact=SME_OWNER))
+    assert str(person["NAME"]) == str(person["X-WR-CALNAME"]) == "Bridge-BSR · Oskar Lundbäck "
+    partner = Calendar.from_ical(_build(demo, partner="MVA"))
+    assert str(partner["NAME"]) == "Bridge-BSR · MVA (Medicon  Valley)"
