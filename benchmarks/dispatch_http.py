@@ -11,8 +11,8 @@ Two timed sides, the same receiver, the same concurrency:
 
 - floor: the same POST bodies (rendered once, beforehand) sent directly with httpx from a
   thread pool of `--concurrency` threads;
-- ours: `notifications.outbox.dispatch` end to end (claim, render, deliver, record), passed
-  `concurrency=` when it takes that keyword.
+- ours: `notifications.outbox.dispatch` end to end (claim, the case office's check for
+  obsolete notices, render, deliver, record), passed `concurrency=` when it takes that keyword.
 
     .venv/bin/python -m benchmarks.dispatch_http [--size 10000] [--concurrency 8] [--json OUT]
 
@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,6 +60,7 @@ from bridgebsr.db import write_session
 from bridgebsr.delivery import deliver
 from bridgebsr.demo import load_consortium
 from bridgebsr.settings import Settings
+from bridgebsr.stale import obsolete_notices
 from models import Case, Contact, Gate, Milestone, Notification, NotificationStatus, Partner, Source
 from notifications.outbox import dispatch
 from notifications.post import PostOffice
@@ -516,7 +518,13 @@ def ours(
             report = deliver(rt, now=box.now, workers=workers, concurrency=concurrency)
             rt.engine.dispose()
         else:
-            report = dispatch(box.engine, now=box.now, post=post, concurrency=concurrency)
+            report = dispatch(
+                box.engine,
+                now=box.now,
+                post=post,
+                concurrency=concurrency,
+                obsolete=partial(obsolete_notices, box.engine),
+            )
         if profile:
             threading.setprofile(None)
             profilers[0].disable()

@@ -85,6 +85,7 @@ class NotificationStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
+    OBSOLETE = "obsolete"  # dropped at dispatch: its item was finished or moved, its case stopped
 
 
 FINISHED_MILESTONE = frozenset({MilestoneStatus.DONE, MilestoneStatus.WAIVED})
