@@ -7,9 +7,12 @@ by contact email, partner code or pilot kind. Where nothing is configured, the `
 scheme writes the notice to a local log file, so the whole pipeline runs in the demo.
 """
 
+import errno
 import json
 import logging
+import os
 import threading
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +22,21 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import apprise
 from apprise.decorators import notify
 
-from notifications import webhook
+from notifications import smtp_reply, webhook
 from notifications.render import Message
 
 logger = logging.getLogger("bridgebsr.notifications")
+# What a write that ran out of room raises: no space, over quota, over the file size limit.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+PERCENT_ENCODE = "percent-encode @ as %40, # as %23, / as %2F and ? as %3F"
+_PROBE = "probe@example.org"  # a recipient, to see whether Apprise takes the sending account
+# The local log's write errors, for the delivery that wrapped them (Apprise swallows them).
+_local_trouble: ContextVar[list[OSError] | None] = ContextVar("bridgebsr_local", default=None)
+
+
+class BadChannel(ValueError):
+    """A channel setting that can never deliver; the message names the setting, never its
+    value (which may hold a password)."""
 
 
 @dataclass(frozen=True)
@@ -40,12 +54,29 @@ def _write_local(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
     to, log = query.get("to", ""), query.get("log")
     if not log:
         return False
-    path = Path(log)
     record = {"at": datetime.now(UTC).isoformat(), "to": to, "title": title, "body": body}
-    with path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    try:
+        append_whole(Path(log), (json.dumps(record, ensure_ascii=False) + "\n").encode())
+    except OSError as exc:
+        if (trouble := _local_trouble.get()) is not None:
+            trouble.append(exc)
+        raise
     logger.info("notice for %s: %s", to, title)
     return True
+
+
+def append_whole(path: Path, record: bytes) -> None:
+    """Append `record` to `path` whole or not at all: one write in append mode, so writers in
+    other threads and processes never interleave with it, and the part of a short write (the
+    disk or a file size limit ran out mid-record) cut off again."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        written = os.write(fd, record)
+        if written < len(record):
+            os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - written)
+            raise OSError(errno.ENOSPC, "no room for a whole record", str(path))
+    finally:
+        os.close(fd)
 
 
 def with_recipient(url: str, email: str) -> str:
@@ -54,6 +85,38 @@ def with_recipient(url: str, email: str) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "to"]
     query.append(("to", email))
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+def email_url_problem(url: str) -> str | None:
+    """Why BRIDGEBSR_EMAIL_URL can never send (None when Apprise takes it), without the URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"mailto", "mailtos"}:
+        return "BRIDGEBSR_EMAIL_URL is not a mailto:// or mailtos:// URL"
+    if "#" in url or parts.netloc.count("@") > 1:
+        # The rest would be read as another host or a fragment: the password leaks into both.
+        return (
+            "BRIDGEBSR_EMAIL_URL has an unescaped '@' or '#' in its user name or password: "
+            + PERCENT_ENCODE
+        )
+    if apprise.Apprise.instantiate(with_recipient(url, _PROBE)) is None:
+        return (
+            "BRIDGEBSR_EMAIL_URL is not an email URL Apprise accepts: check the host, the port "
+            f"and from= (an address), and {PERCENT_ENCODE} in the user name and password"
+        )
+    return None
+
+
+def config_problem(path: Path) -> str | None:
+    """Why BRIDGEBSR_APPRISE_CONFIG can never deliver (None when Apprise loads a service)."""
+    if not path.is_file():
+        return f"BRIDGEBSR_APPRISE_CONFIG {path} is not a file"
+    config = apprise.AppriseConfig()
+    if not config.add(str(path.resolve())) or not config.services():
+        return (
+            f"BRIDGEBSR_APPRISE_CONFIG {path} holds no service Apprise can use: check its "
+            f"YAML and {PERCENT_ENCODE} in passwords"
+        )
+    return None
 
 
 def shown(url: str) -> str:
@@ -83,6 +146,11 @@ class PostOffice:
         local_log: Path,
         timeout: float = 15.0,
     ) -> None:
+        problem = (email_url and email_url_problem(email_url)) or (
+            apprise_config and config_problem(apprise_config)
+        )
+        if problem:
+            raise BadChannel(problem)
         self._email_url = email_url
         self._timeout = timeout
         self._config = apprise_config
@@ -92,7 +160,10 @@ class PostOffice:
         # Chat: inline calls; the services' own connect and read timeouts bound them.
         self._chat_asset = apprise.AppriseAsset(async_mode=False, service_timeout=0)
         local_log.parent.mkdir(parents=True, exist_ok=True)
-        self._local = f"bridgebsr://local?log={quote(str(local_log.resolve()), safe='')}"
+        self.local_log = Path(os.path.abspath(local_log))  # as configured, links and all
+        self._local = f"bridgebsr://local?log={quote(str(self.local_log), safe='')}"
+        # Set once the local log ran out of room: later notices fail at once instead of trying.
+        self.full: OSError | None = None
 
     def channels(self) -> list[str]:
         """What is configured, in privacy form."""
@@ -147,14 +218,7 @@ class PostOffice:
         earlier attempt). With no channel for them, the message goes to the local log."""
         results = []
         if self._email_url and "email" in allowed and "email" not in done:
-            mail = apprise.Apprise(asset=self._mail_asset)
-            if not mail.add(with_recipient(self._email_url, to)):
-                results.append(ChannelResult("email", False, "BRIDGEBSR_EMAIL_URL is not valid"))
-            else:
-                outcome = mail.notify(
-                    body=message.html, title=message.title, body_format=apprise.NotifyFormat.HTML
-                )
-                results.append(ChannelResult("email", bool(outcome), _why(outcome)))
+            results.append(self._email(self._email_url, to, message))
         if self._config is not None and "chat" in allowed and "chat" not in done:
             chat = self._chat(tuple(sorted({t for t in tags if t})))
             if isinstance(chat, apprise.Apprise):
@@ -173,11 +237,39 @@ class PostOffice:
                 )
                 results.append(ChannelResult("chat", not why, why))
         if not results and not done:
-            local = apprise.Apprise()
-            local.add(with_recipient(self._local, to))
-            outcome = local.notify(body=message.text, title=message.title)
-            results.append(ChannelResult("local", bool(outcome), _why(outcome)))
+            results.append(self._to_local_log(to, message))
         return results
+
+    def _email(self, url: str, to: str, message: Message) -> ChannelResult:
+        """One email through the sending account; a failure says what the server replied."""
+        mail = apprise.Apprise(asset=self._mail_asset)
+        if not mail.add(with_recipient(url, to)):
+            return ChannelResult("email", False, "BRIDGEBSR_EMAIL_URL is not valid")
+        with smtp_reply.listening() as heard:
+            outcome = mail.notify(
+                body=message.html, title=message.title, body_format=apprise.NotifyFormat.HTML
+            )
+        why = _why(outcome)
+        if not outcome and (reply := smtp_reply.reason(heard)):
+            why = f"{why} ({reply})"
+        return ChannelResult("email", bool(outcome), why)
+
+    def _to_local_log(self, to: str, message: Message) -> ChannelResult:
+        """The notice appended to the local log; once the log is out of room, a failure."""
+        if self.full is None:
+            trouble: list[OSError] = []
+            token = _local_trouble.set(trouble)
+            try:
+                local = apprise.Apprise()
+                local.add(with_recipient(self._local, to))
+                outcome = local.notify(body=message.text, title=message.title)
+            finally:
+                _local_trouble.reset(token)
+            full = next((e for e in trouble if e.errno in DISK_FULL), None)
+            if full is None:
+                return ChannelResult("local", bool(outcome), _why(outcome))
+            self.full = full
+        return ChannelResult("local", False, f"disk full at {self.local_log}")
 
 
 def _why(outcome: Any) -> str:

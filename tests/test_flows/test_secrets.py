@@ -76,7 +76,10 @@ def test_no_run_file_export_or_output_ever_shows_the_canary(
         f"urls:\n  - json://bridge:{CANARY}@127.0.0.1:{dead}/hook:\n      tag: SCANBALT\n",
         encoding="utf-8",
     )
-    monkeypatch.setenv("BRIDGEBSR_EMAIL_URL", f"mailto://office:{CANARY}@127.0.0.1:{dead}")
+    monkeypatch.setenv(
+        "BRIDGEBSR_EMAIL_URL",
+        f"mailto://office:{CANARY}@127.0.0.1:{dead}?from=office@bridgebsr.example",
+    )
     monkeypatch.setenv("BRIDGEBSR_APPRISE_CONFIG", str(config))
 
     states = {

@@ -80,12 +80,15 @@ class SmtpSink:
     """An aiosmtpd server on 127.0.0.1 that keeps what it is sent.
 
     AUTH is offered without TLS and any credentials are accepted (and recorded); a client
-    that does not log in may send all the same. `refuse` makes it answer DATA with 554."""
+    that does not log in may send all the same. `refuse` makes it answer DATA with 554,
+    `deny_login` refuse every login with 535, `hang_up` close the connection during DATA."""
 
     port: int
     mails: list[Mail] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
     refuse: bool = False
+    deny_login: bool = False
+    hang_up: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
@@ -96,6 +99,10 @@ class SmtpSink:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.refuse:
             return "554 5.7.1 Transaction failed"
+        if self.hang_up:
+            assert server.transport is not None
+            server.transport.close()
+            return "421 closing"  # never reaches the client
         raw = envelope.original_content or b""
         message = email.message_from_bytes(raw, _class=EmailMessage, policy=default_policy)
         assert isinstance(message, EmailMessage)
@@ -111,7 +118,8 @@ class SmtpSink:
         if isinstance(data, LoginPassword):
             with self.lock:
                 self.logins.append((data.login.decode(), data.password.decode()))
-        return AuthResult(success=True)
+        # handled=False: the server answers the refusal itself (535).
+        return AuthResult(success=not self.deny_login, handled=False)
 
     def received(self) -> list[Mail]:
         with self.lock:

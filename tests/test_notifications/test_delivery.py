@@ -10,6 +10,9 @@ receiver that keeps connections open too.
 
 import base64
 import json
+import logging
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -28,7 +31,7 @@ from sqlalchemy import text
 
 from models import NotificationStatus
 from notifications.outbox import DispatchReport, backoff, dispatch
-from notifications.post import PostOffice, shown, with_recipient
+from notifications.post import BadChannel, PostOffice, shown, with_recipient
 from notifications.render import Message, render
 from tests.test_notifications.conftest import (
     CANARY,
@@ -151,12 +154,88 @@ def test_an_smtp_server_refusing_the_message_is_a_failed_email(
     assert smtp.received() == []
 
 
-def test_an_invalid_email_url_is_reported_without_the_url(tmp_path: Path) -> None:
-    post = _office(tmp_path, email_url=f"mailto://u:{CANARY}@127.0.0.1:25?from=not-an-address")
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (f"mailto://office:{CANARY}@Leaky#x@smtp.example.org", "unescaped '@' or '#'"),
+        (f"mailto://office:{CANARY}@Leaky@smtp.example.org?from={SENDER}", "unescaped '@'"),
+        (f"mailto://u:{CANARY}@127.0.0.1:25?from=not-an-address", "check the host, the port"),
+        (f"mailto://office:{CANARY}@127.0.0.1:25", "and from= (an address)"),
+        (f"https://office:{CANARY}@smtp.example.org", "not a mailto:// or mailtos:// URL"),
+    ],
+    ids=["hash", "two-at", "bad-from", "no-from", "not-mail"],
+)
+def test_an_email_url_that_cannot_send_is_refused_without_showing_it(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    with pytest.raises(BadChannel) as refused:
+        _office(tmp_path, email_url=url)
+    message = str(refused.value)
+    assert message.startswith("BRIDGEBSR_EMAIL_URL ") and says in message
+    for secret in (CANARY, "Leaky", "office", "127.0.0.1", "smtp.example.org"):
+        assert secret not in message
+    if "mailto" in url:
+        assert "@ as %40, # as %23" in message
+
+
+def test_a_percent_encoded_password_with_at_and_hash_logs_in_as_written(
+    tmp_path: Path, smtp: SmtpSink
+) -> None:
+    post = _office(tmp_path, email_url=smtp.url("office", "abc%40Leaky%23x"))
+    (result,) = post.deliver(to=LEAD, tags=[LEAD], message=render(PAYLOAD))
+    assert result.ok, result.detail
+    assert smtp.logins == [("office", "abc@Leaky#x")]
+
+
+@pytest.mark.parametrize("content", [None, "urls:\n  - notascheme://x\n"], ids=["none", "empty"])
+def test_an_apprise_config_without_a_service_is_refused(
+    tmp_path: Path, content: str | None
+) -> None:
+    config = tmp_path / "apprise.yml"
+    if content is not None:
+        config.write_text(content, encoding="utf-8")
+    with pytest.raises(BadChannel) as refused:
+        _office(tmp_path, apprise_config=config)
+    assert str(refused.value).startswith(f"BRIDGEBSR_APPRISE_CONFIG {config} ")
+
+
+@pytest.mark.parametrize(
+    ("trouble", "reply"),
+    [
+        ("deny_login", "SMTP 535 5.7.8 Authentication credentials invalid"),
+        ("hang_up", "Connection unexpectedly closed"),
+        ("refuse", "SMTP 554 5.7.1 Transaction failed"),
+    ],
+    ids=["login-535", "closed-in-data", "rejected-554"],
+)
+def test_an_smtp_failure_says_what_the_server_replied(
+    tmp_path: Path, smtp: SmtpSink, trouble: str, reply: str
+) -> None:
+    setattr(smtp, trouble, True)
+    post = _office(tmp_path, email_url=smtp.url("office", CANARY))
     (result,) = post.deliver(to=LEAD, tags=[LEAD], message=render(PAYLOAD))
     assert (result.channel, result.ok) == ("email", False)
+    assert result.detail == f"E-Mail: failure ({reply})"
     assert CANARY not in result.detail
     _no_url(result.detail)
+    assert smtp.received() == []
+
+
+def test_hearing_smtp_replies_shows_other_log_handlers_nothing_more(
+    tmp_path: Path, smtp: SmtpSink, receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A handler on the root logger sees what it saw before: warnings, not Apprise's debug
+    # lines (which hold webhook URLs with their tokens).
+    caplog.set_level(logging.WARNING)
+    hook = f"json://bridge:{CANARY}@127.0.0.1:{receiver.port}/contact"
+    config = tmp_path / "apprise.yml"
+    config.write_text(f"urls:\n  - {hook}:\n      - tag: {LEAD}\n", encoding="utf-8")
+    smtp.deny_login = True
+    post = _office(tmp_path, email_url=smtp.url("office", CANARY), apprise_config=config)
+    email, chat = post.deliver(to=LEAD, tags=[LEAD], message=render(PAYLOAD))
+    assert "SMTP 535" in email.detail and chat.ok
+    assert [r.levelname for r in caplog.records if r.name == "apprise"] == ["WARNING"]
+    assert CANARY not in caplog.text and "/contact" not in caplog.text
 
 
 # --- chat and the local log ------------------------------------------------------------------
@@ -760,3 +839,40 @@ def test_webhooks_in_several_threads_each_keep_their_own_connection(
     assert len(ours) == 12
     assert len({r.connection for r in ours}) == 3
     assert len({r.body for r in ours}) == 1  # the same message, whole, on every connection
+
+
+# --- a full disk -----------------------------------------------------------------------------
+
+_FILL_THE_LOG = """
+import json, resource, sys
+from pathlib import Path
+from notifications.post import PostOffice
+from notifications.render import render
+
+log, payload = Path(sys.argv[1]), json.loads(sys.argv[2])
+post = PostOffice(email_url=None, apprise_config=None, local_log=log)
+post.deliver(to="first@example.org", tags=[], message=render(payload))
+# From here on the log may grow by 100 bytes: less than one record.
+resource.setrlimit(resource.RLIMIT_FSIZE, (log.stat().st_size + 100, resource.RLIM_INFINITY))
+after = [post.deliver(to="next@example.org", tags=[], message=render(payload)) for _ in "ab"]
+print(json.dumps([(r.channel, r.ok, r.detail) for results in after for r in results]))
+"""
+
+
+def test_a_log_out_of_room_keeps_only_whole_records_and_says_disk_full(tmp_path: Path) -> None:
+    # A file size limit stands in for a full disk: the write stops part way, as it would.
+    log = tmp_path / "notices" / "local.log"
+    done = subprocess.run(
+        [sys.executable, "-c", _FILL_THE_LOG, str(log), json.dumps(PAYLOAD)],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    full = ["local", False, f"disk full at {log}"]
+    assert json.loads(done.stdout) == [full, full]
+    (record,) = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert record["to"] == "first@example.org"
+    assert log.read_bytes().endswith(b"}\n")
