@@ -344,14 +344,17 @@ def time_out_gate(
 ) -> GateRow | None:
     """Apply an open gate's timeout outcome once its deadline has passed (approve or reject).
 
-    Returns None when there is nothing to do: the gate was decided meanwhile, its deadline
-    has not passed, or its outcome is `escalate` (the monitor notifies instead).
+    Returns None when there is nothing to do: the gate was decided (or its case held or
+    closed) meanwhile, its deadline has not passed, or its outcome is `escalate` (the monitor
+    notifies instead).
     """
-    work = _begin(session, case_key, f"time out gate {gate_key}", now)
+    loaded = store.load_case(session, case_key)
+    work = _Work(loaded, store.local_date(now, loaded.timezone), now)
     gate = _gate(work, gate_key)
     outcome = gate.on_timeout
     if (
-        gate.status is not GateStatus.OPEN
+        work.case.status not in lifecycle.ACTIVE_WORK
+        or gate.status is not GateStatus.OPEN
         or gate.deadline is None
         or gate.deadline >= work.today
         or outcome is TimeoutOutcome.ESCALATE

@@ -49,7 +49,7 @@ def test_reads_give_what_core_gives_for_every_column_type(consortium: Runtime) -
     with write_session(consortium.engine) as session:
         conn = session.connection()
         for prepared, params in (
-            (store._CASE_WITH_GATES_LOCKED, {"key": key}),
+            (store._CASE_WITH_GATES_READ, {"key": key}),
             (store._MILESTONES_WITH_OWNERS, {"case_id": 1}),
         ):
             through_core = [tuple(r) for r in conn.execute(prepared.statement, params)]
