@@ -11,11 +11,12 @@ from typing import Any
 
 from sqlalchemy import Engine, event, inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, create_engine
 
 from bridgebsr import lifecycle
-from bridgebsr.errors import IllegalTransition
+from bridgebsr.errors import IllegalTransition, StaleCase
 from models import Case, Gate, Milestone
 
 # Every (from, to) status pair some lifecycle rule allows, by guarded model and by its table.
@@ -92,7 +93,19 @@ def write_session(engine: Engine) -> Iterator[Session]:
             sqlite_immediate=True
         )
     with Session(bound, expire_on_commit=False) as session:
-        yield session
+        try:
+            yield session
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) in _CHANGED_MEANWHILE:
+                raise StaleCase(
+                    "another change to the same case happened at the same moment and this "
+                    "one was undone; run it again"
+                ) from exc
+            raise
+
+
+# PostgreSQL's serialization failure and deadlock: another transaction won, nothing was written.
+_CHANGED_MEANWHILE = frozenset({"40001", "40P01"})
 
 
 @event.listens_for(Session, "before_flush")
