@@ -68,6 +68,7 @@ from bridgebsr.cases import open_case
 from bridgebsr.db import write_session
 from bridgebsr.demo import DATA, SLIPS, load_consortium
 from bridgebsr.monitor import MONITOR_ACTOR, run_monitor
+from bridgebsr.roles import case_role_holders, led_kinds
 from bridgebsr.settings import Settings
 from flows import common
 from flows.monitor import monitor_milestones
@@ -186,6 +187,7 @@ class _Person:
     role: str
     partner_id: int
     country: str
+    leads: str  # the pilot kinds they lead
 
 
 @dataclass(frozen=True)
@@ -328,11 +330,12 @@ def _people(engine: Engine) -> dict[str, _Person]:
                 col(Contact.role),
                 col(Contact.partner_id),
                 col(Contact.country),
+                col(Contact.leads),
             ).order_by(col(Contact.id))
         ).all()
     return {
-        email: _Person(cast(int, cid), email, role, pid, country)
-        for cid, email, role, pid, country in rows
+        email: _Person(cast(int, cid), email, role, pid, country, leads)
+        for cid, email, role, pid, country, leads in rows
     }
 
 
@@ -435,9 +438,12 @@ class _Cloner:
         self.owners = owners
         self.partner_codes = _partner_codes(engine)
         self.by_role: dict[str, list[_Person]] = {}
+        self.leads: dict[str, list[_Person]] = {}  # by pilot kind
         for person in people.values():  # ordered by id, as open_case picks them
             self.by_role.setdefault(person.role, []).append(person)
-        self.role_owner: dict[tuple[str, int], int | None] = {}
+            for led in led_kinds(person.leads):
+                self.leads.setdefault(led, []).append(person)
+        self.role_owner: dict[tuple[str, int, str], int | None] = {}
         self.next_case = _next_id(engine, Case.__table__)  # type: ignore[attr-defined]
         self.next_milestone = _next_id(engine, Milestone.__table__)  # type: ignore[attr-defined]
         self.next_gate = _next_id(engine, Gate.__table__)  # type: ignore[attr-defined]
@@ -448,15 +454,15 @@ class _Cloner:
             ).all()
         self.numbers: dict[tuple[str, int], int] = {(p, y): n for p, y, n in rows}
 
-    def _owner_for(self, role: str, case_owner: _Person) -> int | None:
-        """Who holds a role on a case: as bridgebsr.cases._owners_by_role picks them."""
+    def _owner_for(self, role: str, case_owner: _Person, lead: int, kind: str) -> int | None:
+        """Who owns a role's milestones on a case: as bridgebsr.cases._owners_by_role picks
+        them, by the one rule (roles.case_role_holders)."""
         if role == CASE_OWNER:
             return case_owner.id
-        key = (role, case_owner.partner_id)
+        key = (role, lead, kind)
         if key not in self.role_owner:
             holders = self.by_role.get(role, [])
-            local = [p for p in holders if p.partner_id == case_owner.partner_id]
-            chosen = [*local, *holders]
+            chosen = case_role_holders(holders, lead, self.leads.get(kind, []))
             self.role_owner[key] = chosen[0].id if chosen else None
         return self.role_owner[key]
 
@@ -513,7 +519,7 @@ class _Cloner:
                         self.next_milestone,
                         case_id,
                         *m.static,
-                        self._owner_for(m.owner_role, owner),
+                        self._owner_for(m.owner_role, owner, lead_partner, kind),
                         *m.dates,
                         m.critical,
                         status.value,

@@ -26,7 +26,8 @@ What the floor computes, rule by rule as ours does:
   days plus a fortnight); past the deadline only gates whose timeout outcome is `escalate`;
 - recipients of a step: `owner` is a milestone's owner (else the case owner), or a gate's
   approvers by role who have not voted in the current round; `case-owner` is the case owner;
-  any other role is its holders at the case's lead partner, else everywhere;
+  any other role is its holders at the case's lead partner, else the contacts whose `leads`
+  name the case's pilot kind (never every holder of the role);
 - a late gate gets one urgent `expired` notice on today's date to its approvers and the
   roles of the urgent steps; otherwise a step falls on its due date moved by its offset in
   the recipient's working days (rolled forward to a working day), it is reached when that is
@@ -188,24 +189,25 @@ WITH items AS MATERIALIZED (
 ),
 steps AS MATERIALIZED (
     SELECT i.kind, i.item_id, i.due, i.round, i.node_owner, i.approver_role, i.expired,
-           i.case_id, i.case_owner, i.lead, l.pos, l.role, l.step, l.shift, l.urgent
+           i.case_id, i.case_owner, i.lead, i.pilot, l.pos, l.role, l.step, l.shift, l.urgent
     FROM items i
     JOIN floor_ladder l ON l.pilot = i.pilot AND l.version = i.version AND l.expired = i.expired
 ),
 holders AS MATERIALIZED (
-    SELECT r.role, pa.id AS lead, p.id AS person
+    SELECT r.role, pa.id AS lead, k.pilot, p.id AS person
     FROM (SELECT DISTINCT role FROM contacts) r
     CROSS JOIN partners pa
-    JOIN contacts p ON p.role = r.role
-    WHERE p.partner_id = pa.id
-       OR NOT EXISTS (SELECT 1 FROM contacts q WHERE q.role = r.role AND q.partner_id = pa.id)
+    CROSS JOIN (SELECT DISTINCT pilot FROM floor_ladder) k
+    JOIN contacts p ON (p.role = r.role AND p.partner_id = pa.id)
+       OR (NOT EXISTS (SELECT 1 FROM contacts q WHERE q.role = r.role AND q.partner_id = pa.id)
+           AND ',' || p.leads || ',' LIKE '%,' || k.pilot || ',%')
 ),
 told AS (
     SELECT s.*, CASE s.role WHEN '{node_owner}' THEN s.node_owner
                             WHEN '{case_owner}' THEN s.case_owner ELSE h.person END AS person
     FROM steps s
     LEFT JOIN holders h ON s.role NOT IN ('{node_owner}', '{case_owner}')
-                       AND h.role = s.role AND h.lead = s.lead
+                       AND h.role = s.role AND h.lead = s.lead AND h.pilot = s.pilot
     WHERE s.kind = 'milestone' OR s.role <> '{node_owner}'
     UNION ALL
     SELECT s.*, p.id FROM steps s JOIN contacts p ON p.role = s.approver_role

@@ -1,6 +1,7 @@
 """Use cases on whole cases: open one from a template, hold, resume, close, cancel."""
 
 from datetime import date, datetime
+from typing import NamedTuple
 
 from sqlalchemy import Connection, bindparam, insert
 from sqlmodel import Session, SQLModel, col, select
@@ -10,6 +11,7 @@ from bridgebsr.catalog import Catalog, checksum
 from bridgebsr.errors import IllegalTransition, InvalidInput
 from bridgebsr.lifecycle import Change
 from bridgebsr.prepared import Prepared
+from bridgebsr.roles import case_role_holders, led_kinds
 from bridgebsr.rows import CaseRow, GateRow, MilestoneRow, Organisation, Person
 from models import (
     CASE_OWNER,
@@ -155,23 +157,39 @@ def _without_id(row: CaseRow | rows.Node) -> dict[str, object]:
 def _owners_by_role(
     conn: Connection, template: Template, case: CaseRow, owner: Person
 ) -> dict[str, int | None]:
-    """Who holds each role for this case: the case owner, else someone at the lead partner."""
+    """Who owns each role's milestones: the case owner theirs, the first holder of each other
+    role for this case (roles.case_role_holders) the rest, or no one."""
     owners: dict[str, int | None] = {CASE_OWNER: owner.id}
     roles = {m.owner for m in template.milestones} - {CASE_OWNER}
     if not roles:
         return owners
+    leads = [
+        _Holder(c_id, partner)
+        for c_id, partner, led in _LEADERS.all(conn, {})
+        if case.kind in led_kinds(led)
+    ]
     for role in sorted(roles):
-        holders = _HOLDERS.all(conn, {"role": role})
-        local = [c_id for c_id, partner in holders if partner == case.lead_partner_id]
-        chosen = [*local, *(c_id for c_id, _ in holders)]
-        owners[role] = chosen[0] if chosen else None
+        holders = [_Holder(c_id, partner) for c_id, partner in _HOLDERS.all(conn, {"role": role})]
+        chosen = case_role_holders(holders, case.lead_partner_id, leads)
+        owners[role] = chosen[0].id if chosen else None
     return owners
+
+
+class _Holder(NamedTuple):
+    id: int
+    partner_id: int
 
 
 # Who holds a role, and at which partner, in the order they were added.
 _HOLDERS = Prepared(
     select(col(Contact.id), col(Contact.partner_id))
     .where(col(Contact.role) == bindparam("role"))
+    .order_by(col(Contact.id))
+)
+# Who leads a pilot kind (few people), in the order they were added.
+_LEADERS = Prepared(
+    select(col(Contact.id), col(Contact.partner_id), col(Contact.leads))
+    .where(col(Contact.leads) != "")
     .order_by(col(Contact.id))
 )
 

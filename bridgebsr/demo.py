@@ -38,7 +38,10 @@ def load_consortium(rt: Runtime) -> None:
         directory.import_partners(session=session, path=DATA / "partners.csv")
     with write_session(rt.engine) as session:
         directory.import_contacts(
-            session=session, path=DATA / "contacts.csv", roles=rt.catalog.roles()
+            session=session,
+            path=DATA / "contacts.csv",
+            roles=rt.catalog.roles(),
+            kinds=set(rt.catalog.templates),
         )
 
 

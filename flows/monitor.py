@@ -15,7 +15,7 @@ from prefect.utilities.annotations import opaque
 
 from bridgebsr import queries
 from bridgebsr.db import read_session
-from bridgebsr.monitor import MonitorReport, Signal, run_monitor
+from bridgebsr.monitor import LateItem, MonitorReport, Signal, run_monitor
 from flows.common import log, named, resolve_now, run_id, runtime
 from flows.gates import sync_gate_runs
 from models import Source
@@ -44,7 +44,7 @@ def monitor_pass(now: datetime, dry_run: bool) -> MonitorReport:
 @task(name="publish-artifacts", cache_policy=NO_CACHE)
 def publish(report: MonitorReport) -> None:
     """Publish the late-items table and one markdown summary per pilot."""
-    rows = [_late_row(item) for item in report.late[:LATE_TABLE_LIMIT]]
+    rows = [late_row(item) for item in report.late[:LATE_TABLE_LIMIT]]
     more = len(report.late) - len(rows)
     note = f" (the {LATE_TABLE_LIMIT} most late of {len(report.late)})" if more > 0 else ""
     create_table_artifact(
@@ -176,6 +176,11 @@ def monitor_milestones(
     )
     for failure in report.failures:
         logger.warning("not applied: %s", failure)
+    if report.unheld:
+        logger.warning(
+            "%s role(s) of a case held by no one: their notices told no one (pilot summaries)",
+            len(report.unheld),
+        )
     return report.summary()
 
 
@@ -189,7 +194,8 @@ def deliver_soon() -> None:
     run_deployment(DISPATCH, timeout=0, as_subflow=False, tags=["after-monitor"])
 
 
-def _late_row(item: Any) -> dict[str, Any]:
+def late_row(item: LateItem) -> dict[str, Any]:
+    """One row of the `late-items` table: `due` is the date lateness counts from."""
     return {
         "case": item.case_key,
         "pilot": item.pilot,
@@ -228,19 +234,42 @@ def pilot_markdown(
             f"| {g['case']} | {g['gate']} | {g['deadline']} | {g['who']} |" for g in status["gates"]
         ]
     if status["cases"]:
-        lines += ["", "## Cases", "", "| case | stage | next milestone | due | forecast end |"]
+        lines += ["", "## Cases", ""]
+        lines += ["| case | stage | next milestone | its forecast | forecast end |"]
         lines += ["|---|---|---|---|---|"]
         lines += [
             f"| {c['case']} | {c['stage']} | {c['next']} | {c['next_due']} | {c['forecast']} |"
             for c in status["cases"]
         ]
+    lines += _unheld_lines(report, pilot)
     if late:
         lines += ["", "## Late"]
-        lines += ["", "| case | item | owner | days late | next step |", "|---|---|---|---|---|"]
+        lines += ["", "| case | item | owner | due | days late | next step |"]
+        lines += ["|---|---|---|---|---|---|"]
         lines += [
-            f"| {i.case_key} | {i.item} | {i.owner} | {i.days_late} | {i.next_step} |"
+            f"| {i.case_key} | {i.item} | {i.owner} | {i.due} | {i.days_late} | {i.next_step} |"
             for i in late[:20]
         ]
         if len(late) > 20:
             lines.append(f"\n…and {len(late) - 20} more in the `late-items` table.")
     return "\n".join(lines)
+
+
+def _unheld_lines(report: MonitorReport, pilot: str) -> list[str]:
+    """The cases whose notices found no one to tell a role, once per case and role."""
+    unheld = report.unheld_roles(pilot)
+    if not unheld:
+        return []
+    lines = ["", "## No one to tell", ""]
+    lines += [
+        "No one holds these roles for these cases, so their steps told no one: add a holder "
+        "at the case's lead partner, or name a lead of this pilot (the `leads` column of "
+        "`bridgebsr contacts import`).",
+        "",
+        "| case | role |",
+        "|---|---|",
+    ]
+    lines += [f"| {u['case']} | {u['role']} |" for u in unheld[:20]]
+    if len(unheld) > 20:
+        lines.append(f"\n…and {len(unheld) - 20} more in the pass summary.")
+    return lines

@@ -82,6 +82,14 @@ class Contact(SQLModel, table=True):
     daily_cap: int = Field(
         default=20, description="Messages a day at most; the rest in one summary (0: no cap)."
     )
+    leads: str = Field(
+        default="",
+        max_length=300,
+        description=(
+            "The pilot kinds this person leads, comma separated: for a case of such a kind they "
+            "stand in for a role no one at the case's lead partner holds."
+        ),
+    )
 
 
 class TemplateVersion(SQLModel, table=True):

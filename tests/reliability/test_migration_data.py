@@ -70,6 +70,8 @@ NEW_COLUMN_DEFAULTS: dict[tuple[str, str], object] = {
     ("notifications", "sending"): False,
     ("notifications", "resent"): 0,
     ("deliveries", "resent"): 0,
+    # r0006: existing contacts lead no pilot kind.
+    ("contacts", "leads"): "",
 }
 
 # Known defects, found by these tests; the tests stay, marked, until the code is fixed. (The
@@ -239,6 +241,8 @@ def _contact(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str,
         "quiet_from": time(22, 30) if quiet else None,
         "quiet_until": time(6, 15) if quiet else None,
         "daily_cap": rng.choice([0, 5, 100]),
+        # After r0006, never its default: the kinds this person leads.
+        "leads": rng.choice(KINDS),
     }
 
 

@@ -38,6 +38,10 @@ DATA = Path(__file__).parents[2] / "bridgebsr" / "data"
 LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT, Denmark
 SME_OWNER = "anders.bogh@scanbalt.example"  # case-owner at SCANBALT, Denmark
 SME_ADVISOR = "elin.sjoberg@mva.example"  # the first sme-advisor in contacts.csv
+# The leads of the IP and SME pilots (contacts.csv, `leads`): they own the milestones of a
+# role no one at the case's lead partner holds.
+IP_PILOT_LEAD = "karin.astrom@mva.example"  # MVA, Sweden
+SME_PILOT_LEAD = LEAD
 MONDAY = date(2026, 3, 2)
 IP_KEY = "IP-2026-0001"
 SME_KEY = "SME-2026-0001"
@@ -229,9 +233,10 @@ def test_open_case_schedules_in_the_owners_working_days(consortium: Runtime) -> 
     # regional-workshops (DK): starts 10 working days after kickoff, Mon 30 March; 35 working
     # days skipping Maundy Thursday, Good Friday, Easter Monday and Ascension: Fri 22 May.
     assert m["regional-workshops"]["planned_due"] == "2026-05-22"
-    # bottleneck-desk-study is owned by the ip-expert in Baden-Wuerttemberg: 40 working days
-    # from 16 March skipping Good Friday, Easter Monday, 1 May and Ascension: Fri 15 May.
-    assert m["bottleneck-desk-study"]["owner"] == "matthias.koehler@steinbeis.example"
+    # bottleneck-desk-study is an ip-expert's; SCANBALT, the lead partner, has none, so it is
+    # the IP pilot's lead's, in Sweden: 40 working days from 16 March skipping Good Friday,
+    # Easter Monday, 1 May and Ascension: Fri 15 May.
+    assert m["bottleneck-desk-study"]["owner"] == IP_PILOT_LEAD
     assert m["bottleneck-desk-study"]["planned_due"] == "2026-05-15"
     gate = _by_key(shown["gates"])["council-approval"]
     assert gate["status"] == "pending"
@@ -391,9 +396,9 @@ def test_a_late_milestone_moves_its_dependents_by_its_slip(consortium: Runtime) 
     # Each dependent moves 5 working days in its owner's calendar; planned dates stay.
     expected = {
         "kickoff": ("2026-03-16", "2026-03-23"),
-        "bottleneck-desk-study": ("2026-05-15", "2026-05-22"),  # DE-BW: 18-22 May
+        "bottleneck-desk-study": ("2026-05-15", "2026-05-22"),  # SE: 18-22 May
         "regional-workshops": ("2026-05-22", "2026-06-01"),  # DK: Whit Monday 25 May
-        "bottleneck-report": ("2026-06-23", "2026-06-30"),  # DE-BW: 24-30 June
+        "bottleneck-report": ("2026-06-19", "2026-06-29"),  # SE: 20 days from 2 June
     }
     assert {k: (m[k]["planned_due"], m[k]["forecast_due"]) for k in expected} == expected
     event = _events(consortium, IP_KEY)[1]
@@ -404,7 +409,7 @@ def test_a_late_milestone_moves_its_dependents_by_its_slip(consortium: Runtime) 
 
 
 def test_a_late_milestone_moves_the_case_forecast(consortium: Runtime) -> None:
-    # An SME request from Mon 12 January 2026, owners in DK and SE: no holiday until Easter.
+    # An SME request from Mon 12 January 2026, owners in DK: no holiday until Easter.
     _open(consortium, kind="shared-sme-service", owner=SME_OWNER, start=date(2026, 1, 12))
     planned = {
         "request-intake": "2026-01-13",
@@ -861,7 +866,7 @@ def test_show_case_has_plan_forecast_critical_path_and_history(consortium: Runti
         "title": "Request registered and SME profile complete",
         "stage": "intake",
         "status": "done",
-        "owner": SME_ADVISOR,
+        "owner": SME_PILOT_LEAD,  # SCANBALT has no sme-advisor
         "owner_role": "sme-advisor",
         "planned_due": "2026-01-13",
         "forecast_due": "2026-01-20",

@@ -38,7 +38,8 @@ NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 SHOWN = (CaseStatus.ACTIVE, CaseStatus.ON_HOLD)
 SHOWN_GATES = (GateStatus.PENDING, GateStatus.OPEN, GateStatus.APPROVED)
 COUNCIL_MEMBER = "peter.moller-jensen@mva.example"
-IP_EXPERT = "matthias.koehler@steinbeis.example"
+# Leads the SME pilot (contacts.csv): owns the SME requests' items no one at their lead holds.
+SME_PILOT_LEAD = "soren.ostergaard@scanbalt.example"
 SME_OWNER = "oskar.lundback@lundback-dx.example"
 TESTER = progress.Actor("tester@bridgebsr", Source.CLI)
 
@@ -333,7 +334,7 @@ def test_held_cases_are_tentative_and_cancelled_ones_leave(demo: Runtime) -> Non
     "email",
     [
         COUNCIL_MEMBER,
-        IP_EXPERT,
+        SME_PILOT_LEAD,
         SME_OWNER,
         "mette.sorensen@scanbalt.example",
         "elin.sjoberg@mva.example",
@@ -362,10 +363,10 @@ def test_a_contact_feed_holds_what_they_own_or_may_approve(shared: Runtime, emai
 def test_contact_feeds_reach_across_partners_by_role_and_ownership(shared: Runtime) -> None:
     council = _events(_build(shared, contact=COUNCIL_MEMBER))
     assert [u for u in council if "/gate/council-approval/" in u]
-    expert = _events(_build(shared, contact=IP_EXPERT))
-    # Steinbeis leads no case, but its IP expert owns milestones of MVA's IP case.
-    assert {_case_of(u).split("-")[0] for u in expert} == {"IP"}
-    assert all("/gate/" not in u for u in expert)
+    lead = _events(_build(shared, contact=SME_PILOT_LEAD))
+    # ScanBalt leads no case, but its SME pilot lead owns milestones of the SMEs' requests.
+    assert {_case_of(u).split("-")[0] for u in lead} == {"SME"}
+    assert all("/gate/" not in u for u in lead)
     owner = _events(_build(shared, contact=SME_OWNER))
     assert owner == _events(_build(shared, partner="LUNDBACK-DX"))
 

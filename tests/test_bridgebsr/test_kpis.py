@@ -26,8 +26,10 @@ The cases (keys in the order opened):
   match on its due day, triaged as EU programme; the acceptance gate has been open since
   Tue 31 March.
 
-In every SME request the sme-advisor items are Elin's (the first sme-advisor, in Sweden), nda
-is Nikolaj's (the only legal advisor, in Denmark), case-owner items the case owner's.
+No lead partner of an SME request here has an sme-advisor, so, by the rule of who holds a role
+for a case, those items are the SME pilot's lead's: in this portfolio Elin's (an sme-advisor,
+in Sweden). nda is Nikolaj's where SCANBALT leads (the legal advisor there, in Denmark), else
+Elin's too; case-owner items are the case owner's.
 """
 
 import math
@@ -136,6 +138,10 @@ def _until_the_match(rt: Runtime, key: str, days: list[str], triage_note: str) -
 
 def _make_portfolio(rt: Runtime) -> None:
     load_consortium(rt)
+    with rt.engine.begin() as conn:  # Elin leads the SME pilot here (see the module's notes)
+        conn.execute(text("UPDATE contacts SET leads = '' WHERE leads = :k"), {"k": SME})
+        elin = {"k": SME, "e": SME_ADVISOR}
+        conn.execute(text("UPDATE contacts SET leads = :k WHERE email = :e"), elin)
     assert _open(rt, IPI, LEAD, "2026-03-18") == IP
     assert _open(rt, SME, SME_OWNER, "2026-01-12") == S1
     assert _open(rt, SME, SE_OWNER, "2026-03-25") == S2

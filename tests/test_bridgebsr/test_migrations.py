@@ -28,7 +28,7 @@ CASE_TABLES = {
     "notifications",
     "deliveries",
 }
-HEAD = "0005"
+HEAD = "0006"
 
 
 @pytest.fixture
@@ -107,9 +107,9 @@ def test_downgrade_to_base_then_upgrade_round_trips(empty: Engine) -> None:
         conn.execute(
             text(
                 "INSERT INTO contacts (email, name, partner_id, role, country, timezone, "
-                "channels, digest, daily_cap) "
+                "channels, digest, daily_cap, leads) "
                 "SELECT 'a@b.example', 'A', id, 'coordinator', 'DK', 'Europe/Copenhagen', "
-                "'email', false, 20 FROM partners"
+                "'email', false, 20, '' FROM partners"
             )
         )
         conn.execute(

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlmodel import col, select
 
-from bridgebsr import cases, migrate, progress, store
+from bridgebsr import cases, directory, migrate, progress, store
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
 from bridgebsr.db import read_session, write_session
@@ -54,7 +54,10 @@ MONDAY = date(2026, 3, 2)
 IP_KEY = "IP-2026-0001"
 SME_KEY = "SME-2026-0001"
 COUNCIL = "council-approval"
-DESK_STUDY = "bottleneck-desk-study"  # IP milestone owned by the ip-expert in Baden-Wuerttemberg
+DESK_STUDY = "bottleneck-desk-study"  # an ip-expert's IP milestone
+IP_PILOT_LEAD = "karin.astrom@mva.example"  # leads ip-integration (contacts.csv); MVA, Sweden
+# SCANBALT has no ip-expert: the desk study of a case it leads falls to the IP pilot's lead.
+DESK_OWNER = IP_PILOT_LEAD
 BEFORE_COUNCIL = (
     "kickoff",
     "bottleneck-desk-study",
@@ -317,13 +320,13 @@ def test_each_ladder_step_fires_once_on_its_working_day_over_a_daily_replay(
     _open(rt)
     desk = _milestone(rt.engine, IP_KEY, DESK_STUDY)
     owner = _emails(rt.engine)[desk.owner_id or 0]
-    assert owner == "matthias.koehler@steinbeis.example"
+    assert owner == DESK_OWNER
     calendar = _calendar_of(rt.engine, owner)
     ladder = {s.key: s for s in rt.catalog.get("ip-integration").ladder}
     expected = {
         key: calendar.add_working_days(desk.planned_due, s.offset) for key, s in ladder.items()
     }
-    # The ladder dates are distinct working days in the owner's calendar (Baden-Wuerttemberg).
+    # The ladder dates are distinct working days in the owner's calendar (Sweden).
     assert len(set(expected.values())) == len(ladder)
     assert all(calendar.is_working_day(day) for day in expected.values())
 
@@ -335,10 +338,18 @@ def test_each_ladder_step_fires_once_on_its_working_day_over_a_daily_replay(
             written[row.rule].append((day, row))
 
     assert set(written) == set(ladder)
+    emails = _emails(rt.engine)
     for step, rows in written.items():
-        assert {day for day, _ in rows} == {expected[step]}, step
-        assert all(row.fire_on == expected[step] for _, row in rows), step
-        assert all(row.urgent is ladder[step].urgent for _, row in rows), step
+        for day, row in rows:
+            # Each person is told on the step's working day in their own calendar.
+            told = _calendar_of(rt.engine, emails[row.recipient_id])
+            fire_on = told.roll_forward(
+                told.add_working_days(desk.planned_due, ladder[step].offset)
+            )
+            assert day == row.fire_on == fire_on, (step, emails[row.recipient_id])
+            assert row.urgent is ladder[step].urgent, step
+        if {emails[row.recipient_id] for _, row in rows} == {owner}:
+            assert {day for day, _ in rows} == {expected[step]}, step
     by_step = {step: _recipients(rt.engine, [r for _, r in rows]) for step, rows in written.items()}
     assert by_step == {
         "remind-10": {owner},
@@ -355,7 +366,7 @@ def test_catching_up_after_a_gap_fires_only_the_latest_step(consortium: Runtime)
     rt = consortium
     _open(rt)
     desk = _milestone(rt.engine, IP_KEY, DESK_STUDY)
-    calendar = _calendar_of(rt.engine, "matthias.koehler@steinbeis.example")
+    calendar = _calendar_of(rt.engine, COORDINATOR)  # late-10 falls in the coordinator's days
 
     # First pass ever on the due day: the reminders are skipped, only `due` is written.
     _monitor(rt, desk.planned_due)
@@ -414,25 +425,106 @@ def test_each_payload_is_stored_as_json_dumps_gives_the_whole_object(consortium:
         assert (data["due"], data["run"]) == (str(due_on), "run-7")
 
 
-def test_role_recipients_are_the_lead_partners_holders_else_everyone_with_the_role(
+def test_role_recipients_are_the_lead_partners_holders_else_the_pilots_lead(
     consortium: Runtime,
 ) -> None:
     rt = consortium
-    ip = _open(rt)  # led by SCANBALT, which has a pilot-lead
-    sme = _open(rt, kind="shared-sme-service", owner=SE_OWNER)  # led by LUNDBACK-DX: none
+    ip = _open(rt)  # led by SCANBALT, which has a pilot-lead and a coordinator
+    sme = _open(rt, kind="shared-sme-service", owner=SE_OWNER)  # LUNDBACK-DX: neither
     intake = _milestone(rt.engine, sme, "request-intake")
     kickoff = _milestone(rt.engine, ip, "kickoff")
+    late_5 = _calendar_of(rt.engine, LEAD).add_working_days(intake.planned_due, 5)
 
     _monitor(rt, intake.planned_due)
     _monitor(rt, kickoff.planned_due)
+    report = _monitor(rt, late_5)
 
-    sme_due = [r for r in _rows(rt.engine, subject="request-intake") if r.rule == "due"]
-    owner = _emails(rt.engine)[intake.owner_id or 0]
-    assert _recipients(rt.engine, sme_due) == {owner} | _holders(rt.engine, "pilot-lead")
+    # The SME pilot's own lead (LEAD leads shared-sme-service) stands in for the pilot-lead
+    # and the coordinator: not the other two pilot-leads, not the coordinator of SCANBALT.
+    sme_rows = _rows(rt.engine, subject="request-intake")
+    by_step = {
+        r.rule: _recipients(rt.engine, [x for x in sme_rows if x.rule == r.rule]) for r in sme_rows
+    }
+    assert by_step == {"due": {LEAD}, "late-5": {LEAD}}
     assert len(_holders(rt.engine, "pilot-lead")) == 3
     ip_due = [r for r in _rows(rt.engine, subject="kickoff") if r.rule == "due"]
     # The kickoff owner is the SCANBALT pilot-lead: one row, not two.
     assert [r.dedupe_key for r in ip_due] == [f"m:{ip}/kickoff/due/{LEAD}"]
+    assert report.unheld == set()
+
+
+def test_a_role_no_one_holds_for_a_case_is_reported_once_and_told_to_no_one(
+    consortium: Runtime,
+) -> None:
+    rt = consortium
+    with rt.engine.begin() as conn:  # the SME pilot without a lead
+        conn.execute(text("UPDATE contacts SET leads = '' WHERE leads = 'shared-sme-service'"))
+    sme = _open(rt, kind="shared-sme-service", owner=SE_OWNER)  # LUNDBACK-DX: no pilot-lead
+    intake = _milestone(rt.engine, sme, "request-intake")
+    day = _calendar_of(rt.engine, SE_OWNER).add_working_days(intake.planned_due, 12)
+
+    report = _monitor(rt, day)
+
+    late = [i.item for i in report.late if i.case_key == sme]
+    assert len(late) > 2  # several items reached their due and late-5 steps ...
+    unheld = [{"case": sme, "role": "coordinator"}, {"case": sme, "role": "pilot-lead"}]
+    assert report.unheld_roles() == report.summary()["unheld_roles"] == unheld  # ... said once
+    assert report.summary()["pilots"]["shared-sme-service"]["unheld_roles"] == 2
+    # Its sme-advisor and legal-advisor items are the case owner's: no one else is told.
+    assert _recipients(rt.engine, _rows(rt.engine)) == {SE_OWNER}
+    assert report.unheld_roles("ip-integration") == []
+
+
+MENTORING = """\
+kind: mentoring-exchange
+version: 1
+title: Mentoring exchange between clusters
+key_prefix: MX
+roles: [coordinator, pilot-lead, mentor]
+stages:
+  - {key: match, title: Match}
+milestones:
+  - {key: mentor-found, title: A mentor found, stage: match, owner: mentor, duration: 5}
+ladder:
+  - {key: due, offset: 0, notify: [owner, pilot-lead]}
+  - {key: late-3, offset: 3, notify: [coordinator], urgent: true}
+"""
+
+
+def test_a_new_pilot_kind_is_led_by_whom_the_contacts_name_with_no_code_change(
+    db_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "extra-templates"
+    folder.mkdir()
+    (folder / "mentoring-exchange.yaml").write_text(MENTORING, encoding="utf-8")
+    rt = build_runtime(
+        Settings(home=tmp_path / "home", database_url=db_url, template_dirs=str(folder))
+    )
+    migrate.upgrade(rt.engine)
+    load_consortium(rt)
+    sheet = tmp_path / "leads.csv"
+    sheet.write_text(
+        "email,name,partner,role,country,leads\n"
+        f"{IP_PILOT_LEAD},Karin Åström,MVA,pilot-lead,SE,ip-integration mentoring-exchange\n",
+        encoding="utf-8",
+    )
+    with write_session(rt.engine) as session:
+        directory.import_contacts(
+            session=session, path=sheet, roles=rt.catalog.roles(), kinds=set(rt.catalog.templates)
+        )
+    key = _open(rt, kind="mentoring-exchange", owner=SE_OWNER)  # LUNDBACK-DX: no mentor
+    found = _milestone(rt.engine, key, "mentor-found")
+    assert _emails(rt.engine)[found.owner_id or 0] == IP_PILOT_LEAD  # no one holds `mentor`
+
+    _monitor(rt, found.planned_due)
+    report = _monitor(
+        rt, _calendar_of(rt.engine, IP_PILOT_LEAD).add_working_days(found.planned_due, 3)
+    )
+
+    told = {(r.rule, _emails(rt.engine)[r.recipient_id]) for r in _rows(rt.engine)}
+    assert told == {("due", IP_PILOT_LEAD), ("late-3", IP_PILOT_LEAD)}
+    assert report.unheld == set()
+    rt.engine.dispose()
 
 
 # --- late milestones -------------------------------------------------------------------------
@@ -539,16 +631,17 @@ def test_the_late_list_is_most_late_first_and_its_next_step_fires_when_it_says(
     rows = {i.item: i for i in report.late}
     assert rows["kickoff"].next_step == "-"  # every step of its ladder has been reached
     desk = rows[DESK_STUDY]
-    assert (desk.owner, desk.partner) == ("matthias.koehler@steinbeis.example", "STEINBEIS")
+    assert (desk.owner, desk.partner) == (DESK_OWNER, "MVA")
     assert desk.days_late == (day - late[DESK_STUDY]).days
 
     for item in (DESK_STUDY, "regional-workshops"):
-        step, _, on = rows[item].next_step.partition(" on ")
-        assert step == "late-10"
+        # The next step as people say it (late-10 of the template), and the day it falls on.
+        label, _, on = rows[item].next_step.rpartition(", on ")
+        assert label == "10 working days late: coordinator told"
         _monitor(rt, date.fromisoformat(on) - timedelta(days=1))
-        assert step not in {r.rule for r in _rows(rt.engine, subject=item)}
+        assert "late-10" not in {r.rule for r in _rows(rt.engine, subject=item)}
         _monitor(rt, date.fromisoformat(on))
-        assert step in {r.rule for r in _rows(rt.engine, subject=item)}
+        assert "late-10" in {r.rule for r in _rows(rt.engine, subject=item)}
 
 
 # --- gates -----------------------------------------------------------------------------------
@@ -757,9 +850,11 @@ def test_signals_carry_the_case_key_pilot_and_country(consortium: Runtime) -> No
     for signal in report.signals:
         assert (signal.pilot, signal.country) == expected[signal.case_key], signal
     escalated = [s for s in report.signals if s.event == "bridgebsr.case.escalated"]
-    coordinator = {i for i, e in _emails(rt.engine).items() if e == COORDINATOR}
+    # SCANBALT's coordinator for the case it leads; the SME pilot's lead for LUNDBACK-DX's.
+    ids = {e: i for i, e in _emails(rt.engine).items()}
+    told = {ip: {ids[COORDINATOR]}, sme: {ids[LEAD]}}
     for signal in escalated:
-        assert set(signal.payload["recipients"]) == coordinator
+        assert set(signal.payload["recipients"]) == told[signal.case_key]
         assert signal.payload["step"] in {"late-10", "late-5"}
         assert signal.payload["days_late"] > 0
     kick = [s for s in escalated if (s.case_key, s.subject) == (ip, "kickoff")]
@@ -820,8 +915,10 @@ def test_cli_monitor_json_prints_the_summary_and_a_rerun_writes_nothing(tmp_path
             "late_items": first["late"],
             "open_gates": 0,
             "notifications": len(written),
+            "unheld_roles": 0,
         }
     }
+    assert first["unheld_roles"] == []
     assert again["notifications"] == again["newly_overdue"] == 0
     assert again["late_items"] == first["late_items"]
     assert len(_rows(rt.engine)) == len(written)

@@ -1,8 +1,9 @@
 """monitor-milestones and friends as real flow runs against the session's Prefect server."""
 
 import json
+import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -11,19 +12,20 @@ from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlmodel import col
 
 from bridgebsr import directory
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.cases import open_case as open_case_uc
 from bridgebsr.db import read_session, write_session
-from bridgebsr.monitor import Signal
+from bridgebsr.monitor import Signal, run_monitor
 from bridgebsr.queries import gate_view
 from flows.cases import open_case, pilot_lifecycle
 from flows.gates import decision_key, stage_gate
-from flows.monitor import case_events, monitor_milestones
+from flows.monitor import case_events, late_row, monitor_milestones, pilot_markdown
 from flows.reports import daily_digest, portfolio_report
-from models import Case, CaseEvent, Notification, Source
+from models import Case, CaseEvent, Milestone, Notification, Source
 
 AS_OF = datetime(2026, 11, 26, 11, tzinfo=UTC)
 
@@ -195,7 +197,8 @@ def test_report_and_digest_flows_publish_what_the_store_holds(
     assert forecast is not None and "IP-2025-0001" in str(forecast.data)
     summary = Artifact.get("portfolio-report")
     assert summary is not None and "cases at risk" in str(summary.data)
-    reader = "soren.ostergaard@scanbalt.example"  # the pilot lead asks for a daily digest
+    # A case owner, told of nothing urgent, asks for a daily digest.
+    reader = "oskar.lundback@lundback-dx.example"
     with write_session(store.engine) as session:
         directory.set_preferences(
             session=session, email=reader, changes={"digest": True, "daily_cap": 0}
@@ -255,3 +258,43 @@ def test_events_are_one_per_case_and_kind_most_urgent_first_and_capped() -> None
     capped, left_out = case_events(signals, cap=2)
     assert [e.event for e in capped] == ["bridgebsr.gate.expired", "bridgebsr.case.escalated"]
     assert left_out == 2
+
+
+def test_late_items_show_the_due_date_lateness_counts_from_and_readable_steps(
+    store: Runtime,
+) -> None:
+    report = run_monitor(store.engine, now=AS_OF, zone="Europe/Copenhagen", dry_run=True)
+    rows = {(r["case"], r["milestone"]): r for r in map(late_row, report.late)}
+    with read_session(store.engine) as session:
+        nda = session.execute(
+            select(Milestone)
+            .join(Case, col(Case.id) == Milestone.case_id)
+            .where(Case.key == "SME-2026-0008", Milestone.key == "nda")
+        ).scalar_one()
+    late = rows[("SME-2026-0008", "nda")]
+    assert nda.forecast_due != nda.planned_due  # the forecast moved; lateness did not
+    assert late["due"] == nda.planned_due.isoformat()
+    assert date.fromisoformat(late["due"]) + timedelta(days=late["days late"]) == report.today
+    steps = {r["next escalation"] for r in rows.values()} - {"-"}
+    assert steps, "some late item has a step still to come"
+    for step in steps:
+        assert re.fullmatch(r"\d+ working days? late: .+ told, on \d{4}-\d\d-\d\d", step), step
+
+
+def test_the_pilot_summary_names_each_case_role_no_one_holds_once(store: Runtime) -> None:
+    with store.engine.begin() as conn:  # the SME pilot without a lead
+        conn.execute(text("UPDATE contacts SET leads = '' WHERE leads = 'shared-sme-service'"))
+    report = run_monitor(store.engine, now=AS_OF, zone="Europe/Copenhagen", dry_run=True)
+    pilot = "shared-sme-service"
+    counts = report.summary()["pilots"][pilot]
+    markdown = pilot_markdown(report, pilot, counts)
+
+    unheld = report.unheld_roles(pilot)
+    assert {u["role"] for u in unheld} == {"pilot-lead", "coordinator"}
+    assert counts["unheld_roles"] == len(unheld) == len({(u["case"], u["role"]) for u in unheld})
+    assert "## No one to tell" in markdown
+    for u in unheld:
+        assert markdown.count(f"| {u['case']} | {u['role']} |") == 1
+    assert "No one to tell" not in pilot_markdown(
+        report, "ip-integration", report.summary()["pilots"]["ip-integration"]
+    )

@@ -33,8 +33,10 @@ ZONE = "Europe/Copenhagen"
 SENDER = "office@bridgebsr.example"
 LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT (DK): three notices
 COORDINATOR = "mette.sorensen@scanbalt.example"  # coordinator at SCANBALT: one notice
-DESK_OWNER = "matthias.koehler@steinbeis.example"  # desk-study owner at STEINBEIS: one notice
-CHAT_PARTNER = "STEINBEIS"  # the partner whose webhook is in the Apprise config
+# The desk study is an ip-expert's; SCANBALT, leading the case, has none, so it is the IP
+# pilot's lead's (contacts.csv), at MVA: one notice.
+DESK_OWNER = "karin.astrom@mva.example"
+CHAT_PARTNER = "MVA"  # the partner whose webhook is in the Apprise config
 CANARY = "canary-S3cr3t"
 
 
@@ -280,7 +282,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def apprise_config(write_config: Callable[..., Path], receiver: HttpReceiver) -> Path:
-    """JSON webhook tagged with the pilot-lead's email, Mattermost tagged with STEINBEIS."""
+    """JSON webhook tagged with the pilot-lead's email, Mattermost tagged with MVA."""
     return write_config((json_url(receiver), LEAD), (chat_url(receiver), CHAT_PARTNER))
 
 

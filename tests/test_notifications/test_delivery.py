@@ -424,7 +424,7 @@ def test_a_failing_webhook_retries_with_backoff_then_fails_while_others_go(
     assert len(report.errors) == len(lead_rows)
     for error in report.errors:
         _no_url(error)
-    assert [h.path for h in receiver.received("/hooks")] == ["/hooks/partnertoken"]  # STEINBEIS
+    assert [h.path for h in receiver.received("/hooks")] == ["/hooks/partnertoken"]  # MVA
 
     # Before the backoff runs out nothing is claimed.
     early = dispatch(outbox.engine, now=now + backoff(1) - timedelta(seconds=1), post=post)
@@ -506,7 +506,7 @@ def test_a_slow_webhook_in_dispatch_is_a_failure_not_a_hang(
     receiver: HttpReceiver,
     apprise_config: Path,
 ) -> None:
-    receiver.delays["/contact"] = 8.0  # the pilot-lead's webhook hangs, STEINBEIS's answers
+    receiver.delays["/contact"] = 8.0  # the pilot-lead's webhook hangs, MVA's answers
     post = _office(tmp_path, email_url=smtp.url(), apprise_config=apprise_config, timeout=1.0)
     recipients = outbox.recipients()
     lead_rows = {i for i, e in recipients.items() if e == LEAD}
