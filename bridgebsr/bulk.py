@@ -11,7 +11,7 @@ The cases sheet, one row per case (header names in any order and any case):
 
     ref      any text, unique in the file: links progress rows, makes re-runs idempotent
     kind     a pilot kind of the catalog (shared-sme-service, ip-integration, ...)
-    title    what the case is about (at most 300 characters)
+    title    what the case is about (at most what cases.title holds: 300 characters)
     owner    the case owner's email, a contact of the store
     start    the day the case starts
     partner  optional: the lead partner's code (default: the owner's partner)
@@ -105,7 +105,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, Table, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
@@ -115,10 +114,13 @@ from bridgebsr.calendars import WorkCalendar, calendar_for, out_of_range, subdiv
 from bridgebsr.catalog import Catalog, checksum
 from bridgebsr.errors import InvalidInput
 from bridgebsr.lifecycle import Change
+from bridgebsr.roles import case_role_holders, led_kinds
 from bridgebsr.schedule import Item, Link, Slot, order, schedule
 from bridgebsr.sheets import Sheet, column_letter, read_sheet, refuse_nul
+from bridgebsr.texts import email_address, email_key, fitting
 from models import (
     CASE_OWNER,
+    Case,
     CaseStatus,
     DayKind,
     GateSpec,
@@ -136,7 +138,6 @@ STATUSES = {
     "done": MilestoneStatus.DONE,
     "waived": MilestoneStatus.WAIVED,
 }
-TITLE_MAX = 300  # as cases.title holds
 REF_MAX = 120
 CHUNK = 500  # cases per round of executemany: bounded memory, a progress bar that moves
 ProgressCallback = Callable[[int, int], None]  # (cases written, cases to write)
@@ -376,6 +377,7 @@ class _Directory:
     orgs: dict[str, _Org]
     orgs_by_id: dict[int, _Org]
     by_role: dict[str, list[_Person]]  # by id, as open_case picks them
+    leads: dict[str, list[_Person]]  # who leads each pilot kind, by id
     pinned: dict[tuple[str, int], str]  # (kind, version) -> checksum
 
 
@@ -386,18 +388,21 @@ def _tables() -> Mapping[str, Table]:
 def _load_directory(conn: Connection) -> _Directory:
     t = _tables()
     contacts, partners, versions = t["contacts"], t["partners"], t["template_versions"]
-    people = [
-        _Person(r.id, r.email, r.partner_id, r.role, r.country)
-        for r in conn.execute(
-            select(
-                contacts.c.id,
-                contacts.c.email,
-                contacts.c.partner_id,
-                contacts.c.role,
-                contacts.c.country,
-            ).order_by(contacts.c.id)
-        )
-    ]
+    rows = conn.execute(
+        select(
+            contacts.c.id,
+            contacts.c.email,
+            contacts.c.partner_id,
+            contacts.c.role,
+            contacts.c.country,
+            contacts.c.leads,
+        ).order_by(contacts.c.id)
+    ).all()
+    people = [_Person(r.id, r.email, r.partner_id, r.role, r.country) for r in rows]
+    leads: dict[str, list[_Person]] = {}
+    for person, r in zip(people, rows, strict=True):
+        for kind in led_kinds(r.leads):
+            leads.setdefault(kind, []).append(person)
     orgs = [
         _Org(r.id, r.code, r.country, r.region, r.timezone)
         for r in conn.execute(
@@ -423,6 +428,7 @@ def _load_directory(conn: Connection) -> _Directory:
         orgs={o.code: o for o in orgs},
         orgs_by_id={o.id: o for o in orgs},
         by_role=by_role,
+        leads=leads,
         pinned=pinned,
     )
 
@@ -646,7 +652,7 @@ class _Validator:
         return self.kinds[name]
 
     def _owner(self, value: str) -> _Person:
-        found = self.directory.people.get(_nonempty(value).lower())
+        found = self.directory.people.get(email_key(_nonempty(value)))
         if found is None:
             raise ValueError(f"no contact {value}; add it with `bridgebsr contacts import`")
         return found
@@ -658,9 +664,7 @@ class _Validator:
         return found
 
     def _title(self, value: str) -> str:
-        if len(_nonempty(value)) > TITLE_MAX:
-            raise ValueError(f"{len(value)} characters; a title has at most {TITLE_MAX}")
-        return value
+        return fitting(_nonempty(value), Case, "title")
 
     def _date(self, value: str) -> date:
         return self.dates.parse(_nonempty(value))
@@ -796,12 +800,10 @@ class _Validator:
     def _email(self, value: str) -> str:
         if value not in self.emails:
             try:
-                self.emails[value] = validate_email(
-                    value, check_deliverability=False
-                ).normalized.lower()
-            except EmailNotValidError as exc:
+                self.emails[value] = email_address(value)
+            except ValueError:
                 self.emails[value] = None
-                raise ValueError(f"'{value}' is not an email address: {exc}") from None
+                raise
         found = self.emails[value]
         if found is None:
             raise ValueError(f"'{value}' is not an email address")
@@ -957,9 +959,10 @@ class _Planner:
         found = self._role_owners.get(key)
         if found is None:
             found = {}
+            leads = self.directory.leads.get(kind.template.kind, [])
             for role in kind.roles:
-                candidates = self.directory.by_role.get(role, [])
-                chosen = [*(c for c in candidates if c.partner_id == lead), *candidates]
+                holders = self.directory.by_role.get(role, [])
+                chosen = case_role_holders(holders, lead, leads)
                 found[role] = chosen[0].id if chosen else None
             self._role_owners[key] = found
         return found

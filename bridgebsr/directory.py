@@ -1,7 +1,7 @@
 """Partners and contacts: validated, all-or-nothing imports from CSV or XLSX, and listings."""
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -10,17 +10,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pycountry
 import pytz
-from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, col, select
 
 from bridgebsr.errors import InvalidInput
+from bridgebsr.roles import leads_text
 from bridgebsr.sheets import Sheet, column_letter, read_sheet
+from bridgebsr.texts import email_address, fitting, name_text
 from models import Contact, Partner, PartnerKind
 
 PARTNER_COLUMNS = (("code", "name", "kind", "country"), ("region", "timezone"))
 CONTACT_COLUMNS = (
     ("email", "name", "partner", "role", "country"),
-    ("timezone", "channels", "delivery", "quiet_hours", "daily_cap"),
+    ("timezone", "channels", "delivery", "quiet_hours", "daily_cap", "leads"),
 )
 CHANNELS = ("email", "chat")
 DAILY_CAP_MAX = 2**31 - 1  # the largest INTEGER every supported database stores
@@ -107,21 +108,14 @@ def zone_for(value: str, country: str) -> str:
     return value
 
 
-def _limit(model: type[Any], field_name: str) -> int | None:
-    """The length the model's column holds for `field_name` (None: no limit)."""
-    length = getattr(model.__table__.columns[field_name].type, "length", None)
-    return int(length) if length is not None else None
-
-
 def _check_lengths(
     problems: _Problems, row: int, model: type[Any], rec: dict[str, Any], columns: dict[str, str]
 ) -> None:
     """Name every text of `rec` longer than its column of `model` holds (on PostgreSQL the
     database would refuse it; SQLite would store it whole). `columns`: field -> sheet column."""
     for name, column in columns.items():
-        value, limit = rec.get(name), _limit(model, name)
-        if isinstance(value, str) and limit is not None and len(value) > limit:
-            problems.add(row, column, f"{len(value)} characters; at most {limit} fit here")
+        if isinstance(value := rec.get(name), str):
+            _cell(problems, row, column, fitting, value, model, name)
 
 
 def _cell(problems: _Problems, row: int, column: str, check: Callable[..., Any], *args: Any) -> Any:
@@ -151,11 +145,8 @@ def _partner_kind(value: str) -> PartnerKind:
     return kind
 
 
-def _email(value: str) -> str:
-    try:
-        return validate_email(value, check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        raise ValueError(f"'{value}' is not an email address: {exc}") from None
+def _name(value: str) -> str:
+    return name_text(_text(value))
 
 
 def _unique(problems: _Problems, rows: Iterable[tuple[int, dict[str, Any]]], key: str) -> None:
@@ -170,7 +161,13 @@ def _unique(problems: _Problems, rows: Iterable[tuple[int, dict[str, Any]]], key
 
 # Text fields of each record (as on the model) and the sheet column they come from.
 _PARTNER_TEXTS = {"code": "code", "name": "name", "region": "region", "timezone": "timezone"}
-_CONTACT_TEXTS = {"email": "email", "name": "name", "role": "role", "timezone": "timezone"}
+_CONTACT_TEXTS = {
+    "email": "email",
+    "name": "name",
+    "role": "role",
+    "timezone": "timezone",
+    "leads": "leads",
+}
 
 
 def parse_partners(sheet: Sheet) -> list[dict[str, Any]]:
@@ -181,7 +178,7 @@ def parse_partners(sheet: Sheet) -> list[dict[str, Any]]:
         country = _cell(problems, n, "country", country_code, raw["country"])
         rec = {
             "code": _cell(problems, n, "code", _code, raw["code"]),
-            "name": _cell(problems, n, "name", _text, raw["name"]),
+            "name": _cell(problems, n, "name", _name, raw["name"]),
             "kind": _cell(problems, n, "kind", _partner_kind, raw["kind"]),
             "country": country,
         }
@@ -197,15 +194,17 @@ def parse_partners(sheet: Sheet) -> list[dict[str, Any]]:
     return [rec for _, rec in out]
 
 
-def parse_contacts(sheet: Sheet, partners: dict[str, int], roles: set[str]) -> list[dict[str, Any]]:
-    """Validated contact records; partner codes and roles must exist."""
+def parse_contacts(
+    sheet: Sheet, partners: dict[str, int], roles: set[str], kinds: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """Validated contact records; partner codes, roles and the pilot kinds led must exist."""
     _check_columns(sheet, CONTACT_COLUMNS)
     problems, out = _Problems(sheet), []
     for n, raw in sheet.rows:
         country = _cell(problems, n, "country", country_code, raw["country"])
         rec = {
-            "email": _cell(problems, n, "email", _email, raw["email"]),
-            "name": _cell(problems, n, "name", _text, raw["name"]),
+            "email": _cell(problems, n, "email", email_address, raw["email"]),
+            "name": _cell(problems, n, "name", _name, raw["name"]),
             "partner_id": _cell(problems, n, "partner", _partner_ref, raw["partner"], partners),
             "role": _cell(problems, n, "role", _role, raw["role"], roles),
             "country": country,
@@ -215,6 +214,8 @@ def parse_contacts(sheet: Sheet, partners: dict[str, int], roles: set[str]) -> l
                 problems, n, "timezone", zone_for, raw.get("timezone", ""), country
             )
         rec |= _preference_cells(problems, n, raw)
+        if "leads" in sheet.columns:  # a file without the column leaves what each one leads
+            rec["leads"] = _cell(problems, n, "leads", parse_leads, raw.get("leads", ""), kinds)
         _check_lengths(problems, n, Contact, rec, _CONTACT_TEXTS)
         out.append((n, rec))
     _unique(problems, out, "email")
@@ -309,7 +310,7 @@ def preferences(contact: Contact) -> dict[str, Any]:
 def set_preferences(*, session: Session, email: str, changes: dict[str, Any]) -> dict[str, Any]:
     """Change one contact's preferences (keys as on Contact), in one transaction."""
     try:
-        address = _email(email)
+        address = email_address(email)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     contact = session.exec(select(Contact).where(col(Contact.email) == address)).first()
@@ -334,6 +335,16 @@ def _role(value: str, roles: set[str]) -> str:
     if role not in roles:
         raise ValueError(f"'{value}' is not a role the templates name ({', '.join(sorted(roles))})")
     return role
+
+
+def parse_leads(value: str, kinds: Collection[str]) -> str:
+    """The pilot kinds a contact leads (comma or space separated; blank: none), as stored."""
+    given = {v for v in re.split(r"[\s,;]+", value.strip().lower()) if v}
+    unknown = sorted(given - set(kinds))
+    if unknown:
+        known = ", ".join(sorted(kinds)) or "none"
+        raise ValueError(f"'{unknown[0]}' is not a pilot kind of the catalog ({known})")
+    return leads_text(given)
 
 
 def _upsert(
@@ -366,11 +377,17 @@ def import_partners(*, session: Session, path: Path, dry_run: bool = False) -> I
 
 
 def import_contacts(
-    *, session: Session, path: Path, roles: set[str], dry_run: bool = False
+    *,
+    session: Session,
+    path: Path,
+    roles: set[str],
+    kinds: Collection[str] = (),
+    dry_run: bool = False,
 ) -> ImportReport:
-    """Create or update contacts from a file, all rows or none."""
+    """Create or update contacts from a file, all rows or none; `kinds`: the pilot kinds a
+    `leads` cell may name."""
     partners = {p.code: p.id for p in session.exec(select(Partner))}
-    records = parse_contacts(read_sheet(path), partners, roles)  # type: ignore[arg-type]
+    records = parse_contacts(read_sheet(path), partners, roles, kinds)  # type: ignore[arg-type]
     report = ImportReport("contacts", dry_run=dry_run)
     _upsert(session, Contact, "email", records, report)
     _finish(session, dry_run)
@@ -399,7 +416,7 @@ def list_contacts(*, session: Session) -> list[dict[str, Any]]:
     )
     return [
         {
-            **c.model_dump(include={"email", "name", "role", "country", "timezone"}),
+            **c.model_dump(include={"email", "name", "role", "country", "timezone", "leads"}),
             "partner": code,
             **preferences(c),
         }

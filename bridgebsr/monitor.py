@@ -47,6 +47,7 @@ from bridgebsr import store
 from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
 from bridgebsr.errors import BridgeError
 from bridgebsr.progress import Actor, time_out_gate
+from bridgebsr.roles import case_role_holders, led_kinds
 from models import (
     CASE_OWNER,
     NODE_OWNER,
@@ -67,9 +68,10 @@ from models import (
     Template,
     TimeoutOutcome,
 )
+from notifications.steps import EXPIRED_STEP, step_label
 
 MONITOR_ACTOR = "bridgebsr-monitor"
-EXPIRED_RULE = "expired"
+EXPIRED_RULE = EXPIRED_STEP
 HOLIDAY_SLACK = 14  # days a recipient's ladder step may come before the item's calendar says
 _CHUNK = 500
 _MISSING = object()
@@ -113,9 +115,9 @@ class LateItem:
     title: str
     owner: str
     partner: str
-    due: date
+    due: date  # what lateness counts from: a milestone's planned due date, a gate's deadline
     days_late: int
-    next_step: str
+    next_step: str  # the next ladder step as people say it, and its day; "-": none left
 
 
 @dataclass
@@ -135,16 +137,29 @@ class MonitorReport:
     active_cases: dict[str, int] = field(default_factory=dict)
     open_gates: Counter[str] = field(default_factory=Counter)
     notifications_by_pilot: Counter[str] = field(default_factory=Counter)
+    # (pilot, case, role): a step reached for the case's items tells a role no one holds for it
+    unheld: set[tuple[str, str, str]] = field(default_factory=set)
     run: str | None = None  # the Prefect flow run of this pass, if a flow ran it
 
     def pilots(self) -> list[str]:
         """Every pilot kind the pass saw, sorted."""
         seen = set(self.active_cases) | {item.pilot for item in self.late}
+        seen |= {kind for kind, _, _ in self.unheld}
         return sorted(seen | set(self.open_gates) | set(self.notifications_by_pilot))
+
+    def unheld_roles(self, pilot: str | None = None) -> list[dict[str, str]]:
+        """Each case and role no one holds for it (of one pilot, or all), by case: the
+        notices of that role's steps went to no one."""
+        return [
+            {"case": case, "role": role}
+            for kind, case, role in sorted(self.unheld, key=lambda u: (u[1], u[2]))
+            if pilot in (None, kind)
+        ]
 
     def summary(self) -> dict[str, Any]:
         """Counts for scripts and the CLI's --json."""
         late = Counter(item.pilot for item in self.late)
+        unheld = Counter(kind for kind, _, _ in self.unheld)
         return {
             "as_of": self.now.isoformat(),
             "today": self.today.isoformat(),
@@ -155,12 +170,14 @@ class MonitorReport:
             "timed_out": self.timed_out,
             "failures": self.failures,
             "late": len(self.late),
+            "unheld_roles": self.unheld_roles(),
             "pilots": {
                 pilot: {
                     "active_cases": self.active_cases.get(pilot, 0),
                     "late_items": late[pilot],
                     "open_gates": self.open_gates[pilot],
                     "notifications": self.notifications_by_pilot[pilot],
+                    "unheld_roles": unheld[pilot],
                 }
                 for pilot in self.pilots()
             },
@@ -231,23 +248,29 @@ class _Directory:
                 col(Contact.partner_id),
                 col(Contact.country),
                 col(Contact.timezone),
+                col(Contact.leads),
                 col(Partner.code),
                 col(Partner.country),
                 col(Partner.region),
-            ).join(Partner, col(Partner.id) == col(Contact.partner_id))
+            )
+            .join(Partner, col(Partner.id) == col(Contact.partner_id))
+            .order_by(col(Contact.id))
         ).all()
         self.people: dict[int, _Person] = {}
         self.by_role: dict[str, list[_Person]] = defaultdict(list)
-        for cid, email, name, role, pid, country, zone, code, p_country, region in rows:
+        self.leads: dict[str, list[_Person]] = defaultdict(list)  # by pilot kind
+        for cid, email, name, role, pid, country, zone, leads, code, p_country, region in rows:
             sub = subdivision_of(country, region) if p_country == country else None
             person = _Person(cid, email, name, role, pid, code, zone, calendar_for(country, sub))
             self.people[cid] = person
             self.by_role[role].append(person)
+            for kind in led_kinds(leads):
+                self.leads[kind].append(person)
         partners = session.execute(
             select(col(Partner.id), col(Partner.country), col(Partner.region))
         ).all()
         self._regions = {pid: (country, region) for pid, country, region in partners}
-        self._role_cache: dict[tuple[str, int], list[_Person]] = {}
+        self._role_cache: dict[tuple[str, int, str], list[_Person]] = {}
 
     def case_calendar(self, c: _Candidate) -> WorkCalendar:
         """The calendar of the case's country (and its lead partner's state there)."""
@@ -262,14 +285,15 @@ class _Directory:
             return owner.calendar
         return self.case_calendar(c)
 
-    def role(self, role: str, lead_partner_id: int) -> list[_Person]:
-        """Holders of a role at the case's lead partner, else everywhere in the directory."""
-        key = (role, lead_partner_id)
-        if key not in self._role_cache:
-            holders = self.by_role.get(role, [])
-            local = [p for p in holders if p.partner_id == lead_partner_id]
-            self._role_cache[key] = local or holders
-        return self._role_cache[key]
+    def role(self, role: str, c: _Candidate) -> list[_Person]:
+        """Who holds a role for the candidate's case (roles.case_role_holders)."""
+        key = (role, c.lead_partner_id, c.pilot)
+        found = self._role_cache.get(key)
+        if found is None:
+            found = self._role_cache[key] = case_role_holders(
+                self.by_role.get(role, []), c.lead_partner_id, self.leads.get(c.pilot, [])
+            )
+        return found
 
 
 @lru_cache(maxsize=200_000)
@@ -420,10 +444,6 @@ def _templates(session: Session) -> dict[tuple[str, int], Template]:
     }
 
 
-def _active_case_ids() -> Any:
-    return select(col(Case.id)).where(col(Case.status) == CaseStatus.ACTIVE).scalar_subquery()
-
-
 def _rows(session: Session, statement: Any, params: dict[str, Any] | None = None) -> list[Any]:
     """A statement's rows, run in Core on the session's connection: the rows are plain
     tuples, without the ORM's per-row work (none of these statements loads an entity)."""
@@ -432,15 +452,16 @@ def _rows(session: Session, statement: Any, params: dict[str, Any] | None = None
 
 def _mark_overdue(session: Session, report: MonitorReport, actor: Actor) -> None:
     """Stamp milestones late for the first time, in one statement, and audit each once."""
+    late = (
+        col(Milestone.overdue_on).is_(None),
+        col(Milestone.status).in_(list(OPEN_MILESTONE)),
+        col(Milestone.planned_due) < report.today,
+    )
+    scope = store.lock_active_cases(session.connection(), col(Milestone.case_id), late)
     marked = _rows(
         session,
         update(Milestone)
-        .where(
-            col(Milestone.overdue_on).is_(None),
-            col(Milestone.status).in_(list(OPEN_MILESTONE)),
-            col(Milestone.planned_due) < report.today,
-            col(Milestone.case_id).in_(_active_case_ids()),
-        )
+        .where(*late, scope)
         .values(overdue_on=report.today)
         .returning(col(Milestone.case_id), col(Milestone.key), col(Milestone.planned_due))
         .execution_options(synchronize_session=False),
@@ -472,16 +493,17 @@ def _mark_overdue(session: Session, report: MonitorReport, actor: Actor) -> None
 
 def _mark_expired(session: Session, report: MonitorReport, actor: Actor) -> None:
     """Stamp open gates whose deadline passed (outcome `escalate`), once per round."""
+    expired = (
+        col(Gate.expired_on).is_(None),
+        col(Gate.status) == GateStatus.OPEN,
+        col(Gate.deadline) < report.today,
+        col(Gate.on_timeout) == TimeoutOutcome.ESCALATE,
+    )
+    scope = store.lock_active_cases(session.connection(), col(Gate.case_id), expired)
     marked = _rows(
         session,
         update(Gate)
-        .where(
-            col(Gate.expired_on).is_(None),
-            col(Gate.status) == GateStatus.OPEN,
-            col(Gate.deadline) < report.today,
-            col(Gate.on_timeout) == TimeoutOutcome.ESCALATE,
-            col(Gate.case_id).in_(_active_case_ids()),
-        )
+        .where(*expired, scope)
         .values(expired_on=report.today)
         .returning(col(Gate.case_id), col(Gate.key), col(Gate.deadline), col(Gate.round))
         .execution_options(synchronize_session=False),
@@ -662,7 +684,7 @@ def _recipients(
             owner = directory.people.get(c.case_owner_id)
             people = [owner] if owner else []
         else:
-            people = directory.role(role, c.lead_partner_id)
+            people = directory.role(role, c)
         found.update((p.id, p) for p in people)
     return list(found.values())
 
@@ -672,6 +694,7 @@ class _Plan(NamedTuple):
 
     upcoming: tuple[LadderStep, ...]
     near: tuple[tuple[LadderStep, tuple[str, ...]], ...]
+    reached: frozenset[str]  # the roles of the steps reached, but an item's or case's owner
 
 
 class _Pick(NamedTuple):
@@ -709,7 +732,7 @@ class _Planner:
         self.today = report.today
         self._within_reach = report.today + timedelta(days=HOLIDAY_SLACK)
         self._plans: dict[tuple[int, WorkCalendar, date], _Plan] = {}
-        self._picks: dict[tuple[Any, ...], list[_Pick]] = {}
+        self._picks: dict[tuple[Any, ...], tuple[list[_Pick], tuple[str, ...]]] = {}
         self._dates: dict[str, date] = {}
 
     def local_today(self, zone: str) -> date:
@@ -726,9 +749,11 @@ class _Planner:
         found = self._plans.get(key)
         if found is None:
             days = [(pair, _shift(calendar, due, pair[0].offset)) for pair in ladder.steps]
+            reached = {role for (_, roles), day in days if day <= self.today for role in roles}
             found = self._plans[key] = _Plan(
                 upcoming=tuple(step for (step, _), day in days if day > self.today),
                 near=tuple(pair for pair, day in days if day <= self._within_reach),
+                reached=frozenset(reached - {NODE_OWNER, CASE_OWNER}),
             )
         return found
 
@@ -748,19 +773,36 @@ class _Planner:
             if c.item_kind == "gate" and late:
                 expired = ladder.expired
                 people = _recipients(c, expired.notify, self.directory, self.voted)
+                self._note_unheld(c, self._unheld(c, expired.notify))
                 out.append((c, [_Pick(person, expired, self.today, True) for person in people]))
             elif not plan.near:
                 continue
             elif c.item_kind == "gate":
+                self._note_unheld(c, self._unheld(c, plan.reached))
                 out.append((c, self._latest(c, plan.near)))
             else:
                 key = (id(ladder), calendar, c.due, c.owner_id, c.case_owner_id, c.lead_partner_id)
-                picks = self._picks.get(key)
-                if picks is None:
-                    picks = self._picks[key] = self._latest(c, plan.near)
+                found = self._picks.get(key)
+                if found is None:
+                    found = self._picks[key] = (
+                        self._latest(c, plan.near),
+                        self._unheld(c, plan.reached),
+                    )
+                picks, unheld = found
+                self._note_unheld(c, unheld)
                 if picks:
                     out.append((c, picks))
         return out
+
+    def _unheld(self, c: _Candidate, roles: Iterable[str]) -> tuple[str, ...]:
+        """The roles among `roles` no one holds for the candidate's case."""
+        item_roles = (NODE_OWNER, CASE_OWNER)
+        return tuple(r for r in roles if r not in item_roles and not self.directory.role(r, c))
+
+    def _note_unheld(self, c: _Candidate, roles: tuple[str, ...]) -> None:
+        """Report each (case, role) once a pass, however many of its items reached a step."""
+        for role in roles:
+            self.report.unheld.add((c.pilot, c.case_key, role))
 
     def _latest(
         self, c: _Candidate, steps: Sequence[tuple[LadderStep, tuple[str, ...]]]
@@ -833,8 +875,7 @@ def _late_item(
         who = owner.email if owner else "-"
     nxt = "-"
     if upcoming and c.item_kind == "milestone":  # a late gate's notice is its expiry
-        step = upcoming[0]
-        nxt = f"{step.key} on {_shift(calendar, c.due, step.offset).isoformat()}"
+        nxt = _next_step(c, directory, calendar, upcoming[0])
     partner = owner.partner_code if owner and c.item_kind == "milestone" else ""
     return LateItem(
         case_key=c.case_key,
@@ -848,6 +889,17 @@ def _late_item(
         days_late=(today - c.due).days,
         next_step=nxt,
     )
+
+
+def _next_step(
+    c: _Candidate, directory: _Directory, calendar: WorkCalendar, step: LadderStep
+) -> str:
+    """A late item's next ladder step as people say it, and the day the first of the people
+    it tells reaches it in their own working days (the item's, when it tells no one)."""
+    told = _recipients(c, step.notify, directory, set())
+    days = [_shift(person.calendar, c.due, step.offset) for person in told]
+    on = min(days) if days else _shift(calendar, c.due, step.offset)
+    return f"{step_label(step.key, step.offset, step.notify)}, on {on.isoformat()}"
 
 
 def _partner_code(directory: _Directory, c: _Candidate) -> str:

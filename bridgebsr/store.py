@@ -8,7 +8,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, bindparam, insert, update
+from sqlalchemy import Connection, Integer, and_, any_, bindparam, insert, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -29,9 +30,11 @@ from bridgebsr.rows import (
     Organisation,
     Person,
 )
+from bridgebsr.texts import email_key
 from models import (
     Case,
     CaseEvent,
+    CaseStatus,
     Contact,
     Gate,
     KeySequence,
@@ -99,8 +102,11 @@ def _links(value: str | list[dict[str, Any]] | None) -> list[dict[str, Any]] | N
 
 
 _LINKS = {"depends_on": _links}
-_CASE_WITH_GATES_LOCKED = Prepared(_CASE_WITH_GATES.with_for_update(of=_CASES), convert=_LINKS)
 _CASE_WITH_GATES_READ = Prepared(_CASE_WITH_GATES, convert=_LINKS)
+# The lock is a statement of its own: under READ COMMITTED a statement that waited for a row
+# lock returns the locked row as it is now but every other row (the case's gates, say) as it
+# was when the statement began, before the change it waited for.
+_LOCK_CASE = Prepared(select(_CASES.c.id).where(_CASES.c.key == bindparam("key")).with_for_update())
 _OWNER_PARTNERS = _PARTNERS.alias("owner_partners")
 _MILESTONES_WITH_OWNERS = Prepared(
     select(
@@ -177,11 +183,14 @@ class Loaded:
 
 def load_case(session: Session, key: str, *, for_update: bool = True) -> Loaded:
     """A case by key with its gates, lead partner and pinned template (one statement) and its
-    milestones with their owners' calendars (another); locked for the transaction when
-    `for_update` (on PostgreSQL; SQLite's writers already hold the database)."""
+    milestones with their owners' calendars (another); when `for_update`, the case row is
+    locked for the transaction first, so that both read what the changes before this one
+    left (on PostgreSQL; SQLite's writers already hold the database)."""
     conn = session.connection()
-    query = _CASE_WITH_GATES_LOCKED if for_update else _CASE_WITH_GATES_READ
-    found = query.all(conn, {"key": key.strip().upper()})
+    at = {"key": key.strip().upper()}
+    if for_update and conn.dialect.name == "postgresql":
+        _LOCK_CASE.all(conn, at)
+    found = _CASE_WITH_GATES_READ.all(conn, at)
     if not found:
         raise NotFound(f"no case {key}; see `bridgebsr case list`")
     first = found[0]
@@ -205,6 +214,25 @@ def load_case(session: Session, key: str, *, for_update: bool = True) -> Loaded:
     read.update((id(g), rows.values(g, GATE_CHANGES)) for g in gates)
     template = _parsed(session, case.kind, case.template_version, digest)
     return Loaded(conn, Plan(case, milestones, gates, calendars), template, timezone, read)
+
+
+def lock_active_cases(conn: Connection, case_id: Any, where: Sequence[Any]) -> Any:
+    """The condition that an item's case (`case_id`, a column of the items' table) is active,
+    for one statement that changes the items matching `where` in many cases at once. On
+    PostgreSQL those active cases are locked first, as `load_case` locks one, and the
+    condition names only them: the statement then starts after every change to them has
+    committed, and no change to them starts before this transaction ends."""
+    active = _CASES.c.status == CaseStatus.ACTIVE
+    if conn.dialect.name != "postgresql":  # SQLite's writers already hold the database
+        return case_id.in_(select(_CASES.c.id).where(active).scalar_subquery())
+    locking = (
+        select(_CASES.c.id)
+        .where(active, _CASES.c.id.in_(select(case_id).where(*where)))
+        .order_by(_CASES.c.id)
+        .with_for_update()
+    )
+    ids = list(conn.execute(locking).scalars())
+    return case_id == any_(bindparam("locked_cases", ids, type_=ARRAY(Integer)))
 
 
 def save_case(
@@ -262,8 +290,8 @@ def save_case(
 
 
 def contact_by_email(conn: Connection, email: str) -> Person:
-    """The contact with this address (case-insensitive)."""
-    found = _PERSON.first(conn, {"email": email.strip().lower()})
+    """The contact with this address (however its case or Unicode form is typed)."""
+    found = _PERSON.first(conn, {"email": email_key(email)})
     if found is None:
         raise NotFound(f"no contact {email}; add it with `bridgebsr contacts import`")
     return Person(*found)
@@ -370,15 +398,27 @@ def pin_template(conn: Connection, template: Template, digest: str) -> None:
     """Keep the exact template a case is opened with; refuse an edited file of the same version."""
     at = {"kind": template.kind, "version": template.version}
     found = _PINNED.first(conn, at)
-    stored = None if found is None else found[0]
-    if stored is None:
-        body = template.model_dump(mode="json")
-        conn.execute(_PIN, {**at, "checksum": digest, "body": body})
-    elif stored != digest:
+    stored = _pin(conn, template, digest) if found is None else found[0]
+    if stored != digest:
         raise InvalidInput(
             f"template {template.kind} version {template.version} was edited after cases were "
             "opened with it; raise `version:` in the file so running cases keep theirs"
         )
+
+
+def _pin(conn: Connection, template: Template, digest: str) -> str:
+    """Pin a template version not pinned yet; the checksum pinned, which is another writer's
+    when one pinned the same version first."""
+    at = {"kind": template.kind, "version": template.version}
+    try:
+        with conn.begin_nested():
+            conn.execute(_PIN, {**at, "checksum": digest, "body": template.model_dump(mode="json")})
+    except IntegrityError:  # pinned by a writer that committed meanwhile: theirs is the pin
+        found = _PINNED.first(conn, at)
+        if found is None:
+            raise
+        return str(found[0])
+    return digest
 
 
 _SEQUENCES = SQLModel.metadata.tables[str(KeySequence.__tablename__)]

@@ -5,10 +5,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from bridgebsr import directory
 from bridgebsr.catalog import load_template
-from bridgebsr.cli._common import JSON_OPTION, console, emit_json, emit_table, runtime
+from bridgebsr.cli._common import JSON_OPTION, console, emit_json, emit_table, runtime, say
 from bridgebsr.db import read_session, write_session
 from bridgebsr.errors import InvalidInput
 from models import GateSpec, MilestoneSpec, Template
@@ -35,21 +36,25 @@ def import_partners(file: FileArg, dry_run: DryRun = False) -> None:
 @contacts_app.command("import")
 def import_contacts(file: FileArg, dry_run: DryRun = False) -> None:
     """Create or update contacts from FILE (email, name, partner, role, country; optional
-    timezone, channels, delivery, quiet_hours, daily_cap)."""
+    timezone, channels, delivery, quiet_hours, daily_cap, leads: the pilot kinds they lead)."""
     rt = runtime()
     with write_session(rt.engine) as session:
         report = directory.import_contacts(
-            session=session, path=file, roles=rt.catalog.roles(), dry_run=dry_run
+            session=session,
+            path=file,
+            roles=rt.catalog.roles(),
+            kinds=set(rt.catalog.templates),
+            dry_run=dry_run,
         )
     _print_report(report)
 
 
 def _print_report(report: directory.ImportReport) -> None:
-    typer.echo(report.summary())
+    say(report.summary())
     for key in report.created:
-        typer.echo(f"  + {key}")
+        say(f"  + {key}")
     for key in report.updated:
-        typer.echo(f"  ~ {key}")
+        say(f"  ~ {key}")
 
 
 @partners_app.command("list")
@@ -119,7 +124,9 @@ def show_template(kind: str, as_json: bool = JSON_OPTION) -> None:
     if as_json:
         emit_json(t.model_dump(mode="json"))
         return
-    console.print(f"[bold]{t.kind}[/bold] v{t.version} ({t.key_prefix}) {t.title}", markup=True)
+    console.print(
+        f"[bold]{t.kind}[/bold] v{t.version} ({t.key_prefix}) {escape(t.title)}", markup=True
+    )
     rows = [_node_row(t, n) for n in sorted(t.nodes(), key=lambda n: t.stage_index(n.stage))]
     emit_table(
         "Stages, milestones and gates",
@@ -148,7 +155,7 @@ def _node_row(t: Template, n: MilestoneSpec | GateSpec) -> dict[str, str]:
 def validate(path: Annotated[Path, typer.Argument(help="A template YAML file.")]) -> None:
     """Check a template file; names every problem with its line."""
     t = load_template(path)
-    typer.echo(
+    say(
         f"{path}: ok ({t.kind} v{t.version}: {len(t.stages)} stages, "
         f"{len(t.milestones)} milestones, {len(t.gates)} gates)"
     )
@@ -200,4 +207,4 @@ def contact_preferences(
         emit_json(prefs)
     else:
         for name, value in prefs.items():
-            typer.echo(f"{name:12} {value}")
+            say(f"{name:12} {value}")

@@ -1,5 +1,7 @@
 """Partner and contact imports from CSV and XLSX: all rows or none, every problem located."""
 
+import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,9 @@ from bridgebsr.directory import (
     zone_for,
 )
 from bridgebsr.errors import InvalidInput
+from bridgebsr.roles import case_role_holders
 from bridgebsr.sheets import read_sheet
+from bridgebsr.store import contact_by_email
 
 # Headers in a shuffled order and mixed case; a comma inside a name is safe with ';'.
 PARTNERS = [
@@ -107,7 +111,11 @@ def _partners(rt: Runtime, path: Path, *, dry_run: bool = False) -> ImportReport
 def _contacts(rt: Runtime, path: Path, *, dry_run: bool = False) -> ImportReport:
     with write_session(rt.engine) as session:
         return import_contacts(
-            session=session, path=path, roles=rt.catalog.roles(), dry_run=dry_run
+            session=session,
+            path=path,
+            roles=rt.catalog.roles(),
+            kinds=set(rt.catalog.templates),
+            dry_run=dry_run,
         )
 
 
@@ -416,6 +424,7 @@ EXPECTED_CONTACTS = [
         "country": "DE",
         "timezone": "Europe/Berlin",
         "partner": "UNIGW",
+        "leads": "",
     },
     {
         "email": "mette.sorensen@scanbalt.example",
@@ -424,6 +433,7 @@ EXPECTED_CONTACTS = [
         "country": "DK",
         "timezone": "Europe/Copenhagen",
         "partner": "ORESUND",
+        "leads": "",
     },
     {
         "email": "zaneta@ibb.example",
@@ -432,6 +442,7 @@ EXPECTED_CONTACTS = [
         "country": "PL",
         "timezone": "Europe/Warsaw",
         "partner": "IBB-PAN",
+        "leads": "",
     },
 ]
 
@@ -571,3 +582,98 @@ def test_a_bad_preference_names_its_row_and_column_and_imports_nothing(
     assert f"row 2, column G ({column.lower()}): {message}" in str(caught.value)
     with write_session(with_partners.engine) as session:
         assert list_contacts(session=session) == []
+
+
+def test_a_control_character_in_a_name_is_refused_with_its_row_and_column(
+    tmp_path: Path,
+) -> None:
+    partners = [
+        ["code", "name", "kind", "country"],
+        ["OK", "Fine Partner", "cluster", "DK"],
+        ["BREAK", "Two\nLines", "cluster", "DK"],
+    ]
+    with pytest.raises(InvalidInput) as caught:
+        parse_partners(read_sheet(_xlsx(tmp_path / "partners.xlsx", partners)))
+    assert caught.value.problems == [
+        "partners.xlsx: row 3, column B (name): contains a control character (\\n); "
+        "a name is one line of text"
+    ]
+    contacts = [CONTACTS[0], [CONTACTS[1][0], "Mette \x1b[2J", *CONTACTS[1][2:]]]
+    with pytest.raises(InvalidInput) as caught:
+        parse_contacts(
+            read_sheet(_csv(tmp_path / "contacts.csv", contacts)), {"ORESUND": 1}, {"coordinator"}
+        )
+    assert caught.value.problems == [
+        "contacts.csv: row 2, column B (name): contains a control character (\\x1b); "
+        "a name is one line of text"
+    ]
+
+
+def test_an_address_typed_in_decomposed_unicode_finds_the_same_person(
+    with_partners: Runtime, tmp_path: Path
+) -> None:
+    composed = "sören.østergård@scanbalt.example"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    row = [decomposed, "Søren Østergård", "ORESUND", "coordinator", "DK", ""]
+    report = _contacts(with_partners, _csv(tmp_path / "c.csv", [CONTACTS[0], row]))
+    assert report.created == [composed]  # the import keeps the composed form
+    with write_session(with_partners.engine) as session:
+        conn = session.connection()
+        for typed in (decomposed, decomposed.upper(), composed):
+            assert contact_by_email(conn, typed).email == composed
+
+
+# Pilot leads, and who holds a role for a case
+
+
+def _leads(rt: Runtime) -> dict[str, str]:
+    with write_session(rt.engine) as session:
+        return {r["email"]: r["leads"] for r in list_contacts(session=session)}
+
+
+def test_contacts_name_the_pilot_kinds_they_lead(with_partners: Runtime, tmp_path: Path) -> None:
+    mette = "mette.sorensen@scanbalt.example"
+    rows = [
+        [*CONTACTS[0], "Leads"],
+        [*CONTACTS[1], "Shared-SME-Service, ip-integration"],
+        [*CONTACTS[2], ""],
+        [*CONTACTS[3], "life-science-foundation"],
+    ]
+    _contacts(with_partners, _csv(tmp_path / "leads.csv", rows))
+    assert _leads(with_partners) == {
+        mette: "ip-integration,shared-sme-service",
+        "jurgen@uni-greifswald.example": "",
+        "zaneta@ibb.example": "life-science-foundation",
+    }
+    # A file without the column leaves what each one leads; a blank cell: they lead none.
+    again = _contacts(with_partners, _csv(tmp_path / "plain.csv", CONTACTS))
+    assert len(again.unchanged) == 3 and _leads(with_partners)[mette] != ""
+    _contacts(with_partners, _csv(tmp_path / "none.csv", [rows[0], [*CONTACTS[1], ""]]))
+    assert _leads(with_partners)[mette] == ""
+
+
+def test_a_kind_no_template_defines_is_refused_with_row_and_column(
+    with_partners: Runtime, tmp_path: Path
+) -> None:
+    rows = [[*CONTACTS[0], "leads"], [*CONTACTS[1], "ip-integration mentoring-exchange"]]
+    error = _refusal(_contacts, with_partners, _csv(tmp_path / "contacts.csv", rows))
+    assert error.problems == [
+        "contacts.csv: row 2, column G (leads): 'mentoring-exchange' is not a pilot kind of "
+        "the catalog (ip-integration, life-science-foundation, shared-sme-service)"
+    ]
+    assert _count(with_partners, "contacts") == 0
+
+
+@dataclass(frozen=True)
+class _Someone:
+    name: str
+    partner_id: int
+
+
+def test_role_holders_for_a_case_are_its_lead_partners_else_its_pilots_leads() -> None:
+    here, there, lead = _Someone("here", 1), _Someone("there", 2), _Someone("lead", 3)
+    assert case_role_holders([there, here], 1, [lead]) == [here]
+    assert case_role_holders([there], 1, [lead]) == [lead]  # never everyone with the role
+    assert case_role_holders([there], 1, []) == []
+    assert case_role_holders([], 1, [lead]) == [lead]
