@@ -11,6 +11,11 @@ decide what goes (`plan`):
 - past their `daily_cap` of messages today, one overflow summary carries the rest; after that,
   rows wait for the next day.
 
+Before planning, dispatch asks the case office (an injected callable, once per claimed batch)
+which rows are no longer wanted: a notice whose item was finished or moved, or whose case
+stopped, is recorded `obsolete` with the reason and is neither sent nor carried in a digest or
+summary, nor counted towards a cap.
+
 Every message sent or tried leaves a receipt in `deliveries` with each channel's result. A
 message that keeps failing leaves its rows `failed` after `max_attempts`, with the reason;
 other recipients are not held up by it.
@@ -26,7 +31,7 @@ the row's and the receipt's `resent`, and the report's).
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -44,6 +49,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -59,6 +65,8 @@ DIGEST_AT = time(8, 0)  # local time of the daily digest, Monday to Friday
 LEASE = timedelta(minutes=10)
 FIRST_RETRY = timedelta(minutes=2)
 LONGEST_RETRY = timedelta(hours=6)
+# Why a row is held: the reader's quiet hours, their morning digest, their daily cap.
+QUIET, DIGEST, CAP = "quiet_hours", "digest", "cap"
 _WAITING = (NotificationStatus.PENDING, NotificationStatus.HELD)
 
 
@@ -74,8 +82,12 @@ class DispatchReport:
     digests: int = 0
     summaries: int = 0
     resent: int = 0  # rows sent again after an attempt whose outcome was never recorded
+    obsolete: int = 0  # rows dropped unsent: the case office no longer wants them
     errors: list[str] = field(default_factory=list)
     bundles: list[dict[str, Any]] = field(default_factory=list)  # digests and summaries
+    # Held rows by why (QUIET, DIGEST, CAP): how many, and the earliest and latest they wait for.
+    waiting: dict[str, tuple[int, datetime, datetime]] = field(default_factory=dict)
+    disk_full: str = ""  # where the local log ran out of room, if it did
 
     def merge(self, other: "DispatchReport") -> None:
         """Add another pass's counts (another worker's, say) to these."""
@@ -83,13 +95,37 @@ class DispatchReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
         self.bundles += other.bundles
+        for why, (count, earliest, latest) in other.waiting.items():
+            self._wait(why, count, earliest, latest)
+        self.disk_full = self.disk_full or other.disk_full
+
+    def note_holds(self, plan: "Plan") -> None:
+        """Count a plan's held rows by why, with the times they wait until."""
+        for nid, why in plan.why.items():
+            self._wait(why, 1, plan.holds[nid], plan.holds[nid])
+
+    def _wait(self, why: str, count: int, earliest: datetime, latest: datetime) -> None:
+        had = self.waiting.get(why)
+        if had is not None:
+            count, earliest, latest = had[0] + count, min(had[1], earliest), max(had[2], latest)
+        self.waiting[why] = (count, earliest, latest)
+
+    def held_for(self) -> dict[str, dict[str, Any]]:
+        """Held rows by why (quiet_hours, digest, cap): count, earliest and latest until."""
+        return {
+            why: {"count": n, "earliest": first.isoformat(), "latest": last.isoformat()}
+            for why, (n, first, last) in sorted(self.waiting.items())
+        }
 
     def summary(self) -> dict[str, Any]:
         """Counts for the CLI and the flow."""
         return {name: getattr(self, name) for name in _COUNTS}
 
 
-_COUNTS = ("sent", "held", "retrying", "failed", "messages", "digests", "summaries", "resent")
+_COUNTS = (
+    *("sent", "held", "retrying", "failed", "messages", "digests", "summaries", "resent"),
+    "obsolete",
+)
 
 
 @dataclass(frozen=True)
@@ -135,6 +171,13 @@ class Plan:
 
     messages: list[Outgoing] = field(default_factory=list)
     holds: dict[int, datetime] = field(default_factory=dict)
+    why: dict[int, str] = field(default_factory=dict)  # each held row's reason: QUIET, ...
+
+    def hold(self, ids: Iterable[int], until: datetime, why: str) -> None:
+        """Rows `ids` wait until `until`, for `why` (QUIET, DIGEST or CAP)."""
+        for nid in ids:
+            self.holds[nid] = until
+            self.why[nid] = why
 
 
 def backoff(attempts: int) -> timedelta:
@@ -209,7 +252,7 @@ def plan(
     out = Plan()
     morning = quiet_until(now, recipient.zone, recipient.quiet)
     if morning is not None:
-        out.holds = {r.id: morning for r in rows}
+        out.hold((r.id for r in rows), morning, QUIET)
         return out
     ordered = sorted(rows, key=lambda r: (not r.urgent, r.id))
     urgent = [r for r in ordered if r.urgent or not recipient.digest]
@@ -218,7 +261,7 @@ def plan(
     for r in digest:
         when = digest_time(r.created_at, recipient.zone, recipient.country)
         if when > now:
-            out.holds[r.id] = when
+            out.hold((r.id,), when, DIGEST)
         else:
             due_digest.append(r)
     messages = [Outgoing("notice", (r,)) for r in urgent if r.urgent]
@@ -235,13 +278,16 @@ def plan(
         return out
     if summary_sent:
         tomorrow = local_midnight(now, recipient.zone, days=1)
-        out.holds |= {r.id: tomorrow for r in carried}
+        out.hold((r.id for r in carried), tomorrow, CAP)
     else:
         out.messages.append(Outgoing("overflow", carried))
     return out
 
 
 Links = Callable[[dict[str, Any]], str | None]
+# Which of the claimed rows are no longer wanted as of `now`, each with why: the case office's
+# rule, asked once per claimed batch.
+Obsolete = Callable[[Sequence[int], datetime], Mapping[int, str]]
 Work = tuple[Recipient, Outgoing, Message]  # a message planned for one recipient
 
 
@@ -269,10 +315,13 @@ def dispatch(
     batch: int = 500,
     concurrency: int = 8,
     links: Links | None = None,
+    obsolete: Obsolete | None = None,
 ) -> DispatchReport:
     """Deliver every waiting notice due by `now`, as each recipient's preferences say.
 
-    `links` gives the Prefect UI address to follow a notice in (from its payload), if any."""
+    `links` gives the Prefect UI address to follow a notice in (from its payload), if any;
+    `obsolete` says which claimed rows are no longer wanted: they are recorded `obsolete` with
+    the reason and never sent, nor carried in a digest or summary, nor counted to a cap."""
     now = now.astimezone(UTC)
     report = DispatchReport()
     width = max(concurrency, 1)
@@ -280,8 +329,11 @@ def dispatch(
     # so a record does not pay for a checkout from the pool, and its reset, every time.
     writer = engine.execution_options(sqlite_immediate=True)
     with ThreadPoolExecutor(max_workers=width) as pool, writer.connect() as recorder:
-        while claimed := _claim(engine, now, batch):
+        # Once the local log is out of room, no more rows are taken: they would fail too.
+        while post.full is None and (claimed := _claim(engine, now, batch)):
             recipients, rows = _load(engine, claimed)
+            if obsolete is not None:
+                rows = _drop(recorder, obsolete(claimed, now), rows, report)
             sent_today, summaries = _today(engine, now, recipients)
             work: list[Work] = []
             holds: dict[int, datetime] = {}
@@ -294,6 +346,7 @@ def dispatch(
                     summary_sent=rid in summaries,
                 )
                 holds |= p.holds
+                report.note_holds(p)
                 work += [(recipient, m, _message(m, recipient, now, links)) for m in p.messages]
             _deliver(recorder, now, max_attempts, pool, width, post, work, holds, report)
     return report
@@ -531,6 +584,28 @@ _SET_HOLD = (
 )
 
 
+_SET_OBSOLETE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row"))
+    .values(status=NotificationStatus.OBSOLETE, last_error=bindparam("why"), next_attempt_at=None)
+)
+
+
+def _drop(
+    conn: Connection,
+    dropped: Mapping[int, str],
+    rows: Mapping[int, list[Row]],
+    report: DispatchReport,
+) -> dict[int, list[Row]]:
+    """Record the `dropped` rows `obsolete` with why, in one transaction; the others remain,
+    per recipient, to be planned."""
+    if dropped:
+        with conn.begin():
+            conn.execute(_SET_OBSOLETE, [{"row": nid, "why": why} for nid, why in dropped.items()])
+        report.obsolete += len(dropped)
+    return {rid: [r for r in found if r.id not in dropped] for rid, found in rows.items()}
+
+
 def _record(
     conn: Connection,
     now: datetime,
@@ -638,3 +713,38 @@ def _outcome(
             report.retrying += 1
         values.append(entry)
     return values
+
+
+def requeue_failed(
+    conn: Connection,
+    *,
+    now: datetime,
+    by: str,
+    since: datetime | None = None,
+    recipient: int | None = None,
+) -> list[tuple[int, int]]:
+    """Put `failed` rows back to `pending`, due at `now` with no attempts spent, their last
+    error kept behind a note of who did it (rows last tried at or after `since`, for
+    `recipient`, if given). Runs in the caller's transaction; (row id, case id) of each."""
+    table = _OUTBOX
+    chosen = [table.c.status == NotificationStatus.FAILED]
+    if since is not None:
+        tried = select(_RECEIPTS.c.id).where(_RECEIPTS.c.at >= since)
+        chosen.append(table.c.delivery_id.in_(tried))
+    if recipient is not None:
+        chosen.append(table.c.recipient_id == recipient)
+    note = f"queued again by {by} at {now:%Y-%m-%d %H:%M} UTC; before: "
+    return [
+        (int(nid), int(case_id))
+        for nid, case_id in conn.execute(
+            update(table)
+            .where(*chosen)
+            .values(
+                status=NotificationStatus.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                last_error=literal(note) + func.coalesce(table.c.last_error, ""),
+            )
+            .returning(table.c.id, table.c.case_id)
+        )
+    ]

@@ -1,12 +1,11 @@
 """The `bridgebsr` command line: typer commands over the use cases, one clear line on errors."""
 
-from typing import Annotated
-
 import typer
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from bridgebsr import migrate
-from bridgebsr.cli._common import AS_OF_HELP, fail, parse_when, runtime, today
+from bridgebsr.cli._common import AsOf, fail, parse_when, runtime, say, shown_url, today
 from bridgebsr.cli.bulk import import_cases
 from bridgebsr.cli.cases import LIST_COLUMNS, case_app, gate_app, milestone_app
 from bridgebsr.cli.directory import contacts_app, partners_app, templates_app
@@ -15,7 +14,8 @@ from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
 from bridgebsr.cli.orchestration import up
 from bridgebsr.cli.report import report
-from bridgebsr.errors import BridgeError
+from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
+from bridgebsr.settings import Settings
 
 app = typer.Typer(
     help="bridgebsr: the Bridge-BSR pilots as tracked cases.",
@@ -44,27 +44,25 @@ def init() -> None:
     """Create the case store or bring it to the current schema (safe to repeat)."""
     rt = runtime(ready=False)
     rev = migrate.upgrade(rt.engine)
-    typer.echo(
-        f"case store ready at schema {rev}: {_shown_url(rt.settings.resolved_database_url())}"
-    )
+    say(f"case store ready at schema {rev}: {shown_url(rt.settings.resolved_database_url())}")
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending schema migrations."""
     rt = runtime(ready=False)
-    typer.echo(f"schema now at {migrate.upgrade(rt.engine)}")
+    say(f"schema now at {migrate.upgrade(rt.engine)}")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Show the schema revision of the case store and the newest this code knows."""
     rt = runtime(ready=False)
-    typer.echo(f"current {migrate.current(rt.engine) or 'none'}, head {migrate.head()}")
+    say(f"current {migrate.current(rt.engine) or 'none'}, head {migrate.head()}")
 
 
 @app.command()
-def demo(as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None) -> None:
+def demo(as_of: AsOf = None) -> None:
     """Load the consortium and a demo portfolio, run one monitor pass, print the portfolio."""
     from bridgebsr import demo as demo_data
     from bridgebsr import queries
@@ -78,7 +76,7 @@ def demo(as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] 
     now = parse_when(as_of, rt)
     day = today(rt, now)
     keys = demo_data.load_demo(rt, day)
-    typer.echo(f"demo: opened {len(keys)} case(s)" if keys else "demo: cases already loaded")
+    say(f"demo: opened {len(keys)} case(s)" if keys else "demo: cases already loaded")
     print_report(run_monitor(rt.engine, now=now, zone=rt.settings.timezone))
     with read_session(rt.engine) as session:
         rows = queries.list_cases(session=session, today=day)
@@ -88,12 +86,6 @@ def demo(as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] 
     emit_table(f"Portfolio as of {day}", rows, (*LIST_COLUMNS[:-1], "late", "title"))
 
 
-def _shown_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def main() -> None:
     """Entry point: run the app; user errors become one line on stderr and exit 1."""
     try:
@@ -101,5 +93,18 @@ def main() -> None:
     except BridgeError as exc:
         fail(exc)
     except OperationalError as exc:
-        reason = " ".join(str(exc.orig).split())  # drivers may explain over several lines
-        fail(BridgeError(f"cannot use the case store: {reason}; check BRIDGEBSR_DATABASE_URL"))
+        fail(store_trouble(exc))
+
+
+def store_trouble(exc: OperationalError) -> BridgeError:
+    """What a database error tells the user: the disk is full, or the store is unusable."""
+    reason = " ".join(str(exc.orig).split())  # drivers may explain over several lines
+    if means_disk_full(reason):
+        return DiskFull(_store_location())
+    return BridgeError(f"cannot use the case store: {reason}; check BRIDGEBSR_DATABASE_URL")
+
+
+def _store_location() -> str:
+    """Where the case store keeps its data: the SQLite file, or the server's URL."""
+    url = Settings().resolved_database_url()
+    return (url.startswith("sqlite") and make_url(url).database) or shown_url(url)

@@ -1,6 +1,7 @@
-"""`bridgebsr notifications list | receipts | dispatch`: the outbox and its delivery."""
+"""`bridgebsr notifications list | receipts | dispatch | retry`: the outbox and its delivery."""
 
-from typing import Annotated
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,10 +14,15 @@ from bridgebsr.cli._common import (
     emit_table,
     parse_when,
     runtime,
+    who,
 )
-from bridgebsr.db import read_session
+from bridgebsr.db import read_session, write_session
 from bridgebsr.errors import InvalidInput
 from models import NotificationStatus
+
+if TYPE_CHECKING:
+    from bridgebsr.bootstrap import Runtime
+    from notifications.outbox import DispatchReport
 
 notifications_app = typer.Typer(help="The notification outbox.", no_args_is_help=True)
 COLUMNS = (
@@ -24,12 +30,14 @@ COLUMNS = (
     *("urgent", "attempts", "sending", "resent", "via", "error"),
 )
 RECEIPT_COLUMNS = ("id", "at", "recipient", "kind", "notices", "resent", "ok", "channels")
+HELD_FOR = {"quiet_hours": "in quiet hours", "digest": "for a digest", "cap": "over the daily cap"}
 
 
 @notifications_app.command("list")
 def list_notices(
     status: Annotated[
-        str | None, typer.Option("--status", help="pending, held, sent, failed or suppressed")
+        str | None,
+        typer.Option("--status", help="pending, held, sent, failed, suppressed or obsolete"),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Newest first, at most this many.")] = 200,
     as_json: bool = JSON_OPTION,
@@ -102,21 +110,35 @@ def dispatch(
 ) -> None:
     """Deliver every pending notice due by now (or --as-of), as each reader's preferences say
     (quiet hours, digest, daily cap), retrying failures with backoff."""
-    from bridgebsr.delivery import CONCURRENCY, deliver  # Apprise loads only for this command
+    from bridgebsr.delivery import CONCURRENCY, deliver, post_office  # Apprise loads here only
 
     rt = runtime()
-    post = rt.post_office()
+    post = post_office(rt)
     report = deliver(
         rt, now=parse_when(as_of, rt), workers=workers, concurrency=concurrency or CONCURRENCY
     )
     if as_json:
-        emit_json({**report.summary(), "channels": post.channels(), "errors": report.errors})
+        emit_json(
+            {
+                **report.summary(),
+                "held_for": report.held_for(),
+                "channels": post.channels(),
+                "errors": report.errors,
+            }
+        )
         return
     typer.echo(
         f"sent {report.sent} in {report.messages} message(s) ({report.digests} digest(s), "
         f"{report.summaries} overflow summary(ies)), held {report.held}, "
         f"retrying {report.retrying}, failed {report.failed} ({'; '.join(post.channels())})"
     )
+    if report.waiting:
+        typer.echo(f"  held: {_held(report, rt)}")
+    if report.obsolete:
+        typer.echo(
+            f"  {report.obsolete} obsolete, not sent: their item was finished or moved, or their "
+            "case stopped (notifications list --status obsolete)"
+        )
     if report.resent:
         typer.echo(
             f"  {report.resent} resent after an attempt whose outcome was never recorded "
@@ -124,3 +146,51 @@ def dispatch(
         )
     for line in report.errors[:20]:
         typer.echo(f"  {line}", err=True)
+
+
+def _held(report: "DispatchReport", rt: "Runtime") -> str:
+    """Why rows are held and until when (earliest and latest), in the configured zone."""
+
+    def local(when: datetime) -> str:
+        return when.astimezone(rt.settings.zone()).strftime("%Y-%m-%d %H:%M %Z")
+
+    parts = []
+    for why, (count, first, last) in sorted(report.waiting.items()):
+        until = local(first) if first == last else f"{local(first)} to {local(last)}"
+        parts.append(f"{count} {HELD_FOR[why]} until {until}")
+    return "; ".join(parts)
+
+
+@notifications_app.command("retry")
+def retry(
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only notices last tried at or after this time (as --as-of)."),
+    ] = None,
+    recipient: Annotated[
+        str | None, typer.Option("--recipient", help="Only notices to this address.")
+    ] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Queue failed notices again: pending, attempts reset, due now (or --as-of), so the next
+    dispatch sends them. Each case's audit trail records who did; `notifications list` shows
+    the note beside the last error."""
+    from bridgebsr.delivery import retry_failed
+
+    rt = runtime()
+    now = parse_when(as_of, rt)
+    after = parse_when(since, rt, "--since") if since else None
+    actor = who(rt, None)
+    with write_session(rt.engine) as session:
+        ids = retry_failed(
+            session=session, now=now, actor=actor.email, since=after, recipient=recipient
+        )
+    if as_json:
+        emit_json({"requeued": len(ids), "notices": ids})
+    else:
+        typer.echo(
+            f"queued again {len(ids)} failed notice(s); `bridgebsr notifications dispatch` "
+            "sends them"
+        )
+    actor.tell()
