@@ -297,7 +297,7 @@ class _Directory:
 
 
 @lru_cache(maxsize=200_000)
-def _shift(calendar: WorkCalendar, due: date, offset: int) -> date:
+def step_day(calendar: WorkCalendar, due: date, offset: int) -> date:
     """The working day a ladder step falls on (a due date on a weekend speaks on Monday)."""
     return calendar.roll_forward(calendar.add_working_days(due, offset))
 
@@ -748,7 +748,7 @@ class _Planner:
         key = (id(ladder), calendar, due)
         found = self._plans.get(key)
         if found is None:
-            days = [(pair, _shift(calendar, due, pair[0].offset)) for pair in ladder.steps]
+            days = [(pair, step_day(calendar, due, pair[0].offset)) for pair in ladder.steps]
             reached = {role for (_, roles), day in days if day <= self.today for role in roles}
             found = self._plans[key] = _Plan(
                 upcoming=tuple(step for (step, _), day in days if day > self.today),
@@ -812,7 +812,7 @@ class _Planner:
         latest: dict[int, _Pick] = {}
         for step, roles in steps:
             for person in _recipients(c, roles, self.directory, self.voted):
-                fire_on = _shift(person.calendar, c.due, step.offset)
+                fire_on = step_day(person.calendar, c.due, step.offset)
                 if fire_on <= self.local_today(person.timezone):
                     latest[person.id] = _Pick(person, step, fire_on, step.urgent)
         return list(latest.values())
@@ -897,8 +897,8 @@ def _next_step(
     """A late item's next ladder step as people say it, and the day the first of the people
     it tells reaches it in their own working days (the item's, when it tells no one)."""
     told = _recipients(c, step.notify, directory, set())
-    days = [_shift(person.calendar, c.due, step.offset) for person in told]
-    on = min(days) if days else _shift(calendar, c.due, step.offset)
+    days = [step_day(person.calendar, c.due, step.offset) for person in told]
+    on = min(days) if days else step_day(calendar, c.due, step.offset)
     return f"{step_label(step.key, step.offset, step.notify)}, on {on.isoformat()}"
 
 

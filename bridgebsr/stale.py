@@ -24,7 +24,7 @@ from sqlalchemy import Engine, and_, bindparam, or_, select
 from sqlmodel import col
 
 from bridgebsr import planning, store
-from bridgebsr.monitor import _shift
+from bridgebsr.monitor import step_day
 from models import (
     FINISHED_MILESTONE,
     Case,
@@ -152,7 +152,7 @@ def _moved(facts: NoticeFacts, item: str, due: date | None, now: datetime) -> st
     if due is None or facts.due_on is None or due == facts.due_on:
         return None
     calendar = planning.owner_calendar(facts.country, facts.partner_country, facts.region)
-    step = _shift(calendar, due, int(facts.payload.get("offset", 0)))
+    step = step_day(calendar, due, int(facts.payload.get("offset", 0)))
     if step <= store.local_date(now, facts.zone):
         return None
     return f"{item} is now due {due.isoformat()}: its step '{facts.rule}' comes on {step}"

@@ -68,7 +68,9 @@ pytestmark = pytest.mark.slow
 NOTICES = sized(1_000, 10_000)
 ATTEMPTS = sized(100, 1_000)  # per writer
 BATCH = 100  # rows per claim: several claims per dispatcher, so they interleave
-LADDER_CASES = sized(500, 6_000)  # about 1.7 due ladder steps a case: ~830 / ~10,000 notices
+# About 0.7 due ladder steps a case (a role no one holds at the lead partner goes to the pilot's
+# lead only): ~340 / ~4,000 notices.
+LADDER_CASES = sized(500, 6_000)
 
 
 @pytest.mark.parametrize(
@@ -212,7 +214,7 @@ def test_parallel_monitors_and_dispatchers_send_each_step_once(
         for r in rows
     )
     assert [k for k, n in steps.items() if n != 1] == []
-    assert len({r.dedupe_key for r in rows}) == len(rows) >= LADDER_CASES
+    assert len({r.dedupe_key for r in rows}) == len(rows) >= LADDER_CASES // 2
     assert sum(p["notifications"] for p in passes) == len(rows), passes
     # The receiver: each notice exactly once, at its recipient's hook, every answer 200.
     got = Counter((h.path, h.title, tuple(_STEP.findall(h.message))) for h in hits)
