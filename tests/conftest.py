@@ -24,6 +24,27 @@ from bridgebsr.settings import Settings
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BRIDGEBSR = Path(sys.executable).parent / "bridgebsr"
 DEMO_AS_OF = "2026-11-26"
+# What the ip-integration council-approval gate waits for, predecessors first; and what the
+# shared-sme-service sme-acceptance gate waits for. Tests drive a case to an open gate with them.
+BEFORE_COUNCIL = (
+    "kickoff",
+    "bottleneck-desk-study",
+    "regional-workshops",
+    "bottleneck-report",
+    "indicator-set",
+    "baseline-data",
+    "model-draft",
+    "expert-panel",
+    "model-revision",
+)
+BEFORE_ACCEPTANCE = (
+    "request-intake",
+    "needs-interview",
+    "triage-decision",
+    "nda",
+    "cluster-search",
+    "match-proposal",
+)
 
 
 @cache

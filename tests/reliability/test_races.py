@@ -30,7 +30,7 @@ from bridgebsr.demo import load_consortium
 from bridgebsr.monitor import MONITOR_ACTOR
 from bridgebsr.settings import Settings
 from models import Case, CaseEvent, Decision, GateDecision, Source
-from tests.conftest import BACKENDS, at, pg_schema
+from tests.conftest import BACKENDS, BEFORE_ACCEPTANCE, BEFORE_COUNCIL, at, pg_schema
 from tests.reliability._races import Ended, Job, Pool, Store
 
 pytestmark = pytest.mark.slow
@@ -40,25 +40,6 @@ TEMPLATES = Path(__file__).parents[2] / "bridgebsr" / "templates"
 LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT
 SME_OWNER = "anders.bogh@scanbalt.example"  # case-owner at SCANBALT
 COUNCIL_GATE, SME_GATE = "council-approval", "sme-acceptance"
-BEFORE_COUNCIL = (
-    "kickoff",
-    "bottleneck-desk-study",
-    "regional-workshops",
-    "bottleneck-report",
-    "indicator-set",
-    "baseline-data",
-    "model-draft",
-    "expert-panel",
-    "model-revision",
-)
-BEFORE_ACCEPTANCE = (
-    "request-intake",
-    "needs-interview",
-    "triage-decision",
-    "nda",
-    "cluster-search",
-    "match-proposal",
-)
 NEW_KIND, EDITED_KIND = "sme-race-new", "sme-race-edited"
 WORKERS = 6
 

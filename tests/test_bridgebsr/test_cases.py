@@ -32,7 +32,7 @@ from models import (
     Source,
     TemplateVersion,
 )
-from tests.conftest import at
+from tests.conftest import BEFORE_ACCEPTANCE, BEFORE_COUNCIL, at
 
 DATA = Path(__file__).parents[2] / "bridgebsr" / "data"
 LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT, Denmark
@@ -45,26 +45,6 @@ SME_PILOT_LEAD = LEAD
 MONDAY = date(2026, 3, 2)
 IP_KEY = "IP-2026-0001"
 SME_KEY = "SME-2026-0001"
-# Everything council-approval of ip-integration waits for, predecessors first.
-BEFORE_COUNCIL = (
-    "kickoff",
-    "bottleneck-desk-study",
-    "regional-workshops",
-    "bottleneck-report",
-    "indicator-set",
-    "baseline-data",
-    "model-draft",
-    "expert-panel",
-    "model-revision",
-)
-BEFORE_ACCEPTANCE = (
-    "request-intake",
-    "needs-interview",
-    "triage-decision",
-    "nda",
-    "cluster-search",
-    "match-proposal",
-)
 AFTER_ACCEPTANCE = ("service-plan", "service-delivery", "follow-up-call", "feedback", "kpi-record")
 AUDITED = ("cases", "milestones", "gates", "gate_decisions", "case_events")
 

@@ -41,7 +41,7 @@ from models import (
     Partner,
     Source,
 )
-from tests.conftest import at
+from tests.conftest import BEFORE_ACCEPTANCE, BEFORE_COUNCIL, at
 
 ZONE = "Europe/Copenhagen"
 LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT, Denmark
@@ -58,25 +58,6 @@ DESK_STUDY = "bottleneck-desk-study"  # an ip-expert's IP milestone
 IP_PILOT_LEAD = "karin.astrom@mva.example"  # leads ip-integration (contacts.csv); MVA, Sweden
 # SCANBALT has no ip-expert: the desk study of a case it leads falls to the IP pilot's lead.
 DESK_OWNER = IP_PILOT_LEAD
-BEFORE_COUNCIL = (
-    "kickoff",
-    "bottleneck-desk-study",
-    "regional-workshops",
-    "bottleneck-report",
-    "indicator-set",
-    "baseline-data",
-    "model-draft",
-    "expert-panel",
-    "model-revision",
-)
-BEFORE_ACCEPTANCE = (
-    "request-intake",
-    "needs-interview",
-    "triage-decision",
-    "nda",
-    "cluster-search",
-    "match-proposal",
-)
 SNAPSHOT = ("cases", "milestones", "gates", "gate_decisions", "case_events", "notifications")
 BRIDGEBSR = Path(sys.executable).parent / "bridgebsr"
 # Two gates after one milestone: one approved by default, one rejected (back to rework).
