@@ -244,15 +244,22 @@ def pilot_markdown(
     lines += _unheld_lines(report, pilot)
     if late:
         lines += ["", "## Late"]
-        lines += ["", "| case | item | owner | due | days late | next step |"]
-        lines += ["|---|---|---|---|---|---|"]
+        # Five columns, not six: the page the UI gives an artifact is narrow, and the next
+        # step (a sentence) must not be the column cut off.
+        lines += ["", "| case | item | owner | late since | next step |"]
+        lines += ["|---|---|---|---|---|"]
         lines += [
-            f"| {i.case_key} | {i.item} | {i.owner} | {i.due} | {i.days_late} | {i.next_step} |"
+            f"| {i.case_key} | {i.item} | {i.owner} | {i.due} ({_days(i.days_late)}) "
+            f"| {i.next_step} |"
             for i in late[:20]
         ]
         if len(late) > 20:
             lines.append(f"\n…and {len(late) - 20} more in the `late-items` table.")
     return "\n".join(lines)
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
 
 
 def _unheld_lines(report: MonitorReport, pilot: str) -> list[str]:

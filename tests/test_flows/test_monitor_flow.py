@@ -279,6 +279,13 @@ def test_late_items_show_the_due_date_lateness_counts_from_and_readable_steps(
     assert steps, "some late item has a step still to come"
     for step in steps:
         assert re.fullmatch(r"\d+ working days? late: .+ told, on \d{4}-\d\d-\d\d", step), step
+    # The pilot summary says the same in five columns, the next step last and whole.
+    pilot = "shared-sme-service"
+    markdown = pilot_markdown(report, pilot, report.summary()["pilots"][pilot])
+    since = f"{late['due']} ({late['days late']} days)"
+    assert f"| SME-2026-0008 | nda | {late['owner']} | {since} | {late['next escalation']} |" in (
+        markdown
+    )
 
 
 def test_the_pilot_summary_names_each_case_role_no_one_holds_once(store: Runtime) -> None:
