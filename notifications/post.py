@@ -1,5 +1,4 @@
-"""Delivery through Apprise 2.0. This module and webhook.py (its JSON webhooks) are the only
-ones that import it.
+"""Delivery through Apprise 2.0, the only module that imports it.
 
 Email goes through one sending account (an Apprise `mailto://` or `mailtos://` URL) to each
 contact's address; chat and webhooks come from an Apprise YAML config whose entries are tagged
@@ -22,7 +21,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import apprise
 from apprise.decorators import notify
 
-from notifications import smtp_reply, webhook
+from notifications import smtp_reply
 from notifications.render import Message
 
 logger = logging.getLogger("bridgebsr.notifications")
@@ -130,12 +129,10 @@ class PostOffice:
 
     Chat services are looked up by tag once per thread and tag set, then reused: each call
     then runs its service inline, bounded by the service's socket timeouts, instead of going
-    through Apprise's tag matching and thread pool every time. JSON webhooks keep their
-    connection open from one message to the next, and a tag set whose only service is such a
-    webhook calls it without `Apprise.notify`'s bookkeeping (both in webhook.py). Email gets
-    a fresh Apprise object per message: its plugin waits 5.5 s between two sends of one
-    object, and one person may have several messages in a pass. Threads never share an
-    Apprise object (Apprise cannot run one object's services from two threads at once).
+    through Apprise's tag matching and thread pool every time. Email gets a fresh Apprise
+    object per message: its plugin waits 5.5 s between two sends of one object, and one
+    person may have several messages in a pass. Threads never share an Apprise object
+    (Apprise cannot run one object's services from two threads at once).
     """
 
     def __init__(
@@ -174,11 +171,12 @@ class PostOffice:
             out.append("chat/webhooks from the Apprise config")
         return out or ["local log (bridgebsr://)"]
 
-    def _chat(self, tags: tuple[str, ...]) -> Any:
-        """This thread's Apprise object with the chat services tagged by any of `tags`, or
-        the one webhook that is all it would call (`webhook.sole_webhook`); None when no
-        service has one of them."""
-        boxes: dict[tuple[str, ...], Any] = self._mine.__dict__.setdefault("chat", {})
+    def _chat(self, tags: tuple[str, ...]) -> apprise.Apprise | None:
+        """This thread's Apprise object with the chat services tagged by any of `tags`
+        (None when no service has one of them)."""
+        boxes: dict[tuple[str, ...], apprise.Apprise | None] = self._mine.__dict__.setdefault(
+            "chat", {}
+        )
         if tags not in boxes:
             everything: apprise.Apprise | None = getattr(self._mine, "everything", None)
             if everything is None:
@@ -186,10 +184,7 @@ class PostOffice:
                 config.add(str(self._config))
                 everything = self._mine.everything = apprise.Apprise(asset=self._chat_asset)
                 everything.add(config)
-            # JSON webhooks send over this thread's keep-alive connections (webhook.py).
-            services = [
-                webhook.keep_alive(s) for s in everything.find(tag=list(tags), match_always=False)
-            ]
+            services = list(everything.find(tag=list(tags), match_always=False))
             for service in services:
                 service.socket_connect_timeout = min(service.socket_connect_timeout, self._timeout)
                 service.socket_read_timeout = min(service.socket_read_timeout, self._timeout)
@@ -198,9 +193,6 @@ class PostOffice:
                 box = apprise.Apprise(asset=self._chat_asset)
                 for service in services:
                     box.add(service)
-                sole = webhook.sole_webhook(box)
-                if sole is not None:
-                    box = sole
             boxes[tags] = box
         return boxes[tags]
 
@@ -221,21 +213,13 @@ class PostOffice:
             results.append(self._email(self._email_url, to, message))
         if self._config is not None and "chat" in allowed and "chat" not in done:
             chat = self._chat(tuple(sorted({t for t in tags if t})))
-            if isinstance(chat, apprise.Apprise):
+            if chat is not None:
                 outcome = chat.notify(
                     body=message.markdown,
                     title=message.title,
                     body_format=apprise.NotifyFormat.MARKDOWN,
                 )
                 results.append(ChannelResult("chat", bool(outcome), _why(outcome)))
-            elif chat is not None:
-                why = webhook.notify(
-                    chat,
-                    body=message.markdown,
-                    title=message.title,
-                    body_format=apprise.NotifyFormat.MARKDOWN,
-                )
-                results.append(ChannelResult("chat", not why, why))
         if not results and not done:
             results.append(self._to_local_log(to, message))
         return results
