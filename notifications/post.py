@@ -1,4 +1,4 @@
-"""Delivery through Apprise 2.0, the only module that imports it.
+"""Delivery through Apprise 2, the only module that imports it.
 
 Email goes through one sending account (an Apprise `mailto://` or `mailtos://` URL) to each
 contact's address; chat and webhooks come from an Apprise YAML config whose entries are tagged
