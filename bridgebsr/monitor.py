@@ -71,6 +71,10 @@ from models import (
 from notifications.steps import EXPIRED_STEP, step_label
 
 MONITOR_ACTOR = "bridgebsr-monitor"
+# The dates an item's ladder counts from, and its lateness: a milestone's planned due date, a
+# gate's deadline (the outbox keeps the one a notice was written for, `due_on`).
+MILESTONE_DUE = col(Milestone.planned_due)
+GATE_DUE = col(Gate.deadline)
 EXPIRED_RULE = EXPIRED_STEP
 HOLIDAY_SLACK = 14  # days a recipient's ladder step may come before the item's calendar says
 _CHUNK = 500
@@ -428,7 +432,7 @@ def _timing_out(today: date) -> tuple[Any, ...]:
     return (
         col(Case.status) == CaseStatus.ACTIVE,
         col(Gate.status) == GateStatus.OPEN,
-        col(Gate.deadline) < today,
+        GATE_DUE < today,
         col(Gate.on_timeout).in_([TimeoutOutcome.APPROVE, TimeoutOutcome.REJECT]),
     )
 
@@ -455,7 +459,7 @@ def _mark_overdue(session: Session, report: MonitorReport, actor: Actor) -> None
     late = (
         col(Milestone.overdue_on).is_(None),
         col(Milestone.status).in_(list(OPEN_MILESTONE)),
-        col(Milestone.planned_due) < report.today,
+        MILESTONE_DUE < report.today,
     )
     scope = store.lock_active_cases(session.connection(), col(Milestone.case_id), late)
     marked = _rows(
@@ -496,7 +500,7 @@ def _mark_expired(session: Session, report: MonitorReport, actor: Actor) -> None
     expired = (
         col(Gate.expired_on).is_(None),
         col(Gate.status) == GateStatus.OPEN,
-        col(Gate.deadline) < report.today,
+        GATE_DUE < report.today,
         col(Gate.on_timeout) == TimeoutOutcome.ESCALATE,
     )
     scope = store.lock_active_cases(session.connection(), col(Gate.case_id), expired)
@@ -605,7 +609,7 @@ def _candidates(
             col(Milestone.id),
             col(Milestone.key),
             col(Milestone.title),
-            col(Milestone.planned_due),
+            MILESTONE_DUE,
             col(Milestone.owner_id),
             *case_cols,
         )
@@ -613,7 +617,7 @@ def _candidates(
         .where(
             col(Case.status) == CaseStatus.ACTIVE,
             col(Milestone.status).in_(list(OPEN_MILESTONE)),
-            col(Milestone.planned_due) <= horizon,
+            MILESTONE_DUE <= horizon,
         ),
     )
     gates = _rows(
@@ -622,7 +626,7 @@ def _candidates(
             col(Gate.id),
             col(Gate.key),
             col(Gate.title),
-            col(Gate.deadline),
+            GATE_DUE,
             col(Gate.round),
             col(Gate.approver_role),
             *case_cols,
@@ -631,10 +635,10 @@ def _candidates(
         .where(
             col(Case.status) == CaseStatus.ACTIVE,
             col(Gate.status) == GateStatus.OPEN,
-            col(Gate.deadline).is_not(None),
-            col(Gate.deadline) <= horizon,
+            GATE_DUE.is_not(None),
+            GATE_DUE <= horizon,
             # Past the deadline only `escalate` gates wait on; the others are decided by now.
-            or_(col(Gate.deadline) >= today, col(Gate.on_timeout) == TimeoutOutcome.ESCALATE),
+            or_(GATE_DUE >= today, col(Gate.on_timeout) == TimeoutOutcome.ESCALATE),
         ),
     )
     out = [

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, and_, bindparam, or_, select
 from sqlmodel import col
 
 from bridgebsr import planning, store
-from bridgebsr.monitor import step_day
+from bridgebsr.monitor import GATE_DUE, MILESTONE_DUE, step_day
 from models import (
     FINISHED_MILESTONE,
     Case,
@@ -62,8 +62,6 @@ class NoticeFacts:
     region: str | None
 
 
-# The dates the monitor counts an item's ladder from: a milestone's planned due, a gate's
-# deadline (see monitor._candidates).
 _FACTS = (
     select(
         col(Notification.id),
@@ -73,10 +71,10 @@ _FACTS = (
         col(Case.key),
         col(Case.status),
         col(Milestone.status),
-        col(Milestone.planned_due),
+        MILESTONE_DUE,
         col(Gate.status),
         col(Gate.round),
-        col(Gate.deadline),
+        GATE_DUE,
         col(Contact.country),
         col(Contact.timezone),
         col(Partner.country),
@@ -106,10 +104,10 @@ _FACTS = (
         or_(
             col(Case.status) != CaseStatus.ACTIVE,
             col(Milestone.status).in_(list(FINISHED_MILESTONE)),
-            col(Milestone.planned_due) != col(Notification.due_on),
+            MILESTONE_DUE != col(Notification.due_on),
             col(Gate.status) != GateStatus.OPEN,
             col(Gate.round) > 1,
-            col(Gate.deadline) != col(Notification.due_on),
+            GATE_DUE != col(Notification.due_on),
         ),
     )
 )
