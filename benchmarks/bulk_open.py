@@ -55,12 +55,13 @@ from benchmarks.common import (
     within_target,
     write_json,
 )
-from bridgebsr import bulk, migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.catalog import Catalog
-from bridgebsr.db import write_session
 from bridgebsr.demo import DATA, load_consortium
+from bridgebsr.exchange.catalog import Catalog
+from bridgebsr.office import bulk
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
+from bridgebsr.store.db import write_session
 
 NAME = "bulk-open"
 TARGET = 2.0  # ours at most this many times the floor

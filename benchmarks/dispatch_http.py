@@ -53,14 +53,14 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
 from benchmarks.common import peak_rss_mb, print_profile, results_table, within_target, write_json
-from bridgebsr import migrate
 from bridgebsr.bootstrap import build_runtime
-from bridgebsr.cases import open_case
-from bridgebsr.db import write_session
-from bridgebsr.delivery import deliver
 from bridgebsr.demo import load_consortium
+from bridgebsr.office.cases import open_case
+from bridgebsr.office.delivery import deliver
+from bridgebsr.office.stale import obsolete_notices
 from bridgebsr.settings import Settings
-from bridgebsr.stale import obsolete_notices
+from bridgebsr.store import migrate
+from bridgebsr.store.db import write_session
 from models import Case, Contact, Gate, Milestone, Notification, NotificationStatus, Partner, Source
 from notifications.outbox import dispatch
 from notifications.post import PostOffice

@@ -46,7 +46,7 @@ from benchmarks.common import (
     within_target,
     write_json,
 )
-from bridgebsr import kpis
+from bridgebsr.reports import kpis
 
 NAME = "kpis per pilot"
 TARGET = 3.0

@@ -62,14 +62,14 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy import Table as SATable
 from sqlmodel import col
 
-from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.cases import open_case
-from bridgebsr.db import write_session
 from bridgebsr.demo import DATA, SLIPS, load_consortium
-from bridgebsr.monitor import MONITOR_ACTOR, run_monitor
-from bridgebsr.roles import case_role_holders, led_kinds
+from bridgebsr.monitor.sweep import MONITOR_ACTOR, run_monitor
+from bridgebsr.office.cases import open_case
+from bridgebsr.rules.roles import case_role_holders, led_kinds
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
+from bridgebsr.store.db import write_session
 from flows import common
 from flows.monitor import monitor_milestones
 from models import (
@@ -682,7 +682,7 @@ def build_store(store: Store, cases: int) -> tuple[StoreCounts, float]:
 
 def count_store(engine: Engine, zone: str) -> StoreCounts:
     """Counts that describe the store before any pass."""
-    from bridgebsr.store import local_date
+    from bridgebsr.store.case_rows import local_date
 
     today = local_date(NOW, zone)
     active = select(col(Case.id)).where(col(Case.status) == CaseStatus.ACTIVE)

@@ -93,10 +93,10 @@ from benchmarks.common import (
     within_target,
     write_json,
 )
-from bridgebsr import store as case_store
 from bridgebsr.bootstrap import build_runtime
-from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
+from bridgebsr.rules.calendars import WorkCalendar, calendar_for, subdivision_of
 from bridgebsr.settings import Settings
+from bridgebsr.store import case_rows as case_store
 from models import (
     CASE_OWNER,
     NODE_OWNER,
@@ -438,7 +438,7 @@ def _sweep(url: str, home: str, now: datetime) -> dict[str, Any]:
     tables are made before its clock starts too)."""
     import holidays.countries  # noqa: F401 (every country's rules, imported on first use)
 
-    from bridgebsr.monitor import run_monitor
+    from bridgebsr.monitor.sweep import run_monitor
 
     rt = build_runtime(Settings(home=Path(home), database_url=url))
     try:
@@ -490,7 +490,7 @@ def decided_cases(url: str) -> set[int]:
     case or sent it back): every change it made besides stamping items late or expired."""
     from sqlalchemy import create_engine
 
-    from bridgebsr.monitor import MONITOR_ACTOR
+    from bridgebsr.monitor.sweep import MONITOR_ACTOR
 
     engine = create_engine(url)
     try:

@@ -46,14 +46,15 @@ from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
 from benchmarks.common import peak_rss_mb, print_profile, results_table, within_target, write_json
-from bridgebsr import migrate, store
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.cases import change_case, open_case
-from bridgebsr.catalog import Catalog
-from bridgebsr.db import SQLITE_PRAGMAS, read_session, write_session
 from bridgebsr.demo import load_consortium
-from bridgebsr.progress import Actor, decide_gate, progress_milestone
+from bridgebsr.exchange.catalog import Catalog
+from bridgebsr.office.cases import change_case, open_case
+from bridgebsr.office.progress import Actor, decide_gate, progress_milestone
 from bridgebsr.settings import Settings
+from bridgebsr.store import case_rows as store
+from bridgebsr.store import migrate
+from bridgebsr.store.db import SQLITE_PRAGMAS, read_session, write_session
 from models import Case, CaseEvent, CaseStatus, Contact, Decision, Source
 
 NAME = "peer: SpiffWorkflow (SME lifecycle)"

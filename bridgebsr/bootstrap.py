@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from bridgebsr.catalog import Catalog, load_catalog
-from bridgebsr.db import make_engine
+from bridgebsr.exchange.catalog import Catalog, load_catalog
 from bridgebsr.settings import Settings
+from bridgebsr.store.db import make_engine
 
 if TYPE_CHECKING:
     from notifications.post import PostOffice

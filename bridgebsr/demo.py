@@ -6,10 +6,12 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from bridgebsr import cases, directory, planning, progress, store
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.db import write_session
-from bridgebsr.rows import GateRow, Node
+from bridgebsr.office import cases, directory, progress
+from bridgebsr.rules import planning
+from bridgebsr.rules.rows import GateRow, Node
+from bridgebsr.store import case_rows as store
+from bridgebsr.store.db import write_session
 from models import Case, Contact, Decision, GateStatus, Source
 
 DATA = Path(__file__).parent / "data"

@@ -9,9 +9,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
-from bridgebsr import cases, queries, store
-from bridgebsr.db import read_session, write_session
-from bridgebsr.progress import reforecast_case
+from bridgebsr.office import cases, queries
+from bridgebsr.office.progress import reforecast_case
+from bridgebsr.store import case_rows as store
+from bridgebsr.store.db import read_session, write_session
 from flows.common import flow_actor, log, resolve_now, run_id, runtime
 from flows.gates import reconcile_gates
 from models import Source

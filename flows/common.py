@@ -11,11 +11,11 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger
 
-from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.errors import BridgeError
-from bridgebsr.progress import Actor
+from bridgebsr.office.progress import Actor
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
 from models import Source
 
 _RUNTIMES: dict[str, Runtime] = {}

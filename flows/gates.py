@@ -31,10 +31,10 @@ from prefect.input import RunInput, keyset_from_base_key
 from prefect.states import Completed
 from pydantic import Field
 
-from bridgebsr.db import read_session, write_session
 from bridgebsr.errors import BridgeError
-from bridgebsr.progress import Actor, decide_gate, refuse_decision
-from bridgebsr.queries import GateView, gate_view, waiting_gates
+from bridgebsr.office.progress import Actor, decide_gate, refuse_decision
+from bridgebsr.office.queries import GateView, gate_view, waiting_gates
+from bridgebsr.store.db import read_session, write_session
 from flows.common import log, resolve_now, run_id, runtime
 from models import Decision, Source
 

@@ -13,9 +13,9 @@ from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.annotations import opaque
 
-from bridgebsr import queries
-from bridgebsr.db import read_session
-from bridgebsr.monitor import LateItem, MonitorReport, Signal, run_monitor
+from bridgebsr.monitor.sweep import LateItem, MonitorReport, Signal, run_monitor
+from bridgebsr.office import queries
+from bridgebsr.store.db import read_session
 from flows.common import log, named, resolve_now, run_id, runtime
 from flows.gates import sync_gate_runs
 from models import Source

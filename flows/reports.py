@@ -20,9 +20,10 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import get_current_settings
 
-from bridgebsr import queries, report
-from bridgebsr.db import read_session
-from bridgebsr.delivery import deliver
+from bridgebsr.office import queries
+from bridgebsr.office.delivery import deliver
+from bridgebsr.reports import portfolio as report
+from bridgebsr.store.db import read_session
 from flows.common import log, named, resolve_now, runtime
 from flows.gates import gate_runs
 from notifications.outbox import DispatchReport, RunLinks

@@ -16,10 +16,10 @@ from sqlalchemy import Engine, create_engine, text
 
 from benchmarks.scratch_pg import ADMIN_URL as PG_ADMIN_URL
 from benchmarks.scratch_pg import unreachable_reason
-from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.demo import load_consortium
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BRIDGEBSR = Path(sys.executable).parent / "bridgebsr"

@@ -4,7 +4,6 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from bridgebsr import migrate
 from bridgebsr.cli._common import AsOf, fail, parse_when, runtime, say, shown_url, today
 from bridgebsr.cli.bulk import import_cases
 from bridgebsr.cli.cases import LIST_COLUMNS, case_app, gate_app, milestone_app
@@ -16,6 +15,7 @@ from bridgebsr.cli.orchestration import up
 from bridgebsr.cli.report import report
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
 
 app = typer.Typer(
     help="bridgebsr: the Bridge-BSR pilots as tracked cases.",
@@ -65,11 +65,11 @@ def db_current() -> None:
 def demo(as_of: AsOf = None) -> None:
     """Load the consortium and a demo portfolio, run one monitor pass, print the portfolio."""
     from bridgebsr import demo as demo_data
-    from bridgebsr import queries
     from bridgebsr.cli._common import emit_table
     from bridgebsr.cli.monitor import print_report
-    from bridgebsr.db import read_session
-    from bridgebsr.monitor import run_monitor
+    from bridgebsr.monitor.sweep import run_monitor
+    from bridgebsr.office import queries
+    from bridgebsr.store.db import read_session
 
     rt = runtime(ready=False)
     migrate.upgrade(rt.engine)

@@ -15,11 +15,11 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
 
-from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.calendars import out_of_range
 from bridgebsr.errors import BridgeError, InvalidInput
-from bridgebsr.texts import email_key, fitting, is_control
+from bridgebsr.rules.calendars import out_of_range
+from bridgebsr.rules.texts import email_key, fitting, is_control
+from bridgebsr.store import migrate
 from models import CaseEvent
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")

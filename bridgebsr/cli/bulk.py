@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 
 from bridgebsr.cli._common import AsOf, fail, parse_when, runtime, say
-from bridgebsr.db import write_session
 from bridgebsr.errors import BridgeError
+from bridgebsr.store.db import write_session
 
 BAR_FROM = 500  # cases from which a progress bar is shown
 
@@ -40,7 +40,7 @@ def import_cases(
     ] = False,
 ) -> None:
     """Open cases in bulk from CASES, all rows or none; rows imported before stay unchanged."""
-    from bridgebsr import bulk  # loads only for this command: every other one starts fast
+    from bridgebsr.office import bulk  # loads only for this command: every other one starts fast
 
     try:
         rt = runtime()

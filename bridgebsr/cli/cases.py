@@ -5,8 +5,6 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from bridgebsr import cases as case_uc
-from bridgebsr import progress, queries
 from bridgebsr.cli._common import (
     JSON_OPTION,
     AsOf,
@@ -23,9 +21,11 @@ from bridgebsr.cli._common import (
     who,
 )
 from bridgebsr.cli.orchestration import sync_case_runs
-from bridgebsr.db import read_session, write_session
-from bridgebsr.queries import GateView
-from bridgebsr.rows import GateRow
+from bridgebsr.office import cases as case_uc
+from bridgebsr.office import progress, queries
+from bridgebsr.office.queries import GateView
+from bridgebsr.rules.rows import GateRow
+from bridgebsr.store.db import read_session, write_session
 from models import Case, CaseStatus, Decision, GateStatus
 
 case_app = typer.Typer(help="Open, list, show and change cases.", no_args_is_help=True)

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from bridgebsr import directory
-from bridgebsr.catalog import load_template
 from bridgebsr.cli._common import JSON_OPTION, console, emit_json, emit_table, runtime, say
-from bridgebsr.db import read_session, write_session
 from bridgebsr.errors import InvalidInput
+from bridgebsr.exchange.catalog import load_template
+from bridgebsr.office import directory
+from bridgebsr.store.db import read_session, write_session
 from models import GateSpec, MilestoneSpec, Template
 
 partners_app = typer.Typer(help="Import and list partner organisations.", no_args_is_help=True)

@@ -6,9 +6,9 @@ from typing import Annotated
 import typer
 
 from bridgebsr.cli._common import AsOf, fail, parse_when, runtime, say
-from bridgebsr.db import read_session
 from bridgebsr.errors import BridgeError
-from bridgebsr.files import write_bytes
+from bridgebsr.exchange.files import write_bytes
+from bridgebsr.store.db import read_session
 
 
 def ical(
@@ -28,7 +28,7 @@ def ical(
     as_of: AsOf = None,
 ) -> None:
     """Write an iCalendar feed of milestones and gate deadlines for a partner or a person."""
-    from bridgebsr import ical as ical_feed  # icalendar loads only for this command
+    from bridgebsr.exchange import ical as ical_feed  # icalendar loads only for this command
 
     try:
         rt = runtime()

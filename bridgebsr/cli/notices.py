@@ -5,7 +5,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bridgebsr import queries
 from bridgebsr.cli._common import (
     AS_OF_HELP,
     JSON_OPTION,
@@ -16,8 +15,9 @@ from bridgebsr.cli._common import (
     runtime,
     who,
 )
-from bridgebsr.db import read_session, write_session
 from bridgebsr.errors import InvalidInput
+from bridgebsr.office import queries
+from bridgebsr.store.db import read_session, write_session
 from models import NotificationStatus
 
 if TYPE_CHECKING:
@@ -110,7 +110,11 @@ def dispatch(
 ) -> None:
     """Deliver every pending notice due by now (or --as-of), as each reader's preferences say
     (quiet hours, digest, daily cap), retrying failures with backoff."""
-    from bridgebsr.delivery import CONCURRENCY, deliver, post_office  # Apprise loads here only
+    from bridgebsr.office.delivery import (  # Apprise loads here only
+        CONCURRENCY,
+        deliver,
+        post_office,
+    )
 
     rt = runtime()
     post = post_office(rt)
@@ -176,7 +180,7 @@ def retry(
     """Queue failed notices again: pending, attempts reset, due now (or --as-of), so the next
     dispatch sends them. Each case's audit trail records who did; `notifications list` shows
     the note beside the last error."""
-    from bridgebsr.delivery import retry_failed
+    from bridgebsr.office.delivery import retry_failed
 
     rt = runtime()
     now = parse_when(as_of, rt)

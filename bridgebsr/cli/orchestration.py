@@ -17,7 +17,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.cli._common import (
     AsOf,
@@ -29,6 +28,7 @@ from bridgebsr.cli._common import (
     shown_url,
     today,
 )
+from bridgebsr.store import migrate
 
 UP_FILE = "up.json"
 DEFAULT_PORT = 4200

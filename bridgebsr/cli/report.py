@@ -19,7 +19,7 @@ def report(
 ) -> None:
     """Write the portfolio report: case counts, on-time milestones, slips, overdue, stage and
     gate times, SLA breaches, the SME service and the forecast."""
-    from bridgebsr import report as portfolio  # pandas and matplotlib load only here
+    from bridgebsr.reports import portfolio as portfolio  # pandas and matplotlib load only here
 
     kind = fmt.strip().lower()
     if kind not in portfolio.FORMATS:

@@ -22,8 +22,8 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlmodel import col, select
 
-from bridgebsr.db import read_session
-from bridgebsr.queries import GateView, gate_view, waiting_gates
+from bridgebsr.office.queries import GateView, gate_view, waiting_gates
+from bridgebsr.store.db import read_session
 from flows.gates import decision_key
 from models import Case, CaseEvent, Contact, Decision, Gate, GateDecision, GateStatus, Source
 from tests.e2e.conftest import Stack, require_browser, screenshot

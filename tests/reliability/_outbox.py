@@ -304,7 +304,7 @@ class Box:
         return len(self.path_of)
 
     def engine(self) -> Engine:
-        from bridgebsr.db import make_engine
+        from bridgebsr.store.db import make_engine
 
         return make_engine(self.url)
 
@@ -335,12 +335,12 @@ def fill_outbox(url: str, home: Path, size: int, now: datetime = NOW) -> Box:
     """Migrate the store, load the consortium (daily cap 0, digest off, no quiet hours, so
     each notice is one message at once), open one real case to hang the notices on, and
     write `size` due notices spread over every contact, in a few set-based inserts."""
-    from bridgebsr import migrate
     from bridgebsr.bootstrap import build_runtime
-    from bridgebsr.cases import open_case
-    from bridgebsr.db import write_session
     from bridgebsr.demo import load_consortium
+    from bridgebsr.office.cases import open_case
     from bridgebsr.settings import Settings
+    from bridgebsr.store import migrate
+    from bridgebsr.store.db import write_session
     from models import Contact, Notification, NotificationStatus, Partner
 
     rt = build_runtime(Settings(home=home, database_url=url))
@@ -410,7 +410,7 @@ def ladder_store(url: str, home: Path, cases: int) -> dict[int, str]:
     once (daily cap 0, no digest, no quiet hours). Returns every contact's email by id."""
     from benchmarks.monitor_scale import NOW as BUILT_AT
     from benchmarks.monitor_scale import Store, build_store
-    from bridgebsr.db import make_engine
+    from bridgebsr.store.db import make_engine
     from models import Contact
 
     assert BUILT_AT == NOW
@@ -713,7 +713,7 @@ def _say(line: str) -> None:
 
 def _dispatch(url: str, config: str, home: str, now: str, batch: str) -> dict[str, Any]:
     """One dispatcher: its own engine and post office, released with the others."""
-    from bridgebsr.db import make_engine
+    from bridgebsr.store.db import make_engine
     from notifications.outbox import dispatch
     from notifications.post import PostOffice
 
@@ -737,10 +737,10 @@ def _dispatch(url: str, config: str, home: str, now: str, batch: str) -> dict[st
 def _writer(url: str, key: str, attempts: str, name: str, seed: str) -> dict[str, Any]:
     """Hold or resume one case `attempts` times, each with the version it read
     (`--if-version`): applied, refused as stale, or refused by the lifecycle rules."""
-    from bridgebsr.cases import change_case
-    from bridgebsr.db import make_engine, read_session, write_session
     from bridgebsr.errors import IllegalTransition, StaleCase
-    from bridgebsr.store import case_by_key
+    from bridgebsr.office.cases import change_case
+    from bridgebsr.store.case_rows import case_by_key
+    from bridgebsr.store.db import make_engine, read_session, write_session
     from models import CaseStatus
 
     engine = make_engine(url)
@@ -779,8 +779,8 @@ def _writer(url: str, key: str, attempts: str, name: str, seed: str) -> dict[str
 
 def _monitor(url: str, now: str) -> dict[str, Any]:
     """One monitor pass, announced by `go` just before it starts."""
-    from bridgebsr.db import make_engine
-    from bridgebsr.monitor import run_monitor
+    from bridgebsr.monitor.sweep import run_monitor
+    from bridgebsr.store.db import make_engine
 
     engine = make_engine(url)
     _say("go")
@@ -793,8 +793,8 @@ def _monitor(url: str, now: str) -> dict[str, Any]:
 def _cycle(url: str, config: str, home: str, now: str, batch: str) -> dict[str, Any]:
     """One monitor pass and then dispatch, as a scheduler runs them: its own engine and post
     office, released with the others."""
-    from bridgebsr.db import make_engine
-    from bridgebsr.monitor import run_monitor
+    from bridgebsr.monitor.sweep import run_monitor
+    from bridgebsr.store.db import make_engine
     from notifications.outbox import dispatch
     from notifications.post import PostOffice
 

@@ -23,12 +23,13 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bridgebsr import cases, progress, store
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.db import read_session, write_session
 from bridgebsr.errors import BridgeError
-from bridgebsr.monitor import run_monitor
+from bridgebsr.monitor.sweep import run_monitor
+from bridgebsr.office import cases, progress
 from bridgebsr.settings import Settings
+from bridgebsr.store import case_rows as store
+from bridgebsr.store.db import read_session, write_session
 from models import Decision
 
 ZONE = "Europe/Copenhagen"

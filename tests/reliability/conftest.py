@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
-from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.demo import load_consortium, load_demo
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
 
 SOAK = os.environ.get("BRIDGEBSR_SOAK", "").strip().lower() in {"1", "true", "yes"}
 SOAK_EXAMPLES = int(os.environ.get("BRIDGEBSR_SOAK_EXAMPLES", "10000"))
@@ -89,7 +89,9 @@ def store_rows(db: Path) -> dict[str, list[tuple[object, ...]]]:
 
 
 def _runtime(home: Path) -> Runtime:
-    return build_runtime(Settings(home=home, database_url=f"sqlite:///{home / 'bridgebsr.db'}"))
+    return build_runtime(
+        Settings(home=home, database_url=f"sqlite:///{home / 'bridgebsr.db'}")
+    )
 
 
 @dataclass(frozen=True)

@@ -30,15 +30,14 @@ import pytest
 from sqlalchemy import func, text, update
 from sqlmodel import col, select
 
-from bridgebsr import migrate
 from bridgebsr.bootstrap import build_runtime
-from bridgebsr.cases import change_case, open_case
-from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_consortium
 from bridgebsr.errors import StaleCase
-from bridgebsr.monitor import MONITOR_ACTOR
+from bridgebsr.monitor.sweep import MONITOR_ACTOR
+from bridgebsr.office.cases import change_case, open_case
 from bridgebsr.settings import Settings
-from bridgebsr.store import case_by_key
+from bridgebsr.store.case_rows import case_by_key, migrate
+from bridgebsr.store.db import read_session, write_session
 from models import CaseEvent, CaseStatus, Gate, Milestone, Notification
 from notifications.outbox import LEASE, DispatchReport, dispatch
 from notifications.post import PostOffice

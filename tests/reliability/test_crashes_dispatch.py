@@ -36,8 +36,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import SQLModel, col
 
-from bridgebsr.db import make_engine
-from bridgebsr.monitor import run_monitor
+from bridgebsr.monitor.sweep import run_monitor
+from bridgebsr.store.db import make_engine
 from models import Notification
 from notifications.outbox import LEASE
 from tests.reliability._outbox import (

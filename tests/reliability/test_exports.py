@@ -26,7 +26,7 @@ from hypothesis import Phase, event, example, given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
-from bridgebsr import report as portfolio
+from bridgebsr.reports import portfolio as portfolio
 from notifications.render import Notice, render, render_bundle
 from tests.reliability.conftest import AS_OF, Pristine, assert_clean_exit, fuzz, invoke, scratch
 

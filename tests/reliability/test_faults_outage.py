@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from bridgebsr.db import make_engine
+from bridgebsr.store.db import make_engine
 from notifications.outbox import LEASE, backoff, dispatch
 from notifications.post import PostOffice
 from tests.reliability._outbox import (

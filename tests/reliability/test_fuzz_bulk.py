@@ -13,12 +13,12 @@ from pathlib import Path
 from hypothesis import Phase, event, example, given, reject, settings
 from hypothesis import strategies as st
 
-from bridgebsr import bulk
 from bridgebsr.bootstrap import build_runtime
-from bridgebsr.catalog import load_catalog
-from bridgebsr.db import write_session
 from bridgebsr.errors import InvalidInput
+from bridgebsr.exchange.catalog import load_catalog
+from bridgebsr.office import bulk
 from bridgebsr.settings import Settings
+from bridgebsr.store.db import write_session
 from tests.conftest import at
 from tests.reliability.conftest import Pristine, fuzz, scratch, store_rows
 from tests.reliability.hostile import Spec, Table, csv_bytes, tables, xlsx_bytes, xlsx_tables

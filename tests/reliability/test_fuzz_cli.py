@@ -19,8 +19,8 @@ import pytest
 from hypothesis import Phase, event, example, given, reject, settings
 from hypothesis import strategies as st
 
-from bridgebsr.catalog import load_catalog
-from bridgebsr.texts import is_control
+from bridgebsr.exchange.catalog import load_catalog
+from bridgebsr.rules.texts import is_control
 from tests.reliability.conftest import (
     Outcome,
     Pristine,

@@ -16,20 +16,20 @@ from hypothesis import Phase, event, example, given, reject, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, inspect, text
 
-from bridgebsr import migrate
 from bridgebsr.bootstrap import build_runtime
-from bridgebsr.catalog import load_catalog
-from bridgebsr.db import make_engine, read_session, write_session
 from bridgebsr.demo import load_consortium
-from bridgebsr.directory import (
+from bridgebsr.errors import InvalidInput
+from bridgebsr.exchange.catalog import load_catalog
+from bridgebsr.office.directory import (
     ImportReport,
     import_contacts,
     import_partners,
     list_contacts,
     list_partners,
 )
-from bridgebsr.errors import InvalidInput
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
+from bridgebsr.store.db import make_engine, read_session, write_session
 from tests.conftest import IN_CI, PG_ADMIN_URL, postgres_available
 from tests.reliability.conftest import Pristine, fuzz, scratch, store_rows
 from tests.reliability.hostile import Spec, sheet_files

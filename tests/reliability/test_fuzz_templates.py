@@ -21,8 +21,8 @@ import yaml
 from hypothesis import Phase, event, example, given, settings
 from hypothesis import strategies as st
 
-from bridgebsr.catalog import SHIPPED, load_template
 from bridgebsr.errors import InvalidInput
+from bridgebsr.exchange.catalog import SHIPPED, load_template
 from models import Template
 from tests.reliability.conftest import fuzz, scratch
 

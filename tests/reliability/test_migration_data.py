@@ -33,8 +33,8 @@ from sqlmodel import Session, SQLModel
 from sqlmodel import select as orm_select
 
 import models
-from bridgebsr import migrate
-from bridgebsr.db import make_engine
+from bridgebsr.store import migrate
+from bridgebsr.store.db import make_engine
 from tests.conftest import backend_url
 from tests.reliability.conftest import size
 

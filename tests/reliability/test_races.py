@@ -22,13 +22,14 @@ import pytest
 from sqlalchemy import insert, text
 from sqlmodel import col, select
 
-from bridgebsr import cases, migrate, progress
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.catalog import checksum, load_catalog
-from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_consortium
-from bridgebsr.monitor import MONITOR_ACTOR
+from bridgebsr.exchange.catalog import checksum, load_catalog
+from bridgebsr.monitor.sweep import MONITOR_ACTOR
+from bridgebsr.office import cases, progress
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
+from bridgebsr.store.db import read_session, write_session
 from models import Case, CaseEvent, Decision, GateDecision, Source
 from tests.conftest import BACKENDS, BEFORE_ACCEPTANCE, BEFORE_COUNCIL, at, pg_schema
 from tests.reliability._races import Ended, Job, Pool, Store

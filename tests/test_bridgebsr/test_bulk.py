@@ -20,14 +20,15 @@ from sqlalchemy import Connection, select, text
 from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
-from bridgebsr import bulk, cases, migrate, progress
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.catalog import load_catalog
 from bridgebsr.cli.bulk import import_cases
-from bridgebsr.db import write_session
 from bridgebsr.demo import load_consortium
 from bridgebsr.errors import InvalidInput
+from bridgebsr.exchange.catalog import load_catalog
+from bridgebsr.office import bulk, cases, progress
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
+from bridgebsr.store.db import write_session
 from models import Source
 from tests.conftest import at
 

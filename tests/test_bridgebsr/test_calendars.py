@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridgebsr.calendars import (
+from bridgebsr.errors import InvalidInput
+from bridgebsr.rules.calendars import (
     FIRST_DAY,
     LAST_DAY,
     SCANBALT_COUNTRIES,
@@ -16,7 +17,6 @@ from bridgebsr.calendars import (
     subdivision_of,
     supports_country,
 )
-from bridgebsr.errors import InvalidInput
 from models import DayKind
 
 D = date.fromisoformat

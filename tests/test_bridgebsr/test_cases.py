@@ -14,12 +14,14 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
-from bridgebsr import cases, progress, queries, rows, store
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.catalog import checksum
-from bridgebsr.db import read_session, write_session
 from bridgebsr.errors import IllegalTransition, InvalidInput, StaleCase
-from bridgebsr.rows import CaseRow, GateRow, MilestoneRow
+from bridgebsr.exchange.catalog import checksum
+from bridgebsr.office import cases, progress, queries
+from bridgebsr.rules import rows
+from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
+from bridgebsr.store import case_rows as store
+from bridgebsr.store.db import read_session, write_session
 from models import (
     Case,
     CaseEvent,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bridgebsr import migrate
+from bridgebsr.store import migrate
 from tests.conftest import BRIDGEBSR, _env, run
 from tests.conftest import DEMO_AS_OF as AS_OF
 

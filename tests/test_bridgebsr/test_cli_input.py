@@ -20,12 +20,12 @@ import typer
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from bridgebsr import cases
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.cli import _common, app, main
-from bridgebsr.db import read_session, write_session
+from bridgebsr.office import cases
+from bridgebsr.rules.texts import is_control
 from bridgebsr.settings import Settings
-from bridgebsr.texts import is_control
+from bridgebsr.store.db import read_session, write_session
 from models import CaseEvent
 from tests.conftest import BRIDGEBSR, DEMO_AS_OF, _env, at
 

@@ -5,8 +5,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from bridgebsr.db import make_engine, write_session
 from bridgebsr.errors import StaleCase
+from bridgebsr.store.db import make_engine, write_session
 
 _RAISE = "DO $$ BEGIN RAISE EXCEPTION 'lost' USING ERRCODE = '{code}'; END $$"
 

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine, func, text
 from sqlmodel import col, select
 
-from bridgebsr import queries
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.db import read_session
 from bridgebsr.demo import load_demo
+from bridgebsr.office import queries
+from bridgebsr.store.db import read_session
 from models import FINISHED_MILESTONE, Case, Milestone
 from tests.conftest import BACKENDS, migrated, pg_schema
 

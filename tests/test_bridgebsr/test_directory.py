@@ -10,8 +10,9 @@ from openpyxl import Workbook
 from sqlalchemy import text
 
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.db import write_session
-from bridgebsr.directory import (
+from bridgebsr.errors import InvalidInput
+from bridgebsr.exchange.sheets import read_sheet
+from bridgebsr.office.directory import (
     ImportReport,
     import_contacts,
     import_partners,
@@ -21,10 +22,9 @@ from bridgebsr.directory import (
     parse_partners,
     zone_for,
 )
-from bridgebsr.errors import InvalidInput
-from bridgebsr.roles import case_role_holders
-from bridgebsr.sheets import read_sheet
-from bridgebsr.store import contact_by_email
+from bridgebsr.rules.roles import case_role_holders
+from bridgebsr.store.case_rows import contact_by_email
+from bridgebsr.store.db import write_session
 
 # Headers in a shuffled order and mixed case; a comma inside a name is safe with ';'.
 PARTNERS = [

@@ -14,14 +14,18 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
-from bridgebsr import cases, files, ical, migrate, planning, progress, store
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.cli.exchange import ical as ical_command
-from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_demo
 from bridgebsr.errors import InvalidInput
-from bridgebsr.rows import MilestoneRow, Person
+from bridgebsr.exchange import files, ical
+from bridgebsr.office import cases, progress
+from bridgebsr.rules import planning
+from bridgebsr.rules.rows import MilestoneRow, Person
 from bridgebsr.settings import Settings
+from bridgebsr.store import case_rows as store
+from bridgebsr.store import migrate
+from bridgebsr.store.db import read_session, write_session
 from models import (
     Case,
     CaseStatus,

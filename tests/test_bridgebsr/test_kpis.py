@@ -46,12 +46,16 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, func, select
 
-from bridgebsr import cases, kpis, migrate, planning, progress, store
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.db import write_session
 from bridgebsr.demo import load_consortium, load_demo
 from bridgebsr.errors import InvalidInput, StaleCase
+from bridgebsr.office import cases, progress
+from bridgebsr.reports import kpis
+from bridgebsr.rules import planning
 from bridgebsr.settings import Settings
+from bridgebsr.store import case_rows as store
+from bridgebsr.store import migrate
+from bridgebsr.store.db import write_session
 from models import Case, Decision, Gate, Milestone, Partner, PartnerKind
 from tests.conftest import PG_ADMIN_URL, at
 

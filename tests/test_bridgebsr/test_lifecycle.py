@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridgebsr.errors import IllegalTransition
-from bridgebsr.lifecycle import (
+from bridgebsr.rules.lifecycle import (
     CASE_ACTIONS,
     GATE_ACTIONS,
     MILESTONE_ACTIONS,

@@ -12,8 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (registers every table on SQLModel.metadata)
-from bridgebsr import migrate
-from bridgebsr.db import make_engine
+from bridgebsr.store import migrate
+from bridgebsr.store.db import make_engine
 
 CASE_TABLES = {
     "partners",

@@ -19,14 +19,16 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlmodel import col, select
 
-from bridgebsr import cases, directory, migrate, progress, store
 from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
-from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_consortium
 from bridgebsr.errors import BridgeError
-from bridgebsr.monitor import MONITOR_ACTOR, MonitorReport, run_monitor
+from bridgebsr.monitor.sweep import MONITOR_ACTOR, MonitorReport, run_monitor
+from bridgebsr.office import cases, directory, progress
+from bridgebsr.rules.calendars import WorkCalendar, calendar_for, subdivision_of
 from bridgebsr.settings import Settings
+from bridgebsr.store import case_rows as store
+from bridgebsr.store import migrate
+from bridgebsr.store.db import read_session, write_session
 from models import (
     Case,
     CaseEvent,

@@ -9,11 +9,11 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
-from bridgebsr import store
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.cases import open_case
-from bridgebsr.db import write_session
-from bridgebsr.prepared import Prepared
+from bridgebsr.office.cases import open_case
+from bridgebsr.store import case_rows as store
+from bridgebsr.store.db import write_session
+from bridgebsr.store.prepared import Prepared
 from models import CaseEvent, Contact, Milestone, MilestoneStatus, Source
 from tests.conftest import at
 

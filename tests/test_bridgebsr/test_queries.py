@@ -4,11 +4,11 @@ from datetime import UTC, date, datetime
 
 from sqlmodel import select
 
-from bridgebsr import queries
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_demo
-from bridgebsr.progress import Actor, decide_gate, refuse_decision
+from bridgebsr.office import queries
+from bridgebsr.office.progress import Actor, decide_gate, refuse_decision
+from bridgebsr.store.db import read_session, write_session
 from models import Contact, Decision
 
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from bridgebsr import kpis
-from bridgebsr import report as portfolio
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.demo import load_demo
 from bridgebsr.errors import InvalidInput
+from bridgebsr.reports import kpis
+from bridgebsr.reports import portfolio as portfolio
 from tests.test_bridgebsr.test_cli import assert_one_error_line, run
 
 DAY = date(2026, 11, 26)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridgebsr.calendars import SCANBALT_COUNTRIES, calendar_for
-from bridgebsr.schedule import Item, Link, Slot, order, schedule
+from bridgebsr.rules.calendars import SCANBALT_COUNTRIES, calendar_for
+from bridgebsr.rules.schedule import Item, Link, Slot, order, schedule
 from models import DayKind
 
 D = date.fromisoformat

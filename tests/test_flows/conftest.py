@@ -18,11 +18,11 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.cli.orchestration import LocalServer
 from bridgebsr.demo import load_demo
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
 from flows import common
 
 BIN = Path(sys.executable).parent

@@ -19,14 +19,14 @@ from prefect.deployments import run_deployment
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import create_engine, select, text
 
-from bridgebsr import migrate
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.cli.orchestration import interruptible
-from bridgebsr.db import read_session, write_session
 from bridgebsr.demo import load_demo
-from bridgebsr.progress import Actor, decide_gate
-from bridgebsr.queries import gate_view
+from bridgebsr.office.progress import Actor, decide_gate
+from bridgebsr.office.queries import gate_view
 from bridgebsr.settings import Settings
+from bridgebsr.store import migrate
+from bridgebsr.store.db import read_session, write_session
 from flows.deployments import DEPLOYMENTS, TIMEZONE, WORK_POOL
 from models import (
     CaseEvent,

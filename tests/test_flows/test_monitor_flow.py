@@ -15,12 +15,12 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 from sqlalchemy import func, select, text
 from sqlmodel import col
 
-from bridgebsr import directory
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.cases import open_case as open_case_uc
-from bridgebsr.db import read_session, write_session
-from bridgebsr.monitor import Signal, run_monitor
-from bridgebsr.queries import gate_view
+from bridgebsr.monitor.sweep import Signal, run_monitor
+from bridgebsr.office import directory
+from bridgebsr.office.cases import open_case as open_case_uc
+from bridgebsr.office.queries import gate_view
+from bridgebsr.store.db import read_session, write_session
 from flows.cases import open_case, pilot_lifecycle
 from flows.gates import decision_key, stage_gate
 from flows.monitor import case_events, late_row, monitor_milestones, pilot_markdown

@@ -4,8 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from bridgebsr.catalog import SHIPPED, checksum, load_catalog, load_template, parse_template
 from bridgebsr.errors import InvalidInput, NotFound
+from bridgebsr.exchange.catalog import (
+    SHIPPED,
+    checksum,
+    load_catalog,
+    load_template,
+    parse_template,
+)
 from models import DayKind, Template, template_problems
 from models.templates import Dependency
 

@@ -22,10 +22,11 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from bridgebsr import cases, store
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.db import read_session, write_session
-from bridgebsr.monitor import run_monitor
+from bridgebsr.monitor.sweep import run_monitor
+from bridgebsr.office import cases
+from bridgebsr.store import case_rows as store
+from bridgebsr.store.db import read_session, write_session
 from models import Contact, Notification, NotificationStatus, Partner
 from tests.conftest import at
 

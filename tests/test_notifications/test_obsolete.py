@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlmodel import col, select, update
 
-from bridgebsr import cases, directory
-from bridgebsr.db import read_session, write_session
-from bridgebsr.delivery import deliver
-from bridgebsr.progress import Actor, progress_milestone
-from bridgebsr.stale import NoticeFacts, why_obsolete
+from bridgebsr.office import cases, directory
+from bridgebsr.office.delivery import deliver
+from bridgebsr.office.progress import Actor, progress_milestone
+from bridgebsr.office.stale import NoticeFacts, why_obsolete
+from bridgebsr.store.db import read_session, write_session
 from models import (
     CaseStatus,
     Contact,

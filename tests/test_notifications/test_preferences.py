@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from bridgebsr import directory
-from bridgebsr.db import read_session, write_session
+from bridgebsr.office import directory
+from bridgebsr.store.db import read_session, write_session
 from models import Contact, Delivery, Notification, NotificationStatus
 from notifications.outbox import Recipient, Row, digest_time, dispatch, plan, quiet_until
 from notifications.post import PostOffice

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.db import read_session
 from bridgebsr.demo import load_demo
-from bridgebsr.monitor import run_monitor
+from bridgebsr.monitor.sweep import run_monitor
+from bridgebsr.store.db import read_session
 from models import Contact, Notification, NotificationStatus
 from notifications.outbox import dispatch, quiet_until
 from notifications.post import PostOffice

@@ -29,8 +29,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from bridgebsr.calendars import subdivision_of
 from bridgebsr.cli import app
+from bridgebsr.rules.calendars import subdivision_of
 
 SHIPPED = Path(__file__).parents[2] / "bridgebsr"
 TEMPLATE = SHIPPED / "templates" / "ip-integration.yaml"

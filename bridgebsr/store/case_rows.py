@@ -13,14 +13,12 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
-from bridgebsr import rows
-from bridgebsr.calendars import WorkCalendar
-from bridgebsr.db import check_status
 from bridgebsr.errors import InvalidInput, NotFound, StaleCase
-from bridgebsr.lifecycle import Change
-from bridgebsr.planning import Plan, case_calendar, owner_calendar
-from bridgebsr.prepared import Prepared
-from bridgebsr.rows import (
+from bridgebsr.rules import rows
+from bridgebsr.rules.calendars import WorkCalendar
+from bridgebsr.rules.lifecycle import Change
+from bridgebsr.rules.planning import Plan, case_calendar, owner_calendar
+from bridgebsr.rules.rows import (
     CASE_CHANGES,
     GATE_CHANGES,
     MILESTONE_CHANGES,
@@ -30,7 +28,9 @@ from bridgebsr.rows import (
     Organisation,
     Person,
 )
-from bridgebsr.texts import email_key
+from bridgebsr.rules.texts import email_key
+from bridgebsr.store.db import check_status
+from bridgebsr.store.prepared import Prepared
 from models import (
     Case,
     CaseEvent,

@@ -118,8 +118,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
-from bridgebsr.calendars import subdivision_of
 from bridgebsr.errors import InvalidInput, StaleCase
+from bridgebsr.rules.calendars import subdivision_of
 from models import (
     Case,
     CaseEvent,
@@ -581,7 +581,7 @@ class _Child:
 
     def __init__(self, path: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bridgebsr.arrow_fetch", path],
+            [sys.executable, "-m", "bridgebsr.reports.arrow_fetch", path],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -13,9 +13,9 @@ import pytz
 from sqlmodel import Session, col, select
 
 from bridgebsr.errors import InvalidInput
-from bridgebsr.roles import leads_text
-from bridgebsr.sheets import Sheet, column_letter, read_sheet
-from bridgebsr.texts import email_address, fitting, name_text
+from bridgebsr.exchange.sheets import Sheet, column_letter, read_sheet
+from bridgebsr.rules.roles import leads_text
+from bridgebsr.rules.texts import email_address, fitting, name_text
 from models import Contact, Partner, PartnerKind
 
 PARTNER_COLUMNS = (("code", "name", "kind", "country"), ("region", "timezone"))

@@ -109,15 +109,15 @@ from sqlalchemy import Connection, Table, func, insert, select, text, tuple_, up
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
-from bridgebsr import lifecycle
-from bridgebsr.calendars import WorkCalendar, calendar_for, out_of_range, subdivision_of
-from bridgebsr.catalog import Catalog, checksum
 from bridgebsr.errors import InvalidInput
-from bridgebsr.lifecycle import Change
-from bridgebsr.roles import case_role_holders, led_kinds
-from bridgebsr.schedule import Item, Link, Slot, order, schedule
-from bridgebsr.sheets import Sheet, column_letter, read_sheet, refuse_nul
-from bridgebsr.texts import email_address, email_key, fitting
+from bridgebsr.exchange.catalog import Catalog, checksum
+from bridgebsr.exchange.sheets import Sheet, column_letter, read_sheet, refuse_nul
+from bridgebsr.rules import lifecycle
+from bridgebsr.rules.calendars import WorkCalendar, calendar_for, out_of_range, subdivision_of
+from bridgebsr.rules.lifecycle import Change
+from bridgebsr.rules.roles import case_role_holders, led_kinds
+from bridgebsr.rules.schedule import Item, Link, Slot, order, schedule
+from bridgebsr.rules.texts import email_address, email_key, fitting
 from models import (
     CASE_OWNER,
     Case,

@@ -43,11 +43,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
-from bridgebsr import store
-from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
 from bridgebsr.errors import BridgeError
-from bridgebsr.progress import Actor, time_out_gate
-from bridgebsr.roles import case_role_holders, led_kinds
+from bridgebsr.office.progress import Actor, time_out_gate
+from bridgebsr.rules.calendars import WorkCalendar, calendar_for, subdivision_of
+from bridgebsr.rules.roles import case_role_holders, led_kinds
+from bridgebsr.store import case_rows as store
 from models import (
     CASE_OWNER,
     NODE_OWNER,

@@ -23,8 +23,9 @@ from typing import Any
 from sqlalchemy import Engine, and_, bindparam, or_, select
 from sqlmodel import col
 
-from bridgebsr import planning, store
-from bridgebsr.monitor import GATE_DUE, MILESTONE_DUE, step_day
+from bridgebsr.monitor.sweep import GATE_DUE, MILESTONE_DUE, step_day
+from bridgebsr.rules import planning
+from bridgebsr.store import case_rows as store
 from models import (
     FINISHED_MILESTONE,
     Case,

@@ -44,7 +44,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from bridgebsr.errors import InvalidInput
-from bridgebsr.texts import email_key, is_control
+from bridgebsr.rules.texts import email_key, is_control
 from models import (
     Case,
     CaseStatus,

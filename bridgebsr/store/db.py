@@ -15,8 +15,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, create_engine
 
-from bridgebsr import lifecycle
 from bridgebsr.errors import IllegalTransition, StaleCase
+from bridgebsr.rules import lifecycle
 from models import Case, Gate, Milestone
 
 # Every (from, to) status pair some lifecycle rule allows, by guarded model and by its table.

@@ -7,11 +7,12 @@ from datetime import date, datetime
 from sqlalchemy import Connection, and_, bindparam, insert, select
 from sqlmodel import Session, SQLModel
 
-from bridgebsr import lifecycle, planning, store
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
-from bridgebsr.lifecycle import Change
-from bridgebsr.prepared import Prepared
-from bridgebsr.rows import CaseRow, GateRow, MilestoneRow
+from bridgebsr.rules import lifecycle, planning
+from bridgebsr.rules.lifecycle import Change
+from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
+from bridgebsr.store import case_rows as store
+from bridgebsr.store.prepared import Prepared
 from models import (
     Decision,
     GateDecision,

@@ -35,9 +35,9 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
-from bridgebsr import kpis
 from bridgebsr.errors import InvalidInput
-from bridgebsr.files import replacing
+from bridgebsr.exchange.files import replacing
+from bridgebsr.reports import kpis
 from models import Case, Milestone, Partner
 
 FORMATS = ("csv", "xlsx", "html")

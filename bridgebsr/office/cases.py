@@ -6,13 +6,14 @@ from typing import NamedTuple
 from sqlalchemy import Connection, bindparam, insert
 from sqlmodel import Session, SQLModel, col, select
 
-from bridgebsr import lifecycle, planning, rows, store
-from bridgebsr.catalog import Catalog, checksum
 from bridgebsr.errors import IllegalTransition, InvalidInput
-from bridgebsr.lifecycle import Change
-from bridgebsr.prepared import Prepared
-from bridgebsr.roles import case_role_holders, led_kinds
-from bridgebsr.rows import CaseRow, GateRow, MilestoneRow, Organisation, Person
+from bridgebsr.exchange.catalog import Catalog, checksum
+from bridgebsr.rules import lifecycle, planning, rows
+from bridgebsr.rules.lifecycle import Change
+from bridgebsr.rules.roles import case_role_holders, led_kinds
+from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow, Organisation, Person
+from bridgebsr.store import case_rows as store
+from bridgebsr.store.prepared import Prepared
 from models import (
     CASE_OWNER,
     Case,

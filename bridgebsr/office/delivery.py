@@ -15,11 +15,11 @@ from multiprocessing import get_context
 
 from sqlmodel import Session
 
-from bridgebsr import store
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.errors import DiskFull, InvalidInput
+from bridgebsr.office.stale import obsolete_notices
 from bridgebsr.settings import Settings
-from bridgebsr.stale import obsolete_notices
+from bridgebsr.store import case_rows as store
 from models import CaseEvent, Source
 from notifications.outbox import DispatchReport, RunLinks, dispatch, requeue_failed
 from notifications.post import BadChannel, PostOffice

@@ -16,7 +16,7 @@ from bridgebsr.errors import InvalidInput, NotFound
 from models import Template, template_problems
 from models.templates import Loc
 
-SHIPPED = Path(__file__).parent / "templates"
+SHIPPED = Path(__file__).parent.parent / "templates"
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from sqlalchemy import and_, exists
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
-from bridgebsr import store
 from bridgebsr.errors import NotFound
-from bridgebsr.texts import email_key
+from bridgebsr.rules.texts import email_key
+from bridgebsr.store import case_rows as store
 from models import (
     FINISHED_MILESTONE,
     Case,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-from bridgebsr.calendars import WorkCalendar
+from bridgebsr.rules.calendars import WorkCalendar
 from models import DayKind
 
 

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import Connection, bindparam
 from sqlmodel import col, select
 
-from bridgebsr import lifecycle
-from bridgebsr.calendars import WorkCalendar, calendar_for, subdivision_of
-from bridgebsr.lifecycle import Change
-from bridgebsr.prepared import Prepared
-from bridgebsr.rows import CaseRow, GateRow, MilestoneRow, Node, Organisation
-from bridgebsr.schedule import Item, Link, Slot, schedule
+from bridgebsr.rules import lifecycle
+from bridgebsr.rules.calendars import WorkCalendar, calendar_for, subdivision_of
+from bridgebsr.rules.lifecycle import Change
+from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow, Node, Organisation
+from bridgebsr.rules.schedule import Item, Link, Slot, schedule
+from bridgebsr.store.prepared import Prepared
 from models import FINISHED_MILESTONE, Contact, DayKind, GateStatus, Partner, Template
 
 
