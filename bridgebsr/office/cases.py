@@ -9,6 +9,7 @@ from sqlmodel import Session, SQLModel, col, select
 from bridgebsr.errors import IllegalTransition, InvalidInput
 from bridgebsr.exchange.catalog import Catalog, checksum
 from bridgebsr.rules import lifecycle, planning, rows
+from bridgebsr.rules.calendars import WorkCalendar, calendar_of
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.rules.roles import case_role_holders, led_kinds
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow, Organisation, Person
@@ -23,6 +24,7 @@ from models import (
     GateSpec,
     Milestone,
     MilestoneSpec,
+    Partner,
     Source,
     Template,
 )
@@ -115,7 +117,7 @@ def _populate(
     ]
     gates = [_gate(i, spec, template) for i, spec in enumerate(template.gates)]
     owner_ids = {m.owner_id for m in milestones if m.owner_id is not None}
-    calendars = planning.calendars_for(conn, case, lead, owner_ids)
+    calendars = _calendars(conn, case, lead, owner_ids)
     plan = planning.Plan(case, milestones, gates, calendars)
     planned = planning.baseline(plan)
     for node in plan.nodes():
@@ -174,6 +176,28 @@ def _owners_by_role(
         chosen = case_role_holders(holders, case.lead_partner_id, leads)
         owners[role] = chosen[0].id if chosen else None
     return owners
+
+
+def _calendars(
+    conn: Connection, case: CaseRow, lead: Organisation, owner_ids: set[int]
+) -> dict[int | None, WorkCalendar]:
+    """Working calendars of the case (key None) and of each owner, by contact id."""
+    calendars: dict[int | None, WorkCalendar] = {
+        None: calendar_of(case.country, lead.country, lead.region)
+    }
+    for contact_id in sorted(owner_ids):
+        found = _OWNER_PLACE.first(conn, {"contact_id": contact_id})
+        if found is not None:
+            calendars[contact_id] = calendar_of(*found)
+    return calendars
+
+
+# Where an owner works: their country, their partner's country and region.
+_OWNER_PLACE = Prepared(
+    select(col(Contact.country), col(Partner.country), col(Partner.region))
+    .join(Partner, col(Partner.id) == Contact.partner_id)
+    .where(col(Contact.id) == bindparam("contact_id"))
+)
 
 
 class _Holder(NamedTuple):

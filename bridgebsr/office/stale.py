@@ -24,7 +24,7 @@ from sqlalchemy import Engine, and_, bindparam, or_, select
 from sqlmodel import col
 
 from bridgebsr.monitor.sweep import GATE_DUE, MILESTONE_DUE, step_day
-from bridgebsr.rules import planning
+from bridgebsr.rules.calendars import calendar_of
 from bridgebsr.store import case_rows as store
 from models import (
     FINISHED_MILESTONE,
@@ -150,7 +150,7 @@ def _moved(facts: NoticeFacts, item: str, due: date | None, now: datetime) -> st
     """Why the notice's step no longer applies since the item's due date moved, if it does."""
     if due is None or facts.due_on is None or due == facts.due_on:
         return None
-    calendar = planning.owner_calendar(facts.country, facts.partner_country, facts.region)
+    calendar = calendar_of(facts.country, facts.partner_country, facts.region)
     step = step_day(calendar, due, int(facts.payload.get("offset", 0)))
     if step <= store.local_date(now, facts.zone):
         return None

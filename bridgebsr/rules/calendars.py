@@ -175,6 +175,22 @@ def calendar_for(country: str, subdivision: str | None = None) -> WorkCalendar:
     return WorkCalendar(country, subdivision)
 
 
+def work_area(
+    country: str, partner_country: str | None, region: str | None
+) -> tuple[str, str | None]:
+    """Where someone works, as a calendar sees it: their `country`, with the `region` of
+    their partner (for a case: of its lead partner) only when that partner is in the same
+    country. The one home of that rule: people, cases, the monitor, bulk import and the KPIs
+    all ask it."""
+    return country, subdivision_of(country, region if partner_country == country else None)
+
+
+def calendar_of(country: str, partner_country: str | None, region: str | None) -> WorkCalendar:
+    """The working calendar of someone (or a case) in `country` whose partner (lead partner)
+    is in `partner_country`, `region` (see `work_area`)."""
+    return calendar_for(*work_area(country, partner_country, region))
+
+
 @lru_cache(maxsize=1024)
 def subdivision_of(country: str, region: str | None) -> str | None:
     """The `holidays` subdivision code a region names (Mecklenburg-Vorpommern -> MV), if any."""

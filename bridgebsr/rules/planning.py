@@ -6,16 +6,12 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam
-from sqlmodel import col, select
-
 from bridgebsr.rules import lifecycle
-from bridgebsr.rules.calendars import WorkCalendar, calendar_for, subdivision_of
+from bridgebsr.rules.calendars import WorkCalendar
 from bridgebsr.rules.lifecycle import Change
-from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow, Node, Organisation
+from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow, Node
 from bridgebsr.rules.schedule import Item, Link, Slot, schedule
-from bridgebsr.store.prepared import Prepared
-from models import FINISHED_MILESTONE, Contact, DayKind, GateStatus, Partner, Template
+from models import FINISHED_MILESTONE, DayKind, GateStatus, Template
 
 
 @dataclass(frozen=True)
@@ -35,41 +31,6 @@ class Plan:
         """A milestone follows its owner's country; a gate, and anything unowned, the case's."""
         owner = node.owner_id if isinstance(node, MilestoneRow) else None
         return self.calendars.get(owner) or self.calendars[None]
-
-
-def calendars_for(
-    conn: Connection, case: CaseRow, lead: Organisation, owner_ids: set[int]
-) -> dict[int | None, WorkCalendar]:
-    """Working calendars of the case (key None) and of each owner, by contact id."""
-    calendars: dict[int | None, WorkCalendar] = {
-        None: case_calendar(case.country, lead.country, lead.region)
-    }
-    for contact_id in sorted(owner_ids):
-        found = _OWNER_PLACE.first(conn, {"contact_id": contact_id})
-        if found is not None:
-            calendars[contact_id] = owner_calendar(*found)
-    return calendars
-
-
-# Where an owner works: their country, their partner's country and region.
-_OWNER_PLACE = Prepared(
-    select(col(Contact.country), col(Partner.country), col(Partner.region))
-    .join(Partner, col(Partner.id) == Contact.partner_id)
-    .where(col(Contact.id) == bindparam("contact_id"))
-)
-
-
-def case_calendar(country: str, lead_country: str, lead_region: str | None) -> WorkCalendar:
-    """A case's calendar: its country's, with the lead partner's region when it is there."""
-    region = lead_region if lead_country == country else None
-    return calendar_for(country, subdivision_of(country, region))
-
-
-def owner_calendar(country: str, partner_country: str, region: str | None) -> WorkCalendar:
-    """An owner's calendar: their country's, with their partner's region when it is there."""
-    return calendar_for(
-        country, subdivision_of(country, region if partner_country == country else None)
-    )
 
 
 def is_finished(node: Node) -> bool:

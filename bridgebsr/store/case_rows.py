@@ -15,9 +15,9 @@ from sqlmodel import Session, SQLModel, col, select
 
 from bridgebsr.errors import InvalidInput, NotFound, StaleCase
 from bridgebsr.rules import rows
-from bridgebsr.rules.calendars import WorkCalendar
+from bridgebsr.rules.calendars import WorkCalendar, calendar_of
 from bridgebsr.rules.lifecycle import Change
-from bridgebsr.rules.planning import Plan, case_calendar, owner_calendar
+from bridgebsr.rules.planning import Plan
 from bridgebsr.rules.rows import (
     CASE_CHANGES,
     GATE_CHANGES,
@@ -199,7 +199,7 @@ def load_case(session: Session, key: str, *, for_update: bool = True) -> Loaded:
     lead_country, lead_region, timezone, digest = first[n : n + len(_LEAD)]
     gates = [GateRow(*r[n + len(_LEAD) :]) for r in found if r[n + len(_LEAD)] is not None]
     calendars: dict[int | None, WorkCalendar] = {
-        None: case_calendar(case.country, lead_country, lead_region)
+        None: calendar_of(case.country, lead_country, lead_region)
     }
     milestones = []
     m = len(_MILESTONE_COLUMNS)
@@ -208,7 +208,7 @@ def load_case(session: Session, key: str, *, for_update: bool = True) -> Loaded:
         milestones.append(milestone)
         country, partner_country, region = r[m:]
         if milestone.owner_id is not None and country is not None:
-            calendars[milestone.owner_id] = owner_calendar(country, partner_country, region)
+            calendars[milestone.owner_id] = calendar_of(country, partner_country, region)
     read = {id(case): rows.values(case, CASE_CHANGES)}
     read.update((id(x), rows.values(x, MILESTONE_CHANGES)) for x in milestones)
     read.update((id(g), rows.values(g, GATE_CHANGES)) for g in gates)

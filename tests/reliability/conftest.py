@@ -89,9 +89,7 @@ def store_rows(db: Path) -> dict[str, list[tuple[object, ...]]]:
 
 
 def _runtime(home: Path) -> Runtime:
-    return build_runtime(
-        Settings(home=home, database_url=f"sqlite:///{home / 'bridgebsr.db'}")
-    )
+    return build_runtime(Settings(home=home, database_url=f"sqlite:///{home / 'bridgebsr.db'}"))
 
 
 @dataclass(frozen=True)

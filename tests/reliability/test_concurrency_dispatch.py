@@ -36,7 +36,8 @@ from bridgebsr.errors import StaleCase
 from bridgebsr.monitor.sweep import MONITOR_ACTOR
 from bridgebsr.office.cases import change_case, open_case
 from bridgebsr.settings import Settings
-from bridgebsr.store.case_rows import case_by_key, migrate
+from bridgebsr.store import migrate
+from bridgebsr.store.case_rows import case_by_key
 from bridgebsr.store.db import read_session, write_session
 from models import CaseEvent, CaseStatus, Gate, Milestone, Notification
 from notifications.outbox import LEASE, DispatchReport, dispatch
