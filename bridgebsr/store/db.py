@@ -1,8 +1,11 @@
 """Engines and sessions for the case store, with the status guard and SQLite tuning.
 
-Statuses change only through the use cases, which write rows with Core statements and check
-every change against the lifecycle rules (`check_status`). The flush guard refuses any status
-an ORM object would write at flush, so nothing goes around them that way either.
+The use cases write rows with Core statements and check every status change against the
+lifecycle rules (`check_status`, called by `store.case_rows.save_case`). The flush guard is a
+narrower net: it refuses a status change on a case, milestone or gate that was loaded through
+an ORM session and changed before a flush. It does not see rows added with a status (new
+cases, imports), Core or bulk statements run through a session (the monitor's set-based marks
+choose the statuses they may move in their WHERE clauses), or SQL run outside SQLAlchemy.
 """
 
 from collections.abc import Iterator
