@@ -1,5 +1,7 @@
 """The `bridgebsr` command line: typer commands over the use cases, one clear line on errors."""
 
+import logging
+
 import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -88,6 +90,9 @@ def demo(as_of: AsOf = None) -> None:
 
 def main() -> None:
     """Entry point: run the app; user errors become one line on stderr and exit 1."""
+    # A lost connection is told as our own one line (`store_trouble`); the PostgreSQL driver's
+    # warning that it ignored the same error while ending its pipeline would come before it.
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
     try:
         app()
     except BridgeError as exc:
