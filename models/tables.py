@@ -1,4 +1,5 @@
-"""The case store's tables. Statuses change only through bridgebsr.lifecycle (checked at flush)."""
+"""The case store's tables. Statuses change by the lifecycle rules (`bridgebsr.rules.lifecycle`),
+which the use cases check on every change they write."""
 
 from datetime import UTC, date, datetime, time
 from enum import StrEnum

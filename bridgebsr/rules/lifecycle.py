@@ -1,7 +1,8 @@
 """The lifecycle rules: every allowed status change, declared once, pure.
 
-Use cases ask these rules for the next status; a flush guard (bridgebsr.db) refuses any
-status written to the database that these tables do not allow.
+Use cases ask these rules for the next status, and `store.case_rows.save_case` checks every
+status it writes against them (`store.db.check_status`); `store.db` says what its flush guard
+adds and what it does not cover.
 """
 
 from dataclasses import dataclass
