@@ -84,6 +84,10 @@ class WorkCalendar:
     def __repr__(self) -> str:
         return f"WorkCalendar({self.name})"
 
+    def __reduce__(self) -> tuple[Any, tuple[str, str | None]]:
+        """Pickled as its country and subdivision: unpickled, the shared calendar of those."""
+        return (calendar_for, (self.country, self.subdivision))
+
     @property
     def name(self) -> str:
         """The country, and its subdivision after a hyphen: "DK", "DE-MV"."""

@@ -139,6 +139,11 @@ class Step:
     after: tuple[Link, ...] = ()
 
 
+def step_order(steps: Sequence[Step]) -> list[int]:
+    """Positions of the steps in dependency order, as `order` places items."""
+    return list(_order(tuple((s.key, tuple(link.key for link in s.after)) for s in steps)))
+
+
 class DayArithmetic(Protocol):
     """`WorkCalendar`'s moves over arrays of days, each in the calendar of its code
     (`calendars.Workdays`)."""
@@ -180,8 +185,7 @@ def schedule_many(
     begin = np.full((n_cases, n_steps), np.datetime64("NaT", "D"))
     due = begin.copy()
     driver = np.full((n_cases, n_steps), -1, dtype=np.int64)
-    shape = tuple((s.key, tuple(link.key for link in s.after)) for s in steps)
-    placed = _order(shape)
+    placed = step_order(steps)
     for j in placed if n_cases else ():
         step, cal = steps[j], codes[:, j]
         earliest = work.roll_forward(start, cal) if step.days is DayKind.WORKING else start
