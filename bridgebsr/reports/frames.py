@@ -45,8 +45,8 @@ DayArray = npt.NDArray[np.datetime64]
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-E = TypeVar("E", bound=StrEnum)
-T = TypeVar("T")
+_E = TypeVar("_E", bound=StrEnum)
+_T = TypeVar("_T")
 NAT: Final = np.datetime64("NaT", "D")
 # Stands for NULL in integer columns: no id, day (1969-12-31) or second in the store is -1,
 # and small integers cost the driver no allocation (None would not fit an int64 array).
@@ -104,11 +104,11 @@ class Frames:
     positions: Mapping[str, IntArray] = field(repr=False, compare=False)
     _memo: dict[str, Any] = field(default_factory=_Memo, repr=False, compare=False)
 
-    def derived(self, name: str, build: Callable[[], T]) -> T:
+    def derived(self, name: str, build: Callable[[], _T]) -> _T:
         """Data that several views derive from these frames, built once."""
         if name not in self._memo:
             self._memo[name] = build()
-        return cast(T, self._memo[name])
+        return cast(_T, self._memo[name])
 
 
 def only_cases(frames: Frames, rows: Any) -> Frames:
@@ -164,7 +164,7 @@ def categorical(codes: Any, categories: Sequence[str] | pd.CategoricalDtype) -> 
     return pd.Categorical.from_codes(np.asarray(codes, dtype=np.int64), dtype=dtype)
 
 
-def decode(codes: pd.Series[Any] | IntArray, enum: type[E]) -> pd.Categorical:
+def decode(codes: pd.Series[Any] | IntArray, enum: type[_E]) -> pd.Categorical:
     return categorical(codes, [m.value for m in enum])
 
 
