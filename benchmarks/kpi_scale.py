@@ -10,8 +10,9 @@ process's peak RSS is the KPI work's. Then, per backend, in one run:
 
 - floor: two GROUP BY queries per pilot: cases by status; milestones (of cases not cancelled)
   done, done on or before the planned due date, waived, and overdue now;
-- ours: `kpis.load` plus `build_case_counts` and `build_milestone_kpis` by pilot, the same
-  figures plus the working-day slips (median, p90) SQL cannot give;
+- ours: `kpis.load` (every row the views read, in one snapshot) plus `build_case_counts`
+  and `build_milestone_kpis` by pilot, the same figures plus the working-day slips (median,
+  p90) SQL cannot give;
 - ours, every view: `kpis.load` plus `build_all` (stages, gate rounds, breaches by month, the
   SME service, the forecast of every open case), reported against the same floor.
 

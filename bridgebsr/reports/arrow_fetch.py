@@ -17,7 +17,7 @@ Protocol, one line per message on stdin and stdout:
   of that);
 - anything going wrong: `error MESSAGE`, and the child ends.
 
-    python -m bridgebsr.arrow_fetch PATH
+    python -m bridgebsr.reports.arrow_fetch PATH
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def serve(path: str, commands: IO[str], out: IO[bytes]) -> None:
             )
             statement.set_sql_query(sql)
             stream, _ = statement.execute_query()
-            return pa.RecordBatchReader._import_from_c(stream.address).read_all()
+            # The driver's stream handle speaks the Arrow PyCapsule interface.
+            return pa.RecordBatchReader.from_stream(stream).read_all()
         finally:
             statement.close()
 

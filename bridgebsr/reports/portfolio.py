@@ -1,5 +1,6 @@
-"""The portfolio report: the KPI tables of `bridgebsr.kpis` as CSV files, one XLSX workbook or
-one self-contained HTML page with plots, for the whole portfolio or one partner's cases.
+"""The portfolio report: the KPI tables of `bridgebsr.reports.kpis` as CSV files, one XLSX
+workbook or one self-contained HTML page with plots, for the whole portfolio or one
+partner's cases.
 
 - CSV: a folder with one file per view (UTF-8 with BOM, so spreadsheet programs read the
   accents right), RFC 4180: CRLF between records and any cell holding a quote, comma, CR or LF
@@ -61,7 +62,7 @@ class Report:
 
 def build(engine: Engine, *, as_of: date, partner: str | None = None) -> Report:
     """Every KPI view as of `as_of`, for the portfolio or for the cases `partner` leads."""
-    frames = kpis.load(engine, as_of=as_of, full=True)  # every view: all rows, one snapshot
+    frames = kpis.load(engine, as_of=as_of)
     scope = "the whole portfolio"
     if partner:
         code = partner.strip().upper()

@@ -2,15 +2,28 @@
 
 Dates are points: an item with duration D starting on S is due D days after S, and a
 successor linked with lag L may start L days after that due date. Pure: no database.
+`schedule` places the items of one case; `schedule_many` places the same steps for many
+cases at once (the KPI forecast), by the same rule on columns of dates.
 """
 
-from collections.abc import Iterable, Mapping
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from typing import TYPE_CHECKING, Protocol
 
 from bridgebsr.rules.calendars import WorkCalendar
 from models import DayKind
+
+if TYPE_CHECKING:  # numpy is imported where many cases are scheduled at once
+    import numpy as np
+    import numpy.typing as npt
+
+    DayArray = npt.NDArray[np.datetime64]
+    IntArray = npt.NDArray[np.int64]
+    BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +123,113 @@ def _mark_critical(slots: dict[str, Slot]) -> None:
     while key is not None:
         slots[key].critical = True
         key = slots[key].driver
+
+
+# --- many cases of one shape at once ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """An item as every case of one template has it: an `Item` without its calendar and
+    actual dates (those differ from case to case)."""
+
+    key: str
+    duration: int
+    days: DayKind
+    after: tuple[Link, ...] = ()
+
+
+def step_order(steps: Sequence[Step]) -> list[int]:
+    """Positions of the steps in dependency order, as `order` places items."""
+    return list(_order(tuple((s.key, tuple(link.key for link in s.after)) for s in steps)))
+
+
+class DayArithmetic(Protocol):
+    """`WorkCalendar`'s moves over arrays of days, each in the calendar of its code
+    (`calendars.Workdays`)."""
+
+    def roll_forward(self, days: DayArray, codes: IntArray) -> DayArray: ...
+
+    def add(self, days: DayArray, count: int, kind: DayKind, codes: IntArray) -> DayArray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """Many cases scheduled at once: a row per case, a column per step (in the order given);
+    `driver` holds the column of the predecessor that drives each start (-1: none)."""
+
+    start: DayArray
+    due: DayArray
+    driver: IntArray
+    critical: BoolArray
+
+
+def schedule_many(
+    steps: Sequence[Step],
+    start: DayArray,
+    codes: IntArray,
+    work: DayArithmetic,
+    *,
+    today: date | None = None,
+    started: DayArray | None = None,
+    finished: DayArray | None = None,
+) -> Slots:
+    """`schedule` for many cases of the same steps at once: what it gives each case, given
+    the case starts (`start`, one per case) and, per case and step (rows and columns), the
+    calendar `codes` of `work` and, for a forecast (`today`), the actual starts and finishes
+    (NaT: none). Each step is placed by `_place`'s rule, on columns of dates."""
+    import numpy as np
+
+    n_cases, n_steps = len(start), len(steps)
+    column = {step.key: j for j, step in enumerate(steps)}
+    begin = np.full((n_cases, n_steps), np.datetime64("NaT", "D"))
+    due = begin.copy()
+    driver = np.full((n_cases, n_steps), -1, dtype=np.int64)
+    placed = step_order(steps)
+    for j in placed if n_cases else ():
+        step, cal = steps[j], codes[:, j]
+        earliest = work.roll_forward(start, cal) if step.days is DayKind.WORKING else start
+        drive = np.full(n_cases, -1, dtype=np.int64)
+        for link in step.after:
+            p = column[link.key]
+            candidate = work.add(due[:, p], link.lag, link.days, cal)
+            later = candidate >= earliest
+            earliest = np.where(later, candidate, earliest)
+            drive = np.where(later, p, drive)
+        driver[:, j] = drive
+        if today is None:
+            begin[:, j] = earliest
+            due[:, j] = work.add(earliest, step.duration, step.days, cal)
+            continue
+        assert started is not None and finished is not None
+        first = np.where(np.isnat(started[:, j]), earliest, started[:, j])
+        end = finished[:, j]
+        done = ~np.isnat(end)
+        begin[:, j] = np.where(done, np.minimum(first, end), first)
+        planned = work.add(first, step.duration, step.days, cal)
+        due[:, j] = np.where(done, end, np.maximum(planned, np.datetime64(today, "D")))
+    return Slots(begin, due, driver, _critical_many(due, driver, placed))
+
+
+def _critical_many(due: DayArray, driver: IntArray, placed: Sequence[int]) -> BoolArray:
+    """`_mark_critical` per row: from the latest-due step (on a tie, the one furthest down
+    the dependency order) back along the predecessors that drove each start."""
+    import numpy as np
+
+    n_cases, n_steps = due.shape
+    critical = np.zeros((n_cases, n_steps), dtype=bool)
+    if not n_steps or not n_cases:
+        return critical
+    in_order = due[:, list(placed)]
+    in_order = np.where(np.isnat(in_order), np.datetime64("0001-01-01", "D"), in_order)
+    latest = in_order.max(axis=1)
+    last = n_steps - 1 - np.argmax((in_order == latest[:, None])[:, ::-1], axis=1)
+    current = np.asarray(placed, dtype=np.int64)[last]
+    rows = np.arange(n_cases)
+    for _ in range(n_steps):
+        on = current >= 0
+        if not on.any():
+            break
+        critical[rows[on], current[on]] = True
+        current = np.where(on, driver[rows, np.maximum(current, 0)], -1)
+    return critical

@@ -2,6 +2,7 @@
 
 from datetime import date
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,10 +13,13 @@ from bridgebsr.rules.calendars import (
     LAST_DAY,
     SCANBALT_COUNTRIES,
     WorkCalendar,
+    Workdays,
     calendar_for,
+    calendar_of,
     out_of_range,
     subdivision_of,
     supports_country,
+    work_area,
 )
 from models import DayKind
 
@@ -303,3 +307,91 @@ def test_a_move_across_many_years_extends_the_table() -> None:
     assert cal.add_working_days(start, 2_600) == _stepped(cal, start, 2_600)
     assert cal.add_working_days(start, -2_600) == _stepped(cal, start, -2_600)
     assert cal.add_working_days(start, 0) == start
+
+
+# --- many days at once: the same rule over arrays ------------------------------------------------
+
+# The calendars the KPIs count in, as people and cases get them (`work_area`): a German state
+# only where the partner is in Germany too.
+ARRAY_CALENDARS = [
+    calendar_of("DE", "DE", "Mecklenburg-Vorpommern"),
+    calendar_of("DE", "DK", "Mecklenburg-Vorpommern"),
+    calendar_of("DE", "DE", "Baden-Württemberg"),
+    calendar_of("DK", "DK", "Hovedstaden"),
+    calendar_of("SE", None, None),
+    calendar_of("PL", "DE", "Mecklenburg-Vorpommern"),
+    calendar_of("NO", "NO", None),
+    calendar_of("LT", "LT", None),
+    calendar_of("FI", "SE", "Skåne"),
+]
+spans = st.dates(min_value=D("1990-01-01"), max_value=D("2070-12-31"))
+many = st.lists(
+    st.tuples(st.integers(0, len(ARRAY_CALENDARS) - 1), spans, spans), min_size=1, max_size=30
+)
+
+
+def test_the_array_calendars_are_the_work_areas_of_the_rule() -> None:
+    names = [c.name for c in ARRAY_CALENDARS]
+    assert names == ["DE-MV", "DE", "DE-BW", "DK", "SE", "PL", "NO", "LT", "FI"]
+    assert work_area("DE", "DE", "Mecklenburg-Vorpommern") == ("DE", "MV")
+    assert work_area("DE", "DK", "Mecklenburg-Vorpommern") == ("DE", None)
+
+
+def _workdays(first: str = "2026-01-01", last: str = "2026-12-31") -> Workdays:
+    """Over a narrow span of years at first: the days asked about widen it."""
+    return Workdays(ARRAY_CALENDARS, D(first), D(last))
+
+
+def _arrays(rows: list[tuple[int, date, date]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    codes = np.array([r[0] for r in rows], dtype=np.int64)
+    return (
+        codes,
+        np.array([r[1] for r in rows], dtype="datetime64[D]"),
+        np.array([r[2] for r in rows], dtype="datetime64[D]"),
+    )
+
+
+@PROPS
+@given(rows=many)
+def test_working_days_between_over_arrays_is_the_calendars_count(
+    rows: list[tuple[int, date, date]],
+) -> None:
+    codes, start, end = _arrays(rows)
+    got = _workdays().between(start, end, codes)
+    expected = [ARRAY_CALENDARS[c].working_days_between(a, b) for c, a, b in rows]
+    assert got.tolist() == expected
+
+
+@PROPS
+@given(rows=many, count=st.integers(min_value=-400, max_value=400), calendar_days=st.booleans())
+def test_adding_days_over_arrays_is_the_calendars_move(
+    rows: list[tuple[int, date, date]], count: int, calendar_days: bool
+) -> None:
+    codes, days, _ = _arrays(rows)
+    kind = DayKind.CALENDAR if calendar_days else DayKind.WORKING
+    work = _workdays()
+    got = work.add(days, count, kind, codes).astype(object).tolist()
+    assert got == [ARRAY_CALENDARS[c].add(day, count, kind) for c, day, _ in rows]
+    rolled = work.roll_forward(days, codes).astype(object).tolist()
+    assert rolled == [ARRAY_CALENDARS[c].roll_forward(day) for c, day, _ in rows]
+
+
+def test_missing_days_and_calendars_give_missing_answers() -> None:
+    work = _workdays()
+    nat = np.datetime64("NaT", "D")
+    days = np.array([nat, "2026-04-02", "2026-04-02"], dtype="datetime64[D]")
+    codes = np.array([3, -1, 3], dtype=np.int64)
+    later = np.array(["2026-04-07"] * 3, dtype="datetime64[D]")
+    assert np.isnan(work.between(days, later, codes)[:2]).all()
+    assert work.between(days, later, codes)[2] == 1  # DK: Thu 2 .. Mon 6 April off
+    moved = work.add(days, 1, DayKind.WORKING, codes)
+    assert np.isnat(moved[:2]).all() and moved[2] == np.datetime64("2026-04-07")
+    assert np.isnat(work.roll_forward(days, codes)[:2]).all()
+
+
+@pytest.mark.parametrize("calendar", ARRAY_CALENDARS, ids=lambda c: c.name)
+def test_numpys_form_of_a_calendar_has_its_working_days(calendar: WorkCalendar) -> None:
+    days = np.arange(np.datetime64("2025-01-01"), np.datetime64("2027-01-01"))
+    working = np.is_busday(days, busdaycal=calendar.busdaycalendar(2025, 2026))
+    assert working.tolist() == [calendar.is_working_day(d) for d in days.astype(object)]
+    assert all(not calendar.is_working_day(d) for d in calendar.holidays_in(2025, 2026))

@@ -1,4 +1,4 @@
-"""Portfolio KPIs (bridgebsr.kpis) on a small portfolio with known answers.
+"""Portfolio KPIs (bridgebsr.reports.kpis) on a small portfolio with known answers.
 
 The portfolio is made through the real use cases (open, progress, decide, close, cancel) with
 explicit dates, once per database (a SQLite file and PostgreSQL), and read as of Monday
@@ -48,9 +48,11 @@ from sqlmodel import Session, func, select
 
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.demo import load_consortium, load_demo
-from bridgebsr.errors import InvalidInput, StaleCase
+from bridgebsr.errors import InvalidInput
 from bridgebsr.office import cases, progress
-from bridgebsr.reports import kpis
+from bridgebsr.reports import kpis, readers
+from bridgebsr.reports.frames import rows_of
+from bridgebsr.reports.groups import Grouping
 from bridgebsr.rules import planning
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
@@ -398,31 +400,11 @@ def test_milestone_kpis_by_partner_and_country(frames: kpis.Frames) -> None:
     assert _pick(by_country["DK"], *columns) == _pick(by_partner["SCANBALT"], *columns)
 
 
-def test_the_tables_by_group_read_no_milestone_row(
-    portfolio: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Case counts and milestone KPIs, by any dimensions, come from the counts per case and
-    the slips `load` reads: the rows of milestones, gates and events are never read."""
+def test_milestones_counted_per_case(portfolio: Runtime) -> None:
+    """The counts per case and the slips `load` makes from the milestone rows, and a copy of
+    the frames (pickled) has the same rows."""
     frames = kpis.load(portfolio.engine, as_of=AS_OF)
-
-    def refused(*args: Any) -> Any:
-        raise AssertionError("detail rows read")
-
-    monkeypatch.setattr(kpis, "_read_details", refused)
-    for dims in (("pilot",), ("partner",), ("country",), ("country", "pilot", "partner")):
-        assert not kpis.build_case_counts(frames, dims).empty
-        assert not kpis.build_milestone_kpis(frames, dims).empty
-    with pytest.raises(AssertionError, match="detail rows read"):
-        frames.milestones  # noqa: B018  (read at the first use)
-
-
-def test_milestones_counted_by_the_database_as_from_their_rows(portfolio: Runtime) -> None:
-    """The counts per case and the slips `load` has from the database (GROUP BY, done
-    milestones only) are those made from every milestone row (`full`), and so is every
-    view."""
-    lazy = kpis.load(portfolio.engine, as_of=AS_OF)
-    full = kpis.load(portfolio.engine, as_of=AS_OF, full=True)
-    counts = lazy.milestone_counts.assign(case=lazy.cases["key"]).set_index("case")
+    counts = frames.milestone_counts.assign(case=frames.cases["key"]).set_index("case")
     columns = ["milestones", "done", "waived", "done_on_time", "due_unfinished"]
     # SME-1: nda waived, 8 of the 10 done on time (cluster-search and match-proposal late).
     # SME-2: intake done late; needs-interview, triage, nda and cluster-search due before
@@ -432,19 +414,14 @@ def test_milestones_counted_by_the_database_as_from_their_rows(portfolio: Runtim
         S2: [11, 1, 0, 0, 4],
         IP: [14, 1, 0, 0, 0],
     }
-    pd.testing.assert_frame_equal(lazy.milestone_counts, full.milestone_counts)
-    pd.testing.assert_frame_equal(_sorted(lazy.slips), _sorted(full.slips))
-    assert len(lazy.slips) == counts["done"].sum()
+    assert len(frames.slips) == counts["done"].sum()
+    copied = pickle.loads(pickle.dumps(frames))
+    pd.testing.assert_frame_equal(copied.milestones, frames.milestones)
+    pd.testing.assert_frame_equal(copied.milestone_counts, frames.milestone_counts)
     for dims in (("pilot",), ("partner", "country")):
         pd.testing.assert_frame_equal(
-            kpis.build_milestone_kpis(lazy, dims), kpis.build_milestone_kpis(full, dims)
+            kpis.build_milestone_kpis(copied, dims), kpis.build_milestone_kpis(frames, dims)
         )
-    for name, table in kpis.build_all(full).items():
-        pd.testing.assert_frame_equal(kpis.build_all(lazy)[name], table, obj=name)
-    for name in ("milestones", "gates", "events", "notes"):
-        pd.testing.assert_frame_equal(getattr(lazy, name), getattr(full, name), obj=name)
-    copied = pickle.loads(pickle.dumps(kpis.load(portfolio.engine, as_of=AS_OF)))
-    pd.testing.assert_frame_equal(copied.milestones, full.milestones)
 
 
 def _sorted(slips: pd.DataFrame) -> pd.DataFrame:
@@ -904,7 +881,7 @@ def test_builds_do_not_change_their_input(portfolio: Runtime) -> None:
 
 
 def test_the_engine_load_reads_through_arrow(portfolio: Runtime) -> None:
-    with kpis._reader(portfolio.engine) as read:
+    with readers.reader(portfolio.engine) as read:
         assert read.arrow
 
 
@@ -912,7 +889,7 @@ def test_the_arrow_load_reads_one_snapshot(consortium: Runtime) -> None:
     """What is fetched soon (the milestones) and the rest come from the same moment, whatever
     writers commit while the load runs."""
     count = select(func.count()).select_from(Partner)
-    with kpis._reader(consortium.engine) as read:
+    with readers.reader(consortium.engine) as read:
         assert read.arrow
         before = int(read.records(count, ["n"])["n"].iloc[0])
         with write_session(consortium.engine) as session:
@@ -930,40 +907,33 @@ def test_the_arrow_load_reads_one_snapshot(consortium: Runtime) -> None:
         later = read.integers_soon(count, ["n"])
         assert int(read.records(count, ["n"])["n"].iloc[0]) == before
         assert int(later()["n"].iloc[0]) == before
-    with kpis._reader(consortium.engine) as read:
+    with readers.reader(consortium.engine) as read:
         assert int(read.records(count, ["n"])["n"].iloc[0]) == before + 1
 
 
-def test_rows_read_later_are_those_of_the_cases_loaded(consortium: Runtime) -> None:
-    """The detail rows read at their first use come from the store as `load` saw it: the
-    rows of a case opened since are left out, and a case changed since refuses the read."""
+def test_the_load_reads_every_row_at_once(consortium: Runtime) -> None:
+    """Everything `load` gives comes from the store as it was when it ran: what is written
+    after does not show."""
     key = _open(consortium, SME, SME_OWNER, "2026-03-02")
+    _do(consortium, key, "request-intake", "complete", "2026-03-03")
     frames = kpis.load(consortium.engine, as_of=AS_OF)
     _open(consortium, SME, SE_OWNER, "2026-03-03")
-    assert set(frames.milestones["case_id"]) == set(frames.cases.index)
-    assert len(frames.gates) == 1 and frames.notes.empty
-    stale = kpis.load(consortium.engine, as_of=AS_OF)
-    _do(consortium, key, "request-intake", "complete", "2026-03-03")
-    with pytest.raises(StaleCase, match=f"changed after the KPIs were loaded .1 case.s., {key}"):
-        stale.gates  # noqa: B018  (read at the first use)
-    read_at_once = kpis.load(consortium.engine, as_of=AS_OF, full=True)
     _do(consortium, key, "needs-interview", "complete", "2026-03-04")
-    assert int((read_at_once.milestones["status"] == "done").sum()) == 1
+    assert set(frames.milestones["case_id"]) == set(frames.cases.index)
+    assert len(frames.cases) == 1 and len(frames.gates) == 1 and frames.notes.empty
+    assert int((frames.milestones["status"] == "done").sum()) == 1
 
 
 def test_a_milestone_marked_done_without_a_finish_date_is_not_done(consortium: Runtime) -> None:
     """As `milestone_facts` has it (no finish date, nothing to measure): counted open, and
-    overdue once its due date has passed, by the database as from the rows."""
+    overdue once its due date has passed, in the counts per case as in the facts."""
     _open(consortium, SME, SME_OWNER, "2026-03-02")
     with consortium.engine.begin() as conn:
         conn.execute(text("UPDATE milestones SET status = 'done' WHERE key = 'needs-interview'"))
-    lazy = kpis.load(consortium.engine, as_of=AS_OF)
-    full = kpis.load(consortium.engine, as_of=AS_OF, full=True)
-    pd.testing.assert_frame_equal(lazy.milestone_counts, full.milestone_counts)
-    assert (lazy.milestone_counts["done"].sum(), len(lazy.slips)) == (0, 0)
-    table = kpis.build_milestone_kpis(lazy)
-    pd.testing.assert_frame_equal(table, kpis.build_milestone_kpis(full))
-    facts = kpis.milestone_facts(full)
+    frames = kpis.load(consortium.engine, as_of=AS_OF)
+    assert (frames.milestone_counts["done"].sum(), len(frames.slips)) == (0, 0)
+    table = kpis.build_milestone_kpis(frames)
+    facts = kpis.milestone_facts(frames)
     assert list(table[["milestones", "open", "done", "overdue_now"]].iloc[0]) == [
         len(facts),
         int(facts["open"].sum()),
@@ -984,7 +954,7 @@ def test_group_statistics_agree_with_pandas() -> None:
         rng.normal(size=3000),
     ):
         values[::17] = np.nan
-        grouping = kpis._Grouping({"g": groups})
+        grouping = Grouping({"g": groups})
         got = grouping.table(grouping.stats(values, "v", ("median", "p90", "mean", "min", "max")))
         by = pd.Series(values).groupby(groups)
         expected = pd.DataFrame(
@@ -1003,7 +973,7 @@ def test_case_rows_are_found_by_id() -> None:
     ids = np.array([0, 1, 2, 3, 4, 5, -1, 10**12, 99], dtype=np.int64)
     for keys in ([3, 1, 2], [10**12, 5], [], [0, 2, 4]):
         index = pd.Index(np.array(keys, dtype=np.int64))
-        assert list(kpis._rows_of(index, ids)) == list(index.get_indexer(ids))
+        assert list(rows_of(index, ids)) == list(index.get_indexer(ids))
 
 
 def test_an_empty_store_gives_empty_tables(rt: Runtime) -> None:
@@ -1041,3 +1011,35 @@ def test_the_forecast_matches_the_planner_on_the_demo(tmp_path: Path) -> None:
     forecast = kpis.build_forecast(frames)
     assert (forecast["forecast_date"] == forecast["stored_forecast_date"]).all()
     rt.engine.dispose()
+
+
+def test_the_arrow_child_reads_through_the_drivers_arrow_stream(tmp_path: Path) -> None:
+    """`arrow_fetch` takes the ADBC SQLite driver's rows through the Arrow PyCapsule stream
+    interface (public on both sides) and answers with narrowed Arrow IPC: run in-process on a
+    file nobody else opens, so that a driver or pyarrow dropping that interface fails here."""
+    import io
+    import json
+    import sqlite3
+
+    import pyarrow as pa
+
+    from bridgebsr.reports import arrow_fetch
+
+    path = tmp_path / "rows.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (n INTEGER, s TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (300, None)])
+    conn.close()
+    commands = io.StringIO("pin\n" + json.dumps("SELECT n, s FROM t ORDER BY n") + "\n")
+    out = io.BytesIO()
+    arrow_fetch.serve(str(path), commands, out)
+    answer = out.getvalue()
+    head, _, rest = answer.partition(b"\n")
+    assert head == b"ready"
+    pinned, _, rest = rest.partition(b"\n")
+    assert pinned == b"pinned"
+    ok, _, payload = rest.partition(b"\n")
+    assert ok.startswith(b"ok ") and int(ok[3:]) == len(payload)
+    table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    assert table.to_pydict() == {"n": [1, 300], "s": ["a", None]}
+    assert table.schema.field("n").type == pa.int16()  # narrowed from the driver's int64

@@ -118,7 +118,7 @@ def test_formula_like_text_cannot_run_and_html_escapes_it(
 def test_the_scoped_frames_drop_every_other_partners_rows(consortium: Runtime) -> None:
     load_demo(consortium, DAY)
     frames = kpis.load(consortium.engine, as_of=DAY)
-    mine = portfolio.scoped(frames, "MVA")  # before the rows of milestones are read
+    mine = portfolio.scoped(frames, "MVA")
     ids = set(mine.cases.index)
     assert ids and set(mine.cases["partner"].astype(str)) == {"MVA"}
     assert set(mine.milestones["case_id"]) <= ids and set(mine.gates["case_id"]) <= ids

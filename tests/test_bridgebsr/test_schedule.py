@@ -3,12 +3,13 @@
 from dataclasses import replace
 from datetime import date
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridgebsr.rules.calendars import SCANBALT_COUNTRIES, calendar_for
-from bridgebsr.rules.schedule import Item, Link, Slot, order, schedule
+from bridgebsr.rules.calendars import SCANBALT_COUNTRIES, Workdays, calendar_for, calendar_of
+from bridgebsr.rules.schedule import Item, Link, Slot, Step, order, schedule, schedule_many
 from models import DayKind
 
 D = date.fromisoformat
@@ -263,3 +264,100 @@ def test_random_dags_respect_every_link_and_forecast_equals_plan(
         assert driver is None or driver in critical
     assert sum(1 for k in critical if plan[k].driver is None) == 1
     assert schedule(items, start, today=start) == plan
+
+
+# --- many cases of one shape at once: the same rule over columns of dates ----------------------
+
+# The calendars of a case's items: the owners' (a German state only with a German partner).
+MANY_CALENDARS = [
+    calendar_of("DE", "DE", "Mecklenburg-Vorpommern"),
+    calendar_of("DK", "DK", "Hovedstaden"),
+    calendar_of("SE", "SE", None),
+    calendar_of("PL", "DE", "Mecklenburg-Vorpommern"),
+    calendar_of("NO", None, None),
+]
+case_days = st.dates(min_value=D("2025-01-01"), max_value=D("2027-12-31"))
+maybe_days = st.one_of(st.none(), case_days)
+
+
+@st.composite
+def shapes(draw: st.DrawFn) -> list[Step]:
+    """A template's steps: links only to earlier steps (lags may be negative), then shuffled."""
+    n = draw(st.integers(min_value=1, max_value=7))
+    steps: list[Step] = []
+    for i in range(n):
+        preds = draw(st.sets(st.integers(min_value=0, max_value=i - 1), max_size=3)) if i else set()
+        links = tuple(
+            Link(f"s{p}", draw(st.integers(-3, 8)), draw(st.sampled_from([W, C])))
+            for p in sorted(preds)
+        )
+        kind = draw(st.sampled_from([W, C]))
+        steps.append(Step(f"s{i}", draw(st.integers(0, 15)), kind, links))
+    return draw(st.permutations(steps))
+
+
+@st.composite
+def portfolios(draw: st.DrawFn) -> tuple[list[Step], list[tuple[date, list[Item]]]]:
+    """Cases of one shape: each its start, and its items (a calendar each, some started, some
+    finished)."""
+    steps = draw(shapes())
+    cases = []
+    for _ in range(draw(st.integers(min_value=1, max_value=5))):
+        items = [
+            Item(
+                step.key,
+                step.duration,
+                step.days,
+                draw(st.sampled_from(MANY_CALENDARS)),
+                step.after,
+                draw(maybe_days),
+                draw(maybe_days),
+            )
+            for step in steps
+        ]
+        cases.append((draw(case_days), items))
+    return steps, cases
+
+
+def _columns(cases: list[tuple[date, list[Item]]], what: str) -> np.ndarray:
+    return np.array([[getattr(i, what) for i in items] for _, items in cases], "datetime64[D]")
+
+
+@settings(max_examples=200, deadline=None)
+@given(portfolio=portfolios(), today=st.one_of(st.none(), case_days))
+def test_scheduling_many_cases_at_once_is_scheduling_each(
+    portfolio: tuple[list[Step], list[tuple[date, list[Item]]]], today: date | None
+) -> None:
+    steps, cases = portfolio
+    codes = np.array([[MANY_CALENDARS.index(i.calendar) for i in items] for _, items in cases])
+    work = Workdays(MANY_CALENDARS, D("2026-01-01"), D("2026-12-31"))
+    many = schedule_many(
+        steps,
+        np.array([start for start, _ in cases], dtype="datetime64[D]"),
+        codes,
+        work,
+        today=today,
+        started=_columns(cases, "started_on"),
+        finished=_columns(cases, "finished_on"),
+    )
+    keys = [step.key for step in steps]
+    for row, (start, items) in enumerate(cases):
+        each = schedule(items, start, today)
+        got = {
+            key: Slot(
+                many.start[row, j].astype(object),
+                many.due[row, j].astype(object),
+                keys[many.driver[row, j]] if many.driver[row, j] >= 0 else None,
+                bool(many.critical[row, j]),
+            )
+            for j, key in enumerate(keys)
+        }
+        assert got == each
+
+
+def test_scheduling_no_case_at_once_gives_empty_columns() -> None:
+    steps = [Step("a", 3, W), Step("b", 2, W, (Link("a"),))]
+    work = Workdays(MANY_CALENDARS, START, START)
+    none = np.zeros(0, dtype="datetime64[D]")
+    many = schedule_many(steps, none, np.zeros((0, 2), dtype=np.int64), work)
+    assert many.due.shape == many.critical.shape == (0, 2)
