@@ -24,7 +24,7 @@ from bridgebsr.monitor import marks
 from bridgebsr.monitor.candidates import Candidate, candidates, templates, voted
 from bridgebsr.monitor.ladder import Ladder, horizon
 from bridgebsr.monitor.planner import Dues, Pick, Planner
-from bridgebsr.monitor.report import LateItem, MonitorReport, PassContext, Signal
+from bridgebsr.monitor.report import MonitorReport, PassContext, Signal
 from bridgebsr.office.progress import Actor
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.people import load_directory
@@ -40,17 +40,6 @@ from models import (
 from notifications.outbox import enqueue
 
 MONITOR_ACTOR = "bridgebsr-monitor"
-
-__all__ = [
-    "MONITOR_ACTOR",
-    "LateItem",
-    "MonitorReport",
-    "PassContext",
-    "Pick",
-    "Signal",
-    "notices",
-    "run_monitor",
-]
 
 
 def run_monitor(

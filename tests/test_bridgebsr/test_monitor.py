@@ -25,7 +25,8 @@ from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.demo import load_consortium
 from bridgebsr.errors import BridgeError
 from bridgebsr.monitor.ladder import EXPIRED_RULE, HOLIDAY_SLACK, Ladder, horizon, stand, step_day
-from bridgebsr.monitor.sweep import MONITOR_ACTOR, MonitorReport, run_monitor
+from bridgebsr.monitor.report import MonitorReport
+from bridgebsr.monitor.sweep import MONITOR_ACTOR, run_monitor
 from bridgebsr.office import cases, directory, progress
 from bridgebsr.rules.calendars import WorkCalendar, calendar_for, subdivision_of
 from bridgebsr.settings import Settings
