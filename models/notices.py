@@ -2,6 +2,7 @@
 gets it when (`OutboxNotice`). The case office fills them; the post office keys, stores and
 sends them (`notifications.enqueue`)."""
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
@@ -35,11 +36,11 @@ class NoticePayload(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-class OutboxNotice(BaseModel):
+@dataclass(frozen=True, slots=True)
+class OutboxNotice:
     """One notice to put in the outbox: about which case, for whom, on which day its step
-    fell, whether it is urgent, and what it says."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    fell, whether it is urgent, and what it says (a pass makes many: a light envelope around
+    the validated payload, which the recipients of one step share)."""
 
     case_id: int
     recipient_id: int

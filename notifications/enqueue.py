@@ -4,8 +4,8 @@ Each notice is written once: its dedupe key (`dedupe_key`: the item, a gate's ro
 ladder step and the recipient) is unique in the outbox, so a second pass that reaches the
 same step for the same person writes nothing. The keys not in the outbox yet are looked up
 first, a few thousand at a time, so a pass that finds nothing new stores nothing; the rows
-then go in with one INSERT ... ON CONFLICT DO NOTHING per chunk (a key another writer took
-meanwhile is skipped), which returns the keys that went in.
+then go in with one INSERT ... ON CONFLICT DO NOTHING executemany per chunk (a key another
+writer took meanwhile is skipped), and it says which went in.
 """
 
 import json
@@ -50,38 +50,63 @@ def enqueue(
                 todo[key] = notice
         if not todo:
             continue
-        stored = _insert(conn, [_row(key, n, now) for key, n in todo.items()])
+        stored = _insert(conn, _rows(todo, now))
         went_in += [n for key, n in todo.items() if key in stored]
     return went_in
 
 
-def _row(key: str, notice: OutboxNotice, now: datetime) -> dict[str, Any]:
-    payload = notice.payload
-    return {
-        "dedupe_key": key,
-        "case_id": notice.case_id,
-        "subject": payload.item,
-        "rule": payload.step,
-        "recipient_id": notice.recipient_id,
-        "urgent": notice.urgent,
-        "status": NotificationStatus.PENDING,
-        "due_on": payload.due,
-        "fire_on": notice.fire_on,
-        "payload": payload.as_json(),
-        "created_at": now,
-        "attempts": 0,
-    }
+def _rows(todo: dict[str, OutboxNotice], now: datetime) -> list[dict[str, Any]]:
+    """The outbox rows of `todo` (by dedupe key). Notices sharing a payload (the recipients
+    of one step of one item) share its JSON form."""
+    said: dict[int, dict[str, Any]] = {}
+    out = []
+    for key, notice in todo.items():
+        payload = notice.payload
+        as_json = said.get(id(payload))
+        if as_json is None:
+            as_json = said[id(payload)] = payload.as_json()
+        out.append(
+            {
+                "dedupe_key": key,
+                "case_id": notice.case_id,
+                "subject": payload.item,
+                "rule": payload.step,
+                "recipient_id": notice.recipient_id,
+                "urgent": notice.urgent,
+                "status": NotificationStatus.PENDING,
+                "due_on": payload.due,
+                "fire_on": notice.fire_on,
+                "payload": as_json,
+                "created_at": now,
+                "attempts": 0,
+            }
+        )
+    return out
 
 
 def _insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert `rows`, skipping any whose key was taken meanwhile; the keys that went in."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(_OUTBOX)
-        .on_conflict_do_nothing(index_elements=[_OUTBOX.c.dedupe_key])
-        .returning(_OUTBOX.c.dedupe_key)
-    )
-    return set(conn.execute(statement, list(rows)).scalars())
+    """Insert `rows`, skipping any whose key was taken meanwhile; the keys that went in.
+
+    One executemany (SQLite's, or psycopg's pipeline), in a savepoint: when every row went
+    in, as when nobody wrote the outbox since the look-up, that is all. Otherwise another
+    writer took some of the keys: the savepoint is undone and the rows go again with
+    RETURNING, which names the keys that went in."""
+    statement = _insert_statement(conn.dialect.name)
+    with conn.begin_nested() as savepoint:
+        if conn.execute(statement, list(rows)).rowcount == len(rows):
+            return {row["dedupe_key"] for row in rows}
+        savepoint.rollback()
+    returning = statement.returning(_OUTBOX.c.dedupe_key)
+    return set(conn.execute(returning, list(rows)).scalars())
+
+
+@lru_cache(maxsize=4)
+def _insert_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING, built once per backend."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(_OUTBOX).on_conflict_do_nothing(index_elements=[_OUTBOX.c.dedupe_key])
+    # The rows an executemany inserted, summed by the driver, kept for `rowcount`.
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def _new_keys(conn: Connection, keys: Sequence[str]) -> set[str]:

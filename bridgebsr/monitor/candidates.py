@@ -69,8 +69,9 @@ def candidates(s: Session, today: date, horizon: date) -> list[Candidate]:
         col(Case.lead_partner_id),
         col(Case.country),
     )
-    milestones = rows(
-        s,
+    conn = s.connection()
+    # Each row becomes a candidate as it is read: the rows are not kept.
+    milestones = conn.execute(
         select(
             col(Milestone.id),
             col(Milestone.key),
@@ -84,10 +85,13 @@ def candidates(s: Session, today: date, horizon: date) -> list[Candidate]:
             col(Case.status) == CaseStatus.ACTIVE,
             col(Milestone.status).in_(list(OPEN_MILESTONE)),
             MILESTONE_DUE <= horizon,
-        ),
+        )
     )
-    gates = rows(
-        s,
+    out = [
+        Candidate("milestone", mid, key, title, due, owner, 1, None, *case)  # type: ignore[arg-type]
+        for mid, key, title, due, owner, *case in milestones
+    ]
+    gates = conn.execute(
         select(
             col(Gate.id),
             col(Gate.key),
@@ -105,14 +109,10 @@ def candidates(s: Session, today: date, horizon: date) -> list[Candidate]:
             GATE_DUE <= horizon,
             # Past the deadline only `escalate` gates wait on; the others are decided by now.
             or_(GATE_DUE >= today, col(Gate.on_timeout) == TimeoutOutcome.ESCALATE),
-        ),
+        )
     )
-    out = [
-        Candidate("milestone", mid, key, title, due, owner, 1, None, *case)
-        for mid, key, title, due, owner, *case in milestones
-    ]
     out += [
-        Candidate("gate", gid, key, title, deadline, None, rnd, role, *case)
+        Candidate("gate", gid, key, title, deadline, None, rnd, role, *case)  # type: ignore[arg-type]
         for gid, key, title, deadline, rnd, role, *case in gates
     ]
     return out

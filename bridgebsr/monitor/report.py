@@ -20,7 +20,7 @@ class PassContext:
     run: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Signal:
     """Something operators may automate on: an item newly late, a gate expired, an escalation."""
 
@@ -32,7 +32,7 @@ class Signal:
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LateItem:
     """One late milestone or expired gate, for the monitor's table."""
 

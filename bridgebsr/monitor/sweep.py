@@ -40,6 +40,7 @@ from models import (
 from notifications.outbox import enqueue
 
 MONITOR_ACTOR = "bridgebsr-monitor"
+PLAN_CHUNK = 2500  # candidates planned and their notices enqueued at a time
 
 
 def run_monitor(
@@ -84,10 +85,14 @@ def _pass(bind: Engine | Connection, ctx: PassContext, report: MonitorReport) ->
         marks.mark_expired(s, ctx, report)
         found = candidates(s, ctx.today, horizon(ctx.today, ladders.values()))
         votes = voted(s, [c for c in found if c.item_kind == "gate"])
-        dues = Planner(ladders, directory, votes, ctx, report).dues(found)
-        del found
-        stored = enqueue(s.connection(), notices(dues, ctx), now=ctx.now)
-        _announce(stored, report)
+        planner = Planner(ladders, directory, votes, ctx, report)
+        escalated: Escalated = {}
+        # A slice of candidates at a time, from picks to the outbox: what a slice makes is
+        # gone before the next one starts, so memory stays flat.
+        for chunk in marks.chunks(found, PLAN_CHUNK):
+            stored = enqueue(s.connection(), notices(planner.dues(chunk), ctx), now=ctx.now)
+            _announce(stored, report, escalated)
+        _escalations(escalated, report)
         _count(s, report)
         s.commit()
 
@@ -130,27 +135,35 @@ def _payload(c: Candidate, pick: Pick, ctx: PassContext) -> NoticePayload:
     )
 
 
-def _announce(stored: Sequence[OutboxNotice], report: MonitorReport) -> None:
-    """Count the notices that went in; the urgent ones of each item's step make one
-    escalation signal, naming their recipients."""
+# Each item's step with urgent notices: what its escalation signal says, and who was told.
+Escalated = dict[tuple[str, str, str], tuple[tuple[str, str, str, str, int], list[int]]]
+
+
+def _announce(stored: Sequence[OutboxNotice], report: MonitorReport, escalated: Escalated) -> None:
+    """Count the notices that went in; each urgent one joins its item's step's escalation,
+    with its recipient."""
     report.notifications += len(stored)
     report.notifications_by_pilot.update(n.payload.pilot for n in stored)
-    escalated: dict[tuple[str, str, str], tuple[NoticePayload, list[int]]] = {}
     for n in stored:
         if n.urgent:
             p = n.payload
-            entry = escalated.setdefault((p.case, p.item, p.step), (p, []))
-            entry[1].append(n.recipient_id)
-    for (case_key, item, _step), (p, recipients) in sorted(escalated.items()):
-        facts: dict[str, Any] = {
-            "step": p.step,
-            "item_kind": p.item_kind,
-            "due": p.due.isoformat(),
-            "days_late": p.days_late,
+            facts = (p.pilot, p.country, p.item_kind, p.due.isoformat(), p.days_late)
+            escalated.setdefault((p.case, p.item, p.step), (facts, []))[1].append(n.recipient_id)
+
+
+def _escalations(escalated: Escalated, report: MonitorReport) -> None:
+    """One escalation signal per item's step with urgent notices, naming their recipients."""
+    for (case_key, item, step), (facts, recipients) in sorted(escalated.items()):
+        pilot, country, item_kind, due, days_late = facts
+        said: dict[str, Any] = {
+            "step": step,
+            "item_kind": item_kind,
+            "due": due,
+            "days_late": days_late,
             "recipients": recipients,
         }
         report.signals.append(
-            Signal("bridgebsr.case.escalated", case_key, p.pilot, p.country, item, facts)
+            Signal("bridgebsr.case.escalated", case_key, pilot, country, item, said)
         )
 
 

@@ -918,11 +918,11 @@ def test_cli_monitor_json_prints_the_summary_and_a_rerun_writes_nothing(tmp_path
 
 # --- the ladder, as pure rules ---------------------------------------------------------------
 
-_calendars = st.sampled_from(
+_ladder_calendars = st.sampled_from(
     [calendar_for("DK"), calendar_for("SE"), calendar_for("DE", "MV"), calendar_for("PL")]
 )
-_days = st.dates(min_value=date(2024, 1, 1), max_value=date(2028, 12, 31))
-_steps = st.lists(
+_any_day = st.dates(min_value=date(2024, 1, 1), max_value=date(2028, 12, 31))
+_ladder_steps = st.lists(
     st.builds(
         LadderStep,
         key=st.from_regex(r"[a-z]{1,6}", fullmatch=True),
@@ -938,7 +938,7 @@ _steps = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(_calendars, _days, st.integers(-30, 30), st.integers(0, 10))
+@given(_ladder_calendars, _any_day, st.integers(-30, 30), st.integers(0, 10))
 def test_a_step_falls_on_a_working_day_and_later_steps_no_earlier(
     calendar: WorkCalendar, due: date, offset: int, more: int
 ) -> None:
@@ -952,7 +952,7 @@ def test_a_step_falls_on_a_working_day_and_later_steps_no_earlier(
 
 
 @settings(max_examples=300, deadline=None)
-@given(_calendars, _days, _days, _steps)
+@given(_ladder_calendars, _any_day, _any_day, _ladder_steps)
 def test_where_a_ladder_stands_splits_its_steps_by_today(
     calendar: WorkCalendar, due: date, today: date, steps: list[LadderStep]
 ) -> None:

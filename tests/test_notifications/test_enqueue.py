@@ -115,15 +115,13 @@ def test_enqueue_skips_a_key_taken_after_it_looked(
 ) -> None:
     """A writer that took a key between the look-up and the insert wins: the insert skips it."""
     before = _stored(outbox)
-    taken = OutboxNotice.model_validate(
-        {
-            "case_id": before[0].case_id,
-            "recipient_id": before[0].recipient_id,
-            "recipient": before[0].dedupe_key.rsplit("/", 1)[1],
-            "urgent": before[0].urgent,
-            "fire_on": before[0].fire_on,
-            "payload": before[0].payload,
-        }
+    taken = OutboxNotice(
+        case_id=before[0].case_id,
+        recipient_id=before[0].recipient_id,
+        recipient=before[0].dedupe_key.rsplit("/", 1)[1],
+        urgent=before[0].urgent,
+        fire_on=before[0].fire_on,
+        payload=NoticePayload.model_validate(before[0].payload),
     )
     assert dedupe_key(taken) == before[0].dedupe_key
     fresh = _next_step_of(before[0])
