@@ -1,21 +1,25 @@
 """A notice for the outbox: what it says (`NoticePayload`, the row's JSON payload) and who
 gets it when (`OutboxNotice`). The case office fills them; the post office keys, stores and
-sends them (`notifications.enqueue`)."""
+sends them (`notifications.enqueue`).
+
+A pass makes tens of thousands of them, so both are slotted dataclasses (cheap to make, one
+object each); pydantic gives the payload's JSON form and reads it back, checked
+(`as_json`, `NoticePayload.read`).
+"""
 
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import TypeAdapter
 
 ItemKind = Literal["milestone", "gate"]
 
 
-class NoticePayload(BaseModel):
+@dataclass(frozen=True, slots=True)
+class NoticePayload:
     """What a notice says about an item and the ladder step it reached: the outbox row's
     `payload`, as `as_json` gives it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     case: str
     case_title: str
@@ -33,14 +37,23 @@ class NoticePayload(BaseModel):
 
     def as_json(self) -> dict[str, Any]:
         """The payload as the outbox stores it (JSON types; no `run` when none)."""
-        return self.model_dump(mode="json", exclude_none=True)
+        data: dict[str, Any] = _PAYLOAD.dump_python(self, mode="json", exclude_none=True)
+        return data
+
+    @classmethod
+    def read(cls, data: Any) -> "NoticePayload":
+        """A stored payload, checked against the model."""
+        return _PAYLOAD.validate_python(data)
+
+
+_PAYLOAD: TypeAdapter[NoticePayload] = TypeAdapter(NoticePayload)
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxNotice:
     """One notice to put in the outbox: about which case, for whom, on which day its step
-    fell, whether it is urgent, and what it says (a pass makes many: a light envelope around
-    the validated payload, which the recipients of one step share)."""
+    fell, whether it is urgent, and what it says (the recipients of one step of one item
+    share its payload)."""
 
     case_id: int
     recipient_id: int

@@ -1,9 +1,9 @@
 """What a pass looks at: the open milestones and gates of active cases near or past their due
 date (`Candidate`s), the templates pinned by active cases, and the approvers who voted."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import or_, select
 from sqlmodel import Session, col
@@ -56,9 +56,10 @@ def templates(s: Session) -> dict[tuple[str, int], Template]:
     return {(kind, version): store.pinned_template(s, kind, version) for kind, version in pairs}
 
 
-def candidates(s: Session, today: date, horizon: date) -> list[Candidate]:
+def candidates(s: Session, today: date, horizon: date) -> Iterator[Candidate]:
     """Open milestones and gates of active cases due by `horizon` (a gate past its deadline
-    only when it waits on an escalation)."""
+    only when it waits on an escalation), the milestones first, each made as its row is read:
+    a caller working through them a slice at a time never holds them all."""
     case_cols = (
         col(Case.id),
         col(Case.key),
@@ -70,8 +71,7 @@ def candidates(s: Session, today: date, horizon: date) -> list[Candidate]:
         col(Case.country),
     )
     conn = s.connection()
-    # Each row becomes a candidate as it is read: the rows are not kept.
-    milestones = conn.execute(
+    milestones: Any = conn.execute(
         select(
             col(Milestone.id),
             col(Milestone.key),
@@ -87,11 +87,9 @@ def candidates(s: Session, today: date, horizon: date) -> list[Candidate]:
             MILESTONE_DUE <= horizon,
         )
     )
-    out = [
-        Candidate("milestone", mid, key, title, due, owner, 1, None, *case)  # type: ignore[arg-type]
-        for mid, key, title, due, owner, *case in milestones
-    ]
-    gates = conn.execute(
+    for mid, key, title, due, owner, *case in milestones:
+        yield Candidate("milestone", mid, key, title, due, owner, 1, None, *case)
+    gates: Any = conn.execute(
         select(
             col(Gate.id),
             col(Gate.key),
@@ -111,11 +109,8 @@ def candidates(s: Session, today: date, horizon: date) -> list[Candidate]:
             or_(GATE_DUE >= today, col(Gate.on_timeout) == TimeoutOutcome.ESCALATE),
         )
     )
-    out += [
-        Candidate("gate", gid, key, title, deadline, None, rnd, role, *case)  # type: ignore[arg-type]
-        for gid, key, title, deadline, rnd, role, *case in gates
-    ]
-    return out
+    for gid, key, title, deadline, rnd, role, *case in gates:
+        yield Candidate("gate", gid, key, title, deadline, None, rnd, role, *case)
 
 
 def voted(s: Session, gates: Sequence[Candidate]) -> set[tuple[int, int, int]]:

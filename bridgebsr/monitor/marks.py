@@ -33,7 +33,7 @@ from models import (
 )
 
 CHUNK = 500  # ids looked up at a time
-_EVENTS_CHUNK = 5000  # audit events inserted at a time
+_EVENTS_CHUNK = 500  # audit events inserted at a time
 _DECIDED = {TimeoutOutcome.APPROVE: "approved", TimeoutOutcome.REJECT: "rejected"}
 _PASS_LOCK = 0x6272_6D6F  # PostgreSQL advisory lock class of the monitor's transactions
 _EVENTS = CaseEvent.__table__  # type: ignore[attr-defined]
@@ -56,9 +56,10 @@ def alone(s: Session) -> None:
 
 
 def rows(s: Session, statement: Any, params: dict[str, Any] | None = None) -> list[Any]:
-    """A statement's rows, run in Core on the session's connection: the rows are plain
-    tuples, without the ORM's per-row work (none of these statements loads an entity)."""
-    return list(s.connection().execute(statement, params).all())
+    """A statement's rows, run in Core on the session's connection, as plain tuples: without
+    the ORM's per-row work (none of these statements loads an entity), and, holding only
+    plain values, left alone by the cycle collector once it has seen them."""
+    return [tuple(row) for row in s.connection().execute(statement, params)]
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:

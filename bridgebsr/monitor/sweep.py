@@ -14,6 +14,7 @@ an earlier one wrote and does not write it again.
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, select
@@ -40,7 +41,7 @@ from models import (
 from notifications.outbox import enqueue
 
 MONITOR_ACTOR = "bridgebsr-monitor"
-PLAN_CHUNK = 2500  # candidates planned and their notices enqueued at a time
+PLAN_CHUNK = 250  # candidates planned and their notices enqueued at a time
 
 
 def run_monitor(
@@ -84,12 +85,12 @@ def _pass(bind: Engine | Connection, ctx: PassContext, report: MonitorReport) ->
         marks.mark_overdue(s, ctx, report)
         marks.mark_expired(s, ctx, report)
         found = candidates(s, ctx.today, horizon(ctx.today, ladders.values()))
-        votes = voted(s, [c for c in found if c.item_kind == "gate"])
-        planner = Planner(ladders, directory, votes, ctx, report)
+        planner = Planner(ladders, directory, set(), ctx, report)
         escalated: Escalated = {}
-        # A slice of candidates at a time, from picks to the outbox: what a slice makes is
-        # gone before the next one starts, so memory stays flat.
-        for chunk in marks.chunks(found, PLAN_CHUNK):
+        # A slice of candidates at a time, from their rows to the outbox: what a slice makes
+        # is gone before the next one starts, so memory stays flat.
+        while chunk := list(islice(found, PLAN_CHUNK)):
+            planner.voted |= voted(s, [c for c in chunk if c.item_kind == "gate"])
             stored = enqueue(s.connection(), notices(planner.dues(chunk), ctx), now=ctx.now)
             _announce(stored, report, escalated)
         _escalations(escalated, report)
