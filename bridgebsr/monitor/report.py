@@ -50,7 +50,8 @@ class LateItem:
 
 @dataclass
 class MonitorReport:
-    """What one pass found and did."""
+    """What one pass found and did. `now`, `today` and `dry_run` say which pass it is, for its
+    readers; the pass itself reads its moment from its `PassContext`."""
 
     now: datetime
     today: date
