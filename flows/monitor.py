@@ -13,7 +13,8 @@ from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.annotations import opaque
 
-from bridgebsr.monitor.sweep import LateItem, MonitorReport, Signal, run_monitor
+from bridgebsr.monitor.report import LateItem, MonitorReport, Signal
+from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office import queries
 from bridgebsr.store.db import read_session
 from flows.common import log, named, resolve_now, run_id, runtime

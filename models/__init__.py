@@ -14,6 +14,7 @@ from models.enums import (
     Source,
     TimeoutOutcome,
 )
+from models.notices import ItemKind, NoticePayload, OutboxNotice
 from models.tables import (
     Case,
     CaseEvent,
@@ -61,13 +62,16 @@ __all__ = [
     "GateDecision",
     "GateSpec",
     "GateStatus",
+    "ItemKind",
     "KeySequence",
     "LadderStep",
     "Milestone",
     "MilestoneSpec",
     "MilestoneStatus",
+    "NoticePayload",
     "Notification",
     "NotificationStatus",
+    "OutboxNotice",
     "Partner",
     "PartnerKind",
     "RejectRule",

@@ -13,7 +13,8 @@ from bridgebsr.cli._common import (
     runtime,
     say,
 )
-from bridgebsr.monitor.sweep import MonitorReport, run_monitor
+from bridgebsr.monitor.report import MonitorReport
+from bridgebsr.monitor.sweep import run_monitor
 
 LATE_COLUMNS = ("case", "pilot", "item", "owner", "partner", "due", "days_late", "next_step")
 

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, bindparam, or_, select
 from sqlmodel import col
 
-from bridgebsr.monitor.sweep import GATE_DUE, MILESTONE_DUE, step_day
+from bridgebsr.monitor.ladder import GATE_DUE, MILESTONE_DUE, step_day
 from bridgebsr.rules.calendars import calendar_of
 from bridgebsr.store import case_rows as store
 from models import (

@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, text
 from sqlmodel import col, select
 
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.demo import load_consortium
 from bridgebsr.errors import BridgeError
-from bridgebsr.monitor.sweep import MONITOR_ACTOR, MonitorReport, run_monitor
+from bridgebsr.monitor.ladder import EXPIRED_RULE, HOLIDAY_SLACK, Ladder, horizon, stand, step_day
+from bridgebsr.monitor.report import MonitorReport
+from bridgebsr.monitor.sweep import MONITOR_ACTOR, run_monitor
 from bridgebsr.office import cases, directory, progress
 from bridgebsr.rules.calendars import WorkCalendar, calendar_for, subdivision_of
 from bridgebsr.settings import Settings
@@ -30,6 +34,8 @@ from bridgebsr.store import case_rows as store
 from bridgebsr.store import migrate
 from bridgebsr.store.db import read_session, write_session
 from models import (
+    CASE_OWNER,
+    NODE_OWNER,
     Case,
     CaseEvent,
     CaseStatus,
@@ -37,11 +43,13 @@ from models import (
     Decision,
     Gate,
     GateStatus,
+    LadderStep,
     Milestone,
     MilestoneStatus,
     Notification,
     Partner,
     Source,
+    Template,
 )
 from tests.conftest import BEFORE_ACCEPTANCE, BEFORE_COUNCIL, at
 
@@ -906,3 +914,58 @@ def test_cli_monitor_json_prints_the_summary_and_a_rerun_writes_nothing(tmp_path
     assert again["late_items"] == first["late_items"]
     assert len(_rows(rt.engine)) == len(written)
     rt.engine.dispose()
+
+
+# --- the ladder, as pure rules ---------------------------------------------------------------
+
+_ladder_calendars = st.sampled_from(
+    [calendar_for("DK"), calendar_for("SE"), calendar_for("DE", "MV"), calendar_for("PL")]
+)
+_any_day = st.dates(min_value=date(2024, 1, 1), max_value=date(2028, 12, 31))
+_ladder_steps = st.lists(
+    st.builds(
+        LadderStep,
+        key=st.from_regex(r"[a-z]{1,6}", fullmatch=True),
+        offset=st.integers(-20, 30),
+        notify=st.lists(st.sampled_from([NODE_OWNER, CASE_OWNER, "coordinator", "pilot-lead"]),
+                        min_size=1, max_size=3),
+        urgent=st.booleans(),
+    ),
+    min_size=1,
+    max_size=5,
+    unique_by=lambda s: s.key,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ladder_calendars, _any_day, st.integers(-30, 30), st.integers(0, 10))
+def test_a_step_falls_on_a_working_day_and_later_steps_no_earlier(
+    calendar: WorkCalendar, due: date, offset: int, more: int
+) -> None:
+    day = step_day(calendar, due, offset)
+    assert calendar.is_working_day(day)
+    assert step_day(calendar, due, offset + more) >= day
+    if offset == 0:
+        assert day == calendar.roll_forward(due)
+    if offset > 0:
+        assert calendar.working_days_between(due, day) >= offset - 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ladder_calendars, _any_day, _any_day, _ladder_steps)
+def test_where_a_ladder_stands_splits_its_steps_by_today(
+    calendar: WorkCalendar, due: date, today: date, steps: list[LadderStep]
+) -> None:
+    template = Template.model_construct(ladder=steps)
+    ladder = Ladder.of(template)
+    assert [s.offset for s, _ in ladder.steps] == sorted(s.offset for s in steps)
+    standing = stand(ladder, calendar, due, today)
+    days = {s.key: step_day(calendar, due, s.offset) for s in steps}
+    assert {s.key for s in standing.upcoming} == {k for k, d in days.items() if d > today}
+    near = {s.key for s, _ in standing.near}
+    assert {k for k, d in days.items() if d <= today} <= near
+    assert all(days[k] <= today + timedelta(days=HOLIDAY_SLACK) for k in near)
+    reached_roles = {r for s in steps if days[s.key] <= today for r in s.notify}
+    assert standing.reached == reached_roles - {NODE_OWNER, CASE_OWNER}
+    assert ladder.expired.key == EXPIRED_RULE and ladder.expired.notify[0] == NODE_OWNER
+    assert horizon(today, [ladder]) >= today + timedelta(days=16)

@@ -16,7 +16,8 @@ from sqlalchemy import func, select, text
 from sqlmodel import col
 
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.monitor.sweep import Signal, run_monitor
+from bridgebsr.monitor.report import Signal
+from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office import directory
 from bridgebsr.office.cases import open_case as open_case_uc
 from bridgebsr.office.queries import gate_view

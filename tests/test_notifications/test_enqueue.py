@@ -1,0 +1,132 @@
+"""The outbox's one writer: a notice's dedupe key, its payload as stored, and `enqueue`
+writing each notice once (on SQLite and PostgreSQL)."""
+
+import json
+from dataclasses import replace
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlmodel import col, select
+
+from bridgebsr.store.db import read_session
+from models import NoticePayload, Notification, NotificationStatus, OutboxNotice
+from notifications import enqueue as enqueue_module
+from notifications.outbox import dedupe_key, enqueue
+from tests.test_notifications.conftest import Outbox
+
+_slug = st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True)
+_day = st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31))
+_payloads = st.builds(
+    NoticePayload,
+    case=st.from_regex(r"[A-Z]{2,4}-20[0-9]{2}-[0-9]{4}", fullmatch=True),
+    case_title=st.text(max_size=40),
+    pilot=_slug,
+    country=st.sampled_from(["DK", "SE", "DE", "PL"]),
+    item=_slug,
+    item_kind=st.sampled_from(["milestone", "gate"]),
+    item_title=st.text(max_size=40),
+    due=_day,
+    days_late=st.integers(0, 400),
+    step=_slug,
+    offset=st.integers(-250, 250),
+    round=st.integers(1, 5),
+    run=st.none() | st.uuids().map(str),
+)
+
+
+def _notice(payload: NoticePayload, email: str = "a@example.org") -> OutboxNotice:
+    return OutboxNotice(
+        case_id=1, recipient_id=1, recipient=email, urgent=False, fire_on=payload.due,
+        payload=payload,
+    )  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(_payloads)
+def test_a_payload_is_stored_as_its_json_and_reads_back_the_same(payload: NoticePayload) -> None:
+    stored = json.loads(json.dumps(payload.as_json()))
+    assert NoticePayload.read(stored) == payload
+    assert stored["due"] == payload.due.isoformat()
+    assert ("run" in stored) == (payload.run is not None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_payloads, _payloads, st.emails(), st.emails())
+def test_the_dedupe_key_names_item_round_step_and_recipient(
+    a: NoticePayload, b: NoticePayload, one: str, other: str
+) -> None:
+    key = dedupe_key(_notice(a, one))
+    kind = "g" if a.item_kind == "gate" else "m"
+    assert key.startswith(f"{kind}:{a.case}/{a.item}/")
+    assert key.endswith(f"/{a.step}/{one}")
+    assert (f"/r{a.round}/" in key) == (a.item_kind == "gate")
+    # What the notice says besides its item, step and round does not make it another notice.
+    same = replace(a, days_late=b.days_late, item_title=b.item_title)
+    assert dedupe_key(_notice(same, one)) == key
+    if one != other:
+        assert dedupe_key(_notice(a, other)) != key
+    if a.item_kind == "gate" and b.round != a.round:
+        assert dedupe_key(_notice(replace(a, round=b.round), one)) != key
+
+
+def _stored(box: Outbox) -> list[Notification]:
+    with read_session(box.engine) as session:
+        return list(session.exec(select(Notification).order_by(col(Notification.id))))
+
+
+def _next_step_of(row: Notification) -> OutboxNotice:
+    """A notice of a later step than `row`'s, for the same recipient and item."""
+    payload = replace(NoticePayload.read(row.payload), step="late-99", offset=99)
+    return OutboxNotice(
+        case_id=row.case_id,
+        recipient_id=row.recipient_id,
+        recipient=row.dedupe_key.rsplit("/", 1)[1],
+        urgent=True,
+        fire_on=row.fire_on + timedelta(days=1),
+        payload=payload,
+    )
+
+
+def test_enqueue_writes_a_new_notice_once_and_says_so(outbox: Outbox) -> None:
+    before = _stored(outbox)
+    notice = _next_step_of(before[0])
+    with outbox.engine.begin() as conn:
+        went_in = enqueue(conn, [notice, notice], now=outbox.now)
+    assert went_in == [notice]
+    with outbox.engine.begin() as conn:
+        assert enqueue(conn, [notice], now=outbox.now) == []
+    rows = _stored(outbox)
+    assert len(rows) == len(before) + 1
+    row = rows[-1]
+    assert row.dedupe_key == dedupe_key(notice)
+    assert (row.subject, row.rule, row.due_on) == (
+        notice.payload.item,
+        "late-99",
+        notice.payload.due,
+    )
+    assert (row.status, row.attempts, row.urgent) == (NotificationStatus.PENDING, 0, True)
+    assert (row.delivered, row.sending, row.resent) == ([], False, 0)
+    assert row.payload == notice.payload.as_json()
+
+
+def test_enqueue_skips_a_key_taken_after_it_looked(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that took a key between the look-up and the insert wins: the insert skips it."""
+    before = _stored(outbox)
+    taken = OutboxNotice(
+        case_id=before[0].case_id,
+        recipient_id=before[0].recipient_id,
+        recipient=before[0].dedupe_key.rsplit("/", 1)[1],
+        urgent=before[0].urgent,
+        fire_on=before[0].fire_on,
+        payload=NoticePayload.read(before[0].payload),
+    )
+    assert dedupe_key(taken) == before[0].dedupe_key
+    fresh = _next_step_of(before[0])
+    monkeypatch.setattr(enqueue_module, "_new_keys", lambda conn, keys: set(keys))
+    with outbox.engine.begin() as conn:
+        assert enqueue(conn, [taken, fresh], now=outbox.now) == [fresh]
+    assert len(_stored(outbox)) == len(before) + 1
