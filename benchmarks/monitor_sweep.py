@@ -117,7 +117,7 @@ NAME = "monitor-sweep"
 FIRST_TARGET = 2.0  # ours at most twice the floor
 SECOND_TARGET = 1.0  # a sweep with nothing new to write at most the floor's
 RSS_BUDGET_MB = 300.0
-EXPIRED_STEP = "expired"  # bridgebsr.monitor.ladder.EXPIRED_RULE
+EXPIRED_STEP = "expired"  # bridgebsr.rules.ladder.EXPIRED_RULE
 
 # ---------------------------------------------------------------------------------------------
 # The floor

@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import or_, select
 from sqlmodel import Session, col
 
-from bridgebsr.monitor.ladder import GATE_DUE, MILESTONE_DUE
 from bridgebsr.monitor.marks import chunks, rows
 from bridgebsr.store import case_rows as store
+from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
 from models import (
     OPEN_MILESTONE,
     Case,

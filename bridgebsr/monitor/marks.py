@@ -17,10 +17,10 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlmodel import Session, col
 
 from bridgebsr.errors import BridgeError
-from bridgebsr.monitor.ladder import GATE_DUE, MILESTONE_DUE
 from bridgebsr.monitor.report import MonitorReport, PassContext, Signal
 from bridgebsr.office.progress import time_out_gate
 from bridgebsr.store import case_rows as store
+from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
 from models import (
     OPEN_MILESTONE,
     Case,

@@ -12,9 +12,9 @@ from datetime import date
 from typing import Any, NamedTuple
 
 from bridgebsr.monitor.candidates import Candidate
-from bridgebsr.monitor.ladder import ITEM_ROLES, Ladder, Rung, Standing, stand, step_day
 from bridgebsr.monitor.report import LateItem, MonitorReport, PassContext
 from bridgebsr.rules.calendars import WorkCalendar
+from bridgebsr.rules.ladder import ITEM_ROLES, Ladder, Rung, Standing, stand, step_day
 from bridgebsr.rules.people import Directory, Person
 from bridgebsr.store import case_rows as store
 from models import CASE_OWNER, NODE_OWNER, LadderStep

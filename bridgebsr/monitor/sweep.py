@@ -23,10 +23,10 @@ from sqlmodel import Session, col
 from bridgebsr.errors import BridgeError
 from bridgebsr.monitor import marks
 from bridgebsr.monitor.candidates import Candidate, candidates, templates, voted
-from bridgebsr.monitor.ladder import Ladder, horizon
 from bridgebsr.monitor.planner import Dues, Pick, Planner
 from bridgebsr.monitor.report import MonitorReport, PassContext, Signal
 from bridgebsr.office.progress import Actor
+from bridgebsr.rules.ladder import Ladder, horizon
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.people import load_directory
 from models import (

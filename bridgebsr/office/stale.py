@@ -23,9 +23,10 @@ from typing import Any
 from sqlalchemy import Engine, and_, bindparam, or_, select
 from sqlmodel import col
 
-from bridgebsr.monitor.ladder import GATE_DUE, MILESTONE_DUE, step_day
 from bridgebsr.rules.calendars import calendar_of
+from bridgebsr.rules.ladder import step_day
 from bridgebsr.store import case_rows as store
+from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
 from models import (
     FINISHED_MILESTONE,
     Case,

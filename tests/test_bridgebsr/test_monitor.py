@@ -24,11 +24,11 @@ from sqlmodel import col, select
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.demo import load_consortium
 from bridgebsr.errors import BridgeError
-from bridgebsr.monitor.ladder import EXPIRED_RULE, HOLIDAY_SLACK, Ladder, horizon, stand, step_day
 from bridgebsr.monitor.report import MonitorReport
 from bridgebsr.monitor.sweep import MONITOR_ACTOR, run_monitor
 from bridgebsr.office import cases, directory, progress
 from bridgebsr.rules.calendars import WorkCalendar, calendar_for, subdivision_of
+from bridgebsr.rules.ladder import EXPIRED_RULE, HOLIDAY_SLACK, Ladder, horizon, stand, step_day
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
 from bridgebsr.store import migrate

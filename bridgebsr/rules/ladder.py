@@ -7,16 +7,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
-from sqlmodel import col
-
 from bridgebsr.rules.calendars import WorkCalendar
-from models import CASE_OWNER, NODE_OWNER, Gate, LadderStep, Milestone, Template
+from models import CASE_OWNER, NODE_OWNER, LadderStep, Template
 from notifications.steps import EXPIRED_STEP
 
 # The dates an item's ladder counts from, and its lateness: a milestone's planned due date, a
-# gate's deadline (the outbox keeps the one a notice was written for, `due_on`).
-MILESTONE_DUE = col(Milestone.planned_due)
-GATE_DUE = col(Gate.deadline)
+# gate's deadline (the outbox keeps the one a notice was written for, `due_on`). Queries read
+# them as the columns `store.due` names after these fields.
+MILESTONE_DUE_FIELD = "planned_due"
+GATE_DUE_FIELD = "deadline"
 EXPIRED_RULE = EXPIRED_STEP
 HOLIDAY_SLACK = 14  # days a recipient's ladder step may come before the item's calendar says
 ITEM_ROLES = (NODE_OWNER, CASE_OWNER)  # roles held by the item's or case's own people
