@@ -100,17 +100,6 @@ class GateRow:
 Node = MilestoneRow | GateRow
 
 
-class Person(NamedTuple):
-    """The columns of a contact a change reads."""
-
-    id: int
-    email: str
-    name: str
-    role: str
-    partner_id: int
-    country: str
-
-
 class Organisation(NamedTuple):
     """The columns of a partner a change reads."""
 
