@@ -620,9 +620,7 @@ def test_case_open_and_case_import_open_the_same_case(
     ]
     report = _import(
         rt,
-        _csv(
-            folder / "cases.csv", [CASE_HEADER, [ref, kind, "Drawn", owner, start, partner]]
-        ),
+        _csv(folder / "cases.csv", [CASE_HEADER, [ref, kind, "Drawn", owner, start, partner]]),
         _csv(folder / "progress.csv", [PROGRESS_HEADER, *steps]) if steps else None,
     )
     ((_, imported),) = report.created
