@@ -11,7 +11,6 @@ every case that has it in common.
 """
 
 from collections.abc import Iterable, Sequence
-from copy import copy
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -20,7 +19,7 @@ from bridgebsr.rules import planning
 from bridgebsr.rules.calendars import WorkCalendar
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.rules.people import Directory, Person
-from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow, Organisation
+from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow, Organisation, clone
 from models import CASE_OWNER, CaseStatus, GateSpec, MilestoneSpec, Template
 
 
@@ -101,24 +100,28 @@ def calendars(
     return found
 
 
+def rows_of(template: Template) -> tuple[list[MilestoneRow], list[GateRow]]:
+    """The template's milestones and gates as rows, not dated yet (no owners, no case)."""
+    milestones = [_milestone(i, spec, template) for i, spec in enumerate(template.milestones)]
+    gates = [_gate(i, spec, template) for i, spec in enumerate(template.gates)]
+    return milestones, gates
+
+
 def dated(
     template: Template,
-    owner_ids: Sequence[int | None],
+    milestones: Sequence[MilestoneRow],
+    gates: Sequence[GateRow],
     cals: dict[int | None, WorkCalendar],
     start: date,
     today: date,
 ) -> Dated:
-    """The template's milestones and gates planned from `start` (`planning.baseline`), then
-    forecast as of `today` (`planning.reforecast`: gates without predecessors open)."""
+    """The template's rows (`rows_of`, with their owners) planned from `start`
+    (`planning.baseline`), then forecast as of `today` (`planning.reforecast`: gates without
+    predecessors open)."""
     case = CaseRow(
         0, "", template.kind, template.version, "", 0, 0, "", CaseStatus.ACTIVE, None,
         start, start, start, datetime.min, None, datetime.min, 1,
     )  # fmt: skip
-    milestones = [
-        _milestone(i, spec, template, owner)
-        for i, (spec, owner) in enumerate(zip(template.milestones, owner_ids, strict=True))
-    ]
-    gates = [_gate(i, spec, template) for i, spec in enumerate(template.gates)]
     plan = planning.Plan(case, milestones, gates, cals)
     planned = planning.baseline(plan)
     for node in plan.nodes():
@@ -141,18 +144,19 @@ def dated(
 def open_case(
     directory: Directory, opening: Opening, key: str, now: datetime, *, source_ref: str | None
 ) -> Planned:
-    """A new case as it opens (one case: `Planner.plan` with nothing shared)."""
-    return Planner(directory, now).plan(opening, key, source_ref=source_ref)
+    """A new case as it opens (one case: `Planner.plan` with nothing to share)."""
+    return Planner(directory, now, share=False).plan(opening, key, source_ref=source_ref)
 
 
 class Planner:
     """Opens cases against one directory snapshot at one moment, planning what cases have in
-    common once."""
+    common once (unless `share` is false: one case, nothing to share)."""
 
-    def __init__(self, directory: Directory, now: datetime) -> None:
-        self.directory, self.now = directory, now
+    def __init__(self, directory: Directory, now: datetime, *, share: bool = True) -> None:
+        self.directory, self.now, self.share = directory, now, share
         self._owners: dict[tuple[str, int, int], tuple[list[int | None], Any]] = {}
         self._dated: dict[tuple[Any, ...], Dated] = {}
+        self._rows: dict[int, tuple[Template, list[MilestoneRow], list[GateRow]]] = {}
 
     def _owners_of(
         self, opening: Opening
@@ -163,6 +167,25 @@ class Planner:
             ids = owners(self.directory, opening)
             found = self._owners[at] = (ids, calendars(self.directory, opening, ids))
         return found
+
+    def _date(
+        self,
+        opening: Opening,
+        ids: list[int | None],
+        cals: dict[int | None, WorkCalendar],
+    ) -> Dated:
+        template = opening.template
+        if not self.share:
+            milestones, gates = rows_of(template)
+        else:
+            found = self._rows.get(id(template))
+            if found is None:
+                found = self._rows[id(template)] = (template, *rows_of(template))
+            milestones = [clone(row) for row in found[1]]
+            gates = [clone(row) for row in found[2]]
+        for milestone, owner in zip(milestones, ids, strict=True):
+            milestone.owner_id = owner
+        return dated(template, milestones, gates, cals, opening.start, opening.today)
 
     def plan(self, opening: Opening, key: str, *, source_ref: str | None) -> Planned:
         """The case's rows and events: the `case.open` event, then the gates that opened."""
@@ -177,7 +200,9 @@ class Planner:
         )
         found = self._dated.get(shared)
         if found is None:
-            found = self._dated[shared] = dated(template, ids, cals, opening.start, opening.today)
+            found = self._date(opening, ids, cals)
+            if self.share:
+                self._dated[shared] = found
         target = opening.target or found.target
         case = CaseRow(
             id=0,  # given when the row is written
@@ -198,12 +223,13 @@ class Planner:
             updated_at=self.now,
             version=1,
         )
-        milestones = []
-        for row, owner in zip(found.milestones, ids, strict=True):
-            milestone = copy(row)
-            milestone.owner_id = owner
-            milestones.append(milestone)
-        gates = [copy(row) for row in found.gates]
+        if self.share:  # rows of its own: the shared ones stay as they were planned
+            milestones = [clone(row) for row in found.milestones]
+            for milestone, owner in zip(milestones, ids, strict=True):
+                milestone.owner_id = owner
+            gates = [clone(row) for row in found.gates]
+        else:
+            milestones, gates = list(found.milestones), list(found.gates)
         opened = Change(
             "case.open",
             None,
@@ -242,9 +268,7 @@ def links(spec: MilestoneSpec | GateSpec, template: Template) -> list[dict[str, 
 _PLACEHOLDER = date.min  # every date is planned before a row leaves `dated`
 
 
-def _milestone(
-    seq: int, spec: MilestoneSpec, template: Template, owner: int | None
-) -> MilestoneRow:
+def _milestone(seq: int, spec: MilestoneSpec, template: Template) -> MilestoneRow:
     return MilestoneRow(
         id=None,
         case_id=0,  # set when the case row is written
@@ -253,7 +277,7 @@ def _milestone(
         title=spec.title,
         stage=spec.stage,
         owner_role=spec.owner,
-        owner_id=owner,
+        owner_id=None,
         duration=spec.duration,
         days=template.day_kind(spec),
         strict=template.is_strict(spec),

@@ -2,8 +2,13 @@
 import` (batches of `bulk.CHUNK`), with the template pins and case keys they take first.
 
 `write_cases` writes what `rules.opening` planned (and `rules.progress` moved): the case rows
-in one INSERT ... RETURNING (SQLAlchemy's insertmanyvalues, ids in the order of the cases),
-then one executemany INSERT each for milestones, gates and audit events.
+(INSERT ... RETURNING their ids, in the order of the cases), then one executemany INSERT each
+for the milestones, gates and audit events of the batch. The same rows go one of two ways:
+on the driver's cursor (`store.prepared`: SQLAlchemy's own conversion of each value without
+a Core execution's per-statement cost, which would be most of opening one case), or, more
+than a few rows to PostgreSQL, through Core (`conn.execute(insert(table), rows)`:
+insertmanyvalues, many rows a statement, where the driver's executemany pays a round trip a
+row). The property test of `case open` against `case import` holds them to the same rows.
 """
 
 from collections.abc import Iterable, Sequence
@@ -30,7 +35,18 @@ _SEQUENCES = _TABLES[str(KeySequence.__tablename__)]
 _VERSIONS = _TABLES[str(TemplateVersion.__tablename__)]
 # Every column of a row after its id (which the database gives).
 _WRITTEN = {row_type: rows.columns(row_type)[1:] for row_type in (CaseRow, MilestoneRow, GateRow)}
+
+
+_INSERT_CASE = Prepared(insert(_CASES).returning(_CASES.c.id), _WRITTEN[CaseRow])
 _INSERT_CASES = insert(_CASES).returning(_CASES.c.id, sort_by_parameter_order=True)
+_FEW = 100  # rows: see `_many`
+_EVENT_COLUMNS = (
+    "case_id", "at", "actor", "kind", "subject", "before", "after", "source", "source_ref",
+    "comment",
+)  # fmt: skip
+_INSERT_MILESTONES = Prepared(insert(_MILESTONES), _WRITTEN[MilestoneRow])
+_INSERT_GATES = Prepared(insert(_GATES), _WRITTEN[GateRow])
+_INSERT_EVENTS = Prepared(insert(_EVENTS), _EVENT_COLUMNS)
 
 
 def write_cases(
@@ -47,7 +63,11 @@ def write_cases(
     if not planned:
         return
     names = _WRITTEN[CaseRow]
-    ids = conn.execute(_INSERT_CASES, [_values(p.case, names) for p in planned]).scalars().all()
+    cases = [_values(p.case, names) for p in planned]
+    if _many(conn, cases):
+        ids = list(conn.execute(_INSERT_CASES, cases).scalars())
+    else:
+        ids = [_first(_INSERT_CASE.first(conn, case)) for case in cases]
     items: dict[type[Any], list[dict[str, Any]]] = {MilestoneRow: [], GateRow: []}
     events: list[dict[str, Any]] = []
     for p, case_id in zip(planned, ids, strict=True):
@@ -70,11 +90,26 @@ def write_cases(
             }
             for e in p.events
         )
-    for table, written in ((_MILESTONES, items[MilestoneRow]), (_GATES, items[GateRow])):
-        if written:
+    for table, statement, written in (
+        (_MILESTONES, _INSERT_MILESTONES, items[MilestoneRow]),
+        (_GATES, _INSERT_GATES, items[GateRow]),
+        (_EVENTS, _INSERT_EVENTS, events),
+    ):
+        if not _many(conn, written):
+            statement.many(conn, written)
+        else:
             conn.execute(insert(table), written)
-    if events:
-        conn.execute(insert(_EVENTS), events)
+
+
+def _first(found: tuple[Any, ...] | None) -> Any:
+    assert found is not None
+    return found[0]
+
+
+def _many(conn: Connection, written: Sequence[Any]) -> bool:
+    """Whether these rows go through Core's insertmanyvalues rather than the driver's cursor:
+    more than a few, to PostgreSQL (where a row a statement costs a round trip each)."""
+    return len(written) > _FEW and conn.dialect.name == "postgresql"
 
 
 def _values(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
