@@ -158,7 +158,7 @@ _EVENT_COLUMNS = (
     "source_ref",
     "comment",
 )
-_RECORD = Prepared(insert(SQLModel.metadata.tables[str(CaseEvent.__tablename__)]), _EVENT_COLUMNS)
+RECORD = Prepared(insert(SQLModel.metadata.tables[str(CaseEvent.__tablename__)]), _EVENT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -391,21 +391,33 @@ def record(
     if not changes:
         return
     events = [
-        {
-            "case_id": case_id,
-            "at": now,
-            "actor": actor,
-            "kind": change.kind,
-            "subject": change.subject,
-            "before": change.before,
-            "after": change.after,
-            "source": source,
-            "source_ref": source_ref,
-            "comment": comment,
-        }
-        for change in changes
+        event_row(case_id, change, actor, now, source, source_ref, comment) for change in changes
     ]
-    _RECORD.many(conn, events)
+    RECORD.many(conn, events)
+
+
+def event_row(
+    case_id: int,
+    change: Change,
+    actor: str,
+    now: datetime,
+    source: Source,
+    source_ref: str | None,
+    comment: str,
+) -> dict[str, Any]:
+    """A `case_events` row of a change (what `RECORD` inserts)."""
+    return {
+        "case_id": case_id,
+        "at": now,
+        "actor": actor,
+        "kind": change.kind,
+        "subject": change.subject,
+        "before": change.before,
+        "after": change.after,
+        "source": source,
+        "source_ref": source_ref,
+        "comment": comment,
+    }
 
 
 def pinned_template(session: Session, kind: str, version: int) -> Template:

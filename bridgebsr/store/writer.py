@@ -3,12 +3,13 @@ import` (batches of `bulk.CHUNK`), with the template pins and case keys they tak
 
 `write_cases` writes what `rules.opening` planned (and `rules.progress` moved): the case rows
 (INSERT ... RETURNING their ids, in the order of the cases), then one executemany INSERT each
-for the milestones, gates and audit events of the batch. The same rows go one of two ways:
-on the driver's cursor (`store.prepared`: SQLAlchemy's own conversion of each value without
-a Core execution's per-statement cost, which would be most of opening one case), or, more
-than a few rows to PostgreSQL, through Core (`conn.execute(insert(table), rows)`:
-insertmanyvalues, many rows a statement, where the driver's executemany pays a round trip a
-row). The property test of `case open` against `case import` holds them to the same rows.
+for the milestones, gates and audit events of the batch, on the driver's cursor
+(`store.prepared`: SQLAlchemy's own conversion of each value without a Core execution's
+per-statement cost, which would be most of opening one case). More than a few case rows to
+PostgreSQL go in one Core INSERT ... RETURNING instead (`conn.execute(insert(...).returning(
+..., sort_by_parameter_order=True), rows)`: insertmanyvalues), since there each statement
+is a round trip. The property test of `case open` against `case import` holds both to the
+same rows.
 """
 
 from collections.abc import Iterable, Sequence
@@ -23,14 +24,14 @@ from bridgebsr.errors import InvalidInput
 from bridgebsr.rules import rows
 from bridgebsr.rules.opening import Planned
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
+from bridgebsr.store.case_rows import RECORD, event_row
 from bridgebsr.store.prepared import Prepared
-from models import Case, CaseEvent, Gate, KeySequence, Milestone, Source, Template, TemplateVersion
+from models import Case, Gate, KeySequence, Milestone, Source, Template, TemplateVersion
 
 _TABLES = SQLModel.metadata.tables
 _CASES = _TABLES[str(Case.__tablename__)]
 _MILESTONES = _TABLES[str(Milestone.__tablename__)]
 _GATES = _TABLES[str(Gate.__tablename__)]
-_EVENTS = _TABLES[str(CaseEvent.__tablename__)]
 _SEQUENCES = _TABLES[str(KeySequence.__tablename__)]
 _VERSIONS = _TABLES[str(TemplateVersion.__tablename__)]
 # Every column of a row after its id (which the database gives).
@@ -40,13 +41,8 @@ _WRITTEN = {row_type: rows.columns(row_type)[1:] for row_type in (CaseRow, Miles
 _INSERT_CASE = Prepared(insert(_CASES).returning(_CASES.c.id), _WRITTEN[CaseRow])
 _INSERT_CASES = insert(_CASES).returning(_CASES.c.id, sort_by_parameter_order=True)
 _FEW = 100  # rows: see `_many`
-_EVENT_COLUMNS = (
-    "case_id", "at", "actor", "kind", "subject", "before", "after", "source", "source_ref",
-    "comment",
-)  # fmt: skip
 _INSERT_MILESTONES = Prepared(insert(_MILESTONES), _WRITTEN[MilestoneRow])
 _INSERT_GATES = Prepared(insert(_GATES), _WRITTEN[GateRow])
-_INSERT_EVENTS = Prepared(insert(_EVENTS), _EVENT_COLUMNS)
 
 
 def write_cases(
@@ -75,30 +71,12 @@ def write_cases(
         for node in p.plan.nodes():
             node.case_id = case_id
             items[type(node)].append(_values(node, _WRITTEN[type(node)]))
-        events.extend(
-            {
-                "case_id": case_id,
-                "at": now,
-                "actor": e.actor,
-                "kind": e.change.kind,
-                "subject": e.change.subject,
-                "before": e.change.before,
-                "after": e.change.after,
-                "source": source,
-                "source_ref": source_ref if e.source_ref is None else e.source_ref,
-                "comment": comment,
-            }
-            for e in p.events
-        )
-    for table, statement, written in (
-        (_MILESTONES, _INSERT_MILESTONES, items[MilestoneRow]),
-        (_GATES, _INSERT_GATES, items[GateRow]),
-        (_EVENTS, _INSERT_EVENTS, events),
-    ):
-        if not _many(conn, written):
-            statement.many(conn, written)
-        else:
-            conn.execute(insert(table), written)
+        for e in p.events:
+            ref = source_ref if e.source_ref is None else e.source_ref
+            events.append(event_row(case_id, e.change, e.actor, now, source, ref, comment))
+    _INSERT_MILESTONES.many(conn, items[MilestoneRow])
+    _INSERT_GATES.many(conn, items[GateRow])
+    RECORD.many(conn, events)
 
 
 def _first(found: tuple[Any, ...] | None) -> Any:
@@ -106,10 +84,11 @@ def _first(found: tuple[Any, ...] | None) -> Any:
     return found[0]
 
 
-def _many(conn: Connection, written: Sequence[Any]) -> bool:
-    """Whether these rows go through Core's insertmanyvalues rather than the driver's cursor:
-    more than a few, to PostgreSQL (where a row a statement costs a round trip each)."""
-    return len(written) > _FEW and conn.dialect.name == "postgresql"
+def _many(conn: Connection, cases: Sequence[Any]) -> bool:
+    """Whether these case rows go in one Core INSERT ... RETURNING (insertmanyvalues: many
+    rows a statement) rather than one statement each: more than a few, to PostgreSQL, where
+    each statement is a round trip."""
+    return len(cases) > _FEW and conn.dialect.name == "postgresql"
 
 
 def _values(row: Any, names: tuple[str, ...]) -> dict[str, Any]:
