@@ -300,12 +300,8 @@ def opening_directory(conn: Connection, email: str, roles: Iterable[str]) -> Dir
     one with this address (however typed), every holder of these roles and every pilot lead
     (everyone `Directory.role_holders` may pick for it), in the order they were added."""
     orgs = [Organisation(*r) for r in _ORGANISATIONS.all(conn, {})]
-    by_id, key, wanted, n = (
-        {o.id: o for o in orgs},
-        email_key(email),
-        set(roles),
-        len(_PERSON_COLUMNS),
-    )
+    by_id = {o.id: o for o in orgs}
+    key, wanted, n = email_key(email), set(roles), len(_PERSON_COLUMNS)
     people = [
         person(r[:n], by_id[r[4]], r[n])
         for r in _CONTACTS_READ.all(conn, {})
@@ -320,22 +316,6 @@ def _person(row: tuple[Any, ...]) -> Person:
     return person(row[:n], Organisation(*row[n + 1 :]), row[n])
 
 
-def partner_by_code(conn: Connection, code: str) -> Organisation:
-    """The partner with this code (case-insensitive)."""
-    found = _ORGANISATION_BY_CODE.first(conn, {"code": code.strip().upper()})
-    if found is None:
-        raise NotFound(f"no partner {code}; add it with `bridgebsr partners import`")
-    return Organisation(*found)
-
-
-def partner_by_id(conn: Connection, partner_id: int) -> Organisation:
-    """The partner with this id."""
-    found = _ORGANISATION_BY_ID.first(conn, {"id": partner_id})
-    if found is None:
-        raise NotFound(f"no partner with id {partner_id}")
-    return Organisation(*found)
-
-
 # A contact's columns `rules.people.person` reads, then their `leads`.
 _PERSON_COLUMNS = ("id", "email", "name", "role", "partner_id", "country", "timezone")
 _CONTACT = [*(_CONTACTS.c[name] for name in _PERSON_COLUMNS), _CONTACTS.c.leads]
@@ -347,8 +327,6 @@ _PERSON = Prepared(
 )
 _ORGANISATIONS = Prepared(_ORGANISATION.order_by(_PARTNERS.c.id))
 _CONTACTS_READ = Prepared(select(*_CONTACT).order_by(_CONTACTS.c.id))
-_ORGANISATION_BY_CODE = Prepared(_ORGANISATION.where(_PARTNERS.c.code == bindparam("code")))
-_ORGANISATION_BY_ID = Prepared(_ORGANISATION.where(_PARTNERS.c.id == bindparam("id")))
 
 
 def milestones_of(session: Session, case: Case) -> list[Milestone]:
