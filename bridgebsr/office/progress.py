@@ -9,6 +9,7 @@ from sqlmodel import Session, SQLModel
 
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
 from bridgebsr.rules import lifecycle, planning
+from bridgebsr.rules import progress as rules
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
 from bridgebsr.store import case_rows as store
@@ -17,7 +18,6 @@ from models import (
     Decision,
     GateDecision,
     GateStatus,
-    MilestoneStatus,
     Source,
     Template,
     TimeoutOutcome,
@@ -71,12 +71,7 @@ def _commit(
     now: datetime,
     expected_version: int | None,
 ) -> None:
-    before = work.case.forecast_date
-    more = planning.reforecast(work.plan, work.template, work.today)
-    if work.case.forecast_date != before and changes:
-        last = changes[-1]
-        last.after["case_forecast"] = work.case.forecast_date.isoformat()
-        last.before["case_forecast"] = before.isoformat()
+    more = rules.settle(work.plan, work.template, work.today, changes)
     store.save_case(work.loaded, now=now, expected_version=expected_version)
     store.record(
         work.loaded.conn,
@@ -118,22 +113,6 @@ def _check_day(work: _Work, on: date | None) -> date:
     return day
 
 
-def _check_order(work: _Work, milestone: MilestoneRow, action: str, day: date) -> None:
-    """A backdated change may not put a milestone before its own start or its predecessors."""
-    what = f"{milestone.key} of {work.case.key}"
-    if milestone.started_on is not None and day < milestone.started_on:
-        raise InvalidInput(f"--on {day} is before {what} started ({milestone.started_on})")
-    if not milestone.strict or action == "waive":
-        return
-    by_key = {n.key: n for n in work.plan.nodes()}
-    for link in milestone.depends_on:
-        finished = planning.finish_date(by_key[link["key"]])
-        if finished is not None and day < finished:
-            raise InvalidInput(
-                f"--on {day} is before predecessor {link['key']} of {what} finished ({finished})"
-            )
-
-
 def progress_milestone(
     *,
     session: Session,
@@ -149,20 +128,7 @@ def progress_milestone(
     work = _begin(session, case_key, f"{action} milestone {milestone_key}", now, expected_version)
     milestone = _milestone(work, milestone_key)
     day = _check_day(work, on)
-    blocking = planning.open_predecessors(work.plan, milestone) if milestone.strict else []
-    new, change = lifecycle.milestone_change(
-        action, work.case.key, milestone.key, milestone.status, blocking
-    )
-    _check_order(work, milestone, action, day)
-    milestone.status = new
-    if new in {MilestoneStatus.IN_PROGRESS, MilestoneStatus.DONE}:
-        milestone.started_on = milestone.started_on or day
-    if new in {MilestoneStatus.DONE, MilestoneStatus.WAIVED}:
-        milestone.finished_on = day
-        late = (day - milestone.planned_due).days
-        change.after.update({"finished_on": day.isoformat(), "days_late": max(late, 0)})
-    else:
-        change.after["started_on"] = day.isoformat()
+    change = rules.step(work.plan, milestone, action, day)
     _commit(session, work, [change], actor, now, expected_version)
     return milestone
 
@@ -182,10 +148,7 @@ def decide_gate(
     gate = _gate(work, gate_key)
     approver = store.contact_by_email(work.loaded.conn, actor.email)
     what = f"gate {gate.key} of {work.case.key}"
-    if gate.status is GateStatus.PENDING:
-        waiting = ", ".join(planning.open_predecessors(work.plan, gate))
-        raise IllegalTransition(f"cannot {decision.value} {what}: still waiting for {waiting}")
-    lifecycle.next_status(lifecycle.GATE_ACTIONS, decision.value, gate.status, what)
+    rules.check_decision(work.plan, gate, decision.value)
     if approver.role != gate.approver_role:
         raise IllegalTransition(
             f"{approver.email} cannot decide {what}: it needs a {gate.approver_role}, "
@@ -208,7 +171,8 @@ def decide_gate(
     )
     votes[approver.id] = decision
     if decision is Decision.APPROVE:
-        changes = _approve(work, gate, sum(v is Decision.APPROVE for v in votes.values()))
+        approvals = sum(v is Decision.APPROVE for v in votes.values())
+        changes = rules.approve(gate, approvals, work.today)
     else:
         changes = _reject(work, gate)
     _commit(session, work, changes, actor, now, expected_version)
@@ -217,7 +181,7 @@ def decide_gate(
 
 def next_gate(action: str, gate: GateRow) -> GateStatus:
     """The status a gate action leads to (refused when the gate's status does not allow it)."""
-    return lifecycle.next_status(lifecycle.GATE_ACTIONS, action, gate.status, f"gate {gate.key}")
+    return rules.next_gate(action, gate)
 
 
 _DECISIONS = SQLModel.metadata.tables[str(GateDecision.__tablename__)]
@@ -238,81 +202,8 @@ def _votes(conn: Connection, gate: GateRow) -> dict[int, Decision]:
     return dict(found)
 
 
-def _approve(work: _Work, gate: GateRow, approvals: int) -> list[Change]:
-    votes = {"approvals": approvals, "required": gate.required, "round": gate.round}
-    if approvals < gate.required:
-        return [
-            Change(
-                "gate.vote",
-                gate.key,
-                {"status": gate.status.value},
-                {"status": gate.status.value, "decision": "approve", **votes},
-            )
-        ]
-    gate.status = next_gate("approve", gate)
-    gate.decided_on = work.today
-    return [
-        Change(
-            "gate.approve",
-            gate.key,
-            {"status": GateStatus.OPEN.value},
-            {"status": gate.status.value, **votes},
-        )
-    ]
-
-
 def _reject(work: _Work, gate: GateRow) -> list[Change]:
-    gate.status = next_gate("reject", gate)
-    gate.decided_on = work.today
-    changes = [
-        Change(
-            "gate.reject",
-            gate.key,
-            {"status": GateStatus.OPEN.value},
-            {"status": gate.status.value, "round": gate.round},
-        )
-    ]
-    if gate.rework_stage is None:
-        new, cancel = lifecycle.case_change("cancel", work.case.key, work.case.status)
-        work.case.status, work.case.closed_at = new, work.now
-        cancel.after["because"] = f"gate {gate.key} rejected"
-        return [*changes, cancel]
-    return changes + _rework(work, gate, gate.rework_stage)
-
-
-def _rework(work: _Work, gate: GateRow, stage: str) -> list[Change]:
-    """Send the case back: reopen finished milestones from `stage` up to the gate's stage."""
-    first, last = work.template.stage_index(stage), work.template.stage_index(gate.stage)
-    changes = []
-    for m in work.plan.milestones:
-        in_range = first <= work.template.stage_index(m.stage) <= last
-        if in_range and m.status in {MilestoneStatus.DONE, MilestoneStatus.WAIVED}:
-            old = m.status
-            new_status = lifecycle.next_status(
-                lifecycle.MILESTONE_ACTIONS, "reopen", m.status, m.key
-            )
-            m.status = new_status
-            m.started_on = m.finished_on = m.overdue_on = None
-            changes.append(
-                Change(
-                    "milestone.reopen",
-                    m.key,
-                    {"status": old.value},
-                    {"status": m.status.value, "because": f"gate {gate.key} rejected"},
-                )
-            )
-    gate.status = next_gate("reopen", gate)
-    gate.round += 1
-    gate.opened_on = gate.deadline = gate.decided_on = gate.expired_on = None
-    changes.append(
-        Change(
-            "gate.reopen",
-            gate.key,
-            {"status": GateStatus.REJECTED.value},
-            {"status": gate.status.value, "round": gate.round, "rework": stage},
-        )
-    )
-    return changes
+    return rules.reject(work.plan, work.template, gate, work.today, work.now)
 
 
 def refuse_decision(
@@ -362,27 +253,8 @@ def time_out_gate(
     ):
         session.rollback()
         return None
-    gate.expired_on = work.today
-    expired = Change(
-        "gate.expired",
-        gate.key,
-        {"status": gate.status.value},
-        {"deadline": gate.deadline.isoformat(), "round": gate.round, "outcome": outcome.value},
-    )
-    if outcome is TimeoutOutcome.APPROVE:
-        gate.status = next_gate("approve", gate)
-        gate.decided_on = work.today
-        decided = [
-            Change(
-                "gate.approve",
-                gate.key,
-                {"status": GateStatus.OPEN.value},
-                {"status": gate.status.value, "round": gate.round, "because": "deadline passed"},
-            )
-        ]
-    else:
-        decided = _reject(work, gate)
-    _commit(session, work, [expired, *decided], actor, now, None)
+    changes = rules.time_out(work.plan, work.template, gate, work.today, work.now)
+    _commit(session, work, changes, actor, now, None)
     return gate
 
 

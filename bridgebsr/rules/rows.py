@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from models import CaseStatus, DayKind, GateStatus, MilestoneStatus, TimeoutOutcome
 
@@ -100,17 +100,6 @@ class GateRow:
 Node = MilestoneRow | GateRow
 
 
-class Person(NamedTuple):
-    """The columns of a contact a change reads."""
-
-    id: int
-    email: str
-    name: str
-    role: str
-    partner_id: int
-    country: str
-
-
 class Organisation(NamedTuple):
     """The columns of a partner a change reads."""
 
@@ -149,6 +138,22 @@ GATE_CHANGES = (
 def columns(row_type: type[Any]) -> tuple[str, ...]:
     """A row class's columns, in declaration order."""
     return tuple(f.name for f in fields(row_type))
+
+
+R = TypeVar("R", CaseRow, MilestoneRow, GateRow)
+
+
+def clone(row: R) -> R:
+    """A row of its own with the same values (a shallow copy: `depends_on` is shared, and
+    rows only read it)."""
+    row_type = type(row)
+    names = _COLUMNS.get(row_type)
+    if names is None:
+        names = _COLUMNS[row_type] = columns(row_type)
+    return row_type(*_getter(names)(row))
+
+
+_COLUMNS: dict[type[Any], tuple[str, ...]] = {}
 
 
 def values(row: Any, names: tuple[str, ...]) -> tuple[Any, ...]:

@@ -1,7 +1,7 @@
 """Lookups and bookkeeping shared by the use cases: locking, versions, keys, audit events."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Integer, and_, any_, bindparam, insert, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
-from bridgebsr.errors import InvalidInput, NotFound, StaleCase
+from bridgebsr.errors import NotFound, StaleCase
 from bridgebsr.rules import rows
 from bridgebsr.rules.calendars import WorkCalendar, calendar_of
 from bridgebsr.rules.lifecycle import Change
+from bridgebsr.rules.people import Directory, Person, person
 from bridgebsr.rules.planning import Plan
 from bridgebsr.rules.rows import (
     CASE_CHANGES,
@@ -26,7 +26,6 @@ from bridgebsr.rules.rows import (
     GateRow,
     MilestoneRow,
     Organisation,
-    Person,
 )
 from bridgebsr.rules.texts import email_key
 from bridgebsr.store.db import check_status
@@ -37,7 +36,6 @@ from models import (
     CaseStatus,
     Contact,
     Gate,
-    KeySequence,
     Milestone,
     Partner,
     Source,
@@ -160,7 +158,7 @@ _EVENT_COLUMNS = (
     "source_ref",
     "comment",
 )
-_RECORD = Prepared(insert(SQLModel.metadata.tables[str(CaseEvent.__tablename__)]), _EVENT_COLUMNS)
+RECORD = Prepared(insert(SQLModel.metadata.tables[str(CaseEvent.__tablename__)]), _EVENT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -294,33 +292,41 @@ def contact_by_email(conn: Connection, email: str) -> Person:
     found = _PERSON.first(conn, {"email": email_key(email)})
     if found is None:
         raise NotFound(f"no contact {email}; add it with `bridgebsr contacts import`")
-    return Person(*found)
+    return _person(found)
 
 
-def partner_by_code(conn: Connection, code: str) -> Organisation:
-    """The partner with this code (case-insensitive)."""
-    found = _ORGANISATION_BY_CODE.first(conn, {"code": code.strip().upper()})
-    if found is None:
-        raise NotFound(f"no partner {code}; add it with `bridgebsr partners import`")
-    return Organisation(*found)
+def opening_directory(conn: Connection, email: str, roles: Iterable[str]) -> Directory:
+    """The directory snapshot opening a case reads: every partner, and of the contacts the
+    one with this address (however typed), every holder of these roles and every pilot lead
+    (everyone `Directory.role_holders` may pick for it), in the order they were added."""
+    orgs = [Organisation(*r) for r in _ORGANISATIONS.all(conn, {})]
+    by_id = {o.id: o for o in orgs}
+    key, wanted, n = email_key(email), set(roles), len(_PERSON_COLUMNS)
+    people = [
+        person(r[:n], by_id[r[4]], r[n])
+        for r in _CONTACTS_READ.all(conn, {})
+        if r[1] == key or r[3] in wanted or r[n]
+    ]
+    return Directory.of(people, orgs)
 
 
-def partner_by_id(conn: Connection, partner_id: int) -> Organisation:
-    """The partner with this id."""
-    found = _ORGANISATION_BY_ID.first(conn, {"id": partner_id})
-    if found is None:
-        raise NotFound(f"no partner with id {partner_id}")
-    return Organisation(*found)
+def _person(row: tuple[Any, ...]) -> Person:
+    """A contact row joined with its partner (`_PERSON`) as a `Person`."""
+    n = len(_PERSON_COLUMNS)
+    return person(row[:n], Organisation(*row[n + 1 :]), row[n])
 
 
-_PERSON = Prepared(
-    select(*[_CONTACTS.c[name] for name in Person._fields]).where(
-        _CONTACTS.c.email == bindparam("email")
-    )
-)
+# A contact's columns `rules.people.person` reads, then their `leads`.
+_PERSON_COLUMNS = ("id", "email", "name", "role", "partner_id", "country", "timezone")
+_CONTACT = [*(_CONTACTS.c[name] for name in _PERSON_COLUMNS), _CONTACTS.c.leads]
 _ORGANISATION = select(*[_PARTNERS.c[name] for name in Organisation._fields])
-_ORGANISATION_BY_CODE = Prepared(_ORGANISATION.where(_PARTNERS.c.code == bindparam("code")))
-_ORGANISATION_BY_ID = Prepared(_ORGANISATION.where(_PARTNERS.c.id == bindparam("id")))
+_PERSON = Prepared(
+    select(*_CONTACT, *[_PARTNERS.c[name] for name in Organisation._fields])
+    .join(_PARTNERS, _PARTNERS.c.id == _CONTACTS.c.partner_id)
+    .where(_CONTACTS.c.email == bindparam("email"))
+)
+_ORGANISATIONS = Prepared(_ORGANISATION.order_by(_PARTNERS.c.id))
+_CONTACTS_READ = Prepared(select(*_CONTACT).order_by(_CONTACTS.c.id))
 
 
 def milestones_of(session: Session, case: Case) -> list[Milestone]:
@@ -363,78 +369,33 @@ def record(
     if not changes:
         return
     events = [
-        {
-            "case_id": case_id,
-            "at": now,
-            "actor": actor,
-            "kind": change.kind,
-            "subject": change.subject,
-            "before": change.before,
-            "after": change.after,
-            "source": source,
-            "source_ref": source_ref,
-            "comment": comment,
-        }
-        for change in changes
+        event_row(case_id, change, actor, now, source, source_ref, comment) for change in changes
     ]
-    _RECORD.many(conn, events)
+    RECORD.many(conn, events)
 
 
-def next_key(conn: Connection, prefix: str, year: int) -> str:
-    """The next case key for a prefix and year, e.g. IP-2026-0007."""
-    for _ in range(2):
-        found = _NEXT_NUMBER.first(conn, {"of": prefix, "in_year": year})
-        if found is not None:
-            return f"{prefix}-{year}-{found[0]:04d}"
-        try:
-            with conn.begin_nested():
-                conn.execute(_NEW_SEQUENCE, {"prefix": prefix, "year": year, "last": 0})
-        except IntegrityError:
-            pass  # another writer created the row first; its update path now applies
-    raise RuntimeError("key sequence row vanished")
-
-
-def pin_template(conn: Connection, template: Template, digest: str) -> None:
-    """Keep the exact template a case is opened with; refuse an edited file of the same version."""
-    at = {"kind": template.kind, "version": template.version}
-    found = _PINNED.first(conn, at)
-    stored = _pin(conn, template, digest) if found is None else found[0]
-    if stored != digest:
-        raise InvalidInput(
-            f"template {template.kind} version {template.version} was edited after cases were "
-            "opened with it; raise `version:` in the file so running cases keep theirs"
-        )
-
-
-def _pin(conn: Connection, template: Template, digest: str) -> str:
-    """Pin a template version not pinned yet; the checksum pinned, which is another writer's
-    when one pinned the same version first."""
-    at = {"kind": template.kind, "version": template.version}
-    try:
-        with conn.begin_nested():
-            conn.execute(_PIN, {**at, "checksum": digest, "body": template.model_dump(mode="json")})
-    except IntegrityError:  # pinned by a writer that committed meanwhile: theirs is the pin
-        found = _PINNED.first(conn, at)
-        if found is None:
-            raise
-        return str(found[0])
-    return digest
-
-
-_SEQUENCES = SQLModel.metadata.tables[str(KeySequence.__tablename__)]
-_NEXT_NUMBER = Prepared(
-    update(_SEQUENCES)
-    .where(_SEQUENCES.c.prefix == bindparam("of"), _SEQUENCES.c.year == bindparam("in_year"))
-    .values(last=_SEQUENCES.c.last + 1)
-    .returning(_SEQUENCES.c.last)
-)
-_NEW_SEQUENCE = insert(_SEQUENCES)
-_PINNED = Prepared(
-    select(_VERSIONS.c.checksum).where(
-        _VERSIONS.c.kind == bindparam("kind"), _VERSIONS.c.version == bindparam("version")
-    )
-)
-_PIN = insert(_VERSIONS)
+def event_row(
+    case_id: int,
+    change: Change,
+    actor: str,
+    now: datetime,
+    source: Source,
+    source_ref: str | None,
+    comment: str,
+) -> dict[str, Any]:
+    """A `case_events` row of a change (what `RECORD` inserts)."""
+    return {
+        "case_id": case_id,
+        "at": now,
+        "actor": actor,
+        "kind": change.kind,
+        "subject": change.subject,
+        "before": change.before,
+        "after": change.after,
+        "source": source,
+        "source_ref": source_ref,
+        "comment": comment,
+    }
 
 
 def pinned_template(session: Session, kind: str, version: int) -> Template:

@@ -5,16 +5,19 @@ What depends on the database runs on a SQLite file and on PostgreSQL (`consortiu
 formats and the command on SQLite only (`on_sqlite`)."""
 
 import csv
+import itertools
 import json
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import Connection, select, text
 from sqlmodel import SQLModel
@@ -22,14 +25,14 @@ from typer.testing import CliRunner
 
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.cli.bulk import import_cases
-from bridgebsr.demo import load_consortium
+from bridgebsr.demo import DATA, load_consortium
 from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.catalog import load_catalog
 from bridgebsr.office import bulk, cases, progress
 from bridgebsr.settings import Settings
 from bridgebsr.store import migrate
 from bridgebsr.store.db import write_session
-from models import Source
+from models import Source, Template
 from tests.conftest import at
 
 NOW = at("2026-04-15")  # a Wednesday, 10:00 UTC: the same day everywhere in the region
@@ -503,6 +506,175 @@ def test_a_gate_without_predecessors_opens_at_once_as_open_case_opens_it(
             assert ours == theirs, ref
             assert ours["gates"][0]["status"] == "open"
             assert ours["events"][1]["kind"] == "gate.open"
+
+
+# --- the property: `case open` and `case import` open the same case -----------------------------
+
+CONTACTS = [
+    row[0] for row in list(csv.reader((DATA / "contacts.csv").read_text("utf-8").splitlines()))[1:]
+]
+PARTNERS = [
+    row[0] for row in list(csv.reader((DATA / "partners.csv").read_text("utf-8").splitlines()))[1:]
+]
+TEMPLATES = load_catalog().templates
+_imports = itertools.count()
+
+
+def _links(template: Template) -> dict[str, list[str]]:
+    """Each item's predecessors."""
+    return {
+        spec.key: [d.key for d in spec.after] for spec in [*template.milestones, *template.gates]
+    }
+
+
+def _in_dependency_order(template: Template) -> list[str]:
+    """The template's items, each after every item it follows."""
+    after = {
+        spec.key: [d.key for d in spec.after] for spec in [*template.milestones, *template.gates]
+    }
+    placed: list[str] = []
+    while len(placed) < len(after):
+        placed += [k for k, preds in after.items() if k not in placed and set(preds) <= set(placed)]
+    return placed
+
+
+@st.composite
+def _histories(draw: st.DrawFn, template: Template, start: date) -> list[list[str]]:
+    """Progress rows the lifecycle rules allow: each milestone of the template, in dependency
+    order, left planned, started, done or waived on days between the start and today, never
+    before a strict milestone's predecessors finished."""
+    strict = {m.key: template.is_strict(m) for m in template.milestones}
+    after = {
+        spec.key: [d.key for d in spec.after] for spec in [*template.milestones, *template.gates]
+    }
+    finished: dict[str, date] = {}  # milestones done or waived, with their day
+    rows = []
+    today = NOW.date()
+    for key in _in_dependency_order(template):
+        if key not in strict or start > today:
+            continue  # a gate: an import never decides one
+        ready = not strict[key] or all(p in finished for p in after[key])
+        earliest = max([start, *(finished[p] for p in after[key] if p in finished)])
+        if strict[key] and not ready:
+            choices = ["planned", "waived"]
+        else:
+            choices = ["planned", "in_progress", "done", "waived"]
+        status = draw(st.sampled_from(choices))
+        if status == "planned" or earliest > today:
+            continue
+        span = (today - earliest).days
+        first = earliest + timedelta(days=draw(st.integers(0, span)))
+        last = first + timedelta(days=draw(st.integers(0, (today - first).days)))
+        started = first if status == "in_progress" or (ready and draw(st.booleans())) else None
+        if status == "in_progress":
+            rows.append([key, status, first.isoformat(), ""])
+            continue
+        day = last if started else first
+        finished[key] = day
+        rows.append([key, status, started.isoformat() if started else "", day.isoformat()])
+    return rows
+
+
+@st.composite
+def _cases(draw: st.DrawFn) -> tuple[list[str], list[list[str]]]:
+    """A case row (any kind, owner, lead partner or none, start in the year before today or
+    the month after) and a progress history for it."""
+    kind = draw(st.sampled_from([SME, IP, LSF]))
+    owner = draw(st.sampled_from(CONTACTS))
+    partner = draw(st.sampled_from(["", *PARTNERS]))
+    start = NOW.date() + timedelta(days=draw(st.integers(-400, 30)))
+    return [kind, owner, start.isoformat(), partner], draw(_histories(TEMPLATES[kind], start))
+
+
+def _comparable(state: dict[str, Any]) -> dict[str, Any]:
+    """A case's rows as both paths must leave them: the case written once (version 1),
+    events as a multiset less their source, the case forecast notes (the commands note each
+    step's move, the import the whole move on its last step) and the actor of a gate that
+    opened (the step that readied it, or the import's last)."""
+    state["case"]["version"] = 1
+    events = []
+    for e in state["events"]:
+        e = {k: v for k, v in e.items() if k != "source"}
+        if e["kind"] == "gate.open":
+            e.pop("actor")
+        events.append(e)
+    state["events"] = _without_forecast_notes(events)
+    return state
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(drawn=_cases())
+def test_case_open_and_case_import_open_the_same_case(
+    consortium: Runtime, tmp_path_factory: pytest.TempPathFactory, drawn: Any
+) -> None:
+    (kind, owner, start, partner), history = drawn
+    rt = consortium
+    ref = f"prop-{next(_imports)}"
+    folder = tmp_path_factory.mktemp("files")
+    steps = [
+        [ref, key, status, started, finished, ""] for key, status, started, finished in history
+    ]
+    report = _import(
+        rt,
+        _csv(folder / "cases.csv", [CASE_HEADER, [ref, kind, "Drawn", owner, start, partner]]),
+        _csv(folder / "progress.csv", [PROGRESS_HEADER, *steps]) if steps else None,
+    )
+    ((_, imported),) = report.created
+    with write_session(rt.engine) as session:
+        opened = cases.open_case(
+            session=session,
+            catalog=rt.catalog,
+            kind=kind,
+            title="Drawn",
+            owner_email=owner,
+            partner_code=partner or None,
+            start=date.fromisoformat(start),
+            now=NOW,
+        ).key
+    _apply(rt, opened, steps)
+    with rt.engine.connect() as conn:
+        ours, theirs = _state(conn, imported), _state(conn, opened)
+    assert _comparable(ours) == _comparable(theirs)
+
+
+def _apply(rt: Runtime, key: str, steps: Sequence[Sequence[str]]) -> None:
+    """Give the milestone commands these progress rows (dependency order), by day."""
+    commands = []
+    for i, (_ref, milestone, status, started, finished, _by) in enumerate(steps):
+        if started:
+            commands.append((date.fromisoformat(started), i, 0, milestone, "start"))
+        if status in {"done", "waived"}:
+            action = "complete" if status == "done" else "waive"
+            commands.append((date.fromisoformat(finished), i, 1, milestone, action))
+    for day, _i, _phase, milestone, action in sorted(commands):
+        with rt.engine.connect() as conn:
+            owner = conn.execute(
+                text(
+                    "SELECT c.email, k.owner_id FROM milestones m JOIN cases k ON k.id = m.case_id "
+                    "LEFT JOIN contacts c ON c.id = m.owner_id WHERE k.key = :key AND m.key = :m"
+                ),
+                {"key": key, "m": milestone},
+            ).one()
+            actor = (
+                owner[0]
+                or conn.execute(
+                    text("SELECT email FROM contacts WHERE id = :id"), {"id": owner[1]}
+                ).scalar_one()
+            )
+        with write_session(rt.engine) as session:
+            progress.progress_milestone(
+                session=session,
+                case_key=key,
+                milestone_key=milestone,
+                action=action,
+                actor=progress.Actor(actor, Source.IMPORT),
+                now=NOW,
+                on=day,
+            )
 
 
 # --- validation ---------------------------------------------------------------------------------

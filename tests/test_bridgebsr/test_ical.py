@@ -21,7 +21,8 @@ from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange import files, ical
 from bridgebsr.office import cases, progress
 from bridgebsr.rules import planning
-from bridgebsr.rules.rows import MilestoneRow, Person
+from bridgebsr.rules.people import Person
+from bridgebsr.rules.rows import MilestoneRow
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
 from bridgebsr.store import migrate

@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import SQLModel
 
 from bridgebsr.bootstrap import Runtime
@@ -128,3 +129,65 @@ def test_a_statement_that_needs_python_defaults_is_refused() -> None:
     statement = Prepared(insert(cases), ("key", "title"))
     with pytest.raises(ValueError, match="filled in at execution"):
         statement._compile(sqlite.dialect())
+
+
+# --- what `Prepared` reads of SQLAlchemy: a release that changes it fails here ----------------
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), psycopg.dialect()], ids=["sqlite", "pg"])
+def test_the_compiler_gives_what_prepared_reads(dialect: Any) -> None:
+    sequences = SQLModel.metadata.tables["key_sequences"]
+    statement = (
+        update(sequences)
+        .where(sequences.c.prefix == bindparam("of"))
+        .values(last=sequences.c.last + 1)
+        .returning(sequences.c.last)
+    )
+    compiled: Any = statement.compile(dialect=dialect, column_keys=[])
+    # The attributes `Prepared._compile` reads, with the shapes it reads them in.
+    assert isinstance(compiled.string, str)
+    assert isinstance(compiled.positional, bool)
+    assert list(compiled.insert_prefetch) == [] and list(compiled.update_prefetch) == []
+    assert not compiled.post_compile_params and not compiled.literal_execute_params
+    names = list(compiled.positiontup if compiled.positional else compiled.binds)
+    assert "of" in names and compiled.binds["of"].required
+    # The `+ 1` is a value the statement carries: not required, with its value.
+    carried = [compiled.binds[n].effective_value for n in names if not compiled.binds[n].required]
+    assert 1 in carried
+    for name in names:
+        processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        assert processor is None or callable(processor)
+    # A result column's conversion, as `_learn_results` asks for it.
+    (column,) = statement.exported_columns
+    processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+    assert processor is None or callable(processor)
+    # The pieces of the driver connection and errors it uses.
+    assert callable(dialect.is_disconnect)
+    assert callable(DBAPIError.instance)
+
+
+def test_the_literal_a_statement_carries_is_bound_by_prepared() -> None:
+    sequences = SQLModel.metadata.tables["key_sequences"]
+    statement = update(sequences).values(last=sequences.c.last + 1)
+    form = Prepared(statement, ())._compile(sqlite.dialect())
+    assert list(form.fixed.values()) == [1]
+
+
+def test_a_statement_with_an_expanding_parameter_is_refused() -> None:
+    contacts = SQLModel.metadata.tables["contacts"]
+    statement = select(contacts.c.id).where(contacts.c.role.in_(bindparam("roles", expanding=True)))
+    with pytest.raises(ValueError, match="filled in at execution"):
+        Prepared(statement)._compile(sqlite.dialect())
+
+
+def test_a_lost_connection_is_invalidated_as_core_invalidates_it(consortium: Runtime) -> None:
+    statement = Prepared(select(_CONTACTS.c.id).limit(1))
+    with consortium.engine.connect() as conn:
+        assert statement.all(conn, {})
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.close()
+        with pytest.raises(DBAPIError) as raised:
+            statement.all(conn, {})
+        assert raised.value.connection_invalidated
+        assert conn.invalidated
