@@ -4,11 +4,11 @@ Generates a realistic cases file (a fixed seed: 94 % shared-sme-service requests
 case owner of the consortium, 3 % IP integration and 3 % foundation pilots led by the pilot
 leads, lead partners mostly the owner's own and sometimes another cluster, start dates over
 the two years before the as-of day, some on weekends and holidays), then, on two case stores
-built the same way (migrated, the shipped consortium loaded, bridgebsr.db's settings: on
+built the same way (migrated, the shipped consortium loaded, bridgebsr.store.db's settings: on
 SQLite two files in WAL mode, synchronous=NORMAL; on PostgreSQL, when 127.0.0.1:5432 answers,
 two scratch databases `bench_bulk_<pid>_*`, dropped at the end):
 
-- ours: `bridgebsr.bulk.import_cases` end to end from the file (reading, validation,
+- ours: `bridgebsr.office.bulk.import_cases` end to end from the file (reading, validation,
   planning, writing, commit), the templates already loaded;
 - floor: the rows ours wrote (read back from the first store: cases, milestones, gates,
   audit events, the pinned template versions and key sequences) inserted into the second
@@ -159,7 +159,7 @@ def _weekday(day: date) -> date:
 
 
 def new_store(home: Path, url: str) -> Runtime:
-    """A migrated case store with the shipped consortium, on bridgebsr.db's settings."""
+    """A migrated case store with the shipped consortium, on bridgebsr.store.db's settings."""
     home.mkdir(parents=True, exist_ok=True)
     rt = build_runtime(Settings(home=home, database_url=url))
     migrate.upgrade(rt.engine)

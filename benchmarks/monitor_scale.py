@@ -267,7 +267,7 @@ class _Writer:
         self._conn = cast(Any, self._proxy.driver_connection)
         self._days: dict[date, str] = {}
         if self.dialect == "sqlite":
-            # isolation_level is None (bridgebsr.db emits BEGIN itself): one transaction here.
+            # isolation_level is None (bridgebsr.store.db emits BEGIN itself): one transaction here.
             self._conn.execute("PRAGMA synchronous=OFF")
             self._conn.execute("PRAGMA cache_size=-262144")
             self._conn.execute("BEGIN")
@@ -455,8 +455,8 @@ class _Cloner:
         self.numbers: dict[tuple[str, int], int] = {(p, y): n for p, y, n in rows}
 
     def _owner_for(self, role: str, case_owner: _Person, lead: int, kind: str) -> int | None:
-        """Who owns a role's milestones on a case: as bridgebsr.cases._owners_by_role picks
-        them, by the one rule (roles.case_role_holders)."""
+        """Who owns a role's milestones on a case: as `rules.opening` picks them, by the one
+        rule (`roles.case_role_holders`)."""
         if role == CASE_OWNER:
             return case_owner.id
         key = (role, lead, kind)

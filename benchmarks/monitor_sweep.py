@@ -6,7 +6,7 @@ The store comes from the generator of `benchmarks.monitor_scale` (about 11 miles
 case, a two-year backlog never monitored before), built in a child process and copied: one
 copy for ours, one for the floor. Every sweep runs as of `monitor_scale.NOW`.
 
-- ours: `bridgebsr.monitor.run_monitor` (no Prefect), in a child process of its own so that
+- ours: `bridgebsr.monitor.sweep.run_monitor` (no Prefect), in a child process of its own so that
   its peak RSS is the sweep's. It decides which reminders, overdue notices and escalation
   steps are due, writes them to the outbox once per recipient, and also stamps milestones
   late and gates expired with their audit events, times out gates and counts the portfolio.

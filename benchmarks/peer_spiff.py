@@ -1,7 +1,7 @@
 """Peer: SpiffWorkflow. The shared-sme-service lifecycle, case by case, in both engines.
 
 Each side takes N SME requests from intake to closed, one step per transaction, on a SQLite
-file with bridgebsr.db's settings (WAL, synchronous=NORMAL, a busy timeout, BEGIN IMMEDIATE
+file with bridgebsr.store.db's settings (WAL, synchronous=NORMAL, a busy timeout, BEGIN IMMEDIATE
 for every change):
 
 - ours: the real use cases on a migrated case store with the shipped consortium:
@@ -96,7 +96,7 @@ out = Console(width=max(Console().width, 112))
 
 
 def new_store(root: Path) -> Runtime:
-    """A migrated SQLite case store with the shipped consortium, on bridgebsr.db's settings."""
+    """A migrated SQLite case store with the shipped consortium, on bridgebsr.store.db's settings."""
     home = root / "ours"
     rt = build_runtime(Settings(home=home, database_url=f"sqlite:///{home / 'cases.db'}"))
     migrate.upgrade(rt.engine)

@@ -13,18 +13,19 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlmodel import Session, col
 
 from bridgebsr.errors import BridgeError
 from bridgebsr.monitor.report import MonitorReport, PassContext, Signal
 from bridgebsr.office.progress import time_out_gate
+from bridgebsr.rules.lifecycle import Change
 from bridgebsr.store import case_rows as store
+from bridgebsr.store.case_rows import RECORD, event_row
 from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
 from models import (
     OPEN_MILESTONE,
     Case,
-    CaseEvent,
     CaseStatus,
     Gate,
     GateStatus,
@@ -36,7 +37,6 @@ CHUNK = 500  # ids looked up at a time
 _EVENTS_CHUNK = 500  # audit events inserted at a time
 _DECIDED = {TimeoutOutcome.APPROVE: "approved", TimeoutOutcome.REJECT: "rejected"}
 _PASS_LOCK = 0x6272_6D6F  # PostgreSQL advisory lock class of the monitor's transactions
-_EVENTS = CaseEvent.__table__  # type: ignore[attr-defined]
 
 
 def session(bind: Engine | Connection) -> Session:
@@ -196,28 +196,26 @@ def insert_events(
     kind: str,
     events: Sequence[tuple[int, str, dict[str, Any]]],
 ) -> None:
-    """Audit events of one kind by the pass's actor, as (case id, subject, after): one Core
-    INSERT of many rows per few thousand."""
+    """Audit events of one kind by the pass's actor, as (case id, subject, after): the rows
+    every change records (`case_rows.event_row`), through the one audit insert (`RECORD`),
+    a few hundred per driver call."""
     actor = ctx.actor
     for chunk in chunks(events, _EVENTS_CHUNK):
-        conn.execute(
-            insert(_EVENTS),
-            [
-                {
-                    "case_id": case_id,
-                    "at": ctx.now,
-                    "actor": actor.email,
-                    "kind": kind,
-                    "subject": subject,
-                    "before": None,
-                    "after": after,
-                    "source": actor.source,
-                    "source_ref": actor.source_ref,
-                    "comment": "",
-                }
-                for case_id, subject, after in chunk
-            ],
-        )
+        rows = [
+            event_row(
+                case_id,
+                Change(kind, subject, {}, after),
+                actor.email,
+                ctx.now,
+                actor.source,
+                actor.source_ref,
+                "",
+            )
+            for case_id, subject, after in chunk
+        ]
+        for row in rows:
+            row["before"] = None  # a stamp sets what was not there: nothing before
+        RECORD.many(conn, rows)
 
 
 def _case_facts(s: Session, ids: set[int]) -> dict[int, tuple[str, str, str]]:

@@ -13,6 +13,7 @@ from bridgebsr.rules.rows import CaseRow
 from bridgebsr.rules.texts import email_key
 from bridgebsr.store import case_rows as store
 from bridgebsr.store import writer
+from bridgebsr.store.people import load_directory
 from models import CaseStatus, Source
 
 
@@ -36,7 +37,7 @@ def open_case(
         raise InvalidInput("a case needs a title: --title 'What this case is about'")
     conn = session.connection()
     roles = {m.owner for m in template.milestones}
-    directory = store.opening_directory(conn, owner_email, roles)
+    directory = load_directory(conn, only=(owner_email, roles))
     owner = directory.by_email.get(email_key(owner_email))
     if owner is None:
         raise NotFound(f"no contact {owner_email}; add it with `bridgebsr contacts import`")

@@ -1,7 +1,7 @@
 """A case, its milestones and its gates as plain rows: what the use cases change.
 
 The use cases read a case with Core statements into these rows, apply the lifecycle rules
-and the planner to them, and write back what moved (`bridgebsr.store.load_case`,
+and the planner to them, and write back what moved (`bridgebsr.store.case_rows.load_case`,
 `store.save_case`). Plain slotted objects cost a fraction of ORM instances to build, read and
 compare, which is most of a change's time on a store close to the database. Each class has
 exactly its table's columns (a test holds them to that), so a row read is a whole row.

@@ -1,7 +1,7 @@
 """Lookups and bookkeeping shared by the use cases: locking, versions, keys, audit events."""
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -16,7 +16,7 @@ from bridgebsr.errors import NotFound, StaleCase
 from bridgebsr.rules import rows
 from bridgebsr.rules.calendars import WorkCalendar, calendar_of
 from bridgebsr.rules.lifecycle import Change
-from bridgebsr.rules.people import Directory, Person, person
+from bridgebsr.rules.people import Person, person
 from bridgebsr.rules.planning import Plan
 from bridgebsr.rules.rows import (
     CASE_CHANGES,
@@ -29,6 +29,7 @@ from bridgebsr.rules.rows import (
 )
 from bridgebsr.rules.texts import email_key
 from bridgebsr.store.db import check_status
+from bridgebsr.store.people import CONTACT, ORGANISATION, PERSON_COLUMNS
 from bridgebsr.store.prepared import Prepared
 from models import (
     Case,
@@ -295,38 +296,17 @@ def contact_by_email(conn: Connection, email: str) -> Person:
     return _person(found)
 
 
-def opening_directory(conn: Connection, email: str, roles: Iterable[str]) -> Directory:
-    """The directory snapshot opening a case reads: every partner, and of the contacts the
-    one with this address (however typed), every holder of these roles and every pilot lead
-    (everyone `Directory.role_holders` may pick for it), in the order they were added."""
-    orgs = [Organisation(*r) for r in _ORGANISATIONS.all(conn, {})]
-    by_id = {o.id: o for o in orgs}
-    key, wanted, n = email_key(email), set(roles), len(_PERSON_COLUMNS)
-    people = [
-        person(r[:n], by_id[r[4]], r[n])
-        for r in _CONTACTS_READ.all(conn, {})
-        if r[1] == key or r[3] in wanted or r[n]
-    ]
-    return Directory.of(people, orgs)
-
-
 def _person(row: tuple[Any, ...]) -> Person:
     """A contact row joined with its partner (`_PERSON`) as a `Person`."""
-    n = len(_PERSON_COLUMNS)
+    n = len(PERSON_COLUMNS)
     return person(row[:n], Organisation(*row[n + 1 :]), row[n])
 
 
-# A contact's columns `rules.people.person` reads, then their `leads`.
-_PERSON_COLUMNS = ("id", "email", "name", "role", "partner_id", "country", "timezone")
-_CONTACT = [*(_CONTACTS.c[name] for name in _PERSON_COLUMNS), _CONTACTS.c.leads]
-_ORGANISATION = select(*[_PARTNERS.c[name] for name in Organisation._fields])
 _PERSON = Prepared(
-    select(*_CONTACT, *[_PARTNERS.c[name] for name in Organisation._fields])
+    select(*CONTACT, *ORGANISATION)
     .join(_PARTNERS, _PARTNERS.c.id == _CONTACTS.c.partner_id)
     .where(_CONTACTS.c.email == bindparam("email"))
 )
-_ORGANISATIONS = Prepared(_ORGANISATION.order_by(_PARTNERS.c.id))
-_CONTACTS_READ = Prepared(select(*_CONTACT).order_by(_CONTACTS.c.id))
 
 
 def milestones_of(session: Session, case: Case) -> list[Milestone]:

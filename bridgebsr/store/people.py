@@ -1,38 +1,36 @@
-"""The directory snapshot: every contact and partner, read in two statements."""
+"""The directory snapshot: every partner and contact (or the contacts one case can pick), read
+in two statements, as `rules.people.Directory`."""
+
+from collections.abc import Iterable
 
 from sqlalchemy import Connection, select
-from sqlmodel import col
 
 from bridgebsr.rules.people import Directory, person
 from bridgebsr.rules.rows import Organisation
+from bridgebsr.rules.texts import email_key
+from bridgebsr.store.prepared import Prepared
 from models import Contact, Partner
 
+_PARTNERS = Partner.__table__  # type: ignore[attr-defined]
+_CONTACTS = Contact.__table__  # type: ignore[attr-defined]
+# A contact's columns `rules.people.person` reads, then their `leads`.
+PERSON_COLUMNS = ("id", "email", "name", "role", "partner_id", "country", "timezone")
+CONTACT = [*(_CONTACTS.c[name] for name in PERSON_COLUMNS), _CONTACTS.c.leads]
+ORGANISATION = [_PARTNERS.c[name] for name in Organisation._fields]
+_ORGANISATIONS = Prepared(select(*ORGANISATION).order_by(_PARTNERS.c.id))
+_CONTACTS_READ = Prepared(select(*CONTACT).order_by(_CONTACTS.c.id))
 
-def load_directory(conn: Connection) -> Directory:
-    """Everyone and every organisation now, in the order they were added."""
-    orgs = {
-        r[0]: Organisation(*r)  # type: ignore[arg-type]
-        for r in conn.execute(
-            select(
-                col(Partner.id),
-                col(Partner.code),
-                col(Partner.country),
-                col(Partner.region),
-                col(Partner.timezone),
-            ).order_by(col(Partner.id))
-        )
-    }
-    rows = conn.execute(
-        select(
-            col(Contact.id),
-            col(Contact.email),
-            col(Contact.name),
-            col(Contact.role),
-            col(Contact.partner_id),
-            col(Contact.country),
-            col(Contact.timezone),
-            col(Contact.leads),
-        ).order_by(col(Contact.id))
-    ).all()
-    people = [person(tuple(r[:7]), orgs[r[4]], r[7]) for r in rows]  # type: ignore[arg-type]
-    return Directory.of(people, orgs.values())
+
+def load_directory(conn: Connection, *, only: tuple[str, Iterable[str]] | None = None) -> Directory:
+    """Every partner, and every contact in the order they were added; with `only` (an email
+    address, however typed, and roles), just the contacts opening one case may pick: that
+    person, every holder of those roles and every pilot lead (whom `Directory.role_holders`
+    may name)."""
+    orgs = [Organisation(*r) for r in _ORGANISATIONS.all(conn, {})]
+    by_id = {o.id: o for o in orgs}
+    n = len(PERSON_COLUMNS)
+    rows = _CONTACTS_READ.all(conn, {})
+    if only is not None:
+        key, wanted = email_key(only[0]), set(only[1])
+        rows = [r for r in rows if r[1] == key or r[3] in wanted or r[n]]
+    return Directory.of([person(r[:n], by_id[r[4]], r[n]) for r in rows], orgs)
