@@ -96,7 +96,7 @@ out = Console(width=max(Console().width, 112))
 
 
 def new_store(root: Path) -> Runtime:
-    """A migrated SQLite case store with the shipped consortium, on bridgebsr.store.db's settings."""
+    """A migrated SQLite case store with the shipped consortium, on the store settings."""
     home = root / "ours"
     rt = build_runtime(Settings(home=home, database_url=f"sqlite:///{home / 'cases.db'}"))
     migrate.upgrade(rt.engine)

@@ -26,7 +26,7 @@ The progress sheet, optional, one row per milestone that has moved:
     finished_on  needed for done and waived; empty for in_progress
     by           optional: who did it, an email (default: the milestone's owner)
 
-CSV: two files, UTF-8 with or without a BOM, comma or semicolon (as `bridgebsr.exchange.sheets` reads
+CSV: two files, UTF-8 with or without a BOM, comma or semicolon (as `exchange.sheets` reads
 them). XLSX: one workbook with sheets named `cases` and `progress`, or two files (a workbook
 of one sheet is read whatever that sheet is called). Dates: YYYY-MM-DD, DD.MM.YYYY, or date
 cells of an XLSX sheet.

@@ -230,7 +230,7 @@ class _Child:
 
 
 class _ProcessReader(_ArrowTables):
-    """Two `bridgebsr.reports.arrow_fetch` children on the SQLite file, their read transactions begun
+    """Two `reports.arrow_fetch` children on the SQLite file, their read transactions begun
     while writers wait behind a BEGIN IMMEDIATE, so both read one snapshot; each answers in the
     order asked, the second what is fetched beside the rest."""
 
