@@ -41,10 +41,19 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `prefect server start` for the whole session; this process and children talk to it."""
     home = tmp_path_factory.mktemp("prefect-home")
     server = LocalServer(home, port=free_port(), ui=False)
+    # No scheduled runs: the deployments' hourly monitor would otherwise run at the top of an
+    # hour on the worker, as of the real date, beside the runs a test starts.
+    scheduler = os.environ.get("PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED")
+    os.environ["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] = "false"
     try:
         server.start(wait=120)
     except RuntimeError as exc:
         pytest.fail(f"{exc}: {(home / 'server.log').read_text()[-2000:]}")
+    finally:
+        if scheduler is None:
+            os.environ.pop("PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED", None)
+        else:
+            os.environ["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] = scheduler
     api = server.api_url
     saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
     os.environ.update({"PREFECT_API_URL": api, "PREFECT_HOME": str(home)})
