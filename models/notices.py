@@ -9,6 +9,7 @@ object each); pydantic gives the payload's JSON form and reads it back, checked
 
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
@@ -37,16 +38,20 @@ class NoticePayload:
 
     def as_json(self) -> dict[str, Any]:
         """The payload as the outbox stores it (JSON types; no `run` when none)."""
-        data: dict[str, Any] = _PAYLOAD.dump_python(self, mode="json", exclude_none=True)
+        data: dict[str, Any] = _payload().dump_python(self, mode="json", exclude_none=True)
         return data
 
     @classmethod
     def read(cls, data: Any) -> "NoticePayload":
         """A stored payload, checked against the model."""
-        return _PAYLOAD.validate_python(data)
+        return _payload().validate_python(data)
 
 
-_PAYLOAD: TypeAdapter[NoticePayload] = TypeAdapter(NoticePayload)
+@cache
+def _payload() -> TypeAdapter[NoticePayload]:
+    """The payload's pydantic adapter, built on first use: commands that write no notice
+    (most of the CLI) do not pay for building it."""
+    return TypeAdapter(NoticePayload)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from models import (
     OutboxNotice,
     Source,
 )
-from notifications.outbox import enqueue
+from notifications.enqueue import enqueue
 
 MONITOR_ACTOR = "bridgebsr-monitor"
 PLAN_CHUNK = 250  # candidates planned and their notices enqueued at a time
