@@ -7,7 +7,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from bridgebsr.errors import InvalidInput
-from bridgebsr.exchange.sheets import Sheet, column_letter, read_sheet, refuse_nul
+from bridgebsr.exchange.sheets import Sheet, column_letter, read_sheet, sheet_of
 from bridgebsr.rules.calendars import out_of_range
 
 
@@ -99,18 +99,10 @@ def _xlsx_text(value: object) -> str:
 
 
 def _as_sheet(path: Path, label: str, table: list[list[str]]) -> Sheet:
-    """Numbered non-blank rows keyed by lower-cased header, as sheets.read_sheet makes them."""
+    """One sheet of a workbook as `sheets.read_sheet` makes a file's (`sheets.sheet_of`)."""
     if not table or not any(c.strip() for c in table[0]):
         raise InvalidInput(f"{label}: the sheet is empty; the first row must name the columns")
-    columns = [c.strip().lower() for c in table[0]]
-    rows = []
-    for number, cells in enumerate(table[1:], start=2):
-        if any(c.strip() for c in cells):
-            padded = [*cells, *[""] * (len(columns) - len(cells))]
-            rows.append((number, {col: padded[i].strip() for i, col in enumerate(columns) if col}))
-    sheet = Sheet(path, columns, rows)
-    refuse_nul(label, sheet)
-    return sheet
+    return sheet_of(path, label, table)
 
 
 # ---------------------------------------------------------------------------------------------

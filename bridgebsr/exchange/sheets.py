@@ -34,6 +34,13 @@ def read_sheet(path: Path) -> Sheet:
         raise InvalidInput(f"{path}: unsupported file type '{suffix}'; give a .csv or .xlsx file")
     if not table or not any(table[0]):
         raise InvalidInput(f"{path}: the file is empty; the first row must name the columns")
+    return sheet_of(path, path.name, table)
+
+
+def sheet_of(path: Path, label: str, table: list[list[str]]) -> Sheet:
+    """A table whose first row names the columns, as a `Sheet`: its non-blank rows numbered
+    from 2 and keyed by the lower-cased header; a NUL in any cell is refused, named by
+    `label`."""
     columns = [c.strip().lower() for c in table[0]]
     rows = []
     for number, cells in enumerate(table[1:], start=2):
@@ -41,7 +48,7 @@ def read_sheet(path: Path) -> Sheet:
             padded = [*cells, *[""] * (len(columns) - len(cells))]
             rows.append((number, {col: padded[i].strip() for i, col in enumerate(columns) if col}))
     sheet = Sheet(path, columns, rows)
-    refuse_nul(path.name, sheet)
+    refuse_nul(label, sheet)
     return sheet
 
 

@@ -44,11 +44,11 @@ other content is refused (as open_case refuses it). Progress: the case is a ref 
 sheet, the milestone a milestone of its template, at most one row per case and milestone;
 the status is known and has the dates it needs; no date is after the day of `now` at the
 lead partner (`--as-of`) or before the case's start; a milestone finishes on or after it
-starts; and the lifecycle rules hold as progress.py applies them: a strict milestone starts
-or completes only after every predecessor is done or waived (a gate never is: the import
-does not decide gates), and not before the day they finished. Waiving needs no finished
-predecessors. open_case asks nothing of the owner's role (pilot leads own pilots, case
-owners own SME requests), so neither does the import.
+starts; and the lifecycle rules hold (`rules.progress.step`, the milestone commands' own
+rule): a strict milestone starts or completes only after every predecessor is done or
+waived (a gate never is: the import does not decide gates), and not before the day they
+finished. Waiving needs no finished predecessors. open_case asks nothing of the owner's role
+(pilot leads own pilots, case owners own SME requests), so neither does the import.
 
 What is written
 ---------------
