@@ -16,6 +16,8 @@ from models.enums import (
 )
 from models.notices import ItemKind, NoticePayload, OutboxNotice
 from models.tables import (
+    Absence,
+    Baseline,
     Case,
     CaseEvent,
     Contact,
@@ -26,6 +28,8 @@ from models.tables import (
     Milestone,
     Notification,
     Partner,
+    PlanChange,
+    TeamMember,
     TemplateVersion,
     utcnow,
 )
@@ -44,6 +48,10 @@ from models.templates import (
 )
 
 __all__ = [
+    "Absence",
+    "Baseline",
+    "PlanChange",
+    "TeamMember",
     "CASE_OWNER",
     "CLOSED_CASE",
     "FINISHED_MILESTONE",

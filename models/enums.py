@@ -75,6 +75,7 @@ class Source(StrEnum):
     IMPORT = "import"
     DEMO = "demo"
     API = "api"
+    WEB = "web"
 
 
 class NotificationStatus(StrEnum):

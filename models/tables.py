@@ -91,6 +91,15 @@ class Contact(SQLModel, table=True):
             "stand in for a role no one at the case's lead partner holds."
         ),
     )
+    retired_at: datetime | None = Field(
+        default=None,
+        description="When this person left: their history stays, no notice reaches them.",
+    )
+    successor_id: int | None = Field(
+        default=None,
+        foreign_key="contacts.id",
+        description="Who took over their open items, team roles and pending votes.",
+    )
 
 
 class TemplateVersion(SQLModel, table=True):
@@ -135,6 +144,7 @@ class Case(SQLModel, table=True):
     start_date: date
     target_date: date
     forecast_date: date
+    baseline_target: date = Field(description="The target date the case was opened with.")
     opened_at: datetime
     closed_at: datetime | None = None
     updated_at: datetime
@@ -159,11 +169,15 @@ class Milestone(SQLModel, table=True):
     days: DayKind = Field(sa_type=_values(DayKind))
     strict: bool = True
     depends_on: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
-    planned_start: date
+    baseline_start: date = Field(description="The original plan: set at open, never moved.")
+    baseline_due: date
+    planned_start: date = Field(description="The agreed plan in force (moved by a reschedule).")
     planned_due: date = Field(index=True)
     forecast_start: date
     forecast_due: date = Field(index=True)
     critical: bool = False
+    adhoc: bool = Field(default=False, description="Added to this case only, not by its template.")
+    round: int = Field(default=1, description="Goes up each time rework reopens the item.")
     status: MilestoneStatus = Field(
         default=MilestoneStatus.PLANNED, index=True, sa_type=_values(MilestoneStatus)
     )
@@ -193,7 +207,9 @@ class Gate(SQLModel, table=True):
     on_timeout: TimeoutOutcome = Field(sa_type=_values(TimeoutOutcome))
     rework_stage: str | None = Field(default=None, max_length=60)
     depends_on: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
-    planned_start: date
+    baseline_start: date = Field(description="The original plan: set at open, never moved.")
+    baseline_due: date
+    planned_start: date = Field(description="The agreed plan in force (moved by a reschedule).")
     planned_due: date
     forecast_start: date
     forecast_due: date = Field(index=True)
@@ -222,6 +238,67 @@ class GateDecision(SQLModel, table=True):
     comment: str = Field(default="", sa_type=Text)
     at: datetime
     source: Source = Field(sa_type=_values(Source))
+
+
+class TeamMember(SQLModel, table=True):
+    """Who holds a role on one case: before the case's lead partner and the pilot's lead."""
+
+    __tablename__ = "case_team"
+    __table_args__ = (UniqueConstraint("case_id", "role"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    role: str = Field(max_length=60)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    since: datetime
+
+
+class Baseline(SQLModel, table=True):
+    """A rebaseline of a case: the forecast made the agreed plan, by whom, when and why. The
+    original plan is the items' `baseline_*` dates; rebaselines count from 1."""
+
+    __tablename__ = "baselines"
+    __table_args__ = (UniqueConstraint("case_id", "number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    number: int
+    at: datetime
+    actor: str = Field(max_length=254)
+    reason: str = Field(default="", sa_type=Text)
+    source: Source = Field(sa_type=_values(Source))
+    target_date: date
+
+
+class PlanChange(SQLModel, table=True):
+    """One item's agreed dates changing (a reschedule, a rebaseline, an item added), so a
+    figure can ask which plan was in force on a day."""
+
+    __tablename__ = "plan_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    item_kind: str = Field(max_length=10)
+    item_key: str = Field(max_length=60)
+    at: datetime
+    start: date
+    due: date
+    why: str = Field(max_length=20)
+    baseline: int | None = Field(default=None, description="The rebaseline's number, if one.")
+
+
+class Absence(SQLModel, table=True):
+    """A person away from one day to another (inclusive): their deputy gets their notices and
+    may act for them meanwhile."""
+
+    __tablename__ = "absences"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    starts: date
+    ends: date
+    deputy_id: int = Field(foreign_key="contacts.id")
+    created_at: datetime
 
 
 class CaseEvent(SQLModel, table=True):

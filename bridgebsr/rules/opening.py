@@ -120,16 +120,16 @@ def dated(
     predecessors open)."""
     case = CaseRow(
         0, "", template.kind, template.version, "", 0, 0, "", CaseStatus.ACTIVE, None,
-        start, start, start, datetime.min, None, datetime.min, 1,
+        start, start, start, start, datetime.min, None, datetime.min, 1,
     )  # fmt: skip
     plan = planning.Plan(case, milestones, gates, cals)
     planned = planning.baseline(plan)
     for node in plan.nodes():
         slot = planned[node.key]
-        node.planned_start = node.forecast_start = slot.start
-        node.planned_due = node.forecast_due = slot.due
+        node.baseline_start = node.planned_start = node.forecast_start = slot.start
+        node.baseline_due = node.planned_due = node.forecast_due = slot.due
     target = max(slot.due for slot in planned.values())
-    case.target_date = case.forecast_date = target
+    case.target_date = case.forecast_date = case.baseline_target = target
     changes = planning.reforecast(plan, template, today)
     return Dated(
         tuple(milestones),
@@ -218,6 +218,7 @@ class Planner:
             start_date=opening.start,
             target_date=target,
             forecast_date=found.forecast,
+            baseline_target=target,
             opened_at=self.now,
             closed_at=None,
             updated_at=self.now,
@@ -282,6 +283,8 @@ def _milestone(seq: int, spec: MilestoneSpec, template: Template) -> MilestoneRo
         days=template.day_kind(spec),
         strict=template.is_strict(spec),
         depends_on=links(spec, template),
+        baseline_start=_PLACEHOLDER,
+        baseline_due=_PLACEHOLDER,
         planned_start=_PLACEHOLDER,
         planned_due=_PLACEHOLDER,
         forecast_start=_PLACEHOLDER,
@@ -304,6 +307,8 @@ def _gate(seq: int, spec: GateSpec, template: Template) -> GateRow:
         on_timeout=spec.on_timeout,
         rework_stage=spec.on_reject.rework,
         depends_on=links(spec, template),
+        baseline_start=_PLACEHOLDER,
+        baseline_due=_PLACEHOLDER,
         planned_start=_PLACEHOLDER,
         planned_due=_PLACEHOLDER,
         forecast_start=_PLACEHOLDER,

@@ -34,6 +34,7 @@ class CaseRow:
     start_date: date
     target_date: date
     forecast_date: date
+    baseline_target: date
     opened_at: datetime
     closed_at: datetime | None
     updated_at: datetime
@@ -56,11 +57,15 @@ class MilestoneRow:
     days: DayKind
     strict: bool
     depends_on: list[dict[str, Any]]
+    baseline_start: date
+    baseline_due: date
     planned_start: date
     planned_due: date
     forecast_start: date
     forecast_due: date
     critical: bool = False
+    adhoc: bool = False
+    round: int = 1
     status: MilestoneStatus = MilestoneStatus.PLANNED
     started_on: date | None = None
     finished_on: date | None = None
@@ -84,6 +89,8 @@ class GateRow:
     on_timeout: TimeoutOutcome
     rework_stage: str | None
     depends_on: list[dict[str, Any]]
+    baseline_start: date
+    baseline_due: date
     planned_start: date
     planned_due: date
     forecast_start: date
@@ -112,9 +119,22 @@ class Organisation(NamedTuple):
 
 # What a change may move on each row, status first (`store.save_case` checks it against the
 # lifecycle rules); the rest is fixed when the case is opened.
-CASE_CHANGES = ("status", "current_stage", "forecast_date", "closed_at")
+CASE_CHANGES = (
+    "status",
+    "current_stage",
+    "forecast_date",
+    "closed_at",
+    "title",
+    "target_date",
+    "lead_partner_id",
+    "owner_id",
+)
 MILESTONE_CHANGES = (
     "status",
+    "owner_id",
+    "planned_start",
+    "planned_due",
+    "round",
     "started_on",
     "finished_on",
     "overdue_on",
@@ -124,6 +144,8 @@ MILESTONE_CHANGES = (
 )
 GATE_CHANGES = (
     "status",
+    "planned_start",
+    "planned_due",
     "round",
     "opened_on",
     "deadline",

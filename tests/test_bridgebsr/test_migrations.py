@@ -27,8 +27,12 @@ CASE_TABLES = {
     "case_events",
     "notifications",
     "deliveries",
+    "case_team",
+    "baselines",
+    "plan_changes",
+    "absences",
 }
-HEAD = "0006"
+HEAD = "0007"
 
 
 @pytest.fixture
@@ -115,9 +119,10 @@ def test_downgrade_to_base_then_upgrade_round_trips(empty: Engine) -> None:
         conn.execute(
             text(
                 "INSERT INTO cases (key, kind, template_version, title, lead_partner_id, "
-                "owner_id, country, status, start_date, target_date, forecast_date, opened_at, "
-                "updated_at, version) SELECT 'IP-2026-0001', 'ip-integration', 1, 'T', "
-                "partner_id, id, 'DK', 'active', :day, :day, :day, :now, :now, 1 FROM contacts"
+                "owner_id, country, status, start_date, target_date, forecast_date, "
+                "baseline_target, opened_at, updated_at, version) SELECT 'IP-2026-0001', "
+                "'ip-integration', 1, 'T', partner_id, id, 'DK', 'active', :day, :day, :day, "
+                ":day, :now, :now, 1 FROM contacts"
             ),
             {"day": now.date(), "now": now},
         )

@@ -37,9 +37,11 @@ def _open(rt: Runtime) -> str:
 
 
 def _raw(engine: Engine, table: str, row_id: int) -> tuple[Any, ...]:
-    """A row as the database holds it, without any conversion."""
+    """A row as the database holds it, without any conversion, in the model's column order
+    (a migrated store adds new columns at the end)."""
+    names = ", ".join(f'"{c.name}"' for c in SQLModel.metadata.tables[table].columns)
     with engine.connect() as conn:
-        found = conn.exec_driver_sql(f"SELECT * FROM {table} WHERE id = {row_id}").one()
+        found = conn.exec_driver_sql(f"SELECT {names} FROM {table} WHERE id = {row_id}").one()
     return tuple(found)
 
 
