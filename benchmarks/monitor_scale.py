@@ -198,7 +198,7 @@ class _Item:
     owner_role: str | None
     start: date
     due: date
-    dates: tuple[Any, Any, Any, Any]  # planned_start, planned_due, forecast_*, as written
+    dates: tuple[Any, ...]  # baseline_*, planned_*, forecast_* (start, due each), as written
     critical: bool
     on_timeout: str | None
     waivable: bool
@@ -224,7 +224,7 @@ class _Seed:
 
 _CASE_COLS = (
     "id key kind template_version title lead_partner_id owner_id country status current_stage "
-    "start_date target_date forecast_date opened_at closed_at updated_at version"
+    "start_date target_date forecast_date baseline_target opened_at closed_at updated_at version"
 ).split()
 _MILESTONE_STATIC = "key seq title stage owner_role duration days strict depends_on".split()
 _MILESTONE_COLS = [
@@ -232,8 +232,8 @@ _MILESTONE_COLS = [
     "case_id",
     *_MILESTONE_STATIC,
     "owner_id",
-    *"planned_start planned_due forecast_start forecast_due critical".split(),
-    *"status started_on finished_on overdue_on".split(),
+    *"baseline_start baseline_due planned_start planned_due forecast_start forecast_due".split(),
+    *"critical adhoc round status started_on finished_on overdue_on".split(),
 ]
 _GATE_STATIC = (
     "key seq title stage approver_role required deadline_days days on_timeout rework_stage "
@@ -243,7 +243,8 @@ _GATE_COLS = [
     "id",
     "case_id",
     *_GATE_STATIC,
-    *"planned_start planned_due forecast_start forecast_due critical".split(),
+    *"baseline_start baseline_due planned_start planned_due forecast_start forecast_due".split(),
+    "critical",
     *"status round opened_on deadline decided_on expired_on".split(),
 ]
 _EVENT_COLS = "id case_id at actor kind subject before after source source_ref comment".split()
@@ -409,7 +410,7 @@ def _item(
         owner_role=role,
         start=ps,
         due=pd,
-        dates=(writer.day(ps), writer.day(pd), writer.day(fs), writer.day(fd)),
+        dates=(writer.day(ps), writer.day(pd)) * 2 + (writer.day(fs), writer.day(fd)),
         critical=bool(row["critical"]),
         on_timeout=_plain(timeout) if timeout is not None else None,
         waivable=row["key"] == "nda",
@@ -522,6 +523,8 @@ class _Cloner:
                         self._owner_for(m.owner_role, owner, lead_partner, kind),
                         *m.dates,
                         m.critical,
+                        False,
+                        1,
                         status.value,
                         started,
                         finished,
@@ -599,6 +602,7 @@ class _Cloner:
                     w.day(start),
                     w.day(target),
                     w.day(shifted.forecast),
+                    w.day(target),
                     w.stamp(opened_at),
                     w.stamp(closed_at),
                     w.stamp(updated_at),
