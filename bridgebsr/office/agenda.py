@@ -1,10 +1,10 @@
 """The agenda: what is due within a few days or late across active cases, and whose it is.
 
 Read-only and set-based: one query for the open milestones, one for the open gates, one for
-the votes cast in their current rounds, and the directory snapshot (two statements) from
-which each gate's deciders are its approver role's holders for its case
-(`Directory.role_holders`, the rule every path that picks role holders calls), less those who
-have voted. However many cases, five statements.
+the votes cast in their current rounds, and the directory snapshot (two statements). A gate's
+deciders are those who may still vote on it: every holder of its approver role who has not
+voted this round, as `office.progress.decide_gate` accepts votes and as the monitor tells a
+gate's approvers. However many cases, five statements.
 """
 
 from dataclasses import dataclass
@@ -153,8 +153,6 @@ def _gates(
             col(Gate.approver_role),
             col(Gate.required),
             col(Case.key),
-            col(Case.kind),
-            col(Case.lead_partner_id),
             col(Gate.key),
             col(Gate.title),
             GATE_DUE,
@@ -176,11 +174,11 @@ def _gates(
         for gate_id, rnd, approver, decision in decided:
             votes.setdefault((gate_id, rnd), []).append((approver, decision == "approve"))
     entries = []
-    for gid, rnd, role, required, case, kind, lead, key, title, due in found:
+    for gid, rnd, role, required, case, key, title, due in found:
         cast = votes.get((gid, rnd), [])
         voted = {approver for approver, _ in cast}
         approvals = sum(1 for _, yes in cast if yes)
-        holders = [p for p in directory.role_holders(role, lead, kind) if p.id not in voted]
+        holders = [p for p in directory.by_role.get(role, []) if p.id not in voted]
         if who is not None and all(p.id != who.id for p in holders):
             continue
         emails = tuple(p.email for p in holders)
