@@ -11,6 +11,7 @@ from bridgebsr.cli.bulk import import_cases
 from bridgebsr.cli.cases import LIST_COLUMNS, case_app, gate_app, milestone_app
 from bridgebsr.cli.directory import contacts_app, partners_app, templates_app
 from bridgebsr.cli.exchange import ical
+from bridgebsr.cli.items import add_milestone, agenda, remove_milestone
 from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
 from bridgebsr.cli.orchestration import up
@@ -31,6 +32,8 @@ app.add_typer(partners_app, name="partners")
 app.add_typer(contacts_app, name="contacts")
 case_app.command("import")(import_cases)
 app.add_typer(case_app, name="case")
+milestone_app.command("add")(add_milestone)
+milestone_app.command("remove")(remove_milestone)
 app.add_typer(milestone_app, name="milestone")
 app.add_typer(gate_app, name="gate")
 app.add_typer(db_app, name="db")
@@ -39,6 +42,7 @@ app.command()(monitor)
 app.command()(up)
 app.command()(ical)
 app.command()(report)
+app.command()(agenda)
 
 
 @app.command()

@@ -79,10 +79,20 @@ def list_(
     overdue: Annotated[
         bool, typer.Option("--overdue", help="Only cases with late milestones.")
     ] = False,
+    owner: Annotated[
+        str | None,
+        typer.Option("--owner", help="Only cases this person owns or owns an open item of."),
+    ] = None,
+    due_within: Annotated[
+        int | None,
+        typer.Option("--due-within", help="Only cases with an open item due within N days."),
+    ] = None,
     as_of: AsOf = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List cases."""
+    """List cases; `ready` flags those whose items are all finished (ready to close)."""
+    if due_within is not None:
+        due_within = bounded(due_within, "--due-within", 0, 3660)
     rt = runtime()
     with read_session(rt.engine) as session:
         rows = queries.list_cases(
@@ -92,11 +102,14 @@ def list_(
             status=status,
             partner=partner,
             overdue=overdue,
+            owner=owner,
+            due_within=due_within,
         )
     if as_json:
         emit_json(rows)
     else:
-        emit_table(f"{len(rows)} case(s)", rows, LIST_COLUMNS)
+        shown = [{**r, "ready": "READY" if r["ready_to_close"] else ""} for r in rows]
+        emit_table(f"{len(rows)} case(s)", shown, (*LIST_COLUMNS[:-1], "ready", "title"))
 
 
 @case_app.command("show")

@@ -2,14 +2,15 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists
+from sqlalchemy import and_, exists, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
 from bridgebsr.errors import NotFound
+from bridgebsr.rules import lifecycle
 from bridgebsr.rules.texts import email_key
 from bridgebsr.store import case_rows as store
 from models import (
@@ -31,13 +32,22 @@ from models import (
 
 
 def _overdue_clause(today: date) -> Any:
+    return _open_milestone(col(Milestone.planned_due) < today)
+
+
+def _open_milestone(*where: Any) -> Any:
+    """Whether the case has an open milestone that matches `where`."""
     return exists().where(
-        and_(
-            col(Milestone.case_id) == Case.id,
-            col(Milestone.planned_due) < today,
-            col(Milestone.status).not_in(list(FINISHED_MILESTONE)),
-        )
+        col(Milestone.case_id) == Case.id,
+        col(Milestone.status).not_in(list(FINISHED_MILESTONE)),
+        *where,
     )
+
+
+def _waiting_gate(*where: Any) -> Any:
+    """Whether the case has a gate pending or open that matches `where`."""
+    waiting = [GateStatus.PENDING, GateStatus.OPEN]
+    return exists().where(col(Gate.case_id) == Case.id, col(Gate.status).in_(waiting), *where)
 
 
 def list_cases(
@@ -48,10 +58,19 @@ def list_cases(
     status: CaseStatus | None = None,
     partner: str | None = None,
     overdue: bool = False,
+    owner: str | None = None,
+    due_within: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Cases with their stage, owner, partner and dates, filtered as asked."""
+    """Cases with their stage, owner, partner and dates, filtered as asked (`owner`: cases
+    the person owns or owns an open milestone of; `due_within`: cases with an open item due
+    within that many days, or late), each flagged `ready_to_close` when every milestone is
+    done or waived and no gate is pending or open."""
+    closable = lifecycle.CASE_ACTIONS["close"][0]
+    ready = and_(col(Case.status).in_(list(closable)), ~_open_milestone(), ~_waiting_gate()).label(
+        "ready"
+    )
     query = (
-        select(Case, Contact.email, Partner.code)
+        select(Case, Contact.email, Partner.code, ready)
         .join(Contact, col(Contact.id) == Case.owner_id)
         .join(Partner, col(Partner.id) == Case.lead_partner_id)
         .order_by(col(Case.key))
@@ -62,10 +81,29 @@ def list_cases(
         query = query.where(Case.status == status)
     if partner:
         query = query.where(Partner.code == partner.strip().upper())
-    if overdue:
+    if overdue or due_within is not None:
         query = query.where(col(Case.status).in_([CaseStatus.ACTIVE, CaseStatus.ON_HOLD]))
+    if overdue:
         query = query.where(_overdue_clause(today))
-    return [_case_row(case, owner, code) for case, owner, code in session.exec(query)]
+    if due_within is not None:
+        horizon = today + timedelta(days=due_within)
+        query = query.where(
+            or_(
+                _open_milestone(col(Milestone.planned_due) <= horizon),
+                _waiting_gate(col(Gate.status) == GateStatus.OPEN, col(Gate.deadline) <= horizon),
+            )
+        )
+    if owner:
+        who = session.exec(select(Contact.id).where(Contact.email == email_key(owner))).first()
+        if who is None:
+            raise NotFound(f"--owner: no contact {owner}; see `bridgebsr contacts list`")
+        query = query.where(
+            or_(col(Case.owner_id) == who, _open_milestone(col(Milestone.owner_id) == who))
+        )
+    return [
+        {**_case_row(case, email, code), "ready_to_close": bool(flag)}
+        for case, email, code, flag in session.exec(query)
+    ]
 
 
 def _case_row(case: Case, owner: str, partner: str) -> dict[str, Any]:

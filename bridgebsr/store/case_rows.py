@@ -2,13 +2,13 @@
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Integer, and_, any_, bindparam, insert, update
+from sqlalchemy import Connection, Integer, and_, any_, bindparam, delete, insert, or_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, SQLModel, col, select
 
@@ -38,7 +38,10 @@ from models import (
     Contact,
     Gate,
     Milestone,
+    Notification,
+    NotificationStatus,
     Partner,
+    PlanChange,
     Source,
     Template,
     TemplateVersion,
@@ -165,14 +168,16 @@ RECORD = Prepared(insert(SQLModel.metadata.tables[str(CaseEvent.__tablename__)])
 @dataclass(frozen=True)
 class Loaded:
     """A case read for a change: its plan, pinned template, lead partner's time zone, the
-    values each row had when read (what `save_case` compares against), and the connection of
-    the transaction it was read in."""
+    values each row had when read (what `save_case` compares against), the ids of the
+    milestones it had (a milestone no longer in the plan is deleted on save), and the
+    connection of the transaction it was read in."""
 
     conn: Connection
     plan: Plan
     template: Template
     timezone: str
     read: dict[int, tuple[Any, ...]]
+    milestone_ids: set[int] = field(default_factory=set)
 
     @property
     def case(self) -> CaseRow:
@@ -212,7 +217,9 @@ def load_case(session: Session, key: str, *, for_update: bool = True) -> Loaded:
     read.update((id(x), rows.values(x, MILESTONE_CHANGES)) for x in milestones)
     read.update((id(g), rows.values(g, GATE_CHANGES)) for g in gates)
     template = _parsed(session, case.kind, case.template_version, digest)
-    return Loaded(conn, Plan(case, milestones, gates, calendars), template, timezone, read)
+    ids = {m.id for m in milestones if m.id is not None}
+    plan = Plan(case, milestones, gates, calendars)
+    return Loaded(conn, plan, template, timezone, read, ids)
 
 
 def lock_active_cases(conn: Connection, case_id: Any, where: Sequence[Any]) -> Any:
@@ -244,7 +251,9 @@ def save_case(
     """Write what moved since `load_case`: the case under its next version (refused when
     someone else changed it first), then each changed milestone and gate. Every status
     change is checked against the lifecycle rules first, so nothing is written around them.
-    Unclaimed (`claim=False`), the case keeps its version: for forecasts that move alone."""
+    Unclaimed (`claim=False`), the case keeps its version: for forecasts that move alone.
+    A milestone row without an id (an item added to this case) is inserted, and one read but
+    no longer in the plan (an item removed) is deleted."""
     case, plan = loaded.case, loaded.plan
     check_version(case, expected_version)
     read = loaded.read
@@ -253,7 +262,11 @@ def save_case(
         (
             table,
             names,
-            [(row, v) for row in group if (v := rows.values(row, names)) != read[id(row)]],
+            [
+                (row, v)
+                for row in group
+                if row.id is not None and (v := rows.values(row, names)) != read[id(row)]
+            ],
         )
         for table, names, group in (
             ("milestones", MILESTONE_CHANGES, plan.milestones),
@@ -286,6 +299,69 @@ def save_case(
             read[id(row)] = values
         for columns, params in by_columns.items():
             _update(table, columns).many(conn, params)
+    _insert_and_delete(loaded)
+
+
+_INSERT_MILESTONE = Prepared(
+    insert(_MILESTONES).returning(_MILESTONES.c.id), _MILESTONE_COLUMNS[1:]
+)
+_DELETE_MILESTONE = Prepared(delete(_MILESTONES).where(_MILESTONES.c.id == bindparam("row_id")))
+
+
+def _insert_and_delete(loaded: Loaded) -> None:
+    """Insert the plan's new milestone rows (each gets its id) and delete the milestones read
+    that are no longer in the plan."""
+    conn, case = loaded.conn, loaded.case
+    kept = set()
+    for row in loaded.plan.milestones:
+        if row.id is None:
+            row.case_id = case.id
+            written = _MILESTONE_COLUMNS[1:]
+            params = dict(zip(written, rows.values(row, written), strict=True))
+            found = _INSERT_MILESTONE.first(conn, params)
+            assert found is not None
+            row.id = found[0]
+            loaded.read[id(row)] = rows.values(row, MILESTONE_CHANGES)
+            loaded.milestone_ids.add(row.id)
+        kept.add(row.id)
+    gone = loaded.milestone_ids - kept
+    if gone:
+        _DELETE_MILESTONE.many(conn, [{"row_id": row_id} for row_id in sorted(gone)])
+        loaded.milestone_ids.difference_update(gone)
+
+
+_PLAN_CHANGE = Prepared(
+    insert(SQLModel.metadata.tables[str(PlanChange.__tablename__)]),
+    ("case_id", "item_kind", "item_key", "at", "start", "due", "why", "baseline"),
+)
+
+
+def record_plan_changes(conn: Connection, changes: Sequence[dict[str, Any]]) -> None:
+    """Append `plan_changes` rows (case_id, item_kind, item_key, at, start, due, why,
+    baseline): an item's agreed dates as they came into force."""
+    _PLAN_CHANGE.many(conn, changes)
+
+
+_OUTBOX = SQLModel.metadata.tables[str(Notification.__tablename__)]
+_SUPPRESS = Prepared(
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.case_id == bindparam("case_id"),
+        _OUTBOX.c.subject == bindparam("item"),
+        # Not delivered yet (an IN list would be expanded at each execution).
+        or_(
+            _OUTBOX.c.status == NotificationStatus.PENDING,
+            _OUTBOX.c.status == NotificationStatus.HELD,
+        ),
+    )
+    .values(status=NotificationStatus.SUPPRESSED, last_error=bindparam("why"), next_attempt_at=None)
+)
+
+
+def suppress_notices(conn: Connection, case_id: int, item: str, why: str) -> int:
+    """Suppress the notices about one item of a case not delivered yet (pending or held), with
+    why; how many."""
+    return _SUPPRESS.run(conn, {"case_id": case_id, "item": item, "why": why})
 
 
 def contact_by_email(conn: Connection, email: str) -> Person:

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.errors import BridgeError
 from bridgebsr.monitor.sweep import run_monitor
-from bridgebsr.office import cases, progress
+from bridgebsr.office import cases, items, progress
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.db import read_session, write_session
@@ -47,9 +47,9 @@ class Store:
 
 @dataclass(frozen=True)
 class Job:
-    """One change: `what` is gate, milestone, case, open, monitor or idle; `args` its words
-    (gate: key, gate, approve|reject, email; milestone: key, milestone, action, email;
-    case: key, action, email; open: kind, owner email)."""
+    """One change: `what` is gate, milestone, case, open, add, monitor or idle; `args` its
+    words (gate: key, gate, approve|reject, email; milestone: key, milestone, action, email;
+    case: key, action, email; open: kind, owner email; add: key, new item, after, email)."""
 
     store: Store
     what: str
@@ -168,7 +168,7 @@ def _warm(rt: Runtime, job: Job) -> None:
         conn.execute(text("SELECT 1"))
     if job.what == "open":
         rt.catalog.get(job.args[0])
-    elif job.what in {"gate", "milestone", "case"}:
+    elif job.what in {"gate", "milestone", "case", "add"}:
         with read_session(rt.engine) as session:
             store.load_case(session, job.args[0], for_update=False)
 
@@ -211,6 +211,19 @@ def _change(rt: Runtime, session: Any, job: Job) -> str:
             session=session, key=a[0], action=a[1], reason="race", actor=a[2], now=job.now
         )
         return case.status.value
+    if job.what == "add":
+        added = items.add_milestone(
+            session=session,
+            case_key=a[0],
+            key=a[1],
+            title="raced",
+            owner=a[3],
+            duration=5,
+            after=a[2],
+            actor=progress.Actor(a[3]),
+            now=job.now,
+        )
+        return str(added.milestone.seq)
     assert job.what == "open", job.what
     opened = cases.open_case(
         session=session, catalog=rt.catalog, kind=a[0], title="race", owner_email=a[1], now=job.now

@@ -391,6 +391,25 @@ def test_one_of_several_changes_to_one_milestone_at_once_wins(race: Race, pool: 
     assert _case(race, key).version == before.version + 1
 
 
+def test_items_added_to_one_case_at_once_get_one_key_each_and_seqs_of_their_own(
+    race: Race, pool: Pool
+) -> None:
+    key = _ip_case(race)
+    before, trail = _case(race, key), _events(race, key)
+    same = [(key, "raced-item", "kickoff", LEAD)] * (WORKERS // 2)
+    others = [(key, f"raced-{i}", "kickoff+1", LEAD) for i in range(WORKERS - len(same))]
+    ended = pool.race(race.jobs("add", [*same, *others], "2026-03-03"))
+
+    won = _clean(ended, {"IllegalTransition"})
+    assert {e.job.args[1] for e in won} == {"raced-item", *(a[1] for a in others)}
+    assert len(won) == 1 + len(others)  # one of the same key, every other key
+    added = [e for e in _since(race, key, trail) if e.kind == "milestone.add"]
+    assert sorted(e.subject or "" for e in added) == sorted(e.job.args[1] for e in won)
+    seqs = [int(e.detail) for e in won]
+    assert len(set(seqs)) == len(seqs)
+    assert _case(race, key).version == before.version + len(won)
+
+
 def test_case_changes_at_once_follow_one_serial_order(race: Race, pool: Pool) -> None:
     key = _ip_case(race)
     before, trail = _case(race, key), _events(race, key)

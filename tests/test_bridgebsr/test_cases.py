@@ -833,6 +833,7 @@ def test_list_cases_rows(portfolio: Runtime) -> None:
             "forecast": "2026-03-17",
             "slip_days": 0,
             "version": 2,
+            "ready_to_close": False,
         }
     ]
 
