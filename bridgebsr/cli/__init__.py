@@ -14,6 +14,7 @@ from bridgebsr.cli.exchange import ical
 from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
 from bridgebsr.cli.orchestration import up
+from bridgebsr.cli.plan import edit, rebaseline, reschedule
 from bridgebsr.cli.report import report
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
 from bridgebsr.settings import Settings
@@ -30,6 +31,9 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(partners_app, name="partners")
 app.add_typer(contacts_app, name="contacts")
 case_app.command("import")(import_cases)
+case_app.command("rebaseline")(rebaseline)
+case_app.command("edit")(edit)
+milestone_app.command("reschedule")(reschedule)
 app.add_typer(case_app, name="case")
 app.add_typer(milestone_app, name="milestone")
 app.add_typer(gate_app, name="gate")
