@@ -281,3 +281,16 @@ def edit_case(
             f"nothing to change on case {case.key}: give a new --title, --target or --partner"
         )
     return Change("case.edit", None, before, after)
+
+
+def due_in_force(original: date, changes: Sequence[tuple[date, date]]) -> date:
+    """The agreed due date an item is measured against (its SLA): the one in force on the
+    day it fell due. `changes` are its agreed dates' moves, oldest first, as (day made, new
+    due). A move made on or before the day the item was due replaces that date; one made
+    after it was already late does not excuse the lateness. With no moves, the original."""
+    due = original
+    for made, new in changes:
+        if made > due:  # the item fell due under `due` before this move
+            return due
+        due = new
+    return due
