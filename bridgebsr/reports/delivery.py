@@ -167,7 +167,9 @@ def build_milestone_kpis(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.Dat
     """Delivery of milestones per group (cancelled cases left out).
 
     Columns: the `by` dimensions, then `milestones`, `open`, `done`, `waived`,
-    `done_on_time`, `done_late`, `on_time_pct` (done on time / done x 100, waived left out),
+    `done_on_time`, `done_late` (against the agreed due date in force when each fell due),
+    `done_on_time_baseline` (against the original due date), `on_time_pct` (done on time /
+    done x 100, waived left out), `on_time_baseline_pct` (the same against the original),
     `median_slip_working_days`, `p90_slip_working_days` (done milestones, in working days of
     the milestone's own calendar, signed), `overdue_now`.
 
@@ -204,7 +206,8 @@ def build_milestone_kpis(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.Dat
             ),
         }
     )
-    counted = ["milestones", "open", "done", "waived", "done_on_time", "done_late", "overdue_now"]
+    counted = ["milestones", "open", "done", "waived", "done_on_time", "done_late"]
+    counted += ["done_on_time_baseline", "overdue_now"]
     out = by_groups(frames, dims, table, counted)
     measured = out["done"].where(out["done"] > 0)
     out["on_time_pct"] = (100.0 * out["done_on_time"] / measured).round(2)

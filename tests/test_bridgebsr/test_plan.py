@@ -4,6 +4,7 @@ ladder's keys across new dates and rework rounds, on a SQLite file and on Postgr
 from datetime import date, timedelta
 from typing import Any
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
@@ -12,6 +13,8 @@ from bridgebsr.bootstrap import Runtime
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound, StaleCase
 from bridgebsr.office import plan, queries
 from bridgebsr.office.progress import Actor
+from bridgebsr.reports import kpis
+from bridgebsr.rules import planning
 from bridgebsr.store.db import read_session, write_session
 from models import (
     Baseline,
@@ -423,3 +426,57 @@ def test_show_gives_three_plans_per_item(consortium: Runtime) -> None:
 def test_case_rows_stay_plain(engine: Engine) -> None:
     with read_session(engine) as session:
         assert session.exec(select(Case)).all() == []
+
+
+# --- which plan the KPIs measure --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "due"),
+    [
+        ([], D0),
+        ([(D0 - timedelta(days=3), D1)], D1),  # moved before it fell due: the new date
+        ([(D0, D1)], D1),  # moved on its due day: the new date
+        ([(D0 + timedelta(days=1), D1)], D0),  # moved once late: still measured on D0
+        ([(D0 - timedelta(days=3), D1), (D1 + timedelta(days=2), D1 + timedelta(days=30))], D1),
+    ],
+)
+def test_an_item_is_measured_against_the_due_date_in_force_when_it_fell_due(
+    changes: list[tuple[date, date]], due: date
+) -> None:
+    assert planning.due_in_force(D0, changes) == due
+
+
+def test_kpis_measure_on_time_against_the_plan_in_force_and_the_original(
+    consortium: Runtime,
+) -> None:
+    rt = consortium
+    _open(rt)
+    kickoff = _milestone(rt.engine, IP_KEY, "kickoff")
+    original = kickoff.planned_due
+    # Agreed later before it fell due, done after the original date but on the agreed one.
+    _reschedule(rt, "kickoff", original + timedelta(days=14), original - timedelta(days=2))
+    done_on = original + timedelta(days=7)
+    _progress(rt, IP_KEY, "kickoff", "complete", done_on, LEAD)
+    # The desk study is rescheduled only once it is already late: still measured on its date.
+    desk = _milestone(rt.engine, IP_KEY, DESK_STUDY)
+    _reschedule(
+        rt, DESK_STUDY, desk.planned_due + timedelta(days=30), desk.planned_due + timedelta(days=3)
+    )
+    as_of = desk.planned_due + timedelta(days=5)
+
+    frames = kpis.load(rt.engine, as_of=as_of)
+    facts = kpis.milestone_facts(frames).set_index("milestone")
+    row = facts.loc["kickoff"]
+    assert (row["on_time"], row["on_time_baseline"], row["breached"]) == (True, False, False)
+    assert pd.Timestamp(row["sla_due"]).date() == original + timedelta(days=14)
+    assert pd.Timestamp(row["baseline_due"]).date() == original
+    late = facts.loc[DESK_STUDY]
+    assert pd.Timestamp(late["sla_due"]).date() == desk.planned_due
+    assert pd.Timestamp(late["planned_due"]).date() == desk.planned_due + timedelta(days=30)
+    assert late["breached"] and not late["overdue_now"]
+    table = kpis.build_milestone_kpis(frames).set_index("pilot").loc["ip-integration"]
+    assert (table["done_on_time"], table["done_on_time_baseline"]) == (1, 0)
+    assert (table["on_time_pct"], table["on_time_baseline_pct"]) == (100.0, 0.0)
+    breaches = kpis.build_sla_breaches(frames)
+    assert list(breaches["milestone"]) == [DESK_STUDY]
