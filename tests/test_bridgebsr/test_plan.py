@@ -1,7 +1,10 @@
 """The agreed plan: milestone reschedule, case rebaseline, case edit, and the escalation
 ladder's keys across new dates and rework rounds, on a SQLite file and on PostgreSQL."""
 
+import json
+import shutil
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -27,7 +30,7 @@ from models import (
     PlanChange,
 )
 from notifications.enqueue import dedupe_key
-from tests.conftest import at
+from tests.conftest import DEMO_AS_OF, at, run
 from tests.test_bridgebsr.test_monitor import (
     DESK_OWNER,
     DESK_STUDY,
@@ -48,6 +51,7 @@ from tests.test_bridgebsr.test_monitor import (
 __all__ = ["timeout_rt"]  # the fixture, shared with the monitor's tests
 
 REPORT = "bottleneck-report"
+DEMO_IP = "IP-2025-0001"  # the demo's IP case (`bridgebsr demo`), its kickoff done
 
 
 # --- the dedupe key rule (no database) -------------------------------------------------------
@@ -480,3 +484,72 @@ def test_kpis_measure_on_time_against_the_plan_in_force_and_the_original(
     assert (table["on_time_pct"], table["on_time_baseline_pct"]) == (100.0, 0.0)
     breaches = kpis.build_sla_breaches(frames)
     assert list(breaches["milestone"]) == [DESK_STUDY]
+
+
+# --- the console script ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def home(demo_home: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo home (tests/conftest.py)."""
+    copy = tmp_path / "home"
+    shutil.copytree(demo_home, copy)
+    return copy
+
+
+def _json(home: Path, *args: str) -> Any:
+    done = run(home, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_plan_commands_from_the_console(home: Path) -> None:
+    shown = _json(home, "case", "show", DEMO_IP, "--as-of", DEMO_AS_OF)
+    open_item = next(m for m in shown["milestones"] if m["status"] == "planned")
+    new_due = (date.fromisoformat(open_item["planned_due"]) + timedelta(days=20)).isoformat()
+    moved = _json(
+        home,
+        *("milestone", "reschedule", DEMO_IP, open_item["key"], "--due", new_due),
+        *("--reason", "late data", "--as-of", DEMO_AS_OF, "--by", LEAD),
+        *("--if-version", str(shown["version"])),
+    )
+    assert moved["moved"][0]["item"] == open_item["key"]
+    assert moved["moved"][0]["after"]["due"] == new_due
+    after = _json(home, "case", "show", DEMO_IP, "--as-of", DEMO_AS_OF)
+    row = next(m for m in after["milestones"] if m["key"] == open_item["key"])
+    assert (row["baseline_due"], row["planned_due"]) == (open_item["baseline_due"], new_due)
+    assert after["version"] == shown["version"] + 1
+
+    done = run(home, "case", "rebaseline", DEMO_IP, "--reason", "agreed", "--as-of", DEMO_AS_OF)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{DEMO_IP} baseline 1: target ")
+    table = run(home, "case", "show", DEMO_IP, "--as-of", DEMO_AS_OF)
+    assert "baseline 1: " in table.stdout and "baseline_due" in table.stdout
+
+    edited = run(home, "case", "edit", DEMO_IP, "--title", "Renamed", "--as-of", DEMO_AS_OF)
+    assert edited.returncode == 0, edited.stderr
+    assert "title " in edited.stdout and "-> Renamed" in edited.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("milestone", "reschedule", DEMO_IP, "kickoff", "--due", "soon", "--reason", "x"),
+         "--due 'soon' is not an ISO date"),
+        (("milestone", "reschedule", DEMO_IP, "kickoff", "--due", "2026-12-01", "--reason", "x"),
+         "it is done"),
+        (("milestone", "reschedule", DEMO_IP, "nope", "--due", "2026-12-01", "--reason", "x"),
+         "has no milestone 'nope'"),
+        (("milestone", "reschedule", DEMO_IP, DESK_STUDY, "--due", "2026-12-01", "--reason",
+          "x", "--if-version", "999"), "not 999"),
+        (("case", "rebaseline", DEMO_IP, "--reason", " "), "say why"),
+        (("case", "edit", DEMO_IP, "--target", "1999-01-01"), "before case"),
+        (("case", "edit", DEMO_IP, "--partner", "NOPE"), "no partner NOPE"),
+        (("case", "edit", DEMO_IP), "nothing to change"),
+    ],
+)  # fmt: skip
+def test_bad_plan_input_is_one_line(home: Path, args: tuple[str, ...], message: str) -> None:
+    done = run(home, *args, "--as-of", DEMO_AS_OF)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
