@@ -18,11 +18,13 @@ from bridgebsr.office import plan, queries
 from bridgebsr.office.progress import Actor
 from bridgebsr.reports import kpis
 from bridgebsr.rules import planning
+from bridgebsr.rules.calendars import calendar_for
+from bridgebsr.rules.schedule import Item, Link, Slot, replan, schedule
 from bridgebsr.store.db import read_session, write_session
 from models import (
     Baseline,
-    Case,
     CaseEvent,
+    DayKind,
     GateStatus,
     Milestone,
     NoticePayload,
@@ -427,11 +429,6 @@ def test_show_gives_three_plans_per_item(consortium: Runtime) -> None:
     assert all("baseline_due" in g for g in shown["gates"])
 
 
-def test_case_rows_stay_plain(engine: Engine) -> None:
-    with read_session(engine) as session:
-        assert session.exec(select(Case)).all() == []
-
-
 # --- which plan the KPIs measure --------------------------------------------------------------
 
 
@@ -553,3 +550,36 @@ def test_bad_plan_input_is_one_line(home: Path, args: tuple[str, ...], message: 
     assert done.returncode == 1, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+# --- replan: the plan's rule with some dates kept (no database) ------------------------------
+
+
+def _dag() -> list[Item]:
+    dk = calendar_for("DK")
+    w = DayKind.WORKING
+    return [
+        Item("a", 3, w, dk),
+        Item("b", 2, w, dk, after=(Link("a"),)),
+        Item("c", 5, w, dk, after=(Link("a", 2),)),
+        Item("d", 1, w, dk, after=(Link("b"), Link("c"))),
+        Item("e", 4, DayKind.CALENDAR, dk, after=(Link("b", 3, DayKind.CALENDAR),)),
+    ]
+
+
+def _dates(slots: dict[str, Slot]) -> dict[str, tuple[date, date]]:
+    return {key: (s.start, s.due) for key, s in slots.items()}
+
+
+def test_replan_with_nothing_kept_is_the_plan_and_moves_only_what_follows() -> None:
+    start = date(2026, 3, 2)
+    plan = schedule(_dag(), start)
+    assert _dates(replan(_dag(), start, {})) == _dates(plan)
+    # Keep everything but what follows `b`, and move `b` two weeks on.
+    moved_b = Slot(plan["b"].start, plan["b"].due + timedelta(days=14))
+    kept = {k: s for k, s in plan.items() if k not in {"d", "e"}} | {"b": moved_b}
+    again = _dates(replan(_dag(), start, kept))
+    assert again["a"] == _dates(plan)["a"] and again["c"] == _dates(plan)["c"]
+    assert again["b"] == (moved_b.start, moved_b.due)
+    assert again["d"][0] >= moved_b.due and again["d"][0] > plan["d"].start
+    assert again["e"][0] == moved_b.due + timedelta(days=3)  # a 3-calendar-day lag
