@@ -33,7 +33,8 @@ class NoticePayload:
     days_late: int
     step: str
     offset: int
-    round: int  # a gate's round (1 for a milestone)
+    round: int  # a gate's round; a milestone's rework round (1 until rework reopens it)
+    baseline: date | None = None  # a milestone's original due date (None: as `due`; gates)
     run: str | None = None  # the flow run that found it, if a flow did
 
     def as_json(self) -> dict[str, Any]:

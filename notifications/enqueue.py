@@ -25,10 +25,21 @@ _OUTBOX = Notification.__table__  # type: ignore[attr-defined]
 
 
 def dedupe_key(notice: OutboxNotice) -> str:
-    """What makes a notice the same notice: its case and item (and a gate's round), its
-    ladder step and its recipient."""
+    """What makes a notice the same notice: its case and item (a gate's round; a
+    milestone's rework round after the first), the due date its ladder counts from when that
+    is not the item's original one, its ladder step and its recipient.
+
+    A milestone in round 1 due on its original date keeps the key it always had
+    (`m:CASE/ITEM/STEP/TO`), so rows already in the outbox keep meaning what they meant; a
+    reopened one adds `/r2`, `/r3`, ..., a rescheduled one `@DUE`: its ladder restarts from
+    the new date, and a step sent for a date is not sent again for that same date."""
     p = notice.payload
-    scope = f"g:{p.case}/{p.item}/r{p.round}" if p.item_kind == "gate" else f"m:{p.case}/{p.item}"
+    if p.item_kind == "gate":
+        scope = f"g:{p.case}/{p.item}/r{p.round}"
+    else:
+        scope = f"m:{p.case}/{p.item}/r{p.round}" if p.round > 1 else f"m:{p.case}/{p.item}"
+    if p.baseline is not None and p.due != p.baseline:
+        scope += f"@{p.due.isoformat()}"
     return f"{scope}/{p.step}/{notice.recipient}"
 
 

@@ -15,6 +15,7 @@ from bridgebsr.cli.items import add_milestone, agenda, remove_milestone
 from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
 from bridgebsr.cli.orchestration import up
+from bridgebsr.cli.plan import edit, rebaseline, reschedule
 from bridgebsr.cli.report import report
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
 from bridgebsr.settings import Settings
@@ -31,6 +32,9 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(partners_app, name="partners")
 app.add_typer(contacts_app, name="contacts")
 case_app.command("import")(import_cases)
+case_app.command("rebaseline")(rebaseline)
+case_app.command("edit")(edit)
+milestone_app.command("reschedule")(reschedule)
 app.add_typer(case_app, name="case")
 milestone_app.command("add")(add_milestone)
 milestone_app.command("remove")(remove_milestone)

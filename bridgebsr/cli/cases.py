@@ -135,16 +135,31 @@ def _print_case(data: dict[str, Any]) -> None:
         f"partner {data['partner']} · version {data['version']}"
     )
     say(
-        f"start {data['start']} · target {data['target']} · forecast {data['forecast']} "
-        f"({data['slip_days']:+d} days)"
+        f"start {data['start']} · target {data['target']} (originally "
+        f"{data['baseline_target']}) · forecast {data['forecast']} ({data['slip_days']:+d} days)"
     )
+    for b in data["baselines"]:
+        say(
+            f"baseline {b['number']}: {b['at'][:10]} by {b['who']}, "
+            f"target {b['target']}: {b['why']}"
+        )
     for m in data["milestones"]:
         m["late"] = "LATE" if m["overdue"] else ""
         m["path"] = "*" if m["critical"] else ""
     emit_table(
-        "Milestones (* on the critical path)",
+        "Milestones: original (baseline), agreed (planned) and forecast due; * critical path",
         data["milestones"],
-        ("key", "status", "owner", "planned_due", "forecast_due", "slip_days", "late", "path"),
+        (
+            "key",
+            "status",
+            "owner",
+            "baseline_due",
+            "planned_due",
+            "forecast_due",
+            "slip_days",
+            "late",
+            "path",
+        ),
     )
     for g in data["gates"]:
         g["votes"] = ", ".join(
@@ -153,7 +168,7 @@ def _print_case(data: dict[str, Any]) -> None:
     emit_table(
         "Gates",
         data["gates"],
-        ("key", "status", "round", "approvers", "deadline", "forecast_due", "votes"),
+        ("key", "status", "round", "approvers", "deadline", "planned_due", "forecast_due", "votes"),
     )
     say("critical path: " + " → ".join(data["critical_path"]))
 

@@ -35,6 +35,7 @@ class Candidate(NamedTuple):
     due: date
     owner_id: int | None
     round: int
+    baseline: date | None  # a milestone's original due date (None for a gate)
     approver_role: str | None
     case_id: int
     case_key: str
@@ -78,6 +79,8 @@ def candidates(s: Session, today: date, horizon: date) -> Iterator[Candidate]:
             col(Milestone.title),
             MILESTONE_DUE,
             col(Milestone.owner_id),
+            col(Milestone.round),
+            col(Milestone.baseline_due),
             *case_cols,
         )
         .join(Case, col(Case.id) == col(Milestone.case_id))
@@ -87,8 +90,8 @@ def candidates(s: Session, today: date, horizon: date) -> Iterator[Candidate]:
             MILESTONE_DUE <= horizon,
         )
     )
-    for mid, key, title, due, owner, *case in milestones:
-        yield Candidate("milestone", mid, key, title, due, owner, 1, None, *case)
+    for mid, key, title, due, owner, rnd, baseline, *case in milestones:
+        yield Candidate("milestone", mid, key, title, due, owner, rnd, baseline, None, *case)
     gates: Any = conn.execute(
         select(
             col(Gate.id),
@@ -110,7 +113,7 @@ def candidates(s: Session, today: date, horizon: date) -> Iterator[Candidate]:
         )
     )
     for gid, key, title, deadline, rnd, role, *case in gates:
-        yield Candidate("gate", gid, key, title, deadline, None, rnd, role, *case)
+        yield Candidate("gate", gid, key, title, deadline, None, rnd, None, role, *case)
 
 
 def voted(s: Session, gates: Sequence[Candidate]) -> set[tuple[int, int, int]]:

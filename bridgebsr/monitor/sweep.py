@@ -132,6 +132,7 @@ def _payload(c: Candidate, pick: Pick, ctx: PassContext) -> NoticePayload:
         step=pick.step.key,
         offset=pick.step.offset,
         round=c.round,
+        baseline=c.baseline,
         run=ctx.run,
     )
 

@@ -15,6 +15,7 @@ from bridgebsr.rules.texts import email_key
 from bridgebsr.store import case_rows as store
 from models import (
     FINISHED_MILESTONE,
+    Baseline,
     Case,
     CaseEvent,
     CaseStatus,
@@ -125,7 +126,9 @@ def _case_row(case: Case, owner: str, partner: str) -> dict[str, Any]:
 
 
 def show_case(*, session: Session, key: str, today: date) -> dict[str, Any]:
-    """One case: planned vs forecast, gates and decisions, the critical path, its history."""
+    """One case: its three plans per item (the original `baseline_*`, the agreed `planned_*`
+    in force, the `forecast_*`) and its rebaselines, gates and decisions, the critical path,
+    its history."""
     case = store.case_by_key(session, key)
     owner = session.get(Contact, case.owner_id)
     partner = session.get(Partner, case.lead_partner_id)
@@ -137,7 +140,9 @@ def show_case(*, session: Session, key: str, today: date) -> dict[str, Any]:
     )
     return {
         **_case_row(case, owner.email, partner.code),
+        "baseline_target": case.baseline_target.isoformat(),
         "template_version": case.template_version,
+        "baselines": _baselines(session, case),
         "milestones": [_milestone_row(m, emails, today) for m in milestones],
         "gates": [_gate_row(session, g, emails) for g in gates],
         "critical_path": [n.key for n in nodes if n.critical],
@@ -154,13 +159,43 @@ def _milestone_row(m: Milestone, emails: dict[Any, str], today: date) -> dict[st
         "status": m.status.value,
         "owner": emails.get(m.owner_id) if m.owner_id else None,
         "owner_role": m.owner_role,
-        "planned_due": m.planned_due.isoformat(),
-        "forecast_due": m.forecast_due.isoformat(),
+        "round": m.round,
+        **_three_plans(m),
         "slip_days": (m.forecast_due - m.planned_due).days,
         "finished_on": m.finished_on.isoformat() if m.finished_on else None,
         "overdue": not finished and m.planned_due < today,
         "critical": m.critical,
     }
+
+
+def _three_plans(n: Milestone | Gate) -> dict[str, str]:
+    """An item's original, agreed and forecast dates."""
+    return {
+        "baseline_start": n.baseline_start.isoformat(),
+        "baseline_due": n.baseline_due.isoformat(),
+        "planned_start": n.planned_start.isoformat(),
+        "planned_due": n.planned_due.isoformat(),
+        "forecast_start": n.forecast_start.isoformat(),
+        "forecast_due": n.forecast_due.isoformat(),
+    }
+
+
+def _baselines(session: Session, case: Case) -> list[dict[str, Any]]:
+    """The case's rebaselines, first to last (the original plan is number 0, not listed)."""
+    found = session.exec(
+        select(Baseline).where(Baseline.case_id == case.id).order_by(col(Baseline.number))
+    ).all()
+    return [
+        {
+            "number": b.number,
+            "at": b.at.isoformat(),
+            "who": b.actor,
+            "why": b.reason,
+            "source": b.source.value,
+            "target": b.target_date.isoformat(),
+        }
+        for b in found
+    ]
 
 
 def _gate_row(session: Session, g: Gate, emails: dict[Any, str]) -> dict[str, Any]:
@@ -174,8 +209,7 @@ def _gate_row(session: Session, g: Gate, emails: dict[Any, str]) -> dict[str, An
         "status": g.status.value,
         "round": g.round,
         "approvers": f"{g.required} of role {g.approver_role}",
-        "planned_due": g.planned_due.isoformat(),
-        "forecast_due": g.forecast_due.isoformat(),
+        **_three_plans(g),
         "deadline": g.deadline.isoformat() if g.deadline else None,
         "critical": g.critical,
         "decisions": [

@@ -82,7 +82,8 @@ class _Delivery:
     case_open: BoolArray
     done: BoolArray
     waived: BoolArray
-    on_time: BoolArray
+    on_time: BoolArray  # against the agreed due date in force when it fell due
+    on_time_baseline: BoolArray  # against the original due date
     overdue_now: BoolArray
     slip: FloatArray  # working days, done milestones only
 
@@ -98,7 +99,8 @@ def _delivery(frames: Frames) -> _Delivery:
 def _measure_delivery(frames: Frames) -> _Delivery:
     m = frames.milestones
     case_status = case_columns(frames, positions_of(frames, "milestones"), ["status"])["status"]
-    due, finish = day_array(m["planned_due"]), day_array(m["finished_on"])
+    due, finish = day_array(m["sla_due"]), day_array(m["finished_on"])
+    planned, original = day_array(m["planned_due"]), day_array(m["baseline_due"])
     status = m["status"]
     has_finish = ~np.isnat(finish)
     done = (status == MilestoneStatus.DONE.value).to_numpy() & has_finish
@@ -112,7 +114,8 @@ def _measure_delivery(frames: Frames) -> _Delivery:
         done=done,
         waived=waived,
         on_time=done & (finish <= due),
-        overdue_now=~(done | waived) & case_open & (due < as_of_day(frames)),
+        on_time_baseline=done & (finish <= original),
+        overdue_now=~(done | waived) & case_open & (planned < as_of_day(frames)),
         slip=slip,
     )
 
@@ -128,9 +131,11 @@ def _milestone_facts(frames: Frames) -> pd.DataFrame:
     out["milestone"] = m["key"].array
     out["stage"] = m["stage"].array
     out["status"] = m["status"].array
+    out["baseline_due"] = m["baseline_due"].to_numpy()
     out["planned_due"] = m["planned_due"].to_numpy()
+    out["sla_due"] = m["sla_due"].to_numpy()
     out["finished_on"] = m["finished_on"].to_numpy()
-    due, finish = day_array(m["planned_due"]), day_array(m["finished_on"])
+    due, finish = day_array(m["sla_due"]), day_array(m["finished_on"])
     closed = day_array(out.pop("closed_on"))
     as_of = as_of_day(frames)
     finished, case_open = delivery.finished, delivery.case_open
@@ -141,6 +146,7 @@ def _milestone_facts(frames: Frames) -> pd.DataFrame:
     out["open"] = ~finished
     out["slip_working_days"] = delivery.slip
     out["on_time"] = delivery.on_time
+    out["on_time_baseline"] = delivery.on_time_baseline
     out["overdue_now"] = delivery.overdue_now
     # The last day the milestone was watched: its finish, today, or the day its case closed.
     watched = np.where(finished, finish, np.where(case_open | np.isnat(closed), as_of, closed))
@@ -161,7 +167,9 @@ def build_milestone_kpis(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.Dat
     """Delivery of milestones per group (cancelled cases left out).
 
     Columns: the `by` dimensions, then `milestones`, `open`, `done`, `waived`,
-    `done_on_time`, `done_late`, `on_time_pct` (done on time / done x 100, waived left out),
+    `done_on_time`, `done_late` (against the agreed due date in force when each fell due),
+    `done_on_time_baseline` (against the original due date), `on_time_pct` (done on time /
+    done x 100, waived left out), `on_time_baseline_pct` (the same against the original),
     `median_slip_working_days`, `p90_slip_working_days` (done milestones, in working days of
     the milestone's own calendar, signed), `overdue_now`.
 
@@ -171,9 +179,16 @@ def build_milestone_kpis(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.Dat
     cases, counts = frames.cases, frames.milestone_counts
     status = cases["status"]
     groups = Grouping(group_keys(cases, dims), (status != CaseStatus.CANCELLED.value).to_numpy())
-    every, done, waived, on_time, due = (
+    every, done, waived, on_time, on_baseline, due = (
         counts[c].to_numpy()
-        for c in ("milestones", "done", "waived", "done_on_time", "due_unfinished")
+        for c in (
+            "milestones",
+            "done",
+            "waived",
+            "done_on_time",
+            "done_on_time_baseline",
+            "due_unfinished",
+        )
     )
     slips = groups.at(positions_of(frames, "slips"))
     table = groups.table(
@@ -184,18 +199,23 @@ def build_milestone_kpis(frames: Frames, by: Sequence[str] = (PILOT,)) -> pd.Dat
             "waived": groups.total(waived),
             "done_on_time": groups.total(on_time),
             "done_late": groups.total(done - on_time),
+            "done_on_time_baseline": groups.total(on_baseline),
             "overdue_now": groups.total(np.where(is_open(status), due, 0)),
             **slips.stats(
                 frames.slips["slip_working_days"], "slip_working_days", ("median", "p90")
             ),
         }
     )
-    counted = ["milestones", "open", "done", "waived", "done_on_time", "done_late", "overdue_now"]
+    counted = ["milestones", "open", "done", "waived", "done_on_time", "done_late"]
+    counted += ["done_on_time_baseline", "overdue_now"]
     out = by_groups(frames, dims, table, counted)
     measured = out["done"].where(out["done"] > 0)
     out["on_time_pct"] = (100.0 * out["done_on_time"] / measured).round(2)
+    out["on_time_baseline_pct"] = (100.0 * out["done_on_time_baseline"] / measured).round(2)
     slip_stats = ["median_slip_working_days", "p90_slip_working_days"]
-    return out[[*dims, *counted[:-1], "on_time_pct", *slip_stats, "overdue_now"]]
+    return out[
+        [*dims, *counted[:-1], "on_time_pct", "on_time_baseline_pct", *slip_stats, "overdue_now"]
+    ]
 
 
 def build_sla_breaches(frames: Frames) -> pd.DataFrame:
@@ -210,7 +230,7 @@ def build_sla_breaches(frames: Frames) -> pd.DataFrame:
         (
             codes_of(facts["milestone"])[rows],
             facts["case_id"].to_numpy()[rows],
-            day_array(facts["planned_due"])[rows],
+            day_array(facts["sla_due"])[rows],
         )
     )
     columns = [
@@ -222,7 +242,9 @@ def build_sla_breaches(frames: Frames) -> pd.DataFrame:
         "milestone",
         "stage",
         "status",
+        "baseline_due",
         "planned_due",
+        "sla_due",
         "finished_on",
         "breach_month",
         "working_days_late",

@@ -71,15 +71,17 @@ class Frames:
       forecast_date (as stored), closed_at (UTC), closed_on (its day in the lead partner's
       time zone), tpl (position of the case's template in `templates`).
     - `milestone_counts`: the milestones of each case, in the rows of `cases` (same index,
-      same order): `milestones`, `done` and `waived` (with a finish date), `done_on_time`,
-      `due_unfinished` (not finished, planned due before `as_of`: overdue now while the case
-      is open).
+      same order): `milestones`, `done` and `waived` (with a finish date), `done_on_time`
+      (against `sla_due`), `done_on_time_baseline` (against the original), `due_unfinished`
+      (not finished, agreed due before `as_of`: overdue now while the case is open).
     - `slips`: one row per done milestone (with a finish date), in no particular order:
       case_id, slip_working_days (planned due date to the finish, in the milestone's own
       calendar, signed).
     - `templates`: the pinned template of every (kind, version) in the store.
     - `milestones`: case_id, seq, key, stage, stage_order, status, calendar (the owner's, else
-      the case's; the same categories as the cases'), planned_due, started_on, finished_on.
+      the case's; the same categories as the cases'), baseline_due (the original plan),
+      planned_due (the agreed plan in force now), started_on, finished_on, sla_due (the
+      agreed due date in force when it fell due: what it is measured against).
     - `gates`: case_id, seq, key, stage, stage_order, status, round, opened_on, deadline,
       decided_on (all of the current round).
     - `events`: the audit trail of the gates sent back for rework (round above 1), for their

@@ -27,6 +27,13 @@ Rules, decided once here:
   partner in that country), else the case's. Cases, stages, gates and the SME figures use
   the case's calendar (its country and the lead partner's state). Days stamped from
   audit-event times are taken in the lead partner's time zone, as the use cases stamp them.
+- Which plan: a milestone has three: the original (set at open), the agreed plan in force
+  (moved by `milestone reschedule` and `case rebaseline`) and the forecast. It is measured
+  against the agreed due date in force on the day it fell due (`planning.due_in_force`,
+  from `plan_changes`): agreed later before that day, the new date counts; moved once it was
+  already late, the lateness stands. "Planned due date" below means that date. On time
+  against the original due date is a second column (`done_on_time_baseline`,
+  `on_time_baseline_pct`); overdue now is against the agreed plan in force today.
 - Slip of a milestone: working days from its planned due date to the day it was done, signed
   (done early is negative). On time: done on or before the planned due date. Medians and p90s
   interpolate linearly (numpy's default).
@@ -39,9 +46,10 @@ Rules, decided once here:
   due date is before `as_of` (due today is not overdue yet).
 - SLA breach, after the fact: a milestone is breached when it was still unfinished after its
   planned due date: it was finished (done or waived) after that date, or it is still open and
-  the date is before `as_of`, or it was open when its case was closed after that date. The
-  planned due date is fixed when a case opens, so a milestone once late stays breached
-  whatever happens next: done now, reopened by a rejected gate, or its case cancelled. A
+  the date is before `as_of`, or it was open when its case was closed after that date. A
+  later move of its agreed date does not change that date, so a milestone once late stays
+  breached whatever happens next: done now, rescheduled, reopened by a rejected gate, or its
+  case cancelled. A
   breach belongs to the month of its first late day (the day after the due date): late in
   March and done in April is a March breach. The recorded finish date is the fact: a
   completion entered late but dated (`--on`) on or before the due date is no breach.

@@ -42,6 +42,7 @@ from bridgebsr.reports.frames import (
     utc_stamps,
     workdays_for,
 )
+from bridgebsr.reports.plans import PLAN_CHANGE_COLUMNS, plan_change_query, sla_due
 from bridgebsr.reports.queries import (
     CASE_COLUMNS,
     MILESTONE_COLUMNS,
@@ -139,6 +140,9 @@ def _load(read: Reader, as_of: date) -> Frames:
     work = workdays_for(cases, calendars, as_of)
     work.prepare()
     milestones, milestone_rows = _read_milestones(rows(), context)
+    milestones["sla_due"] = sla_due(
+        milestones, read.records(plan_change_query(sql), PLAN_CHANGE_COLUMNS)
+    )
     gates, gate_rows = _read_gates(read, sql, context)
     counts, slips, slip_rows = _counted(milestones, milestone_rows, cases, as_of, work)
     frames = Frames(
@@ -277,7 +281,8 @@ def _counted(
     """`milestone_counts` and `slips` (with the rows of their cases) from the milestone rows
     (`m`, their cases at `positions`)."""
     status = m["status"]
-    due, finish = day_array(m["planned_due"]), day_array(m["finished_on"])
+    due, finish = day_array(m["sla_due"]), day_array(m["finished_on"])
+    planned, original = day_array(m["planned_due"]), day_array(m["baseline_due"])
     has_finish = ~np.isnat(finish)
     done = (status == MilestoneStatus.DONE.value).to_numpy() & has_finish
     waived = (status == MilestoneStatus.WAIVED.value).to_numpy() & has_finish
@@ -286,7 +291,8 @@ def _counted(
         "done": done,
         "waived": waived,
         "done_on_time": done & (finish <= due),
-        "due_unfinished": ~(done | waived) & (due < np.datetime64(as_of, "D")),
+        "done_on_time_baseline": done & (finish <= original),
+        "due_unfinished": ~(done | waived) & (planned < np.datetime64(as_of, "D")),
     }
     counts = pd.DataFrame(
         {
@@ -315,7 +321,7 @@ def _read_milestones(raw: pd.DataFrame, context: _Context) -> tuple[pd.DataFrame
     out["stage_order"] = shapes.stage_order("milestones", tpl, seq)
     out["status"] = decode(raw["status"].to_numpy(), MilestoneStatus)
     out["calendar"] = categorical(calendar, cast(pd.CategoricalDtype, cases["calendar"].dtype))
-    for column in ("planned_due", "started_on", "finished_on"):
+    for column in ("baseline_due", "planned_due", "started_on", "finished_on"):
         out[column] = day_stamps(raw[column].to_numpy())
     return out, positions
 

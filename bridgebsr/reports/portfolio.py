@@ -11,8 +11,14 @@ partner's cases.
   show as the character, and text that already reads `_xHHHH_` has its underscore escaped
   (`_x005F_xHHHH_`) so it shows as written.
 - HTML: one file that opens in any browser with no network: the tables, a Gantt chart per open
-  case (planned against forecast), the on-time trend per pilot by month and the milestones
-  overdue by partner, as embedded PNG images.
+  case (agreed plan against forecast, the original due date marked), the on-time trend per
+  pilot by month and the milestones overdue by partner, as embedded PNG images.
+
+Every report carries the three plans of each open case's milestones (the `plans` view): the
+original (`baseline_*`, set at open), the agreed plan in force (`planned_*`, moved by a
+reschedule or rebaseline) and the forecast (`forecast_*`). The milestone KPIs say which they
+measure: `on_time_pct` against the agreed due date in force when the item fell due,
+`on_time_baseline_pct` against the original.
 
 Text that came from people (case titles, notes) never runs: a cell starting with `=`, `+`,
 `-`, `@`, a tab or a carriage return gets a leading apostrophe in CSV and XLSX, and HTML
@@ -39,7 +45,7 @@ from sqlmodel import col
 from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.files import replacing
 from bridgebsr.reports import kpis
-from models import Case, Milestone, Partner
+from models import CLOSED_CASE, Case, Milestone, Partner
 
 FORMATS = ("csv", "xlsx", "html")
 GANTT_CASES = 40  # open cases drawn as Gantt charts in the HTML, at risk first
@@ -56,7 +62,7 @@ class Report:
     as_of: date
     scope: str
     views: dict[str, pd.DataFrame]
-    gantt: pd.DataFrame  # milestones of the open cases drawn, planned and forecast
+    gantt: pd.DataFrame  # milestones of the open cases drawn: original, agreed, forecast
     facts: pd.DataFrame  # one row per milestone (kpis.milestone_facts)
 
 
@@ -76,11 +82,14 @@ def build(engine: Engine, *, as_of: date, partner: str | None = None) -> Report:
         scope = f"{code} ({name})"
     views = kpis.build_all(frames)
     facts = kpis.milestone_facts(frames)
+    keys = [str(k) for k in views["forecast"]["case"]]  # at risk, most slipped first
+    plans = _plan_rows(engine, keys)
+    views["plans"] = plans.drop(columns=["seq"])
     return Report(
         as_of=as_of,
         scope=scope,
         views=views,
-        gantt=_gantt_rows(engine, views["forecast"]),
+        gantt=plans[plans["case"].isin(keys[:GANTT_CASES])].reset_index(drop=True),
         facts=facts,
     )
 
@@ -90,32 +99,40 @@ def scoped(frames: kpis.Frames, partner: str) -> kpis.Frames:
     return kpis.only_cases(frames, frames.cases["partner"].astype(str) == partner)
 
 
-def _gantt_rows(engine: Engine, forecast: pd.DataFrame) -> pd.DataFrame:
-    columns = ["case", "seq", "title", "planned_start", "planned_due"]
-    columns += ["forecast_start", "forecast_due", "status"]
-    if forecast.empty:
+def _plan_rows(engine: Engine, keys: list[str]) -> pd.DataFrame:
+    """The milestones of the open cases `keys` (in that order), each with its original,
+    agreed and forecast dates."""
+    columns = ["case", "seq", "milestone", "title", "status"]
+    columns += ["baseline_start", "baseline_due", "planned_start", "planned_due"]
+    columns += ["forecast_start", "forecast_due"]
+    if not keys:
         return pd.DataFrame(columns=columns)
-    keys = [str(k) for k in forecast["case"].head(GANTT_CASES)]  # at risk, most slipped first
     query = (
         select(
             col(Case.key),
             col(Milestone.seq),
+            col(Milestone.key),
             col(Milestone.title),
+            col(Milestone.status),
+            col(Milestone.baseline_start),
+            col(Milestone.baseline_due),
             col(Milestone.planned_start),
             col(Milestone.planned_due),
             col(Milestone.forecast_start),
             col(Milestone.forecast_due),
-            col(Milestone.status),
         )
         .join(Case, col(Case.id) == Milestone.case_id)
-        .where(col(Case.key).in_(keys))
-        .order_by(col(Case.key), col(Milestone.seq))
+        .where(col(Case.status).not_in(list(CLOSED_CASE)))
     )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
     frame["status"] = frame["status"].map(lambda s: getattr(s, "value", s))
-    return frame
+    rank = {key: i for i, key in enumerate(keys)}
+    frame = frame[frame["case"].isin(rank)]
+    order = frame["case"].map(rank).to_numpy() * 100_000 + frame["seq"].to_numpy()
+    ordered: pd.DataFrame = frame.iloc[order.argsort(kind="stable")]
+    return ordered.reset_index(drop=True)
 
 
 # --- safe cells ------------------------------------------------------------------------------
@@ -244,7 +261,7 @@ def write_html(report: Report, path: Path) -> list[Path]:
         ("Milestones overdue now, by lead partner", _png(_overdue_plot, report)),
     ]
     plots += [
-        (f"{case}: planned against forecast", _png(_gantt_plot, report, case))
+        (f"{case}: agreed plan against forecast", _png(_gantt_plot, report, case))
         for case in dict.fromkeys(report.gantt["case"])
     ]
     parts = [
@@ -334,7 +351,15 @@ def _gantt_plot(plt: Any, report: Report, case: str) -> Any:
             left=planned[0],
             height=0.3,
             color="#95a5a6",
-            label="planned" if i == 0 else None,
+            label="agreed" if i == 0 else None,
+        )
+        original = pd.Timestamp(row["baseline_due"])
+        axes.plot(
+            [original, original],
+            [y - 0.4, y + 0.4],
+            color="#1d2733",
+            linewidth=1,
+            label="original due" if i == 0 else None,
         )
         late = forecast[1] > planned[1]
         axes.barh(

@@ -96,7 +96,7 @@ def case_query(sql: Sql) -> Any:
 
 MILESTONE_COLUMNS: Final = (
     *("case_id", "seq", "status", "owner_id"),
-    *("planned_due", "started_on", "finished_on"),
+    *("baseline_due", "planned_due", "started_on", "finished_on"),
 )
 
 
@@ -106,6 +106,7 @@ def milestone_query(sql: Sql) -> Any:
         col(Milestone.seq),
         sql.code(col(Milestone.status), [s.value for s in MilestoneStatus]),
         sql.key(col(Milestone.owner_id)),
+        sql.day(col(Milestone.baseline_due)),
         sql.day(col(Milestone.planned_due)),
         sql.day(col(Milestone.started_on)),
         sql.day(col(Milestone.finished_on)),

@@ -6,12 +6,13 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
+from bridgebsr.errors import IllegalTransition, InvalidInput
 from bridgebsr.rules import lifecycle
 from bridgebsr.rules.calendars import WorkCalendar
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow, Node
-from bridgebsr.rules.schedule import Item, Link, Slot, schedule
-from models import FINISHED_MILESTONE, DayKind, GateStatus, Template
+from bridgebsr.rules.schedule import Item, Link, Slot, replan, schedule
+from models import CLOSED_CASE, FINISHED_MILESTONE, DayKind, GateStatus, Template
 
 
 @dataclass(frozen=True)
@@ -157,3 +158,139 @@ def _open_ready_gates(plan: Plan, today: date) -> list[Change]:
                 )
             )
     return changes
+
+
+# --- the agreed plan: reschedule and rebaseline ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Moved:
+    """An item whose agreed dates moved, with the dates agreed before."""
+
+    node: Node
+    start: date
+    due: date
+
+
+def reschedule(plan: Plan, milestone: MilestoneRow, due: date, today: date) -> list[Moved]:
+    """Agree a new due date for one open milestone; its dependents move by the plan's rule.
+
+    The milestone's agreed start stays (a later due date gives the work more time), unless
+    the new due date comes before it: then it starts on its due date. Every open item
+    downstream of it is placed again after its predecessors as they now fall (`replan`,
+    both ways: earlier too); everything else keeps its agreed dates. Finished items, and
+    what follows only through them, keep theirs. Returns every item whose agreed dates moved
+    (the milestone first)."""
+    what = f"milestone {milestone.key} of {plan.case.key}"
+    if is_finished(milestone):
+        raise IllegalTransition(
+            f"cannot reschedule {what}: it is {milestone.status.value}; only open items move"
+        )
+    if due < plan.case.start_date:
+        raise InvalidInput(
+            f"--due {due} is before case {plan.case.key} started ({plan.case.start_date})"
+        )
+    if due == milestone.planned_due:
+        raise InvalidInput(f"{what} is already due on {due}; give another --due")
+    moving = _downstream(plan, milestone.key)
+    fixed = {
+        n.key: Slot(n.planned_start, n.planned_due) for n in plan.nodes() if n.key not in moving
+    }
+    fixed[milestone.key] = Slot(min(milestone.planned_start, due), due)
+    slots = replan(items(plan, actual=False), plan.case.start_date, fixed)
+    moved = _agree(plan, {key: slots[key] for key in (milestone.key, *moving)}, today)
+    moved.sort(key=lambda m: m.node is not milestone)
+    return moved
+
+
+def rebaseline(plan: Plan, today: date) -> list[Moved]:
+    """Make the forecast the agreed plan of every open item (finished ones keep the plan
+    that was in force when they were due) and the forecast date the case's target; returns
+    the items whose agreed dates moved. Reforecast first so that the forecast is today's."""
+    slots = {
+        n.key: Slot(n.forecast_start, n.forecast_due) for n in plan.nodes() if not is_finished(n)
+    }
+    moved = _agree(plan, slots, today)
+    plan.case.target_date = plan.case.forecast_date
+    return moved
+
+
+def _downstream(plan: Plan, key: str) -> set[str]:
+    """Keys of the open items that follow `key`, directly or through other open items."""
+    after: dict[str, list[Node]] = {}
+    for node in plan.nodes():
+        for link in node.depends_on:
+            after.setdefault(link["key"], []).append(node)
+    found: set[str] = set()
+    todo = [key]
+    while todo:
+        for node in after.get(todo.pop(), ()):
+            if node.key not in found and not is_finished(node):
+                found.add(node.key)
+                todo.append(node.key)
+    return found
+
+
+def _agree(plan: Plan, slots: dict[str, Slot], today: date) -> list[Moved]:
+    """Set these items' agreed dates; a milestone no longer late is no longer marked
+    overdue (its ladder restarts from the new date)."""
+    moved = []
+    for node in plan.nodes():
+        slot = slots.get(node.key)
+        if slot is None or (node.planned_start, node.planned_due) == (slot.start, slot.due):
+            continue
+        moved.append(Moved(node, node.planned_start, node.planned_due))
+        node.planned_start, node.planned_due = slot.start, slot.due
+        if isinstance(node, MilestoneRow) and node.overdue_on is not None and slot.due >= today:
+            node.overdue_on = None
+    return moved
+
+
+def edit_case(
+    case: CaseRow,
+    *,
+    title: str | None = None,
+    target: date | None = None,
+    partner: tuple[int, str] | None = None,
+    partner_before: str = "",
+) -> Change:
+    """Change a case's title, target date or lead partner (`partner`: its id and code),
+    refused on a closed case, for a target before the start, or when nothing changes. Only
+    these move: the owners of its items stay as they are (a new lead partner counts from
+    now on: the case's own calendar and day, and whose people hold its roles)."""
+    if case.status in CLOSED_CASE:
+        raise IllegalTransition(f"cannot edit case {case.key}: it is {case.status.value}")
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    if title is not None and title != case.title:
+        before["title"], after["title"] = case.title, title
+        case.title = title
+    if target is not None and target != case.target_date:
+        if target < case.start_date:
+            raise InvalidInput(
+                f"--target {target} is before case {case.key} started ({case.start_date}); "
+                "give a later date"
+            )
+        before["target"], after["target"] = case.target_date.isoformat(), target.isoformat()
+        case.target_date = target
+    if partner is not None and partner[0] != case.lead_partner_id:
+        before["partner"], after["partner"] = partner_before, partner[1]
+        case.lead_partner_id = partner[0]
+    if not after:
+        raise InvalidInput(
+            f"nothing to change on case {case.key}: give a new --title, --target or --partner"
+        )
+    return Change("case.edit", None, before, after)
+
+
+def due_in_force(original: date, changes: Sequence[tuple[date, date]]) -> date:
+    """The agreed due date an item is measured against (its SLA): the one in force on the
+    day it fell due. `changes` are its agreed dates' moves, oldest first, as (day made, new
+    due). A move made on or before the day the item was due replaces that date; one made
+    after it was already late does not excuse the lateness. With no moves, the original."""
+    due = original
+    for made, new in changes:
+        if made > due:  # the item fell due under `due` before this move
+            return due
+        due = new
+    return due

@@ -130,7 +130,8 @@ def reject(
 
 
 def _rework(plan: planning.Plan, template: Template, gate: GateRow, stage: str) -> list[Change]:
-    """Send the case back: reopen finished milestones from `stage` up to the gate's stage."""
+    """Send the case back: reopen finished milestones from `stage` up to the gate's stage,
+    each in a new round (its ladder fires again)."""
     first, last = template.stage_index(stage), template.stage_index(gate.stage)
     changes = []
     for m in plan.milestones:
@@ -139,12 +140,17 @@ def _rework(plan: planning.Plan, template: Template, gate: GateRow, stage: str) 
             old = m.status
             m.status = lifecycle.next_status(lifecycle.MILESTONE_ACTIONS, "reopen", m.status, m.key)
             m.started_on = m.finished_on = m.overdue_on = None
+            m.round += 1  # its escalation ladder speaks again, for the new round
             changes.append(
                 Change(
                     "milestone.reopen",
                     m.key,
-                    {"status": old.value},
-                    {"status": m.status.value, "because": f"gate {gate.key} rejected"},
+                    {"status": old.value, "round": m.round - 1},
+                    {
+                        "status": m.status.value,
+                        "round": m.round,
+                        "because": f"gate {gate.key} rejected",
+                    },
                 )
             )
     gate.status = next_gate("reopen", gate)

@@ -97,6 +97,18 @@ def schedule(items: Iterable[Item], start: date, today: date | None = None) -> d
     return slots
 
 
+def replan(items: Iterable[Item], start: date, fixed: Mapping[str, Slot]) -> dict[str, Slot]:
+    """The plan with some items' dates kept as given (`fixed`): every other item is placed
+    as `schedule` places it, after its predecessors as they now fall. A reschedule fixes the
+    moved item and everything not downstream of it, so only its dependents move."""
+    slots: dict[str, Slot] = {}
+    for item in order(items):
+        kept = fixed.get(item.key)
+        slots[item.key] = Slot(kept.start, kept.due) if kept else _place(item, slots, start, None)
+    _mark_critical(slots)
+    return slots
+
+
 def _place(item: Item, slots: Mapping[str, Slot], start: date, today: date | None) -> Slot:
     cal = item.calendar
     earliest = cal.roll_forward(start) if item.days is DayKind.WORKING else start

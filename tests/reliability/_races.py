@@ -15,7 +15,7 @@ import queue
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -26,7 +26,7 @@ from sqlalchemy import text
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.errors import BridgeError
 from bridgebsr.monitor.sweep import run_monitor
-from bridgebsr.office import cases, items, progress
+from bridgebsr.office import cases, items, plan, progress
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.db import read_session, write_session
@@ -47,9 +47,10 @@ class Store:
 
 @dataclass(frozen=True)
 class Job:
-    """One change: `what` is gate, milestone, case, open, add, monitor or idle; `args` its
-    words (gate: key, gate, approve|reject, email; milestone: key, milestone, action, email;
-    case: key, action, email; open: kind, owner email; add: key, new item, after, email)."""
+    """One change: `what` is gate, milestone, reschedule, case, open, add, monitor or idle;
+    `args` its words (gate: key, gate, approve|reject, email; milestone: key, milestone, action,
+    email; reschedule: key, milestone, due, email, version; case: key, action, email; open:
+    kind, owner email; add: key, new item, after, email)."""
 
     store: Store
     what: str
@@ -168,7 +169,7 @@ def _warm(rt: Runtime, job: Job) -> None:
         conn.execute(text("SELECT 1"))
     if job.what == "open":
         rt.catalog.get(job.args[0])
-    elif job.what in {"gate", "milestone", "case", "add"}:
+    elif job.what in {"gate", "milestone", "case", "add", "reschedule"}:
         with read_session(rt.engine) as session:
             store.load_case(session, job.args[0], for_update=False)
 
@@ -206,6 +207,18 @@ def _change(rt: Runtime, session: Any, job: Job) -> str:
             now=job.now,
         )
         return milestone.status.value
+    if job.what == "reschedule":  # key, milestone, new due, email, the version seen
+        moved, _ = plan.reschedule_milestone(
+            session=session,
+            case_key=a[0],
+            milestone_key=a[1],
+            due=date.fromisoformat(a[2]),
+            reason="race",
+            actor=progress.Actor(a[3]),
+            now=job.now,
+            expected_version=int(a[4]),
+        )
+        return moved.planned_due.isoformat()
     if job.what == "case":
         case = cases.change_case(
             session=session, key=a[0], action=a[1], reason="race", actor=a[2], now=job.now

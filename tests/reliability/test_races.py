@@ -410,6 +410,21 @@ def test_items_added_to_one_case_at_once_get_one_key_each_and_seqs_of_their_own(
     assert _case(race, key).version == before.version + len(won)
 
 
+def test_reschedules_of_one_milestone_from_one_version_at_once_one_wins(
+    race: Race, pool: Pool
+) -> None:
+    key = _ip_case(race)
+    before, trail = _case(race, key), _events(race, key)
+    dues = [(date(2026, 7, 1) + timedelta(days=i)).isoformat() for i in range(WORKERS)]
+    args = [(key, "bottleneck-desk-study", due, LEAD, str(before.version)) for due in dues]
+    ended = pool.race(race.jobs("reschedule", args, "2026-03-03"))
+
+    (won,) = _clean(ended, {"StaleCase"})
+    moves = [e for e in _since(race, key, trail) if e.kind == "milestone.reschedule"]
+    assert [m.after["due"] for m in moves] == [won.job.args[2]] == [won.detail]
+    assert _case(race, key).version == before.version + 1
+
+
 def test_case_changes_at_once_follow_one_serial_order(race: Race, pool: Pool) -> None:
     key = _ip_case(race)
     before, trail = _case(race, key), _events(race, key)

@@ -851,7 +851,13 @@ def test_show_case_has_plan_forecast_critical_path_and_history(consortium: Runti
         "status": "done",
         "owner": SME_PILOT_LEAD,  # SCANBALT has no sme-advisor
         "owner_role": "sme-advisor",
+        "round": 1,
+        # The original plan, the agreed plan in force (the same: never moved), the forecast.
+        "baseline_start": "2026-01-12",
+        "baseline_due": "2026-01-13",
+        "planned_start": "2026-01-12",
         "planned_due": "2026-01-13",
+        "forecast_start": "2026-01-20",
         "forecast_due": "2026-01-20",
         "slip_days": 7,
         "finished_on": "2026-01-20",

@@ -32,6 +32,7 @@ _payloads = st.builds(
     step=_slug,
     offset=st.integers(-250, 250),
     round=st.integers(1, 5),
+    baseline=st.none() | _day,
     run=st.none() | st.uuids().map(str),
 )
 
@@ -59,16 +60,27 @@ def test_the_dedupe_key_names_item_round_step_and_recipient(
 ) -> None:
     key = dedupe_key(_notice(a, one))
     kind = "g" if a.item_kind == "gate" else "m"
-    assert key.startswith(f"{kind}:{a.case}/{a.item}/")
-    assert key.endswith(f"/{a.step}/{one}")
-    assert (f"/r{a.round}/" in key) == (a.item_kind == "gate")
+    # A gate's round always; a milestone's only after rework; a due date only when moved.
+    scope = f"{kind}:{a.case}/{a.item}"
+    if a.item_kind == "gate" or a.round > 1:
+        scope += f"/r{a.round}"
+    if a.baseline is not None and a.baseline != a.due:
+        scope += f"@{a.due.isoformat()}"
+    assert key == f"{scope}/{a.step}/{one}"
     # What the notice says besides its item, step and round does not make it another notice.
     same = replace(a, days_late=b.days_late, item_title=b.item_title)
     assert dedupe_key(_notice(same, one)) == key
     if one != other:
         assert dedupe_key(_notice(a, other)) != key
-    if a.item_kind == "gate" and b.round != a.round:
+    if b.round != a.round:
         assert dedupe_key(_notice(replace(a, round=b.round), one)) != key
+    # A milestone moved to another date is another notice; moved back, the same again.
+    moved = replace(a, baseline=a.due, due=b.due)
+    if b.due != a.due:
+        assert dedupe_key(_notice(moved, one)) != dedupe_key(_notice(replace(a, baseline=a.due)))
+    assert dedupe_key(_notice(replace(moved, due=a.due), one)) == dedupe_key(
+        _notice(replace(a, baseline=a.due), one)
+    )
 
 
 def _stored(box: Outbox) -> list[Notification]:
