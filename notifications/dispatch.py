@@ -7,7 +7,8 @@ decide what goes (`plan`):
 - in their quiet hours (local night, 21:00 to 07:00 unless they chose otherwise) nothing goes;
   the rows are `held` until the night ends;
 - with `digest` on, what is not urgent waits for one message at 08:00 local on a working day
-  (Monday to Friday, not a public holiday of the reader's country);
+  (by the reader's working-day calendar the case office gives, else Monday to Friday, not a
+  public holiday of the reader's country);
 - past their `daily_cap` of messages today, one overflow summary carries the rest; after that,
   rows wait for the next day.
 

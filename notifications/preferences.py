@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import holidays
 
 QUIET_FROM, QUIET_UNTIL = time(21, 0), time(7, 0)  # the default local night
-DIGEST_AT = time(8, 0)  # local time of the daily digest, Monday to Friday
+DIGEST_AT = time(8, 0)  # local time of the daily digest, on a working day
 FIRST_RETRY = timedelta(minutes=2)
 LONGEST_RETRY = timedelta(hours=6)
 # Why a row is held: the reader's quiet hours, their morning digest, their daily cap.

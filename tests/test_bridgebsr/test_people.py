@@ -3,15 +3,18 @@ one person without a file, `contacts away` with a deputy, and the deputy acting 
 absent person (a milestone step, a gate vote) only while they are away."""
 
 import json
+import multiprocessing
 from datetime import date, datetime
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
-from bridgebsr.bootstrap import Runtime
-from bridgebsr.errors import IllegalTransition, InvalidInput
+from bridgebsr.bootstrap import Runtime, build_runtime
+from bridgebsr.errors import BridgeError, IllegalTransition, InvalidInput
 from bridgebsr.office import cases, people, progress
 from bridgebsr.rules.people import Away, acting_for, away_now, check_absence
+from bridgebsr.settings import Settings
 from bridgebsr.store.db import read_session, write_session
 from models import Absence, CaseEvent, Contact, Decision, GateDecision, Milestone
 from tests.conftest import BEFORE_COUNCIL, at
@@ -336,3 +339,72 @@ def test_the_gate_command_counts_the_deputys_vote_for_the_absent_approver(
             "--as-of", "2026-12-29"),
         f"{DEPUTY} cannot decide gate council-approval",
     )  # fmt: skip
+
+
+# --- races -------------------------------------------------------------------------------------
+
+
+def _racer(
+    settings: Settings, job: tuple[str, str], barrier: Any, results: Any
+) -> None:  # pragma: no cover - runs in a worker process
+    """One worker: get ready, wait for the others, then add a contact or record an absence."""
+    rt = build_runtime(settings)
+    roles, kinds = rt.catalog.roles(), set(rt.catalog.templates)
+    with rt.engine.connect():
+        pass  # connected before the start
+    what, deputy = job
+    barrier.wait(timeout=60)
+    try:
+        with write_session(rt.engine) as session:
+            if what == "add":
+                given = {"email": "new@scanbalt.example", "name": deputy, "partner": "SCANBALT"}
+                people.add_contact(
+                    session=session, given=given | {"role": "coordinator"}, roles=roles, kinds=kinds
+                )
+            else:
+                people.set_absence(
+                    session=session,
+                    email=LEAD,
+                    starts=date(2026, 6, 1),
+                    ends=date(2026, 6, 5),
+                    deputy=deputy,
+                    now=at("2026-05-20"),
+                )
+        results.put(("ok", ""))
+    except BridgeError as exc:
+        results.put(("refused", str(exc)))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(("crashed", f"{type(exc).__name__}: {exc}"))
+    finally:
+        rt.engine.dispose()
+
+
+def _race(rt: Runtime, jobs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(len(jobs)), ctx.Queue()
+    workers = [
+        ctx.Process(target=_racer, args=(rt.settings, job, barrier, results)) for job in jobs
+    ]
+    for w in workers:
+        w.start()
+    ended = [results.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    return ended
+
+
+DEPUTIES = [DEPUTY, COUNCIL, "mette.sorensen@scanbalt.example", "nikolaj.brond@scanbalt.example"]
+
+
+def test_overlapping_absences_recorded_at_once_leave_one(consortium: Runtime) -> None:
+    ended = _race(consortium, [("away", d) for d in DEPUTIES])
+    assert sorted(o for o, _ in ended) == ["ok", "refused", "refused", "refused"], ended
+    assert all("is already away 2026-06-01 to 2026-06-05" in m for o, m in ended if o != "ok")
+    with read_session(consortium.engine) as session:
+        assert len(session.exec(select(Absence)).all()) == 1
+
+
+def test_one_address_added_at_once_is_added_once(consortium: Runtime) -> None:
+    ended = _race(consortium, [("add", f"Name {n}") for n in range(4)])
+    assert sorted(o for o, _ in ended) == ["ok", "refused", "refused", "refused"], ended
+    assert all("exists already" in m for o, m in ended if o != "ok")
