@@ -193,12 +193,9 @@ def decide_gate(
 
 def _standing_in(work: _Work, email: str) -> list[Away]:
     """The absences in force now in which `email` is the deputy (none for an address that is
-    no contact)."""
-    try:
-        me = store.contact_by_email(work.loaded.conn, email)
-    except NotFound:
-        return []
-    return _covering(work, me)
+    no contact's)."""
+    found = absences.for_deputy_address(work.loaded.conn, email, work.now.date())
+    return acting_for(found, found[0].deputy_id, work.now) if found else []
 
 
 def _covering(work: _Work, deputy: Person) -> list[Away]:

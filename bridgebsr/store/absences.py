@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 
 from bridgebsr.rules.people import Away
+from bridgebsr.rules.texts import email_key
 from bridgebsr.store.prepared import Prepared
 from models import Absence, Contact
 
@@ -31,6 +32,7 @@ _AROUND = (
 )
 _IN_FORCE = _AWAY.join(_DEPUTIES, _DEPUTIES.c.id == _ABSENCES.c.deputy_id).where(*_AROUND)
 _FOR_DEPUTY = Prepared(_IN_FORCE.where(_ABSENCES.c.deputy_id == bindparam("deputy")))
+_FOR_DEPUTY_ADDRESS = Prepared(_IN_FORCE.where(_DEPUTIES.c.email == bindparam("email")))
 _FOR_PEOPLE = _IN_FORCE.where(_ABSENCES.c.contact_id.in_(bindparam("ids", expanding=True)))
 _OF_PERSON = Prepared(
     _AWAY.where(_ABSENCES.c.contact_id == bindparam("contact")).order_by(_ABSENCES.c.starts)
@@ -49,6 +51,14 @@ def of_person(conn: Connection, contact_id: int) -> list[Away]:
 def for_deputy(conn: Connection, deputy_id: int, day: date) -> list[Away]:
     """The absences that may be in force on `day` (UTC) with `deputy_id` standing in."""
     return [Away(*r) for r in _FOR_DEPUTY.all(conn, {"deputy": deputy_id, **_around(day)})]
+
+
+def for_deputy_address(conn: Connection, email: str, day: date) -> list[Away]:
+    """As `for_deputy`, for the deputy with this address (however typed; none when it is no
+    contact's): one statement, for a change that may be made on someone's behalf."""
+    return [
+        Away(*r) for r in _FOR_DEPUTY_ADDRESS.all(conn, {"email": email_key(email), **_around(day)})
+    ]
 
 
 def for_people(conn: Connection, ids: Sequence[int], day: date) -> list[Away]:
