@@ -10,6 +10,7 @@ gives) for the record.
 
 from collections.abc import Callable, Collection, Sequence
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import pytz
@@ -255,8 +256,13 @@ def working_days(recipient: Recipient) -> Callable[[date], bool] | None:
     """The days a recipient's digest may come on: the working days of the calendar the
     ladders count theirs by (`calendar_of`: their country's, with their partner's region
     when in the same country); None for a country without a holiday calendar."""
-    if not supports_country(recipient.country):
+    return _working_days(recipient.country, recipient.partner_country, recipient.region)
+
+
+@lru_cache(maxsize=1024)  # asked per recipient of every dispatch batch
+def _working_days(
+    country: str, partner_country: str, region: str | None
+) -> Callable[[date], bool] | None:
+    if not supports_country(country):
         return None
-    return calendar_of(
-        recipient.country, recipient.partner_country, recipient.region
-    ).is_working_day
+    return calendar_of(country, partner_country, region).is_working_day
