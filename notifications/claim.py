@@ -7,7 +7,8 @@ died) comes due again.
 
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, update
@@ -89,28 +90,17 @@ def load(engine: Engine, ids: list[int]) -> tuple[dict[int, Recipient], dict[int
                     col(Notification.sending),
                     Contact,
                     col(Partner.code),
+                    col(Partner.country),
+                    col(Partner.region),
                 )
                 .join(Contact, col(Contact.id) == Notification.recipient_id)
                 .join(Partner, col(Partner.id) == Contact.partner_id)
                 .where(col(Notification.id).in_(ids[start : start + 5000]))
             ).all()
-            for nid, tries, urgent, created, payload, took, sending, contact, partner in found:
+            for nid, tries, urgent, created, payload, took, sending, contact, *org in found:
                 assert contact.id is not None
                 if contact.id not in recipients:
-                    quiet = None
-                    if contact.quiet_from is not None and contact.quiet_until is not None:
-                        quiet = (contact.quiet_from, contact.quiet_until)
-                    recipients[contact.id] = Recipient(
-                        id=contact.id,
-                        email=contact.email,
-                        partner=partner,
-                        zone=contact.timezone,
-                        channels=frozenset(c for c in contact.channels.split(",") if c),
-                        digest=contact.digest,
-                        quiet=quiet,
-                        cap=contact.daily_cap,
-                        country=contact.country,
-                    )
+                    recipients[contact.id] = _recipient(contact, *org)
                 rows[contact.id].append(
                     Row(
                         id=nid,
@@ -125,11 +115,57 @@ def load(engine: Engine, ids: list[int]) -> tuple[dict[int, Recipient], dict[int
     return recipients, rows
 
 
+def _recipient(contact: Contact, partner: str, country: str, region: str | None) -> Recipient:
+    assert contact.id is not None
+    quiet = None
+    if contact.quiet_from is not None and contact.quiet_until is not None:
+        quiet = (contact.quiet_from, contact.quiet_until)
+    return Recipient(
+        id=contact.id,
+        email=contact.email,
+        partner=partner,
+        zone=contact.timezone,
+        channels=frozenset(c for c in contact.channels.split(",") if c),
+        digest=contact.digest,
+        quiet=quiet,
+        cap=contact.daily_cap,
+        country=contact.country,
+        partner_country=country,
+        region=region,
+    )
+
+
+def covered(
+    engine: Engine,
+    recipients: Mapping[int, Recipient],
+    covers: Mapping[int, tuple[int, date]],
+) -> dict[int, Recipient]:
+    """`recipients` (by the id their rows are addressed to), each one away (`covers`: their
+    deputy's id and their last day away) replaced by their deputy, reading for them."""
+    wanted = {deputy for rid, (deputy, _) in covers.items() if rid in recipients}
+    if not wanted:
+        return dict(recipients)
+    with Session(engine) as session:
+        found = session.execute(
+            select(Contact, col(Partner.code), col(Partner.country), col(Partner.region))
+            .join(Partner, col(Partner.id) == Contact.partner_id)
+            .where(col(Contact.id).in_(sorted(wanted)))
+        ).all()
+    deputies = {c.id: _recipient(c, *org) for c, *org in found}
+    out = dict(recipients)
+    for rid, (deputy, until) in covers.items():
+        if rid in out and deputy in deputies:
+            out[rid] = replace(deputies[deputy], for_whom=out[rid].email, away_until=until)
+    return out
+
+
 def sent_today(
     engine: Engine, now: datetime, recipients: Mapping[int, Recipient]
 ) -> tuple[dict[int, int], set[int]]:
-    """Messages each recipient had today (their local day) and who had today's summary."""
-    counted = [rid for rid, r in recipients.items() if r.cap > 0]
+    """Messages each recipient had today (their local day) and who had today's summary, by
+    the contact id of whoever reads (`Recipient.id`: a deputy for someone away)."""
+    readers = {r.id: r for r in recipients.values()}
+    counted = [rid for rid, r in readers.items() if r.cap > 0]
     sent: dict[int, int] = defaultdict(int)
     summaries: set[int] = set()
     if not counted:
@@ -144,7 +180,7 @@ def sent_today(
             )
         ).all()
     for rid, at, kind in found:
-        if _aware(at) >= local_midnight(now, recipients[rid].zone):
+        if _aware(at) >= local_midnight(now, readers[rid].zone):
             sent[rid] += 1
             if kind == "overflow":
                 summaries.add(rid)

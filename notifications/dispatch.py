@@ -7,9 +7,15 @@ decide what goes (`plan`):
 - in their quiet hours (local night, 21:00 to 07:00 unless they chose otherwise) nothing goes;
   the rows are `held` until the night ends;
 - with `digest` on, what is not urgent waits for one message at 08:00 local on a working day
-  (Monday to Friday, not a public holiday of the reader's country);
+  (by the reader's working-day calendar the case office gives, else Monday to Friday, not a
+  public holiday of the reader's country);
 - past their `daily_cap` of messages today, one overflow summary carries the rest; after that,
   rows wait for the next day.
+
+A recipient who is away (the case office says so through an injected callable, once per
+claimed batch, by their own local date) is read for by their deputy: the rows stay addressed
+to the absent person, the message goes to the deputy, under the deputy's preferences, with a
+line saying for whom and until when, and the receipt names the deputy.
 
 Before planning, dispatch asks the case office (an injected callable, once per claimed batch)
 which rows are no longer wanted: a notice whose item was finished or moved, or whose case
@@ -33,24 +39,30 @@ the row's and the receipt's `resent`, and the report's).
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from queue import SimpleQueue
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
 
-from notifications.claim import claim, load, sent_today
+from notifications.claim import claim, covered, load, sent_today
 from notifications.post import ChannelResult, PostOffice
 from notifications.preferences import Outgoing, Recipient, plan
 from notifications.record import Work, drop, record
-from notifications.render import Message, Notice, render, render_bundle
+from notifications.render import Cover, Message, Notice, render, render_bundle
 from notifications.report import DispatchReport
 
 Links = Callable[[dict[str, Any]], str | None]
 # Which of the claimed rows are no longer wanted as of `now`, each with why: the case office's
 # rule, asked once per claimed batch.
 Obsolete = Callable[[Sequence[int], datetime], Mapping[int, str]]
+# Who of the claimed rows' recipients (by contact id) is away as of `now`: each one's deputy's
+# contact id and their last day away (the case office's rule, asked once per claimed batch).
+Deputies = Callable[[Sequence[int], datetime], Mapping[int, tuple[int, date]]]
+# The working days a recipient keeps, for their digest day (the case office's calendar rule);
+# without it (or None for a recipient), Monday to Friday except their country's holidays.
+WorkingDays = Callable[[Recipient], Callable[[date], bool] | None]
 
 
 @dataclass(frozen=True)
@@ -78,12 +90,16 @@ def dispatch(
     concurrency: int = 8,
     links: Links | None = None,
     obsolete: Obsolete | None = None,
+    deputies: Deputies | None = None,
+    working_days: WorkingDays | None = None,
 ) -> DispatchReport:
     """Deliver every waiting notice due by `now`, as each recipient's preferences say.
 
     `links` gives the Prefect UI address to follow a notice in (from its payload), if any;
     `obsolete` says which claimed rows are no longer wanted: they are recorded `obsolete` with
-    the reason and never sent, nor carried in a digest or summary, nor counted to a cap."""
+    the reason and never sent, nor carried in a digest or summary, nor counted to a cap;
+    `deputies` says who is away and who reads for them; `working_days` which days a
+    recipient's digest may come on."""
     now = now.astimezone(UTC)
     report = DispatchReport()
     width = max(concurrency, 1)
@@ -96,6 +112,8 @@ def dispatch(
             recipients, rows = load(engine, claimed)
             if obsolete is not None:
                 rows = drop(recorder, obsolete(claimed, now), rows, report)
+            if deputies is not None:
+                recipients = covered(engine, recipients, deputies(sorted(recipients), now))
             counted, summaries = sent_today(engine, now, recipients)
             work: list[Work] = []
             holds: dict[int, datetime] = {}
@@ -104,8 +122,9 @@ def dispatch(
                     recipient,
                     rows[rid],
                     now,
-                    sent_today=counted.get(rid, 0),
-                    summary_sent=rid in summaries,
+                    sent_today=counted.get(recipient.id, 0),
+                    summary_sent=recipient.id in summaries,
+                    working_day=working_days(recipient) if working_days is not None else None,
                 )
                 holds |= p.holds
                 report.note_holds(p)
@@ -163,12 +182,18 @@ def _message(out: Outgoing, recipient: Recipient, now: datetime, links: Links | 
     def link(payload: dict[str, Any]) -> str | None:
         return links(payload) if links is not None else None
 
+    cover = _cover(recipient)
     if out.kind == "notice":
         payload = out.rows[0].payload
-        return render(payload, link=link(payload))
+        return render(payload, link=link(payload), cover=cover)
     notices = [Notice(r.payload, link(r.payload), r.urgent) for r in out.rows]
     day = now.astimezone(ZoneInfo(recipient.zone)).date()
-    return render_bundle(out.kind, notices, day=day, cap=recipient.cap)
+    return render_bundle(out.kind, notices, day=day, cap=recipient.cap, cover=cover)
+
+
+def _cover(recipient: Recipient) -> Cover | None:
+    """Whom a deputy reads a message for (None for anyone reading their own)."""
+    return Cover(recipient.for_whom, recipient.away_until) if recipient.for_whom else None
 
 
 def _send(

@@ -4,22 +4,23 @@ rows wait until when.
 - in their quiet hours (local night, 21:00 to 07:00 unless they chose otherwise) nothing goes;
   the rows are `held` until the night ends;
 - with `digest` on, what is not urgent waits for one message at 08:00 local on a working day
-  (Monday to Friday, not a public holiday of the reader's country);
+  (the reader's working-day calendar when dispatch is given it, else Monday to Friday, not a
+  public holiday of the reader's country);
 - past their `daily_cap` of messages today, one overflow summary carries the rest; after that,
   rows wait for the next day.
 """
 
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
 
 QUIET_FROM, QUIET_UNTIL = time(21, 0), time(7, 0)  # the default local night
-DIGEST_AT = time(8, 0)  # local time of the daily digest, Monday to Friday
+DIGEST_AT = time(8, 0)  # local time of the daily digest, on a working day
 FIRST_RETRY = timedelta(minutes=2)
 LONGEST_RETRY = timedelta(hours=6)
 # Why a row is held: the reader's quiet hours, their morning digest, their daily cap.
@@ -39,6 +40,12 @@ class Recipient:
     quiet: tuple[time, time] | None = (QUIET_FROM, QUIET_UNTIL)
     cap: int = 0
     country: str = ""  # whose public holidays have no digest ("" for none)
+    partner_country: str = ""
+    region: str | None = None
+    # When this is a deputy reading an absent person's notices: that person's address, and
+    # the last day they are away.
+    for_whom: str = ""
+    away_until: date | None = None
 
 
 @dataclass(frozen=True)
@@ -107,16 +114,28 @@ def quiet_until(
     return datetime.combine(day, end, tzinfo=tz).astimezone(UTC)
 
 
-def digest_time(created: datetime, zone: str, country: str = "") -> datetime:
-    """The first digest (08:00 local on a working day: Monday to Friday, not a public holiday
-    of `country`) at or after `created`."""
+def digest_time(
+    created: datetime,
+    zone: str,
+    country: str = "",
+    working_day: Callable[[date], bool] | None = None,
+) -> datetime:
+    """The first digest (08:00 local on a working day: `working_day`'s, else Monday to
+    Friday, not a public holiday of `country`) at or after `created`."""
     tz = ZoneInfo(zone)
     local = created.astimezone(tz)
     day = local.date() if local.time() <= DIGEST_AT else local.date() + timedelta(days=1)
-    days_off = _public_holidays(country)
-    while day.weekday() >= 5 or day in days_off:
+    working = working_day or partial(_usual_working_day, country)
+    for _ in range(366):  # a calendar with no working day in a year has none at all
+        if working(day):
+            break
         day += timedelta(days=1)
     return datetime.combine(day, DIGEST_AT, tzinfo=tz).astimezone(UTC)
+
+
+def _usual_working_day(country: str, day: date) -> bool:
+    """Monday to Friday, not a public holiday of `country`."""
+    return day.weekday() < 5 and day not in _public_holidays(country)
 
 
 @lru_cache(maxsize=64)
@@ -142,11 +161,13 @@ def plan(
     *,
     sent_today: int = 0,
     summary_sent: bool = False,
+    working_day: Callable[[date], bool] | None = None,
 ) -> Plan:
     """Decide, for one recipient, which messages go now and which rows wait (pure).
 
     `sent_today` counts the messages they already had today (their local day);
-    `summary_sent` says whether today's overflow summary went already."""
+    `summary_sent` says whether today's overflow summary went already; `working_day` says
+    which days a digest may come on (see `digest_time`)."""
     out = Plan()
     morning = quiet_until(now, recipient.zone, recipient.quiet)
     if morning is not None:
@@ -157,7 +178,7 @@ def plan(
     digest = [r for r in ordered if not r.urgent and recipient.digest]
     due_digest = []
     for r in digest:
-        when = digest_time(r.created_at, recipient.zone, recipient.country)
+        when = digest_time(r.created_at, recipient.zone, recipient.country, working_day)
         if when > now:
             out.hold((r.id,), when, DIGEST)
         else:

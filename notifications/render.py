@@ -87,14 +87,51 @@ def _fill(name: str, templates: Path, fields: dict[str, str]) -> str:
     return _template(path, path.stat().st_mtime_ns).safe_substitute(fields)
 
 
+@dataclass(frozen=True)
+class Cover:
+    """A message a deputy reads for someone away: whom for, and their last day away."""
+
+    for_whom: str
+    until: date | None = None
+
+    @property
+    def line(self) -> str:
+        """The line the message starts with."""
+        until = f"{self.until:%A %d %B %Y}" if self.until else "further notice"
+        return f"For {self.for_whom}, who is away until {until}: you are their deputy."
+
+
 def render(
-    payload: dict[str, Any], templates: Path = TEMPLATES, link: str | None = None
+    payload: dict[str, Any],
+    templates: Path = TEMPLATES,
+    link: str | None = None,
+    cover: Cover | None = None,
 ) -> Message:
-    """Fill the notice templates with one outbox row's payload."""
-    return Message(headline(payload), partial(_notice, payload, templates, link))
+    """Fill the notice templates with one outbox row's payload; with `cover`, for a deputy
+    reading it for someone away (a line first in the message, and a note in the title)."""
+    return Message(
+        _titled(headline(payload), cover), partial(_notice, payload, templates, link, cover)
+    )
 
 
-def _notice(payload: dict[str, Any], templates: Path, link: str | None, suffix: str) -> str:
+def _titled(title: str, cover: Cover | None) -> str:
+    return f"{title} (for {cover.for_whom})" if cover else title
+
+
+def _cover_fields(cover: Cover | None) -> dict[str, str]:
+    """The `cover_*` fields of every template: the deputy's line, or empty."""
+    if cover is None:
+        return {"cover_text": "", "cover_md": "", "cover_html": ""}
+    return {
+        "cover_text": f"{cover.line}\n\n",
+        "cover_md": f"_{cover.line}_\n\n",
+        "cover_html": f"<p><i>{escape(cover.line)}</i></p>\n",
+    }
+
+
+def _notice(
+    payload: dict[str, Any], templates: Path, link: str | None, cover: Cover | None, suffix: str
+) -> str:
     late = int(payload.get("days_late") or 0)
     fields = {
         **{k: str(v) for k, v in payload.items()},
@@ -112,7 +149,7 @@ def _notice(payload: dict[str, Any], templates: Path, link: str | None, suffix: 
             if link
             else ""
         )
-    return _fill(f"notice.{suffix}", templates, fields)
+    return _fill(f"notice.{suffix}", templates, {**fields, **_cover_fields(cover)})
 
 
 def _line(notice: Notice) -> tuple[str, str, str]:
@@ -132,10 +169,16 @@ def _line(notice: Notice) -> tuple[str, str, str]:
 
 
 def render_bundle(
-    kind: str, notices: Sequence[Notice], *, day: date, cap: int = 0, templates: Path = TEMPLATES
+    kind: str,
+    notices: Sequence[Notice],
+    *,
+    day: date,
+    cap: int = 0,
+    templates: Path = TEMPLATES,
+    cover: Cover | None = None,
 ) -> Message:
     """One message for many notices: the daily `digest` of what is not urgent, or the
-    `overflow` summary of what is past the recipient's daily cap."""
+    `overflow` summary of what is past the recipient's daily cap (`cover`: as for `render`)."""
     count = len(notices)
     if kind == "digest":
         title = f"Daily digest for {day:%a %d %b %Y}: {count} notice(s)"
@@ -146,13 +189,22 @@ def render_bundle(
             f"You had {cap} messages today, the most you asked for; "
             "these came after, gathered here instead of one message each."
         )
-    return Message(title, partial(_bundle, title, intro, tuple(notices), templates))
+    return Message(
+        _titled(title, cover), partial(_bundle, title, intro, tuple(notices), templates, cover)
+    )
 
 
 _SUFFIXES = ("txt", "md", "html")  # the order of the parts of `_line`
 
 
-def _bundle(title: str, intro: str, notices: Sequence[Notice], templates: Path, suffix: str) -> str:
+def _bundle(
+    title: str,
+    intro: str,
+    notices: Sequence[Notice],
+    templates: Path,
+    cover: Cover | None,
+    suffix: str,
+) -> str:
     count = len(notices)
     ordered = sorted(notices, key=lambda n: (not n.urgent, str(n.payload.get("case"))))
     lines = [_line(n) for n in ordered[:BUNDLE_LINES]]
@@ -164,4 +216,5 @@ def _bundle(title: str, intro: str, notices: Sequence[Notice], templates: Path, 
     if suffix == "html":
         fields = {k: escape(v) for k, v in fields.items()}
     items = "\n".join(line[part] for line in lines)
+    fields |= _cover_fields(cover)
     return _fill(f"bundle.{suffix}", templates, {**fields, "items": items})

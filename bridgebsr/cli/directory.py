@@ -1,21 +1,35 @@
 """`bridgebsr partners`, `contacts` and `templates` commands."""
 
 from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from bridgebsr.cli._common import JSON_OPTION, console, emit_json, emit_table, runtime, say
+from bridgebsr.bootstrap import Runtime
+from bridgebsr.cli._common import (
+    JSON_OPTION,
+    AsOf,
+    console,
+    emit_json,
+    emit_table,
+    parse_day,
+    parse_when,
+    runtime,
+    say,
+)
 from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.catalog import load_template
-from bridgebsr.office import directory
+from bridgebsr.office import directory, people
 from bridgebsr.store.db import read_session, write_session
 from models import GateSpec, MilestoneSpec, Template
 
 partners_app = typer.Typer(help="Import and list partner organisations.", no_args_is_help=True)
-contacts_app = typer.Typer(help="Import and list contacts.", no_args_is_help=True)
+contacts_app = typer.Typer(
+    help="Import, list, add and change contacts; record absences.", no_args_is_help=True
+)
 templates_app = typer.Typer(
     help="List, show and validate lifecycle templates.", no_args_is_help=True
 )
@@ -208,3 +222,178 @@ def contact_preferences(
     else:
         for name, value in prefs.items():
             say(f"{name:12} {value}")
+
+
+# --- one person at a time: add, edit, away ---------------------------------------------------
+
+Email = Annotated[str, typer.Argument(help="The contact's email address.")]
+Leads = Annotated[
+    str | None,
+    typer.Option("--leads", help="The pilot kinds they lead, comma separated ('' for none)."),
+]
+Country = Annotated[
+    str | None, typer.Option("--country", help="ISO country code (holidays, default zone).")
+]
+Zone = Annotated[
+    str | None, typer.Option("--timezone", help="IANA zone (default: the country's main one).")
+]
+
+
+def _given(**options: str | None) -> dict[str, str]:
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _print_contact(data: dict[str, Any]) -> None:
+    for name in people.SHOWN:
+        say(f"{name:9} {data[name] if data[name] not in (None, '') else '-'}")
+
+
+@contacts_app.command("add")
+def add_contact(
+    email: Email,
+    name: Annotated[str, typer.Option("--name", help="Their name.")],
+    partner: Annotated[str, typer.Option("--partner", help="Their partner's code.")],
+    role: Annotated[str, typer.Option("--role", help="Their role (as the templates name it).")],
+    country: Country = None,
+    timezone: Zone = None,
+    leads: Leads = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Add one contact without a file (the checks of `contacts import`)."""
+    rt = runtime()
+    given = _given(
+        email=email,
+        name=name,
+        partner=partner,
+        role=role,
+        country=country,
+        timezone=timezone,
+        leads=leads,
+    )
+    with write_session(rt.engine) as session:
+        added = people.add_contact(
+            session=session, given=given, roles=rt.catalog.roles(), kinds=set(rt.catalog.templates)
+        )
+    if as_json:
+        emit_json({"added": added})
+        return
+    say(f"added contact {added['email']}")
+    _print_contact(added)
+
+
+@contacts_app.command("edit")
+def edit_contact(
+    email: Email,
+    name: Annotated[str | None, typer.Option("--name", help="Their name.")] = None,
+    partner: Annotated[str | None, typer.Option("--partner", help="Their partner's code.")] = None,
+    role: Annotated[str | None, typer.Option("--role", help="Their role.")] = None,
+    country: Country = None,
+    timezone: Zone = None,
+    leads: Leads = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Change one contact: what the options give; prints each change, before -> after."""
+    rt = runtime()
+    given = _given(
+        name=name, partner=partner, role=role, country=country, timezone=timezone, leads=leads
+    )
+    with write_session(rt.engine) as session:
+        before, after = people.edit_contact(
+            session=session,
+            email=email,
+            given=given,
+            roles=rt.catalog.roles(),
+            kinds=set(rt.catalog.templates),
+        )
+    if as_json:
+        emit_json({"before": before, "after": after})
+        return
+    moved = [k for k in people.SHOWN if before[k] != after[k]]
+    say(f"{after['email']}: " + (f"changed {', '.join(moved)}" if moved else "nothing changed"))
+    for k in moved:
+        say(f"  {k}: {before[k] or '-'} -> {after[k] or '-'}")
+
+
+@contacts_app.command("away")
+def away(
+    email: Email,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="First day away (their own date).")
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Last day away (inclusive).")] = None,
+    deputy: Annotated[
+        str | None, typer.Option("--deputy", help="Who gets their notices and may act for them.")
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List their absences.")] = False,
+    cancel: Annotated[
+        bool,
+        typer.Option(
+            "--cancel",
+            help="Cancel the absence in force (or the one covering --from, or the next one).",
+        ),
+    ] = False,
+    as_of: AsOf = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Record an absence with a deputy (--from, --to, --deputy), or --list or --cancel them."""
+    rt = runtime()
+    now = parse_when(as_of, rt)
+    if list_ and cancel:
+        raise InvalidInput("give --list or --cancel, not both")
+    if list_:
+        _list_absences(rt, email, as_json)
+    elif cancel:
+        _cancel_absence(rt, email, parse_day(from_, "--from"), now, as_json)
+    else:
+        _set_absence(rt, email, from_, to, deputy, now, as_json)
+
+
+def _list_absences(rt: Runtime, email: str, as_json: bool) -> None:
+    with read_session(rt.engine) as session:
+        rows = people.list_absences(session=session, email=email)
+    if as_json:
+        emit_json(rows)
+    else:
+        emit_table(f"{len(rows)} absence(s)", rows, ("email", "from", "to", "deputy"))
+
+
+def _cancel_absence(rt: Runtime, email: str, on: date | None, now: datetime, as_json: bool) -> None:
+    with write_session(rt.engine) as session:
+        before, after = people.cancel_absence(session=session, email=email, now=now, on=on)
+    if as_json:
+        emit_json({"before": before, "after": after})
+    elif after is None:
+        say(f"cancelled: {before['email']} away {before['from']} to {before['to']}")
+    else:
+        say(f"{before['email']} is back: away {after['from']} to {after['to']}, not {before['to']}")
+
+
+def _set_absence(
+    rt: Runtime,
+    email: str,
+    from_: str | None,
+    to: str | None,
+    deputy: str | None,
+    now: datetime,
+    as_json: bool,
+) -> None:
+    starts, ends = parse_day(from_, "--from"), parse_day(to, "--to")
+    if starts is None or ends is None or not deputy:
+        missing = [
+            f for f, v in (("--from", starts), ("--to", ends), ("--deputy", deputy)) if not v
+        ]
+        raise InvalidInput(
+            f"missing {', '.join(missing)}; give --from DAY --to DAY --deputy EMAIL "
+            "(or --list, or --cancel)"
+        )
+    with write_session(rt.engine) as session:
+        added = people.set_absence(
+            session=session, email=email, starts=starts, ends=ends, deputy=deputy, now=now
+        )
+    if as_json:
+        emit_json(added)
+    else:
+        say(
+            f"{added['email']} is away {added['from']} to {added['to']}; "
+            f"{added['deputy']} gets their notices and may act for them"
+        )

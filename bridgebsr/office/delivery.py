@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.errors import DiskFull, InvalidInput
+from bridgebsr.office.people import deputies, working_days
 from bridgebsr.office.stale import obsolete_notices
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
@@ -93,6 +94,8 @@ def _dispatch(
         links=links,
         concurrency=concurrency,
         obsolete=partial(obsolete_notices, rt.engine),
+        deputies=partial(deputies, rt.engine),
+        working_days=working_days,
     )
     if post.full is not None:
         report.disk_full = str(post.local_log)

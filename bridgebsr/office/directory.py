@@ -1,9 +1,10 @@
 """Partners and contacts: validated, all-or-nothing imports from CSV or XLSX, and listings."""
 
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -201,26 +202,48 @@ def parse_contacts(
     _check_columns(sheet, CONTACT_COLUMNS)
     problems, out = _Problems(sheet), []
     for n, raw in sheet.rows:
-        country = _cell(problems, n, "country", country_code, raw["country"])
-        rec = {
-            "email": _cell(problems, n, "email", email_address, raw["email"]),
-            "name": _cell(problems, n, "name", _name, raw["name"]),
-            "partner_id": _cell(problems, n, "partner", _partner_ref, raw["partner"], partners),
-            "role": _cell(problems, n, "role", _role, raw["role"], roles),
-            "country": country,
-        }
-        if country:
-            rec["timezone"] = _cell(
-                problems, n, "timezone", zone_for, raw.get("timezone", ""), country
-            )
+        # A file without the `leads` column leaves what each one leads.
+        given = raw if "leads" in sheet.columns else {k: v for k, v in raw.items() if k != "leads"}
+        rec = contact_record(given, partners, roles, kinds, partial(_cell, problems, n))
         rec |= _preference_cells(problems, n, raw)
-        if "leads" in sheet.columns:  # a file without the column leaves what each one leads
-            rec["leads"] = _cell(problems, n, "leads", parse_leads, raw.get("leads", ""), kinds)
-        _check_lengths(problems, n, Contact, rec, _CONTACT_TEXTS)
         out.append((n, rec))
     _unique(problems, out, "email")
     problems.raise_if_any("contacts")
     return [rec for _, rec in out]
+
+
+# Runs one check of a field (column, check, its arguments): the value, or None once the
+# problem is told (a sheet gathers every problem; a command refuses the first).
+Check = Callable[..., Any]
+
+
+def contact_record(
+    raw: Mapping[str, str],
+    partners: dict[str, int],
+    roles: set[str],
+    kinds: Collection[str],
+    cell: Check,
+) -> dict[str, Any]:
+    """One contact's fields (as on `Contact`) from text as a person gives it (a file's row, or
+    a command's options): email, name, partner, role, country, and timezone (blank: the
+    country's main zone) and leads when given; each checked through `cell`, which also says
+    when a text is longer than its column holds."""
+    country = cell("country", country_code, raw["country"])
+    rec = {
+        "email": cell("email", email_address, raw["email"]),
+        "name": cell("name", _name, raw["name"]),
+        "partner_id": cell("partner", partner_ref, raw["partner"], partners),
+        "role": cell("role", _role, raw["role"], roles),
+        "country": country,
+    }
+    if country:
+        rec["timezone"] = cell("timezone", zone_for, raw.get("timezone", ""), country)
+    if "leads" in raw:
+        rec["leads"] = cell("leads", parse_leads, raw["leads"], kinds)
+    for name, column in _CONTACT_TEXTS.items():
+        if isinstance(value := rec.get(name), str):
+            cell(column, fitting, value, Contact, name)
+    return rec
 
 
 def _preference_cells(problems: _Problems, n: int, raw: dict[str, str]) -> dict[str, Any]:
@@ -323,7 +346,8 @@ def set_preferences(*, session: Session, email: str, changes: dict[str, Any]) ->
     return preferences(contact)
 
 
-def _partner_ref(value: str, partners: dict[str, int]) -> int:
+def partner_ref(value: str, partners: dict[str, int]) -> int:
+    """The id of the partner a code names (`partners`: id by code), or ValueError."""
     code = value.strip().upper()
     if code not in partners:
         raise ValueError(f"no partner '{value}'; import partners first")

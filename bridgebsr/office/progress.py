@@ -1,4 +1,8 @@
-"""Use cases on a case's items: start, complete or waive milestones; decide gates."""
+"""Use cases on a case's items: start, complete or waive milestones; decide gates.
+
+A deputy may act for a person while that person is away (`rules.people.acting_for`): their
+step on the absent person's milestone, or their vote on a gate as the absent approver, is
+recorded with the deputy as actor and the event naming whom it was on behalf of."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,7 +15,9 @@ from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
 from bridgebsr.rules import lifecycle, planning
 from bridgebsr.rules import progress as rules
 from bridgebsr.rules.lifecycle import Change
+from bridgebsr.rules.people import Away, Person, acting_for
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
+from bridgebsr.store import absences
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.prepared import Prepared
 from models import (
@@ -129,6 +135,9 @@ def progress_milestone(
     milestone = _milestone(work, milestone_key)
     day = _check_day(work, on)
     change = rules.step(work.plan, milestone, action, day)
+    for away in _standing_in(work, actor.email):
+        if away.contact_id == milestone.owner_id:
+            _on_behalf(change, away)
     _commit(session, work, [change], actor, now, expected_version)
     return milestone
 
@@ -146,15 +155,16 @@ def decide_gate(
     """Record one approver's decision; N approvals pass the gate, one rejection sends it back."""
     work = _begin(session, case_key, f"{decision.value} gate {gate_key}", now, expected_version)
     gate = _gate(work, gate_key)
-    approver = store.contact_by_email(work.loaded.conn, actor.email)
+    deputy = store.contact_by_email(work.loaded.conn, actor.email)
     what = f"gate {gate.key} of {work.case.key}"
     rules.check_decision(work.plan, gate, decision.value)
+    votes = _votes(work.loaded.conn, gate)
+    approver, away = _voter(work, gate, deputy, votes)
     if approver.role != gate.approver_role:
         raise IllegalTransition(
             f"{approver.email} cannot decide {what}: it needs a {gate.approver_role}, "
             f"and {approver.email} is {approver.role}"
         )
-    votes = _votes(work.loaded.conn, gate)
     if approver.id in votes:
         raise IllegalTransition(f"{approver.email} has already decided {what} (round {gate.round})")
     _DECIDE.run(
@@ -175,8 +185,42 @@ def decide_gate(
         changes = rules.approve(gate, approvals, work.today)
     else:
         changes = _reject(work, gate)
+    if away is not None:
+        _on_behalf(changes[0], away)
     _commit(session, work, changes, actor, now, expected_version)
     return gate
+
+
+def _standing_in(work: _Work, email: str) -> list[Away]:
+    """The absences in force now in which `email` is the deputy (none for an address that is
+    no contact's)."""
+    found = absences.for_deputy_address(work.loaded.conn, email, work.now.date())
+    return acting_for(found, found[0].deputy_id, work.now) if found else []
+
+
+def _covering(work: _Work, deputy: Person) -> list[Away]:
+    found = absences.for_deputy(work.loaded.conn, deputy.id, work.now.date())
+    return acting_for(found, deputy.id, work.now)
+
+
+def _voter(
+    work: _Work, gate: GateRow, deputy: Person, votes: dict[int, Decision]
+) -> tuple[Person, Away | None]:
+    """Whose vote a decision by `deputy` is: their own when they may still vote, else that of
+    the first absent approver they stand in for who has not voted yet."""
+    if deputy.role == gate.approver_role and deputy.id not in votes:
+        return deputy, None
+    for away in _covering(work, deputy):
+        absent = store.contact_by_email(work.loaded.conn, away.email)
+        if absent.role == gate.approver_role and absent.id not in votes:
+            return absent, away
+    return deputy, None
+
+
+def _on_behalf(change: Change, away: Away) -> None:
+    """Name on an event whom its actor acted for, and until when they are away."""
+    change.after["on_behalf_of"] = away.email
+    change.after["away_until"] = away.ends.isoformat()
 
 
 def next_gate(action: str, gate: GateRow) -> GateStatus:
