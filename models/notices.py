@@ -35,6 +35,7 @@ class NoticePayload:
     offset: int
     round: int  # a gate's round (1 for a milestone)
     run: str | None = None  # the flow run that found it, if a flow did
+    note: str | None = None  # what a notice that is no ladder step says (a handover)
 
     def as_json(self) -> dict[str, Any]:
         """The payload as the outbox stores it (JSON types; no `run` when none)."""

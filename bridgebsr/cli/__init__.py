@@ -15,6 +15,7 @@ from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
 from bridgebsr.cli.orchestration import up
 from bridgebsr.cli.report import report
+from bridgebsr.cli.team import case_reassign, case_team, contacts_retire, milestone_reassign
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
 from bridgebsr.settings import Settings
 from bridgebsr.store import migrate
@@ -30,6 +31,10 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(partners_app, name="partners")
 app.add_typer(contacts_app, name="contacts")
 case_app.command("import")(import_cases)
+case_app.command("team")(case_team)
+case_app.command("reassign")(case_reassign)
+milestone_app.command("reassign")(milestone_reassign)
+contacts_app.command("retire")(contacts_retire)
 app.add_typer(case_app, name="case")
 app.add_typer(milestone_app, name="milestone")
 app.add_typer(gate_app, name="gate")

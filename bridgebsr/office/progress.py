@@ -14,6 +14,7 @@ from bridgebsr.rules.lifecycle import Change
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.prepared import Prepared
+from bridgebsr.store.team import load_teams
 from models import (
     Decision,
     GateDecision,
@@ -149,7 +150,8 @@ def decide_gate(
     approver = store.contact_by_email(work.loaded.conn, actor.email)
     what = f"gate {gate.key} of {work.case.key}"
     rules.check_decision(work.plan, gate, decision.value)
-    if approver.role != gate.approver_role:
+    team = load_teams(work.loaded.conn, [work.case.id]).get(work.case.id, {})
+    if approver.role != gate.approver_role and team.get(gate.approver_role) != approver.id:
         raise IllegalTransition(
             f"{approver.email} cannot decide {what}: it needs a {gate.approver_role}, "
             f"and {approver.email} is {approver.role}"
