@@ -26,7 +26,7 @@ from sqlalchemy import text
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.errors import BridgeError
 from bridgebsr.monitor.sweep import run_monitor
-from bridgebsr.office import cases, progress
+from bridgebsr.office import cases, progress, team
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.db import read_session, write_session
@@ -47,9 +47,10 @@ class Store:
 
 @dataclass(frozen=True)
 class Job:
-    """One change: `what` is gate, milestone, case, open, monitor or idle; `args` its words
-    (gate: key, gate, approve|reject, email; milestone: key, milestone, action, email;
-    case: key, action, email; open: kind, owner email)."""
+    """One change: `what` is gate, milestone, case, open, reassign, monitor or idle; `args`
+    its words (gate: key, gate, approve|reject, email; milestone: key, milestone, action,
+    email; case: key, action, email; open: kind, owner email; reassign: key, milestone, the
+    new owner's email, the case version it expects)."""
 
     store: Store
     what: str
@@ -168,7 +169,7 @@ def _warm(rt: Runtime, job: Job) -> None:
         conn.execute(text("SELECT 1"))
     if job.what == "open":
         rt.catalog.get(job.args[0])
-    elif job.what in {"gate", "milestone", "case"}:
+    elif job.what in {"gate", "milestone", "case", "reassign"}:
         with read_session(rt.engine) as session:
             store.load_case(session, job.args[0], for_update=False)
 
@@ -206,6 +207,17 @@ def _change(rt: Runtime, session: Any, job: Job) -> str:
             now=job.now,
         )
         return milestone.status.value
+    if job.what == "reassign":
+        moved = team.reassign_milestone(
+            session=session,
+            key=a[0],
+            milestone_key=a[1],
+            to=a[2],
+            actor=progress.Actor(a[2]),
+            now=job.now,
+            expected_version=int(a[3]),
+        )
+        return f"{moved.key} to {a[2]}"
     if job.what == "case":
         case = cases.change_case(
             session=session, key=a[0], action=a[1], reason="race", actor=a[2], now=job.now
