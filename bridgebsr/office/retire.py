@@ -26,7 +26,7 @@ from bridgebsr.office.team import Work, active_person, email, finish, hand_over
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.store import case_rows as store
 from bridgebsr.store import team as team_store
-from models import OPEN_MILESTONE, GateStatus, NoticePayload, OutboxNotice
+from models import OPEN_MILESTONE, CaseStatus, GateStatus, NoticePayload, OutboxNotice
 from notifications.outbox import enqueue
 
 SHOWN = 20  # items named in the successor's notice; the rest are counted
@@ -118,7 +118,11 @@ def retire_contact(
             work.changes.append(Change("team.set", role, before, {"holder": heir.email}))
         if work.changes:
             finish(session, work, actor, None, notify=False, commit=False)
-            first = first or work
+            # The notice is filed under an active case where there is one (dispatch drops
+            # a notice whose case is on hold).
+            active = case.status is CaseStatus.ACTIVE
+            if first is None or (active and first.loaded.case.status is not CaseStatus.ACTIVE):
+                first = work
     team_store.retire(conn, retiree.id, heir.id, now)
     done.suppressed = team_store.suppress(conn, recipient_id=retiree.id, why=RETIRED)
     if first is not None:

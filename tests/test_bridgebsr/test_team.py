@@ -3,7 +3,7 @@ as fast unit tests, then `case team`, `case open --team`, `case reassign`, `mile
 reassign` and `contacts retire` through their use cases and a few through the command line."""
 
 import csv
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -575,3 +575,24 @@ def test_a_bad_team_cell_is_named_by_row_and_column(consortium: Runtime, tmp_pat
         "cases.csv: row 4, column F (team): 'ip-expert' is not ROLE=EMAIL "
         "(ip-expert=anna@example.org)",
     ]
+
+
+def test_the_monitor_tells_the_case_teams_holder_of_a_role(consortium: Runtime) -> None:
+    rt = consortium
+    key = _open(rt, {"ip-expert": EXPERT2, "pilot-lead": LEGAL})
+    plain = _open(rt)
+    item = "bottleneck-desk-study"
+    due = max(_due(rt, key, item), _due(rt, plain, item))  # by each owner's calendar
+    _monitor(rt, due + timedelta(days=1))  # its `due` step tells the owner and the pilot lead
+    with read_session(rt.engine) as session:
+        rows = session.execute(
+            text(
+                "SELECT k.key, c.email FROM notifications n JOIN cases k ON k.id = n.case_id "
+                "JOIN contacts c ON c.id = n.recipient_id WHERE n.subject = :item "
+                "AND n.rule = 'due'"
+            ),
+            {"item": item},
+        ).all()
+    told = {(k, e) for k, e in rows}
+    assert {e for k, e in told if k == key} == {EXPERT2, LEGAL}
+    assert {e for k, e in told if k == plain} == {IP_PILOT_LEAD, LEAD}
