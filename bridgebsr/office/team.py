@@ -11,7 +11,7 @@ working days (the monitor reads the owner's calendar), and the item's forecast m
 that calendar from now on. Notices still waiting for the old owner are left to dispatch.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -343,8 +343,3 @@ def _milestone(work: Work, key: str) -> MilestoneRow:
             return m
     known = ", ".join(m.key for m in work.loaded.plan.milestones)
     raise NotFound(f"case {work.key} has no milestone '{key}' (it has: {known})")
-
-
-def handed_items(works: Iterable[Work]) -> list[str]:
-    """`CASE/ITEM` of every milestone handed over by these changes."""
-    return [f"{w.key}/{m.key}" for w in works for m, _, _ in w.handed]
