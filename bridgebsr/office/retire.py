@@ -83,6 +83,7 @@ def retire_contact(
         raise InvalidInput(f"--successor {successor}: someone other than {retiree.email}")
     done = Retired(retiree.email, heir.email)
     why = f"{retiree.email} retired"
+    done.suppressed = team_store.suppress(conn, recipient_id=retiree.id, why=RETIRED)
     first: Work | None = None
     for key in team_store.cases_touching(conn, retiree.id, retiree.role):
         loaded = store.load_case(session, key)
@@ -124,7 +125,6 @@ def retire_contact(
             if first is None or (active and first.loaded.case.status is not CaseStatus.ACTIVE):
                 first = work
     team_store.retire(conn, retiree.id, heir.id, now)
-    done.suppressed = team_store.suppress(conn, recipient_id=retiree.id, why=RETIRED)
     if first is not None:
         done.notices = len(enqueue(conn, [_notice(first, done, retiree.id, heir.id)], now=now))
     session.commit()

@@ -8,7 +8,8 @@ and the new owner is not sent them again for the same due date (each is recorded
 owner as `suppressed`, so the outbox's dedupe keys hold it: the handover notice told them
 where the item stands); the steps still to come go to the new owner, on the new owner's
 working days (the monitor reads the owner's calendar), and the item's forecast moves with
-that calendar from now on. Notices still waiting for the old owner are left to dispatch.
+that calendar from now on. A step waiting (not sent yet) for the old owner that tells only
+the owner is `suppressed`; one that also tells other roles is left to go.
 """
 
 from collections.abc import Mapping, Sequence
@@ -28,10 +29,11 @@ from bridgebsr.rules.rows import MilestoneRow
 from bridgebsr.store import case_rows as store
 from bridgebsr.store import team as team_store
 from bridgebsr.store.people import load_directory
-from models import CASE_OWNER, OPEN_MILESTONE, NoticePayload, OutboxNotice
+from models import CASE_OWNER, NODE_OWNER, OPEN_MILESTONE, NoticePayload, OutboxNotice
 from notifications.outbox import dedupe_key, enqueue
 
 HANDED_OVER = "handed over: the new owner was told where the item stands"
+NO_LONGER_OWNER = "handed over: the recipient no longer owns the item"
 
 
 @dataclass
@@ -135,13 +137,18 @@ def finish(
 
 def tell(work: Work, *, notify: bool = True) -> None:
     """Handover notices to both sides (unless not `notify`; the step names the case version
-    the change made, so each change's notices are new ones), and the ladder steps the old
-    owner was sent kept from the new one (`suppressed` for them)."""
+    the change made, so each change's notices are new ones); the ladder steps the old owner
+    was sent kept from the new one (`suppressed` for them); and the reminders still waiting
+    for the old owner that tell only the owner `suppressed` (a step that also tells another
+    role is left: they may hold it)."""
     case = work.loaded.case
     step, day = f"handover-v{case.version}", work.today
     notices: list[OutboxNotice] = []
     copies: list[OutboxNotice] = []
+    gone: list[str] = []  # ladder notices waiting for an old owner as the owner
     conn = work.loaded.conn
+    ladder = work.loaded.template.ladder
+    owners_only = {s.key for s in ladder if set(s.notify) == {NODE_OWNER}}
     for milestone, old, new in work.handed:
         was = email(work, old)
         if notify:
@@ -152,6 +159,11 @@ def tell(work: Work, *, notify: bool = True) -> None:
             if old is not None and was is not None:
                 notices.append(_notice(case.id, old, was, payload, day))
         if old is not None:
+            gone.extend(
+                key
+                for key, rule in team_store.waiting_steps(conn, case.id, milestone.key, old)
+                if rule in owners_only
+            )
             for sent in team_store.steps_sent(conn, case.id, milestone.key, old):
                 said = NoticePayload.read(sent)
                 if said.item_kind == "milestone" and said.note is None:
@@ -162,6 +174,7 @@ def tell(work: Work, *, notify: bool = True) -> None:
     enqueue(conn, notices, now=work.now)
     stored = enqueue(conn, copies, now=work.now)
     team_store.suppress(conn, keys=[dedupe_key(n) for n in stored], why=HANDED_OVER)
+    team_store.suppress(conn, keys=gone, why=NO_LONGER_OWNER)
 
 
 def _payload(work: Work, item: str, title: str, due: date, step: str) -> NoticePayload:

@@ -203,3 +203,15 @@ def voters(conn: Connection, gate_ids: Sequence[int | None]) -> set[tuple[int, i
         decisions.c.gate_id.in_(wanted)
     )
     return {(int(g), int(r), int(a)) for g, r, a in conn.execute(query)}
+
+
+def waiting_steps(conn: Connection, case_id: int, item: str, recipient_id: int) -> list[Any]:
+    """(dedupe key, rule) of the notices about an item still waiting (pending or held) for
+    one recipient."""
+    query = select(_OUTBOX.c.dedupe_key, _OUTBOX.c.rule).where(
+        _OUTBOX.c.case_id == case_id,
+        _OUTBOX.c.subject == item,
+        _OUTBOX.c.recipient_id == recipient_id,
+        _OUTBOX.c.status.in_(_WAITING),
+    )
+    return [(key, rule) for key, rule in conn.execute(query)]

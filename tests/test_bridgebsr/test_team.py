@@ -15,6 +15,7 @@ from bridgebsr.bootstrap import Runtime
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound, StaleCase
 from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office import bulk, cases, progress, retire, team
+from bridgebsr.office.delivery import deliver
 from bridgebsr.office.progress import Actor
 from bridgebsr.rules.ladder import step_day
 from bridgebsr.rules.roles import (
@@ -316,7 +317,8 @@ def test_a_reassigned_milestone_keeps_sent_steps_and_sends_the_rest_to_its_new_o
     due = _due(rt, key, item)
     remind10 = step_day(_calendar(rt, IP_PILOT_LEAD), due, -10)
     _monitor(rt, remind10)
-    assert _outbox(rt, subject=item) == [(IP_PILOT_LEAD, item, "remind-10", "pending")]
+    deliver(rt, now=at(remind10.isoformat(), 10))
+    assert _outbox(rt, subject=item) == [(IP_PILOT_LEAD, item, "remind-10", "sent")]
     _reassign(rt, key, item, EXPERT2, remind10.isoformat(), expected_version=_version(rt, key))
     assert _owners(rt, key)[item] == EXPERT2
     (event,) = _events(rt, key, "milestone.reassign")
@@ -325,7 +327,7 @@ def test_a_reassigned_milestone_keeps_sent_steps_and_sends_the_rest_to_its_new_o
     assert (event.after["owner"], event.after["why"]) == (EXPERT2, "reassigned")
     _monitor(rt, remind10)  # the same day again: remind-10 is not sent to the new owner
     rows = _outbox(rt, subject=item)
-    assert (IP_PILOT_LEAD, item, "remind-10", "pending") in rows  # sent stays sent
+    assert (IP_PILOT_LEAD, item, "remind-10", "sent") in rows  # sent stays sent
     assert (EXPERT2, item, "remind-10", "suppressed") in rows
     assert {(r[0], r[3]) for r in rows if r[2].startswith("handover-")} == {
         (IP_PILOT_LEAD, "pending"),
@@ -335,6 +337,14 @@ def test_a_reassigned_milestone_keeps_sent_steps_and_sends_the_rest_to_its_new_o
     _monitor(rt, remind2)
     later = [r for r in _outbox(rt, subject=item) if r[2] == "remind-2"]
     assert later == [(EXPERT2, item, "remind-2", "pending")]
+    # Handed back before it went: the waiting owner's reminder is no longer wanted, and the
+    # steps EXPERT2 had are kept from the pilot lead too.
+    _reassign(rt, key, item, IP_PILOT_LEAD, remind2.isoformat())
+    later = [r for r in _outbox(rt, subject=item) if r[2] == "remind-2"]
+    assert later == [
+        (EXPERT2, item, "remind-2", "suppressed"),
+        (IP_PILOT_LEAD, item, "remind-2", "suppressed"),
+    ]
 
 
 def test_reassigning_refuses_finished_items_the_same_owner_and_strangers(
