@@ -36,6 +36,7 @@ class NoticePayload:
     round: int  # a gate's round; a milestone's rework round (1 until rework reopens it)
     baseline: date | None = None  # a milestone's original due date (None: as `due`; gates)
     run: str | None = None  # the flow run that found it, if a flow did
+    note: str | None = None  # what a notice that is no ladder step says (a handover)
 
     def as_json(self) -> dict[str, Any]:
         """The payload as the outbox stores it (JSON types; no `run` when none)."""

@@ -62,6 +62,8 @@ def _action(payload: dict[str, Any]) -> str:
 def headline(payload: dict[str, Any]) -> str:
     """The one line that says what a notice is about."""
     late = int(payload.get("days_late") or 0)
+    if payload.get("note"):
+        return f"{payload.get('case')}: {payload.get('note')}"
     if payload.get("step") == "expired":
         return f"{payload.get('case')}: gate {payload.get('item')} is past its deadline"
     if late:

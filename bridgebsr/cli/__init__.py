@@ -17,6 +17,7 @@ from bridgebsr.cli.notices import notifications_app
 from bridgebsr.cli.orchestration import up
 from bridgebsr.cli.plan import edit, rebaseline, reschedule
 from bridgebsr.cli.report import report
+from bridgebsr.cli.team import case_reassign, case_team, contacts_retire, milestone_reassign
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
 from bridgebsr.settings import Settings
 from bridgebsr.store import migrate
@@ -35,6 +36,10 @@ case_app.command("import")(import_cases)
 case_app.command("rebaseline")(rebaseline)
 case_app.command("edit")(edit)
 milestone_app.command("reschedule")(reschedule)
+case_app.command("team")(case_team)
+case_app.command("reassign")(case_reassign)
+milestone_app.command("reassign")(milestone_reassign)
+contacts_app.command("retire")(contacts_retire)
 app.add_typer(case_app, name="case")
 milestone_app.command("add")(add_milestone)
 milestone_app.command("remove")(remove_milestone)

@@ -24,6 +24,7 @@ from bridgebsr.cli.orchestration import sync_case_runs
 from bridgebsr.office import cases as case_uc
 from bridgebsr.office import progress, queries
 from bridgebsr.office.queries import GateView
+from bridgebsr.rules.roles import parse_assignments
 from bridgebsr.rules.rows import GateRow
 from bridgebsr.store.db import read_session, write_session
 from models import Case, CaseStatus, Decision, GateStatus
@@ -49,6 +50,10 @@ def open_(
     start: Annotated[
         str | None, typer.Option("--start", help="Start date (default today).")
     ] = None,
+    team: Annotated[
+        list[str] | None,
+        typer.Option("--team", help="ROLE=EMAIL: who holds a role on this case (repeat)."),
+    ] = None,
     as_of: AsOf = None,
 ) -> None:
     """Open a case of a pilot KIND; prints its key."""
@@ -65,6 +70,7 @@ def open_(
             partner_code=partner,
             start=parse_day(start, "--start"),
             now=now,
+            team=parse_assignments(team or [], "--team"),
         )
         say(case.key)
 

@@ -11,11 +11,12 @@ from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.case_sheets import Dates, Inputs, Part, Problems, check_columns
 from bridgebsr.exchange.catalog import Catalog, checksum
 from bridgebsr.rules.people import Directory, Person
+from bridgebsr.rules.roles import check_team_role, parse_assignments
 from bridgebsr.rules.rows import Organisation
 from bridgebsr.rules.texts import email_address, email_key, fitting
 from models import Case, MilestoneStatus, Template
 
-CASE_COLUMNS = (("ref", "kind", "title", "owner", "start"), ("partner", "target"))
+CASE_COLUMNS = (("ref", "kind", "title", "owner", "start"), ("partner", "target", "team"))
 PROGRESS_COLUMNS = (("case", "milestone", "status"), ("started_on", "finished_on", "by"))
 STATUSES = {
     "in_progress": MilestoneStatus.IN_PROGRESS,
@@ -66,6 +67,7 @@ class NewCase:
     target: date | None
     today: date
     steps: list[Step] = field(default_factory=list)
+    team: tuple[tuple[str, int], ...] = ()  # (role, contact id): its case team
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,24 @@ class Validator:
             raise ValueError(f"no partner {value}; add it with `bridgebsr partners import`")
         return found
 
+    def _team(self, value: str, kind: Kind) -> tuple[tuple[str, int], ...]:
+        """`role=email;role=email`: roles of the kind's template, contacts not retired."""
+        members = []
+        try:
+            named = parse_assignments([v for v in value.split(";") if v.strip()], "team")
+        except InvalidInput as exc:
+            raise ValueError(str(exc).removeprefix("team ").removeprefix("team: ")) from None
+        for role, address in named.items():
+            try:
+                check_team_role(role, kind.template.roles, "team", kind.template.kind)
+            except InvalidInput as exc:
+                raise ValueError(str(exc).removeprefix("team: ")) from None
+            found = self.directory.by_email.get(email_key(address))
+            if found is None:
+                raise ValueError(f"no contact {address} (or retired) for {role}")
+            members.append((role, found.id))
+        return tuple(members)
+
     def _title(self, value: str) -> str:
         return fitting(_nonempty(value), Case, "title")
 
@@ -185,6 +205,9 @@ class Validator:
                 target = cell(part, 0, n, "target", self.dates.parse, raw["target"])
                 if target is not None and start is not None and target < start:
                     self._add(part, 0, n, "target", f"{target} is before the start ({start})")
+            team: tuple[tuple[str, int], ...] = ()
+            if raw.get("team") and kind is not None:
+                team = cell(part, 0, n, "team", self._team, raw["team"], kind) or ()
             if kind is not None and kind.template.kind not in pinned_checked:
                 pinned_checked.add(kind.template.kind)
                 stored = self.pinned.get((kind.template.kind, kind.template.version))
@@ -207,7 +230,9 @@ class Validator:
             ok = len(self.problems.found) == before
             if ok and kind and owner and lead and start and title:
                 today = self._today(lead.timezone)
-                out[ref] = NewCase(n, ref, kind, title, owner, lead, start, target, today)
+                out[ref] = NewCase(
+                    n, ref, kind, title, owner, lead, start, target, today, team=team
+                )
             else:
                 out[ref] = None
         return out

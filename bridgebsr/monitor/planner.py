@@ -17,6 +17,7 @@ from bridgebsr.rules.calendars import WorkCalendar
 from bridgebsr.rules.ladder import ITEM_ROLES, Ladder, Rung, Standing, stand, step_day
 from bridgebsr.rules.people import Directory, Person
 from bridgebsr.store import case_rows as store
+from bridgebsr.store.team import Teams
 from models import CASE_OWNER, NODE_OWNER, LadderStep
 from notifications.steps import step_label
 
@@ -44,8 +45,11 @@ class Planner:
         voted: set[tuple[int, int, int]],
         ctx: PassContext,
         report: MonitorReport,
+        teams: Teams | None = None,
     ) -> None:
         self.ladders = ladders
+        # Each active case's team as a sorted tuple: cases without one share ().
+        self.teams = {cid: tuple(sorted(t.items())) for cid, t in (teams or {}).items()}
         self.directory = directory
         self.voted = voted
         self.ctx = ctx
@@ -53,7 +57,7 @@ class Planner:
         self.today = ctx.today
         self._standings: dict[tuple[int, WorkCalendar, date], Standing] = {}
         self._picks: dict[tuple[Any, ...], tuple[list[Pick], tuple[str, ...]]] = {}
-        self._holders: dict[tuple[str, int, str], list[Person]] = {}
+        self._holders: dict[tuple[str, int, str, int | None], list[Person]] = {}
         self._dates: dict[str, date] = {}
 
     def dues(self, candidates: Sequence[Candidate]) -> Dues:
@@ -78,7 +82,16 @@ class Planner:
                 self._note_unheld(c, self._unheld(c, standing.reached))
                 out.append((c, self._latest(c, standing.near)))
             else:
-                key = (id(ladder), calendar, c.due, c.owner_id, c.case_owner_id, c.lead_partner_id)
+                team = self.teams.get(c.case_id, ())
+                key = (
+                    id(ladder),
+                    calendar,
+                    c.due,
+                    c.owner_id,
+                    c.case_owner_id,
+                    c.lead_partner_id,
+                    team,
+                )
                 found = self._picks.get(key)
                 if found is None:
                     found = self._picks[key] = (
@@ -107,14 +120,24 @@ class Planner:
         return self.directory.case_calendar(c.country, c.lead_partner_id)
 
     def holders(self, role: str, c: Candidate) -> list[Person]:
-        """Who holds a role for the candidate's case (`Directory.role_holders`)."""
-        key = (role, c.lead_partner_id, c.pilot)
+        """Who holds a role for the candidate's case (`Directory.role_holders`: its team's
+        holder first)."""
+        member = self._member(role, c)
+        key = (role, c.lead_partner_id, c.pilot, member)
         found = self._holders.get(key)
         if found is None:
+            team = {role: member} if member is not None else None
             found = self._holders[key] = self.directory.role_holders(
-                role, c.lead_partner_id, c.pilot
+                role, c.lead_partner_id, c.pilot, team
             )
         return found
+
+    def _member(self, role: str, c: Candidate) -> int | None:
+        """The contact id the candidate's case team names for `role`, if any."""
+        for name, contact_id in self.teams.get(c.case_id, ()):
+            if name == role:
+                return contact_id
+        return None
 
     def recipients(self, c: Candidate, roles: Iterable[str]) -> list[Person]:
         """Everyone the roles name for the candidate (a gate's owners: its approvers who have
@@ -124,11 +147,11 @@ class Planner:
         for role in roles:
             if role == NODE_OWNER and c.item_kind == "gate":
                 assert c.approver_role is not None
-                told = [
-                    p
-                    for p in self.directory.by_role.get(c.approver_role, [])
-                    if (c.item_id, c.round, p.id) not in self.voted
-                ]
+                approvers = list(self.directory.by_role.get(c.approver_role, []))
+                member = people.get(self._member(c.approver_role, c) or 0)
+                if member is not None:  # the case team's holder of the role decides too
+                    approvers.append(member)
+                told = [p for p in approvers if (c.item_id, c.round, p.id) not in self.voted]
             elif role == NODE_OWNER:
                 owner = people.get(c.owner_id or c.case_owner_id)
                 told = [owner] if owner else []

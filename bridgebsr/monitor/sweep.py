@@ -29,6 +29,7 @@ from bridgebsr.office.progress import Actor
 from bridgebsr.rules.ladder import Ladder, horizon
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.people import load_directory
+from bridgebsr.store.team import active_teams
 from models import (
     Case,
     CaseStatus,
@@ -85,7 +86,8 @@ def _pass(bind: Engine | Connection, ctx: PassContext, report: MonitorReport) ->
         marks.mark_overdue(s, ctx, report)
         marks.mark_expired(s, ctx, report)
         found = candidates(s, ctx.today, horizon(ctx.today, ladders.values()))
-        planner = Planner(ladders, directory, set(), ctx, report)
+        teams = active_teams(s.connection())
+        planner = Planner(ladders, directory, set(), ctx, report, teams)
         escalated: Escalated = {}
         # A slice of candidates at a time, from their rows to the outbox: what a slice makes
         # is gone before the next one starts, so memory stays flat.

@@ -16,6 +16,8 @@ The cases sheet, one row per case (header names in any order and any case):
     start    the day the case starts
     partner  optional: the lead partner's code (default: the owner's partner)
     target   optional: the target date (default: the template's planned end)
+    team     optional: the case team, `role=email;role=email` (roles of the kind's template,
+             contacts not retired): they hold those roles on this case (owners by role)
 
 The progress sheet, optional, one row per milestone that has moved:
 
@@ -233,6 +235,7 @@ class _Plans:
             case.today,
             case.target,
             note,
+            case.team,
         )
         planned = self.planner.plan(
             opening, key, source_ref=_source_ref(self.cases_label, case.row)

@@ -1,5 +1,6 @@
 """Use cases on whole cases: open one from a template, hold, resume, close, cancel."""
 
+from collections.abc import Mapping
 from datetime import date, datetime
 
 from sqlmodel import Session
@@ -9,6 +10,7 @@ from bridgebsr.exchange.catalog import Catalog, checksum
 from bridgebsr.rules import lifecycle, planning
 from bridgebsr.rules.opening import Opening
 from bridgebsr.rules.opening import open_case as plan_opening
+from bridgebsr.rules.roles import check_team_role
 from bridgebsr.rules.rows import CaseRow
 from bridgebsr.rules.texts import email_key
 from bridgebsr.store import case_rows as store
@@ -29,18 +31,30 @@ def open_case(
     now: datetime,
     source: Source = Source.CLI,
     source_ref: str | None = None,
+    team: Mapping[str, str] | None = None,
 ) -> CaseRow:
     """Open a case of `kind`, pinned to the template's version, every item scheduled from start
-    (`rules.opening`, written by `store.writer`: a batch of one)."""
+    (`rules.opening`, written by `store.writer`: a batch of one); `team` (role -> email) names
+    who holds which role on it."""
     template = catalog.get(kind)
     if not title.strip():
         raise InvalidInput("a case needs a title: --title 'What this case is about'")
     conn = session.connection()
     roles = {m.owner for m in template.milestones}
-    directory = load_directory(conn, only=(owner_email, roles))
+    directory = load_directory(conn, only=(owner_email, roles), also=(team or {}).values())
     owner = directory.by_email.get(email_key(owner_email))
     if owner is None:
-        raise NotFound(f"no contact {owner_email}; add it with `bridgebsr contacts import`")
+        raise NotFound(f"no contact {owner_email} (or retired); see `bridgebsr contacts list`")
+    members = []
+    for role, address in (team or {}).items():
+        name = check_team_role(role, template.roles, "--team", template.kind)
+        member = directory.by_email.get(email_key(address))
+        if member is None:
+            raise NotFound(
+                f"--team {role}={address}: no contact {address} (or retired); "
+                "see `bridgebsr contacts list`"
+            )
+        members.append((name, member.id))
     if partner_code:
         lead = directory.orgs_by_code.get(partner_code.strip().upper())
         if lead is None:
@@ -51,7 +65,7 @@ def open_case(
     today = store.local_date(now, lead.timezone)
     start = start or today
     (key,) = writer.take_keys(conn, [(template.key_prefix, start.year)])
-    opening = Opening(template, title.strip(), owner, lead, start, today)
+    opening = Opening(template, title.strip(), owner, lead, start, today, team=tuple(members))
     planned = plan_opening(directory, opening, key, now, source_ref=None)
     writer.write_cases(conn, [planned], now=now, source=source, source_ref=source_ref)
     session.commit()

@@ -4,7 +4,7 @@ A deputy may act for a person while that person is away (`rules.people.acting_fo
 step on the absent person's milestone, or their vote on a gate as the absent approver, is
 recorded with the deputy as actor and the event naming whom it was on behalf of."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -20,6 +20,7 @@ from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
 from bridgebsr.store import absences
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.prepared import Prepared
+from bridgebsr.store.team import load_teams
 from models import (
     Decision,
     GateDecision,
@@ -159,8 +160,15 @@ def decide_gate(
     what = f"gate {gate.key} of {work.case.key}"
     rules.check_decision(work.plan, gate, decision.value)
     votes = _votes(work.loaded.conn, gate)
-    approver, away = _voter(work, gate, deputy, votes)
-    if approver.role != gate.approver_role:
+    team = load_teams(work.loaded.conn, [work.case.id]).get(work.case.id, {})
+
+    def holds(person: Person) -> bool:
+        """Whether `person` may vote on this gate: a holder of its approver role, or the
+        case team's holder of it."""
+        return person.role == gate.approver_role or team.get(gate.approver_role) == person.id
+
+    approver, away = _voter(work, deputy, votes, holds)
+    if not holds(approver):
         raise IllegalTransition(
             f"{approver.email} cannot decide {what}: it needs a {gate.approver_role}, "
             f"and {approver.email} is {approver.role}"
@@ -204,15 +212,15 @@ def _covering(work: _Work, deputy: Person) -> list[Away]:
 
 
 def _voter(
-    work: _Work, gate: GateRow, deputy: Person, votes: dict[int, Decision]
+    work: _Work, deputy: Person, votes: dict[int, Decision], holds: Callable[[Person], bool]
 ) -> tuple[Person, Away | None]:
-    """Whose vote a decision by `deputy` is: their own when they may still vote, else that of
-    the first absent approver they stand in for who has not voted yet."""
-    if deputy.role == gate.approver_role and deputy.id not in votes:
+    """Whose vote a decision by `deputy` is: their own when they may still vote (`holds`),
+    else that of the first absent approver they stand in for who has not voted yet."""
+    if holds(deputy) and deputy.id not in votes:
         return deputy, None
     for away in _covering(work, deputy):
         absent = store.contact_by_email(work.loaded.conn, away.email)
-        if absent.role == gate.approver_role and absent.id not in votes:
+        if holds(absent) and absent.id not in votes:
             return absent, away
     return deputy, None
 

@@ -27,7 +27,8 @@ from models import CASE_OWNER, CaseStatus, GateSpec, MilestoneSpec, Template
 class Opening:
     """What a case is opened with: its template, title, owner, lead partner and start, and
     `today` at the lead partner (what its forecast is as of). `target` keeps a given target
-    date (default: the planned end); `note` adds to the `case.open` event's `after`."""
+    date (default: the planned end); `note` adds to the `case.open` event's `after`; `team`
+    names who holds which role on this case (before its lead partner and its pilot's leads)."""
 
     template: Template
     title: str
@@ -37,6 +38,7 @@ class Opening:
     today: date
     target: date | None = None
     note: tuple[tuple[str, Any], ...] = ()
+    team: tuple[tuple[str, int], ...] = ()  # (role, contact id): the case team it opens with
 
 
 class Event(NamedTuple):
@@ -54,6 +56,7 @@ class Planned:
 
     plan: planning.Plan
     events: list[Event] = field(default_factory=list)
+    team: tuple[tuple[str, int], ...] = ()  # (role, contact id) rows of its case team
 
     @property
     def case(self) -> CaseRow:
@@ -77,11 +80,12 @@ class Dated:
 
 def owners(directory: Directory, opening: Opening) -> list[int | None]:
     """Each milestone's owner: the case owner theirs, the first holder of each other role
-    for this case (`Directory.role_holders`) the rest, or no one."""
+    for this case (`Directory.role_holders`, its team first) the rest, or no one."""
     template, lead = opening.template, opening.lead.id
+    team = dict(opening.team)
     by_role: dict[str, int | None] = {CASE_OWNER: opening.owner.id}
     for role in sorted({m.owner for m in template.milestones} - {CASE_OWNER}):
-        chosen = directory.role_holders(role, lead, template.kind)
+        chosen = directory.role_holders(role, lead, template.kind, team)
         by_role[role] = chosen[0].id if chosen else None
     return [by_role[m.owner] for m in template.milestones]
 
@@ -154,14 +158,14 @@ class Planner:
 
     def __init__(self, directory: Directory, now: datetime, *, share: bool = True) -> None:
         self.directory, self.now, self.share = directory, now, share
-        self._owners: dict[tuple[str, int, int], tuple[list[int | None], Any]] = {}
+        self._owners: dict[tuple[Any, ...], tuple[list[int | None], Any]] = {}
         self._dated: dict[tuple[Any, ...], Dated] = {}
         self._rows: dict[int, tuple[Template, list[MilestoneRow], list[GateRow]]] = {}
 
     def _owners_of(
         self, opening: Opening
     ) -> tuple[list[int | None], dict[int | None, WorkCalendar]]:
-        at = (opening.template.kind, opening.owner.id, opening.lead.id)
+        at = (opening.template.kind, opening.owner.id, opening.lead.id, opening.team)
         found = self._owners.get(at)
         if found is None:
             ids = owners(self.directory, opening)
@@ -247,10 +251,13 @@ class Planner:
                 **dict(opening.note),
             },
         )
+        if opening.team:
+            people = self.directory.people
+            opened.after["team"] = {role: people[cid].email for role, cid in opening.team}
         actor = opening.owner.email
         events = [Event(opened, actor, source_ref)]
         events.extend(Event(_copied(c), actor, source_ref) for c in found.changes)
-        return Planned(planning.Plan(case, milestones, gates, cals), events)
+        return Planned(planning.Plan(case, milestones, gates, cals), events, opening.team)
 
 
 def _copied(change: Change) -> Change:

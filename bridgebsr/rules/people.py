@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from bridgebsr.errors import InvalidInput
 from bridgebsr.rules.calendars import WorkCalendar, calendar_for, work_area
-from bridgebsr.rules.roles import case_role_holders, led_kinds
+from bridgebsr.rules.roles import Team, case_role_holders, led_kinds
 from bridgebsr.rules.rows import Organisation
 
 
@@ -82,10 +82,17 @@ class Directory:
         d.orgs_by_code.update((o.code, o) for o in d.orgs.values())
         return d
 
-    def role_holders(self, role: str, lead_partner_id: int, kind: str) -> list[Person]:
-        """Who holds `role` for a case of `kind` led by `lead_partner_id` (`case_role_holders`)."""
+    def role_holders(
+        self, role: str, lead_partner_id: int, kind: str, team: Team | None = None
+    ) -> list[Person]:
+        """Who holds `role` for a case of `kind` led by `lead_partner_id`, with its `team`
+        (role -> contact id) when it has one (`case_role_holders`)."""
+        member = team.get(role) if team else None
         return case_role_holders(
-            self.by_role.get(role, []), lead_partner_id, self.leads.get(kind, [])
+            self.by_role.get(role, []),
+            lead_partner_id,
+            self.leads.get(kind, []),
+            self.people.get(member) if member is not None else None,
         )
 
     def case_calendar(self, country: str, lead_partner_id: int) -> WorkCalendar:

@@ -18,19 +18,28 @@ PERSON_COLUMNS = ("id", "email", "name", "role", "partner_id", "country", "timez
 CONTACT = [*(_CONTACTS.c[name] for name in PERSON_COLUMNS), _CONTACTS.c.leads]
 ORGANISATION = [_PARTNERS.c[name] for name in Organisation._fields]
 _ORGANISATIONS = Prepared(select(*ORGANISATION).order_by(_PARTNERS.c.id))
-_CONTACTS_READ = Prepared(select(*CONTACT).order_by(_CONTACTS.c.id))
+# Retired contacts hold no role and hear nothing: the snapshot leaves them out.
+_CONTACTS_READ = Prepared(
+    select(*CONTACT).where(_CONTACTS.c.retired_at.is_(None)).order_by(_CONTACTS.c.id)
+)
 
 
-def load_directory(conn: Connection, *, only: tuple[str, Iterable[str]] | None = None) -> Directory:
-    """Every partner, and every contact in the order they were added; with `only` (an email
-    address, however typed, and roles), just the contacts opening one case may pick: that
-    person, every holder of those roles and every pilot lead (whom `Directory.role_holders`
-    may name)."""
+def load_directory(
+    conn: Connection,
+    *,
+    only: tuple[str, Iterable[str]] | None = None,
+    also: Iterable[str] = (),
+) -> Directory:
+    """Every partner, and every contact not retired in the order they were added; with `only`
+    (an email address, however typed, and roles), just the contacts opening one case may
+    pick: that person, the people `also` names (its team), every holder of those roles and
+    every pilot lead (whom `Directory.role_holders` may name)."""
     orgs = [Organisation(*r) for r in _ORGANISATIONS.all(conn, {})]
     by_id = {o.id: o for o in orgs}
     n = len(PERSON_COLUMNS)
     rows = _CONTACTS_READ.all(conn, {})
     if only is not None:
-        key, wanted = email_key(only[0]), set(only[1])
-        rows = [r for r in rows if r[1] == key or r[3] in wanted or r[n]]
+        keys = {email_key(only[0]), *(email_key(e) for e in also)}
+        wanted = set(only[1])
+        rows = [r for r in rows if r[1] in keys or r[3] in wanted or r[n]]
     return Directory.of([person(r[:n], by_id[r[4]], r[n]) for r in rows], orgs)

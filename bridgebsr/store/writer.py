@@ -26,6 +26,7 @@ from bridgebsr.rules.opening import Planned
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
 from bridgebsr.store.case_rows import RECORD, event_row
 from bridgebsr.store.prepared import Prepared
+from bridgebsr.store.team import insert_members
 from models import Case, Gate, KeySequence, Milestone, Source, Template, TemplateVersion
 
 _TABLES = SQLModel.metadata.tables
@@ -54,8 +55,8 @@ def write_cases(
     source_ref: str | None = None,
     comment: str = "",
 ) -> None:
-    """Write new cases with their milestones, gates and audit events (an event without a
-    source row of its own gets `source_ref`); each case row gets its id."""
+    """Write new cases with their milestones, gates, team rows and audit events (an event
+    without a source row of its own gets `source_ref`); each case row gets its id."""
     if not planned:
         return
     names = _WRITTEN[CaseRow]
@@ -66,8 +67,13 @@ def write_cases(
         ids = [_first(_INSERT_CASE.first(conn, case)) for case in cases]
     items: dict[type[Any], list[dict[str, Any]]] = {MilestoneRow: [], GateRow: []}
     events: list[dict[str, Any]] = []
+    team: list[dict[str, Any]] = []
     for p, case_id in zip(planned, ids, strict=True):
         p.case.id = case_id
+        team += [
+            {"case_id": case_id, "role": role, "contact_id": cid, "since": now}
+            for role, cid in p.team
+        ]
         for node in p.plan.nodes():
             node.case_id = case_id
             items[type(node)].append(_values(node, _WRITTEN[type(node)]))
@@ -76,6 +82,7 @@ def write_cases(
             events.append(event_row(case_id, e.change, e.actor, now, source, ref, comment))
     _INSERT_MILESTONES.many(conn, items[MilestoneRow])
     _INSERT_GATES.many(conn, items[GateRow])
+    insert_members(conn, team)
     RECORD.many(conn, events)
 
 

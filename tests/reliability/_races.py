@@ -26,7 +26,7 @@ from sqlalchemy import text
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.errors import BridgeError
 from bridgebsr.monitor.sweep import run_monitor
-from bridgebsr.office import cases, items, plan, progress
+from bridgebsr.office import cases, items, plan, progress, team
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.db import read_session, write_session
@@ -47,10 +47,11 @@ class Store:
 
 @dataclass(frozen=True)
 class Job:
-    """One change: `what` is gate, milestone, reschedule, case, open, add, monitor or idle;
-    `args` its words (gate: key, gate, approve|reject, email; milestone: key, milestone, action,
-    email; reschedule: key, milestone, due, email, version; case: key, action, email; open:
-    kind, owner email; add: key, new item, after, email)."""
+    """One change: `what` is gate, milestone, reschedule, case, open, add, reassign, monitor
+    or idle; `args` its words (gate: key, gate, approve|reject, email; milestone: key,
+    milestone, action, email; reschedule: key, milestone, due, email, version; case: key,
+    action, email; open: kind, owner email; add: key, new item, after, email; reassign: key,
+    milestone, the new owner's email, the case version it expects)."""
 
     store: Store
     what: str
@@ -169,7 +170,7 @@ def _warm(rt: Runtime, job: Job) -> None:
         conn.execute(text("SELECT 1"))
     if job.what == "open":
         rt.catalog.get(job.args[0])
-    elif job.what in {"gate", "milestone", "case", "add", "reschedule"}:
+    elif job.what in {"gate", "milestone", "case", "add", "reschedule", "reassign"}:
         with read_session(rt.engine) as session:
             store.load_case(session, job.args[0], for_update=False)
 
@@ -219,6 +220,17 @@ def _change(rt: Runtime, session: Any, job: Job) -> str:
             expected_version=int(a[4]),
         )
         return moved.planned_due.isoformat()
+    if job.what == "reassign":
+        moved = team.reassign_milestone(
+            session=session,
+            key=a[0],
+            milestone_key=a[1],
+            to=a[2],
+            actor=progress.Actor(a[2]),
+            now=job.now,
+            expected_version=int(a[3]),
+        )
+        return f"{moved.key} to {a[2]}"
     if job.what == "case":
         case = cases.change_case(
             session=session, key=a[0], action=a[1], reason="race", actor=a[2], now=job.now

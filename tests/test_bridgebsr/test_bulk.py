@@ -813,7 +813,7 @@ def test_a_header_must_name_the_columns(on_sqlite: Runtime, tmp_path: Path) -> N
         _import(on_sqlite, cases_file, progress_file)
     assert str(refused.value) == (
         "cases.csv: row 1: missing column(s) owner, start; unknown column(s) colour; the "
-        "header must name ref, kind, title, owner, start (optional: partner, target)"
+        "header must name ref, kind, title, owner, start (optional: partner, target, team)"
     )
 
 
