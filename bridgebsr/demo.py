@@ -37,13 +37,14 @@ SME_REQUESTS = (
 def load_consortium(rt: Runtime) -> None:
     """Import the shipped partners and contacts of the Bridge-BSR consortium (idempotent)."""
     with write_session(rt.engine) as session:
-        directory.import_partners(session=session, path=DATA / "partners.csv")
+        directory.import_partners(session=session, path=DATA / "partners.csv", actor=DEMO)
     with write_session(rt.engine) as session:
         directory.import_contacts(
             session=session,
             path=DATA / "contacts.csv",
             roles=rt.catalog.roles(),
             kinds=set(rt.catalog.templates),
+            actor=DEMO,
         )
 
 

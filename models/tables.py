@@ -319,6 +319,26 @@ class CaseEvent(SQLModel, table=True):
     comment: str = Field(default="", sa_type=Text)
 
 
+class DirectoryEvent(SQLModel, table=True):
+    """Append-only audit trail of the directory: a person or partner added, changed, imported,
+    away or back, retired; who did it, when, from where, the changed fields before and after."""
+
+    __tablename__ = "directory_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str = Field(max_length=254)
+    kind: str = Field(max_length=60, index=True)
+    subject: str = Field(
+        max_length=254, index=True, description="The contact's email or the partner's code."
+    )
+    before: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    after: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    source: Source = Field(sa_type=_values(Source))
+    source_ref: str | None = Field(default=None, max_length=120)
+    comment: str = Field(default="", sa_type=Text)
+
+
 class Notification(SQLModel, table=True):
     """Outbox row: one ladder step (or notice) for one recipient, written once by dedupe key."""
 

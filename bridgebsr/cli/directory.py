@@ -19,12 +19,14 @@ from bridgebsr.cli._common import (
     parse_when,
     runtime,
     say,
+    who,
 )
 from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.catalog import load_template
 from bridgebsr.office import directory, people
+from bridgebsr.office.progress import Actor
 from bridgebsr.store.db import read_session, write_session
-from models import GateSpec, MilestoneSpec, Template
+from models import GateSpec, MilestoneSpec, Source, Template
 
 partners_app = typer.Typer(help="Import and list partner organisations.", no_args_is_help=True)
 contacts_app = typer.Typer(
@@ -36,19 +38,29 @@ templates_app = typer.Typer(
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Report what would change; write nothing.")]
 FileArg = Annotated[Path, typer.Argument(help="A .csv (comma or semicolon) or .xlsx file.")]
+By = Annotated[
+    str | None,
+    typer.Option("--by", help="Who makes the change, for the directory's history (default: you)."),
+]
+
+
+def _importer(rt: Runtime, by: str | None) -> Actor:
+    return Actor(who(rt, by).email, Source.IMPORT)
 
 
 @partners_app.command("import")
-def import_partners(file: FileArg, dry_run: DryRun = False) -> None:
+def import_partners(file: FileArg, dry_run: DryRun = False, by: By = None) -> None:
     """Create or update partners from FILE (code, name, kind, country, region, timezone)."""
     rt = runtime()
     with write_session(rt.engine) as session:
-        report = directory.import_partners(session=session, path=file, dry_run=dry_run)
+        report = directory.import_partners(
+            session=session, path=file, dry_run=dry_run, actor=_importer(rt, by)
+        )
     _print_report(report)
 
 
 @contacts_app.command("import")
-def import_contacts(file: FileArg, dry_run: DryRun = False) -> None:
+def import_contacts(file: FileArg, dry_run: DryRun = False, by: By = None) -> None:
     """Create or update contacts from FILE (email, name, partner, role, country; optional
     timezone, channels, delivery, quiet_hours, daily_cap, leads: the pilot kinds they lead)."""
     rt = runtime()
@@ -59,6 +71,7 @@ def import_contacts(file: FileArg, dry_run: DryRun = False) -> None:
             roles=rt.catalog.roles(),
             kinds=set(rt.catalog.templates),
             dry_run=dry_run,
+            actor=_importer(rt, by),
         )
     _print_report(report)
 
@@ -201,6 +214,8 @@ def contact_preferences(
     cap: Annotated[
         str | None, typer.Option(help="Messages a day at most, then one summary (0: no cap).")
     ] = None,
+    by: By = None,
+    as_of: AsOf = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show a contact's notification preferences, or change them with the options."""
@@ -216,7 +231,13 @@ def contact_preferences(
         changes["daily_cap"] = _option("--cap", directory.parse_daily_cap, cap)
     rt = runtime()
     with write_session(rt.engine) as session:
-        prefs = directory.set_preferences(session=session, email=email, changes=changes)
+        prefs = directory.set_preferences(
+            session=session,
+            email=email,
+            changes=changes,
+            now=parse_when(as_of, rt),
+            actor=Actor(who(rt, by).email),
+        )
     if as_json:
         emit_json(prefs)
     else:
@@ -257,6 +278,8 @@ def add_contact(
     country: Country = None,
     timezone: Zone = None,
     leads: Leads = None,
+    by: By = None,
+    as_of: AsOf = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add one contact without a file (the checks of `contacts import`)."""
@@ -272,7 +295,12 @@ def add_contact(
     )
     with write_session(rt.engine) as session:
         added = people.add_contact(
-            session=session, given=given, roles=rt.catalog.roles(), kinds=set(rt.catalog.templates)
+            session=session,
+            given=given,
+            roles=rt.catalog.roles(),
+            kinds=set(rt.catalog.templates),
+            now=parse_when(as_of, rt),
+            actor=Actor(who(rt, by).email),
         )
     if as_json:
         emit_json({"added": added})
@@ -290,6 +318,8 @@ def edit_contact(
     country: Country = None,
     timezone: Zone = None,
     leads: Leads = None,
+    by: By = None,
+    as_of: AsOf = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Change one contact: what the options give; prints each change, before -> after."""
@@ -304,6 +334,8 @@ def edit_contact(
             given=given,
             roles=rt.catalog.roles(),
             kinds=set(rt.catalog.templates),
+            now=parse_when(as_of, rt),
+            actor=Actor(who(rt, by).email),
         )
     if as_json:
         emit_json({"before": before, "after": after})
@@ -332,6 +364,7 @@ def away(
             help="Cancel the absence in force (or the one covering --from, or the next one).",
         ),
     ] = False,
+    by: By = None,
     as_of: AsOf = None,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -343,9 +376,10 @@ def away(
     if list_:
         _list_absences(rt, email, as_json)
     elif cancel:
-        _cancel_absence(rt, email, parse_day(from_, "--from"), now, as_json)
+        on = parse_day(from_, "--from")
+        _cancel_absence(rt, email, on, now, Actor(who(rt, by).email), as_json)
     else:
-        _set_absence(rt, email, from_, to, deputy, now, as_json)
+        _set_absence(rt, email, from_, to, deputy, now, Actor(who(rt, by).email), as_json)
 
 
 def _list_absences(rt: Runtime, email: str, as_json: bool) -> None:
@@ -357,9 +391,13 @@ def _list_absences(rt: Runtime, email: str, as_json: bool) -> None:
         emit_table(f"{len(rows)} absence(s)", rows, ("email", "from", "to", "deputy"))
 
 
-def _cancel_absence(rt: Runtime, email: str, on: date | None, now: datetime, as_json: bool) -> None:
+def _cancel_absence(
+    rt: Runtime, email: str, on: date | None, now: datetime, actor: Actor, as_json: bool
+) -> None:
     with write_session(rt.engine) as session:
-        before, after = people.cancel_absence(session=session, email=email, now=now, on=on)
+        before, after = people.cancel_absence(
+            session=session, email=email, now=now, on=on, actor=actor
+        )
     if as_json:
         emit_json({"before": before, "after": after})
     elif after is None:
@@ -375,6 +413,7 @@ def _set_absence(
     to: str | None,
     deputy: str | None,
     now: datetime,
+    actor: Actor,
     as_json: bool,
 ) -> None:
     starts, ends = parse_day(from_, "--from"), parse_day(to, "--to")
@@ -388,7 +427,13 @@ def _set_absence(
         )
     with write_session(rt.engine) as session:
         added = people.set_absence(
-            session=session, email=email, starts=starts, ends=ends, deputy=deputy, now=now
+            session=session,
+            email=email,
+            starts=starts,
+            ends=ends,
+            deputy=deputy,
+            now=now,
+            actor=actor,
         )
     if as_json:
         emit_json(added)
@@ -397,3 +442,40 @@ def _set_absence(
             f"{added['email']} is away {added['from']} to {added['to']}; "
             f"{added['deputy']} gets their notices and may act for them"
         )
+
+
+@contacts_app.command("history")
+def history(email: Email, as_json: bool = JSON_OPTION) -> None:
+    """A person's directory history, newest last: added, edited, imported, away, back,
+    retired; who, when, from where, each changed field before -> after."""
+    rt = runtime()
+    with read_session(rt.engine) as session:
+        rows = people.contact_history(session=session, email=email)
+    if as_json:
+        emit_json(rows)
+        return
+    shown = [
+        {
+            "at": row["at"],
+            "kind": row["kind"],
+            "by": row["actor"],
+            "source": row["source"],
+            "change": _change_text(row["before"], row["after"]),
+        }
+        for row in rows
+    ]
+    emit_table(f"{len(rows)} change(s) of {email}", shown, ("at", "kind", "by", "source", "change"))
+
+
+def _change_text(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """Each changed field, `name: old -> new`; of something added or removed whole, its
+    fields `name=value` ('-' for none)."""
+
+    def text(value: Any) -> str:
+        return "-" if value in (None, "") else str(value)
+
+    old, new = before or {}, after or {}
+    if not old or not new:
+        return ", ".join(f"{k}={text(v)}" for k, v in (new or old).items())
+    keys = dict.fromkeys([*old, *new])
+    return "; ".join(f"{k}: {text(old.get(k))} -> {text(new.get(k))}" for k in keys)

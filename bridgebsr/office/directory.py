@@ -1,9 +1,12 @@
-"""Partners and contacts: validated, all-or-nothing imports from CSV or XLSX, and listings."""
+"""Partners and contacts: validated, all-or-nothing imports from CSV or XLSX, and listings.
+An import records a directory event per partner or contact it adds or changes (the fields the
+file changed, before (None: added) and after), in its transaction; none when nothing changes.
+"""
 
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import datetime, time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,11 @@ from sqlmodel import Session, col, select
 
 from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.sheets import Sheet, column_letter, read_sheet
+from bridgebsr.office.directory_audit import IMPORTER, OPERATOR, record
+from bridgebsr.office.progress import Actor
 from bridgebsr.rules.roles import leads_text
 from bridgebsr.rules.texts import email_address, fitting, name_text
+from bridgebsr.store.directory_events import Entry
 from models import Contact, Partner, PartnerKind
 
 PARTNER_COLUMNS = (("code", "name", "kind", "country"), ("region", "timezone"))
@@ -330,8 +336,16 @@ def preferences(contact: Contact) -> dict[str, Any]:
     }
 
 
-def set_preferences(*, session: Session, email: str, changes: dict[str, Any]) -> dict[str, Any]:
-    """Change one contact's preferences (keys as on Contact), in one transaction."""
+def set_preferences(
+    *,
+    session: Session,
+    email: str,
+    changes: dict[str, Any],
+    now: datetime | None = None,
+    actor: Actor = OPERATOR,
+) -> dict[str, Any]:
+    """Change one contact's preferences (keys as on Contact), in one transaction; those that
+    moved are recorded as `contact.preferences` at `now` (default: the current time)."""
     try:
         address = email_address(email)
     except ValueError as exc:
@@ -339,10 +353,14 @@ def set_preferences(*, session: Session, email: str, changes: dict[str, Any]) ->
     contact = session.exec(select(Contact).where(col(Contact.email) == address)).first()
     if contact is None:
         raise InvalidInput(f"no contact '{email}'; see `bridgebsr contacts list`")
-    for name, value in changes.items():
+    moved = {name: value for name, value in changes.items() if getattr(contact, name) != value}
+    entry = Entry(
+        "contact.preferences", contact.email, {n: getattr(contact, n) for n in moved}, moved
+    )
+    for name, value in moved.items():
         setattr(contact, name, value)
+    record(session, [entry] if moved else [], actor, now)
     session.commit()
-    session.refresh(contact)
     return preferences(contact)
 
 
@@ -377,25 +395,46 @@ def _upsert(
     key: str,
     records: list[dict[str, Any]],
     report: ImportReport,
-) -> None:
+    kind: str,
+    named: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+) -> list[Entry]:
+    """Add or change the rows of `records`; the event of each one added or changed (`named`:
+    the fields as the event shows them)."""
     existing = {getattr(r, key): r for r in session.exec(select(model))}
+    entries: list[Entry] = []
     for rec in records:
         row = existing.get(rec[key])
         if row is None:
             session.add(model(**rec))
             report.created.append(rec[key])
+            entries.append(Entry(kind, rec[key], None, named(rec)))
             continue
-        changed = [f for f, v in rec.items() if getattr(row, f) != v]
-        for f in changed:
-            setattr(row, f, rec[f])
+        changed = {f: v for f, v in rec.items() if getattr(row, f) != v}
+        if changed:
+            before = {f: getattr(row, f) for f in changed}
+            entries.append(Entry(kind, rec[key], named(before), named(changed)))
+        for f, v in changed.items():
+            setattr(row, f, v)
         (report.updated if changed else report.unchanged).append(rec[key])
+    return entries
 
 
-def import_partners(*, session: Session, path: Path, dry_run: bool = False) -> ImportReport:
-    """Create or update partners from a file, all rows or none."""
+def import_partners(
+    *,
+    session: Session,
+    path: Path,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    actor: Actor = IMPORTER,
+) -> ImportReport:
+    """Create or update partners from a file, all rows or none; each partner added or changed
+    is recorded as `partner.import` at `now` (default: the current time), the file's name as
+    the reference unless `actor` gives one."""
     records = parse_partners(read_sheet(path))
     report = ImportReport("partners", dry_run=dry_run)
-    _upsert(session, Partner, "code", records, report)
+    entries = _upsert(session, Partner, "code", records, report, "partner.import")
+    if not dry_run:
+        record(session, entries, actor, now, path.name)
     _finish(session, dry_run)
     return report
 
@@ -407,13 +446,26 @@ def import_contacts(
     roles: set[str],
     kinds: Collection[str] = (),
     dry_run: bool = False,
+    now: datetime | None = None,
+    actor: Actor = IMPORTER,
 ) -> ImportReport:
     """Create or update contacts from a file, all rows or none; `kinds`: the pilot kinds a
-    `leads` cell may name."""
+    `leads` cell may name. Each contact added or changed is recorded as `contact.import`
+    (partners named by code), as `import_partners` records partners."""
     partners = {p.code: p.id for p in session.exec(select(Partner))}
     records = parse_contacts(read_sheet(path), partners, roles, kinds)  # type: ignore[arg-type]
     report = ImportReport("contacts", dry_run=dry_run)
-    _upsert(session, Contact, "email", records, report)
+    codes = {pid: code for code, pid in partners.items()}
+
+    def named(fields: dict[str, Any]) -> dict[str, Any]:
+        return {
+            ("partner" if f == "partner_id" else f): codes.get(v) if f == "partner_id" else v
+            for f, v in fields.items()
+        }
+
+    entries = _upsert(session, Contact, "email", records, report, "contact.import", named)
+    if not dry_run:
+        record(session, entries, actor, now, path.name)
     _finish(session, dry_run)
     return report
 

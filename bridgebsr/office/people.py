@@ -2,10 +2,10 @@
 absences with a deputy (who gets the absent person's notices and may act for them).
 
 Each use case checks what a person gives with the contacts import's own checks
-(`directory.contact_record`) and the absence rules of `rules.people`, and commits once. A
-contact belongs to no case, so a change to one leaves no case event: each use case returns
-the contact (or absence) before and after, which the command line prints (and `--json`
-gives) for the record.
+(`directory.contact_record`) and the absence rules of `rules.people`, and commits once with
+one directory event (`store.directory_events`: who, when, from where, the changed fields
+before and after; a change that changes nothing records nothing). A contact belongs to no
+case, so these changes are in the person's history (`contact_history`), not a case's.
 """
 
 from collections.abc import Callable, Collection, Sequence
@@ -20,11 +20,14 @@ from sqlmodel import Session, col, select
 
 from bridgebsr.errors import InvalidInput, NotFound
 from bridgebsr.office.directory import contact_record, partner_ref
+from bridgebsr.office.directory_audit import OPERATOR, record
+from bridgebsr.office.progress import Actor
 from bridgebsr.rules.calendars import calendar_of, supports_country
 from bridgebsr.rules.people import away_now, check_absence
 from bridgebsr.rules.texts import email_key
-from bridgebsr.store import absences
+from bridgebsr.store import absences, directory_events
 from bridgebsr.store.case_rows import local_date
+from bridgebsr.store.directory_events import Entry
 from models import Absence, Contact, Partner
 from notifications.preferences import Recipient
 
@@ -81,10 +84,12 @@ def add_contact(
     given: dict[str, str],
     roles: set[str],
     kinds: Collection[str] = (),
+    now: datetime,
+    actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
     """Add one contact from `given` (email, name, partner, role; country, by default the
     partner's; timezone, by default the country's main zone; leads), refusing an address
-    already there. The contact as added."""
+    already there; recorded as `contact.add`. The contact as added."""
     raw = {"timezone": "", **given}
     partners = _partners(session)
     if not raw.get("country"):
@@ -97,7 +102,9 @@ def add_contact(
             f"contact {rec['email']} exists already; change it with `bridgebsr contacts edit`"
         )
     contact = Contact(**rec)
+    added = shown(session, contact)
     session.add(contact)
+    _record(session, "contact.add", rec["email"], None, added, actor, now)
     try:
         session.commit()
     except IntegrityError:  # added by someone else meanwhile
@@ -105,8 +112,7 @@ def add_contact(
         raise InvalidInput(
             f"contact {rec['email']} exists already; change it with `bridgebsr contacts edit`"
         ) from None
-    session.refresh(contact)
-    return shown(session, contact)
+    return added
 
 
 def edit_contact(
@@ -116,11 +122,13 @@ def edit_contact(
     given: dict[str, str],
     roles: set[str],
     kinds: Collection[str] = (),
+    now: datetime,
+    actor: Actor = OPERATOR,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Change what `given` names of one contact (name, partner, role, country, timezone,
     leads); a new country without a timezone keeps the zone when the country has it, else
-    takes the country's main zone. Only what is given is checked. The contact before and
-    after."""
+    takes the country's main zone. Only what is given is checked; the fields that moved are
+    recorded as `contact.edit`. The contact before and after."""
     if not given:
         raise InvalidInput("nothing to change; give --name, --partner, --role, --country, ...")
     contact = _active(session, email, "edit", lock=True)
@@ -141,9 +149,36 @@ def edit_contact(
     for name, value in rec.items():
         if name != "email" and getattr(contact, name) != value:
             setattr(contact, name, value)
+    after = shown(session, contact)
+    moved = [k for k in SHOWN if before[k] != after[k]]
+    if moved:
+        old, new = {k: before[k] for k in moved}, {k: after[k] for k in moved}
+        _record(session, "contact.edit", contact.email, old, new, actor, now)
     session.commit()
-    session.refresh(contact)
-    return before, shown(session, contact)
+    return before, after
+
+
+def _record(
+    session: Session,
+    kind: str,
+    email: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    """The change's directory event, in its transaction."""
+    record(session, [Entry(kind, email, before, after)], actor, now)
+
+
+def contact_history(*, session: Session, email: str) -> list[dict[str, Any]]:
+    """Every directory event about one contact (added, edited, imported, away, back,
+    retired), in the order they were recorded (newest last)."""
+    contact = _contact(session, email)
+    return [
+        e.model_dump(exclude={"id"}, mode="json")
+        for e in directory_events.history(session.connection(), contact.email)
+    ]
 
 
 # --- absences ----------------------------------------------------------------------------------
@@ -169,10 +204,11 @@ def set_absence(
     ends: date,
     deputy: str,
     now: datetime,
+    actor: Actor = OPERATOR,
 ) -> dict[str, Any]:
     """Record that `email` is away from `starts` to `ends` (both inclusive, their own dates),
-    with `deputy` standing in; refused for days already past, a deputy who is the person,
-    unknown or retired, and an absence overlapping one of theirs."""
+    with `deputy` standing in, as `absence.add`; refused for days already past, a deputy who
+    is the person, unknown or retired, and an absence overlapping one of theirs."""
     person = _active(session, email, "record an absence of", lock=True)
     try:
         stand_in = _active(session, deputy, "name as deputy")
@@ -189,10 +225,11 @@ def set_absence(
     absence = Absence(
         contact_id=person.id, starts=starts, ends=ends, deputy_id=stand_in.id, created_at=now
     )
+    added = _absence_view(session, absence)
     session.add(absence)
+    _record(session, "absence.add", person.email, None, added, actor, now)
     session.commit()
-    session.refresh(absence)
-    return _absence_view(session, absence)
+    return added
 
 
 def list_absences(*, session: Session, email: str) -> list[dict[str, Any]]:
@@ -205,12 +242,17 @@ def list_absences(*, session: Session, email: str) -> list[dict[str, Any]]:
 
 
 def cancel_absence(
-    *, session: Session, email: str, now: datetime, on: date | None = None
+    *,
+    session: Session,
+    email: str,
+    now: datetime,
+    on: date | None = None,
+    actor: Actor = OPERATOR,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Cancel the absence that covers `on` (by default the one in force today, else the next
     one): one not begun is removed; one in progress ends yesterday (the person is back
-    today; what the deputy did meanwhile stays theirs). The absence before and after (None:
-    removed)."""
+    today; what the deputy did meanwhile stays theirs). Recorded as `absence.cancel`. The
+    absence before and after (None: removed)."""
     person = _contact(session, email, lock=True)
     today = local_date(now, person.timezone)
     rows = list(
@@ -237,6 +279,7 @@ def cancel_absence(
     else:
         chosen.ends = today - timedelta(days=1)
         after = _absence_view(session, chosen)
+    _record(session, "absence.cancel", person.email, before, after, actor, now)
     session.commit()
     return before, after
 

@@ -471,6 +471,22 @@ def _absence(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str,
     }
 
 
+def _directory_event(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str, Any]:
+    email = f"person.{phase}.{i}@{rng.choice(PARTNER_CODES).lower()}.example"
+    added = rng.random() < 0.3
+    return {
+        "at": _moment(rng),
+        "actor": rng.choice(["soren.ostergaard@scanbalt.example", "ops@cli", "cli"]),
+        "kind": rng.choice(["contact.add", "contact.edit", "contact.import", "absence.add"]),
+        "subject": _text(rng, 254, (email, rng.choice(PARTNER_CODES), "Ø" * 254)),
+        "before": None if added else {"name": rng.choice(PEOPLE), "extra": _json(rng)},
+        "after": _maybe(rng, {"name": rng.choice(PEOPLE), "country": rng.choice(COUNTRIES)}),
+        "source": rng.choice([s.value for s in models.Source]),
+        "source_ref": _maybe(rng, _text(rng, 120, ("contacts.csv", "partners.xlsx", "x"))),
+        "comment": _text(rng, None),
+    }
+
+
 # Every table of the store in an order that respects the foreign keys. A new table (or a new
 # column) in a revision must be taught here, with realistic values, before its step passes.
 MAKERS: dict[str, RowMaker] = {
@@ -489,6 +505,7 @@ MAKERS: dict[str, RowMaker] = {
     "baselines": _baseline,
     "plan_changes": _plan_change,
     "absences": _absence,
+    "directory_events": _directory_event,
 }
 COMPOSITE_KEYS = {"key_sequences": ("prefix", "year")}
 
@@ -670,6 +687,7 @@ def _load_every_model(engine: Engine, expected: Snapshot) -> None:
         models.Baseline,
         models.PlanChange,
         models.Absence,
+        models.DirectoryEvent,
     ]
     assert {str(m.__tablename__) for m in tables} == set(expected)
     with Session(engine) as session:

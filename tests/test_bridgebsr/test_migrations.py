@@ -31,8 +31,9 @@ CASE_TABLES = {
     "baselines",
     "plan_changes",
     "absences",
+    "directory_events",
 }
-HEAD = "0007"
+HEAD = "0008"
 
 
 @pytest.fixture
@@ -136,6 +137,18 @@ def test_downgrade_to_base_then_upgrade_round_trips(empty: Engine) -> None:
     with pytest.raises(DBAPIError, match="append-only"):
         with empty.begin() as conn:
             conn.execute(text("DELETE FROM case_events"))
+    with empty.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO directory_events (at, actor, kind, subject, source, comment) "
+                "VALUES (:now, 'cli', 'contact.add', 'a@b.example', 'cli', '')"
+            ),
+            {"now": now},
+        )
+    for statement in ("UPDATE directory_events SET actor = 'x'", "DELETE FROM directory_events"):
+        with pytest.raises(DBAPIError, match="directory_events is append-only"):
+            with empty.begin() as conn:
+                conn.execute(text(statement))
 
 
 def test_the_migrated_schema_matches_the_models(empty: Engine) -> None:

@@ -16,7 +16,15 @@ from bridgebsr.office import cases, people, progress
 from bridgebsr.rules.people import Away, acting_for, away_now, check_absence
 from bridgebsr.settings import Settings
 from bridgebsr.store.db import read_session, write_session
-from models import Absence, CaseEvent, Contact, Decision, GateDecision, Milestone
+from models import (
+    Absence,
+    CaseEvent,
+    Contact,
+    Decision,
+    DirectoryEvent,
+    GateDecision,
+    Milestone,
+)
 from tests.conftest import BEFORE_COUNCIL, at
 from tests.test_bridgebsr.test_cli_input import cli, one_error_line, store_env
 
@@ -359,7 +367,11 @@ def _racer(
             if what == "add":
                 given = {"email": "new@scanbalt.example", "name": deputy, "partner": "SCANBALT"}
                 people.add_contact(
-                    session=session, given=given | {"role": "coordinator"}, roles=roles, kinds=kinds
+                    session=session,
+                    given=given | {"role": "coordinator"},
+                    roles=roles,
+                    kinds=kinds,
+                    now=at("2026-05-20"),
                 )
             else:
                 people.set_absence(
@@ -402,9 +414,15 @@ def test_overlapping_absences_recorded_at_once_leave_one(consortium: Runtime) ->
     assert all("is already away 2026-06-01 to 2026-06-05" in m for o, m in ended if o != "ok")
     with read_session(consortium.engine) as session:
         assert len(session.exec(select(Absence)).all()) == 1
+        query = select(DirectoryEvent.kind).where(DirectoryEvent.subject == LEAD)
+        kinds = session.exec(query.order_by(col(DirectoryEvent.id)))
+        assert list(kinds) == ["contact.import", "absence.add"]
 
 
 def test_one_address_added_at_once_is_added_once(consortium: Runtime) -> None:
     ended = _race(consortium, [("add", f"Name {n}") for n in range(4)])
     assert sorted(o for o, _ in ended) == ["ok", "refused", "refused", "refused"], ended
     assert all("exists already" in m for o, m in ended if o != "ok")
+    with read_session(consortium.engine) as session:
+        added = session.exec(select(DirectoryEvent).where(DirectoryEvent.kind == "contact.add"))
+        assert [e.subject for e in added] == ["new@scanbalt.example"]
