@@ -20,7 +20,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import get_current_settings
 
-from bridgebsr.office import queries
+from bridgebsr.office import notices, queries
 from bridgebsr.office.delivery import deliver
 from bridgebsr.reports import portfolio as report
 from bridgebsr.store.db import read_session
@@ -133,7 +133,7 @@ def send_digests(now: datetime) -> dict[str, int]:
     ] or ["- none due now (digests go at 08:00 in each reader's time zone, Monday to Friday)"]
     rt = runtime()
     with read_session(rt.engine) as session:
-        waiting = queries.pending_notices(session=session)
+        waiting = notices.pending_notices(session=session)
     by_recipient: dict[str, int] = defaultdict(int)
     for row in waiting:
         by_recipient[row["recipient"]] += 1

@@ -16,7 +16,7 @@ from bridgebsr.cli._common import (
     who,
 )
 from bridgebsr.errors import InvalidInput
-from bridgebsr.office import queries
+from bridgebsr.office import notices
 from bridgebsr.store.db import read_session, write_session
 from models import NotificationStatus
 
@@ -55,7 +55,7 @@ def list_notices(
             raise InvalidInput(f"--status '{status}' is not one of: {allowed}") from None
     rt = runtime()
     with read_session(rt.engine) as session:
-        rows = queries.notices(session=session, statuses=wanted, limit=limit, newest_first=True)
+        rows = notices.notices(session=session, statuses=wanted, limit=limit, newest_first=True)
     if as_json:
         emit_json(rows)
     else:
@@ -76,7 +76,7 @@ def list_receipts(
     limit = bounded(limit, "--limit")
     rt = runtime()
     with read_session(rt.engine) as session:
-        rows = queries.receipts(session=session, email=recipient, limit=limit)
+        rows = notices.receipts(session=session, email=recipient, limit=limit)
     if as_json:
         emit_json(rows)
     else:

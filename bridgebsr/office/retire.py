@@ -25,6 +25,7 @@ from bridgebsr.office.progress import Actor
 from bridgebsr.office.team import Work, active_person, email, finish, hand_over
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.store import case_rows as store
+from bridgebsr.store import directory_events
 from bridgebsr.store import team as team_store
 from models import OPEN_MILESTONE, CaseStatus, GateStatus, NoticePayload, OutboxNotice
 from notifications.outbox import enqueue
@@ -125,6 +126,18 @@ def retire_contact(
             if first is None or (active and first.loaded.case.status is not CaseStatus.ACTIVE):
                 first = work
     team_store.retire(conn, retiree.id, heir.id, now)
+    directory_events.record(
+        conn,
+        kind="contact.retire",
+        subject=retiree.email,
+        actor=actor.email,
+        now=now,
+        source=actor.source,
+        before={"retired_at": None, "successor": None},
+        after={"retired_at": now, "successor": heir.email},
+        source_ref=actor.source_ref,
+        comment=actor.comment,
+    )
     if first is not None:
         done.notices = len(enqueue(conn, [_notice(first, done, retiree.id, heir.id)], now=now))
     session.commit()

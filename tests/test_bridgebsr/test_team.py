@@ -25,6 +25,7 @@ from bridgebsr.rules.roles import (
     parse_assignments,
 )
 from bridgebsr.store import case_rows as store
+from bridgebsr.store import directory_events
 from bridgebsr.store.db import read_session, write_session
 from models import (
     CaseEvent,
@@ -435,6 +436,12 @@ def test_retiring_hands_everything_over_in_one_notice_and_silences_the_address(
             select(Notification.payload).where(col(Notification.rule).startswith("takeover-"))
         ).one()
     assert payload["note"].startswith(f"you took over from {EXPERT}: ")
+    # The directory's history has the retirement, once, naming the successor.
+    with read_session(rt.engine) as session:
+        events = directory_events.history(session.connection(), EXPERT)
+    retired = [e for e in events if e.kind == "contact.retire"]
+    assert len(retired) == 1 and retired[0].actor == LEAD
+    assert retired[0].after is not None and retired[0].after["successor"] == EXPERT2
     # The next passes tell the retired address nothing.
     for later in (day, _due(rt, key, item)):
         _monitor(rt, later)
