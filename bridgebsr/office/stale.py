@@ -6,8 +6,13 @@ goes, dispatch asks here, once per batch of rows it claimed, which of them are n
 wanted, and records those `obsolete` with the reason instead of sending them:
 
 - the case is no longer active (on hold, completed or cancelled);
-- the milestone is done or waived; the gate is decided, or in a later round than the notice;
-- the item's due date moved so that the notice's step is not reached yet, as the monitor
+- the milestone is done or waived, or reopened by rework since (a later round than the
+  notice's); the gate is decided, or in a later round than the notice;
+- the milestone's agreed due date is no longer the one the notice was written for (it was
+  rescheduled or rebaselined since): its ladder counts from the new date, and the monitor
+  writes that date's notices (`notifications.enqueue.dedupe_key`), so this one would say a
+  date no longer agreed;
+- the gate's deadline moved so that the notice's step is not reached yet, as the monitor
   would count it now (the step's working day by the reader's calendar, their local today).
 
 A notice whose item is not in its case's store (one not written by the monitor) is judged by
@@ -62,6 +67,7 @@ class NoticeFacts:
     zone: str
     partner_country: str
     region: str | None
+    milestone_round: int | None = None  # None: the notice is not about a milestone
 
 
 _FACTS = (
@@ -81,6 +87,7 @@ _FACTS = (
         col(Contact.timezone),
         col(Partner.country),
         col(Partner.region),
+        col(Milestone.round),
     )
     .join(Case, col(Case.id) == col(Notification.case_id))
     .join(Contact, col(Contact.id) == col(Notification.recipient_id))
@@ -106,6 +113,7 @@ _FACTS = (
         or_(
             col(Case.status) != CaseStatus.ACTIVE,
             col(Milestone.status).in_(list(FINISHED_MILESTONE)),
+            col(Milestone.round) > 1,
             MILESTONE_DUE != col(Notification.due_on),
             col(Gate.status) != GateStatus.OPEN,
             col(Gate.round) > 1,
@@ -135,9 +143,12 @@ def why_obsolete(facts: NoticeFacts, now: datetime) -> str | None:
     item = f"{facts.case} {facts.payload.get('item', '')}"
     kind = facts.payload.get("item_kind")
     if kind == "milestone" and facts.milestone_status is not None:
+        current = facts.milestone_round
+        if current is not None and current != _round(facts.payload, current):
+            return f"{item} was reopened for rework: round {current} now"
         if facts.milestone_status in FINISHED_MILESTONE:
             return f"{item} is {_words(facts.milestone_status)}"
-        return _moved(facts, item, facts.milestone_due, now)
+        return _rescheduled(facts, item, now)
     if kind == "gate" and facts.gate_status is not None:
         if facts.gate_round != facts.payload.get("round", facts.gate_round):
             return f"gate {item} went back for rework: round {facts.gate_round} now"
@@ -145,6 +156,37 @@ def why_obsolete(facts: NoticeFacts, now: datetime) -> str | None:
             return f"gate {item} is {_words(facts.gate_status)}"
         return _moved(facts, item, facts.gate_deadline, now)
     return None
+
+
+def _round(payload: dict[str, Any], default: int) -> int:
+    """The round a notice was written in (`default` when its payload does not say)."""
+    try:
+        return int(payload.get("round", default))
+    except (TypeError, ValueError):
+        return default
+
+
+def _written_for(facts: NoticeFacts) -> date | None:
+    """The due date a notice was written for: the outbox row's, else its payload's."""
+    if facts.due_on is not None:
+        return facts.due_on
+    try:
+        return date.fromisoformat(str(facts.payload["due"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _rescheduled(facts: NoticeFacts, item: str, now: datetime) -> str | None:
+    """Why a milestone's notice is no longer wanted since its agreed due date moved, if it
+    did: a step not reached yet under the new date says so; any other says which date the
+    notice was for (the monitor writes the new date's own notice when its step comes)."""
+    due, written = facts.milestone_due, _written_for(facts)
+    if due is None or written is None or due == written:
+        return None
+    not_yet = _moved(facts, item, due, now)
+    if not_yet is not None:
+        return not_yet
+    return f"{item} is now due {due.isoformat()}, not {written.isoformat()} as the notice says"
 
 
 def _moved(facts: NoticeFacts, item: str, due: date | None, now: datetime) -> str | None:

@@ -1,8 +1,11 @@
 """The forecast of every open case as of `as_of`: each template's open cases rescheduled at
-once by `schedule.schedule_many`, the planner's rule over columns of dates."""
+once by `schedule.schedule_many`, the planner's rule over columns of dates. A case with
+milestones added to it alone (`Frames.added`) is rescheduled with its own items: its
+template's and those, with the other cases of its template that added the same."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -16,6 +19,7 @@ from bridgebsr.reports.frames import (
     NAT,
     PARTNER,
     PILOT,
+    AddedItem,
     BoolArray,
     DayArray,
     Frames,
@@ -45,9 +49,10 @@ class _Column:
         return self.step.key
 
 
-def _columns(template: Template) -> list[_Column]:
-    """The template's milestones then gates as the planner's items (`planning.items`), in
-    the planner's dependency order (`schedule.step_order`)."""
+def _columns(template: Template, added: Sequence[AddedItem] = ()) -> list[_Column]:
+    """The template's milestones, the case's added ones, then the template's gates as the
+    planner's items (`planning.items`), in the planner's dependency order
+    (`schedule.step_order`)."""
     specs: list[tuple[int, MilestoneSpec | GateSpec]] = [
         *enumerate(template.milestones),
         *enumerate(template.gates),
@@ -59,6 +64,8 @@ def _columns(template: Template) -> list[_Column]:
         duration = spec.deadline if isinstance(spec, GateSpec) else spec.duration
         after = tuple(Link(d.key, d.lag, d.days or days) for d in spec.after)
         listed.append(_Column(Step(spec.key, duration, days, after), gate, seq))
+    at = len(template.milestones)  # the planner's order: milestones, then gates
+    listed[at:at] = [_Column(item.step, False, item.seq) for item in added]
     return [listed[p] for p in step_order([c.step for c in listed])]
 
 
@@ -78,12 +85,37 @@ def _rescheduled(frames: Frames) -> list[_Rescheduled]:
     def make() -> list[_Rescheduled]:
         open_rows = is_open(frames.cases["status"])
         tpl = frames.cases["tpl"].to_numpy()
-        return [
-            _reschedule(frames, template, np.flatnonzero(open_rows & (tpl == row)))
-            for row, template in enumerate(frames.templates.values())
-        ]
+        parts = _items(frames)
+        own = _with_added(frames)
+        # Cases with added items are rescheduled in groups of their own: only their rows.
+        theirs = parts if own is None else _of_cases(parts, own)
+        out = []
+        for row, template in enumerate(frames.templates.values()):
+            rows = np.flatnonzero(open_rows & (tpl == row))
+            if own is not None:
+                for added, members in _by_added(frames, rows[own[rows]]).items():
+                    out.append(_reschedule(frames, _columns(template, added), members, theirs))
+                rows = rows[~own[rows]]
+            out.append(_reschedule(frames, _columns(template), rows, parts))
+        return out
 
     return frames.derived("rescheduled", make)
+
+
+def _with_added(frames: Frames) -> BoolArray | None:
+    """Which cases have milestones added to them alone (None: no case has)."""
+    if not frames.added:
+        return None
+    return np.isin(frames.cases.index.to_numpy(), np.fromiter(frames.added, dtype=np.int64))
+
+
+def _by_added(frames: Frames, rows: IntArray) -> dict[tuple[AddedItem, ...], IntArray]:
+    """The cases at `rows`, grouped by the items added to them."""
+    ids = frames.cases.index.to_numpy()
+    groups: dict[tuple[AddedItem, ...], list[int]] = {}
+    for row in rows:
+        groups.setdefault(frames.added[int(ids[row])], []).append(int(row))
+    return {added: np.asarray(members, dtype=np.int64) for added, members in groups.items()}
 
 
 _ITEM_COLUMNS: Final = [
@@ -123,11 +155,61 @@ def forecast_items(frames: Frames) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_ITEM_COLUMNS)
 
 
-def _reschedule(frames: Frames, template: Template, rows: IntArray) -> _Rescheduled:
-    """`schedule.schedule(items, start, today=as_of)` for the open cases of one template at
-    once (`schedule.schedule_many`): one column of dates per item, in the planner's order.
-    A case missing one of its template's items has no forecast."""
-    nodes = _columns(template)
+@dataclass(frozen=True)
+class _Items:
+    """The milestones (or gates) as the forecast reads them: the row of each one's case in
+    `frames.cases`, its seq, its actual start and finish (NaT: none; a finish only when
+    finished), its calendar code (None: its case's)."""
+
+    positions: IntArray
+    seq: IntArray
+    start: DayArray
+    finish: DayArray
+    calendar: IntArray | None
+
+    def only(self, rows: IntArray) -> _Items:
+        calendar = None if self.calendar is None else self.calendar[rows]
+        return _Items(
+            self.positions[rows], self.seq[rows], self.start[rows], self.finish[rows], calendar
+        )
+
+
+def _items(frames: Frames) -> tuple[_Items, _Items]:
+    """The milestones and the gates as the forecast reads them."""
+    m, g = frames.milestones, frames.gates
+    m_done = m["status"].isin([s.value for s in FINISHED]).to_numpy()
+    g_done = (g["status"] == GateStatus.APPROVED.value).to_numpy()
+    return (
+        _Items(
+            positions_of(frames, "milestones"),
+            m["seq"].to_numpy(),
+            day_array(m["started_on"]),
+            np.where(m_done, day_array(m["finished_on"]), NAT),
+            codes_of(m["calendar"]),
+        ),
+        _Items(
+            positions_of(frames, "gates"),
+            g["seq"].to_numpy(),
+            day_array(g["opened_on"]),
+            np.where(g_done, day_array(g["decided_on"]), NAT),
+            None,
+        ),
+    )
+
+
+def _of_cases(parts: tuple[_Items, _Items], cases: BoolArray) -> tuple[_Items, _Items]:
+    """Only the items of the cases at `cases` (a mask over `frames.cases`)."""
+    m, g = (p.only(np.flatnonzero((p.positions >= 0) & cases[p.positions])) for p in parts)
+    return m, g
+
+
+def _reschedule(
+    frames: Frames, nodes: list[_Column], rows: IntArray, parts: tuple[_Items, _Items]
+) -> _Rescheduled:
+    """`schedule.schedule(items, start, today=as_of)` for open cases of the same items
+    (`nodes`) at once (`schedule.schedule_many`): one column of dates per item, in the
+    planner's order. A case missing one of its items has no forecast. `parts`: the
+    milestones and gates (`_items`), at least those of these cases."""
     n_cases, n_nodes = len(rows), len(nodes)
     cases = frames.cases
     slot = np.full(len(cases), -1, dtype=np.int64)  # case row in `frames.cases` -> row here
@@ -137,30 +219,19 @@ def _reschedule(frames: Frames, template: Template, rows: IntArray) -> _Reschedu
     calendar = np.full((n_cases, n_nodes), -1, dtype=np.int64)
     present = np.zeros((n_cases, n_nodes), dtype=bool)
     case_calendar = codes_of(cases["calendar"])[rows]
-    for part in ("milestones", "gates") if n_cases else ():
-        items = frames.milestones if part == "milestones" else frames.gates
+    for gate, items in enumerate(parts) if n_cases else ():
         columns = np.full(max((n.seq for n in nodes), default=-1) + 2, -1, dtype=np.int64)
         for j, node in enumerate(nodes):
-            if node.gate == (part == "gates"):
+            if node.gate == bool(gate):
                 columns[node.seq] = j
-        positions = positions_of(frames, part)
+        positions, seq = items.positions, items.seq
         r = np.where(positions >= 0, slot[np.maximum(positions, 0)], -1)
-        seq = items["seq"].to_numpy()
         c = columns[np.where((seq >= 0) & (seq < len(columns) - 1), seq, len(columns) - 1)]
         keep = (r >= 0) & (c >= 0)
         r, c = r[keep], c[keep]
-        if part == "gates":
-            start = day_array(items["opened_on"])[keep]
-            end = day_array(items["decided_on"])[keep]
-            done = (items["status"] == GateStatus.APPROVED.value).to_numpy()[keep]
-            calendar[r, c] = case_calendar[r]
-        else:
-            start = day_array(items["started_on"])[keep]
-            end = day_array(items["finished_on"])[keep]
-            done = items["status"].isin([s.value for s in FINISHED]).to_numpy()[keep]
-            calendar[r, c] = codes_of(items["calendar"])[keep]
-        started[r, c] = start
-        finished[r, c] = np.where(done, end, NAT)
+        calendar[r, c] = case_calendar[r] if items.calendar is None else items.calendar[keep]
+        started[r, c] = items.start[keep]
+        finished[r, c] = items.finish[keep]
         present[r, c] = True
     slots = schedule_many(
         [node.step for node in nodes],

@@ -15,6 +15,7 @@ import pandas as pd
 
 from bridgebsr.errors import InvalidInput
 from bridgebsr.rules.calendars import WorkCalendar, Workdays
+from bridgebsr.rules.schedule import Step
 from models import CaseStatus, MilestoneStatus, Template
 
 PILOT: Final = "pilot"
@@ -60,6 +61,15 @@ class _Memo(dict[str, Any]):
         return (_Memo, ())
 
 
+@dataclass(frozen=True, slots=True)
+class AddedItem:
+    """A milestone added to one case only (`milestone add`): its position among the case's
+    milestones (`seq`), and the step the planner makes of it."""
+
+    seq: int
+    step: Step
+
+
 @dataclass(frozen=True)
 class Frames:
     """The case store as DataFrames, as `load` reads it, in one snapshot. Days are naive day
@@ -90,6 +100,8 @@ class Frames:
     - `notes`: the note on every completion of a `triage-decision` milestone, in the order
       written: case_id, note (the SME figures read those of SME requests).
     - `positions`: the row in `cases` of each row of `milestones` and of `gates`.
+    - `added`: the milestones added to one case only, by case id (only cases with some), in
+      seq order; they are in `milestones` like the template's own.
     - `calendars`: the working calendar of each category of the `calendar` columns.
     """
 
@@ -104,6 +116,7 @@ class Frames:
     notes: pd.DataFrame
     calendars: Sequence[WorkCalendar]
     positions: Mapping[str, IntArray] = field(repr=False, compare=False)
+    added: Mapping[int, tuple[AddedItem, ...]] = field(default_factory=dict)
     _memo: dict[str, Any] = field(default_factory=_Memo, repr=False, compare=False)
 
     def derived(self, name: str, build: Callable[[], _T]) -> _T:
@@ -139,6 +152,7 @@ def only_cases(frames: Frames, rows: Any) -> Frames:
             "milestones": rows_of(ids, milestones["case_id"]),
             "gates": rows_of(ids, gates["case_id"]),
         },
+        added={case: items for case, items in frames.added.items() if case in ids},
     )
 
 

@@ -22,12 +22,14 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from bridgebsr.reports.added import ADDED_COLUMNS, added_query, name_added, unnamed
 from bridgebsr.reports.frames import (
     COUNTRY,
     GATE_EVENTS,
     PARTNER,
     PILOT,
     TRIAGE_MILESTONE,
+    AddedItem,
     DayArray,
     Frames,
     IntArray,
@@ -139,7 +141,7 @@ def _load(read: Reader, as_of: date) -> Frames:
     # Every view counts working days: the table is made while the milestones still come.
     work = workdays_for(cases, calendars, as_of)
     work.prepare()
-    milestones, milestone_rows = _read_milestones(rows(), context)
+    milestones, milestone_rows, added = _read_milestones(read, rows(), context)
     milestones["sla_due"] = sla_due(
         milestones, read.records(plan_change_query(sql), PLAN_CHANGE_COLUMNS)
     )
@@ -157,6 +159,7 @@ def _load(read: Reader, as_of: date) -> Frames:
         notes=_read_notes(read, sql, context),
         calendars=calendars,
         positions={"milestones": milestone_rows, "gates": gate_rows},
+        added=added,
     )
     frames.derived("workdays", lambda: work)
     frames.derived("positions.slips", lambda: slip_rows)
@@ -306,7 +309,11 @@ def _counted(
     return counts, slips, positions[done]
 
 
-def _read_milestones(raw: pd.DataFrame, context: _Context) -> tuple[pd.DataFrame, IntArray]:
+def _read_milestones(
+    read: Reader, raw: pd.DataFrame, context: _Context
+) -> tuple[pd.DataFrame, IntArray, dict[int, tuple[AddedItem, ...]]]:
+    """The milestones frame, the rows of their cases, and the items added to one case only
+    (read, and named, only when there are rows past their templates' milestones)."""
     cases, shapes = context.cases, context.shapes
     positions = rows_of(cases.index, raw["case_id"])
     keep = positions >= 0
@@ -319,11 +326,16 @@ def _read_milestones(raw: pd.DataFrame, context: _Context) -> tuple[pd.DataFrame
     out["key"] = shapes.keys("milestones", tpl, seq)
     out["stage"] = shapes.stages("milestones", tpl, seq)
     out["stage_order"] = shapes.stage_order("milestones", tpl, seq)
+    added: dict[int, tuple[AddedItem, ...]] = {}
+    rows = unnamed(out["key"].array, tpl)
+    if len(rows):
+        found = read.records(added_query(), ADDED_COLUMNS)
+        added = name_added(out, rows, tpl, shapes.templates, found)
     out["status"] = decode(raw["status"].to_numpy(), MilestoneStatus)
     out["calendar"] = categorical(calendar, cast(pd.CategoricalDtype, cases["calendar"].dtype))
     for column in ("baseline_due", "planned_due", "started_on", "finished_on"):
         out[column] = day_stamps(raw[column].to_numpy())
-    return out, positions
+    return out, positions, added
 
 
 def _read_gates(read: Reader, sql: Sql, context: _Context) -> tuple[pd.DataFrame, IntArray]:
@@ -415,11 +427,13 @@ class Shapes:
     """Keys, stages and stage order of every template's milestones and gates, by seq.
 
     Rows are made from their pinned template in order (seq is the position in it), so the
-    load reads seq instead of a key and a stage string per row.
+    load reads seq instead of a key and a stage string per row; a milestone added to one case
+    comes after them and is named from its own row (`added`).
     """
 
     def __init__(self, templates: Mapping[tuple[str, int], Template]) -> None:
         self.order = {key: i for i, key in enumerate(templates)}
+        self.templates = list(templates.values())  # by template row
         keys = sorted({n.key for t in templates.values() for n in t.nodes()})
         stages = sorted({s.key for t in templates.values() for s in t.stages})
         self.key_type = pd.CategoricalDtype(keys)

@@ -490,11 +490,6 @@ def test_the_agenda_command_lists_in_due_order(consortium: Runtime) -> None:
 # --- the report ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reports/load.py names items by template and seq, and reports/forecast.py schedules "
-    "each template's columns: an added item has no key there and is left out of the forecast",
-)
 def test_an_added_item_is_in_the_reports_milestones_and_forecast(consortium: Runtime) -> None:
     rt = consortium
     _open(rt)

@@ -44,12 +44,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.demo import load_consortium, load_demo
 from bridgebsr.errors import InvalidInput
-from bridgebsr.office import cases, progress
+from bridgebsr.office import cases, items, progress
 from bridgebsr.reports import kpis, readers
 from bridgebsr.reports.frames import rows_of
 from bridgebsr.reports.groups import Grouping
@@ -58,7 +58,16 @@ from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
 from bridgebsr.store import migrate
 from bridgebsr.store.db import write_session
-from models import Case, Decision, Gate, Milestone, Partner, PartnerKind
+from models import (
+    CASE_OWNER,
+    Case,
+    CaseStatus,
+    Decision,
+    Gate,
+    Milestone,
+    Partner,
+    PartnerKind,
+)
 from tests.conftest import PG_ADMIN_URL, at
 
 AS_OF = date(2026, 4, 20)
@@ -928,6 +937,30 @@ def test_the_load_reads_every_row_at_once(consortium: Runtime) -> None:
     assert int((frames.milestones["status"] == "done").sum()) == 1
 
 
+def test_an_added_milestone_is_read_like_the_templates_own(consortium: Runtime) -> None:
+    """Through Arrow and through a session alike: its key, stage and stage order as stored,
+    counted with its case's milestones, measured against its agreed date, in the
+    breaches when late."""
+    key = _open(consortium, SME, SME_OWNER, "2026-03-02")
+    _add_to(consortium, key, "extra-review", "needs-interview+1", date(2026, 3, 2))
+    fresh = kpis.load(consortium.engine, as_of=AS_OF)
+    with Session(consortium.engine) as session:
+        again = kpis.load(session, as_of=AS_OF)
+        stored = {m.key: m for m in session.exec(select(Milestone))}
+    pd.testing.assert_frame_equal(fresh.milestones, again.milestones)
+    assert fresh.added == again.added and list(fresh.added) == list(fresh.cases.index)
+    ((item,),) = fresh.added.values()
+    added = stored["extra-review"]
+    assert (item.seq, item.step.key, item.step.duration) == (added.seq, added.key, 5)
+    m = fresh.milestones.set_index("key")
+    assert m.loc["extra-review", "stage"] == added.stage == stored["needs-interview"].stage
+    assert m.loc["extra-review", "stage_order"] == m.loc["needs-interview", "stage_order"]
+    assert m.loc["extra-review", "sla_due"].date() == added.planned_due
+    assert fresh.milestone_counts["milestones"].tolist() == [len(stored)]
+    breaches = kpis.build_sla_breaches(fresh)
+    assert "extra-review" in set(breaches["milestone"])  # due in March, open on 20 April
+
+
 def test_a_milestone_marked_done_without_a_finish_date_is_not_done(consortium: Runtime) -> None:
     """As `milestone_facts` has it (no finish date, nothing to measure): counted open, and
     overdue once its due date has passed, in the counts per case as in the facts."""
@@ -988,14 +1021,48 @@ def test_an_empty_store_gives_empty_tables(rt: Runtime) -> None:
     assert "at_risk" in tables["forecast"].columns
 
 
+def _add_to(rt: Runtime, case: str, key: str, after: str, today: date) -> None:
+    """A milestone added to one case only (`milestone add`), as of `today`."""
+    with write_session(rt.engine) as session:
+        items.add_milestone(
+            session=session,
+            case_key=case,
+            key=key,
+            title="Added for this case",
+            owner=CASE_OWNER,
+            duration=5,
+            after=after,
+            actor=progress.Actor(OPS),
+            now=at(today.isoformat()),
+        )
+
+
 def test_the_forecast_matches_the_planner_on_the_demo(tmp_path: Path) -> None:
-    """The vectorised rescheduling gives every demo item the planner's dates and path."""
+    """The vectorised rescheduling gives every demo item the planner's dates and path: the
+    template's items, and milestones added to one case only (one case adding two in a row,
+    two others the same one, which they are rescheduled with at once, a fourth one of its
+    own)."""
     rt = build_runtime(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'c.db'}"))
     migrate.upgrade(rt.engine)
     today = date(2026, 6, 15)
     load_demo(rt, today)  # ends by reforecasting every case as of `today`
+    with Session(rt.engine) as session:
+        open_sme = list(
+            session.exec(
+                select(Case.key)
+                .where(Case.kind == SME, Case.status == CaseStatus.ACTIVE)
+                .order_by(col(Case.key))
+            )
+        )
+    first, second, third, fourth = open_sme[:4]
+    for case in (first, second, third):
+        _add_to(rt, case, "extra-review", "kpi-record+2", today)  # after the last: a new end
+    _add_to(rt, first, "second-review", "extra-review", today)  # after an added one
+    _add_to(rt, fourth, "early-check", "request-intake", today)  # off the critical path
     frames = kpis.load(rt.engine, as_of=today)
-    items = kpis.forecast_items(frames)
+    ids = frames.cases.index[frames.cases["key"].isin([first, second, third, fourth])]
+    assert set(frames.added) == {int(i) for i in ids}
+    items_ = kpis.forecast_items(frames)
     with Session(rt.engine) as session:
         stored = {
             (case, node.key): (node.forecast_start, node.forecast_due, node.critical)
@@ -1008,12 +1075,16 @@ def test_the_forecast_matches_the_planner_on_the_demo(tmp_path: Path) -> None:
             r["forecast_due"].date(),
             bool(r["critical"]),
         )
-        for r in items.to_dict("records")
+        for r in items_.to_dict("records")
     }
-    assert len(got) == len(stored) == 174  # 14 open cases
+    assert len(got) == len(stored) == 174 + 5  # 14 open cases, five items added
     assert got == stored
     forecast = kpis.build_forecast(frames)
     assert (forecast["forecast_date"] == forecast["stored_forecast_date"]).all()
+    driving = dict(zip(forecast["case"], forecast["driving_item"], strict=True))
+    assert got[(first, "second-review")][2] and driving[first] != "kpi-record"
+    added = frames.milestones[frames.milestones["key"].isin(["extra-review", "early-check"])]
+    assert len(added) == 4 and (added["stage_order"] >= 0).all() and added["stage"].notna().all()
     rt.engine.dispose()
 
 

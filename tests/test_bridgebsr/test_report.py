@@ -12,11 +12,16 @@ from openpyxl import load_workbook
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.demo import load_demo
 from bridgebsr.errors import InvalidInput
+from bridgebsr.office import cases, items
+from bridgebsr.office.progress import Actor
 from bridgebsr.reports import kpis
 from bridgebsr.reports import portfolio as portfolio
+from bridgebsr.store.db import write_session
+from tests.conftest import at
 from tests.test_bridgebsr.test_cli import assert_one_error_line, run
 
 DAY = date(2026, 11, 26)
+LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT (DK)
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +138,40 @@ def test_the_scoped_frames_drop_every_other_partners_rows(consortium: Runtime) -
         )
     with pytest.raises(InvalidInput, match="no partner 'nope'"):
         portfolio.build(consortium.engine, as_of=DAY, partner="nope")
+
+
+def test_a_partners_report_forecasts_and_plots_a_milestone_added_to_one_case(
+    consortium: Runtime,
+) -> None:
+    """On both databases: the report of the lead partner of a case with an added milestone
+    forecasts the case as its stored forecast, with the item among its milestones."""
+    start = date(2026, 3, 2)
+    with write_session(consortium.engine) as session:
+        key = cases.open_case(
+            session=session,
+            catalog=consortium.catalog,
+            kind="ip-integration",
+            title="An IP case",
+            owner_email=LEAD,
+            start=start,
+            now=at(start.isoformat()),
+        ).key
+        added = items.add_milestone(
+            session=session,
+            case_key=key,
+            key="follow-up",
+            title="Follow-up",
+            owner="pilot-lead",
+            duration=60,
+            after="action-plan-integration",
+            actor=Actor(LEAD),
+            now=at(start.isoformat()),
+        )
+    report = portfolio.build(consortium.engine, as_of=start, partner="scanbalt")
+    (row,) = report.views["forecast"].to_dict("records")
+    assert row["case"] == key and row["forecast_date"] == row["stored_forecast_date"]
+    assert row["forecast_date"].date() == added.case.forecast_date
+    assert row["driving_item"] == "kickoff"
+    facts = report.facts.set_index("milestone")
+    assert facts.loc["follow-up", "stage"] == added.milestone.stage
+    assert "follow-up" in set(report.gantt["milestone"])

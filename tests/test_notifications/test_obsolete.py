@@ -2,6 +2,7 @@
 the reason, never sent, left out of digests and summaries and of the daily cap's count
 (the rule alone, then dispatch as bridgebsr wires it, on SQLite and PostgreSQL)."""
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -9,6 +10,7 @@ from sqlmodel import col, select, update
 
 from bridgebsr.office import cases, directory
 from bridgebsr.office.delivery import deliver
+from bridgebsr.office.plan import reschedule_milestone
 from bridgebsr.office.progress import Actor, progress_milestone
 from bridgebsr.office.stale import NoticeFacts, why_obsolete
 from bridgebsr.store.db import read_session, write_session
@@ -18,6 +20,7 @@ from models import (
     Delivery,
     GateStatus,
     Milestone,
+    MilestoneStatus,
 )
 from notifications.outbox import DispatchReport, digest_time
 from tests.test_notifications.conftest import COORDINATOR, LEAD, Outbox
@@ -72,6 +75,77 @@ def test_a_gate_notice_is_wanted_while_its_gate_is_open_in_its_round_and_step(
     status: GateStatus, round_: int, deadline: date, why: str | None
 ) -> None:
     assert why_obsolete(_gate_notice(status, round_, deadline), NOW) == why
+
+
+def _milestone_notice(round_: int, due: date, written_for: date) -> NoticeFacts:
+    """A `due` notice of round 1 written for `written_for`, of a milestone due `due` now."""
+    return NoticeFacts(
+        id=1,
+        rule="due",
+        due_on=written_for,
+        payload={
+            "item": "kickoff",
+            "item_kind": "milestone",
+            "round": 1,
+            "offset": 0,
+            "due": written_for.isoformat(),
+        },
+        case=CASE,
+        case_status=CaseStatus.ACTIVE,
+        milestone_status=MilestoneStatus.IN_PROGRESS,
+        milestone_due=due,
+        gate_status=None,
+        gate_round=None,
+        gate_deadline=None,
+        country="DK",
+        zone="Europe/Copenhagen",
+        partner_country="DK",
+        region="Hovedstaden",
+        milestone_round=round_,
+    )
+
+
+_WAS_DUE = date(2026, 11, 20)  # the Friday before NOW: the notice's step reached
+
+
+@pytest.mark.parametrize(
+    ("round_", "due", "why"),
+    [
+        (1, _WAS_DUE, None),
+        (2, _WAS_DUE, f"{CASE} kickoff was reopened for rework: round 2 now"),
+        # rescheduled, still late: its step reached under the new date too, but the notice
+        # names a date no longer agreed (the monitor writes the new date's own)
+        (
+            1,
+            date(2026, 11, 24),
+            f"{CASE} kickoff is now due 2026-11-24, not 2026-11-20 as the notice says",
+        ),
+        (
+            1,
+            date(2026, 11, 18),
+            f"{CASE} kickoff is now due 2026-11-18, not 2026-11-20 as the notice says",
+        ),  # fmt: skip
+        # rescheduled ahead: its step not reached yet
+        (
+            1,
+            date(2026, 12, 2),
+            f"{CASE} kickoff is now due 2026-12-02: its step 'due' comes on 2026-12-02",
+        ),
+    ],
+)
+def test_a_milestone_notice_is_wanted_in_its_round_and_for_its_agreed_due_date(
+    round_: int, due: date, why: str | None
+) -> None:
+    assert why_obsolete(_milestone_notice(round_, due, _WAS_DUE), NOW) == why
+
+
+def test_a_milestone_notice_without_an_outbox_due_date_is_judged_by_its_payloads() -> None:
+    facts = replace(_milestone_notice(1, date(2026, 11, 24), _WAS_DUE), due_on=None)
+    assert why_obsolete(facts, NOW) == (
+        f"{CASE} kickoff is now due 2026-11-24, not 2026-11-20 as the notice says"
+    )
+    same = replace(facts, milestone_due=_WAS_DUE)
+    assert why_obsolete(same, NOW) is None
 
 
 # --- through dispatch ------------------------------------------------------------------------
@@ -160,7 +234,7 @@ def test_no_notice_of_a_case_on_hold_or_cancelled_goes(
     assert _readers(outbox) == set()
 
 
-def test_a_notice_whose_item_moved_past_its_step_is_dropped(outbox: Outbox) -> None:
+def test_a_notice_whose_item_moved_is_dropped(outbox: Outbox) -> None:
     workshops = outbox.day + timedelta(days=21 + (2 - outbox.day.weekday()) % 7)  # a Wednesday
     # The store's due dates as a re-plan leaves them: the workshops three weeks ahead (their
     # `due` step not reached yet), the desk study a few days later but still late.
@@ -180,6 +254,59 @@ def test_a_notice_whose_item_moved_past_its_step_is_dropped(outbox: Outbox) -> N
     assert outcomes.pop(("regional-workshops", LEAD)) == (
         "obsolete",
         f"{CASE} regional-workshops is now due {workshops}: its step 'due' comes on {workshops}",
+    )
+    # The desk study's step is reached under its new date too, but the notice names the old
+    # one: the monitor's next pass writes the new date's.
+    moved = {k: outcomes.pop(k) for k in list(outcomes) if k[0] == "bottleneck-desk-study"}
+    why = f"{CASE} bottleneck-desk-study is now due {desk + timedelta(days=4)}, not {desk}"
+    assert moved and set(moved.values()) == {("obsolete", f"{why} as the notice says")}
+    assert set(outcomes.values()) == {("sent", None)}
+    assert (report.obsolete, report.sent) == (1 + len(moved), len(outcomes))
+
+
+def test_notices_of_a_rescheduled_milestone_and_its_dependents_are_dropped(
+    outbox: Outbox,
+) -> None:
+    with read_session(outbox.engine) as session:
+        kickoff = session.exec(select(Milestone).where(Milestone.key == "kickoff")).one()
+    with write_session(outbox.engine) as session:
+        _, moved = reschedule_milestone(
+            session=session,
+            case_key=CASE,
+            milestone_key="kickoff",
+            due=kickoff.planned_due + timedelta(days=2),
+            reason="the partners met later",
+            actor=Actor(LEAD),
+            now=outbox.now - timedelta(hours=1),
+        )
+    report = _dispatch(outbox)
+
+    keys = {m.node.key for m in moved}
+    assert "kickoff" in keys
+    outcomes = _outcomes(outbox)
+    dropped = {k: v for k, v in outcomes.items() if k[0] in keys}
+    assert dropped and {status for status, _ in dropped.values()} == {"obsolete"}
+    assert all(f"{item} is now due" in why for (item, _), (_, why) in dropped.items() if why)
+    rest = {k: v for k, v in outcomes.items() if k[0] not in keys}
+    assert set(rest.values()) <= {("sent", None)}
+    assert (report.obsolete, report.sent) == (len(dropped), len(rest))
+
+
+def test_a_notice_of_an_earlier_round_of_a_reopened_milestone_is_dropped(
+    outbox: Outbox,
+) -> None:
+    # The workshops as rework leaves them: reopened in round 2, their ladder speaks again.
+    with write_session(outbox.engine) as session:
+        session.exec(
+            update(Milestone).where(col(Milestone.key) == "regional-workshops").values(round=2)
+        )
+        session.commit()
+    report = _dispatch(outbox)
+
+    outcomes = _outcomes(outbox)
+    assert outcomes.pop(("regional-workshops", LEAD)) == (
+        "obsolete",
+        f"{CASE} regional-workshops was reopened for rework: round 2 now",
     )
     assert set(outcomes.values()) == {("sent", None)}
     assert (report.obsolete, report.sent) == (1, len(outcomes))
