@@ -17,9 +17,11 @@ the escalation ladder's messages from the pilot's template. Along the way the ca
   is no longer late, and its ladder starts again from the new date, up to its late step;
 - days 77 to 91: the case owner is away, his coordinator deputising (`contacts away`): the
   workshops' reminders reach her, saying for whom; their due-day notice, after, reaches him;
-- day 87: the IP pilot's lead retires (`contacts retire`): her successor in Poland gets one
-  notice listing what he took over and every later step of those items, on his working days;
-  nothing more reaches her address.
+- day 84: an IP expert joins the Estonian partner (`contacts add`), to lead the IP pilot;
+- day 87: the IP pilot's lead retires (`contacts retire`) with the new expert as her
+  successor, who gets one notice listing what she took over and every later step of those
+  items, on her own working days (Estonia's midsummer holidays move a reminder); nothing more
+  reaches the retired address.
 
 The expected messages are worked out here from the template file, the shipped directory, the
 story's dates and each person's public holidays from the `holidays` package. The plan's dates
@@ -36,6 +38,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import holidays
 import pytest
 import yaml
 
@@ -44,6 +47,7 @@ from tests.test_notifications.test_replay import (
     BEFORE_RUN,
     CASE_OWNER,
     DAYS,
+    END,
     LEAD_PARTNER,
     START,
     STEP_LINE,
@@ -61,7 +65,7 @@ from tests.test_notifications.test_replay import (
 
 SOREN = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT (DK): owns the kick-off
 KARIN = "karin.astrom@mva.example"  # pilot-lead at MVA (SE), leads the IP pilot: its ip-expert
-GRZEGORZ = "grzegorz.rozanski@ippt-pan.example"  # ip-expert at IPPT-PAN (PL): her successor
+SUCCESSOR = "liis.tamm@biotech-ee.example"  # joins EBA (EE) as ip-expert: her successor
 METTE = "mette.sorensen@scanbalt.example"  # coordinator at SCANBALT (DK): the late step, deputy
 NIKOLAJ = "nikolaj.brond@scanbalt.example"  # legal-advisor at SCANBALT (DK)
 
@@ -81,6 +85,7 @@ NEW_DUE = date(2026, 6, 5)
 REBASELINE_AT = local(date(2026, 4, 20), BEFORE_RUN)
 ADDED_AT = local(date(2026, 4, 27), BEFORE_RUN)
 AWAY_FROM, AWAY_TO = date(2026, 5, 18), date(2026, 6, 1)
+JOIN_AT = local(date(2026, 5, 25), BEFORE_RUN)
 RETIRE_AT = local(date(2026, 5, 28), BEFORE_RUN)
 RESCHEDULE_LATE_AT = local(date(2026, 5, 13), BEFORE_RUN)
 ADDED_NEW_DUE = date(2026, 5, 29)
@@ -108,9 +113,10 @@ class Act:
     at: datetime
     args: tuple[str, ...]
     label: str
+    timed: bool = True  # whether the command takes --as-of
 
     def argv(self) -> list[str]:
-        return [*self.args, "--as-of", as_of(self.at)]
+        return [*self.args, "--as-of", as_of(self.at)] if self.timed else list(self.args)
 
 
 @dataclass(frozen=True)
@@ -180,12 +186,21 @@ def story(key: str) -> list[Act]:
             "reschedule late",
         ),
         Act(
+            JOIN_AT,
+            (
+                *("contacts", "add", SUCCESSOR, "--name", "Liis Tamm", "--partner", "EBA"),
+                *("--role", "ip-expert", "--country", "EE", "--leads", "ip-integration"),
+            ),
+            "join",
+            timed=False,
+        ),
+        Act(
             RETIRE_AT,
-            ("contacts", "retire", KARIN, "--successor", GRZEGORZ, "--by", METTE),
+            ("contacts", "retire", KARIN, "--successor", SUCCESSOR, "--by", METTE),
             "retire",
         ),
         done(date(2026, 6, 3), WORKSHOPS, CASE_OWNER, AFTER_RUN),  # on its due day
-        done(date(2026, 6, 10), DESK, GRZEGORZ),
+        done(date(2026, 6, 10), DESK, SUCCESSOR),
         done(date(2026, 6, 12), ADDED, NIKOLAJ, AFTER_RUN),  # after its late step went out
     ]
 
@@ -377,7 +392,10 @@ def run_replay(home: Path) -> Replay:
         return snapshot(cli.json("case", "show", key, "--as-of", as_of(moment)))
 
     first = show(opened)
-    r = Replay(key, read_directory(), first, timeline=[(opened, first)])
+    people = read_directory()
+    off = holidays.country_holidays("EE", years=(START.year, END.year))
+    people[SUCCESSOR] = Person(SUCCESSOR, "ip-expert", "EBA", off)
+    r = Replay(key, people, first, timeline=[(opened, first)])
     acts = story(key)
 
     def do(act: Act) -> None:
@@ -425,7 +443,7 @@ def run_replay(home: Path) -> Replay:
     told = [
         Told(REASSIGN_AT.date(), reassigned, KICKOFF, "handover"),
         Told(REASSIGN_AT.date(), KARIN, KICKOFF, "handover"),
-        Told(RETIRE_AT.date(), GRZEGORZ, "takeover", "takeover"),
+        Told(RETIRE_AT.date(), SUCCESSOR, "takeover", "takeover"),
     ]
     r.expected = expected_notices(
         key, r.timeline, told, {KARIN: RETIRE_AT}, template["ladder"], r.people
@@ -465,11 +483,16 @@ def test_the_story_covers_each_change_of_hands_and_dates(replay: Replay) -> None
         (WORKSHOPS, "remind-10", METTE, CASE_OWNER): 1,  # read by the deputy
         (WORKSHOPS, "remind-2", METTE, CASE_OWNER): 1,
         (WORKSHOPS, "due", CASE_OWNER, ""): 1,  # he is back
-        ("takeover", "takeover", GRZEGORZ, ""): 1,
-        (REPORT, "remind-10", GRZEGORZ, ""): 1,  # handed over by the retirement
+        ("takeover", "takeover", SUCCESSOR, ""): 1,
+        (REPORT, "remind-10", SUCCESSOR, ""): 1,  # handed over by the retirement
     }.items():
         assert said[wanted] == times, f"the story should send {wanted} {times}x: {sorted(said)}"
     assert (KICKOFF, "remind-10", KARIN, "") not in said
+    # The successor's reminder falls on her working day, not on her predecessor's.
+    (reminder,) = [n for n in replay.expected if n[3:5] == (REPORT, "remind-10")]
+    due = replay.after["retire"][REPORT].due
+    successor, retiree = replay.people[SUCCESSOR], replay.people[KARIN]
+    assert reminder[0] == successor.step_day(due, -10) != retiree.step_day(due, -10)
     assert any(n[1] == KARIN and n[3] == DESK for n in replay.expected)  # before she left
     retired = [n for n in replay.expected if n[1] == KARIN and n[0] >= RETIRE_AT.date()]
     assert not retired
@@ -486,14 +509,14 @@ def test_nothing_reaches_a_retired_address_and_the_successor_is_told_once(
     late = [n for n in replay.actual if KARIN in (n[1], n[5]) and n[0] >= RETIRE_AT.date()]
     assert not late, f"the retired address was told: {late}"
     (takeover,) = replay.takeover
-    assert takeover["to"] == GRZEGORZ
+    assert takeover["to"] == SUCCESSOR
     for item in (DESK, REPORT, INDICATORS):
         assert f"{replay.key}/{item}" in str(takeover["body"]), takeover["body"]
     now = replay.after["retire"]
     assert {k for k, s in now.items() if s.open and s.owner == KARIN} == set()
     handed = {k for k, s in replay.before["retire"].items() if s.open and s.owner == KARIN}
     assert handed >= {DESK, REPORT, INDICATORS}
-    assert all(now[k].owner == GRZEGORZ for k in handed)
+    assert all(now[k].owner == SUCCESSOR for k in handed)
 
 
 def test_the_deputy_reads_the_absent_owners_notices_and_he_the_ones_after(
