@@ -3,7 +3,8 @@
 Generates a realistic cases file (a fixed seed: 94 % shared-sme-service requests over every
 case owner of the consortium, 3 % IP integration and 3 % foundation pilots led by the pilot
 leads, lead partners mostly the owner's own and sometimes another cluster, start dates over
-the two years before the as-of day, some on weekends and holidays), then, on two case stores
+the two years before the as-of day, some on weekends and holidays; 40 % of the SME requests
+name a team: an SME advisor, half of them also a legal advisor), then, on two case stores
 built the same way (migrated, the shipped consortium loaded, bridgebsr.store.db's settings: on
 SQLite two files in WAL mode, synchronous=NORMAL; on PostgreSQL, when 127.0.0.1:5432 answers,
 two scratch databases `bench_bulk_<pid>_*`, dropped at the end):
@@ -69,12 +70,14 @@ NOW = datetime(2026, 11, 26, 11, tzinfo=UTC)
 RNG_SEED = 20261126
 DAYS_BACK = 730  # starts over the two years before NOW
 OTHER_LEAD = 0.15  # share of cases led by another partner than the owner's
+WITH_TEAM = 0.4  # share of cases that name a team (an SME advisor, sometimes a legal advisor)
 SIDES = ("ours", "floor")
 # Tables the import writes, in insertion order, and whether ours passes their ids.
 WRITTEN = (
     ("template_versions", False),
     ("key_sequences", True),
     ("cases", True),
+    ("case_team", False),
     ("milestones", False),
     ("gates", False),
     ("case_events", False),
@@ -111,7 +114,9 @@ def write_cases(path: Path, size: int) -> list[list[str]]:
     case_owners = [p for p in people if p["role"] == "case-owner"]
     leads = [p for p in people if p["role"] == "pilot-lead"]
     clusters = ["SCANBALT", "BCV", "MVA", "BIOFORUM-OULU", "LBA", "EBA", "STEINBEIS", "NCP-LT"]
-    rows = [["ref", "kind", "title", "owner", "start", "partner"]]
+    advisors = [p["email"] for p in people if p["role"] == "sme-advisor"]
+    lawyers = [p["email"] for p in people if p["role"] == "legal-advisor"]
+    rows = [["ref", "kind", "title", "owner", "start", "partner", "team"]]
     for n in range(size):
         roll = rng.random()
         start = NOW.date() - timedelta(days=rng.randrange(DAYS_BACK))
@@ -127,7 +132,14 @@ def write_cases(path: Path, size: int) -> list[list[str]]:
         else:
             owner = rng.choice(leads)
             kind, title = "life-science-foundation", f"Life science foundation, track {n + 1}"
-        rows.append([f"XL-{n + 1:06d}", kind, title, owner["email"], start.isoformat(), partner])
+        team = ""
+        if kind == "shared-sme-service" and rng.random() < WITH_TEAM:
+            team = f"sme-advisor={rng.choice(advisors)}"
+            if rng.random() < 0.5:
+                team += f";legal-advisor={rng.choice(lawyers)}"
+        rows.append(
+            [f"XL-{n + 1:06d}", kind, title, owner["email"], start.isoformat(), partner, team]
+        )
     with path.open("w", encoding="utf-8", newline="") as fh:
         csv.writer(fh).writerows(rows)
     return rows
