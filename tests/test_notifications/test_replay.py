@@ -290,19 +290,24 @@ def as_notice(day: date, line: dict[str, Any], item_keys: set[str]) -> Notice:
     return (day, str(line["to"]), case_key.strip(), items[0], steps[0])
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An initialised home with the shipped consortium and no channel but the local log."""
+def open_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`home` initialised with the shipped consortium and no channel but the local log, and
+    the environment pointing at it."""
     for name in list(os.environ):
         if name.startswith(("BRIDGEBSR_", "PREFECT_API")):
             monkeypatch.delenv(name)
-    home = tmp_path / "home"
     monkeypatch.setenv("BRIDGEBSR_HOME", str(home))
     cli = Bridgebsr()
     cli("init")
     cli("partners", "import", str(PARTNERS_CSV))
     cli("contacts", "import", str(CONTACTS_CSV))
-    yield home
+    return home
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An initialised home with the shipped consortium and no channel but the local log."""
+    yield open_home(tmp_path / "home", monkeypatch)
 
 
 def differences(expected: list[Notice], actual: list[Notice]) -> str:
