@@ -16,6 +16,10 @@ from pydantic import TypeAdapter
 
 ItemKind = Literal["milestone", "gate"]
 
+# Steps of notices that are not ladder steps: the case version or the retired contact follows.
+HANDOVER = "handover-"  # an item changed hands: both sides are told
+TAKEOVER = "takeover-"  # a successor is told what they took over from someone who left
+
 
 @dataclass(frozen=True, slots=True)
 class NoticePayload:

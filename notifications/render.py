@@ -11,6 +11,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from models.notices import HANDOVER, TAKEOVER
+
 TEMPLATES = Path(__file__).parent / "templates"
 BUNDLE_LINES = 100  # items listed in a digest or summary; the rest are counted
 
@@ -50,6 +52,14 @@ class Notice:
 
 def _action(payload: dict[str, Any]) -> str:
     kind, late = payload.get("item_kind"), int(payload.get("days_late") or 0)
+    step = str(payload.get("step") or "")
+    if step.startswith(HANDOVER):
+        return (
+            "If it is yours now, it is due as shown and its reminders come to you; if it moved "
+            "away from you, there is nothing more to do."
+        )
+    if step.startswith(TAKEOVER):
+        return "These are yours from now on: each one's reminders reach you as its dates come."
     if kind == "gate":
         if payload.get("step") == "expired":
             return "The deadline has passed: decide now, or the escalation ladder takes over."

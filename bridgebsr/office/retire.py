@@ -28,6 +28,7 @@ from bridgebsr.store import case_rows as store
 from bridgebsr.store import directory_events
 from bridgebsr.store import team as team_store
 from models import OPEN_MILESTONE, CaseStatus, GateStatus, NoticePayload, OutboxNotice
+from models.notices import TAKEOVER
 from notifications.outbox import enqueue
 
 SHOWN = 20  # items named in the successor's notice; the rest are counted
@@ -157,7 +158,7 @@ def _notice(work: Work, done: Retired, retiree_id: int, heir_id: int) -> OutboxN
         item_title=f"what you took over from {done.retiree}",
         due=work.today,
         days_late=0,
-        step=f"takeover-{retiree_id}",
+        step=f"{TAKEOVER}{retiree_id}",
         offset=0,
         round=1,
         note=done.listing(),

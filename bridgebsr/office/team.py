@@ -30,6 +30,7 @@ from bridgebsr.store import case_rows as store
 from bridgebsr.store import team as team_store
 from bridgebsr.store.people import load_directory
 from models import CASE_OWNER, NODE_OWNER, OPEN_MILESTONE, NoticePayload, OutboxNotice
+from models.notices import HANDOVER
 from notifications.outbox import dedupe_key, enqueue
 
 HANDED_OVER = "handed over: the new owner was told where the item stands"
@@ -142,7 +143,7 @@ def tell(work: Work, *, notify: bool = True) -> None:
     for the old owner that tell only the owner `suppressed` (a step that also tells another
     role is left: they may hold it)."""
     case = work.loaded.case
-    step, day = f"handover-v{case.version}", work.today
+    step, day = f"{HANDOVER}v{case.version}", work.today
     notices: list[OutboxNotice] = []
     copies: list[OutboxNotice] = []
     gone: list[str] = []  # ladder notices waiting for an old owner as the owner

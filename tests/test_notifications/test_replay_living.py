@@ -615,12 +615,6 @@ def test_an_added_item_is_not_forecast_to_start_before_it_was_added(replay: Repl
     assert (added.forecast_start, added.forecast_due) == (added.start, added.due)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the handover notice to the old owner carries the owner's action line "
-    "('Plan to finish it by the due date, or tell the pilot lead now if it will slip') for "
-    "an item that is no longer theirs",
-)
 def test_the_old_owner_is_not_asked_to_finish_what_was_handed_over(replay: Replay) -> None:
     (old,) = [line for line in replay.handovers if line["to"] == SOREN]
     assert "handed over" in str(old["title"])
