@@ -134,6 +134,7 @@ def _reschedule(frames: Frames, template: Template, rows: IntArray) -> _Reschedu
     slot[rows] = np.arange(n_cases)
     started = np.full((n_cases, n_nodes), NAT)
     finished = np.full((n_cases, n_nodes), NAT)
+    not_before, due_not_before = np.full((n_cases, n_nodes), NAT), np.full((n_cases, n_nodes), NAT)
     calendar = np.full((n_cases, n_nodes), -1, dtype=np.int64)
     present = np.zeros((n_cases, n_nodes), dtype=bool)
     case_calendar = codes_of(cases["calendar"])[rows]
@@ -161,6 +162,8 @@ def _reschedule(frames: Frames, template: Template, rows: IntArray) -> _Reschedu
             calendar[r, c] = codes_of(items["calendar"])[keep]
         started[r, c] = start
         finished[r, c] = np.where(done, end, NAT)
+        floors = _agreed_floors(items, part == "gates")
+        not_before[r, c], due_not_before[r, c] = floors[0][keep], floors[1][keep]
         present[r, c] = True
     slots = schedule_many(
         [node.step for node in nodes],
@@ -170,12 +173,24 @@ def _reschedule(frames: Frames, template: Template, rows: IntArray) -> _Reschedu
         today=frames.as_of,
         started=started,
         finished=finished,
+        not_before=not_before,
+        due_not_before=due_not_before,
     )
     valid: BoolArray = np.all(present, axis=1)
     due = slots.due.copy()
     due[~valid] = NAT
     critical = slots.critical & valid[:, None]
     return _Rescheduled(rows, nodes, slots.start, due, critical, ~np.isnat(finished))
+
+
+def _agreed_floors(items: pd.DataFrame, gates: bool) -> tuple[DayArray, DayArray]:
+    """`planning.items`' agreed floors of the forecast, per row of `items`: an ad-hoc
+    milestone's agreed start, and an agreed due date moved off the original baseline."""
+    planned = day_array(items["planned_due"])
+    due = np.where(planned != day_array(items["baseline_due"]), planned, NAT)
+    if gates:
+        return np.full(len(items), NAT), due
+    return np.where(items["adhoc"].to_numpy(), day_array(items["planned_start"]), NAT), due
 
 
 def _row_max(due: DayArray) -> DayArray:
