@@ -159,18 +159,27 @@ def forecast_items(frames: Frames) -> pd.DataFrame:
 class _Items:
     """The milestones (or gates) as the forecast reads them: the row of each one's case in
     `frames.cases`, its seq, its actual start and finish (NaT: none; a finish only when
-    finished), its calendar code (None: its case's)."""
+    finished), its calendar code (None: its case's), and the agreed floors of its forecast
+    (`_agreed_floors`: NaT where none)."""
 
     positions: IntArray
     seq: IntArray
     start: DayArray
     finish: DayArray
     calendar: IntArray | None
+    not_before: DayArray
+    due_not_before: DayArray
 
     def only(self, rows: IntArray) -> _Items:
         calendar = None if self.calendar is None else self.calendar[rows]
         return _Items(
-            self.positions[rows], self.seq[rows], self.start[rows], self.finish[rows], calendar
+            self.positions[rows],
+            self.seq[rows],
+            self.start[rows],
+            self.finish[rows],
+            calendar,
+            self.not_before[rows],
+            self.due_not_before[rows],
         )
 
 
@@ -186,6 +195,7 @@ def _items(frames: Frames) -> tuple[_Items, _Items]:
             day_array(m["started_on"]),
             np.where(m_done, day_array(m["finished_on"]), NAT),
             codes_of(m["calendar"]),
+            *_agreed_floors(m, gates=False),
         ),
         _Items(
             positions_of(frames, "gates"),
@@ -193,6 +203,7 @@ def _items(frames: Frames) -> tuple[_Items, _Items]:
             day_array(g["opened_on"]),
             np.where(g_done, day_array(g["decided_on"]), NAT),
             None,
+            *_agreed_floors(g, gates=True),
         ),
     )
 
@@ -216,6 +227,7 @@ def _reschedule(
     slot[rows] = np.arange(n_cases)
     started = np.full((n_cases, n_nodes), NAT)
     finished = np.full((n_cases, n_nodes), NAT)
+    not_before, due_not_before = np.full((n_cases, n_nodes), NAT), np.full((n_cases, n_nodes), NAT)
     calendar = np.full((n_cases, n_nodes), -1, dtype=np.int64)
     present = np.zeros((n_cases, n_nodes), dtype=bool)
     case_calendar = codes_of(cases["calendar"])[rows]
@@ -232,6 +244,8 @@ def _reschedule(
         calendar[r, c] = case_calendar[r] if items.calendar is None else items.calendar[keep]
         started[r, c] = items.start[keep]
         finished[r, c] = items.finish[keep]
+        not_before[r, c] = items.not_before[keep]
+        due_not_before[r, c] = items.due_not_before[keep]
         present[r, c] = True
     slots = schedule_many(
         [node.step for node in nodes],
@@ -241,12 +255,24 @@ def _reschedule(
         today=frames.as_of,
         started=started,
         finished=finished,
+        not_before=not_before,
+        due_not_before=due_not_before,
     )
     valid: BoolArray = np.all(present, axis=1)
     due = slots.due.copy()
     due[~valid] = NAT
     critical = slots.critical & valid[:, None]
     return _Rescheduled(rows, nodes, slots.start, due, critical, ~np.isnat(finished))
+
+
+def _agreed_floors(items: pd.DataFrame, gates: bool) -> tuple[DayArray, DayArray]:
+    """`planning.items`' agreed floors of the forecast, per row of `items`: an ad-hoc
+    milestone's agreed start, and an agreed due date moved off the original baseline."""
+    planned = day_array(items["planned_due"])
+    due = np.where(planned != day_array(items["baseline_due"]), planned, NAT)
+    if gates:
+        return np.full(len(items), NAT), due
+    return np.where(items["adhoc"].to_numpy(), day_array(items["planned_start"]), NAT), due
 
 
 def _row_max(due: DayArray) -> DayArray:

@@ -91,9 +91,10 @@ class Frames:
     - `milestones`: case_id, seq, key, stage, stage_order, status, calendar (the owner's, else
       the case's; the same categories as the cases'), baseline_due (the original plan),
       planned_due (the agreed plan in force now), started_on, finished_on, sla_due (the
-      agreed due date in force when it fell due: what it is measured against).
+      agreed due date in force when it fell due: what it is measured against),
+      planned_start (agreed), adhoc (added to its case only).
     - `gates`: case_id, seq, key, stage, stage_order, status, round, opened_on, deadline,
-      decided_on (all of the current round).
+      decided_on (all of the current round), baseline_due, planned_due.
     - `events`: the audit trail of the gates sent back for rework (round above 1), for their
       earlier rounds: one row per `gate.open`, `gate.approve` and `gate.reject` in the order
       written: case_id, kind, gate, round, at (UTC), deadline (set on opening).

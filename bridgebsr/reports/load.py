@@ -335,6 +335,8 @@ def _read_milestones(
     out["calendar"] = categorical(calendar, cast(pd.CategoricalDtype, cases["calendar"].dtype))
     for column in ("baseline_due", "planned_due", "started_on", "finished_on"):
         out[column] = day_stamps(raw[column].to_numpy())
+    out["planned_start"] = day_stamps(raw["planned_start"].to_numpy())
+    out["adhoc"] = raw["adhoc"].to_numpy() > 0
     return out, positions, added
 
 
@@ -349,8 +351,11 @@ def _read_gates(read: Reader, sql: Sql, context: _Context) -> tuple[pd.DataFrame
             sql.day(col(Gate.opened_on)),
             sql.day(col(Gate.deadline)),
             sql.day(col(Gate.decided_on)),
+            sql.day(col(Gate.baseline_due)),
+            sql.day(col(Gate.planned_due)),
         ),
-        ["case_id", "seq", "status", "round", "opened_on", "deadline", "decided_on"],
+        ["case_id", "seq", "status", "round", "opened_on", "deadline", "decided_on"]
+        + ["baseline_due", "planned_due"],
     )
     positions = rows_of(cases.index, raw["case_id"])
     keep = positions >= 0
@@ -364,7 +369,7 @@ def _read_gates(read: Reader, sql: Sql, context: _Context) -> tuple[pd.DataFrame
     out["stage_order"] = shapes.stage_order("gates", tpl, seq)
     out["status"] = decode(raw["status"].to_numpy(), GateStatus)
     out["round"] = raw["round"].to_numpy()
-    for column in ("opened_on", "deadline", "decided_on"):
+    for column in ("opened_on", "deadline", "decided_on", "baseline_due", "planned_due"):
         out[column] = day_stamps(raw[column].to_numpy())
     return out, positions
 

@@ -97,6 +97,7 @@ def case_query(sql: Sql) -> Any:
 MILESTONE_COLUMNS: Final = (
     *("case_id", "seq", "status", "owner_id"),
     *("baseline_due", "planned_due", "started_on", "finished_on"),
+    *("planned_start", "adhoc"),  # the agreed floors of the forecast (`schedule.Item`)
 )
 
 
@@ -110,4 +111,6 @@ def milestone_query(sql: Sql) -> Any:
         sql.day(col(Milestone.planned_due)),
         sql.day(col(Milestone.started_on)),
         sql.day(col(Milestone.finished_on)),
+        sql.day(col(Milestone.planned_start)),
+        sql_cast(col(Milestone.adhoc), Integer),
     )

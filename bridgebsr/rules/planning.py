@@ -55,7 +55,10 @@ def _decided_on(gate: GateRow) -> date | None:
 
 
 def items(plan: Plan, *, actual: bool) -> list[Item]:
-    """The scheduler's view of every milestone and gate (with actual dates when `actual`)."""
+    """The scheduler's view of every milestone and gate: with `actual`, its actual dates and
+    the agreed dates set by hand that the forecast keeps to (`Item.not_before`: an ad-hoc
+    item's agreed start, from the day it was added; `Item.due_not_before`: an agreed due
+    date moved off the original baseline by a reschedule or a rebaseline)."""
     calendars = plan.calendars
     default = calendars[None]
     out = [
@@ -67,6 +70,8 @@ def items(plan: Plan, *, actual: bool) -> list[Item]:
             _after(m.depends_on),
             m.started_on if actual else None,
             _finished_on(m) if actual else None,
+            m.planned_start if actual and m.adhoc else None,
+            _moved_due(m) if actual else None,
         )
         for m in plan.milestones
     ]
@@ -79,10 +84,17 @@ def items(plan: Plan, *, actual: bool) -> list[Item]:
             _after(g.depends_on),
             g.opened_on if actual else None,
             _decided_on(g) if actual else None,
+            None,
+            _moved_due(g) if actual else None,
         )
         for g in plan.gates
     )
     return out
+
+
+def _moved_due(node: Node) -> date | None:
+    """The agreed due date when it is no longer the original baseline's."""
+    return node.planned_due if node.planned_due != node.baseline_due else None
 
 
 def _after(depends_on: list[dict[str, Any]]) -> tuple[Link, ...]:
@@ -206,7 +218,9 @@ def reschedule(plan: Plan, milestone: MilestoneRow, due: date, today: date) -> l
 def rebaseline(plan: Plan, today: date) -> list[Moved]:
     """Make the forecast the agreed plan of every open item (finished ones keep the plan
     that was in force when they were due) and the forecast date the case's target; returns
-    the items whose agreed dates moved. Reforecast first so that the forecast is today's."""
+    the items whose agreed dates moved. Reforecast first so that the forecast is today's. The
+    forecast keeps to agreed dates set by hand (`items`), so a rescheduled item keeps its
+    agreed due date unless its work is now forecast to end later."""
     slots = {
         n.key: Slot(n.forecast_start, n.forecast_due) for n in plan.nodes() if not is_finished(n)
     }

@@ -48,6 +48,11 @@ class Item:
     after: tuple[Link, ...] = ()
     started_on: date | None = None
     finished_on: date | None = None
+    # The agreed plan, where people set it by hand, as a floor for the forecast: an item
+    # added to one case starts no earlier than its agreed start (`not_before`), and one
+    # whose agreed due date was moved is due no earlier than it (`due_not_before`).
+    not_before: date | None = None
+    due_not_before: date | None = None
 
 
 @dataclass(slots=True)
@@ -87,8 +92,10 @@ def _order(shape: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[int, ...]:
 def schedule(items: Iterable[Item], start: date, today: date | None = None) -> dict[str, Slot]:
     """Dates for every item from the case start.
 
-    Without `today` this is the plan: actual dates are ignored. With `today` it is the
-    forecast: actual starts and finishes count, and nothing unfinished is due before today.
+    Without `today` this is the plan: actual dates and agreed floors are ignored. With
+    `today` it is the forecast: actual starts and finishes count, nothing unfinished is due
+    before today, an item not started starts no earlier than its `not_before` (then no
+    predecessor drives it) and an unfinished one is due no earlier than its `due_not_before`.
     """
     slots: dict[str, Slot] = {}
     for item in order(items):
@@ -122,7 +129,11 @@ def _place(item: Item, slots: Mapping[str, Slot], start: date, today: date | Non
     begin = item.started_on or earliest
     if item.finished_on is not None:
         return Slot(min(begin, item.finished_on), item.finished_on, driver)
+    if item.started_on is None and item.not_before is not None and item.not_before > begin:
+        begin, driver = item.not_before, None
     due = max(cal.add(begin, item.duration, item.days), today)
+    if item.due_not_before is not None:
+        due = max(due, item.due_not_before)
     return Slot(begin, due, driver)
 
 
@@ -185,11 +196,14 @@ def schedule_many(
     today: date | None = None,
     started: DayArray | None = None,
     finished: DayArray | None = None,
+    not_before: DayArray | None = None,
+    due_not_before: DayArray | None = None,
 ) -> Slots:
     """`schedule` for many cases of the same steps at once: what it gives each case, given
     the case starts (`start`, one per case) and, per case and step (rows and columns), the
     calendar `codes` of `work` and, for a forecast (`today`), the actual starts and finishes
-    (NaT: none). Each step is placed by `_place`'s rule, on columns of dates."""
+    and the agreed floors `not_before` and `due_not_before` (`Item`'s; NaT or None: none).
+    Each step is placed by `_place`'s rule, on columns of dates."""
     import numpy as np
 
     n_cases, n_steps = len(start), len(steps)
@@ -208,18 +222,28 @@ def schedule_many(
             later = candidate >= earliest
             earliest = np.where(later, candidate, earliest)
             drive = np.where(later, p, drive)
-        driver[:, j] = drive
         if today is None:
+            driver[:, j] = drive
             begin[:, j] = earliest
             due[:, j] = work.add(earliest, step.duration, step.days, cal)
             continue
         assert started is not None and finished is not None
-        first = np.where(np.isnat(started[:, j]), earliest, started[:, j])
+        unstarted = np.isnat(started[:, j])
+        first = np.where(unstarted, earliest, started[:, j])
         end = finished[:, j]
         done = ~np.isnat(end)
+        if not_before is not None:  # NaT compares false: no floor
+            held = unstarted & ~done & (not_before[:, j] > first)
+            first = np.where(held, not_before[:, j], first)
+            drive = np.where(held, -1, drive)
+        driver[:, j] = drive
         begin[:, j] = np.where(done, np.minimum(first, end), first)
         planned = work.add(first, step.duration, step.days, cal)
-        due[:, j] = np.where(done, end, np.maximum(planned, np.datetime64(today, "D")))
+        planned = np.maximum(planned, np.datetime64(today, "D"))
+        if due_not_before is not None:
+            floor = due_not_before[:, j]
+            planned = np.where(floor > planned, floor, planned)
+        due[:, j] = np.where(done, end, planned)
     return Slots(begin, due, driver, _critical_many(due, driver, placed))
 
 

@@ -14,8 +14,8 @@ from sqlmodel import col, select
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound, StaleCase
-from bridgebsr.office import plan, queries
-from bridgebsr.office.progress import Actor
+from bridgebsr.office import items, plan, queries
+from bridgebsr.office.progress import Actor, reforecast_case
 from bridgebsr.reports import kpis
 from bridgebsr.rules import planning
 from bridgebsr.rules.calendars import calendar_for
@@ -296,6 +296,85 @@ def test_a_rebaseline_makes_the_forecast_the_plan_for_open_items_only(consortium
     assert desk["baseline_due"] < desk["planned_due"] == desk["forecast_due"]
     with pytest.raises(StaleCase):
         _rebaseline(rt, late, version=1)
+
+
+# --- the forecast keeps to the agreed plan set by hand ---------------------------------------
+
+
+def _forecast(rt: Runtime, day: date) -> pd.DataFrame:
+    """The KPI report's forecast of the case's items as of `day` (`schedule.schedule_many`)."""
+    found = kpis.forecast_items(kpis.load(rt.engine, as_of=day))
+    return found[found["case"] == IP_KEY].set_index("item")
+
+
+def _reforecast(rt: Runtime, day: date) -> None:
+    with write_session(rt.engine) as session:
+        reforecast_case(
+            session=session, case_key=IP_KEY, actor=Actor(LEAD), now=at(day.isoformat())
+        )
+
+
+def test_a_rescheduled_item_is_forecast_due_on_its_agreed_due(consortium: Runtime) -> None:
+    rt = consortium
+    _open(rt)
+    desk = _milestone(rt.engine, IP_KEY, DESK_STUDY)
+    new_due = desk.planned_due + timedelta(days=14)
+    _reschedule(rt, DESK_STUDY, new_due, MONDAY)
+    desk = _milestone(rt.engine, IP_KEY, DESK_STUDY)
+    assert (desk.planned_due, desk.forecast_due) == (new_due, new_due)
+    assert _milestone(rt.engine, IP_KEY, REPORT).forecast_start >= new_due
+    report = _forecast(rt, MONDAY)
+    assert pd.Timestamp(report.loc[DESK_STUDY, "forecast_due"]).date() == new_due
+    # Later days' forecasts keep to it while the work runs.
+    day = MONDAY + timedelta(days=7)
+    _reforecast(rt, day)
+    assert _milestone(rt.engine, IP_KEY, DESK_STUDY).forecast_due == new_due
+    assert pd.Timestamp(_forecast(rt, day).loc[DESK_STUDY, "forecast_due"]).date() == new_due
+
+
+def test_a_rebaseline_right_after_a_reschedule_keeps_the_rescheduled_date(
+    consortium: Runtime,
+) -> None:
+    rt = consortium
+    _open(rt)
+    desk = _milestone(rt.engine, IP_KEY, DESK_STUDY)
+    new_due = desk.planned_due + timedelta(days=14)
+    _reschedule(rt, DESK_STUDY, new_due, MONDAY)
+    agreed = _plans(rt.engine)
+
+    _rebaseline(rt, MONDAY + timedelta(days=1))
+
+    desk = _milestone(rt.engine, IP_KEY, DESK_STUDY)
+    assert (desk.planned_due, desk.forecast_due) == (new_due, new_due)
+    assert _plans(rt.engine)[DESK_STUDY] == agreed[DESK_STUDY]
+    rebaselined = {r.item_key for r in _plan_changes(rt.engine) if r.why == "rebaseline"}
+    assert DESK_STUDY not in rebaselined
+
+
+def test_an_added_item_is_forecast_from_the_day_it_was_added(consortium: Runtime) -> None:
+    rt = consortium
+    _open(rt)
+    _progress(rt, IP_KEY, "kickoff", "complete", MONDAY + timedelta(days=3), LEAD)
+    added_on = MONDAY + timedelta(days=21)  # a Monday, long after kickoff finished
+    with write_session(rt.engine) as session:
+        items.add_milestone(
+            session=session,
+            case_key=IP_KEY,
+            actor=Actor(LEAD),
+            now=at(added_on.isoformat()),
+            key="extra-review",
+            title="Extra legal review",
+            owner="legal-advisor",
+            duration=5,
+            after="kickoff+2",
+        )
+    new = _milestone(rt.engine, IP_KEY, "extra-review")
+    assert new.planned_start == added_on
+    assert (new.forecast_start, new.forecast_due) == (new.planned_start, new.planned_due)
+    # Later days' forecasts keep it from the day it was added.
+    _reforecast(rt, added_on + timedelta(days=1))
+    again = _milestone(rt.engine, IP_KEY, "extra-review")
+    assert (again.forecast_start, again.forecast_due) == (new.planned_start, new.planned_due)
 
 
 def _show(rt: Runtime, day: date) -> dict[str, Any]:

@@ -181,6 +181,65 @@ def test_a_finished_item_may_be_due_before_today() -> None:
     assert slots["b"].due == D("2026-05-04")
 
 
+# --- the agreed plan set by hand: floors of the forecast ----------------------------------------
+
+
+def test_a_rescheduled_item_is_forecast_due_on_its_agreed_due() -> None:
+    # c was agreed due Fri 24 Apr instead of Thu 16 Apr: the forecast keeps to the agreed date
+    # (from its start, still driven by a), and d follows it: Mon 27 Apr.
+    agreed = D("2026-04-24")
+    items = _with(_dag(), "c", due_not_before=agreed)
+    slots = schedule(items, START, today=START)
+    assert slots["c"] == Slot(D("2026-04-09"), agreed, "a", True)
+    assert slots["d"] == Slot(agreed, D("2026-04-27"), "c", True)
+    assert schedule(items, START) == PLAN  # the plan ignores it
+    # An agreed due date earlier than the forecast does not pull it in.
+    early = schedule(_with(_dag(), "c", due_not_before=D("2026-04-10")), START, today=START)
+    assert early["c"].due == D("2026-04-16")
+
+
+def test_a_started_item_is_due_no_earlier_than_its_agreed_due() -> None:
+    items = _with(_dag(), "a", started_on=START, due_not_before=D("2026-04-14"))
+    slots = schedule(items, START, today=D("2026-04-01"))
+    assert slots["a"] == Slot(START, D("2026-04-14"), None, True)
+
+
+def test_an_added_item_is_forecast_from_its_agreed_start_not_its_predecessors_finish() -> None:
+    # a finished Wed 1 Apr; b was added on Mon 27 Apr after it: it starts on the day it was
+    # added, for 2 working days (Tue 28, Wed 29), no longer driven by a; e follows b and
+    # ends the case (Wed 6 May): the driving path starts at b.
+    added = D("2026-04-27")
+    items = _with(_with(_dag(), "a", finished_on=D("2026-04-01")), "b", not_before=added)
+    slots = schedule(items, START, today=added)
+    assert slots["b"] == Slot(added, D("2026-04-29"), None, True)
+    assert slots["e"] == Slot(D("2026-05-02"), D("2026-05-06"), "b", True)
+    assert not slots["a"].critical
+    assert schedule(items, START) == PLAN  # the plan ignores it
+    # Before the agreed start, it is still forecast from it.
+    assert schedule(items, START, today=D("2026-04-02"))["b"].start == added
+
+
+def test_an_agreed_start_does_not_move_what_started_or_finished() -> None:
+    late = D("2026-05-04")
+    started = _with(_dag(), "b", started_on=D("2026-04-08"), not_before=late)
+    assert schedule(started, START, today=D("2026-04-08"))["b"] == Slot(
+        D("2026-04-08"), D("2026-04-10"), "a", False
+    )
+    done = _with(
+        _dag(),
+        "b",
+        started_on=D("2026-04-08"),
+        finished_on=D("2026-04-09"),
+        not_before=late,
+        due_not_before=late,
+    )
+    slots = schedule(done, START, today=D("2026-04-20"))
+    assert (slots["b"].start, slots["b"].due) == (D("2026-04-08"), D("2026-04-09"))
+    # An agreed start earlier than where its predecessors place it does not pull it in.
+    early = _with(_dag(), "b", not_before=START)
+    assert schedule(early, START, today=START)["b"] == PLAN["b"]
+
+
 @pytest.mark.parametrize(
     "items",
     [
@@ -299,7 +358,7 @@ def shapes(draw: st.DrawFn) -> list[Step]:
 @st.composite
 def portfolios(draw: st.DrawFn) -> tuple[list[Step], list[tuple[date, list[Item]]]]:
     """Cases of one shape: each its start, and its items (a calendar each, some started, some
-    finished)."""
+    finished, some with an agreed start or due date to keep to)."""
     steps = draw(shapes())
     cases = []
     for _ in range(draw(st.integers(min_value=1, max_value=5))):
@@ -310,6 +369,8 @@ def portfolios(draw: st.DrawFn) -> tuple[list[Step], list[tuple[date, list[Item]
                 step.days,
                 draw(st.sampled_from(MANY_CALENDARS)),
                 step.after,
+                draw(maybe_days),
+                draw(maybe_days),
                 draw(maybe_days),
                 draw(maybe_days),
             )
@@ -339,6 +400,8 @@ def test_scheduling_many_cases_at_once_is_scheduling_each(
         today=today,
         started=_columns(cases, "started_on"),
         finished=_columns(cases, "finished_on"),
+        not_before=_columns(cases, "not_before"),
+        due_not_before=_columns(cases, "due_not_before"),
     )
     keys = [step.key for step in steps]
     for row, (start, items) in enumerate(cases):

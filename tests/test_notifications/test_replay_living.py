@@ -582,12 +582,6 @@ def test_a_rebaseline_makes_the_forecast_the_agreed_plan(replay: Replay) -> None
     assert after[WORKSHOPS].due == workshops.step_day(after[WORKSHOPS].start, 35)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the forecast of a rescheduled milestone counts its template duration from "
-    "its predecessor's finish and ignores its agreed due, so a rebaseline pulls the desk study "
-    "rescheduled to 2026-06-05 (after its predecessor had finished) back to 2026-05-26",
-)
 def test_a_rebaseline_keeps_a_reschedule_agreed_since_the_last_progress(replay: Replay) -> None:
     # Nothing was finished or started between the reschedule and the rebaseline: the date the
     # team agreed for the desk study is still the best forecast, and stays the agreed plan.
@@ -604,12 +598,6 @@ def test_an_added_item_is_planned_from_the_day_it_is_added(replay: Replay) -> No
     assert added.due == added.original == owner.step_day(added.start, ADDED_DAYS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the forecast places an added milestone right after its predecessor's "
-    "finish (2026-03-25), before the day it was added, and due today; a rebaseline would "
-    "then make it due at once",
-)
 def test_an_added_item_is_not_forecast_to_start_before_it_was_added(replay: Replay) -> None:
     added = replay.after["add"][ADDED]
     assert (added.forecast_start, added.forecast_due) == (added.start, added.due)
