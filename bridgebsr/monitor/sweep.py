@@ -154,7 +154,8 @@ def _announce(stored: Sequence[OutboxNotice], report: MonitorReport, escalated: 
 
 def _escalations(escalated: Escalated, report: MonitorReport) -> None:
     """One escalation signal per item's step with urgent notices, naming their recipients."""
-    for (case_key, item, step), (facts, recipients) in sorted(escalated.items()):
+    for case_key, item, step in sorted(escalated):
+        facts, recipients = escalated[(case_key, item, step)]
         pilot, country, item_kind, due, days_late = facts
         said: dict[str, Any] = {
             "step": step,
