@@ -3,9 +3,12 @@
 Each notice is written once: its dedupe key (`dedupe_key`: the item, a gate's round, the
 ladder step and the recipient) is unique in the outbox, so a second pass that reaches the
 same step for the same person writes nothing. The keys not in the outbox yet are looked up
-first, a few thousand at a time, so a pass that finds nothing new stores nothing; the rows
-then go in with one INSERT ... ON CONFLICT DO NOTHING executemany per chunk (a key another
-writer took meanwhile is skipped), and it says which went in.
+first, a few thousand at a time, so a pass that finds nothing new stores nothing and makes
+no payload's JSON. The new rows then go in with one statement per chunk: they travel as one
+JSON array, which the database unpacks, INSERT ... SELECT ... ON CONFLICT DO NOTHING (a key
+another writer took meanwhile is skipped) RETURNING the keys that went in. The columns every
+new row shares (`pending`, created `now`, the outbox's defaults) are bound once per
+statement, not once per row.
 """
 
 import json
@@ -15,13 +18,39 @@ from functools import lru_cache
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Text, bindparam, cast, func, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    Date,
+    Integer,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models import Notification, NotificationStatus, OutboxNotice
 
 CHUNK = 5000  # notices looked up and inserted at a time
 _OUTBOX = Notification.__table__  # type: ignore[attr-defined]
+# The columns of a new row that differ from row to row, in the order `_rows` gives them.
+_PER_ROW: tuple[tuple[str, Any], ...] = (
+    ("dedupe_key", Text),
+    ("case_id", Integer),
+    ("subject", Text),
+    ("rule", Text),
+    ("recipient_id", Integer),
+    ("urgent", Boolean),
+    ("due_on", Date),
+    ("fire_on", Date),
+    ("payload", JSON),
+)
 
 
 def dedupe_key(notice: OutboxNotice) -> str:
@@ -61,63 +90,76 @@ def enqueue(
                 todo[key] = notice
         if not todo:
             continue
-        stored = _insert(conn, _rows(todo, now))
+        stored = _insert(conn, todo, now)
         went_in += [n for key, n in todo.items() if key in stored]
     return went_in
 
 
-def _rows(todo: dict[str, OutboxNotice], now: datetime) -> list[dict[str, Any]]:
-    """The outbox rows of `todo` (by dedupe key). Notices sharing a payload (the recipients
-    of one step of one item) share its JSON form."""
-    said: dict[int, dict[str, Any]] = {}
+def _rows(todo: dict[str, OutboxNotice]) -> str:
+    """The new rows of `todo` (by dedupe key) as one JSON array of arrays, each with the
+    values of `_PER_ROW` in order: dates as ISO text, the payload as its stored JSON text.
+    Notices sharing a payload (the recipients of one step of one item) share its JSON."""
+    said: dict[int, str] = {}
     out = []
     for key, notice in todo.items():
         payload = notice.payload
         as_json = said.get(id(payload))
         if as_json is None:
-            as_json = said[id(payload)] = payload.as_json()
+            as_json = said[id(payload)] = json.dumps(payload.as_json())
+        due = payload.due.isoformat()
         out.append(
-            {
-                "dedupe_key": key,
-                "case_id": notice.case_id,
-                "subject": payload.item,
-                "rule": payload.step,
-                "recipient_id": notice.recipient_id,
-                "urgent": notice.urgent,
-                "status": NotificationStatus.PENDING,
-                "due_on": payload.due,
-                "fire_on": notice.fire_on,
-                "payload": as_json,
-                "created_at": now,
-                "attempts": 0,
-            }
+            (
+                key,
+                notice.case_id,
+                payload.item,
+                payload.step,
+                notice.recipient_id,
+                notice.urgent,
+                due,
+                notice.fire_on.isoformat(),
+                as_json,
+            )
         )
-    return out
+    return json.dumps(out)
 
 
-def _insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert `rows`, skipping any whose key was taken meanwhile; the keys that went in.
-
-    One executemany (SQLite's, or psycopg's pipeline), in a savepoint: when every row went
-    in, as when nobody wrote the outbox since the look-up, that is all. Otherwise another
-    writer took some of the keys: the savepoint is undone and the rows go again with
-    RETURNING, which names the keys that went in."""
+def _insert(conn: Connection, todo: dict[str, OutboxNotice], now: datetime) -> set[str]:
+    """Insert the rows of `todo`, skipping any whose key was taken meanwhile; the keys that
+    went in."""
     statement = _insert_statement(conn.dialect.name)
-    with conn.begin_nested() as savepoint:
-        if conn.execute(statement, list(rows)).rowcount == len(rows):
-            return {row["dedupe_key"] for row in rows}
-        savepoint.rollback()
-    returning = statement.returning(_OUTBOX.c.dedupe_key)
-    return set(conn.execute(returning, list(rows)).scalars())
+    params = {"rows": _rows(todo), "now": now}
+    return set(conn.execute(statement, params).scalars())
 
 
 @lru_cache(maxsize=4)
 def _insert_statement(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING, built once per backend."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(_OUTBOX).on_conflict_do_nothing(index_elements=[_OUTBOX.c.dedupe_key])
-    # The rows an executemany inserted, summed by the driver, kept for `rowcount`.
-    return statement.execution_options(preserve_rowcount=True)
+    """INSERT ... SELECT from the rows' JSON array ... ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING dedupe_key, built once per backend. The columns no row sets are the outbox's
+    defaults, rendered once into the statement."""
+    if dialect == "postgresql":
+        rows = func.jsonb_array_elements(cast(bindparam("rows", type_=Text), postgresql.JSONB))
+        value = rows.table_valued("value").c.value
+        values: list[Any] = [
+            cast(value.op("->>")(literal_column(str(i))), kind)
+            for i, (_, kind) in enumerate(_PER_ROW)
+        ]
+        insert: Any = postgresql.insert
+    else:
+        rows = func.json_each(bindparam("rows", type_=Text))
+        value = rows.table_valued("value").c.value
+        values = [
+            func.json_extract(value, literal_column(f"'$[{i}]'")) for i in range(len(_PER_ROW))
+        ]
+        insert = sqlite.insert
+    created = bindparam("now", type_=_OUTBOX.c.created_at.type)
+    pending = literal(NotificationStatus.PENDING, type_=_OUTBOX.c.status.type)
+    names = [*(name for name, _ in _PER_ROW), "status", "created_at"]
+    # WHERE true: SQLite reads an upsert's SELECT only with a WHERE clause.
+    source = select(*values, pending, created).where(true())
+    statement = insert(_OUTBOX).from_select(names, source)
+    return statement.on_conflict_do_nothing(index_elements=[_OUTBOX.c.dedupe_key]).returning(
+        _OUTBOX.c.dedupe_key
+    )
 
 
 def _new_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
@@ -130,14 +172,19 @@ def _new_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
 
 @lru_cache(maxsize=4)
 def _new_keys_statement(dialect: str) -> Any:
-    """The look-up of `_new_keys`, built once per backend."""
-    column = _OUTBOX.c.dedupe_key
+    """The look-up of `_new_keys`, built once per backend. On PostgreSQL the array is written
+    into the statement as a literal, so that each look-up is planned for the outbox as it is
+    then: a plan made once and kept for the connection (a prepared statement) would, made
+    while the outbox was near empty, go on reading all of it for every look-up as a first
+    pass over a store never monitored before fills it."""
+    key = _OUTBOX.c.dedupe_key
     if dialect == "postgresql":
-        elements = func.json_array_elements_text(cast(bindparam("keys", type_=Text), JSON))
+        keys = bindparam("keys", type_=Text, literal_execute=True)
+        elements = func.json_array_elements_text(cast(keys, JSON))
     else:
         elements = func.json_each(bindparam("keys", type_=Text))
     wanted = elements.table_valued("value")
-    taken = select(column).where(column == wanted.c.value).exists()
+    taken = select(key).where(key == wanted.c.value).exists()
     return select(wanted.c.value).where(~taken)
 
 

@@ -11,6 +11,7 @@ skipped.
 
 from collections.abc import Iterable, Sequence
 from datetime import date
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
@@ -131,10 +132,11 @@ def mark_overdue(s: Session, ctx: PassContext, report: MonitorReport) -> None:
         .execution_options(synchronize_session=False),
     )
     report.newly_overdue = len(marked)
-    events = [
-        (case_id, key, {"planned_due": due.isoformat(), "overdue_on": ctx.today.isoformat()})
+    today = ctx.today.isoformat()
+    events = (
+        (case_id, key, {"planned_due": due.isoformat(), "overdue_on": today})
         for case_id, key, due in marked
-    ]
+    )
     insert_events(s.connection(), ctx, "milestone.overdue", events)
     cases = _case_facts(s, {case_id for case_id, _, _ in marked})
     for case_id, key, due in marked:
@@ -170,10 +172,10 @@ def mark_expired(s: Session, ctx: PassContext, report: MonitorReport) -> None:
     )
     report.newly_expired += len(marked)
     after = {"outcome": TimeoutOutcome.ESCALATE.value}
-    events = [
+    events = (
         (case_id, key, {"deadline": deadline.isoformat(), "round": rnd, **after})
         for case_id, key, deadline, rnd in marked
-    ]
+    )
     insert_events(s.connection(), ctx, "gate.expired", events)
     cases = _case_facts(s, {case_id for case_id, *_ in marked})
     for case_id, key, deadline, rnd in marked:
@@ -194,13 +196,15 @@ def insert_events(
     conn: Connection,
     ctx: PassContext,
     kind: str,
-    events: Sequence[tuple[int, str, dict[str, Any]]],
+    events: Iterable[tuple[int, str, dict[str, Any]]],
 ) -> None:
     """Audit events of one kind by the pass's actor, as (case id, subject, after): the rows
     every change records (`case_rows.event_row`), through the one audit insert (`RECORD`),
-    a few hundred per driver call."""
+    a few hundred per driver call, each slice made as it goes in (a pass stamping many
+    items never holds all their events at once)."""
     actor = ctx.actor
-    for chunk in chunks(events, _EVENTS_CHUNK):
+    it = iter(events)
+    while chunk := list(islice(it, _EVENTS_CHUNK)):
         rows = [
             event_row(
                 case_id,

@@ -139,8 +139,8 @@ def _payload(c: Candidate, pick: Pick, ctx: PassContext) -> NoticePayload:
     )
 
 
-# Each item's step with urgent notices: what its escalation signal says, and who was told.
-Escalated = dict[tuple[str, str, str], tuple[tuple[str, str, str, str, int], list[int]]]
+# Each item's step with urgent notices: its escalation signal, whose payload names who was told.
+Escalated = dict[tuple[str, str, str], Signal]
 
 
 def _announce(stored: Sequence[OutboxNotice], report: MonitorReport, escalated: Escalated) -> None:
@@ -151,24 +151,26 @@ def _announce(stored: Sequence[OutboxNotice], report: MonitorReport, escalated: 
     for n in stored:
         if n.urgent:
             p = n.payload
-            facts = (p.pilot, p.country, p.item_kind, p.due.isoformat(), p.days_late)
-            escalated.setdefault((p.case, p.item, p.step), (facts, []))[1].append(n.recipient_id)
+            signal = escalated.get((p.case, p.item, p.step))
+            if signal is None:
+                said: dict[str, Any] = {
+                    "step": p.step,
+                    "item_kind": p.item_kind,
+                    "due": p.due.isoformat(),
+                    "days_late": p.days_late,
+                    "recipients": [],
+                }
+                signal = Signal(
+                    "bridgebsr.case.escalated", p.case, p.pilot, p.country, p.item, said
+                )
+                escalated[(p.case, p.item, p.step)] = signal
+            signal.payload["recipients"].append(n.recipient_id)
 
 
 def _escalations(escalated: Escalated, report: MonitorReport) -> None:
-    """One escalation signal per item's step with urgent notices, naming their recipients."""
-    for (case_key, item, step), (facts, recipients) in sorted(escalated.items()):
-        pilot, country, item_kind, due, days_late = facts
-        said: dict[str, Any] = {
-            "step": step,
-            "item_kind": item_kind,
-            "due": due,
-            "days_late": days_late,
-            "recipients": recipients,
-        }
-        report.signals.append(
-            Signal("bridgebsr.case.escalated", case_key, pilot, country, item, said)
-        )
+    """One escalation signal per item's step with urgent notices, naming their recipients,
+    in the order of case, item and step."""
+    report.signals += [escalated[step] for step in sorted(escalated)]
 
 
 def _count(s: Session, report: MonitorReport) -> None:

@@ -96,7 +96,7 @@ class Prepared:
         form, dialect = self._form(conn)
         driver = conn.connection.driver_connection
         assert driver is not None
-        converted = [_bound(form, p) for p in params]
+        converted = _bound_all(form, params)
         cursor = driver.cursor()
         try:
             cursor.executemany(form.sql, converted)
@@ -179,6 +179,36 @@ def _bound(form: _Form, params: Mapping[str, Any]) -> Any:
     for _, name, convert in form.binds:
         mapping[name] = convert(mapping[name])
     return mapping
+
+
+def _bound_all(form: _Form, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Each row's parameters as `_bound` gives them. A value that is the very object the row
+    before had in its place (a change's moment, its actor, its source) is converted once:
+    the conversions are functions of the value alone."""
+    last: dict[int, tuple[Any, Any]] = {}  # position: (value, converted) of the row before
+
+    def converted(position: int, value: Any, convert: Convert) -> Any:
+        before = last.get(position)
+        if before is not None and before[0] is value:
+            return before[1]
+        done = convert(value)
+        last[position] = (value, done)
+        return done
+
+    out: list[Any] = []
+    for row in rows:
+        params = {**form.fixed, **row} if form.fixed else row
+        if form.positional:
+            values = [params[name] for name in form.names]
+            for position, _, convert in form.binds:
+                values[position] = converted(position, values[position], convert)
+            out.append(values)
+        else:
+            mapping = {name: params[name] for name in form.names}
+            for position, name, convert in form.binds:
+                mapping[name] = converted(position, mapping[name], convert)
+            out.append(mapping)
+    return out
 
 
 def _wrapped(

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Text, cast, insert
 from sqlmodel import col, select
 
 from bridgebsr.store.db import read_session
@@ -142,3 +143,54 @@ def test_enqueue_skips_a_key_taken_after_it_looked(
     with outbox.engine.begin() as conn:
         assert enqueue(conn, [taken, fresh], now=outbox.now) == [fresh]
     assert len(_stored(outbox)) == len(before) + 1
+
+
+def _as_stored(box: Outbox, keys: list[str]) -> dict[str, tuple[str | None, ...]]:
+    """Each row's every column but its id and key as the database holds it (as text)."""
+    table = Notification.__table__  # type: ignore[attr-defined]
+    columns = [c for c in table.columns if c.name not in ("id", "dedupe_key")]
+    query = select(table.c.dedupe_key, *(cast(c, Text) for c in columns)).where(
+        table.c.dedupe_key.in_(keys)
+    )
+    with box.engine.connect() as conn:
+        return {key: tuple(values) for key, *values in conn.execute(query)}
+
+
+def test_an_enqueued_row_is_stored_as_an_insert_of_its_values_stores_it(outbox: Outbox) -> None:
+    """The rows travel to the database as one JSON document and the columns they share are
+    bound once: what is stored is, to the byte, what a plain INSERT of the same values with
+    the outbox's defaults stores (the payload's JSON text included)."""
+    notice = _next_step_of(_stored(outbox)[0])
+    payload = replace(notice.payload, item_title='Quotes " \\ and ünïcode ’', run="run-1")
+    notice = replace(notice, payload=payload, urgent=False)
+    twin = replace(notice, recipient="twin@example.org")  # another key, the same columns
+    table = Notification.__table__  # type: ignore[attr-defined]
+    with outbox.engine.begin() as conn:
+        assert enqueue(conn, [notice], now=outbox.now) == [notice]
+        conn.execute(
+            insert(table).values(
+                dedupe_key=dedupe_key(twin),
+                case_id=twin.case_id,
+                subject=payload.item,
+                rule=payload.step,
+                recipient_id=twin.recipient_id,
+                urgent=twin.urgent,
+                status=NotificationStatus.PENDING,
+                due_on=payload.due,
+                fire_on=twin.fire_on,
+                payload=payload.as_json(),
+                created_at=outbox.now,
+            )
+        )
+    stored = _as_stored(outbox, [dedupe_key(notice), dedupe_key(twin)])
+    assert stored[dedupe_key(notice)] == stored[dedupe_key(twin)]
+    assert stored[dedupe_key(notice)][8] == json.dumps(payload.as_json())  # payload column
+
+
+def test_the_look_up_of_new_keys_takes_any_text(outbox: Outbox) -> None:
+    """Keys with quotes, backslashes, percent signs and placeholders' shapes come back as
+    given; a key in the outbox does not."""
+    taken = _stored(outbox)[0].dedupe_key
+    odd = ["it's 100% new", 'back\\slash "quoted"', "%s %(keys)s ?", "ünïcode ’", ""]
+    with outbox.engine.connect() as conn:
+        assert enqueue_module._new_keys(conn, [*odd, taken]) == set(odd)
