@@ -312,9 +312,9 @@ class Box:
         return sorted({p.rsplit("/", 1)[1] for p in self.path_of.values()})
 
 
-def payload(token: str, today: Any) -> dict[str, Any]:
-    """A monitor-shaped payload whose headline starts with `token`."""
-    due = today - timedelta(days=5)
+def payload(token: str, today: Any, due: Any) -> dict[str, Any]:
+    """A monitor-shaped payload whose headline starts with `token`, for the step on the day
+    an item due on `due` fell due."""
     return {
         "case": token,
         "case_title": "Reliability probe",
@@ -324,7 +324,7 @@ def payload(token: str, today: Any) -> dict[str, Any]:
         "item_kind": "milestone",
         "item_title": "Kick-off meeting",
         "due": due.isoformat(),
-        "days_late": 5,
+        "days_late": (today - due).days,
         "step": "due",
         "offset": 0,
         "round": 1,
@@ -341,7 +341,7 @@ def fill_outbox(url: str, home: Path, size: int, now: datetime = NOW) -> Box:
     from bridgebsr.settings import Settings
     from bridgebsr.store import migrate
     from bridgebsr.store.db import write_session
-    from models import Contact, Notification, NotificationStatus, Partner
+    from models import Contact, Milestone, Notification, NotificationStatus, Partner
 
     rt = build_runtime(Settings(home=home, database_url=url))
     try:
@@ -363,6 +363,12 @@ def fill_outbox(url: str, home: Path, size: int, now: datetime = NOW) -> Box:
             )
             case_id = case.id
         with rt.engine.connect() as conn:
+            # The notices are the kickoff's: for its agreed due date, so dispatch keeps them.
+            kickoff_due = conn.execute(
+                select(col(Milestone.planned_due)).where(
+                    col(Milestone.case_id) == case_id, col(Milestone.key) == "kickoff"
+                )
+            ).scalar_one()
             people = conn.execute(
                 select(col(Contact.id), col(Contact.email), col(Partner.code))
                 .join(Partner, col(Partner.id) == Contact.partner_id)
@@ -382,9 +388,9 @@ def fill_outbox(url: str, home: Path, size: int, now: datetime = NOW) -> Box:
                     "rule": "due",
                     "recipient_id": person_id,
                     "urgent": False,
-                    "due_on": today - timedelta(days=5),
+                    "due_on": kickoff_due,
                     "fire_on": today,
-                    "payload": payload(token, today),
+                    "payload": payload(token, today, kickoff_due),
                     "created_at": now,
                     "status": NotificationStatus.PENDING,
                     "attempts": 0,
