@@ -46,8 +46,6 @@ def smtp_login(url: str, timeout: float = 10.0) -> Probe:
         return Probe(False, "BRIDGEBSR_EMAIL_URL is not an email URL Apprise accepts")
     host, port = str(mail.smtp_host), int(mail.port)
     where = f"{shown(url)} ({host}:{port})"
-    if hint := _odd_host(host):
-        return Probe(False, f"{where}: {hint}")
     try:
         server: smtplib.SMTP
         if mail.secure and mail.secure_mode == "ssl":
@@ -73,7 +71,8 @@ def smtp_login(url: str, timeout: float = 10.0) -> Probe:
     except smtplib.SMTPException as exc:
         return Probe(False, f"{where}: {_reply(exc)}")
     except (OSError, ssl.SSLError) as exc:
-        return Probe(False, f"{where}: cannot reach the server ({exc}); check host and port")
+        fix = _odd_host(host) or "check the host and port"
+        return Probe(False, f"{where}: cannot reach the server ({exc}); {fix}")
     return Probe(True, f"{where}: answers; no user name and password in the URL, so no login")
 
 
@@ -90,8 +89,9 @@ def _tls() -> ssl.SSLContext:
 
 
 def _odd_host(host: str) -> str | None:
-    """Why `host` is unlikely to be a mail server meant (a name without a dot: often the tail
-    of a password cut at an unescaped '@' or '#'), or None."""
+    """Why an unreachable `host` may not be the server meant (a name without a dot: often the
+    tail of a password cut at an unescaped '@' or '#'), or None. Asked only when the server
+    cannot be reached: a name without a dot may be a mail host on the local network."""
     try:
         ipaddress.ip_address(host)
         return None

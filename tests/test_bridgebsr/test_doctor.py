@@ -193,6 +193,13 @@ def test_the_store_check_on_both_backends(rt: Runtime) -> None:
     assert "(current)" in found["case store"].detail
 
 
+def test_a_missing_template_folder_is_a_problem(rt: Runtime, tmp_path: Path) -> None:
+    settings = rt.settings.model_copy(update={"template_dirs": str(tmp_path / "nope")})
+    found = {c.name: c for c in checks(Runtime(settings=settings, engine=rt.engine))}
+    assert not found["template folder"].ok
+    assert "BRIDGEBSR_TEMPLATE_DIRS" in found["template folder"].detail
+
+
 # --- notifications test ----------------------------------------------------------------------
 
 
