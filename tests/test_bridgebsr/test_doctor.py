@@ -9,22 +9,27 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 
 from bridgebsr.bootstrap import Runtime
+from bridgebsr.office.delivery import deliver
 from bridgebsr.office.doctor import checks
 from notifications.probe import smtp_login
-from notifications.render import TEMPLATES, TEXTS, unknown_fields
+from notifications.render import TEMPLATES, TEXTS, text_path, unknown_fields
 from tests.conftest import run
+from tests.test_notifications import conftest as post_fixtures
 from tests.test_notifications.conftest import (
     CANARY,
     SENDER,
     HttpReceiver,
+    Outbox,
     SmtpSink,
     free_port,
     json_url,
 )
 
 TO = "lead@example.org"
+outbox = post_fixtures.outbox  # an outbox a monitor pass wrote, on SQLite and PostgreSQL
 
 
 @pytest.fixture
@@ -267,3 +272,24 @@ def test_without_channels_the_test_message_goes_to_the_local_log(home: Path) -> 
     assert done.stdout.strip() == "ok      local"
     record = json.loads((home / "notifications.log").read_text(encoding="utf-8").splitlines()[-1])
     assert record["to"] == TO and "this channel works" in record["title"]
+
+
+def test_a_dispatch_pass_sends_notices_in_the_operators_texts(
+    outbox: Outbox, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "notice.html").write_text(
+        "<p>From the project office: $headline, due $due_long.</p>\n", encoding="utf-8"
+    )
+    settings = outbox.rt.settings.model_copy(
+        update={"email_url": SecretStr(smtp.url()), "notice_texts": texts}
+    )
+    report = deliver(Runtime(settings=settings, engine=outbox.engine), now=outbox.now)
+    assert report.sent == 5, report.errors
+    mails = smtp.received()
+    assert mails and all("From the project office: " in m.html for m in mails)
+    # Without the folder, the shipped texts again.
+    shipped = outbox.rt.settings.model_copy(update={"email_url": SecretStr(smtp.url())})
+    Runtime(settings=shipped, engine=outbox.engine).post_office()
+    assert text_path("notice.html") == TEMPLATES / "notice.html"
