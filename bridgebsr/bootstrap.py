@@ -23,8 +23,11 @@ class Runtime:
 
     def post_office(self) -> "PostOffice":
         """The delivery channels from BRIDGEBSR_EMAIL_URL and BRIDGEBSR_APPRISE_CONFIG (else the
-        local log `HOME/notifications.log`)."""
+        local log `HOME/notifications.log`); messages use BRIDGEBSR_NOTICE_TEXTS from now on."""
         from notifications.post import PostOffice  # Apprise loads only when delivering
+        from notifications.render import use_notice_texts
+
+        use_notice_texts(self.settings.notice_texts)
 
         email = self.settings.email_url
         return PostOffice(

@@ -1,12 +1,26 @@
-"""The one settings class, read from BRIDGEBSR_* variables when asked, never at import."""
+"""The one settings class, built when asked, never at import.
+
+Each setting comes from, first to last: the environment (`BRIDGEBSR_EMAIL_URL`), a `.env` file
+in the working directory (the same names), then the settings file `bridgebsr.toml` (the
+setting's name without the prefix, in lower case: `email_url = "..."`), found at
+`BRIDGEBSR_CONFIG` or else in `BRIDGEBSR_HOME` (default `./.bridgebsr`). The environment and
+`.env` both say where the file is; the file says where nothing else is.
+"""
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -14,15 +28,21 @@ from bridgebsr.errors import InvalidInput
 
 STORES = "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
 POSTGRES_EXTRA = "pip install -e '.[postgres]'"
+PREFIX = "BRIDGEBSR_"
+CONFIG_NAME = "bridgebsr.toml"
+DEFAULT_HOME = Path(".bridgebsr")
 
 
 class Settings(BaseSettings):
     """Where the case store lives, where templates come from, how to reach people."""
 
-    model_config = SettingsConfigDict(env_prefix="BRIDGEBSR_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, extra="ignore", env_file=".env", env_file_encoding="utf-8"
+    )
 
     home: Path = Field(
-        default=Path(".bridgebsr"), description="Folder for the SQLite store, logs and outputs."
+        default=DEFAULT_HOME,
+        description=f"Folder for the SQLite store, logs, outputs and {CONFIG_NAME}.",
     )
     database_url: str | None = Field(
         default=None,
@@ -31,7 +51,14 @@ class Settings(BaseSettings):
         f"({POSTGRES_EXTRA}).",
     )
     template_dirs: str = Field(
-        default="", description="Extra template folders, separated by the OS path separator."
+        default="",
+        description="Extra template folders, separated by the OS path separator "
+        f"(a list of folders in {CONFIG_NAME}).",
+    )
+    notice_texts: Path | None = Field(
+        default=None,
+        description="Folder of notice texts (notice.txt, notice.md, notice.html, bundle.*) "
+        "that replace the shipped ones; a text not there is the shipped one.",
     )
     email_url: SecretStr | None = Field(
         default=None, description="Apprise mailto:// or mailtos:// URL of the sending account."
@@ -50,6 +77,32 @@ class Settings(BaseSettings):
     dispatch_workers: int = Field(
         default=1, ge=1, le=32, description="Processes that deliver notices in one dispatch pass."
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Given values, then the environment, then `.env`, then the settings file."""
+        dotenv = dotenv_settings if isinstance(dotenv_settings, DotEnvSettingsSource) else None
+        path = config_file(dotenv.env_vars if dotenv is not None else {})
+        return (init_settings, env_settings, dotenv_settings, _toml_source(settings_cls, path))
+
+    @field_validator("template_dirs", mode="before")
+    @classmethod
+    def _folder_list(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return os.pathsep.join(str(v) for v in value)
+        return value
+
+    @field_validator("email_url", "apprise_config", "notice_texts", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("timezone")
     @classmethod
@@ -70,13 +123,13 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls) -> "Settings":
-        """The settings from the environment; a value that cannot be right is InvalidInput
-        naming its variable and the fix."""
+        """The settings from the environment, `.env` and the settings file; a value that
+        cannot be right is InvalidInput naming where it was set (the variable, or the file
+        and key) and the fix."""
         try:
             return cls()
         except ValidationError as exc:
-            prefix = cls.model_config.get("env_prefix", "")
-            lines = [f"{prefix}{str(e['loc'][0]).upper()}: {_reason(e)}" for e in exc.errors()]
+            lines = [f"{_origin(str(e['loc'][0]))}: {_reason(e)}" for e in exc.errors()]
             raise InvalidInput("; ".join(lines), lines) from None
 
     def resolved_database_url(self) -> str:
@@ -90,6 +143,61 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The default display time zone."""
         return ZoneInfo(self.timezone)
+
+
+def config_file(dotenv: Any = None) -> Path | None:
+    """Where the settings file is: BRIDGEBSR_CONFIG, else HOME/bridgebsr.toml (each from the
+    environment, else from `.env`); None when HOME has none. A BRIDGEBSR_CONFIG that names no
+    file is InvalidInput."""
+    if dotenv is None:
+        dotenv = DotEnvSettingsSource(Settings).env_vars
+
+    def variable(name: str) -> str | None:
+        value = os.environ.get(f"{PREFIX}{name}") or dotenv.get(f"{PREFIX}{name}".lower())
+        return value.strip() if value and value.strip() else None
+
+    if named := variable("CONFIG"):
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise InvalidInput(
+                f"{PREFIX}CONFIG {path} is not a file; create it (docs/bridgebsr.toml is an "
+                f"example) or unset {PREFIX}CONFIG"
+            )
+        return path
+    home = Path(variable("HOME") or DEFAULT_HOME).expanduser()
+    path = home / CONFIG_NAME
+    return path if path.is_file() else None
+
+
+def _toml_source(settings_cls: type[BaseSettings], path: Path | None) -> PydanticBaseSettingsSource:
+    """The settings file's values; a file that is not TOML, or holds a key that is no
+    setting, is InvalidInput naming the file (and the line, or the key)."""
+    try:
+        source = TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{path}: not valid TOML: {exc}; fix that line") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot read the settings file: {exc}") from None
+    known = set(settings_cls.model_fields)
+    if unknown := sorted(set(source.toml_data) - known):
+        lines = [
+            f"{path}: '{key}' is no setting; known: {', '.join(sorted(known))}" for key in unknown
+        ]
+        raise InvalidInput("; ".join(lines), lines)
+    return source
+
+
+def _origin(name: str) -> str:
+    """Where a setting's value came from, as a user would look for it: its variable (in the
+    environment or `.env`), or the settings file and key."""
+    variable = f"{PREFIX}{name.upper()}"
+    if variable in os.environ:
+        return variable
+    dotenv = DotEnvSettingsSource(Settings).env_vars
+    if variable.lower() in dotenv:
+        return f"{variable} (in .env)"
+    path = config_file(dotenv)
+    return f"{path}: {name}" if path is not None else variable
 
 
 def _reason(error: Any) -> str:

@@ -1,9 +1,13 @@
 """Messages from outbox rows: plain text and HTML for email, markdown for chat, from the
 editable files in `templates/` (`notice.*` for one notice, `bundle.*` for a daily digest or an
-overflow summary). Text from the case store is HTML-escaped in the HTML version."""
+overflow summary). Text from the case store is HTML-escaped in the HTML version.
+
+A folder of the operator's own texts (`use_notice_texts`) replaces the shipped files of the same
+name; a text it does not hold is the shipped one."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import date
 from functools import cached_property, lru_cache, partial
 from html import escape
@@ -11,10 +15,72 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from models.notices import HANDOVER, TAKEOVER
+from models.notices import HANDOVER, TAKEOVER, NoticePayload
 
 TEMPLATES = Path(__file__).parent / "templates"
 BUNDLE_LINES = 100  # items listed in a digest or summary; the rest are counted
+_SUFFIXES = ("txt", "md", "html")  # the order of the parts of `_line`
+TEXTS = tuple(f"{kind}.{suffix}" for kind in ("notice", "bundle") for suffix in _SUFFIXES)
+# The $fields each text is filled with (`_notice`, `_bundle`, `_cover_fields`); a payload's
+# optional fields (`baseline`, `run`, `note`) are filled only when the notice has them.
+_COVER = frozenset({"cover_text", "cover_md", "cover_html"})
+_NOTICE = frozenset(
+    {f.name for f in dataclass_fields(NoticePayload)}
+    | {"headline", "due_long", "lateness", "action", "run_text", "run_md"}
+    | _COVER
+)
+_BUNDLE = frozenset({"headline", "intro", "items"}) | _COVER
+
+
+@dataclass
+class _Texts:
+    """The operator's folder of notice texts in this process (None: the shipped texts)."""
+
+    folder: Path | None = None
+
+
+_texts = _Texts()
+
+
+def use_notice_texts(folder: Path | None) -> None:
+    """Take each notice text found in `folder` instead of the shipped one, from now on in this
+    process (None: the shipped texts only)."""
+    _texts.folder = folder
+
+
+def text_path(name: str, templates: Path = TEMPLATES) -> Path:
+    """The file text `name` is read from: the operator's, when their folder has it and
+    `templates` is the shipped folder, else the one in `templates`."""
+    if templates == TEMPLATES and _texts.folder is not None:
+        own = _texts.folder / name
+        if own.is_file():
+            return own
+    return templates / name
+
+
+def known_fields(name: str) -> frozenset[str]:
+    """The $fields text `name` (`notice.html`, `bundle.txt`, ...) is filled with."""
+    if name.startswith("bundle."):
+        return _BUNDLE
+    return _NOTICE | {"run_html"} if name.endswith(".html") else _NOTICE
+
+
+def unknown_fields(path: Path) -> list[str]:
+    """The placeholders of the text at `path` that nothing fills (`$nosuch`), and any `$`
+    that is no placeholder (write `$$` for a dollar sign), in order of appearance."""
+    template = Template(path.read_text(encoding="utf-8"))
+    known = known_fields(path.name)
+    found: list[str] = []
+    for match in template.pattern.finditer(template.template):
+        named = match.group("named") or match.group("braced")
+        what = f"${named}" if named else None
+        if named and named in known:
+            continue
+        if what is None and match.group("invalid") is not None:
+            what = "a lone $ (write $$ for a dollar sign)"
+        if what and what not in found:
+            found.append(what)
+    return found
 
 
 @dataclass(frozen=True)
@@ -94,7 +160,7 @@ def _template(path: Path, modified: int) -> Template:
 
 
 def _fill(name: str, templates: Path, fields: dict[str, str]) -> str:
-    path = templates / name
+    path = text_path(name, templates)
     # Read again when the project office edits the file (its modification time changes).
     return _template(path, path.stat().st_mtime_ns).safe_substitute(fields)
 
@@ -204,9 +270,6 @@ def render_bundle(
     return Message(
         _titled(title, cover), partial(_bundle, title, intro, tuple(notices), templates, cover)
     )
-
-
-_SUFFIXES = ("txt", "md", "html")  # the order of the parts of `_line`
 
 
 def _bundle(

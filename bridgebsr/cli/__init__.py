@@ -10,6 +10,7 @@ from bridgebsr.cli._common import AsOf, fail, parse_when, runtime, say, shown_ur
 from bridgebsr.cli.bulk import import_cases
 from bridgebsr.cli.cases import LIST_COLUMNS, case_app, gate_app, milestone_app
 from bridgebsr.cli.directory import contacts_app, partners_app, templates_app
+from bridgebsr.cli.doctor import doctor
 from bridgebsr.cli.exchange import ical
 from bridgebsr.cli.items import add_milestone, agenda, remove_milestone
 from bridgebsr.cli.monitor import monitor
@@ -52,6 +53,7 @@ app.command()(up)
 app.command()(ical)
 app.command()(report)
 app.command()(agenda)
+app.command()(doctor)
 
 
 @app.command()

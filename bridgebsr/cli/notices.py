@@ -1,4 +1,5 @@
-"""`bridgebsr notifications list | receipts | dispatch | retry`: the outbox and its delivery."""
+"""`bridgebsr notifications list | receipts | dispatch | retry | test`: the outbox, its
+delivery, and a test message on each channel."""
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
@@ -13,6 +14,8 @@ from bridgebsr.cli._common import (
     emit_table,
     parse_when,
     runtime,
+    say,
+    today,
     who,
 )
 from bridgebsr.errors import InvalidInput
@@ -198,3 +201,30 @@ def retry(
             "sends them"
         )
     actor.tell()
+
+
+@notifications_app.command("test")
+def test_message(
+    to: Annotated[str, typer.Option("--to", help="The address to send the test message to.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send one test message to --to on each channel: email (else the local log) and each
+    chat service of the Apprise config tagged with that address or `all`; print each
+    channel's result. Exits 1 when any failed."""
+    from bridgebsr.office.doctor import send_test  # Apprise loads here only
+
+    if not to.strip():
+        raise InvalidInput("--to is empty; give an email address")
+    rt = runtime(ready=False)
+    results = send_test(rt, to=to.strip(), day=today(rt, parse_when(as_of, rt)))
+    if as_json:
+        emit_json([{"channel": r.channel, "ok": r.ok, "detail": r.detail} for r in results])
+    else:
+        for r in results:
+            say(
+                f"{'ok' if r.ok else 'failed':7} {r.channel}"
+                + (f": {r.detail}" if r.detail else "")
+            )
+    if not all(r.ok for r in results):
+        raise SystemExit(1)
