@@ -2,9 +2,9 @@
 workbook or one self-contained HTML page with plots, for the whole portfolio or one
 partner's cases.
 
-- CSV: a folder with one file per view, with the machine column names and values, for
-  programs (UTF-8 with BOM, so spreadsheet programs read the
-  accents right), RFC 4180: CRLF between records and any cell holding a quote, comma, CR or LF
+- CSV: a folder with one file per view (and per "needs action" table, `action_*`), with the
+  machine column names and values, for programs (UTF-8 with BOM, so spreadsheet programs read
+  the accents right), RFC 4180: CRLF between records and any cell holding a quote, comma, CR or LF
   quoted, so a line break inside a cell never starts a new record.
 - XLSX: the "needs action" tables (`action_*` sheets), then one sheet per view, with the
   readable headers of `labels`, dates as dates and numbers as numbers in their formats
@@ -226,7 +226,7 @@ def write_csv(report: Report, folder: Path) -> list[Path]:
     if folder.suffix.lower() == ".csv":
         raise InvalidInput(f"{folder}: CSV reports are a folder of files; give a folder path")
     written = []
-    for name, frame in report.views.items():
+    for name, frame in (_action_sheets(report) | report.views).items():
         path = folder / f"{name}.csv"
         with replacing(path, make_folder=True) as tmp:
             neutralised(flat(frame)).to_csv(
@@ -243,14 +243,18 @@ def write_xlsx(report: Report, path: Path) -> list[Path]:
         with pd.ExcelWriter(tmp, engine="openpyxl") as book:
             about = ooxml_escaped(neutralised(_about(report)))
             about.to_excel(book, sheet_name="about", index=False)
-            sheets = {f"action_{k}": v for k, v in report.actions.items()} | report.views
-            for name, frame in sheets.items():
+            for name, frame in (_action_sheets(report) | report.views).items():
                 _sheet(book, name[:31], flat(frame))
     return [path]
 
 
+def _action_sheets(report: Report) -> dict[str, pd.DataFrame]:
+    return {f"action_{name}": frame for name, frame in report.actions.items()}
+
+
 def _sheet(book: Any, sheet: str, frame: pd.DataFrame) -> None:
-    """`frame` as sheet `sheet`: labelled headers, yes/no for flags, number formats."""
+    """`frame` as sheet `sheet`: labelled headers, yes/no for flags, days to one decimal,
+    number formats."""
     from openpyxl.utils import get_column_letter
 
     formats = [labels.kind(str(c), frame[c]) for c in frame.columns]
@@ -258,6 +262,8 @@ def _sheet(book: Any, sheet: str, frame: pd.DataFrame) -> None:
     for column, fmt in zip(frame.columns, formats, strict=True):
         if fmt == "yesno":
             table[column] = [labels.shown(v, fmt) for v in frame[column].astype(object)]
+        elif fmt == "num" and pd.api.types.is_float_dtype(frame[column]):
+            table[column] = frame[column].round(1)  # shown as 79 or 5.3 ("General")
     table.columns = [labels.label(str(c)) for c in frame.columns]
     table = ooxml_escaped(neutralised(table))
     table.to_excel(book, sheet_name=sheet, index=False)
@@ -309,7 +315,8 @@ _STYLE = (
     "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}"
     "th,td{border:1px solid #cbd2d9;padding:3px 6px;vertical-align:top}"
     "th{background:#eef2f5;vertical-align:bottom}.n{text-align:right}.t{text-align:left}"
-    "td{white-space:nowrap}table.action td{white-space:normal}"
+    "td{white-space:nowrap}"
+    "table.action td:nth-child(3),table.action td:last-child{white-space:normal}"
     "h2.action{background:#fdecea;padding:.3em .5em;border-left:5px solid #c0392b}"
     "p.note{color:#52606d;font-size:13px;margin:.2em 0}"
     "img{max-width:100%;display:block;margin:.5em 0 1.5em}"

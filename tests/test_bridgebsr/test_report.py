@@ -78,6 +78,14 @@ def test_a_partner_report_holds_only_that_partners_cases(demo: Path, tmp_path: P
     assert set(partners["partner"]) == {"MVA"}
     forecast = pd.read_csv(out / "forecast.csv", encoding="utf-8-sig")
     assert set(forecast["partner"]) <= {"MVA"}
+    # What needs action holds only that partner's cases too.
+    cases = set(forecast["case"])
+    for name in ("action_late", "action_gates", "action_at_risk"):
+        action = pd.read_csv(out / f"{name}.csv", encoding="utf-8-sig")
+        assert set(action["case"]) <= cases, name
+    assert "median_slip_working_days" in pd.read_csv(
+        out / "milestones_by_partner.csv", encoding="utf-8-sig"
+    )  # CSV keeps the machine names
 
 
 def test_the_html_page_is_self_contained_with_tables_and_plots(demo: Path, tmp_path: Path) -> None:
