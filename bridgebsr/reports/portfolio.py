@@ -2,17 +2,22 @@
 workbook or one self-contained HTML page with plots, for the whole portfolio or one
 partner's cases.
 
-- CSV: a folder with one file per view (UTF-8 with BOM, so spreadsheet programs read the
-  accents right), RFC 4180: CRLF between records and any cell holding a quote, comma, CR or LF
+- CSV: a folder with one file per view (and per "needs action" table, `action_*`), with the
+  machine column names and values, for programs (UTF-8 with BOM, so spreadsheet programs read
+  the accents right), RFC 4180: CRLF between records and any cell holding a quote, comma, CR or LF
   quoted, so a line break inside a cell never starts a new record.
-- XLSX: one sheet per view, dates as dates and numbers as numbers, frozen header rows, columns
-  sized to their content. Characters XML cannot hold (control characters other than tab, LF
-  and CR; U+FFFE, U+FFFF) are written as OOXML's `_xHHHH_` escape, which Excel and LibreOffice
-  show as the character, and text that already reads `_xHHHH_` has its underscore escaped
-  (`_x005F_xHHHH_`) so it shows as written.
-- HTML: one file that opens in any browser with no network: the tables, a Gantt chart per open
-  case (agreed plan against forecast, the original due date marked), the on-time trend per
-  pilot by month and the milestones overdue by partner, as embedded PNG images.
+- XLSX: the "needs action" tables (`action_*` sheets), then one sheet per view, with the
+  readable headers of `labels`, dates as dates and numbers as numbers in their formats
+  (counts without decimals, percentages with one decimal and %), yes/no for flags, frozen
+  header rows, columns sized to their content. Characters XML cannot hold (control characters
+  other than tab, LF and CR; U+FFFE, U+FFFF) are written as OOXML's `_xHHHH_` escape, which
+  Excel and LibreOffice show as the character, and text that already reads `_xHHHH_` has its
+  underscore escaped (`_x005F_xHHHH_`) so it shows as written.
+- HTML: one file that opens in any browser with no network. First what needs action this week
+  (`actions`: late items and their owners, gates waiting and who may decide, cases at risk),
+  then the KPI tables with the headers and formats of `labels`, then the charts (`charts`):
+  the on-time trend per pilot by month, the milestones overdue by partner and a Gantt chart
+  per open case in risk order, as embedded PNG images; last the long `plans` view.
 
 Every report carries the three plans of each open case's milestones (the `plans` view): the
 original (`baseline_*`, set at open), the agreed plan in force (`planned_*`, moved by a
@@ -32,7 +37,7 @@ import base64
 import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from html import escape
 from pathlib import Path
@@ -44,11 +49,13 @@ from sqlmodel import col
 
 from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.files import replacing
-from bridgebsr.reports import kpis
-from models import CLOSED_CASE, Case, Milestone, Partner
+from bridgebsr.reports import charts, kpis, labels
+from bridgebsr.reports.actions import needs_action
+from models import CLOSED_CASE, Case, Gate, Milestone, Partner
 
 FORMATS = ("csv", "xlsx", "html")
 GANTT_CASES = 40  # open cases drawn as Gantt charts in the HTML, at risk first
+APPENDIX = ("plans",)  # long views the HTML page puts after the charts
 _RISKY = ("=", "+", "-", "@", "\t", "\r")
 # Characters XML 1.0 cannot carry, and text that would read as an OOXML escape (ST_Xstring).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -62,14 +69,16 @@ class Report:
     as_of: date
     scope: str
     views: dict[str, pd.DataFrame]
-    gantt: pd.DataFrame  # milestones of the open cases drawn: original, agreed, forecast
+    gantt: pd.DataFrame  # milestones and gates of the open cases drawn, in plan order
     facts: pd.DataFrame  # one row per milestone (kpis.milestone_facts)
+    actions: dict[str, pd.DataFrame] = field(default_factory=dict)  # see `actions`
 
 
 def build(engine: Engine, *, as_of: date, partner: str | None = None) -> Report:
     """Every KPI view as of `as_of`, for the portfolio or for the cases `partner` leads."""
     frames = kpis.load(engine, as_of=as_of)
     scope = "the whole portfolio"
+    code = None
     if partner:
         code = partner.strip().upper()
         with engine.connect() as conn:
@@ -85,12 +94,19 @@ def build(engine: Engine, *, as_of: date, partner: str | None = None) -> Report:
     keys = [str(k) for k in views["forecast"]["case"]]  # at risk, most slipped first
     plans = _plan_rows(engine, keys)
     views["plans"] = plans.drop(columns=["seq"])
+    drawn = keys[:GANTT_CASES]
+    gates = _plan_rows(engine, drawn, Gate)
+    gantt = pd.concat([plans[plans["case"].isin(drawn)].assign(kind="milestone"), gates])
+    rank = {key: i for i, key in enumerate(drawn)}
+    order = gantt["case"].map(rank).to_numpy() * 100_000 + gantt["seq"].to_numpy() * 2
+    order += (gantt["kind"] == "gate").to_numpy()
     return Report(
         as_of=as_of,
         scope=scope,
         views=views,
-        gantt=plans[plans["case"].isin(keys[:GANTT_CASES])].reset_index(drop=True),
+        gantt=gantt.iloc[order.argsort(kind="stable")].reset_index(drop=True),
         facts=facts,
+        actions=needs_action(engine, today=as_of, forecast=views["forecast"], partner=code),
     )
 
 
@@ -99,29 +115,32 @@ def scoped(frames: kpis.Frames, partner: str) -> kpis.Frames:
     return kpis.only_cases(frames, frames.cases["partner"].astype(str) == partner)
 
 
-def _plan_rows(engine: Engine, keys: list[str]) -> pd.DataFrame:
-    """The milestones of the open cases `keys` (in that order), each with its original,
-    agreed and forecast dates."""
+def _plan_rows(
+    engine: Engine, keys: list[str], item: type[Milestone] | type[Gate] = Milestone
+) -> pd.DataFrame:
+    """The milestones (or gates) of the open cases `keys` (in that order), each with its
+    original, agreed and forecast dates."""
     columns = ["case", "seq", "milestone", "title", "status"]
     columns += ["baseline_start", "baseline_due", "planned_start", "planned_due"]
     columns += ["forecast_start", "forecast_due"]
     if not keys:
-        return pd.DataFrame(columns=columns)
+        frame = pd.DataFrame(columns=columns)
+        return frame if item is Milestone else frame.assign(kind=[])
     query = (
         select(
             col(Case.key),
-            col(Milestone.seq),
-            col(Milestone.key),
-            col(Milestone.title),
-            col(Milestone.status),
-            col(Milestone.baseline_start),
-            col(Milestone.baseline_due),
-            col(Milestone.planned_start),
-            col(Milestone.planned_due),
-            col(Milestone.forecast_start),
-            col(Milestone.forecast_due),
+            col(item.seq),
+            col(item.key),
+            col(item.title),
+            col(item.status),
+            col(item.baseline_start),
+            col(item.baseline_due),
+            col(item.planned_start),
+            col(item.planned_due),
+            col(item.forecast_start),
+            col(item.forecast_due),
         )
-        .join(Case, col(Case.id) == Milestone.case_id)
+        .join(Case, col(Case.id) == item.case_id)
         .where(col(Case.status).not_in(list(CLOSED_CASE)))
     )
     with engine.connect() as conn:
@@ -131,8 +150,8 @@ def _plan_rows(engine: Engine, keys: list[str]) -> pd.DataFrame:
     rank = {key: i for i, key in enumerate(keys)}
     frame = frame[frame["case"].isin(rank)]
     order = frame["case"].map(rank).to_numpy() * 100_000 + frame["seq"].to_numpy()
-    ordered: pd.DataFrame = frame.iloc[order.argsort(kind="stable")]
-    return ordered.reset_index(drop=True)
+    ordered: pd.DataFrame = frame.iloc[order.argsort(kind="stable")].reset_index(drop=True)
+    return ordered if item is Milestone else ordered.assign(kind="gate")
 
 
 # --- safe cells ------------------------------------------------------------------------------
@@ -207,7 +226,7 @@ def write_csv(report: Report, folder: Path) -> list[Path]:
     if folder.suffix.lower() == ".csv":
         raise InvalidInput(f"{folder}: CSV reports are a folder of files; give a folder path")
     written = []
-    for name, frame in report.views.items():
+    for name, frame in (_action_sheets(report) | report.views).items():
         path = folder / f"{name}.csv"
         with replacing(path, make_folder=True) as tmp:
             neutralised(flat(frame)).to_csv(
@@ -218,26 +237,46 @@ def write_csv(report: Report, folder: Path) -> list[Path]:
 
 
 def write_xlsx(report: Report, path: Path) -> list[Path]:
-    """One workbook, one sheet per view, frozen headers, typed columns."""
-    from openpyxl.utils import get_column_letter
-
+    """One workbook: what needs action, then one sheet per view; readable headers, typed
+    columns with their number formats, frozen header rows."""
     with replacing(path, make_folder=True) as tmp:
         with pd.ExcelWriter(tmp, engine="openpyxl") as book:
             about = ooxml_escaped(neutralised(_about(report)))
             about.to_excel(book, sheet_name="about", index=False)
-            for name, frame in report.views.items():
-                table = ooxml_escaped(neutralised(flat(frame)))
-                sheet = name[:31]
-                table.to_excel(book, sheet_name=sheet, index=False)
-                ws = book.sheets[sheet]
-                ws.freeze_panes = "A2"
-                for i, column in enumerate(table.columns, start=1):
-                    width = max([len(str(column)), *(len(str(v)) for v in table[column].head(200))])
-                    ws.column_dimensions[get_column_letter(i)].width = min(width + 2, 60)
-                    if pd.api.types.is_datetime64_any_dtype(table[column]):
-                        for cell in ws[get_column_letter(i)][1:]:
-                            cell.number_format = "yyyy-mm-dd"
+            for name, frame in (_action_sheets(report) | report.views).items():
+                _sheet(book, name[:31], flat(frame))
     return [path]
+
+
+def _action_sheets(report: Report) -> dict[str, pd.DataFrame]:
+    return {f"action_{name}": frame for name, frame in report.actions.items()}
+
+
+def _sheet(book: Any, sheet: str, frame: pd.DataFrame) -> None:
+    """`frame` as sheet `sheet`: labelled headers, yes/no for flags, days to one decimal,
+    number formats."""
+    from openpyxl.utils import get_column_letter
+
+    formats = [labels.kind(str(c), frame[c]) for c in frame.columns]
+    table = frame.copy()
+    for column, fmt in zip(frame.columns, formats, strict=True):
+        if fmt == "yesno":
+            table[column] = [labels.shown(v, fmt) for v in frame[column].astype(object)]
+        elif fmt == "num" and pd.api.types.is_float_dtype(frame[column]):
+            table[column] = frame[column].round(1)  # shown as 79 or 5.3 ("General")
+    table.columns = [labels.label(str(c)) for c in frame.columns]
+    table = ooxml_escaped(neutralised(table))
+    table.to_excel(book, sheet_name=sheet, index=False)
+    ws = book.sheets[sheet]
+    ws.freeze_panes = "A2"
+    for i, (column, fmt) in enumerate(zip(table.columns, formats, strict=True), start=1):
+        width = max([len(str(column)), *(len(str(v)) for v in table[column].head(200))])
+        letter = get_column_letter(i)
+        ws.column_dimensions[letter].width = min(width + 2, 60)
+        number_format = labels.XLSX_FORMATS.get(fmt)
+        if number_format:
+            for cell in ws[letter][1:]:
+                cell.number_format = number_format
 
 
 def _about(report: Report) -> pd.DataFrame:
@@ -254,40 +293,99 @@ def _about(report: Report) -> pd.DataFrame:
     )
 
 
+ACTIONS = {
+    "late": (
+        "Late items and whose they are",
+        "Open milestones of active cases past their due date, most late first.",
+        "Nothing is late.",
+    ),
+    "gates": (
+        "Gates waiting for a decision",
+        "Open gates, deadline first, with who may still vote and the approvals still needed.",
+        "No gate is waiting.",
+    ),
+    "at_risk": (
+        "Cases at risk",
+        "Open cases forecast to finish after their target date, most slipped first.",
+        "No case is forecast past its target date.",
+    ),
+}
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em;color:#1d2733;max-width:1300px}"
+    "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}"
+    "th,td{border:1px solid #cbd2d9;padding:3px 6px;vertical-align:top}"
+    "th{background:#eef2f5;vertical-align:bottom}.n{text-align:right}.t{text-align:left}"
+    "td{white-space:nowrap}"
+    "table.action td:nth-child(3),table.action td:last-child{white-space:normal}"
+    "h2.action{background:#fdecea;padding:.3em .5em;border-left:5px solid #c0392b}"
+    "p.note{color:#52606d;font-size:13px;margin:.2em 0}"
+    "img{max-width:100%;display:block;margin:.5em 0 1.5em}"
+)
+
+
 def write_html(report: Report, path: Path) -> list[Path]:
-    """One self-contained page: plots as embedded PNG images, then every table."""
+    """One self-contained page: what needs action this week, then the numbers, then the
+    plots (embedded PNG images)."""
     plots = [
-        ("On time by pilot, by month of finish", _png(_trend_plot, report)),
-        ("Milestones overdue now, by lead partner", _png(_overdue_plot, report)),
+        ("On time by pilot, by month of finish", _png(charts.trend, report)),
+        ("Milestones overdue now, by lead partner", _png(charts.overdue, report)),
     ]
     plots += [
-        (f"{case}: agreed plan against forecast", _png(_gantt_plot, report, case))
+        (f"{case}: original and agreed plan against forecast", _png(charts.gantt, report, case))
         for case in dict.fromkeys(report.gantt["case"])
     ]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Bridge-BSR portfolio report, {report.as_of:%d %B %Y}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;color:#1d2733}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
-        "th,td{border:1px solid #cbd2d9;padding:3px 6px;text-align:right}"
-        "th{background:#eef2f5}td:first-child,th:first-child{text-align:left}"
-        "img{max-width:100%;display:block;margin:1em 0}</style></head><body>",
+        f"<style>{_STYLE}</style></head><body>",
         f"<h1>Bridge-BSR portfolio report: {escape(report.scope)}</h1>",
         f"<p>As of {report.as_of:%A %d %B %Y}. Produced by bridgebsr from the case store and "
-        "its audit trail.</p>",
-        "<h2>Plots</h2>",
+        "its audit trail. What needs action comes first, then the numbers, then the charts.</p>",
+        "<h2 class='action' id='needs-action'>Needs action this week</h2>",
     ]
+    for name, (title, note, none) in ACTIONS.items():
+        frame = report.actions.get(name)
+        count = 0 if frame is None else len(frame)
+        parts.append(f"<h3 id='action-{name}'>{escape(title)} ({count})</h3>")
+        if frame is None or frame.empty:
+            parts.append(f"<p class='note'>{escape(none)}</p>")
+            continue
+        parts.append(f"<p class='note'>{escape(note)}</p>")
+        parts.append(_table(frame, "action"))
+    parts.append("<h2 id='numbers'>The numbers</h2>")
+    appendix = {k: v for k, v in report.views.items() if k in APPENDIX}
+    for name, frame in report.views.items():
+        if name not in appendix:
+            parts += _view(name, frame)
+    parts.append("<h2 id='charts'>Charts</h2>")
+    if report.gantt.empty:
+        parts.append("<p class='note'>No open case to draw.</p>")
+    else:
+        parts.append(
+            "<p class='note'>One chart per open case, at risk and most slipped first "
+            f"(at most {GANTT_CASES}).</p>"
+        )
     for title, png in plots:
         alt = escape(title, quote=True)
         parts.append(f"<h3>{escape(title)}</h3>")
         parts.append(f"<img alt='{alt}' src='data:image/png;base64,{png}'>")
-    for name, frame in report.views.items():
-        parts.append(f"<h2 id='{escape(name, quote=True)}'>{escape(name.replace('_', ' '))}</h2>")
-        parts.append(flat(frame).to_html(index=False, escape=True, na_rep="", border=0))
+    if appendix:
+        parts.append("<h2 id='appendix'>Appendix: every item's dates</h2>")
+    for name, frame in appendix.items():
+        parts += _view(name, frame)
     parts.append("</body></html>")
     with replacing(path, make_folder=True) as tmp:
         tmp.write_text("\n".join(parts), encoding="utf-8")
     return [path]
+
+
+def _view(name: str, frame: pd.DataFrame) -> list[str]:
+    title = labels.VIEWS.get(name, name.replace("_", " ").capitalize())
+    return [f"<h3 id='{escape(name, quote=True)}'>{escape(title)}</h3>", _table(frame, "numbers")]
+
+
+def _table(frame: pd.DataFrame, css: str) -> str:
+    return labels.html_table(flat(frame), css)
 
 
 # --- plots -----------------------------------------------------------------------------------
@@ -304,76 +402,3 @@ def _png(draw: Callable[..., Any], report: Report, *args: Any) -> str:
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _trend_plot(plt: Any, report: Report) -> Any:
-    facts = report.facts
-    done = facts[facts["done"]].copy()
-    figure, axes = plt.subplots(figsize=(8, 3.5))
-    if done.empty:
-        axes.text(0.5, 0.5, "no milestone done yet", ha="center", va="center")
-    else:
-        done["month"] = pd.to_datetime(done["finished_on"]).dt.to_period("M").astype(str)
-        trend = done.groupby(["month", "pilot"], observed=True)["on_time"].mean().unstack()
-        (trend * 100).plot(ax=axes, marker="o")
-        axes.set_ylim(0, 105)
-        axes.set_ylabel("% on time")
-        axes.set_xlabel("month of finish")
-        axes.legend(title="pilot", fontsize=8)
-    axes.set_title("Milestones done on time")
-    return figure
-
-
-def _overdue_plot(plt: Any, report: Report) -> Any:
-    facts = report.facts
-    counts = facts[facts["overdue_now"]].groupby("partner", observed=True).size()
-    counts = counts[counts > 0].sort_values()
-    figure, axes = plt.subplots(figsize=(8, max(2.0, 0.35 * len(counts) + 1)))
-    if counts.empty:
-        axes.text(0.5, 0.5, "nothing overdue", ha="center", va="center")
-    else:
-        axes.barh([str(i) for i in counts.index], counts.to_numpy(), color="#c0392b")
-        axes.set_xlabel("milestones overdue")
-    axes.set_title(f"Overdue as of {report.as_of}")
-    return figure
-
-
-def _gantt_plot(plt: Any, report: Report, case: str) -> Any:
-    rows = report.gantt[report.gantt["case"] == case].reset_index(drop=True)
-    figure, axes = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
-    for i, row in rows.iterrows():
-        y = -int(str(i))
-        planned = pd.Timestamp(row["planned_start"]), pd.Timestamp(row["planned_due"])
-        forecast = pd.Timestamp(row["forecast_start"]), pd.Timestamp(row["forecast_due"])
-        axes.barh(
-            y + 0.18,
-            (planned[1] - planned[0]).days + 1,
-            left=planned[0],
-            height=0.3,
-            color="#95a5a6",
-            label="agreed" if i == 0 else None,
-        )
-        original = pd.Timestamp(row["baseline_due"])
-        axes.plot(
-            [original, original],
-            [y - 0.4, y + 0.4],
-            color="#1d2733",
-            linewidth=1,
-            label="original due" if i == 0 else None,
-        )
-        late = forecast[1] > planned[1]
-        axes.barh(
-            y - 0.18,
-            (forecast[1] - forecast[0]).days + 1,
-            left=forecast[0],
-            height=0.3,
-            color="#c0392b" if late else "#2e86c1",
-            label="forecast" if i == 0 else None,
-        )
-    axes.set_yticks([-i for i in range(len(rows))])
-    axes.set_yticklabels([str(t)[:40] for t in rows["title"]], fontsize=7)
-    axes.axvline(pd.Timestamp(report.as_of), color="#1d2733", linestyle="--", linewidth=1)
-    axes.legend(fontsize=7, loc="lower left")
-    axes.set_title(case)
-    figure.autofmt_xdate()
-    return figure

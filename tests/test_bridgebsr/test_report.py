@@ -3,6 +3,7 @@
 import base64
 import re
 from datetime import date
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -13,10 +14,12 @@ from bridgebsr.bootstrap import Runtime
 from bridgebsr.demo import load_demo
 from bridgebsr.errors import InvalidInput
 from bridgebsr.office import cases, items
+from bridgebsr.office.agenda import agenda
 from bridgebsr.office.progress import Actor
-from bridgebsr.reports import kpis
+from bridgebsr.reports import charts, kpis, labels
 from bridgebsr.reports import portfolio as portfolio
-from bridgebsr.store.db import write_session
+from bridgebsr.store.db import read_session, write_session
+from bridgebsr.store.people import load_directory
 from tests.conftest import at
 from tests.test_bridgebsr.test_cli import assert_one_error_line, run
 
@@ -41,13 +44,19 @@ def test_the_workbook_has_one_typed_sheet_per_view_with_frozen_headers(
     assert done.returncode == 0, done.stderr
     sheets = pd.read_excel(out, sheet_name=None)
     assert set(sheets) >= {"about", "cases_by_pilot", "milestones_by_partner", "forecast"}
-    by_pilot = sheets["cases_by_pilot"].set_index("pilot")
-    assert by_pilot.loc["shared-sme-service"].filter(like="open").sum() > 0
+    assert {"action_late", "action_gates", "action_at_risk"} <= set(sheets)
+    by_pilot = sheets["cases_by_pilot"].set_index("Pilot")
+    assert by_pilot.loc["shared-sme-service"].filter(like="Open").sum() > 0
     forecast = sheets["forecast"]
-    assert pd.api.types.is_datetime64_any_dtype(forecast["forecast_date"])
-    assert forecast["at_risk"].dtype == bool
+    assert pd.api.types.is_datetime64_any_dtype(forecast["Forecast finish"])
+    assert set(forecast["At risk"]) <= {"yes", "no"} and "yes" in set(forecast["At risk"])
+    assert "Median slip (working days)" in sheets["milestones_by_pilot"].columns
     book = load_workbook(out)
     assert all(book[name].freeze_panes == "A2" for name in sheets if name != "about")
+    pct = book["milestones_by_pilot"]
+    header = [c.value for c in pct[1]]
+    column = header.index("On time") + 1
+    assert pct.cell(row=2, column=column).number_format == '0.0"%"'
 
 
 def test_csv_is_a_folder_of_views_matching_the_kpis(demo: Path, tmp_path: Path) -> None:
@@ -69,6 +78,14 @@ def test_a_partner_report_holds_only_that_partners_cases(demo: Path, tmp_path: P
     assert set(partners["partner"]) == {"MVA"}
     forecast = pd.read_csv(out / "forecast.csv", encoding="utf-8-sig")
     assert set(forecast["partner"]) <= {"MVA"}
+    # What needs action holds only that partner's cases too.
+    cases = set(forecast["case"])
+    for name in ("action_late", "action_gates", "action_at_risk"):
+        action = pd.read_csv(out / f"{name}.csv", encoding="utf-8-sig")
+        assert set(action["case"]) <= cases, name
+    assert "median_slip_working_days" in pd.read_csv(
+        out / "milestones_by_partner.csv", encoding="utf-8-sig"
+    )  # CSV keeps the machine names
 
 
 def test_the_html_page_is_self_contained_with_tables_and_plots(demo: Path, tmp_path: Path) -> None:
@@ -77,6 +94,9 @@ def test_the_html_page_is_self_contained_with_tables_and_plots(demo: Path, tmp_p
     assert done.returncode == 0, done.stderr
     page = out.read_text(encoding="utf-8")
     assert page.count("<table") >= 10
+    # What needs action first, then the numbers, then the charts.
+    assert page.index("Needs action this week") < page.index("The numbers")
+    assert page.index("The numbers") < page.index("<img")
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
     assert len(images) >= 3  # trend, overdue, and a Gantt chart per open case
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
@@ -175,3 +195,94 @@ def test_a_partners_report_forecasts_and_plots_a_milestone_added_to_one_case(
     facts = report.facts.set_index("milestone")
     assert facts.loc["follow-up", "stage"] == added.milestone.stage
     assert "follow-up" in set(report.gantt["milestone"])
+
+
+def _page(demo: Path, tmp_path: Path) -> str:
+    out = tmp_path / "report.html"
+    done = run(demo, "report", "--format", "html", "--out", str(out), "--as-of", DAY.isoformat())
+    assert done.returncode == 0, done.stderr
+    return out.read_text(encoding="utf-8")
+
+
+def test_the_action_section_lists_the_late_items_with_their_owners(
+    consortium: Runtime, tmp_path: Path
+) -> None:
+    """On both databases: the demo's late milestones (the agenda's), each with its owner's
+    name and partner, most late first, at the top of the page."""
+    load_demo(consortium, DAY)
+    with read_session(consortium.engine) as session:
+        rows = agenda(session=session, today=DAY, within=0)
+        people = load_directory(session.connection()).by_email
+    expected = {
+        (r["case"], r["item"]): people[r["who"][0]].name
+        for r in rows
+        if r["kind"] == "milestone" and r["days_late"] > 0
+    }
+    portfolio.write_html(portfolio.build(consortium.engine, as_of=DAY), tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    top = page[page.index("Needs action this week") : page.index("The numbers")]
+    late = top[top.index("Late items") : top.index("Gates waiting")]
+    header = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", late)
+    assert header[:4] == ["Case", "Item", "Title", "Owner"]
+    body = late[late.index("<tbody>") :]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", body)]
+    assert expected and {(c[0], c[1]) for c in cells} == set(expected)
+    for case, item, _title, owner, *_ in cells:
+        assert owner.startswith(escape(expected[(case, item)])) and owner.endswith(")"), owner
+    days = [int(c[5]) for c in cells]
+    assert days == sorted(days, reverse=True) and min(days) > 0  # most late first
+    assert "Gates waiting for a decision" in top and "Cases at risk" in top
+
+
+def test_headers_and_cells_are_for_people(demo: Path, tmp_path: Path) -> None:
+    page = _page(demo, tmp_path)
+    headers = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", page)
+    assert "Median slip (working days)" in headers and "On time" in headers
+    assert not [h for h in headers if "_" in h], "no machine names in headers"
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", page)
+    assert "True" not in cells and "False" not in cells and "yes" in cells
+    assert ".000000" not in page and not [c for c in cells if re.fullmatch(r"-?\d+\.0", c)]
+    assert [c for c in cells if re.fullmatch(r"\d+\.\d%", c)], "percentages with one decimal"
+    assert not [c for c in cells if re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", c)]
+
+
+def test_labels_format_each_kind() -> None:
+    assert labels.label("median_slip_working_days") == "Median slip (working days)"
+    assert labels.label("some_new_pct") == "Some new %"
+    assert labels.shown(79.0, "num") == "79" and labels.shown(2.5, "num") == "2.5"
+    assert labels.shown(33.33333, "pct") == "33.3%" and labels.shown(7.0, "int") == "7"
+    assert labels.shown(True, "yesno") == "yes" and labels.shown(float("nan"), "num") == ""
+    assert labels.shown(pd.Timestamp("2026-03-02"), "date") == "2026-03-02"
+    assert labels.shown("2026-03", "month") == "Mar 2026"
+
+
+def test_the_trend_has_every_month_between_the_first_and_last_finish(
+    consortium: Runtime,
+) -> None:
+    load_demo(consortium, DAY)
+    report = portfolio.build(consortium.engine, as_of=DAY)
+    months, pct, count = charts.monthly_on_time(report.facts)
+    done = report.facts[report.facts["done"]]
+    finished = pd.to_datetime(done["finished_on"]).dt.to_period("M")
+    assert list(months) == list(pd.period_range(finished.min(), finished.max(), freq="M"))
+    assert list(pct.index) == list(months) == list(count.index)
+    assert int(count.to_numpy().sum()) == len(done)  # every milestone done counts once
+    empty = count.sum(axis=1) == 0
+    assert pct[empty].isna().all().all()  # a month with none: no point, so no line across
+
+
+def test_the_gantt_holds_gates_in_risk_order(consortium: Runtime) -> None:
+    load_demo(consortium, DAY)
+    report = portfolio.build(consortium.engine, as_of=DAY)
+    drawn = list(dict.fromkeys(report.gantt["case"]))
+    assert drawn == [str(k) for k in report.views["forecast"]["case"]][: len(drawn)]
+    assert {"milestone", "gate"} <= set(report.gantt["kind"])
+    assert set(report.views["plans"]["milestone"]) >= set(
+        report.gantt.loc[report.gantt["kind"] == "milestone", "milestone"]
+    )
+    late = report.actions["late"]
+    assert list(late["days_late"]) == sorted(late["days_late"], reverse=True)
+    at_risk = report.actions["at_risk"]
+    assert list(at_risk["case"]) == list(
+        report.views["forecast"].loc[report.views["forecast"]["at_risk"], "case"]
+    )
