@@ -134,7 +134,9 @@ def _payload(c: Candidate, pick: Pick, ctx: PassContext) -> NoticePayload:
         step=pick.step.key,
         offset=pick.step.offset,
         round=c.round,
-        baseline=c.baseline,
+        # Only a moved item names its original due date: the payload of one on its original
+        # plan is as it always was (and its dedupe key too).
+        baseline=c.baseline if c.baseline != c.due else None,
         run=ctx.run,
     )
 
