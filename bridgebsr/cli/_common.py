@@ -126,6 +126,16 @@ def one_of(option: str, words: type[E]) -> Callable[[Any], E]:
     return parse
 
 
+def pilot_kinds(incomplete: str) -> list[str]:
+    """Shell completion of a pilot kind: the kinds of the catalog (shipped templates and
+    those in BRIDGEBSR_TEMPLATE_DIRS) starting with what is typed so far."""
+    try:
+        kinds = build_runtime().catalog.templates
+    except Exception:  # a broken setup completes nothing; the command itself will say why
+        return []
+    return sorted(k for k in kinds if k.startswith(incomplete))
+
+
 def bounded(value: int, option: str, low: int = 0, high: int = INTEGER_MAX) -> int:
     """An integer option within low..high (by default what a database INTEGER holds)."""
     if not low <= value <= high:

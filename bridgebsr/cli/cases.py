@@ -18,6 +18,7 @@ from bridgebsr.cli._common import (
     one_of,
     parse_day,
     parse_when,
+    pilot_kinds,
     runtime,
     say,
     today,
@@ -46,7 +47,9 @@ LIST_COLUMNS = ("key", "kind", "status", "stage", "owner", "partner", "target", 
 
 @case_app.command("open")
 def open_(
-    kind: str,
+    kind: Annotated[
+        str, typer.Argument(help="The pilot kind (`templates list`).", autocompletion=pilot_kinds)
+    ],
     title: Annotated[str, typer.Option("--title", help="What the case is about.")],
     owner: Annotated[str, typer.Option("--owner", help="Email of the case owner.")],
     partner: Annotated[str | None, typer.Option("--partner", help="Lead partner code.")] = None,
@@ -80,7 +83,10 @@ def open_(
 
 @case_app.command("list")
 def list_(
-    pilot: Annotated[str | None, typer.Option("--pilot", help="Only this pilot kind.")] = None,
+    pilot: Annotated[
+        str | None,
+        typer.Option("--pilot", help="Only this pilot kind.", autocompletion=pilot_kinds),
+    ] = None,
     status: Annotated[
         CaseStatus | None,
         typer.Option("--status", help="Only this status.", parser=one_of("--status", CaseStatus)),

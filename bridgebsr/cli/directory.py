@@ -18,6 +18,7 @@ from bridgebsr.cli._common import (
     emit_table,
     parse_day,
     parse_when,
+    pilot_kinds,
     runtime,
     say,
     who,
@@ -146,7 +147,10 @@ def list_templates(as_json: bool = JSON_OPTION) -> None:
 
 
 @templates_app.command("show")
-def show_template(kind: str, as_json: bool = JSON_OPTION) -> None:
+def show_template(
+    kind: Annotated[str, typer.Argument(help="The pilot kind.", autocompletion=pilot_kinds)],
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Show a pilot kind's stages, milestones, gates, durations and dependencies."""
     t = runtime(ready=False).catalog.get(kind)
     if as_json:
