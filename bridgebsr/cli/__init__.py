@@ -1,12 +1,25 @@
 """The `bridgebsr` command line: typer commands over the use cases, one clear line on errors."""
 
 import logging
+from typing import Annotated
 
 import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from bridgebsr.cli._common import AsOf, fail, parse_when, runtime, say, shown_url, today
+from bridgebsr.cli._common import (
+    DAILY,
+    REPORTS,
+    SERVER,
+    SETUP,
+    AsOf,
+    fail,
+    parse_when,
+    runtime,
+    say,
+    shown_url,
+    today,
+)
 from bridgebsr.cli.bulk import import_cases
 from bridgebsr.cli.cases import LIST_COLUMNS, case_app, gate_app, milestone_app
 from bridgebsr.cli.directory import contacts_app, partners_app, templates_app
@@ -27,36 +40,32 @@ app = typer.Typer(
     help="bridgebsr: the Bridge-BSR pilots as tracked cases.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 db_app = typer.Typer(help="Case store schema.", no_args_is_help=True)
-app.add_typer(templates_app, name="templates")
-app.add_typer(partners_app, name="partners")
-app.add_typer(contacts_app, name="contacts")
-case_app.command("import")(import_cases)
-case_app.command("rebaseline")(rebaseline)
-case_app.command("edit")(edit)
-milestone_app.command("reschedule")(reschedule)
-case_app.command("team")(case_team)
-case_app.command("reassign")(case_reassign)
-milestone_app.command("reassign")(milestone_reassign)
-contacts_app.command("retire")(contacts_retire)
-app.add_typer(case_app, name="case")
-milestone_app.command("add")(add_milestone)
-milestone_app.command("remove")(remove_milestone)
-app.add_typer(milestone_app, name="milestone")
-app.add_typer(gate_app, name="gate")
-app.add_typer(db_app, name="db")
-app.add_typer(notifications_app, name="notifications")
-app.command()(monitor)
-app.command()(up)
-app.command()(ical)
-app.command()(report)
-app.command()(agenda)
-app.command()(doctor)
 
 
-@app.command()
+def _version(shown: bool) -> None:
+    """`--version`: the installed package's version, then stop."""
+    if shown:
+        from importlib.metadata import version
+
+        say(f"bridgebsr {version('bridgebsr')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """bridgebsr: the Bridge-BSR pilots as tracked cases."""
+
+
+@app.command(rich_help_panel=SETUP)
 def init() -> None:
     """Create the case store or bring it to the current schema (safe to repeat)."""
     rt = runtime(ready=False)
@@ -78,7 +87,7 @@ def db_current() -> None:
     say(f"current {migrate.current(rt.engine) or 'none'}, head {migrate.head()}")
 
 
-@app.command()
+@app.command(rich_help_panel=SETUP)
 def demo(as_of: AsOf = None) -> None:
     """Load the consortium and a demo portfolio, run one monitor pass, print the portfolio."""
     from bridgebsr import demo as demo_data
@@ -101,6 +110,34 @@ def demo(as_of: AsOf = None) -> None:
     for row in rows:
         row["late"] = "LATE" if row["key"] in late else ""
     emit_table(f"Portfolio as of {day}", rows, (*LIST_COLUMNS[:-1], "late", "title"))
+
+
+# Every top-level command sits in one panel of `bridgebsr --help`: SETUP (store, directory,
+# templates, checks), DAILY, REPORTS or SERVER; the panels show in the order first used here.
+case_app.command("import")(import_cases)
+case_app.command("rebaseline")(rebaseline)
+case_app.command("edit")(edit)
+milestone_app.command("reschedule")(reschedule)
+case_app.command("team")(case_team)
+case_app.command("reassign")(case_reassign)
+milestone_app.command("reassign")(milestone_reassign)
+contacts_app.command("retire")(contacts_retire)
+milestone_app.command("add")(add_milestone)
+milestone_app.command("remove")(remove_milestone)
+app.add_typer(db_app, name="db", rich_help_panel=SETUP)
+app.add_typer(templates_app, name="templates", rich_help_panel=SETUP)
+app.add_typer(partners_app, name="partners", rich_help_panel=SETUP)
+app.add_typer(contacts_app, name="contacts", rich_help_panel=SETUP)
+app.command(rich_help_panel=SETUP)(doctor)
+app.add_typer(case_app, name="case", rich_help_panel=DAILY)
+app.add_typer(milestone_app, name="milestone", rich_help_panel=DAILY)
+app.add_typer(gate_app, name="gate", rich_help_panel=DAILY)
+app.command(rich_help_panel=DAILY)(agenda)
+app.command(rich_help_panel=DAILY)(monitor)
+app.add_typer(notifications_app, name="notifications", rich_help_panel=DAILY)
+app.command(rich_help_panel=REPORTS)(report)
+app.command(rich_help_panel=REPORTS)(ical)
+app.command(rich_help_panel=SERVER)(up)
 
 
 def main() -> None:

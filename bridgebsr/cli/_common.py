@@ -3,10 +3,12 @@
 import getpass
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from enum import Enum
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -30,6 +32,9 @@ AS_OF_HELP = (
 )
 AsOf = Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)]
 INTEGER_MAX = 2**31 - 1  # the largest INTEGER every supported database stores
+# The panels `bridgebsr --help` groups its commands in.
+SETUP, DAILY, REPORTS, SERVER = "Setup", "Daily work", "Reports", "Server"
+E = TypeVar("E", bound=Enum)
 
 
 class _Terminal(Console):
@@ -101,6 +106,36 @@ def parse_day(value: str | None, option: str) -> date | None:
     return day
 
 
+def one_of(option: str, words: type[E]) -> Callable[[Any], E]:
+    """How an option typed as a choice of `words` reads its value: the word in any case,
+    without surrounding blanks. A wrong value is bad input like any other (one error line
+    naming the option and the choices, exit 1), whichever command has the option. Used as
+    `typer.Option(..., parser=one_of("--status", CaseStatus))` on an option annotated with
+    the enum, so help and shell completion list the choices."""
+
+    def parse(value: Any) -> E:
+        if isinstance(value, words):
+            return value
+        text = str(value).strip().casefold()
+        for word in words:
+            if str(word.value).casefold() == text:
+                return word
+        allowed = ", ".join(str(w.value) for w in words)
+        raise InvalidInput(f"{option} '{value}' is not one of: {allowed}")
+
+    return parse
+
+
+def pilot_kinds(incomplete: str) -> list[str]:
+    """Shell completion of a pilot kind: the kinds of the catalog (shipped templates and
+    those in BRIDGEBSR_TEMPLATE_DIRS) starting with what is typed so far."""
+    try:
+        kinds = build_runtime().catalog.templates
+    except Exception:  # a broken setup completes nothing; the command itself will say why
+        return []
+    return sorted(k for k in kinds if k.startswith(incomplete))
+
+
 def bounded(value: int, option: str, low: int = 0, high: int = INTEGER_MAX) -> int:
     """An integer option within low..high (by default what a database INTEGER holds)."""
     if not low <= value <= high:
@@ -156,6 +191,18 @@ def who(rt: Runtime, by: str | None) -> Who:
         return Who("unknown@cli", guessed=True)
 
 
+@contextmanager
+def working(what: str, *, quiet: bool = False) -> Iterator[None]:
+    """A spinner on stderr saying `what` while slow work runs; only when both stdout and
+    stderr are a terminal and the output is not JSON (`quiet`), so pipes, logs and scripts
+    see nothing of it. It leaves no trace once the work is done."""
+    if quiet or not (sys.stdout.isatty() and sys.stderr.isatty()):
+        yield
+        return
+    with err_console.status(what):
+        yield
+
+
 def emit_json(data: Any) -> None:
     """Print data as JSON."""
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
@@ -169,6 +216,20 @@ def emit_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str
     for row in rows:
         table.add_row(*[_cell(row.get(c)) for c in columns])
     console.print(table)
+
+
+def change_text(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """Each changed field, `name: old -> new`; of something added or removed whole, its
+    fields `name=value` ('-' for none)."""
+
+    def text(value: Any) -> str:
+        return "-" if value in (None, "") else str(value)
+
+    old, new = before or {}, after or {}
+    if not old or not new:
+        return ", ".join(f"{k}={text(v)}" for k, v in (new or old).items())
+    keys = dict.fromkeys([*old, *new])
+    return "; ".join(f"{k}: {text(old.get(k))} -> {text(new.get(k))}" for k in keys)
 
 
 def _cell(value: Any) -> str:

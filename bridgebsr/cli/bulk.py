@@ -1,5 +1,6 @@
 """`bridgebsr case import`: open many cases, with their milestone progress, from CSV or XLSX."""
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,11 +73,15 @@ def import_cases(
 
 @contextmanager
 def _bar(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr for files over BAR_FROM cases, on a terminal only."""
+    """On a terminal only: a spinner on stderr while the files are read and checked, then
+    for files over BAR_FROM cases a progress bar."""
     err = Console(stderr=True)
     if quiet or not err.is_terminal:
         yield None
         return
+    spinner = err.status("importing cases") if sys.stdout.isatty() else None
+    if spinner:
+        spinner.start()
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -100,6 +105,8 @@ def _bar(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
         if total <= BAR_FROM:
             return
         if task is None:
+            if spinner:
+                spinner.stop()
             bar.start()
             task = bar.add_task("cases", total=total)
         bar.update(task, completed=done)
@@ -107,4 +114,6 @@ def _bar(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
     try:
         yield tick
     finally:
+        if spinner:
+            spinner.stop()
         bar.stop()

@@ -1,5 +1,6 @@
 """`bridgebsr case`, `milestone` and `gate` commands: each parses, calls one use case, prints."""
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -9,12 +10,15 @@ from bridgebsr.cli._common import (
     JSON_OPTION,
     AsOf,
     bounded,
+    change_text,
     checked_text,
     console,
     emit_json,
     emit_table,
+    one_of,
     parse_day,
     parse_when,
+    pilot_kinds,
     runtime,
     say,
     today,
@@ -43,7 +47,9 @@ LIST_COLUMNS = ("key", "kind", "status", "stage", "owner", "partner", "target", 
 
 @case_app.command("open")
 def open_(
-    kind: str,
+    kind: Annotated[
+        str, typer.Argument(help="The pilot kind (`templates list`).", autocompletion=pilot_kinds)
+    ],
     title: Annotated[str, typer.Option("--title", help="What the case is about.")],
     owner: Annotated[str, typer.Option("--owner", help="Email of the case owner.")],
     partner: Annotated[str | None, typer.Option("--partner", help="Lead partner code.")] = None,
@@ -77,8 +83,14 @@ def open_(
 
 @case_app.command("list")
 def list_(
-    pilot: Annotated[str | None, typer.Option("--pilot", help="Only this pilot kind.")] = None,
-    status: Annotated[CaseStatus | None, typer.Option("--status", help="Only this status.")] = None,
+    pilot: Annotated[
+        str | None,
+        typer.Option("--pilot", help="Only this pilot kind.", autocompletion=pilot_kinds),
+    ] = None,
+    status: Annotated[
+        CaseStatus | None,
+        typer.Option("--status", help="Only this status.", parser=one_of("--status", CaseStatus)),
+    ] = None,
     partner: Annotated[
         str | None, typer.Option("--partner", help="Only this lead partner.")
     ] = None,
@@ -177,6 +189,20 @@ def _print_case(data: dict[str, Any]) -> None:
         ("key", "status", "round", "approvers", "deadline", "planned_due", "forecast_due", "votes"),
     )
     say("critical path: " + " → ".join(data["critical_path"]))
+    history = [
+        {
+            **e,
+            "at": datetime.fromisoformat(e["at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+            "change": change_text(e["before"], e["after"]),
+            "comment": e["comment"] or "",
+        }
+        for e in data["events"]
+    ]
+    emit_table(
+        f"History: {len(history)} change(s), oldest first; times in UTC",
+        history,
+        ("at", "kind", "subject", "actor", "source", "change", "comment"),
+    )
 
 
 def _version(if_version: int | None) -> int | None:

@@ -12,11 +12,13 @@ from bridgebsr.bootstrap import Runtime
 from bridgebsr.cli._common import (
     JSON_OPTION,
     AsOf,
+    change_text,
     console,
     emit_json,
     emit_table,
     parse_day,
     parse_when,
+    pilot_kinds,
     runtime,
     say,
     who,
@@ -145,7 +147,10 @@ def list_templates(as_json: bool = JSON_OPTION) -> None:
 
 
 @templates_app.command("show")
-def show_template(kind: str, as_json: bool = JSON_OPTION) -> None:
+def show_template(
+    kind: Annotated[str, typer.Argument(help="The pilot kind.", autocompletion=pilot_kinds)],
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Show a pilot kind's stages, milestones, gates, durations and dependencies."""
     t = runtime(ready=False).catalog.get(kind)
     if as_json:
@@ -460,22 +465,8 @@ def history(email: Email, as_json: bool = JSON_OPTION) -> None:
             "kind": row["kind"],
             "by": row["actor"],
             "source": row["source"],
-            "change": _change_text(row["before"], row["after"]),
+            "change": change_text(row["before"], row["after"]),
         }
         for row in rows
     ]
     emit_table(f"{len(rows)} change(s) of {email}", shown, ("at", "kind", "by", "source", "change"))
-
-
-def _change_text(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
-    """Each changed field, `name: old -> new`; of something added or removed whole, its
-    fields `name=value` ('-' for none)."""
-
-    def text(value: Any) -> str:
-        return "-" if value in (None, "") else str(value)
-
-    old, new = before or {}, after or {}
-    if not old or not new:
-        return ", ".join(f"{k}={text(v)}" for k, v in (new or old).items())
-    keys = dict.fromkeys([*old, *new])
-    return "; ".join(f"{k}: {text(old.get(k))} -> {text(new.get(k))}" for k in keys)

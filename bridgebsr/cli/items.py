@@ -11,6 +11,7 @@ from bridgebsr.cli._common import (
     checked_text,
     emit_json,
     emit_table,
+    one_of,
     parse_when,
     runtime,
     say,
@@ -48,7 +49,11 @@ def add_milestone(
     ] = None,
     days: Annotated[
         DayKind | None,
-        typer.Option("--days", help="Count days as working or calendar (default: template's)."),
+        typer.Option(
+            "--days",
+            help="Count days as working or calendar (default: template's).",
+            parser=one_of("--days", DayKind),
+        ),
     ] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who (default: you)")] = None,
     note: Annotated[str, typer.Option("--note", help="A note for the audit trail.")] = "",

@@ -12,6 +12,7 @@ from bridgebsr.cli._common import (
     parse_when,
     runtime,
     say,
+    working,
 )
 from bridgebsr.monitor.report import MonitorReport
 from bridgebsr.monitor.sweep import run_monitor
@@ -28,9 +29,9 @@ def monitor(
 ) -> None:
     """Find what is due, late or expired; write each ladder step to the outbox once."""
     rt = runtime()
-    report = run_monitor(
-        rt.engine, now=parse_when(as_of, rt), zone=rt.settings.timezone, dry_run=dry_run
-    )
+    now = parse_when(as_of, rt)
+    with working("monitor pass: finding what is due, late or expired", quiet=as_json):
+        report = run_monitor(rt.engine, now=now, zone=rt.settings.timezone, dry_run=dry_run)
     if as_json:
         emit_json({**report.summary(), "late_items": late_rows(report)})
         return

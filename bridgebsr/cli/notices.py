@@ -12,11 +12,13 @@ from bridgebsr.cli._common import (
     bounded,
     emit_json,
     emit_table,
+    one_of,
     parse_when,
     runtime,
     say,
     today,
     who,
+    working,
 )
 from bridgebsr.errors import InvalidInput
 from bridgebsr.office import notices
@@ -39,8 +41,10 @@ HELD_FOR = {"quiet_hours": "in quiet hours", "digest": "for a digest", "cap": "o
 @notifications_app.command("list")
 def list_notices(
     status: Annotated[
-        str | None,
-        typer.Option("--status", help="pending, held, sent, failed, suppressed or obsolete"),
+        NotificationStatus | None,
+        typer.Option(
+            "--status", help="Only this status.", parser=one_of("--status", NotificationStatus)
+        ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Newest first, at most this many.")] = 200,
     as_json: bool = JSON_OPTION,
@@ -49,13 +53,7 @@ def list_notices(
     is not recorded yet (or never was: the dispatcher stopped); `resent`: sends of the row
     after such an unrecorded one (possible duplicates)."""
     limit = bounded(limit, "--limit")
-    wanted: tuple[NotificationStatus, ...] = ()
-    if status:
-        try:
-            wanted = (NotificationStatus(status.strip().lower()),)
-        except ValueError:
-            allowed = ", ".join(s.value for s in NotificationStatus)
-            raise InvalidInput(f"--status '{status}' is not one of: {allowed}") from None
+    wanted = (status,) if status else ()
     rt = runtime()
     with read_session(rt.engine) as session:
         rows = notices.notices(session=session, statuses=wanted, limit=limit, newest_first=True)
@@ -121,9 +119,9 @@ def dispatch(
 
     rt = runtime()
     post = post_office(rt)
-    report = deliver(
-        rt, now=parse_when(as_of, rt), workers=workers, concurrency=concurrency or CONCURRENCY
-    )
+    now = parse_when(as_of, rt)
+    with working("delivering the notices due", quiet=as_json):
+        report = deliver(rt, now=now, workers=workers, concurrency=concurrency or CONCURRENCY)
     if as_json:
         emit_json(
             {

@@ -2,12 +2,15 @@
 `demo_home`, tests/conftest.py, or a private copy of it)."""
 
 import json
+import os
+import pty
 import re
 import shutil
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -359,3 +362,151 @@ def test_read_only_commands_do_not_import_prefect(demo_home: Path) -> None:
 
 def test_the_prefect_probe_sees_prefect_when_it_is_there(demo_home: Path) -> None:
     assert _prefect_modules(demo_home, "pretend") == ["prefect"]
+
+
+# --- polish: version, choices, help panels, completion, history ------------------------------
+
+
+def test_version_is_the_installed_package_version(demo_home: Path) -> None:
+    done = run(demo_home, "--version")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"bridgebsr {version('bridgebsr')}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "wrong", "choices"),
+    [
+        (("case", "list", "--status", "open"), "--status 'open'", "draft, active, on_hold"),
+        (("notifications", "list", "--status", "lost"), "--status 'lost'", "pending, held, sent"),
+        (("report", "--out", "x", "--format", "pdf"), "--format 'pdf'", "csv, xlsx, html"),
+        (
+            ("milestone", "add", "SME-2026-0001", "extra", "--title", "Extra", "--owner", "x")
+            + ("--duration", "1", "--after", "request-intake", "--days", "weekdays"),
+            "--days 'weekdays'",
+            "working, calendar",
+        ),
+    ],
+    ids=["case-status", "notice-status", "report-format", "days-kind"],
+)
+def test_a_wrong_choice_is_one_error_line_in_every_command(
+    home: Path, args: tuple[str, ...], wrong: str, choices: str
+) -> None:
+    before = run_json(home, "case", "show", "SME-2026-0001")
+    assert_one_error_line(run(home, *args), wrong, f"is not one of: {choices}")
+    assert run_json(home, "case", "show", "SME-2026-0001") == before
+    assert not (home.parent / "x").exists()
+
+
+def test_a_choice_may_be_given_in_any_case(demo_home: Path) -> None:
+    active = run_json(demo_home, "case", "list", "--status", "active", "--as-of", AS_OF)
+    assert active
+    assert run_json(demo_home, "case", "list", "--status", " ACTIVE ", "--as-of", AS_OF) == active
+
+
+def test_the_report_formats_offered_are_those_the_report_writes() -> None:
+    from bridgebsr.cli.report import Format
+    from bridgebsr.reports.portfolio import FORMATS
+
+    assert tuple(f.value for f in Format) == FORMATS
+
+
+def _panels(help_text: str) -> dict[str, list[str]]:
+    """The commands in each panel of a rich help page, by panel title."""
+    panels: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in help_text.splitlines():
+        if title := re.match(r"╭─ (.+?) ─", line):
+            current = panels.setdefault(title.group(1), [])
+        elif line.startswith("╰"):
+            current = None
+        elif current is not None and (name := re.match(r"│ ([a-z][a-z-]*) ", line)):
+            current.append(name.group(1))
+    return panels
+
+
+def test_help_groups_the_commands_in_panels(demo_home: Path) -> None:
+    done = run(demo_home, "--help")
+    assert done.returncode == 0, done.stderr
+    panels = _panels(done.stdout)
+    assert list(panels)[1:] == ["Setup", "Daily work", "Reports", "Server"]
+    setup = ["contacts", "db", "demo", "init", "partners", "templates"]
+    if "doctor" in done.stdout:  # the setup check, where it is installed, is setup too
+        setup = sorted([*setup, "doctor"])
+    assert {k: sorted(v) for k, v in panels.items() if k != "Options"} == {
+        "Setup": setup,
+        "Daily work": ["agenda", "case", "gate", "milestone", "monitor", "notifications"],
+        "Reports": ["ical", "report"],
+        "Server": ["up"],
+    }
+    assert "--version" in done.stdout and "--install-completion" in done.stdout
+
+
+def test_shell_completion_offers_the_choices_and_the_pilot_kinds(demo_home: Path) -> None:
+    shown = run(demo_home, "--show-completion", "bash")
+    assert shown.returncode == 0, shown.stderr
+    assert "_BRIDGEBSR_COMPLETE=complete_bash" in shown.stdout
+    words = "bridgebsr notifications list --status f"
+    done = run(
+        demo_home,
+        env={"_BRIDGEBSR_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": "4"},
+    )
+    assert (done.returncode, done.stdout.split()) == (0, ["failed"])
+    kinds = {"_BRIDGEBSR_COMPLETE": "complete_bash", "COMP_WORDS": "bridgebsr case open s"}
+    done = run(demo_home, env=kinds | {"COMP_CWORD": "3"})
+    assert (done.returncode, done.stdout.split()) == (0, ["shared-sme-service"])
+
+
+def test_case_show_prints_the_history(home: Path) -> None:
+    by = "oskar.lundback@lundback-dx.example"
+    done = run(
+        home,
+        *("milestone", "complete", "SME-2026-0001", "request-intake"),
+        *("--by", by, "--note", "profile complete", "--as-of", AS_OF),
+    )
+    assert done.returncode == 0, done.stderr
+    events = run_json(home, "case", "show", "SME-2026-0001", "--as-of", AS_OF)["events"]
+    shown = run(home, "case", "show", "SME-2026-0001", "--as-of", AS_OF)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout.split("critical path: ", 1)[1]
+    assert f"History: {len(events)} change(s), oldest first; times in UTC" in text
+    rows = [line for line in text.splitlines() if re.match(r"│ \d{4}-\d\d-\d\d \d\d:\d\d ", line)]
+    assert [row.split("│")[2].strip() for row in rows] == [e["kind"] for e in events]
+    (last,) = [row for row in rows if "milestone.complete" in row]
+    assert "request-intake" in last and by in last and "profile complete" in last
+    assert "status: planned -> done" in last
+
+
+def _on_a_terminal(home: Path, *args: str) -> str:
+    """What `bridgebsr ARGS` shows when its stdout and stderr are a terminal (a pseudo one)."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [str(BRIDGEBSR), *args],
+        env=_env(home) | {"COLUMNS": "200"},
+        cwd=home.parent,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    ) as child:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert child.wait(timeout=120) == 0, shown
+    os.close(leader)
+    return shown.decode(errors="replace")
+
+
+def test_a_spinner_shows_on_a_terminal_only_and_not_with_json(demo_home: Path) -> None:
+    spinner = "monitor pass: finding what is due"
+    assert spinner in _on_a_terminal(demo_home, "monitor", "--dry-run", "--as-of", AS_OF)
+    assert spinner not in _on_a_terminal(
+        demo_home, "monitor", "--dry-run", "--as-of", AS_OF, "--json"
+    )
+    piped = run(demo_home, "monitor", "--dry-run", "--as-of", AS_OF)
+    assert piped.returncode == 0 and spinner not in piped.stdout + piped.stderr
