@@ -3,6 +3,7 @@ as ok or a problem with how to fix it; and one test message to a person on each 
 
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -10,7 +11,9 @@ from bridgebsr.bootstrap import Runtime
 from bridgebsr.errors import BridgeError
 from bridgebsr.settings import Settings, config_file
 from bridgebsr.store import migrate
-from notifications.post import ChannelResult
+
+if TYPE_CHECKING:  # the post office loads Apprise: only when a check or a test send needs it
+    from notifications.post import ChannelResult
 
 SMTP_TIMEOUT = 5.0  # seconds for the whole SMTP login check
 
@@ -147,7 +150,7 @@ def _notice_texts(settings: Settings) -> Check:
 TEST_NOTE = "a test message from `bridgebsr notifications test`: this channel works"
 
 
-def send_test(rt: Runtime, *, to: str, day: date) -> list[ChannelResult]:
+def send_test(rt: Runtime, *, to: str, day: date) -> list["ChannelResult"]:
     """One test message to `to` on each channel: email (else the local log) and each chat
     service tagged with `to` or `all`. The message is a notice filled from the notice texts in
     use, so it shows how notices look."""

@@ -29,7 +29,7 @@ from bridgebsr.store import directory_events
 from bridgebsr.store import team as team_store
 from models import OPEN_MILESTONE, CaseStatus, GateStatus, NoticePayload, OutboxNotice
 from models.notices import TAKEOVER
-from notifications.outbox import enqueue
+from notifications.enqueue import enqueue
 
 SHOWN = 20  # items named in the successor's notice; the rest are counted
 RETIRED = "the recipient has retired"

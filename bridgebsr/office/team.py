@@ -31,7 +31,7 @@ from bridgebsr.store import team as team_store
 from bridgebsr.store.people import load_directory
 from models import CASE_OWNER, NODE_OWNER, OPEN_MILESTONE, NoticePayload, OutboxNotice
 from models.notices import HANDOVER
-from notifications.outbox import dedupe_key, enqueue
+from notifications.enqueue import dedupe_key, enqueue
 
 HANDED_OVER = "handed over: the new owner was told where the item stands"
 NO_LONGER_OWNER = "handed over: the recipient no longer owns the item"
