@@ -31,6 +31,10 @@ AS_OF_HELP = (
     "BRIDGEBSR_TIMEZONE (default Europe/Copenhagen); default now."
 )
 AsOf = Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)]
+By = Annotated[str | None, typer.Option("--by", help="Who (default: you)")]
+IfVersion = Annotated[
+    int | None, typer.Option("--if-version", help="Refuse unless the case is at this version.")
+]
 INTEGER_MAX = 2**31 - 1  # the largest INTEGER every supported database stores
 # The panels `bridgebsr --help` groups its commands in.
 SETUP, DAILY, REPORTS, SERVER = "Setup", "Daily work", "Reports", "Server"
@@ -255,3 +259,8 @@ def fail(exc: BridgeError) -> None:
             say(f"  {line}", err=True)
     say(f"error: {exc}", err=True)
     raise SystemExit(1)
+
+
+def expected_version(if_version: int | None) -> int | None:
+    """The case version `--if-version` asks for, checked to fit the store (None: any)."""
+    return None if if_version is None else bounded(if_version, "--if-version")

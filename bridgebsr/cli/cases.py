@@ -9,12 +9,15 @@ from rich.markup import escape
 from bridgebsr.cli._common import (
     JSON_OPTION,
     AsOf,
+    By,
+    IfVersion,
     bounded,
     change_text,
     checked_text,
     console,
     emit_json,
     emit_table,
+    expected_version,
     one_of,
     parse_day,
     parse_when,
@@ -39,9 +42,6 @@ milestone_app = typer.Typer(
 )
 gate_app = typer.Typer(help="Approve or reject a case's gates.", no_args_is_help=True)
 
-IfVersion = Annotated[
-    int | None, typer.Option("--if-version", help="Refuse unless the case is at this version.")
-]
 LIST_COLUMNS = ("key", "kind", "status", "stage", "owner", "partner", "target", "forecast", "title")
 
 
@@ -205,15 +205,11 @@ def _print_case(data: dict[str, Any]) -> None:
     )
 
 
-def _version(if_version: int | None) -> int | None:
-    return None if if_version is None else bounded(if_version, "--if-version")
-
-
 def _change_case(action: str) -> Any:
     def command(
         key: str,
         reason: Annotated[str, typer.Option("--reason", help="Why; kept on the audit trail.")],
-        by: Annotated[str | None, typer.Option("--by", help="Who (default: you)")] = None,
+        by: By = None,
         as_of: AsOf = None,
         if_version: IfVersion = None,
     ) -> None:
@@ -227,7 +223,7 @@ def _change_case(action: str) -> Any:
                 reason=reason,
                 actor=actor.email,
                 now=parse_when(as_of, rt),
-                expected_version=_version(if_version),
+                expected_version=expected_version(if_version),
             )
             say(f"{case.key} is {case.status.value} (version {case.version})")
         actor.tell()
@@ -245,7 +241,7 @@ def _milestone_command(action: str) -> Any:
     def command(
         key: str,
         milestone: str,
-        by: Annotated[str | None, typer.Option("--by", help="Who (default: you)")] = None,
+        by: By = None,
         note: Annotated[str, typer.Option("--note", help="A note for the audit trail.")] = "",
         on: Annotated[
             str | None, typer.Option("--on", help="When it happened (default today).")
@@ -264,7 +260,7 @@ def _milestone_command(action: str) -> Any:
                 actor=progress.Actor(actor.email, comment=note),
                 now=parse_when(as_of, rt),
                 on=parse_day(on, "--on"),
-                expected_version=_version(if_version),
+                expected_version=expected_version(if_version),
             )
             say(f"{key.upper()} {m.key} is {m.status.value}; forecast due {m.forecast_due}")
         actor.tell()
@@ -297,7 +293,7 @@ def _gate_command(decision: Decision) -> Any:
                 decision=decision,
                 actor=progress.Actor(actor.email, comment=comment),
                 now=parse_when(as_of, rt),
-                expected_version=_version(if_version),
+                expected_version=expected_version(if_version),
             )
         with read_session(rt.engine) as session:
             view = queries.gate_view(session=session, case_key=key, gate_key=g.key)

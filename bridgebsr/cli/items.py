@@ -7,10 +7,13 @@ import typer
 from bridgebsr.cli._common import (
     JSON_OPTION,
     AsOf,
+    By,
+    IfVersion,
     bounded,
     checked_text,
     emit_json,
     emit_table,
+    expected_version,
     one_of,
     parse_when,
     runtime,
@@ -18,7 +21,6 @@ from bridgebsr.cli._common import (
     today,
     who,
 )
-from bridgebsr.cli.cases import IfVersion
 from bridgebsr.cli.orchestration import sync_case_runs
 from bridgebsr.office import agenda as agenda_uc
 from bridgebsr.office import items
@@ -27,10 +29,6 @@ from bridgebsr.store.db import read_session, write_session
 from models import DayKind, Milestone
 
 AGENDA_COLUMNS = ("due", "when", "case", "kind", "item", "title", "who")
-
-
-def _version(if_version: int | None) -> int | None:
-    return None if if_version is None else bounded(if_version, "--if-version")
 
 
 def add_milestone(
@@ -55,7 +53,7 @@ def add_milestone(
             parser=one_of("--days", DayKind),
         ),
     ] = None,
-    by: Annotated[str | None, typer.Option("--by", help="Who (default: you)")] = None,
+    by: By = None,
     note: Annotated[str, typer.Option("--note", help="A note for the audit trail.")] = "",
     as_of: AsOf = None,
     if_version: IfVersion = None,
@@ -80,7 +78,7 @@ def add_milestone(
             days=days,
             actor=Actor(actor.email, comment=note),
             now=parse_when(as_of, rt),
-            expected_version=_version(if_version),
+            expected_version=expected_version(if_version),
         )
     m, case = added.milestone, added.case
     if as_json:
@@ -112,7 +110,7 @@ def remove_milestone(
     key: str,
     milestone: str,
     reason: Annotated[str, typer.Option("--reason", help="Why; kept on the audit trail.")],
-    by: Annotated[str | None, typer.Option("--by", help="Who (default: you)")] = None,
+    by: By = None,
     as_of: AsOf = None,
     if_version: IfVersion = None,
 ) -> None:
@@ -127,7 +125,7 @@ def remove_milestone(
             reason=reason,
             actor=Actor(actor.email),
             now=parse_when(as_of, rt),
-            expected_version=_version(if_version),
+            expected_version=expected_version(if_version),
         )
     say(
         f"{case.key} {milestone.strip()} removed; case forecast {case.forecast_date} "

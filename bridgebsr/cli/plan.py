@@ -8,15 +8,17 @@ import typer
 from bridgebsr.cli._common import (
     JSON_OPTION,
     AsOf,
+    By,
+    IfVersion,
     checked_text,
     emit_json,
+    expected_version,
     parse_day,
     parse_when,
     runtime,
     say,
     who,
 )
-from bridgebsr.cli.cases import IfVersion, _version
 from bridgebsr.cli.orchestration import sync_case_runs
 from bridgebsr.errors import InvalidInput
 from bridgebsr.office import plan
@@ -26,7 +28,6 @@ from bridgebsr.store.db import write_session
 from models import Case
 
 Reason = Annotated[str, typer.Option("--reason", help="Why; kept on the audit trail.")]
-By = Annotated[str | None, typer.Option("--by", help="Who (default: you)")]
 
 
 def reschedule(
@@ -54,7 +55,7 @@ def reschedule(
             reason=reason,
             actor=Actor(actor.email),
             now=parse_when(as_of, rt),
-            expected_version=_version(if_version),
+            expected_version=expected_version(if_version),
         )
     if as_json:
         emit_json({"case": key.strip().upper(), "milestone": m.key, "moved": _moved(moved)})
@@ -84,7 +85,7 @@ def rebaseline(
             reason=reason,
             actor=Actor(actor.email),
             now=parse_when(as_of, rt),
-            expected_version=_version(if_version),
+            expected_version=expected_version(if_version),
         )
     if as_json:
         emit_json(
@@ -134,7 +135,7 @@ def edit(
             title=title,
             target=parse_day(target, "--target"),
             partner_code=partner,
-            expected_version=_version(if_version),
+            expected_version=expected_version(if_version),
         )
     if as_json:
         emit_json(

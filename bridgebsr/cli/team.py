@@ -9,9 +9,11 @@ import typer
 from bridgebsr.cli._common import (
     JSON_OPTION,
     AsOf,
-    bounded,
+    By,
+    IfVersion,
     emit_json,
     emit_table,
+    expected_version,
     parse_when,
     runtime,
     say,
@@ -21,15 +23,6 @@ from bridgebsr.office import retire, team
 from bridgebsr.office.progress import Actor
 from bridgebsr.rules.roles import parse_assignments
 from bridgebsr.store.db import read_session, write_session
-
-By = Annotated[str | None, typer.Option("--by", help="Who (default: you)")]
-IfVersion = Annotated[
-    int | None, typer.Option("--if-version", help="Refuse unless the case is at this version.")
-]
-
-
-def _version(if_version: int | None) -> int | None:
-    return None if if_version is None else bounded(if_version, "--if-version")
 
 
 def case_team(
@@ -59,7 +52,7 @@ def case_team(
                 unsets=[r.strip() for r in unset or []],
                 actor=Actor(actor.email),
                 now=parse_when(as_of, rt),
-                expected_version=_version(if_version),
+                expected_version=expected_version(if_version),
             )
             handed = len(work.handed)
             say(
@@ -92,7 +85,7 @@ def case_reassign(
             owner=owner,
             actor=Actor(actor.email),
             now=parse_when(as_of, rt),
-            expected_version=_version(if_version),
+            expected_version=expected_version(if_version),
         )
         say(
             f"{work.key} is now owned by {owner.strip().lower()}; {len(work.handed)} open "
@@ -120,7 +113,7 @@ def milestone_reassign(
             to=to,
             actor=Actor(actor.email),
             now=parse_when(as_of, rt),
-            expected_version=_version(if_version),
+            expected_version=expected_version(if_version),
         )
         say(f"{key.strip().upper()} {m.key} handed over; forecast due {m.forecast_due}")
     actor.tell()
