@@ -4,11 +4,9 @@ operator's notice texts (BRIDGEBSR_NOTICE_TEXTS) in a message actually sent."""
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 
 from bridgebsr.bootstrap import Runtime
@@ -30,31 +28,8 @@ from tests.test_notifications.conftest import (
 
 TO = "lead@example.org"
 outbox = post_fixtures.outbox  # an outbox a monitor pass wrote, on SQLite and PostgreSQL
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    """A running SMTP server that takes any login (or refuses all: `deny_login`)."""
-    sink = SmtpSink(port=free_port())
-    controller = Controller(
-        sink,
-        hostname="127.0.0.1",
-        port=sink.port,
-        authenticator=sink.authenticate,
-        auth_require_tls=False,
-        ready_timeout=10,
-    )
-    controller.start()
-    yield sink
-    controller.stop()
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver()
-    server.start()
-    yield server
-    server.close()
+smtp = post_fixtures.smtp  # an SMTP server that takes any login (or refuses all: `deny_login`)
+receiver = post_fixtures.receiver  # an HTTP receiver, closed after the test
 
 
 @pytest.fixture
