@@ -16,13 +16,17 @@ from models.enums import (
 )
 from models.notices import ItemKind, NoticePayload, OutboxNotice
 from models.tables import (
+    AccessDenial,
     Absence,
     Baseline,
     Case,
+    ChannelPost,
     CaseEvent,
     Contact,
+    DateRequest,
     Delivery,
     DirectoryEvent,
+    Evidence,
     Gate,
     GateDecision,
     KeySequence,
@@ -30,6 +34,7 @@ from models.tables import (
     Notification,
     Partner,
     PlanChange,
+    StoredReport,
     TeamMember,
     TemplateVersion,
     utcnow,
@@ -50,6 +55,11 @@ from models.templates import (
 
 __all__ = [
     "Absence",
+    "AccessDenial",
+    "ChannelPost",
+    "DateRequest",
+    "Evidence",
+    "StoredReport",
     "Baseline",
     "PlanChange",
     "TeamMember",

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Text, UniqueConstraint
+from sqlalchemy import JSON, LargeBinary, Text, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -100,6 +100,12 @@ class Contact(SQLModel, table=True):
         foreign_key="contacts.id",
         description="Who took over their open items, team roles and pending votes.",
     )
+    link_generation: int = Field(
+        default=1,
+        sa_column_kwargs={"server_default": "1"},
+        description="Generation of this person's signed links: raising it revokes every link "
+        "issued before.",
+    )
 
 
 class TemplateVersion(SQLModel, table=True):
@@ -145,6 +151,11 @@ class Case(SQLModel, table=True):
     target_date: date
     forecast_date: date
     baseline_target: date = Field(description="The target date the case was opened with.")
+    fields: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_type=JSON,
+        description="The case's typed fields by name.",
+    )
     opened_at: datetime
     closed_at: datetime | None = None
     updated_at: datetime
@@ -185,6 +196,11 @@ class Milestone(SQLModel, table=True):
     finished_on: date | None = None
     overdue_on: date | None = Field(
         default=None, description="First day the monitor saw it late (cleared on reopen)."
+    )
+    fields: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_type=JSON,
+        description="Values captured when it was completed, by field name.",
     )
 
 
@@ -399,3 +415,95 @@ class Delivery(SQLModel, table=True):
         description="Notices it carried that an earlier attempt, whose outcome was never "
         "recorded, may have delivered already (possible duplicates).",
     )
+
+
+class Evidence(SQLModel, table=True):
+    """A link to what shows an item is done or supports a vote: added with a completion or a
+    gate vote, never edited."""
+
+    __tablename__ = "evidence"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    item_kind: str = Field(max_length=10)
+    item_key: str = Field(max_length=60)
+    round: int = 1
+    url: str = Field(max_length=2000)
+    note: str = Field(default="", sa_type=Text)
+    added_by: str = Field(max_length=254)
+    at: datetime
+    source: Source = Field(sa_type=_values(Source))
+
+
+class DateRequest(SQLModel, table=True):
+    """An owner asking for a new due date, with a reason; the pilot lead accepts it (a
+    reschedule) or declines it."""
+
+    __tablename__ = "date_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    item_key: str = Field(max_length=60)
+    requested_by_id: int = Field(foreign_key="contacts.id", index=True)
+    requested_due: date
+    current_due: date = Field(description="The agreed due date when it was asked.")
+    reason: str = Field(sa_type=Text)
+    status: str = Field(default="pending", max_length=20, index=True)
+    at: datetime
+    source: Source = Field(sa_type=_values(Source))
+    decided_by: str | None = Field(default=None, max_length=254)
+    decided_at: datetime | None = None
+    comment: str = Field(default="", sa_type=Text)
+
+
+class AccessDenial(SQLModel, table=True):
+    """A refused link or page in the partners' door: when, from which address, why. Rate
+    limits count these rows, so every worker sees the same count."""
+
+    __tablename__ = "access_denials"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    address: str = Field(max_length=64, index=True)
+    reason: str = Field(max_length=40)
+    path: str = Field(max_length=300, description="The path asked for, never with a token.")
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id")
+
+
+class StoredReport(SQLModel, table=True):
+    """A report file kept in the store, so every worker and the web app can serve it."""
+
+    __tablename__ = "stored_reports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=120, index=True)
+    scope: str = Field(default="", max_length=40, description="A partner's code, or '' for all.")
+    filename: str = Field(max_length=200)
+    media_type: str = Field(max_length=120)
+    content: bytes = Field(sa_type=LargeBinary)
+    size: int
+    created_at: datetime = Field(index=True)
+
+
+class ChannelPost(SQLModel, table=True):
+    """Outbox row of a chat channel subscribed to a pilot kind, a partner or all: one post per
+    event, written once by dedupe key."""
+
+    __tablename__ = "channel_posts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, max_length=240)
+    channel: str = Field(max_length=120, index=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    rule: str = Field(max_length=60)
+    urgent: bool = False
+    status: NotificationStatus = Field(
+        default=NotificationStatus.PENDING, index=True, sa_type=_values(NotificationStatus)
+    )
+    fire_on: date
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_type=Text)
+    sent_at: datetime | None = None

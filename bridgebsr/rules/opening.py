@@ -124,7 +124,7 @@ def dated(
     predecessors open)."""
     case = CaseRow(
         0, "", template.kind, template.version, "", 0, 0, "", CaseStatus.ACTIVE, None,
-        start, start, start, start, datetime.min, None, datetime.min, 1,
+        start, start, start, start, {}, datetime.min, None, datetime.min, 1,
     )  # fmt: skip
     plan = planning.Plan(case, milestones, gates, cals)
     planned = planning.baseline(plan)
@@ -223,6 +223,7 @@ class Planner:
             target_date=target,
             forecast_date=found.forecast,
             baseline_target=target,
+            fields={},
             opened_at=self.now,
             closed_at=None,
             updated_at=self.now,

@@ -8,7 +8,7 @@ exactly its table's columns (a test holds them to that), so a row read is a whol
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from functools import lru_cache
 from operator import attrgetter
@@ -35,6 +35,7 @@ class CaseRow:
     target_date: date
     forecast_date: date
     baseline_target: date
+    fields: dict[str, Any]
     opened_at: datetime
     closed_at: datetime | None
     updated_at: datetime
@@ -70,6 +71,7 @@ class MilestoneRow:
     started_on: date | None = None
     finished_on: date | None = None
     overdue_on: date | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True, eq=False)

@@ -32,8 +32,13 @@ CASE_TABLES = {
     "plan_changes",
     "absences",
     "directory_events",
+    "evidence",
+    "date_requests",
+    "access_denials",
+    "stored_reports",
+    "channel_posts",
 }
-HEAD = "0008"
+HEAD = "0009"
 
 
 @pytest.fixture
@@ -121,9 +126,9 @@ def test_downgrade_to_base_then_upgrade_round_trips(empty: Engine) -> None:
             text(
                 "INSERT INTO cases (key, kind, template_version, title, lead_partner_id, "
                 "owner_id, country, status, start_date, target_date, forecast_date, "
-                "baseline_target, opened_at, updated_at, version) SELECT 'IP-2026-0001', "
-                "'ip-integration', 1, 'T', partner_id, id, 'DK', 'active', :day, :day, :day, "
-                ":day, :now, :now, 1 FROM contacts"
+                "baseline_target, opened_at, updated_at, version, fields) SELECT "
+                "'IP-2026-0001', 'ip-integration', 1, 'T', partner_id, id, 'DK', 'active', "
+                ":day, :day, :day, :day, :now, :now, 1, '{}' FROM contacts"
             ),
             {"day": now.date(), "now": now},
         )
