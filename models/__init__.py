@@ -16,12 +16,12 @@ from models.enums import (
 )
 from models.notices import ItemKind, NoticePayload, OutboxNotice
 from models.tables import (
-    AccessDenial,
     Absence,
+    AccessDenial,
     Baseline,
     Case,
-    ChannelPost,
     CaseEvent,
+    ChannelPost,
     Contact,
     DateRequest,
     Delivery,
