@@ -14,6 +14,7 @@ from sqlmodel import Session, SQLModel
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
 from bridgebsr.rules import lifecycle, planning
 from bridgebsr.rules import progress as rules
+from bridgebsr.rules.access import may_decide
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.rules.people import Away, Person, acting_for
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
@@ -165,7 +166,7 @@ def decide_gate(
     def holds(person: Person) -> bool:
         """Whether `person` may vote on this gate: a holder of its approver role, or the
         case team's holder of it."""
-        return person.role == gate.approver_role or team.get(gate.approver_role) == person.id
+        return may_decide(person, gate.approver_role, team)
 
     approver, away = _voter(work, deputy, votes, holds)
     if not holds(approver):

@@ -206,6 +206,8 @@ def _gate_row(session: Session, g: Gate, emails: dict[Any, str]) -> dict[str, An
         "status": g.status.value,
         "round": g.round,
         "approvers": f"{g.required} of role {g.approver_role}",
+        "required": g.required,
+        "approver_role": g.approver_role,
         **_three_plans(g),
         "deadline": g.deadline.isoformat() if g.deadline else None,
         "critical": g.critical,

@@ -1,0 +1,375 @@
+"""What the partners' door shows one person: *My items* and a case's page, read-only.
+
+Scope is `rules.access` (as SQL: `store.access`); due dates are the ladder's columns
+(`store.due`) and "3 days left" is the agenda's wording (`office.agenda.Entry`); a case page
+is `office.queries.show_case` with the case's team, fields, evidence and each gate's evidence
+text, and what the reader may do on it. My items takes a few statements whatever the
+portfolio's size: owned milestones, gates to vote on with their votes, the cases the person
+leads or is on with their next steps, and one pinned-template look-up per template version.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlmodel import Session, col
+
+from bridgebsr.errors import NotFound
+from bridgebsr.office.agenda import Entry
+from bridgebsr.office.queries import show_case
+from bridgebsr.rules.access import Access, CaseFacts, access, may_decide, may_progress
+from bridgebsr.rules.people import Person
+from bridgebsr.store import case_rows
+from bridgebsr.store.access import case_facts, decidable, visible
+from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
+from bridgebsr.store.people import load_directory
+from models import (
+    OPEN_MILESTONE,
+    Case,
+    CaseStatus,
+    Evidence,
+    Gate,
+    GateDecision,
+    GateStatus,
+    Milestone,
+    MilestoneStatus,
+    TeamMember,
+)
+
+SHOWN = (CaseStatus.ACTIVE, CaseStatus.ON_HOLD)
+
+
+@dataclass
+class MyItems:
+    """One person's page: what they own, the gates they may vote on, the cases they are on."""
+
+    due: list[dict[str, Any]] = field(default_factory=list)  # open, due soon or late
+    done: list[dict[str, Any]] = field(default_factory=list)  # finished recently
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    cases_total: int = 0
+
+
+def my_items(
+    *,
+    session: Session,
+    person: Person,
+    today: date,
+    within: int = 14,
+    recent: int = 14,
+    limit: int = 50,
+) -> MyItems:
+    """`person`'s milestones of active cases due by `today + within` (late ones included) or
+    finished in the last `recent` days; the open gates they may still vote on, with the
+    template's evidence text; and up to `limit` cases they own, lead (their pilot kinds) or
+    are on the team of, newest first, with stage and next step."""
+    mine = MyItems()
+    _owned(session, person, today, within, recent, mine)
+    mine.gates = _gates(session, person, today)
+    mine.cases, mine.cases_total = _cases(session, person, limit)
+    return mine
+
+
+def _owned(
+    session: Session, person: Person, today: date, within: int, recent: int, mine: MyItems
+) -> None:
+    horizon, since = today + timedelta(days=within), today - timedelta(days=recent)
+    rows = session.execute(
+        select(
+            col(Case.key),
+            col(Case.title),
+            col(Case.version),
+            col(Milestone.key),
+            col(Milestone.title),
+            col(Milestone.status),
+            MILESTONE_DUE,
+            col(Milestone.finished_on),
+        )
+        .join(Case, col(Case.id) == col(Milestone.case_id))
+        .where(
+            col(Milestone.owner_id) == person.id,
+            col(Case.status) == CaseStatus.ACTIVE,
+            or_(
+                and_(col(Milestone.status).in_(list(OPEN_MILESTONE)), MILESTONE_DUE <= horizon),
+                and_(
+                    col(Milestone.status) == MilestoneStatus.DONE,
+                    col(Milestone.finished_on) >= since,
+                ),
+            ),
+        )
+        .order_by(MILESTONE_DUE, col(Case.key), col(Milestone.seq))
+    ).all()
+    for case, case_title, version, key, title, status, due, finished in rows:
+        entry = Entry("milestone", case, key, title, status.value, due, (person.email,), 0)
+        row = {**entry.row(today), "case_title": case_title, "version": version}
+        if status is MilestoneStatus.DONE:
+            mine.done.append({**row, "finished_on": finished.isoformat()})
+        else:
+            mine.due.append(row)
+    mine.done.sort(key=lambda r: r["finished_on"], reverse=True)
+
+
+def _gates(session: Session, person: Person, today: date) -> list[dict[str, Any]]:
+    found = session.execute(
+        select(
+            col(Gate.id),
+            col(Gate.round),
+            col(Gate.required),
+            col(Gate.key),
+            col(Gate.title),
+            GATE_DUE,
+            col(Case.key),
+            col(Case.title),
+            col(Case.kind),
+            col(Case.template_version),
+            col(Case.version),
+        )
+        .join(Case, col(Case.id) == col(Gate.case_id))
+        .where(
+            col(Gate.status) == GateStatus.OPEN,
+            col(Case.status) == CaseStatus.ACTIVE,
+            decidable(person),
+        )
+        .order_by(GATE_DUE, col(Case.key), col(Gate.seq))
+    ).all()
+    votes: dict[tuple[int, int], list[tuple[int, bool]]] = {}
+    if found:
+        for gate_id, rnd, approver, decision in session.execute(
+            select(
+                col(GateDecision.gate_id),
+                col(GateDecision.round),
+                col(GateDecision.approver_id),
+                col(GateDecision.decision),
+            ).where(col(GateDecision.gate_id).in_([r[0] for r in found]))
+        ):
+            votes.setdefault((gate_id, rnd), []).append((approver, decision.value == "approve"))
+    texts = _evidence_texts(session, {(r[8], r[9]) for r in found})
+    rows = []
+    for gid, rnd, required, key, title, due, case, case_title, kind, tv, version in found:
+        cast = votes.get((gid, rnd), [])
+        if any(approver == person.id for approver, _ in cast):
+            continue  # voted this round: nothing left to do
+        approvals = sum(1 for _, yes in cast if yes)
+        entry = Entry("gate", case, key, title, "open", due, (person.email,), required - approvals)
+        rows.append(
+            {
+                **entry.row(today),
+                "case_title": case_title,
+                "version": version,
+                "round": rnd,
+                "approvals": approvals,
+                "required": required,
+                "evidence": texts.get((kind, tv), {}).get(key, ""),
+            }
+        )
+    return rows
+
+
+def _evidence_texts(session: Session, pins: set[tuple[str, int]]) -> dict[Any, dict[str, str]]:
+    """Each pinned template's gates' evidence texts, by (kind, version) and gate key."""
+    found = {}
+    for kind, version in pins:
+        template = case_rows.pinned_template(session, kind, version)
+        found[(kind, version)] = {g.key: g.evidence for g in template.gates}
+    return found
+
+
+def _cases(session: Session, person: Person, limit: int) -> tuple[list[dict[str, Any]], int]:
+    led = col(Case.kind).in_(list(person.leads)) if person.leads else None
+    on_team = (
+        select(col(TeamMember.case_id)).where(col(TeamMember.contact_id) == person.id)
+    ).scalar_subquery()
+    mine = or_(col(Case.owner_id) == person.id, col(Case.id).in_(on_team))
+    if led is not None:
+        mine = or_(mine, led)
+    where = (col(Case.status).in_(list(SHOWN)), mine)
+    total = session.execute(select(func.count()).select_from(Case).where(*where)).scalar_one()
+    cases = session.execute(
+        select(
+            col(Case.id),
+            col(Case.key),
+            col(Case.title),
+            col(Case.kind),
+            col(Case.status),
+            col(Case.current_stage),
+            col(Case.forecast_date),
+            col(Case.target_date),
+            col(Case.owner_id),
+        )
+        .where(*where)
+        .order_by(col(Case.key).desc())
+        .limit(limit)
+    ).all()
+    upcoming: dict[int, tuple[str, str, date]] = {}
+    if cases:
+        for case_id, key, title, due in session.execute(
+            select(
+                col(Milestone.case_id),
+                col(Milestone.key),
+                col(Milestone.title),
+                col(Milestone.forecast_due),
+            )
+            .where(
+                col(Milestone.case_id).in_([c[0] for c in cases]),
+                col(Milestone.status).in_(list(OPEN_MILESTONE)),
+            )
+            .order_by(col(Milestone.forecast_due), col(Milestone.seq))
+        ):
+            upcoming.setdefault(case_id, (key, title, due))
+    rows = []
+    for cid, key, title, kind, status, stage, forecast, target, owner in cases:
+        step = upcoming.get(cid)
+        rows.append(
+            {
+                "key": key,
+                "title": title,
+                "kind": kind,
+                "status": status.value,
+                "stage": stage or "-",
+                "forecast": forecast.isoformat(),
+                "slip_days": (forecast - target).days,
+                "next": step[1] if step else "-",
+                "next_due": step[2].isoformat() if step else "-",
+                "role": "owner"
+                if owner == person.id
+                else "lead"
+                if kind in person.leads
+                else "team",
+            }
+        )
+    return rows, total
+
+
+# --- a case's page ------------------------------------------------------------------------
+
+
+@dataclass
+class CasePage:
+    """A case as one person may see it (`access`): the whole of it, or only its gates they
+    may vote on."""
+
+    access: Access
+    case: dict[str, Any]
+
+
+def case_page(
+    *, session: Session, key: str, person: Person, coordinator: bool, today: date
+) -> CasePage:
+    """The case `key` as `person` may see it: `Access.NONE` (and nothing) when outside their
+    scope, as for a case that does not exist."""
+    found = session.execute(
+        select(col(Case.id), col(Case.kind), col(Case.template_version)).where(
+            col(Case.key) == key.strip().upper()
+        )
+    ).first()
+    if found is None:
+        return CasePage(Access.NONE, {})
+    case_id, kind, version = found
+    conn = session.connection()
+    facts = case_facts(conn, case_id)
+    open_roles = session.execute(
+        select(col(Gate.approver_role)).where(
+            col(Gate.case_id) == case_id, col(Gate.status) == GateStatus.OPEN
+        )
+    ).scalars()
+    level = access(person, facts, set(open_roles), coordinator=coordinator)
+    if level is Access.NONE:
+        return CasePage(level, {})
+    try:
+        shown = show_case(session=session, key=key, today=today)
+    except NotFound:
+        return CasePage(Access.NONE, {})
+    texts = _evidence_texts(session, {(kind, version)})[(kind, version)]
+    evidence = _evidence(session, case_id)
+    for gate in shown["gates"]:
+        voted = {d["by"] for d in gate["decisions"] if d["round"] == gate["round"]}
+        gate["evidence"] = texts.get(gate["key"], "")
+        gate["approvals"] = sum(
+            1
+            for d in gate["decisions"]
+            if d["round"] == gate["round"] and d["decision"] == "approve"
+        )
+        role = gate["approver_role"]
+        gate["may_vote"] = (
+            gate["status"] == GateStatus.OPEN.value
+            and shown["status"] == CaseStatus.ACTIVE.value
+            and may_decide(person, role, facts.team)
+            and person.email not in voted
+        )
+        gate["voted"] = person.email in voted
+        gate["links"] = evidence.get(("gate", gate["key"]), [])
+    if level is Access.VOTE:
+        return CasePage(level, _vote_only(shown, evidence))
+    directory = load_directory(conn)
+    ids = {p.email: p.id for p in directory.people.values()}
+    for m in shown["milestones"]:
+        owner = ids.get(m["owner"]) if m["owner"] else None
+        m["may_act"] = shown["status"] == CaseStatus.ACTIVE.value and may_progress(
+            person, owner, facts, coordinator=coordinator
+        )
+        m["links"] = evidence.get(("milestone", m["key"]), [])
+    shown["team"] = [
+        {"role": role, "name": directory.people[cid].name, "email": directory.people[cid].email}
+        for role, cid in sorted(facts.team.items())
+        if cid in directory.people
+    ]
+    shown["fields"] = _fields(session, case_id)
+    shown["events"].reverse()  # newest first
+    return CasePage(level, shown)
+
+
+def _vote_only(shown: dict[str, Any], evidence: dict[Any, list[Any]]) -> dict[str, Any]:
+    """What a voter outside the case's scope is shown: the case's name and version, the gates
+    they may vote on (with evidence text and votes so far), and the evidence links given."""
+    return {
+        "key": shown["key"],
+        "title": shown["title"],
+        "kind": shown["kind"],
+        "status": shown["status"],
+        "version": shown["version"],
+        "gates": [g for g in shown["gates"] if g["may_vote"]],
+        "evidence": [link for links in evidence.values() for link in links],
+    }
+
+
+def _evidence(session: Session, case_id: int) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The case's evidence links by (item kind, item key), in the order added."""
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for e in session.execute(
+        select(Evidence).where(col(Evidence.case_id) == case_id).order_by(col(Evidence.id))
+    ).scalars():
+        found.setdefault((e.item_kind, e.item_key), []).append(
+            {
+                "item": e.item_key,
+                "round": e.round,
+                "url": e.url,
+                "note": e.note,
+                "by": e.added_by,
+                "at": e.at.isoformat(),
+            }
+        )
+    return found
+
+
+def _fields(session: Session, case_id: int) -> dict[str, Any]:
+    value = session.execute(select(col(Case.fields)).where(col(Case.id) == case_id)).scalar_one()
+    return dict(value or {})
+
+
+def checked_facts(session: Session, key: str) -> CaseFacts:
+    """The scope facts of case `key` (a case that does not exist: `NotFound`)."""
+    found = session.execute(select(col(Case.id)).where(col(Case.key) == key.strip().upper()))
+    case_id = found.scalar()
+    if case_id is None:
+        raise NotFound(f"no case {key}")
+    return case_facts(session.connection(), case_id)
+
+
+def visible_case_keys(session: Session, person: Person) -> list[str]:
+    """Every case key `person` sees (a coordinator aside), for the scope's tests."""
+    return list(
+        session.execute(select(col(Case.key)).where(visible(person)).order_by(col(Case.key)))
+        .scalars()
+        .all()
+    )

@@ -1,0 +1,77 @@
+"""Who sees what in the partners' door, and who may act there: one rule each, pure.
+
+A person sees a case (its page, its items, its history) when they own it, own one of its
+items, hold a role on its team, lead its pilot kind, work at its lead partner, or are a
+coordinator; nothing else, ever. Who may vote on a gate is `may_decide` (the rule
+`office.progress.decide_gate` applies): a person who may vote on a gate of a case they do not
+otherwise see gets only what the vote needs (`Access.VOTE`). The same scope as a SQL filter
+for many cases at once is `store.access.visible`, tied to `sees_case` by a test."""
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bridgebsr.rules.people import Person
+
+
+class Access(StrEnum):
+    """How much of one case a person is shown."""
+
+    NONE = "none"  # nothing: the page is refused
+    VOTE = "vote"  # the gates they may vote on, with their evidence, and the vote form
+    FULL = "full"  # the whole case page
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFacts:
+    """What the scope rule reads about one case."""
+
+    owner_id: int
+    lead_partner_id: int
+    kind: str
+    team: Mapping[str, int]  # role -> contact id
+    item_owners: Collection[int]  # owners of its milestones
+
+
+def sees_case(person: Person, case: CaseFacts, *, coordinator: bool) -> bool:
+    """Whether `person` is shown the whole of `case` (`coordinator`: they see everything)."""
+    return (
+        coordinator
+        or case.owner_id == person.id
+        or case.lead_partner_id == person.partner_id
+        or case.kind in person.leads
+        or person.id in case.team.values()
+        or person.id in case.item_owners
+    )
+
+
+def may_decide(person: Person, approver_role: str, team: Mapping[str, int]) -> bool:
+    """Whether `person` may vote on a gate needing `approver_role` of a case with `team`:
+    a holder of the role anywhere, or the case team's holder of it."""
+    return person.role == approver_role or team.get(approver_role) == person.id
+
+
+def access(
+    person: Person, case: CaseFacts, open_gate_roles: Collection[str], *, coordinator: bool
+) -> Access:
+    """How much of `case` `person` is shown: all of it within their scope, else its open
+    gates they may vote on (`open_gate_roles`: the approver roles of its open gates)."""
+    if sees_case(person, case, coordinator=coordinator):
+        return Access.FULL
+    if any(may_decide(person, role, case.team) for role in open_gate_roles):
+        return Access.VOTE
+    return Access.NONE
+
+
+def may_progress(
+    person: Person, item_owner_id: int | None, case: CaseFacts, *, coordinator: bool
+) -> bool:
+    """Whether `person` may start or complete a milestone (owned by `item_owner_id`) or ask
+    for a new date for it: its owner, the case's owner, a lead of its pilot kind, or a
+    coordinator."""
+    return (
+        coordinator
+        or item_owner_id == person.id
+        or case.owner_id == person.id
+        or case.kind in person.leads
+    )

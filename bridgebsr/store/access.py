@@ -1,0 +1,64 @@
+"""The partners' door's scope as SQL: `rules.access.sees_case` over many cases at once (which
+cases a person sees) and `rules.access.may_decide` over many gates (which gates they may vote
+on), and the facts the rule reads about one case. A test ties the filters to the rules."""
+
+from typing import Any
+
+from sqlalchemy import Connection, exists, false, or_, select
+from sqlmodel import col
+
+from bridgebsr.rules.access import CaseFacts
+from bridgebsr.rules.people import Person
+from models import Case, Gate, Milestone, TeamMember
+
+
+def visible(person: Person) -> Any:
+    """The cases `person` sees (`rules.access.sees_case`, coordinators aside: they need no
+    filter), as a condition on `cases`."""
+    leads = col(Case.kind).in_(list(person.leads)) if person.leads else false()
+    return or_(
+        col(Case.owner_id) == person.id,
+        col(Case.lead_partner_id) == person.partner_id,
+        leads,
+        exists().where(
+            col(TeamMember.case_id) == col(Case.id), col(TeamMember.contact_id) == person.id
+        ),
+        exists().where(
+            col(Milestone.case_id) == col(Case.id), col(Milestone.owner_id) == person.id
+        ),
+    )
+
+
+def decidable(person: Person) -> Any:
+    """The gates `person` may vote on (`rules.access.may_decide`), as a condition on `gates`."""
+    return or_(
+        col(Gate.approver_role) == person.role,
+        exists().where(
+            col(TeamMember.case_id) == col(Gate.case_id),
+            col(TeamMember.role) == col(Gate.approver_role),
+            col(TeamMember.contact_id) == person.id,
+        ),
+    )
+
+
+def case_facts(conn: Connection, case_id: int) -> CaseFacts:
+    """What the scope rule reads about one case (three statements)."""
+    owner, partner, kind = conn.execute(
+        select(col(Case.owner_id), col(Case.lead_partner_id), col(Case.kind)).where(
+            col(Case.id) == case_id
+        )
+    ).one()
+    team = dict(
+        conn.execute(
+            select(col(TeamMember.role), col(TeamMember.contact_id)).where(
+                col(TeamMember.case_id) == case_id
+            )
+        ).all()
+    )
+    rows = conn.execute(
+        select(col(Milestone.owner_id)).where(
+            col(Milestone.case_id) == case_id, col(Milestone.owner_id).is_not(None)
+        )
+    )
+    owners = {owner for (owner,) in rows if owner is not None}
+    return CaseFacts(owner, partner, kind, team, owners)
