@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session, col
 
-from bridgebsr.errors import NotFound
+from bridgebsr.errors import BridgeError, NotFound
 from bridgebsr.office.agenda import Entry
 from bridgebsr.office.queries import show_case
 from bridgebsr.rules.access import Access, CaseFacts, access, may_decide, may_progress
@@ -355,6 +355,27 @@ def _evidence(session: Session, case_id: int) -> dict[tuple[str, str], list[dict
 def _fields(session: Session, case_id: int) -> dict[str, Any]:
     value = session.execute(select(col(Case.fields)).where(col(Case.id) == case_id)).scalar_one()
     return dict(value or {})
+
+
+class OutOfScope(BridgeError):
+    """An action asked of a case, item or gate the person may not act on."""
+
+
+def require_may_progress(page: CasePage, item: str) -> None:
+    """Refuse unless `page`'s reader may start or complete milestone `item` of it."""
+    if page.access is not Access.FULL or not any(
+        m["key"] == item and m["may_act"] for m in page.case["milestones"]
+    ):
+        raise OutOfScope(f"you may not update {item} of this case")
+
+
+def require_may_vote(page: CasePage, gate: str) -> None:
+    """Refuse unless `page`'s reader may vote on gate `gate` of it now (`may_decide`, and
+    not voted yet this round)."""
+    if page.access is Access.NONE or not any(
+        g["key"] == gate and g["may_vote"] for g in page.case["gates"]
+    ):
+        raise OutOfScope(f"you may not vote on {gate} of this case")
 
 
 def checked_facts(session: Session, key: str) -> CaseFacts:
