@@ -8,6 +8,7 @@ setting's name without the prefix, in lower case: `email_url = "..."`), found at
 """
 
 import os
+import secrets
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ POSTGRES_EXTRA = "pip install -e '.[postgres]'"
 PREFIX = "BRIDGEBSR_"
 CONFIG_NAME = "bridgebsr.toml"
 DEFAULT_HOME = Path(".bridgebsr")
+DEFAULT_WEB_PORT = 4280  # beside Prefect's 4200
+SECRET_FILE = "secret_key"
 
 
 class Settings(BaseSettings):
@@ -77,6 +80,28 @@ class Settings(BaseSettings):
     dispatch_workers: int = Field(
         default=1, ge=1, le=32, description="Processes that deliver notices in one dispatch pass."
     )
+    web_port: int = Field(
+        default=DEFAULT_WEB_PORT,
+        ge=1,
+        le=65535,
+        description="Port of the partners' web app (`bridgebsr web`, `bridgebsr up`).",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Address written into the links notices carry, as people reach the web "
+        "app (https://... behind a TLS proxy); default http://127.0.0.1:WEB_PORT.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs personal links and sessions; default the key in "
+        f"HOME/{SECRET_FILE}, made (mode 0600) by `bridgebsr init` or on first use.",
+    )
+    link_days: int = Field(
+        default=30, ge=1, le=3650, description="Days a personal page link stays valid."
+    )
+    feed_days: int = Field(
+        default=365, ge=1, le=3650, description="Days a calendar feed link stays valid."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -99,7 +124,9 @@ class Settings(BaseSettings):
             return os.pathsep.join(str(v) for v in value)
         return value
 
-    @field_validator("email_url", "apprise_config", "notice_texts", mode="before")
+    @field_validator(
+        "email_url", "apprise_config", "notice_texts", "public_url", "secret_key", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -112,6 +139,20 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone '{value}'") from exc
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = value.strip().rstrip("/")
+        scheme, sep, rest = url.partition("://")
+        if scheme not in {"http", "https"} or not sep or not rest or "?" in rest or "#" in rest:
+            raise ValueError(
+                f"'{value}' is not a web address; give https://HOST[:PORT][/PATH] "
+                "(where people reach the web app)"
+            )
+        return url
 
     @field_validator("database_url")
     @classmethod
@@ -143,6 +184,38 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The default display time zone."""
         return ZoneInfo(self.timezone)
+
+    def web_url(self) -> str:
+        """Where people reach the web app: BRIDGEBSR_PUBLIC_URL, else the local app."""
+        return self.public_url or f"http://127.0.0.1:{self.web_port}"
+
+    def signing_key(self) -> str:
+        """The key that signs links and sessions: BRIDGEBSR_SECRET_KEY, else the one kept in
+        HOME/secret_key (made now, readable by its owner only, when missing)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        return ensure_secret_file(self.home / SECRET_FILE)
+
+
+def ensure_secret_file(path: Path) -> str:
+    """The key kept in `path`, made first (random, mode 0600, never replaced) when missing."""
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        key = ""
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the secret key: {exc.strerror}") from None
+    if key:
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made by another process meanwhile
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(made + "\n")
+    return made
 
 
 def config_file(dotenv: Any = None) -> Path | None:

@@ -33,7 +33,7 @@ from bridgebsr.cli.plan import edit, rebaseline, reschedule
 from bridgebsr.cli.report import report
 from bridgebsr.cli.team import case_reassign, case_team, contacts_retire, milestone_reassign
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
-from bridgebsr.settings import Settings
+from bridgebsr.settings import SECRET_FILE, Settings
 from bridgebsr.store import migrate
 
 app = typer.Typer(
@@ -71,6 +71,9 @@ def init() -> None:
     rt = runtime(ready=False)
     rev = migrate.upgrade(rt.engine)
     say(f"case store ready at schema {rev}: {shown_url(rt.settings.resolved_database_url())}")
+    if rt.settings.secret_key is None:
+        rt.settings.signing_key()  # made once, mode 0600, never replaced
+        say(f"link signing key: {rt.settings.home.resolve() / SECRET_FILE}")
 
 
 @db_app.command("upgrade")

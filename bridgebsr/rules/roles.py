@@ -20,6 +20,15 @@ H = TypeVar("H", bound=Holder)
 
 Team = Mapping[str, int]  # one case's team: role -> contact id
 
+# The consortium's coordinator: the directory role that sees every case in the partners' door
+# (and the role the shipped templates escalate to).
+COORDINATOR = "coordinator"
+
+
+def is_coordinator(role: str) -> bool:
+    """Whether a contact's directory `role` is the coordinator's."""
+    return role.strip().lower() == COORDINATOR
+
 
 def case_role_holders(
     holders: Sequence[H],

@@ -3,9 +3,9 @@ in two statements, as `rules.people.Directory`."""
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
-from bridgebsr.rules.people import Directory, person
+from bridgebsr.rules.people import Directory, Person, person
 from bridgebsr.rules.rows import Organisation
 from bridgebsr.rules.texts import email_key
 from bridgebsr.store.prepared import Prepared
@@ -43,3 +43,21 @@ def load_directory(
         wanted = set(only[1])
         rows = [r for r in rows if r[1] in keys or r[3] in wanted or r[n]]
     return Directory.of([person(r[:n], by_id[r[4]], r[n]) for r in rows], orgs)
+
+
+_HOLDER = Prepared(
+    select(*CONTACT, _CONTACTS.c.link_generation, _CONTACTS.c.retired_at, *ORGANISATION)
+    .join(_PARTNERS, _PARTNERS.c.id == _CONTACTS.c.partner_id)
+    .where(_CONTACTS.c.id == bindparam("contact_id"))
+)
+
+
+def link_holder(conn: Connection, contact_id: int) -> tuple[Person, int, bool] | None:
+    """One contact as the partners' door reads them, fresh: the person, their current link
+    generation, and whether they have retired; None when there is no such contact."""
+    row = _HOLDER.first(conn, {"contact_id": contact_id})
+    if row is None:
+        return None
+    n = len(PERSON_COLUMNS)
+    org = Organisation(*row[n + 3 :])
+    return person(row[:n], org, row[n]), int(row[n + 1]), row[n + 2] is not None
