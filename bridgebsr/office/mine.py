@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session, col
 
-from bridgebsr.errors import BridgeError, NotFound
+from bridgebsr.errors import BridgeError, IllegalTransition, NotFound
 from bridgebsr.office.agenda import Entry
 from bridgebsr.office.queries import show_case
 from bridgebsr.rules.access import Access, CaseFacts, access, may_decide, may_progress
@@ -253,9 +253,7 @@ class CasePage:
     case: dict[str, Any]
 
 
-def case_page(
-    *, session: Session, key: str, person: Person, coordinator: bool, today: date
-) -> CasePage:
+def case_page(*, session: Session, key: str, person: Person, today: date) -> CasePage:
     """The case `key` as `person` may see it: `Access.NONE` (and nothing) when outside their
     scope, as for a case that does not exist."""
     found = session.execute(
@@ -273,7 +271,7 @@ def case_page(
             col(Gate.case_id) == case_id, col(Gate.status) == GateStatus.OPEN
         )
     ).scalars()
-    level = access(person, facts, set(open_roles), coordinator=coordinator)
+    level = access(person, facts, set(open_roles))
     if level is Access.NONE:
         return CasePage(level, {})
     try:
@@ -306,7 +304,7 @@ def case_page(
     for m in shown["milestones"]:
         owner = ids.get(m["owner"]) if m["owner"] else None
         m["may_act"] = shown["status"] == CaseStatus.ACTIVE.value and may_progress(
-            person, owner, facts, coordinator=coordinator
+            person, owner, facts
         )
         m["links"] = evidence.get(("milestone", m["key"]), [])
     shown["team"] = [
@@ -328,7 +326,7 @@ def _vote_only(shown: dict[str, Any], evidence: dict[Any, list[Any]]) -> dict[st
         "kind": shown["kind"],
         "status": shown["status"],
         "version": shown["version"],
-        "gates": [g for g in shown["gates"] if g["may_vote"]],
+        "gates": [g for g in shown["gates"] if g["may_vote"] or g["voted"]],
         "evidence": [link for links in evidence.values() for link in links],
     }
 
@@ -372,6 +370,8 @@ def require_may_progress(page: CasePage, item: str) -> None:
 def require_may_vote(page: CasePage, gate: str) -> None:
     """Refuse unless `page`'s reader may vote on gate `gate` of it now (`may_decide`, and
     not voted yet this round)."""
+    if any(g["key"] == gate and g["voted"] for g in page.case.get("gates", [])):
+        raise IllegalTransition(f"you have already voted on {gate} in this round")
     if page.access is Access.NONE or not any(
         g["key"] == gate and g["may_vote"] for g in page.case["gates"]
     ):
@@ -388,7 +388,7 @@ def checked_facts(session: Session, key: str) -> CaseFacts:
 
 
 def visible_case_keys(session: Session, person: Person) -> list[str]:
-    """Every case key `person` sees (a coordinator aside), for the scope's tests."""
+    """Every case key `person` sees, for the scope's tests."""
     return list(
         session.execute(select(col(Case.key)).where(visible(person)).order_by(col(Case.key)))
         .scalars()

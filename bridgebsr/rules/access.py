@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bridgebsr.rules.people import Person
+from bridgebsr.rules.roles import is_coordinator
 
 
 class Access(StrEnum):
@@ -33,10 +34,10 @@ class CaseFacts:
     item_owners: Collection[int]  # owners of its milestones
 
 
-def sees_case(person: Person, case: CaseFacts, *, coordinator: bool) -> bool:
-    """Whether `person` is shown the whole of `case` (`coordinator`: they see everything)."""
+def sees_case(person: Person, case: CaseFacts) -> bool:
+    """Whether `person` is shown the whole of `case` (a coordinator sees every case)."""
     return (
-        coordinator
+        is_coordinator(person.role)
         or case.owner_id == person.id
         or case.lead_partner_id == person.partner_id
         or case.kind in person.leads
@@ -51,26 +52,22 @@ def may_decide(person: Person, approver_role: str, team: Mapping[str, int]) -> b
     return person.role == approver_role or team.get(approver_role) == person.id
 
 
-def access(
-    person: Person, case: CaseFacts, open_gate_roles: Collection[str], *, coordinator: bool
-) -> Access:
+def access(person: Person, case: CaseFacts, open_gate_roles: Collection[str]) -> Access:
     """How much of `case` `person` is shown: all of it within their scope, else its open
     gates they may vote on (`open_gate_roles`: the approver roles of its open gates)."""
-    if sees_case(person, case, coordinator=coordinator):
+    if sees_case(person, case):
         return Access.FULL
     if any(may_decide(person, role, case.team) for role in open_gate_roles):
         return Access.VOTE
     return Access.NONE
 
 
-def may_progress(
-    person: Person, item_owner_id: int | None, case: CaseFacts, *, coordinator: bool
-) -> bool:
+def may_progress(person: Person, item_owner_id: int | None, case: CaseFacts) -> bool:
     """Whether `person` may start or complete a milestone (owned by `item_owner_id`) or ask
     for a new date for it: its owner, the case's owner, a lead of its pilot kind, or a
     coordinator."""
     return (
-        coordinator
+        is_coordinator(person.role)
         or item_owner_id == person.id
         or case.owner_id == person.id
         or case.kind in person.leads

@@ -4,17 +4,19 @@ on), and the facts the rule reads about one case. A test ties the filters to the
 
 from typing import Any
 
-from sqlalchemy import Connection, exists, false, or_, select
+from sqlalchemy import Connection, exists, false, or_, select, true
 from sqlmodel import col
 
 from bridgebsr.rules.access import CaseFacts
 from bridgebsr.rules.people import Person
+from bridgebsr.rules.roles import is_coordinator
 from models import Case, Gate, Milestone, TeamMember
 
 
 def visible(person: Person) -> Any:
-    """The cases `person` sees (`rules.access.sees_case`, coordinators aside: they need no
-    filter), as a condition on `cases`."""
+    """The cases `person` sees (`rules.access.sees_case`), as a condition on `cases`."""
+    if is_coordinator(person.role):
+        return true()
     leads = col(Case.kind).in_(list(person.leads)) if person.leads else false()
     return or_(
         col(Case.owner_id) == person.id,

@@ -44,14 +44,14 @@ def test_each_way_into_a_case_and_no_other() -> None:
         owner_id=2, lead_partner_id=20, kind="ip", team={"ip-expert": 3}, item_owners={4}
     )
     outsider = _person()
-    assert not sees_case(outsider, case, coordinator=False)
-    assert sees_case(outsider, case, coordinator=True)
+    assert not sees_case(outsider, case)
+    assert sees_case(_person(role="coordinator"), case)
     for way in ({"id": 2}, {"partner_id": 20}, {"leads": ("ip",)}, {"id": 3}, {"id": 4}):
-        assert sees_case(_person(**way), case, coordinator=False), way
+        assert sees_case(_person(**way), case), way
     council = _person(role="council-member")
-    assert access(council, case, {"council-member"}, coordinator=False) is Access.VOTE
-    assert access(council, case, {"coordinator"}, coordinator=False) is Access.NONE
-    assert access(outsider, case, {"ip-expert"}, coordinator=False) is Access.NONE
+    assert access(council, case, {"council-member"}) is Access.VOTE
+    assert access(council, case, {"coordinator"}) is Access.NONE
+    assert access(outsider, case, {"ip-expert"}) is Access.NONE
     assert may_decide(_person(id=3), "ip-expert", case.team)
 
 
@@ -73,7 +73,7 @@ def test_sql_scope_is_the_rule_for_everyone(consortium: Runtime) -> None:
         ).all()
         assert gates, "the demo has open gates"
         for person in directory.people.values():
-            by_rule = [k for _, k in cases if sees_case(person, facts[k], coordinator=False)]
+            by_rule = [k for _, k in cases if sees_case(person, facts[k])]
             assert mine.visible_case_keys(session, person) == by_rule, person.email
             may = {g for g, role, key in gates if may_decide(person, role, facts[key].team)}
             by_sql = session.exec(
@@ -93,21 +93,15 @@ def test_my_items_and_case_page_keep_to_scope(consortium: Runtime) -> None:
         assert items.gates, "a council member has the IP council gate to vote on"
         gate = items.gates[0]
         assert "expert-panel minutes" in gate["evidence"]
-        page = mine.case_page(
-            session=session, key=gate["case"], person=council, coordinator=False, today=TODAY
-        )
+        page = mine.case_page(session=session, key=gate["case"], person=council, today=TODAY)
         assert page.access is Access.VOTE
         assert [g["key"] for g in page.case["gates"]] == [gate["item"]]
         assert "events" not in page.case and "milestones" not in page.case
         founder = directory.by_email["triin.saask@biotech-ee.example"]  # EBA: on no case
         for key in keys:
-            shut = mine.case_page(
-                session=session, key=key, person=founder, coordinator=False, today=TODAY
-            )
+            shut = mine.case_page(session=session, key=key, person=founder, today=TODAY)
             assert shut.access is Access.NONE and shut.case == {}
         assert mine.my_items(session=session, person=founder, today=TODAY).cases == []
         coordinator = directory.by_email["mette.sorensen@scanbalt.example"]
-        full = mine.case_page(
-            session=session, key=gate["case"], person=coordinator, coordinator=True, today=TODAY
-        )
+        full = mine.case_page(session=session, key=gate["case"], person=coordinator, today=TODAY)
         assert full.access is Access.FULL and full.case["events"] and full.case["milestones"]

@@ -1,7 +1,11 @@
-"""The pages of the partners' door (My items, the case page, actions, feeds): `routes`, the
-list `web.app.create_app` mounts beside the door's own routes (link login, logout, health,
-stylesheet)."""
+"""The pages of the partners' door: `routes`, the list `web.app.create_app` mounts beside the
+door's own routes (link login, logout, health, stylesheet).
+
+- `views.py`: My items (`/me`), a case's page (`/cases/{key}`) and the actions on it.
+- `feeds.py`: the personal and partner calendar feeds (`/feeds/...`)."""
 
 from starlette.routing import BaseRoute
 
-routes: list[BaseRoute] = []
+from bridgebsr.web.pages import feeds, views
+
+routes: list[BaseRoute] = [*views.routes, *feeds.routes]

@@ -1,0 +1,253 @@
+"""My items, a case's page and the actions on it: plain HTML forms, each through the same use
+case as the CLI (`office.progress`), audited with `source=web`, as of the case version the
+page showed. Every page is read as the signed-in person sees it (`office.mine`); a case
+outside their scope is refused as any other denied page is (`auth.deny`)."""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bridgebsr.errors import BridgeError, InvalidInput, StaleCase
+from bridgebsr.office import mine
+from bridgebsr.office.progress import Actor, decide_gate, progress_milestone
+from bridgebsr.rules.access import Access
+from bridgebsr.rules.people import Person
+from bridgebsr.store.case_rows import local_date
+from bridgebsr.store.db import read_session, write_session
+from bridgebsr.web import auth
+from bridgebsr.web.pages.feeds import feed_links
+from bridgebsr.web.render import render
+from bridgebsr.web.timeline import timeline
+from models import Decision, Source
+
+STALE = "someone changed this case since you opened the page; here it is as it is now"
+HISTORY = 30  # events shown on a case page
+GATES_SHOWN = 25  # gates listed on My items
+# What a redirect after an action says, by the action's name.
+DONE = {
+    "start": "Started {item}.",
+    "complete": "Completed {item}.",
+    "approve": "Your approval of {item} is recorded.",
+    "reject": "Your rejection of {item} is recorded.",
+}
+
+
+@dataclass(frozen=True)
+class _Viewer:
+    person: Person
+    now: datetime
+
+    @property
+    def today(self) -> date:
+        return local_date(self.now, self.person.timezone)
+
+
+def _viewer(request: Request) -> _Viewer:
+    return _Viewer(auth.viewer(request), request.app.state.clock())
+
+
+def _engine(request: Request) -> Any:
+    return request.app.state.runtime.engine
+
+
+def _notice(request: Request) -> str:
+    done, item = request.query_params.get("done", ""), request.query_params.get("item", "")
+    return DONE[done].format(item=item) if done in DONE else ""
+
+
+# --- My items ----------------------------------------------------------------------------
+
+
+def me(request: Request) -> Response:
+    """My items: what the person owns, the gates they may vote on, the cases they are on."""
+    who = _viewer(request)
+    with read_session(_engine(request)) as session:
+        items = mine.my_items(session=session, person=who.person, today=who.today)
+    context = {
+        "person": who.person,
+        "today": who.today,
+        "items": items,
+        "within": 14,
+        "recent": 14,
+        "limit": GATES_SHOWN,
+        "requests": None,
+        "feeds": feed_links(request, who.person),
+        "notice": _notice(request),
+    }
+    return render(request, "me.html", context)
+
+
+# --- a case's page -----------------------------------------------------------------------
+
+
+def case(request: Request) -> Response:
+    """A case's page as the person may see it; refused outside their scope."""
+    who = _viewer(request)
+    return _case_page(request, who, request.path_params["key"])
+
+
+def _case_page(
+    request: Request,
+    who: _Viewer,
+    key: str,
+    *,
+    error: str = "",
+    status: int = 200,
+    open_item: str = "",
+) -> Response:
+    with read_session(_engine(request)) as session:
+        page = mine.case_page(
+            session=session,
+            key=key,
+            person=who.person,
+            today=who.today,
+        )
+    if page.access is Access.NONE:
+        auth.deny(request, "out-of-scope", contact_id=who.person.id)
+    shown = page.case
+    chart = None
+    if page.access is Access.FULL:
+        chart = timeline([*shown["milestones"], *shown["gates"]], who.today)
+    context = {
+        "person": who.person,
+        "today": who.today,
+        "access": page.access.value,
+        "case": shown,
+        "chart": chart,
+        "history": HISTORY,
+        "notice": "" if error else _notice(request),
+        "error": error,
+        "open_item": open_item,
+        "evidence_links": False,
+        "date_requests": False,
+    }
+    return render(request, "case.html", context, status=status)
+
+
+# --- actions -----------------------------------------------------------------------------
+
+
+async def milestone_action(request: Request) -> Response:
+    """Start or complete a milestone (its owner, the case's owner, the pilot's lead or a
+    coordinator), as of the page's version of the case."""
+    who = _viewer(request)
+    form = await request.form()
+    auth.check_csrf(request, form)
+    key, item = request.path_params["key"], request.path_params["item"]
+    action = str(form.get("action", ""))
+    if action not in ("start", "complete"):
+        return _case_page(request, who, key, error="choose Start or Complete", status=400)
+
+    def act(session: Session) -> None:
+        page = mine.case_page(
+            session=session,
+            key=key,
+            person=who.person,
+            today=who.today,
+        )
+        mine.require_may_progress(page, item)
+        progress_milestone(
+            session=session,
+            case_key=key,
+            milestone_key=item,
+            action=action,
+            actor=Actor(who.person.email, source=Source.WEB, comment=_text(form, "note")),
+            now=who.now,
+            on=_day(form, "on"),
+            expected_version=_version(form),
+        )
+
+    return await _run(request, who, key, item, action, act)
+
+
+async def gate_vote(request: Request) -> Response:
+    """Approve or reject a gate as one of its approvers, as of the page's version."""
+    who = _viewer(request)
+    form = await request.form()
+    auth.check_csrf(request, form)
+    key, gate = request.path_params["key"], request.path_params["gate"]
+    choice = str(form.get("decision", ""))
+    if choice not in ("approve", "reject"):
+        return _case_page(request, who, key, error="choose Approve or Reject", status=400)
+
+    def act(session: Session) -> None:
+        page = mine.case_page(
+            session=session,
+            key=key,
+            person=who.person,
+            today=who.today,
+        )
+        mine.require_may_vote(page, gate)
+        decide_gate(
+            session=session,
+            case_key=key,
+            gate_key=gate,
+            decision=Decision(choice),
+            actor=Actor(who.person.email, source=Source.WEB, comment=_text(form, "comment")),
+            now=who.now,
+            expected_version=_version(form),
+        )
+
+    return await _run(request, who, key, gate, choice, act)
+
+
+async def _run(
+    request: Request, who: _Viewer, key: str, item: str, done: str, act: Any
+) -> Response:
+    """Run `act` in one write transaction off the event loop; then see the case page again
+    (303), or the page with why it was refused."""
+
+    def work() -> None:
+        with write_session(_engine(request)) as session:
+            act(session)
+
+    try:
+        await run_in_threadpool(work)
+    except mine.OutOfScope:
+        auth.deny(request, "out-of-scope", contact_id=who.person.id)
+    except StaleCase:
+        return await run_in_threadpool(
+            _case_page, request, who, key, error=STALE, status=409, open_item=item
+        )
+    except BridgeError as refused:
+        return await run_in_threadpool(
+            _case_page, request, who, key, error=str(refused), status=400, open_item=item
+        )
+    query = urlencode({"done": done, "item": item})
+    return RedirectResponse(f"/cases/{key.upper()}?{query}", status_code=303)
+
+
+def _text(form: Any, name: str) -> str:
+    return str(form.get(name) or "").strip()
+
+
+def _day(form: Any, name: str) -> date | None:
+    text = _text(form, name)
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{name}: '{text}' is not a date (YYYY-MM-DD)") from None
+
+
+def _version(form: Any) -> int:
+    text = _text(form, "version")
+    if not text.isdigit():
+        raise InvalidInput("the form has no case version; open the case page again")
+    return int(text)
+
+
+routes: list[BaseRoute] = [
+    Route("/me", me, methods=["GET"]),
+    Route("/cases/{key}", case, methods=["GET"]),
+    Route("/cases/{key}/milestones/{item}", milestone_action, methods=["POST"]),
+    Route("/cases/{key}/gates/{gate}", gate_vote, methods=["POST"]),
+]

@@ -1,0 +1,174 @@
+"""The partners' door's pages over the demo portfolio (a SQLite file), through Starlette's test
+client: My items, the case page within scope and refused outside it, the actions through the
+use cases with `source=web` and the page's version, and the calendar feeds."""
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, select
+from starlette.testclient import TestClient
+
+from bridgebsr.bootstrap import Runtime
+from bridgebsr.demo import load_consortium, load_demo
+from bridgebsr.store.db import read_session
+from bridgebsr.store.people import load_directory
+from bridgebsr.web import links
+from bridgebsr.web.app import create_app
+from models import AccessDenial, Case, CaseEvent, GateDecision, Milestone, Source
+from tests.conftest import migrated
+
+TODAY = date(2026, 11, 26)
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+LEAD = "karin.astrom@mva.example"  # owns the IP case, leads ip-integration
+FOUNDATION_LEAD = "katrin.schaefer@bioconvalley.example"  # leads life-science-foundation
+COUNCIL = "paivi.kaariainen@bioforum-oulu.example"  # council member at another partner
+OUTSIDER = "triin.saask@biotech-ee.example"  # founder at EBA: on no case
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, list[str]]]:
+    """The demo portfolio in a SQLite file, shared by this module's tests (each changes
+    different cases)."""
+    base = tmp_path_factory.mktemp("door")
+    with migrated(f"sqlite:///{base / 'cases.db'}", base / "home") as rt:
+        load_consortium(rt)
+        yield rt, load_demo(rt, TODAY)
+
+
+def _client(rt: Runtime, email: str) -> TestClient:
+    """A browser signed in as `email` by their personal link."""
+    with read_session(rt.engine) as session:
+        person = load_directory(session.connection()).by_email[email]
+    client = TestClient(create_app(rt, clock=lambda: NOW), base_url="http://127.0.0.1")
+    link = links.personal_link(rt, person.id, 1, now=NOW)
+    assert client.get(link.removeprefix(rt.settings.web_url())).status_code == 200
+    return client
+
+
+def _form(html: str, action: str) -> dict[str, str]:
+    """The hidden fields of the form posting to `action`."""
+    form = html[html.index(f'action="{action}"') :]
+    form = form[: form.index("</form>")]
+    return dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', form))
+
+
+def _events(rt: Runtime, key: str, kind: str) -> list[CaseEvent]:
+    with read_session(rt.engine) as session:
+        return list(
+            session.exec(
+                select(CaseEvent)
+                .join(Case, col(Case.id) == CaseEvent.case_id)
+                .where(Case.key == key, CaseEvent.kind == kind)
+            ).all()
+        )
+
+
+def test_owner_completes_an_item_and_a_stale_form_is_refused(
+    demo: tuple[Runtime, list[str]],
+) -> None:
+    rt, keys = demo
+    with read_session(rt.engine) as session:
+        found = session.exec(
+            select(Case.key, Milestone.key)
+            .join(Case, col(Case.id) == Milestone.case_id)
+            .where(
+                Case.kind == "life-science-foundation",
+                Milestone.status == "planned",
+                Milestone.forecast_start <= TODAY,
+            )
+            .order_by(col(Case.key), col(Milestone.seq))
+        ).first()
+    assert found is not None
+    key, item = found
+    browser = _client(rt, FOUNDATION_LEAD)
+    me = browser.get("/me")
+    assert me.status_code == 200 and key in me.text and "Calendar subscription" in me.text
+    page = browser.get(f"/cases/{key}")
+    assert page.status_code == 200 and "<svg" in page.text and "History" in page.text
+    action = f"/cases/{key}/milestones/{item}"
+    fields = _form(page.text, action)
+    stale = {**fields, "version": str(int(fields["version"]) - 1), "action": "complete"}
+    refused = browser.post(action, data=stale, follow_redirects=False)
+    assert refused.status_code == 409
+    assert "someone changed this case since you opened the page" in refused.text
+    assert not [e for e in _events(rt, key, "milestone.complete") if e.subject == item]
+    done = browser.post(
+        action, data={**fields, "action": "complete", "note": "<b>ok</b>"}, follow_redirects=False
+    )
+    assert done.status_code == 303, re.findall(r"class=\"error\"[^<]*", done.text)
+    assert done.headers["location"].startswith(f"/cases/{key}?")
+    shown = browser.get(done.headers["location"])
+    assert f"Completed {item}." in shown.text and "<b>ok</b>" not in shown.text
+    assert "&lt;b&gt;ok&lt;/b&gt;" in shown.text  # in the history, escaped
+    (event,) = [e for e in _events(rt, key, "milestone.complete") if e.subject == item]
+    assert (event.actor, event.source, event.comment) == (FOUNDATION_LEAD, Source.WEB, "<b>ok</b>")
+    no_csrf = {k: v for k, v in fields.items() if k != "csrf_token"}
+    assert browser.post(action, data=no_csrf, follow_redirects=False).status_code == 403
+
+
+def test_a_council_member_sees_only_the_vote_and_an_outsider_nothing(
+    demo: tuple[Runtime, list[str]],
+) -> None:
+    rt, keys = demo
+    council = _client(rt, COUNCIL)
+    me = council.get("/me")
+    gate = re.search(r'href="/cases/([A-Z]+-\d+-\d+)#g-([a-z-]+)"', me.text)
+    assert gate is not None, "the council member has a gate to vote on"
+    key, gate_key = gate.groups()
+    assert "expert-panel minutes" in me.text  # the template's evidence text
+    page = council.get(f"/cases/{key}")
+    assert page.status_code == 200 and "History" not in page.text and "<svg" not in page.text
+    action = f"/cases/{key}/gates/{gate_key}"
+    voted = council.post(
+        action,
+        data={**_form(page.text, action), "decision": "approve", "comment": "sound"},
+        follow_redirects=False,
+    )
+    assert voted.status_code == 303
+    with read_session(rt.engine) as session:
+        vote = session.exec(select(GateDecision).order_by(col(GateDecision.id).desc())).first()
+    assert vote is not None and (vote.source, vote.comment) == (Source.WEB, "sound")
+    assert [e.actor for e in _events(rt, key, "gate.vote")][-1:] == [COUNCIL]
+    again = council.post(action, data=_form(page.text, action) | {"decision": "approve"})
+    assert again.status_code == 400 and "already voted" in again.text
+
+    outsider = _client(rt, OUTSIDER)
+    for case_key in keys:
+        assert outsider.get(f"/cases/{case_key}").status_code == 403
+    assert outsider.get("/cases/NO-SUCH-1").status_code == 403
+    assert key not in outsider.get("/me").text
+    with read_session(rt.engine) as session:
+        reasons = session.exec(select(AccessDenial.reason)).all()
+    assert reasons.count("out-of-scope") == len(keys) + 1
+
+
+def test_feeds_open_by_feed_token_only(demo: tuple[Runtime, list[str]]) -> None:
+    rt, _ = demo
+    browser = _client(rt, LEAD)
+    feeds = re.findall(r'value="http://[^/]+(/feeds/[^"]+)"', browser.get("/me").text)
+    assert len(feeds) == 2
+    anonymous = TestClient(create_app(rt, clock=lambda: NOW), base_url="http://127.0.0.1")
+    personal, partner = (anonymous.get(path) for path in feeds)
+    for got in (personal, partner):
+        assert got.status_code == 200, got.text
+        assert got.headers["content-type"].startswith("text/calendar")
+    assert "X-WR-CALNAME:Bridge-BSR · Karin" in personal.text
+    assert "X-WR-CALNAME:Bridge-BSR · MVA" in partner.text
+    with read_session(rt.engine) as session:
+        person = load_directory(session.connection()).by_email[LEAD]
+    page_token = links.personal_link(rt, person.id, 1, now=NOW).rsplit("/", 1)[-1]
+    assert anonymous.get(f"/feeds/{page_token}.ics").status_code == 403
+
+
+def test_screens_render_for_everyone_of_the_demo(
+    demo: tuple[Runtime, list[str]], tmp_path: Path
+) -> None:
+    """Every person's My items renders (no template error for any mix of items)."""
+    rt, _ = demo
+    with read_session(rt.engine) as session:
+        emails = [p.email for p in load_directory(session.connection()).people.values()]
+    for email in emails:
+        assert _client(rt, email).get("/me").status_code == 200, email
