@@ -224,7 +224,8 @@ class _Seed:
 
 _CASE_COLS = (
     "id key kind template_version title lead_partner_id owner_id country status current_stage "
-    "start_date target_date forecast_date baseline_target opened_at closed_at updated_at version"
+    "start_date target_date forecast_date baseline_target opened_at closed_at updated_at version "
+    "fields"
 ).split()
 _MILESTONE_STATIC = "key seq title stage owner_role duration days strict depends_on".split()
 _MILESTONE_COLS = [
@@ -233,7 +234,7 @@ _MILESTONE_COLS = [
     *_MILESTONE_STATIC,
     "owner_id",
     *"baseline_start baseline_due planned_start planned_due forecast_start forecast_due".split(),
-    *"critical adhoc round status started_on finished_on overdue_on".split(),
+    *"critical adhoc round status started_on finished_on overdue_on fields".split(),
 ]
 _GATE_STATIC = (
     "key seq title stage approver_role required deadline_days days on_timeout rework_stage "
@@ -529,6 +530,7 @@ class _Cloner:
                         started,
                         finished,
                         None,
+                        "{}",
                     )
                 )
                 self.next_milestone += 1
@@ -607,6 +609,7 @@ class _Cloner:
                     w.stamp(closed_at),
                     w.stamp(updated_at),
                     1,
+                    "{}",
                 )
             )
             after = {

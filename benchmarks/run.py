@@ -150,6 +150,14 @@ def monitor_sweep(quick: bool) -> list[Result]:
     return bench.run(3_000 if quick else 100_000)
 
 
+def door_pages(quick: bool) -> list[Result]:
+    """The partners' door's My items and case page over 100,000 cases against the same
+    pages' SQL replayed alone, with a p95 budget."""
+    from benchmarks import door_pages as bench
+
+    return bench.run(5_000 if quick else 100_000, repeat=30 if quick else 60)
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "cli-start": cli_start,
     "dispatch-http": dispatch_http,
@@ -158,6 +166,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Result]]] = {
     "kpis": kpi_scale,
     "bulk-open": bulk_open,
     "peer-spiff": peer_spiff,
+    "door-pages": door_pages,
 }
 
 

@@ -12,22 +12,31 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import case as sql_case
 from sqlmodel import Session, col
 
 from bridgebsr.errors import BridgeError, IllegalTransition, NotFound
 from bridgebsr.office.agenda import Entry
 from bridgebsr.office.queries import show_case
-from bridgebsr.rules.access import Access, CaseFacts, access, may_decide, may_progress
+from bridgebsr.rules.access import (
+    Access,
+    CaseFacts,
+    access,
+    may_decide,
+    may_progress,
+    sees_case,
+)
 from bridgebsr.rules.people import Person
 from bridgebsr.store import case_rows
-from bridgebsr.store.access import case_facts, decidable, visible
+from bridgebsr.store.access import case_scope, decidable, visible
 from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
 from bridgebsr.store.people import load_directory
 from models import (
     OPEN_MILESTONE,
     Case,
     CaseStatus,
+    Decision,
     Evidence,
     Gate,
     GateDecision,
@@ -42,12 +51,16 @@ SHOWN = (CaseStatus.ACTIVE, CaseStatus.ON_HOLD)
 
 @dataclass
 class MyItems:
-    """One person's page: what they own, the gates they may vote on, the cases they are on."""
+    """One person's page: what they own, the gates they may vote on, the cases they are on;
+    each list the first `limit` of its total."""
 
     due: list[dict[str, Any]] = field(default_factory=list)  # open, due soon or late
     done: list[dict[str, Any]] = field(default_factory=list)  # finished recently
     gates: list[dict[str, Any]] = field(default_factory=list)
     cases: list[dict[str, Any]] = field(default_factory=list)
+    due_total: int = 0
+    done_total: int = 0
+    gates_total: int = 0
     cases_total: int = 0
 
 
@@ -60,31 +73,50 @@ def my_items(
     recent: int = 14,
     limit: int = 50,
 ) -> MyItems:
-    """`person`'s milestones of active cases due by `today + within` (late ones included) or
-    finished in the last `recent` days; the open gates they may still vote on, with the
-    template's evidence text; and up to `limit` cases they own, lead (their pilot kinds) or
-    are on the team of, newest first, with stage and next step."""
+    """`person`'s milestones of active cases due by `today + within` (late ones included,
+    earliest first) and those finished in the last `recent` days (latest first); the open
+    gates they may still vote on (earliest deadline first), with the template's evidence
+    text; and the cases they own, lead (their pilot kinds) or are on the team of (newest
+    first), with stage and next step. At most `limit` of each, with each list's total."""
     mine = MyItems()
-    _owned(session, person, today, within, recent, mine)
-    mine.gates = _gates(session, person, today)
+    horizon, since = today + timedelta(days=within), today - timedelta(days=recent)
+    for done, rows, total in _owned(session, person, horizon, since, limit):
+        items = [_item(r, person, today) for r in rows]
+        if done:
+            mine.done, mine.done_total = items, total
+        else:
+            mine.due, mine.due_total = items, total
+    mine.gates, mine.gates_total = _gates(session, person, today, limit)
     mine.cases, mine.cases_total = _cases(session, person, limit)
     return mine
 
 
 def _owned(
-    session: Session, person: Person, today: date, within: int, recent: int, mine: MyItems
-) -> None:
-    horizon, since = today + timedelta(days=within), today - timedelta(days=recent)
-    rows = session.execute(
+    session: Session, person: Person, horizon: date, since: date, limit: int
+) -> list[tuple[bool, list[Any], int]]:
+    """The milestones `person` owns of active cases, in one statement (one pass over their
+    items): open ones due by `horizon` (earliest first) and done ones finished since `since`
+    (latest first), the first `limit` of each with how many there are."""
+    done = col(Milestone.status) == MilestoneStatus.DONE
+    finished = sql_case((done, col(Milestone.finished_on)), else_=None)
+    ranked = (
         select(
             col(Case.key),
             col(Case.title),
             col(Case.version),
-            col(Milestone.key),
-            col(Milestone.title),
+            col(Milestone.key).label("item"),
+            col(Milestone.title).label("item_title"),
             col(Milestone.status),
-            MILESTONE_DUE,
+            MILESTONE_DUE.label("due"),
             col(Milestone.finished_on),
+            done.label("done"),
+            func.row_number()
+            .over(
+                partition_by=done,
+                order_by=(finished.desc(), MILESTONE_DUE, col(Case.key), col(Milestone.seq)),
+            )
+            .label("n"),
+            func.count().over(partition_by=done).label("total"),
         )
         .join(Case, col(Case.id) == col(Milestone.case_id))
         .where(
@@ -92,25 +124,36 @@ def _owned(
             col(Case.status) == CaseStatus.ACTIVE,
             or_(
                 and_(col(Milestone.status).in_(list(OPEN_MILESTONE)), MILESTONE_DUE <= horizon),
-                and_(
-                    col(Milestone.status) == MilestoneStatus.DONE,
-                    col(Milestone.finished_on) >= since,
-                ),
+                and_(done, col(Milestone.finished_on) >= since),
             ),
         )
-        .order_by(MILESTONE_DUE, col(Case.key), col(Milestone.seq))
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked).where(ranked.c.n <= limit).order_by(ranked.c.done, ranked.c.n)
     ).all()
-    for case, case_title, version, key, title, status, due, finished in rows:
-        entry = Entry("milestone", case, key, title, status.value, due, (person.email,), 0)
-        row = {**entry.row(today), "case_title": case_title, "version": version}
-        if status is MilestoneStatus.DONE:
-            mine.done.append({**row, "finished_on": finished.isoformat()})
-        else:
-            mine.due.append(row)
-    mine.done.sort(key=lambda r: r["finished_on"], reverse=True)
+    found: dict[bool, tuple[list[Any], int]] = {}
+    for row in rows:
+        shown, _ = found.setdefault(bool(row.done), ([], row.total))
+        shown.append(row[:8])
+    return [(flag, *found[flag]) for flag in found]
 
 
-def _gates(session: Session, person: Person, today: date) -> list[dict[str, Any]]:
+def _item(row: Any, person: Person, today: date) -> dict[str, Any]:
+    case, case_title, version, key, title, status, due, finished = row
+    entry = Entry("milestone", case, key, title, status.value, due, (person.email,), 0)
+    shown = {**entry.row(today), "case_title": case_title, "version": version}
+    return shown | ({"finished_on": finished.isoformat()} if finished else {})
+
+
+def _gates(
+    session: Session, person: Person, today: date, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    voted = exists().where(
+        col(GateDecision.gate_id) == col(Gate.id),
+        col(GateDecision.round) == col(Gate.round),
+        col(GateDecision.approver_id) == person.id,
+    )
     found = session.execute(
         select(
             col(Gate.id),
@@ -124,46 +167,45 @@ def _gates(session: Session, person: Person, today: date) -> list[dict[str, Any]
             col(Case.kind),
             col(Case.template_version),
             col(Case.version),
+            func.count().over(),
         )
         .join(Case, col(Case.id) == col(Gate.case_id))
         .where(
             col(Gate.status) == GateStatus.OPEN,
             col(Case.status) == CaseStatus.ACTIVE,
             decidable(person),
+            ~voted,
         )
         .order_by(GATE_DUE, col(Case.key), col(Gate.seq))
+        .limit(limit)
     ).all()
-    votes: dict[tuple[int, int], list[tuple[int, bool]]] = {}
-    if found:
-        for gate_id, rnd, approver, decision in session.execute(
-            select(
-                col(GateDecision.gate_id),
-                col(GateDecision.round),
-                col(GateDecision.approver_id),
-                col(GateDecision.decision),
-            ).where(col(GateDecision.gate_id).in_([r[0] for r in found]))
-        ):
-            votes.setdefault((gate_id, rnd), []).append((approver, decision.value == "approve"))
+    if not found:
+        return [], 0
+    approvals: dict[tuple[int, int], int] = {}
+    for gate_id, rnd in session.execute(
+        select(col(GateDecision.gate_id), col(GateDecision.round)).where(
+            col(GateDecision.gate_id).in_([r[0] for r in found]),
+            col(GateDecision.decision) == Decision.APPROVE,
+        )
+    ):
+        approvals[(gate_id, rnd)] = approvals.get((gate_id, rnd), 0) + 1
     texts = _evidence_texts(session, {(r[8], r[9]) for r in found})
     rows = []
-    for gid, rnd, required, key, title, due, case, case_title, kind, tv, version in found:
-        cast = votes.get((gid, rnd), [])
-        if any(approver == person.id for approver, _ in cast):
-            continue  # voted this round: nothing left to do
-        approvals = sum(1 for _, yes in cast if yes)
-        entry = Entry("gate", case, key, title, "open", due, (person.email,), required - approvals)
+    for gid, rnd, required, key, title, due, case, case_title, kind, tv, version, _ in found:
+        yes = approvals.get((gid, rnd), 0)
+        entry = Entry("gate", case, key, title, "open", due, (person.email,), required - yes)
         rows.append(
             {
                 **entry.row(today),
                 "case_title": case_title,
                 "version": version,
                 "round": rnd,
-                "approvals": approvals,
+                "approvals": yes,
                 "required": required,
                 "evidence": texts.get((kind, tv), {}).get(key, ""),
             }
         )
-    return rows
+    return rows, found[0][-1]
 
 
 def _evidence_texts(session: Session, pins: set[tuple[str, int]]) -> dict[Any, dict[str, str]]:
@@ -201,22 +243,25 @@ def _cases(session: Session, person: Person, limit: int) -> tuple[list[dict[str,
         .order_by(col(Case.key).desc())
         .limit(limit)
     ).all()
-    upcoming: dict[int, tuple[str, str, date]] = {}
+    upcoming: dict[int, tuple[date, int, str, str]] = {}  # each case's next open item
     if cases:
-        for case_id, key, title, due in session.execute(
+        # Every item of these cases by the case index, open ones picked here: asking for the
+        # open ones (or an order) makes SQLite walk the status (or due date) index instead.
+        for case_id, seq, key, title, due, status in session.execute(
             select(
                 col(Milestone.case_id),
+                col(Milestone.seq),
                 col(Milestone.key),
                 col(Milestone.title),
                 col(Milestone.forecast_due),
-            )
-            .where(
-                col(Milestone.case_id).in_([c[0] for c in cases]),
-                col(Milestone.status).in_(list(OPEN_MILESTONE)),
-            )
-            .order_by(col(Milestone.forecast_due), col(Milestone.seq))
+                col(Milestone.status),
+            ).where(col(Milestone.case_id).in_([c[0] for c in cases]))
         ):
-            upcoming.setdefault(case_id, (key, title, due))
+            if status not in OPEN_MILESTONE:
+                continue
+            found = upcoming.get(case_id)
+            if found is None or (due, seq) < found[:2]:
+                upcoming[case_id] = (due, seq, key, title)
     rows = []
     for cid, key, title, kind, status, stage, forecast, target, owner in cases:
         step = upcoming.get(cid)
@@ -229,8 +274,8 @@ def _cases(session: Session, person: Person, limit: int) -> tuple[list[dict[str,
                 "stage": stage or "-",
                 "forecast": forecast.isoformat(),
                 "slip_days": (forecast - target).days,
-                "next": step[1] if step else "-",
-                "next_due": step[2].isoformat() if step else "-",
+                "next": step[3] if step else "-",
+                "next_due": step[0].isoformat() if step else "-",
                 "role": "owner"
                 if owner == person.id
                 else "lead"
@@ -256,22 +301,17 @@ class CasePage:
 def case_page(*, session: Session, key: str, person: Person, today: date) -> CasePage:
     """The case `key` as `person` may see it: `Access.NONE` (and nothing) when outside their
     scope, as for a case that does not exist."""
-    found = session.execute(
-        select(col(Case.id), col(Case.kind), col(Case.template_version)).where(
-            col(Case.key) == key.strip().upper()
-        )
-    ).first()
+    conn = session.connection()
+    found = case_scope(conn, key)
     if found is None:
         return CasePage(Access.NONE, {})
-    case_id, kind, version = found
-    conn = session.connection()
-    facts = case_facts(conn, case_id)
-    open_roles = session.execute(
-        select(col(Gate.approver_role)).where(
-            col(Gate.case_id) == case_id, col(Gate.status) == GateStatus.OPEN
-        )
-    ).scalars()
-    level = access(person, facts, set(open_roles))
+    case_id, version, fields, facts = found
+    kind = facts.kind
+    level = (
+        Access.FULL
+        if sees_case(person, facts)
+        else access(person, facts, _open_roles(conn, case_id))
+    )
     if level is Access.NONE:
         return CasePage(level, {})
     try:
@@ -300,9 +340,10 @@ def case_page(*, session: Session, key: str, person: Person, today: date) -> Cas
     if level is Access.VOTE:
         return CasePage(level, _vote_only(shown, evidence))
     directory = load_directory(conn)
-    ids = {p.email: p.id for p in directory.people.values()}
     for m in shown["milestones"]:
-        owner = ids.get(m["owner"]) if m["owner"] else None
+        holder = directory.by_email.get(m["owner"]) if m["owner"] else None
+        owner = holder.id if holder else None
+        m["owner_name"] = holder.name if holder else m["owner"]
         m["may_act"] = shown["status"] == CaseStatus.ACTIVE.value and may_progress(
             person, owner, facts
         )
@@ -312,7 +353,7 @@ def case_page(*, session: Session, key: str, person: Person, today: date) -> Cas
         for role, cid in sorted(facts.team.items())
         if cid in directory.people
     ]
-    shown["fields"] = _fields(session, case_id)
+    shown["fields"] = dict(fields or {})
     shown["events"].reverse()  # newest first
     return CasePage(level, shown)
 
@@ -350,9 +391,12 @@ def _evidence(session: Session, case_id: int) -> dict[tuple[str, str], list[dict
     return found
 
 
-def _fields(session: Session, case_id: int) -> dict[str, Any]:
-    value = session.execute(select(col(Case.fields)).where(col(Case.id) == case_id)).scalar_one()
-    return dict(value or {})
+def _open_roles(conn: Any, case_id: int) -> set[str]:
+    """The approver roles of the case's open gates."""
+    query = select(col(Gate.approver_role)).where(
+        col(Gate.case_id) == case_id, col(Gate.status) == GateStatus.OPEN
+    )
+    return set(conn.execute(query).scalars())
 
 
 class OutOfScope(BridgeError):
@@ -380,11 +424,10 @@ def require_may_vote(page: CasePage, gate: str) -> None:
 
 def checked_facts(session: Session, key: str) -> CaseFacts:
     """The scope facts of case `key` (a case that does not exist: `NotFound`)."""
-    found = session.execute(select(col(Case.id)).where(col(Case.key) == key.strip().upper()))
-    case_id = found.scalar()
-    if case_id is None:
+    found = case_scope(session.connection(), key)
+    if found is None:
         raise NotFound(f"no case {key}")
-    return case_facts(session.connection(), case_id)
+    return found[3]
 
 
 def visible_case_keys(session: Session, person: Person) -> list[str]:

@@ -127,21 +127,20 @@ def show_case(*, session: Session, key: str, today: date) -> dict[str, Any]:
     in force, the `forecast_*`) and its rebaselines, gates and decisions, the critical path,
     its history."""
     case = store.case_by_key(session, key)
-    owner = session.get(Contact, case.owner_id)
-    partner = session.get(Partner, case.lead_partner_id)
-    assert owner is not None and partner is not None
-    milestones, gates = store.milestones_of(session, case), store.gates_of(session, case)
     emails = dict(session.exec(select(Contact.id, Contact.email)).all())
+    code = session.exec(select(Partner.code).where(Partner.id == case.lead_partner_id)).one()
+    milestones, gates = store.milestones_of(session, case), store.gates_of(session, case)
     nodes: list[Milestone | Gate] = sorted(
         [*milestones, *gates], key=lambda n: (n.forecast_due, n.key)
     )
+    decisions = _decisions(session, gates)
     return {
-        **_case_row(case, owner.email, partner.code),
+        **_case_row(case, emails[case.owner_id], code),
         "baseline_target": case.baseline_target.isoformat(),
         "template_version": case.template_version,
         "baselines": _baselines(session, case),
         "milestones": [_milestone_row(m, emails, today) for m in milestones],
-        "gates": [_gate_row(session, g, emails) for g in gates],
+        "gates": [_gate_row(g, decisions.get(g.id, []), emails) for g in gates],
         "critical_path": [n.key for n in nodes if n.critical],
         "events": _events(session, case),
     }
@@ -195,10 +194,20 @@ def _baselines(session: Session, case: Case) -> list[dict[str, Any]]:
     ]
 
 
-def _gate_row(session: Session, g: Gate, emails: dict[Any, str]) -> dict[str, Any]:
-    decisions = session.exec(
-        select(GateDecision).where(GateDecision.gate_id == g.id).order_by(col(GateDecision.id))
-    ).all()
+def _decisions(session: Session, gates: Sequence[Gate]) -> dict[Any, list[GateDecision]]:
+    """The decisions on these gates, by gate id, in the order made (one statement)."""
+    found: dict[Any, list[GateDecision]] = {}
+    if gates:
+        for d in session.exec(
+            select(GateDecision)
+            .where(col(GateDecision.gate_id).in_([g.id for g in gates]))
+            .order_by(col(GateDecision.id))
+        ):
+            found.setdefault(d.gate_id, []).append(d)
+    return found
+
+
+def _gate_row(g: Gate, decisions: list[GateDecision], emails: dict[Any, str]) -> dict[str, Any]:
     return {
         "key": g.key,
         "title": g.title,

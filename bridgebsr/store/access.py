@@ -1,6 +1,7 @@
 """The partners' door's scope as SQL: `rules.access.sees_case` over many cases at once (which
 cases a person sees) and `rules.access.may_decide` over many gates (which gates they may vote
-on), and the facts the rule reads about one case. A test ties the filters to the rules."""
+on), and the facts the rule reads about one case (`case_scope`). A test ties the filters to
+the rules."""
 
 from typing import Any
 
@@ -43,13 +44,22 @@ def decidable(person: Person) -> Any:
     )
 
 
-def case_facts(conn: Connection, case_id: int) -> CaseFacts:
-    """What the scope rule reads about one case (three statements)."""
-    owner, partner, kind = conn.execute(
-        select(col(Case.owner_id), col(Case.lead_partner_id), col(Case.kind)).where(
-            col(Case.id) == case_id
-        )
-    ).one()
+def case_scope(conn: Connection, key: str) -> tuple[int, int, Any, CaseFacts] | None:
+    """Case `key`'s id, template version and fields, and what the scope rule reads about it
+    (three statements); None when there is no such case."""
+    found = conn.execute(
+        select(
+            col(Case.id),
+            col(Case.template_version),
+            col(Case.fields),
+            col(Case.owner_id),
+            col(Case.lead_partner_id),
+            col(Case.kind),
+        ).where(col(Case.key) == key.strip().upper())
+    ).first()
+    if found is None:
+        return None
+    case_id, version, fields, owner, partner, kind = found
     team = dict(
         conn.execute(
             select(col(TeamMember.role), col(TeamMember.contact_id)).where(
@@ -63,4 +73,4 @@ def case_facts(conn: Connection, case_id: int) -> CaseFacts:
         )
     )
     owners = {owner for (owner,) in rows if owner is not None}
-    return CaseFacts(owner, partner, kind, team, owners)
+    return case_id, version, fields, CaseFacts(owner, partner, kind, team, owners)

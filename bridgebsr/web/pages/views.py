@@ -29,7 +29,7 @@ from models import Decision, Source
 
 STALE = "someone changed this case since you opened the page; here it is as it is now"
 HISTORY = 30  # events shown on a case page
-GATES_SHOWN = 25  # gates listed on My items
+WITHIN = RECENT = 14  # My items: due within, done within the last, so many days
 # What a redirect after an action says, by the action's name.
 DONE = {
     "start": "Started {item}.",
@@ -69,14 +69,15 @@ def me(request: Request) -> Response:
     """My items: what the person owns, the gates they may vote on, the cases they are on."""
     who = _viewer(request)
     with read_session(_engine(request)) as session:
-        items = mine.my_items(session=session, person=who.person, today=who.today)
+        items = mine.my_items(
+            session=session, person=who.person, today=who.today, within=WITHIN, recent=RECENT
+        )
     context = {
         "person": who.person,
         "today": who.today,
         "items": items,
-        "within": 14,
-        "recent": 14,
-        "limit": GATES_SHOWN,
+        "within": WITHIN,
+        "recent": RECENT,
         "requests": None,
         "feeds": feed_links(request, who.person),
         "notice": _notice(request),
