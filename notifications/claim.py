@@ -132,6 +132,7 @@ def _recipient(contact: Contact, partner: str, country: str, region: str | None)
         country=contact.country,
         partner_country=country,
         region=region,
+        link_generation=contact.link_generation,
     )
 
 

@@ -50,10 +50,14 @@ from notifications.claim import claim, covered, load, sent_today
 from notifications.post import ChannelResult, PostOffice
 from notifications.preferences import Outgoing, Recipient, plan
 from notifications.record import Work, drop, record
-from notifications.render import Cover, Message, Notice, render, render_bundle
+from notifications.render import Cover, Door, Message, Notice, render, render_bundle
 from notifications.report import DispatchReport
 
 Links = Callable[[dict[str, Any]], str | None]
+# The reader's signed link into the partners' door, made as the message is: with None, to the
+# reader's own page; with a payload, straight to that notice's item (None when it is about no
+# one item). The case office signs them; a link is never stored in the outbox.
+DoorLinks = Callable[[Recipient, dict[str, Any] | None], str | None]
 # Which of the claimed rows are no longer wanted as of `now`, each with why: the case office's
 # rule, asked once per claimed batch.
 Obsolete = Callable[[Sequence[int], datetime], Mapping[int, str]]
@@ -92,6 +96,7 @@ def dispatch(
     obsolete: Obsolete | None = None,
     deputies: Deputies | None = None,
     working_days: WorkingDays | None = None,
+    door: DoorLinks | None = None,
 ) -> DispatchReport:
     """Deliver every waiting notice due by `now`, as each recipient's preferences say.
 
@@ -99,7 +104,8 @@ def dispatch(
     `obsolete` says which claimed rows are no longer wanted: they are recorded `obsolete` with
     the reason and never sent, nor carried in a digest or summary, nor counted to a cap;
     `deputies` says who is away and who reads for them; `working_days` which days a
-    recipient's digest may come on."""
+    recipient's digest may come on; `door` signs the links to act on a message with (the
+    reader's: a deputy's own, for what they read for someone away)."""
     now = now.astimezone(UTC)
     report = DispatchReport()
     width = max(concurrency, 1)
@@ -128,7 +134,9 @@ def dispatch(
                 )
                 holds |= p.holds
                 report.note_holds(p)
-                work += [(recipient, m, _message(m, recipient, now, links)) for m in p.messages]
+                work += [
+                    (recipient, m, _message(m, recipient, now, links, door)) for m in p.messages
+                ]
             _deliver(recorder, now, max_attempts, pool, width, post, work, holds, report)
     return report
 
@@ -178,17 +186,33 @@ def _deliver(
         running -= len(done)
 
 
-def _message(out: Outgoing, recipient: Recipient, now: datetime, links: Links | None) -> Message:
+def _message(
+    out: Outgoing,
+    recipient: Recipient,
+    now: datetime,
+    links: Links | None,
+    door: DoorLinks | None = None,
+) -> Message:
     def link(payload: dict[str, Any]) -> str | None:
         return links(payload) if links is not None else None
 
     cover = _cover(recipient)
+    page = door(recipient, None) if door is not None else None
     if out.kind == "notice":
         payload = out.rows[0].payload
-        return render(payload, link=link(payload), cover=cover)
+        item = door(recipient, payload) if door is not None else None
+        act = Door(page, item) if page else None
+        return render(payload, link=link(payload), cover=cover, door=act)
     notices = [Notice(r.payload, link(r.payload), r.urgent) for r in out.rows]
     day = now.astimezone(ZoneInfo(recipient.zone)).date()
-    return render_bundle(out.kind, notices, day=day, cap=recipient.cap, cover=cover)
+    return render_bundle(
+        out.kind,
+        notices,
+        day=day,
+        cap=recipient.cap,
+        cover=cover,
+        door=Door(page) if page else None,
+    )
 
 
 def _cover(recipient: Recipient) -> Cover | None:

@@ -10,7 +10,7 @@ can be queued again (`requeue_failed`). The work is done in:
 """
 
 from notifications.claim import LEASE
-from notifications.dispatch import Links, Obsolete, RunLinks, dispatch
+from notifications.dispatch import DoorLinks, Links, Obsolete, RunLinks, dispatch
 from notifications.enqueue import dedupe_key, enqueue
 from notifications.preferences import (
     CAP,
@@ -35,6 +35,7 @@ __all__ = [
     "LEASE",
     "QUIET",
     "DispatchReport",
+    "DoorLinks",
     "Links",
     "Obsolete",
     "Outgoing",

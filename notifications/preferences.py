@@ -46,6 +46,9 @@ class Recipient:
     # the last day they are away.
     for_whom: str = ""
     away_until: date | None = None
+    # The generation of their signed links (`contacts.link_generation`): the links a message
+    # carries are signed at it.
+    link_generation: int = 1
 
 
 @dataclass(frozen=True)

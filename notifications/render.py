@@ -24,12 +24,14 @@ TEXTS = tuple(f"{kind}.{suffix}" for kind in ("notice", "bundle") for suffix in 
 # The $fields each text is filled with (`_notice`, `_bundle`, `_cover_fields`); a payload's
 # optional fields (`baseline`, `run`, `note`) are filled only when the notice has them.
 _COVER = frozenset({"cover_text", "cover_md", "cover_html"})
+_DOOR = frozenset({"door_text", "door_md", "door_html"})
 _NOTICE = frozenset(
     {f.name for f in dataclass_fields(NoticePayload)}
     | {"headline", "due_long", "lateness", "action", "run_text", "run_md"}
     | _COVER
+    | _DOOR
 )
-_BUNDLE = frozenset({"headline", "intro", "items"}) | _COVER
+_BUNDLE = frozenset({"headline", "intro", "items"}) | _COVER | _DOOR
 
 
 @dataclass
@@ -179,16 +181,49 @@ class Cover:
         return f"For {self.for_whom}, who is away until {until}: you are their deputy."
 
 
+@dataclass(frozen=True)
+class Door:
+    """Where the reader acts on a message in the partners' door: their personal link (to
+    their page), and for a notice about one item, the link straight to it. Both are signed
+    for the reader when the message is made, and never stored."""
+
+    page: str
+    item: str | None = None
+
+
+def _door_fields(door: Door | None) -> dict[str, str]:
+    """The `door_*` fields: the links to act on a message (email: both; chat: one, short)."""
+    if door is None:
+        return {"door_text": "", "door_md": "", "door_html": ""}
+    page = f'<a href="{escape(door.page)}">your items</a>'
+    if door.item is None:
+        return {
+            "door_text": f"\nYour items: {door.page}\n",
+            "door_md": f"\n[Your items]({door.page})",
+            "door_html": f"<p>Open {page} in the partners' door.</p>",
+        }
+    return {
+        "door_text": f"\nOpen it: {door.item}\nYour items: {door.page}\n",
+        "door_md": f"\n[Open it]({door.item})",
+        "door_html": (
+            f'<p><a href="{escape(door.item)}">Open it in the partners\' door</a> (or {page}).</p>'
+        ),
+    }
+
+
 def render(
     payload: dict[str, Any],
     templates: Path = TEMPLATES,
     link: str | None = None,
     cover: Cover | None = None,
+    door: Door | None = None,
 ) -> Message:
     """Fill the notice templates with one outbox row's payload; with `cover`, for a deputy
-    reading it for someone away (a line first in the message, and a note in the title)."""
+    reading it for someone away (a line first in the message, and a note in the title);
+    with `door`, the reader's links to act on it."""
     return Message(
-        _titled(headline(payload), cover), partial(_notice, payload, templates, link, cover)
+        _titled(headline(payload), cover),
+        partial(_notice, payload, templates, link, cover, door),
     )
 
 
@@ -208,7 +243,12 @@ def _cover_fields(cover: Cover | None) -> dict[str, str]:
 
 
 def _notice(
-    payload: dict[str, Any], templates: Path, link: str | None, cover: Cover | None, suffix: str
+    payload: dict[str, Any],
+    templates: Path,
+    link: str | None,
+    cover: Cover | None,
+    door: Door | None,
+    suffix: str,
 ) -> str:
     late = int(payload.get("days_late") or 0)
     fields = {
@@ -227,7 +267,8 @@ def _notice(
             if link
             else ""
         )
-    return _fill(f"notice.{suffix}", templates, {**fields, **_cover_fields(cover)})
+    fields |= _cover_fields(cover) | _door_fields(door)
+    return _fill(f"notice.{suffix}", templates, fields)
 
 
 def _line(notice: Notice) -> tuple[str, str, str]:
@@ -254,9 +295,11 @@ def render_bundle(
     cap: int = 0,
     templates: Path = TEMPLATES,
     cover: Cover | None = None,
+    door: Door | None = None,
 ) -> Message:
     """One message for many notices: the daily `digest` of what is not urgent, or the
-    `overflow` summary of what is past the recipient's daily cap (`cover`: as for `render`)."""
+    `overflow` summary of what is past the recipient's daily cap (`cover`: as for `render`;
+    `door`: the reader's personal link, to see them all)."""
     count = len(notices)
     if kind == "digest":
         title = f"Daily digest for {day:%a %d %b %Y}: {count} notice(s)"
@@ -268,7 +311,8 @@ def render_bundle(
             "these came after, gathered here instead of one message each."
         )
     return Message(
-        _titled(title, cover), partial(_bundle, title, intro, tuple(notices), templates, cover)
+        _titled(title, cover),
+        partial(_bundle, title, intro, tuple(notices), templates, cover, door),
     )
 
 
@@ -278,6 +322,7 @@ def _bundle(
     notices: Sequence[Notice],
     templates: Path,
     cover: Cover | None,
+    door: Door | None,
     suffix: str,
 ) -> str:
     count = len(notices)
@@ -291,5 +336,5 @@ def _bundle(
     if suffix == "html":
         fields = {k: escape(v) for k, v in fields.items()}
     items = "\n".join(line[part] for line in lines)
-    fields |= _cover_fields(cover)
+    fields |= _cover_fields(cover) | _door_fields(door)
     return _fill(f"bundle.{suffix}", templates, {**fields, "items": items})

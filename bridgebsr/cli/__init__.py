@@ -32,6 +32,7 @@ from bridgebsr.cli.orchestration import up
 from bridgebsr.cli.plan import edit, rebaseline, reschedule
 from bridgebsr.cli.report import report
 from bridgebsr.cli.team import case_reassign, case_team, contacts_retire, milestone_reassign
+from bridgebsr.cli.web import web
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
 from bridgebsr.settings import SECRET_FILE, Settings
 from bridgebsr.store import migrate
@@ -141,6 +142,7 @@ app.add_typer(notifications_app, name="notifications", rich_help_panel=DAILY)
 app.command(rich_help_panel=REPORTS)(report)
 app.command(rich_help_panel=REPORTS)(ical)
 app.command(rich_help_panel=SERVER)(up)
+app.command(rich_help_panel=SERVER)(web)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.catalog import load_template
 from bridgebsr.office import directory, people
 from bridgebsr.office.progress import Actor
+from bridgebsr.rules.texts import email_key
 from bridgebsr.store.db import read_session, write_session
 from models import GateSpec, MilestoneSpec, Source, Template
 
@@ -349,6 +350,21 @@ def edit_contact(
     say(f"{after['email']}: " + (f"changed {', '.join(moved)}" if moved else "nothing changed"))
     for k in moved:
         say(f"  {k}: {before[k] or '-'} -> {after[k] or '-'}")
+
+
+@contacts_app.command("revoke-links")
+def revoke_links(email: Email, by: By = None, as_of: AsOf = None) -> None:
+    """Invalidate every personal link and calendar feed of one person (a lost or forwarded
+    notice), ending their web sessions; their next notice carries a new link."""
+    rt = runtime()
+    with write_session(rt.engine) as session:
+        _, now = people.revoke_links(
+            session=session,
+            email=email,
+            now=parse_when(as_of, rt),
+            actor=Actor(who(rt, by).email),
+        )
+    say(f"{email_key(email)}: every earlier link revoked (link generation now {now})")
 
 
 @contacts_app.command("away")

@@ -151,11 +151,19 @@ def up(
     port: Annotated[int, typer.Option("--port", help="Port of the local Prefect server.")] = (
         DEFAULT_PORT
     ),
+    web_port: Annotated[
+        int | None,
+        typer.Option(
+            "--web-port", help="Port of the partners' web app [default: BRIDGEBSR_WEB_PORT, 4280]."
+        ),
+    ] = None,
     as_of: AsOf = None,
 ) -> None:
-    """Start Prefect locally (or use PREFECT_API_URL) and serve every pilot flow on schedule."""
+    """Start Prefect locally (or use PREFECT_API_URL) and serve every pilot flow on schedule,
+    with the partners' web app beside it on 127.0.0.1."""
     port = bounded(port, "--port", 1, 65535)
     rt = runtime(ready=False)
+    web_port = bounded(web_port or rt.settings.web_port, "--web-port", 1, 65535)
     migrate.upgrade(rt.engine)
     if demo:
         from bridgebsr import demo as demo_data
@@ -178,13 +186,23 @@ def up(
             raise typer.Exit(_fail_line(str(exc))) from None
         api = server.api_url
     os.environ["PREFECT_API_URL"] = api
+    from bridgebsr.web.serve import Background
+
+    door = Background(rt, port=web_port, log_file=home / "web.log")
+    try:
+        door.start()
+    except RuntimeError as exc:
+        if server is not None:
+            server.stop()
+        raise typer.Exit(_fail_line(str(exc))) from None
     _marker(rt).write_text(json.dumps({"api_url": api, "pid": os.getpid()}))
     try:
-        _serve(rt, api)
+        _serve(rt, api, door.url)
     except KeyboardInterrupt:
         pass
     finally:
         _marker(rt).unlink(missing_ok=True)
+        door.stop()
         if server is not None:
             say("stopping the Prefect server")
             server.stop()
@@ -196,7 +214,7 @@ def _fail_line(message: str) -> int:
     return 1
 
 
-def _serve(rt: Runtime, api: str) -> None:
+def _serve(rt: Runtime, api: str, web: str) -> None:
     import asyncio
 
     from flows.deployments import DEPLOYMENTS, serve_all
@@ -206,6 +224,7 @@ def _serve(rt: Runtime, api: str) -> None:
     def ready(first_run: str) -> None:
         say("")
         console.print(f"[bold]bridgebsr is up[/bold]: Prefect UI {escape(ui)}", markup=True)
+        say(f"  partners' web app: {web} (links in notices: {rt.settings.web_url()})")
         say(f"  case store: {shown_url(rt.settings.resolved_database_url())}")
         say(f"  deployments: {', '.join(DEPLOYMENTS)}")
         if first_run:

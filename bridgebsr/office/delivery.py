@@ -1,4 +1,6 @@
-"""Running dispatch passes: in this process, or in several worker processes at once.
+"""Running dispatch passes: in this process, or in several worker processes at once. Each
+message carries its reader's signed links into the partners' door (`web.links`), made as it
+is delivered.
 
 Delivery through Apprise spends its time in Python (each webhook call opens its own HTTP
 connection through `requests`), so one process is bound by one core however many threads it
@@ -12,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from functools import partial
 from multiprocessing import get_context
+from typing import Any
 
 from sqlmodel import Session
 
@@ -21,8 +24,16 @@ from bridgebsr.office.people import deputies, working_days
 from bridgebsr.office.stale import obsolete_notices
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
+from bridgebsr.web.links import NoticeLinks
 from models import CaseEvent, Source
-from notifications.outbox import DispatchReport, RunLinks, dispatch, requeue_failed
+from notifications.outbox import (
+    DispatchReport,
+    DoorLinks,
+    Recipient,
+    RunLinks,
+    dispatch,
+    requeue_failed,
+)
 from notifications.post import BadChannel, PostOffice
 
 # Messages in flight in one pass, shared by its worker processes: also the most a pass that
@@ -96,10 +107,24 @@ def _dispatch(
         obsolete=partial(obsolete_notices, rt.engine),
         deputies=partial(deputies, rt.engine),
         working_days=working_days,
+        door=door_links(rt.settings, now),
     )
     if post.full is not None:
         report.disk_full = str(post.local_log)
     return report
+
+
+def door_links(settings: Settings, now: datetime) -> DoorLinks:
+    """The links a message carries, signed at `now` for its reader (their own generation):
+    their page, and the item a notice is about."""
+    links = NoticeLinks(settings, now)
+
+    def door(reader: Recipient, payload: dict[str, Any] | None) -> str | None:
+        if payload is None:
+            return links.page(reader.id, reader.link_generation)
+        return links.item(reader.id, reader.link_generation, payload)
+
+    return door
 
 
 def retry_failed(

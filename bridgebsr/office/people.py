@@ -158,6 +158,28 @@ def edit_contact(
     return before, after
 
 
+def revoke_links(
+    *, session: Session, email: str, now: datetime, actor: Actor = OPERATOR
+) -> tuple[int, int]:
+    """Invalidate every personal link and calendar feed `email` holds, and end their open
+    sessions in the web app: their link generation moves on (the next notice carries a link
+    of the new one); recorded as `contact.revoke-links`. The generation before and after."""
+    contact = _contact(session, email, lock=True)
+    before = contact.link_generation
+    contact.link_generation = before + 1
+    _record(
+        session,
+        "contact.revoke-links",
+        contact.email,
+        {"link_generation": before},
+        {"link_generation": before + 1},
+        actor,
+        now,
+    )
+    session.commit()
+    return before, before + 1
+
+
 def _record(
     session: Session,
     kind: str,

@@ -7,9 +7,10 @@ events, the ladder steps already sent to the retiree kept from the successor as 
 keeps them), each team role (`team.set`), and each gate vote not cast yet in the gate's
 round (the successor is made the holder of the gate's approver role on that case's team).
 Each case moves to its next version with one audit event per change. Then the contact is
-marked retired (`retired_at`, `successor_id`), every notice still waiting for them in the
-outbox is `suppressed`, and ONE notice tells the successor what they took over. History keeps
-the retiree: events name them by address, decisions by contact id, and nothing is rewritten.
+marked retired (`retired_at`, `successor_id`) and their signed links stop working (their
+link generation moves on), every notice still waiting for them in the outbox is
+`suppressed`, and ONE notice tells the successor what they took over. History keeps the
+retiree: events name them by address, decisions by contact id, and nothing is rewritten.
 
 From then on no notice reaches the retired address: the directory snapshot the monitor and
 the openings read leaves retired contacts out, so they hold no role and are told nothing.

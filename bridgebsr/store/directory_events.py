@@ -30,7 +30,8 @@ KINDS = frozenset(
         "contact.edit",  # `contacts edit`: the fields that changed
         "contact.preferences",  # `contacts prefs`: the preferences that changed
         "contact.import",  # a contacts file added (before None) or changed one contact
-        "contact.retire",  # a contact left (and who took over)
+        "contact.retire",  # a contact left (and who took over); their links stop too
+        "contact.revoke-links",  # every signed link of a contact invalidated at once
         "partner.import",  # a partners file added (before None) or changed one partner
         "absence.add",  # `contacts away`: after is the absence
         "absence.cancel",  # `contacts away --cancel`: after None when the absence was removed

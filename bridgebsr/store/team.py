@@ -124,11 +124,16 @@ def retired_at(conn: Connection, contact_id: int) -> datetime | None:
 
 
 def retire(conn: Connection, contact_id: int, successor_id: int, now: datetime) -> None:
-    """Mark the contact retired as of `now`, succeeded by `successor_id`."""
+    """Mark the contact retired as of `now`, succeeded by `successor_id`; their signed links
+    stop working (their link generation moves on)."""
     conn.execute(
         update(_CONTACTS)
         .where(_CONTACTS.c.id == contact_id)
-        .values(retired_at=now, successor_id=successor_id)
+        .values(
+            retired_at=now,
+            successor_id=successor_id,
+            link_generation=_CONTACTS.c.link_generation + 1,
+        )
     )
 
 

@@ -336,7 +336,8 @@ for argv in (
         main()
     except SystemExit as exc:
         assert not exc.code, (argv, exc.code)
-heavy = ("prefect", "apprise")  # the orchestrator and the post office load on demand only
+# The orchestrator, the post office and the web server load on demand only.
+heavy = ("prefect", "apprise", "starlette", "uvicorn")
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
 sys.stderr.write("PREFECT-MODULES " + ",".join(loaded) + "\\n")
 """
@@ -357,7 +358,9 @@ def _prefect_modules(home: Path, *extra: str) -> list[str]:
     return [m for m in line.removeprefix("PREFECT-MODULES ").split(",") if m]
 
 
-def test_read_only_commands_do_not_import_prefect_or_apprise(demo_home: Path) -> None:
+def test_read_only_commands_do_not_import_prefect_apprise_or_the_web_server(
+    demo_home: Path,
+) -> None:
     assert _prefect_modules(demo_home) == []
 
 

@@ -7,7 +7,7 @@ run in this process. Then the sweep: the runs' Prefect logs, artifacts and resul
 Prefect server keeps on disk (its database, results and log), every table of the case store,
 every file under the bridgebsr home (the local log, the portfolio report's HTML and XLSX) and
 the exports (`bridgebsr report` as CSV, XLSX and HTML, `bridgebsr ical`), and the commands'
-output.
+output. The signed links each message carried (its reader's token) are swept for the same way.
 """
 
 import json
@@ -34,6 +34,8 @@ from typer.testing import CliRunner
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.cli import app
+from bridgebsr.web import tokens
+from bridgebsr.web.links import NoticeLinks
 from flows.cases import pilot_lifecycle
 from flows.monitor import monitor_milestones
 from flows.reports import daily_digest, dispatch_notifications, portfolio_report
@@ -129,10 +131,12 @@ def test_no_run_file_export_or_output_ever_shows_the_canary(
     assert [out for out in outputs if CANARY in out] == []
 
     # The case store, every table.
+    tables: dict[str, str] = {}
     with store.engine.connect() as conn:
         for table in SQLModel.metadata.sorted_tables:
             dump = repr(conn.execute(text(f'SELECT * FROM "{table.name}"')).all())
             assert CANARY not in dump, table.name
+            tables[table.name] = dump
 
     # Every file: the home (local log, the portfolio report's files), the exports, and all
     # the Prefect server keeps (its database with logs, states and artifacts; results).
@@ -147,3 +151,23 @@ def test_no_run_file_export_or_output_ever_shows_the_canary(
     # The sweep sees what the runs logged: the server's files hold the monitor's log line.
     server = os.environ["PREFECT_HOME"]
     assert any(n.startswith(server) and b"notification(s) written" in d for n, d in contents)
+
+    # The signed links the messages carried (each reader's, signed as each pass ran) are in
+    # none of it either: not a log, artifact, result, output, table or file.
+    shown = [*messages, *outputs, json.dumps(results, default=str), *tables.values()]
+    shown += [json.dumps(a.data, default=str) for a in artifacts]
+    passes = (AS_OF, AS_OF + timedelta(hours=1), AS_OF + timedelta(hours=2))
+    with store.engine.connect() as conn:
+        readers = conn.execute(text("SELECT id, link_generation FROM contacts")).all()
+    for now in passes:
+        links = NoticeLinks(store.settings, now)
+        for reader, generation in readers:
+            token = links.page(reader, generation).rsplit("/", 1)[1]
+            assert (
+                tokens.read(
+                    token, secret=store.settings.signing_key(), purpose="page", now=now
+                ).contact_id
+                == reader
+            )  # a real link
+            assert [text_ for text_ in shown if token in text_] == []
+            assert [name for name, data in contents if token.encode() in data] == []
