@@ -9,6 +9,7 @@ agree; a third person's browser sees none of it (403 on the case's address). Scr
 My items and the case page go to build/screenshots (`make screenshots`: docs/screenshots).
 """
 
+import html
 import re
 import threading
 import time
@@ -131,19 +132,22 @@ def test_a_partner_acts_from_the_notice_and_a_council_member_votes(
     assert report.sent, "dispatch sent nothing"
     mails = [m for m in smtp.received() if OWNER in m.rcpt_tos]
     assert mails, f"no email for {OWNER}"
-    found = re.search(re.escape(door.url) + r"/l/[\w.\-]+(\?next=[\w/%.#\-]+)?", mails[0].text)
-    assert found, f"the notice carries no personal link:\n{mails[0].text}"
+    # The message's "your items" link: the personal link that signs her in to My items.
+    found = re.search(r'<a href="([^"]+)">your items</a>', mails[0].html)
+    assert found, f"the notice carries no personal link:\n{mails[0].html}"
+    link = html.unescape(found.group(1))
+    assert link.startswith(f"{door.url}/l/"), link
 
     # The case owner opens her link: My items, then the case page, and completes her item.
-    owner = _signed_in(browser, found.group(0))
-    owner.goto(f"{door.url}/me")
+    owner = _signed_in(browser, link)
+    expect(owner).to_have_url(f"{door.url}/me")
     expect(owner.get_by_role("heading", name="My items")).to_be_visible()
     due = owner.locator("#due")
     expect(due.get_by_role("link", name=CASE).first).to_be_visible()
     screenshot(owner, "door-my-items")
     owner.goto(f"{door.url}/cases/{CASE}")
     expect(owner.get_by_role("heading", name=re.compile(CASE))).to_be_visible()
-    row = owner.locator(f"#m-{ITEM} + tr.actions")
+    row = owner.locator(f"[id='{ITEM}'] + tr.actions")
     row.locator("summary").click()
     row.get_by_label("Note").fill("Plan agreed with the SME on the phone")
     row.scroll_into_view_if_needed()
@@ -160,9 +164,9 @@ def test_a_partner_acts_from_the_notice_and_a_council_member_votes(
     gates = council.locator("#gates")
     expect(gates).to_contain_text("expert-panel minutes")  # the template's evidence text
     gates.get_by_role("link", name="Vote").first.click()
-    expect(council).to_have_url(re.compile(f"/cases/{IP_CASE}#g-{GATE}"))
+    expect(council).to_have_url(re.compile(f"/cases/{IP_CASE}#{GATE}"))
     expect(council.locator("#history")).to_have_count(0)  # only what the vote needs
-    vote = council.locator(f"#g-{GATE}")
+    vote = council.locator(f"[id='{GATE}']")
     vote.get_by_label("Comment").fill("Sound model; trial it.")
     vote.get_by_role("button", name="Approve").click()
     expect(council.locator("p.notice")).to_have_text(f"Your approval of {GATE} is recorded.")
