@@ -13,6 +13,7 @@ from bridgebsr.errors import NotFound
 from bridgebsr.rules import lifecycle
 from bridgebsr.rules.texts import email_key
 from bridgebsr.store import case_rows as store
+from bridgebsr.store.evidence import evidence_of
 from models import (
     FINISHED_MILESTONE,
     Baseline,
@@ -135,13 +136,33 @@ def show_case(*, session: Session, key: str, today: date) -> dict[str, Any]:
     nodes: list[Milestone | Gate] = sorted(
         [*milestones, *gates], key=lambda n: (n.forecast_due, n.key)
     )
+    template = store.pinned_template(session, case.kind, case.template_version)
+    specs = template.field_specs()
+    to_look_at = {g.key: g.evidence.strip() for g in template.gates}
+    links = evidence_of(session.connection(), case.id) if case.id is not None else []
     return {
         **_case_row(case, owner.email, partner.code),
         "baseline_target": case.baseline_target.isoformat(),
         "template_version": case.template_version,
+        "fields": [
+            {"name": k, "label": spec.title(), "kind": spec.kind.value, "value": case.fields.get(k)}
+            for k, spec in specs.items()
+            if k in case.fields or spec in template.fields
+        ],
         "baselines": _baselines(session, case),
         "milestones": [_milestone_row(m, emails, today) for m in milestones],
-        "gates": [_gate_row(session, g, emails) for g in gates],
+        "gates": [
+            {**_gate_row(session, g, emails), "to_look_at": to_look_at.get(g.key, "")}
+            for g in gates
+        ],
+        "evidence": [
+            {
+                **e,
+                "at": e["at"].isoformat(),
+                "source": str(getattr(e["source"], "value", e["source"])),
+            }
+            for e in links
+        ],
         "critical_path": [n.key for n in nodes if n.critical],
         "events": _events(session, case),
     }
@@ -162,6 +183,7 @@ def _milestone_row(m: Milestone, emails: dict[Any, str], today: date) -> dict[st
         "finished_on": m.finished_on.isoformat() if m.finished_on else None,
         "overdue": not finished and m.planned_due < today,
         "critical": m.critical,
+        "fields": m.fields,
     }
 
 
