@@ -1,7 +1,7 @@
 """Read-only views of the portfolio: case lists and one case in full."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -281,6 +281,7 @@ class GateView:
     votes: int
     refused: int
     deadline: date | None
+    to_look_at: str = ""  # the gate's template `evidence`: what to look at before deciding
 
     @property
     def waiting(self) -> bool:
@@ -308,7 +309,9 @@ def gate_view(*, session: Session, case_key: str, gate_key: str) -> GateView:
             CaseEvent.subject == gate.key,
         )
     ).all()
-    return _gate_view(case, gate, decisions, refusals)
+    template = store.pinned_template(session, case.kind, case.template_version)
+    look = next((g.evidence.strip() for g in template.gates if g.key == gate.key), "")
+    return replace(_gate_view(case, gate, decisions, refusals), to_look_at=look)
 
 
 def _gate_view(
