@@ -158,7 +158,8 @@ def progress_milestone(
         before, after = field_rules.changed(work.case.fields, captured)
         if after:
             work.case.fields = field_rules.merged(work.case.fields, captured)
-            changes.append(Change("case.fields", milestone.key, before, after))
+            # Before the step: the case's forecast move is noted on the step's own event.
+            changes.insert(0, Change("case.fields", milestone.key, before, after))
     _evidence(work, "milestone", milestone.key, milestone.round, links, actor)
     _commit(session, work, changes, actor, now, expected_version)
     return milestone
