@@ -33,6 +33,29 @@ SME_REQUESTS = (
     ("henrik.oberg@ostersjo-vita.example", "kpi-record"),
 )
 
+# Each demo SME's case fields (shared-sme-service), by its contact.
+SMES = {
+    "oskar.lundback@lundback-dx.example": {
+        "sme_name": "Lundbäck Diagnostics AB", "sector": "diagnostics", "employees": "14"
+    },
+    "ruta.zemaityte@gintarelis-bio.example": {
+        "sme_name": "Gintarėlis Bio UAB", "sector": "biotech", "employees": "23"
+    },
+    "ingrid.odegard@orland-marine.example": {
+        "sme_name": "Ørland Marine Ingredients AS", "sector": "food-and-agri", "employees": "41"
+    },
+    "henrik.oberg@ostersjo-vita.example": {
+        "sme_name": "Östersjö Vita AB", "sector": "pharma", "employees": "8"
+    },
+}  # fmt: skip
+SERVICE_TYPES = ("financing", "ip", "eu-programme", "partnering")
+# What the demo records when it completes a milestone that captures fields.
+CAPTURES = {
+    "capital-commitments": {"funds_raised_eur": "1250000.00", "founders_committed": "6"},
+    "trial-run": {"ip_cases_handled": "37", "regions_in_trial": "5"},
+    "trial-evaluation": {"evaluation_report": "https://bridge-bsr.example/ip-trial-evaluation"},
+}
+
 
 def load_consortium(rt: Runtime) -> None:
     """Import the shipped partners and contacts of the Bridge-BSR consortium (idempotent)."""
@@ -87,6 +110,8 @@ def load_demo(rt: Runtime, today: date) -> list[str]:
                 None,
                 8 + 9 * i,
                 through,
+                fields=SMES.get(owner, {}),
+                captures={"triage-decision": {"service_type": SERVICE_TYPES[i % 4]}},
             )
         )
     for key in keys:
@@ -108,6 +133,8 @@ def _case(
     partner: str | None,
     days_ago: int,
     through: str | None,
+    fields: dict[str, str] | None = None,
+    captures: dict[str, dict[str, str]] | None = None,
 ) -> str:
     start = today - timedelta(days=days_ago)
     with write_session(rt.engine) as session:
@@ -121,9 +148,10 @@ def _case(
             start=start,
             now=_at(start),
             source=Source.DEMO,
+            fields=fields,
         ).key
     if through:
-        _advance(rt, key, through, today)
+        _advance(rt, key, through, today, {**CAPTURES, **(captures or {})})
     return key
 
 
@@ -133,8 +161,11 @@ def _nodes(rt: Runtime, key: str) -> dict[str, Node]:
     return {n.key: n for n in plan.nodes()}
 
 
-def _advance(rt: Runtime, key: str, through: str, today: date) -> None:
-    """Finish `through` and all it depends on, in order, each a little early or late."""
+def _advance(
+    rt: Runtime, key: str, through: str, today: date, captures: dict[str, dict[str, str]]
+) -> None:
+    """Finish `through` and all it depends on, in order, each a little early or late,
+    recording the `captures` of the milestones that capture fields."""
     needed = _ancestors(_nodes(rt, key), through)
     for n in range(len(needed)):
         nodes = _nodes(rt, key)
@@ -163,6 +194,7 @@ def _advance(rt: Runtime, key: str, through: str, today: date) -> None:
                 actor=DEMO,
                 now=_at(day),
                 on=day,
+                fields=captures.get(node.key),
             )
 
 

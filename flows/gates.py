@@ -61,9 +61,15 @@ def _form_description(view: GateView) -> str:
         f"## {view.case_key} · {view.title}\n\n"
         f"Needs **{view.required}** approval(s) from a **{view.approver_role}**; "
         f"{view.approvals} so far in round {view.round}. Deadline: **{deadline}**.\n\n"
+        f"{_to_look_at(view)}"
         "Give your decision and your e-mail address. One rejection sends the case back for "
         "rework or cancels it, as the pilot's template says."
     )
+
+
+def _to_look_at(view: GateView) -> str:
+    """The gate's template text on what to look at before deciding, as a paragraph."""
+    return f"**Before deciding, look at:** {view.to_look_at}\n\n" if view.to_look_at else ""
 
 
 def _view(case_key: str, gate_key: str) -> GateView:

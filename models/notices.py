@@ -41,6 +41,7 @@ class NoticePayload:
     baseline: date | None = None  # a milestone's original due date (None: as `due`; gates)
     run: str | None = None  # the flow run that found it, if a flow did
     note: str | None = None  # what a notice that is no ladder step says (a handover)
+    to_look_at: str | None = None  # a gate's: what to look at before deciding (its evidence)
 
     def as_json(self) -> dict[str, Any]:
         """The payload as the outbox stores it (JSON types; no `run` when none)."""

@@ -1,6 +1,9 @@
 """The lifecycle template schema: what a pilot kind's YAML file may say."""
 
 from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -9,6 +12,7 @@ from models.enums import DayKind, TimeoutOutcome
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=60)]
 Loc = tuple[str | int, ...]
+FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
 
 CASE_OWNER = "case-owner"
 NODE_OWNER = "owner"
@@ -58,12 +62,64 @@ class _Node(_Spec):
         return value
 
 
+class FieldKind(StrEnum):
+    """What a case field holds (`bridgebsr.rules.fields` parses and checks each)."""
+
+    TEXT = "text"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    DATE = "date"
+    CHOICE = "choice"
+    EMAIL = "email"
+    URL = "url"
+    BOOL = "bool"
+
+
+class FieldSpec(_Spec):
+    """A typed value a case carries: declared for the case (`fields:`) or captured when a
+    milestone completes (`capture:`). `min`/`max` bound numbers and dates, `max_length` text."""
+
+    key: FieldName
+    kind: FieldKind
+    label: str = ""
+    help: str = ""
+    required: bool = False
+    choices: list[Annotated[str, StringConstraints(min_length=1, max_length=60)]] = Field(
+        default_factory=list
+    )
+    min: Decimal | date | None = None
+    max: Decimal | date | None = None
+    max_length: int | None = Field(default=None, ge=1, le=2000)
+
+    def title(self) -> str:
+        """The label people read: the declared one, else the key in words."""
+        return self.label or self.key.replace("_", " ").capitalize()
+
+
+class FieldRef(_Spec):
+    """A case field captured at a milestone: `required` says whether completing the
+    milestone needs a value (one the case already holds counts)."""
+
+    key: FieldName
+    required: bool = False
+
+
 class MilestoneSpec(_Node):
-    """A milestone: owned by a role, lasting `duration` days after its predecessors finish."""
+    """A milestone: owned by a role, lasting `duration` days after its predecessors finish;
+    `capture` names the fields its completion records (a case field's name, or a field of
+    its own declared in full)."""
 
     owner: Slug = CASE_OWNER
     duration: int = Field(ge=0, le=2000)
     strict: bool | None = None
+    capture: list[FieldSpec | FieldRef] = Field(default_factory=list)
+
+    @field_validator("capture", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [{"key": item} if isinstance(item, str) else item for item in value]
+        return value
 
 
 class ApproverRule(_Spec):
@@ -114,6 +170,32 @@ class Template(_Spec):
     milestones: list[MilestoneSpec] = Field(min_length=1)
     gates: list[GateSpec] = Field(default_factory=list)
     ladder: list[LadderStep] = Field(default_factory=list)
+    fields: list[FieldSpec] = Field(default_factory=list)
+
+    def field_specs(self) -> dict[str, FieldSpec]:
+        """Every field a case of this kind may hold, by key: the case's own, then those its
+        milestones capture, in file order."""
+        found = {f.key: f for f in self.fields}
+        for m in self.milestones:
+            for c in m.capture:
+                if isinstance(c, FieldSpec):
+                    found.setdefault(c.key, c)
+        return found
+
+    def captured(self, milestone: str) -> list[FieldSpec]:
+        """The fields completing `milestone` records, each as declared, with `required` as
+        the capture says (empty for a milestone of no template, such as an added one)."""
+        specs = self.field_specs()
+        for m in self.milestones:
+            if m.key == milestone:
+                return [
+                    c
+                    if isinstance(c, FieldSpec)
+                    else specs[c.key].model_copy(update={"required": c.required})
+                    for c in m.capture
+                    if c.key in specs
+                ]
+        return []
 
     def nodes(self) -> Iterator[MilestoneSpec | GateSpec]:
         """Milestones and gates in file order."""
@@ -157,8 +239,74 @@ def template_problems(t: Template) -> list[tuple[Loc, str]]:
         for j, role in enumerate(step.notify):
             if role not in roles | {NODE_OWNER}:
                 problems.append((("ladder", i, "notify", j), _unknown_role(role, t)))
+    problems += _field_problems(t)
     if not problems:
         problems += _cycles(t, keys)
+    return problems
+
+
+def _field_problems(t: Template) -> list[tuple[Loc, str]]:
+    """Field declarations: unique keys, choices for a choice, bounds that fit the kind, and
+    captures that name a case field or declare one of their own."""
+    problems = _duplicates("fields", [f.key for f in t.fields])
+    problems = [(loc, msg.replace("key '", "field '")) for loc, msg in problems]
+    case_fields = {f.key for f in t.fields}
+    declared = set(case_fields)
+    for i, spec in enumerate(t.fields):
+        problems += _spec_problems(("fields", i), spec)
+    for i, m in enumerate(t.milestones):
+        for j, c in enumerate(m.capture):
+            loc: Loc = ("milestones", i, "capture", j)
+            if isinstance(c, FieldRef):
+                if c.key not in case_fields:
+                    problems.append(
+                        (
+                            (*loc, "key"),
+                            f"'{c.key}' is no case field; declare it under fields, "
+                            "or give its kind here",
+                        )
+                    )
+            elif c.key in declared:
+                problems.append(
+                    (
+                        (*loc, "key"),
+                        f"field '{c.key}' is declared twice; name it only "
+                        "(capture: [" + c.key + "]) to capture a case field",
+                    )
+                )
+            else:
+                declared.add(c.key)
+                problems += _spec_problems(loc, c)
+    return problems
+
+
+_NUMBERS = (FieldKind.INTEGER, FieldKind.DECIMAL)
+
+
+def _spec_problems(loc: Loc, spec: FieldSpec) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    if spec.kind is FieldKind.CHOICE:
+        if not spec.choices:
+            problems.append(((*loc, "choices"), "a choice field needs `choices: [a, b, ...]`"))
+        elif len({c.casefold() for c in spec.choices}) != len(spec.choices):
+            problems.append(((*loc, "choices"), "a choice is listed twice"))
+    elif spec.choices:
+        problems.append(((*loc, "choices"), f"only a choice field has choices, not {spec.kind}"))
+    for bound in ("min", "max"):
+        value = getattr(spec, bound)
+        if value is None:
+            continue
+        if spec.kind in _NUMBERS and not isinstance(value, Decimal):
+            problems.append(((*loc, bound), f"{bound} of a {spec.kind} field is a number"))
+        elif spec.kind is FieldKind.DATE and not isinstance(value, date):
+            problems.append(((*loc, bound), f"{bound} of a date field is a date (2026-01-31)"))
+        elif spec.kind not in (*_NUMBERS, FieldKind.DATE):
+            problems.append(((*loc, bound), f"a {spec.kind} field has no {bound}"))
+    if spec.min is not None and spec.max is not None and type(spec.min) is type(spec.max):
+        if spec.min > spec.max:  # type: ignore[operator]
+            problems.append(((*loc, "max"), f"max {spec.max} is below min {spec.min}"))
+    if spec.max_length is not None and spec.kind is not FieldKind.TEXT:
+        problems.append(((*loc, "max_length"), "only a text field has max_length"))
     return problems
 
 

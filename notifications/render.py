@@ -28,6 +28,7 @@ _DOOR = frozenset({"door_text", "door_md", "door_html"})
 _NOTICE = frozenset(
     {f.name for f in dataclass_fields(NoticePayload)}
     | {"headline", "due_long", "lateness", "action", "run_text", "run_md"}
+    | {"look_text", "look_md", "look_html"}
     | _COVER
     | _DOOR
 )
@@ -260,12 +261,18 @@ def _notice(
         "run_text": f"\nFollow it in the Prefect UI: {link}\n" if link else "",
         "run_md": f"\n[Follow it in the Prefect UI]({link})" if link else "",
     }
+    look = str(payload.get("to_look_at") or "")
+    fields["look_text"] = f"\nBefore deciding, look at: {look}\n" if look else ""
+    fields["look_md"] = f"\n**Before deciding, look at:** {look}\n" if look else ""
     if suffix == "html":
         fields = {k: escape(v) for k, v in fields.items()}
         fields["run_html"] = (
             f'<p>Follow it in the Prefect UI: <a href="{escape(link)}">{escape(link)}</a></p>'
             if link
             else ""
+        )
+        fields["look_html"] = (
+            f"<p><b>Before deciding, look at:</b> {escape(look)}</p>" if look else ""
         )
     fields |= _cover_fields(cover) | _door_fields(door)
     return _fill(f"notice.{suffix}", templates, fields)

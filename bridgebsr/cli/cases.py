@@ -31,6 +31,7 @@ from bridgebsr.cli.orchestration import sync_case_runs
 from bridgebsr.office import cases as case_uc
 from bridgebsr.office import progress, queries
 from bridgebsr.office.queries import GateView
+from bridgebsr.rules.fields import parse_pairs
 from bridgebsr.rules.roles import parse_assignments
 from bridgebsr.rules.rows import GateRow
 from bridgebsr.store.db import read_session, write_session
@@ -42,6 +43,14 @@ milestone_app = typer.Typer(
 )
 gate_app = typer.Typer(help="Approve or reject a case's gates.", no_args_is_help=True)
 
+Fields = Annotated[
+    list[str] | None,
+    typer.Option("--field", help="NAME=VALUE of a field (repeat); see `templates show KIND`."),
+]
+Evidence = Annotated[
+    list[str] | None,
+    typer.Option("--evidence", help="An http(s) link to what shows it (repeat)."),
+]
 LIST_COLUMNS = ("key", "kind", "status", "stage", "owner", "partner", "target", "forecast", "title")
 
 
@@ -60,6 +69,7 @@ def open_(
         list[str] | None,
         typer.Option("--team", help="ROLE=EMAIL: who holds a role on this case (repeat)."),
     ] = None,
+    field: Fields = None,
     as_of: AsOf = None,
 ) -> None:
     """Open a case of a pilot KIND; prints its key."""
@@ -77,8 +87,35 @@ def open_(
             start=parse_day(start, "--start"),
             now=now,
             team=parse_assignments(team or [], "--team"),
+            fields=parse_pairs(field or [], "--field"),
         )
         say(case.key)
+
+
+@case_app.command("set")
+def set_(
+    key: str,
+    values: Annotated[
+        list[str], typer.Argument(help="NAME=VALUE of a field of the case (empty clears it).")
+    ],
+    by: By = None,
+    as_of: AsOf = None,
+    if_version: IfVersion = None,
+) -> None:
+    """Set field values of a case (see `templates show KIND` for its fields)."""
+    rt = runtime()
+    actor = who(rt, by)
+    with write_session(rt.engine) as session:
+        case = case_uc.set_fields(
+            session=session,
+            key=key,
+            values=parse_pairs(values, "case set"),
+            actor=actor.email,
+            now=parse_when(as_of, rt),
+            expected_version=expected_version(if_version),
+        )
+        say(f"{case.key} fields set (version {case.version})")
+    actor.tell()
 
 
 @case_app.command("list")
@@ -156,6 +193,8 @@ def _print_case(data: dict[str, Any]) -> None:
         f"start {data['start']} · target {data['target']} (originally "
         f"{data['baseline_target']}) · forecast {data['forecast']} ({data['slip_days']:+d} days)"
     )
+    for f in data["fields"]:
+        say(f"{f['label']} ({f['name']}): {'-' if f['value'] is None else f['value']}")
     for b in data["baselines"]:
         say(
             f"baseline {b['number']}: {b['at'][:10]} by {b['who']}, "
@@ -188,6 +227,15 @@ def _print_case(data: dict[str, Any]) -> None:
         data["gates"],
         ("key", "status", "round", "approvers", "deadline", "planned_due", "forecast_due", "votes"),
     )
+    for g in data["gates"]:
+        if g["to_look_at"]:
+            say(f"gate {g['key']}, to look at before deciding: {g['to_look_at']}")
+    if data["evidence"]:
+        emit_table(
+            "Evidence",
+            data["evidence"],
+            ("item_kind", "item_key", "round", "url", "added_by", "at"),
+        )
     say("critical path: " + " → ".join(data["critical_path"]))
     history = [
         {
@@ -248,6 +296,8 @@ def _milestone_command(action: str) -> Any:
         ] = None,
         as_of: AsOf = None,
         if_version: IfVersion = None,
+        field: Fields = None,
+        evidence: Evidence = None,
     ) -> None:
         rt = runtime()
         actor = who(rt, by)
@@ -261,6 +311,8 @@ def _milestone_command(action: str) -> Any:
                 now=parse_when(as_of, rt),
                 on=parse_day(on, "--on"),
                 expected_version=expected_version(if_version),
+                fields=parse_pairs(field or [], "--field"),
+                evidence=evidence or [],
             )
             say(f"{key.upper()} {m.key} is {m.status.value}; forecast due {m.forecast_due}")
         actor.tell()
@@ -282,6 +334,7 @@ def _gate_command(decision: Decision) -> Any:
         comment: Annotated[str, typer.Option("--comment", help="Reasoning, kept.")] = "",
         as_of: AsOf = None,
         if_version: IfVersion = None,
+        evidence: Evidence = None,
     ) -> None:
         rt = runtime()
         actor = who(rt, by)
@@ -294,6 +347,7 @@ def _gate_command(decision: Decision) -> Any:
                 actor=progress.Actor(actor.email, comment=comment),
                 now=parse_when(as_of, rt),
                 expected_version=expected_version(if_version),
+                evidence=evidence or [],
             )
         with read_session(rt.engine) as session:
             view = queries.gate_view(session=session, case_key=key, gate_key=g.key)

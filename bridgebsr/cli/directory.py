@@ -166,6 +166,23 @@ def show_template(
         rows,
         ("stage", "key", "what", "days", "after", "who", "title"),
     )
+    where = {f.key: "case" for f in t.fields}
+    for m in t.milestones:
+        for c in m.capture:
+            where[c.key] = ", ".join(filter(None, (where.get(c.key), f"captured at {m.key}")))
+    fields = [
+        {**f.model_dump(mode="json"), "where": where.get(f.key, ""), "label": f.title(),
+         "allowed": ", ".join(f.choices) or _bounds(f.min, f.max)}
+        for f in t.field_specs().values()
+    ]  # fmt: skip
+    if fields:
+        emit_table("Fields", fields, ("key", "kind", "label", "required", "allowed", "where"))
+
+
+def _bounds(low: object, high: object) -> str:
+    if low is not None and high is not None:
+        return f"{low} to {high}"
+    return f"at least {low}" if low is not None else f"at most {high}" if high is not None else ""
 
 
 def _node_row(t: Template, n: MilestoneSpec | GateSpec) -> dict[str, str]:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.case_sheets import Dates, Inputs, Part, Problems, check_columns
 from bridgebsr.exchange.catalog import Catalog, checksum
+from bridgebsr.rules import fields as field_rules
 from bridgebsr.rules.people import Directory, Person
 from bridgebsr.rules.roles import check_team_role, parse_assignments
 from bridgebsr.rules.rows import Organisation
@@ -68,6 +69,7 @@ class NewCase:
     today: date
     steps: list[Step] = field(default_factory=list)
     team: tuple[tuple[str, int], ...] = ()  # (role, contact id): its case team
+    fields: tuple[tuple[str, Any], ...] = ()  # (field, stored value): its field values
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,13 @@ class Validator:
         self.emails: dict[str, str | None] = {}
 
     def run(self) -> Valid:
-        headers = [check_columns(self.inputs.cases, CASE_COLUMNS)]
+        # Besides its own columns, the cases sheet may have one per field of any template.
+        self.field_columns = sorted(
+            {k for t in self.catalog.templates.values() for k in t.field_specs()}
+            - {*CASE_COLUMNS[0], *CASE_COLUMNS[1]}
+        )
+        required, optional = CASE_COLUMNS
+        headers = [check_columns(self.inputs.cases, (required, (*optional, *self.field_columns)))]
         if self.inputs.progress is not None:
             headers.append(check_columns(self.inputs.progress, PROGRESS_COLUMNS))
         if refused := [h for h in headers if h]:
@@ -208,6 +216,7 @@ class Validator:
             team: tuple[tuple[str, int], ...] = ()
             if raw.get("team") and kind is not None:
                 team = cell(part, 0, n, "team", self._team, raw["team"], kind) or ()
+            values = self._fields(part, n, raw, kind) if kind is not None else ()
             if kind is not None and kind.template.kind not in pinned_checked:
                 pinned_checked.add(kind.template.kind)
                 stored = self.pinned.get((kind.template.kind, kind.template.version))
@@ -231,11 +240,43 @@ class Validator:
             if ok and kind and owner and lead and start and title:
                 today = self._today(lead.timezone)
                 out[ref] = NewCase(
-                    n, ref, kind, title, owner, lead, start, target, today, team=team
+                    n,
+                    ref,
+                    kind,
+                    title,
+                    owner,
+                    lead,
+                    start,
+                    target,
+                    today,
+                    team=team,
+                    fields=values,
                 )
             else:
                 out[ref] = None
         return out
+
+    def _fields(
+        self, part: Part, n: int, raw: dict[str, str], kind: Kind
+    ) -> tuple[tuple[str, Any], ...]:
+        """The row's field cells, checked by the one field rule (`rules.fields`, the checker
+        of the kind built once); a problem is named by its column."""
+        given = {c: raw[c] for c in self.field_columns if raw.get(c)}
+        checker = field_rules.for_template(kind.template)
+        for column in [c for c in given if c not in checker.specs]:
+            known = ", ".join(checker.specs) or "none"
+            self._add(part, 0, n, column, f"{kind.template.kind} has no such field ({known})")
+            del given[column]
+        try:
+            values = checker.check(given)
+        except ValueError as exc:
+            column, _, why = str(exc).partition(": ")
+            self._add(part, 0, n, column, why)
+            return ()
+        held = {k: v for k, v in values.items() if v is not None}
+        for name in field_rules.missing_at_open(kind.template, held):
+            self._add(part, 0, n, name, f"empty; a {kind.template.kind} case needs it")
+        return tuple(held.items())
 
     def _progress(self, part: Part, cases: dict[str, NewCase | None]) -> None:
         cell = self._cell
@@ -320,7 +361,19 @@ class Validator:
     def _check_case(self, part: Part, case: NewCase, broken: set[str]) -> None:
         """The dates against the case and today, and the lifecycle rules between milestones."""
         steps = {s.milestone: s for s in case.steps}
+        held = dict(case.fields)
         for s in case.steps:
+            if s.status is MilestoneStatus.DONE:
+                checker = field_rules.captures(case.kind.template, s.milestone)
+                for name in checker.missing(held):
+                    self._add(
+                        part,
+                        1,
+                        s.row,
+                        "status",
+                        f"completing {s.milestone} records {name}; give it in column {name} "
+                        f"of case '{case.ref}' in {self.inputs.cases.label}",
+                    )
             for column, day in (("started_on", s.started_on), ("finished_on", s.finished_on)):
                 if day is None:
                     continue

@@ -12,7 +12,7 @@ an earlier one wrote and does not write it again.
 """
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import islice
 from typing import Any
@@ -82,7 +82,9 @@ def _pass(bind: Engine | Connection, ctx: PassContext, report: MonitorReport) ->
     with marks.session(bind) as s:
         marks.alone(s)
         directory = load_directory(s.connection())
-        ladders = {key: Ladder.of(t) for key, t in templates(s).items()}
+        pinned = templates(s)
+        ladders = {key: Ladder.of(t) for key, t in pinned.items()}
+        looks = {key: {g.key: g.evidence.strip() for g in t.gates} for key, t in pinned.items()}
         marks.mark_overdue(s, ctx, report)
         marks.mark_expired(s, ctx, report)
         found = candidates(s, ctx.today, horizon(ctx.today, ladders.values()))
@@ -93,22 +95,29 @@ def _pass(bind: Engine | Connection, ctx: PassContext, report: MonitorReport) ->
         # is gone before the next one starts, so memory stays flat.
         while chunk := list(islice(found, PLAN_CHUNK)):
             planner.voted |= voted(s, [c for c in chunk if c.item_kind == "gate"])
-            stored = enqueue(s.connection(), notices(planner.dues(chunk), ctx), now=ctx.now)
+            made = notices(planner.dues(chunk), ctx, looks)
+            stored = enqueue(s.connection(), made, now=ctx.now)
             _announce(stored, report, escalated)
         _escalations(escalated, report)
         _count(s, report)
         s.commit()
 
 
-def notices(dues: Dues, ctx: PassContext) -> Iterator[OutboxNotice]:
+def notices(
+    dues: Dues, ctx: PassContext, looks: Mapping[tuple[str, int], Mapping[str, str]] | None = None
+) -> Iterator[OutboxNotice]:
     """Each pick as a notice for the outbox. The recipients of one step of one item get the
-    same payload, made once."""
+    same payload, made once; a gate's notice says what to look at before deciding (its
+    template's `evidence`, from `looks`: (kind, version) -> gate -> text)."""
     for c, picks in dues:
         payloads: dict[str, NoticePayload] = {}
+        look = None
+        if c.item_kind == "gate" and looks:
+            look = looks.get((c.pilot, c.template_version), {}).get(c.key) or None
         for pick in picks:
             payload = payloads.get(pick.step.key)
             if payload is None:
-                payload = payloads[pick.step.key] = _payload(c, pick, ctx)
+                payload = payloads[pick.step.key] = _payload(c, pick, ctx, look)
             yield OutboxNotice(
                 case_id=c.case_id,
                 recipient_id=pick.person.id,
@@ -119,7 +128,7 @@ def notices(dues: Dues, ctx: PassContext) -> Iterator[OutboxNotice]:
             )
 
 
-def _payload(c: Candidate, pick: Pick, ctx: PassContext) -> NoticePayload:
+def _payload(c: Candidate, pick: Pick, ctx: PassContext, look: str | None = None) -> NoticePayload:
     """What a notice about candidate `c` says at the step `pick` reached."""
     return NoticePayload(
         case=c.case_key,
@@ -138,6 +147,7 @@ def _payload(c: Candidate, pick: Pick, ctx: PassContext) -> NoticePayload:
         # plan is as it always was (and its dedupe key too).
         baseline=c.baseline if c.baseline != c.due else None,
         run=ctx.run,
+        to_look_at=look,
     )
 
 

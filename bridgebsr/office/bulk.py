@@ -236,6 +236,7 @@ class _Plans:
             case.target,
             note,
             case.team,
+            case.fields,
         )
         planned = self.planner.plan(
             opening, key, source_ref=_source_ref(self.cases_label, case.row)

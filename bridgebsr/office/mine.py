@@ -37,7 +37,7 @@ from models import (
     Case,
     CaseStatus,
     Decision,
-    Evidence,
+    FieldSpec,
     Gate,
     GateDecision,
     GateStatus,
@@ -305,7 +305,7 @@ def case_page(*, session: Session, key: str, person: Person, today: date) -> Cas
     found = case_scope(conn, key)
     if found is None:
         return CasePage(Access.NONE, {})
-    case_id, version, fields, facts = found
+    case_id, version, _, facts = found
     kind = facts.kind
     level = (
         Access.FULL
@@ -318,11 +318,12 @@ def case_page(*, session: Session, key: str, person: Person, today: date) -> Cas
         shown = show_case(session=session, key=key, today=today)
     except NotFound:
         return CasePage(Access.NONE, {})
-    texts = _evidence_texts(session, {(kind, version)})[(kind, version)]
-    evidence = _evidence(session, case_id)
+    evidence: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for link in shown["evidence"]:
+        evidence.setdefault((link["item_kind"], link["item_key"]), []).append(link)
     for gate in shown["gates"]:
         voted = {d["by"] for d in gate["decisions"] if d["round"] == gate["round"]}
-        gate["evidence"] = texts.get(gate["key"], "")
+        gate["evidence"] = gate["to_look_at"]
         gate["approvals"] = sum(
             1
             for d in gate["decisions"]
@@ -338,8 +339,9 @@ def case_page(*, session: Session, key: str, person: Person, today: date) -> Cas
         gate["voted"] = person.email in voted
         gate["links"] = evidence.get(("gate", gate["key"]), [])
     if level is Access.VOTE:
-        return CasePage(level, _vote_only(shown, evidence))
+        return CasePage(level, _vote_only(shown))
     directory = load_directory(conn)
+    template = case_rows.pinned_template(session, kind, version)
     for m in shown["milestones"]:
         holder = directory.by_email.get(m["owner"]) if m["owner"] else None
         owner = holder.id if holder else None
@@ -348,17 +350,29 @@ def case_page(*, session: Session, key: str, person: Person, today: date) -> Cas
             person, owner, facts
         )
         m["links"] = evidence.get(("milestone", m["key"]), [])
+        m["captures"] = [_capture(spec) for spec in template.captured(m["key"])]
     shown["team"] = [
         {"role": role, "name": directory.people[cid].name, "email": directory.people[cid].email}
         for role, cid in sorted(facts.team.items())
         if cid in directory.people
     ]
-    shown["fields"] = dict(fields or {})
     shown["events"].reverse()  # newest first
     return CasePage(level, shown)
 
 
-def _vote_only(shown: dict[str, Any], evidence: dict[Any, list[Any]]) -> dict[str, Any]:
+def _capture(spec: FieldSpec) -> dict[str, Any]:
+    """A field a completion captures, as the form asks for it."""
+    return {
+        "key": spec.key,
+        "label": spec.title(),
+        "help": spec.help,
+        "kind": spec.kind.value,
+        "required": spec.required,
+        "choices": list(spec.choices),
+    }
+
+
+def _vote_only(shown: dict[str, Any]) -> dict[str, Any]:
     """What a voter outside the case's scope is shown: the case's name and version, the gates
     they may vote on (with evidence text and votes so far), and the evidence links given."""
     return {
@@ -368,27 +382,8 @@ def _vote_only(shown: dict[str, Any], evidence: dict[Any, list[Any]]) -> dict[st
         "status": shown["status"],
         "version": shown["version"],
         "gates": [g for g in shown["gates"] if g["may_vote"] or g["voted"]],
-        "evidence": [link for links in evidence.values() for link in links],
+        "evidence": shown["evidence"],
     }
-
-
-def _evidence(session: Session, case_id: int) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """The case's evidence links by (item kind, item key), in the order added."""
-    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for e in session.execute(
-        select(Evidence).where(col(Evidence.case_id) == case_id).order_by(col(Evidence.id))
-    ).scalars():
-        found.setdefault((e.item_kind, e.item_key), []).append(
-            {
-                "item": e.item_key,
-                "round": e.round,
-                "url": e.url,
-                "note": e.note,
-                "by": e.added_by,
-                "at": e.at.isoformat(),
-            }
-        )
-    return found
 
 
 def _open_roles(conn: Any, case_id: int) -> set[str]:

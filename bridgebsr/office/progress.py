@@ -4,14 +4,16 @@ A deputy may act for a person while that person is away (`rules.people.acting_fo
 step on the absent person's milestone, or their vote on a gate as the absent approver, is
 recorded with the deputy as actor and the event naming whom it was on behalf of."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, select
 from sqlmodel import Session, SQLModel
 
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
+from bridgebsr.rules import fields as field_rules
 from bridgebsr.rules import lifecycle, planning
 from bridgebsr.rules import progress as rules
 from bridgebsr.rules.access import may_decide
@@ -20,6 +22,7 @@ from bridgebsr.rules.people import Away, Person, acting_for
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
 from bridgebsr.store import absences
 from bridgebsr.store import case_rows as store
+from bridgebsr.store.evidence import add_evidence
 from bridgebsr.store.prepared import Prepared
 from bridgebsr.store.team import load_teams
 from models import (
@@ -131,17 +134,85 @@ def progress_milestone(
     now: datetime,
     on: date | None = None,
     expected_version: int | None = None,
+    fields: Mapping[str, str] | None = None,
+    evidence: Sequence[str] = (),
 ) -> MilestoneRow:
-    """Start, complete or waive one milestone (`on` backdates it); dependents' forecasts move."""
+    """Start, complete or waive one milestone (`on` backdates it); dependents' forecasts move.
+    A completion records the values of the fields the milestone captures (`fields`, name ->
+    text, checked by `rules.fields`; a required one must be given unless the case holds it)
+    on the milestone and the case, and `evidence` links to what shows it done."""
     work = _begin(session, case_key, f"{action} milestone {milestone_key}", now, expected_version)
     milestone = _milestone(work, milestone_key)
+    if (fields or evidence) and action != "complete":
+        raise InvalidInput("--field and --evidence go with `milestone complete`")
+    links = [_link(text) for text in evidence]
+    captured = _capture(work, milestone, fields or {}) if action == "complete" else None
     day = _check_day(work, on)
     change = rules.step(work.plan, milestone, action, day)
     for away in _standing_in(work, actor.email):
         if away.contact_id == milestone.owner_id:
             _on_behalf(change, away)
-    _commit(session, work, [change], actor, now, expected_version)
+    changes = [change]
+    if captured:
+        change.after["fields"] = captured
+        milestone.fields = dict(captured)
+        before, after = field_rules.changed(work.case.fields, captured)
+        if after:
+            work.case.fields = field_rules.merged(work.case.fields, captured)
+            # Before the step: the case's forecast move is noted on the step's own event.
+            changes.insert(0, Change("case.fields", milestone.key, before, after))
+    _evidence(work, "milestone", milestone.key, milestone.round, links, actor)
+    _commit(session, work, changes, actor, now, expected_version)
     return milestone
+
+
+def _link(text: str) -> str:
+    try:
+        return field_rules.url(text)
+    except ValueError as exc:
+        raise InvalidInput(f"--evidence: {exc}") from None
+
+
+def _capture(work: _Work, milestone: MilestoneRow, given: Mapping[str, str]) -> dict[str, Any]:
+    """The captured values of a completion, checked; refused when a required one is missing
+    (and the case holds none)."""
+    checker = field_rules.captures(work.template, milestone.key)
+    if given and not checker.specs:
+        raise InvalidInput(
+            f"--field: milestone {milestone.key} of {work.case.key} captures no fields; "
+            f"set case fields with `bridgebsr case set {work.case.key} NAME=VALUE`"
+        )
+    values = {k: v for k, v in checker.values(given, "--field ").items() if v is not None}
+    missing = checker.missing({**work.case.fields, **values})
+    if missing:
+        spec = checker.specs[missing[0]]
+        raise InvalidInput(
+            f"--field {spec.key}: completing {milestone.key} records {spec.title().lower()} "
+            f"({spec.kind.value}); give --field {spec.key}=VALUE"
+        )
+    return values
+
+
+def _evidence(
+    work: _Work, item_kind: str, key: str, round_: int, links: Sequence[str], actor: Actor
+) -> None:
+    add_evidence(
+        work.loaded.conn,
+        [
+            {
+                "case_id": work.case.id,
+                "item_kind": item_kind,
+                "item_key": key,
+                "round": round_,
+                "url": link,
+                "note": actor.comment,
+                "added_by": actor.email,
+                "at": work.now,
+                "source": actor.source,
+            }
+            for link in links
+        ],
+    )
 
 
 def decide_gate(
@@ -153,10 +224,13 @@ def decide_gate(
     actor: Actor,
     now: datetime,
     expected_version: int | None = None,
+    evidence: Sequence[str] = (),
 ) -> GateRow:
-    """Record one approver's decision; N approvals pass the gate, one rejection sends it back."""
+    """Record one approver's decision (with `evidence` links it rests on); N approvals pass
+    the gate, one rejection sends it back."""
     work = _begin(session, case_key, f"{decision.value} gate {gate_key}", now, expected_version)
     gate = _gate(work, gate_key)
+    links = [_link(text) for text in evidence]
     deputy = store.contact_by_email(work.loaded.conn, actor.email)
     what = f"gate {gate.key} of {work.case.key}"
     rules.check_decision(work.plan, gate, decision.value)
@@ -189,6 +263,7 @@ def decide_gate(
         },
     )
     votes[approver.id] = decision
+    _evidence(work, "gate", gate.key, gate.round, links, actor)
     if decision is Decision.APPROVE:
         approvals = sum(v is Decision.APPROVE for v in votes.values())
         changes = rules.approve(gate, approvals, work.today)

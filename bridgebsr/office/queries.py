@@ -1,7 +1,7 @@
 """Read-only views of the portfolio: case lists and one case in full."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -13,6 +13,7 @@ from bridgebsr.errors import NotFound
 from bridgebsr.rules import lifecycle
 from bridgebsr.rules.texts import email_key
 from bridgebsr.store import case_rows as store
+from bridgebsr.store.evidence import evidence_of
 from models import (
     FINISHED_MILESTONE,
     Baseline,
@@ -134,13 +135,36 @@ def show_case(*, session: Session, key: str, today: date) -> dict[str, Any]:
         [*milestones, *gates], key=lambda n: (n.forecast_due, n.key)
     )
     decisions = _decisions(session, gates)
+    template = store.pinned_template(session, case.kind, case.template_version)
+    specs = template.field_specs()
+    to_look_at = {g.key: g.evidence.strip() for g in template.gates}
+    links = evidence_of(session.connection(), case.id) if case.id is not None else []
     return {
         **_case_row(case, emails[case.owner_id], code),
         "baseline_target": case.baseline_target.isoformat(),
         "template_version": case.template_version,
+        "fields": [
+            {"name": k, "label": spec.title(), "kind": spec.kind.value, "value": case.fields.get(k)}
+            for k, spec in specs.items()
+            if k in case.fields or spec in template.fields
+        ],
         "baselines": _baselines(session, case),
         "milestones": [_milestone_row(m, emails, today) for m in milestones],
-        "gates": [_gate_row(g, decisions.get(g.id, []), emails) for g in gates],
+        "gates": [
+            {
+                **_gate_row(g, decisions.get(g.id, []), emails),
+                "to_look_at": to_look_at.get(g.key, ""),
+            }
+            for g in gates
+        ],
+        "evidence": [
+            {
+                **e,
+                "at": e["at"].isoformat(),
+                "source": str(getattr(e["source"], "value", e["source"])),
+            }
+            for e in links
+        ],
         "critical_path": [n.key for n in nodes if n.critical],
         "events": _events(session, case),
     }
@@ -161,6 +185,7 @@ def _milestone_row(m: Milestone, emails: dict[Any, str], today: date) -> dict[st
         "finished_on": m.finished_on.isoformat() if m.finished_on else None,
         "overdue": not finished and m.planned_due < today,
         "critical": m.critical,
+        "fields": m.fields,
     }
 
 
@@ -270,6 +295,7 @@ class GateView:
     votes: int
     refused: int
     deadline: date | None
+    to_look_at: str = ""  # the gate's template `evidence`: what to look at before deciding
 
     @property
     def waiting(self) -> bool:
@@ -297,7 +323,9 @@ def gate_view(*, session: Session, case_key: str, gate_key: str) -> GateView:
             CaseEvent.subject == gate.key,
         )
     ).all()
-    return _gate_view(case, gate, decisions, refusals)
+    template = store.pinned_template(session, case.kind, case.template_version)
+    look = next((g.evidence.strip() for g in template.gates if g.key == gate.key), "")
+    return replace(_gate_view(case, gate, decisions, refusals), to_look_at=look)
 
 
 def _gate_view(

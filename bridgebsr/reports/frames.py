@@ -28,13 +28,6 @@ SME_KIND: Final = "shared-sme-service"
 TRIAGE_MILESTONE: Final = "triage-decision"
 UNTRIAGED: Final = "untriaged"
 UNSPECIFIED: Final = "unspecified"
-# Service types of the shared SME service, each with the words a triage note may use for it.
-SERVICE_TYPES: Final = (
-    ("ip", r"\bip\b|\bipr\b|intellectual[- ]property|patent|licen[cs]"),
-    ("financing", r"financ|funding|investor|investment|capital|\bloan"),
-    ("eu-programme", r"\beu\b|horizon|interreg|eurostars"),
-    ("partnering", r"partner"),
-)
 
 OPEN_CASE: Final = (CaseStatus.DRAFT, CaseStatus.ACTIVE, CaseStatus.ON_HOLD)
 FINISHED: Final = (MilestoneStatus.DONE, MilestoneStatus.WAIVED)
@@ -98,8 +91,9 @@ class Frames:
     - `events`: the audit trail of the gates sent back for rework (round above 1), for their
       earlier rounds: one row per `gate.open`, `gate.approve` and `gate.reject` in the order
       written: case_id, kind, gate, round, at (UTC), deadline (set on opening).
-    - `notes`: the note on every completion of a `triage-decision` milestone, in the order
-      written: case_id, note (the SME figures read those of SME requests).
+    - `fields`: the cases' field values (`cases.fields`), indexed like `cases` (same rows,
+      same order), one column per field any pinned template declares, each value as
+      `rules.fields.typed` gives it (decimals as Decimal, dates as date), None where unset.
     - `positions`: the row in `cases` of each row of `milestones` and of `gates`.
     - `added`: the milestones added to one case only, by case id (only cases with some), in
       seq order; they are in `milestones` like the template's own.
@@ -114,7 +108,7 @@ class Frames:
     milestones: pd.DataFrame
     gates: pd.DataFrame
     events: pd.DataFrame
-    notes: pd.DataFrame
+    fields: pd.DataFrame
     calendars: Sequence[WorkCalendar]
     positions: Mapping[str, IntArray] = field(repr=False, compare=False)
     added: Mapping[int, tuple[AddedItem, ...]] = field(default_factory=dict)
@@ -147,7 +141,7 @@ def only_cases(frames: Frames, rows: Any) -> Frames:
         milestones=milestones,
         gates=gates,
         events=kept(frames.events),
-        notes=kept(frames.notes),
+        fields=frames.fields[keep],
         calendars=frames.calendars,
         positions={
             "milestones": rows_of(ids, milestones["case_id"]),

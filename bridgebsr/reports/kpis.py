@@ -63,12 +63,13 @@ Rules, decided once here:
   round from the gate's row, the earlier ones from the audit trail (`gate.open` to the
   `gate.reject` of the same round). Decision time runs from the day the gate opened to the
   day it was decided.
-- SME service type: the shared-sme-service template has no field for it; triage is the
-  milestone `triage-decision`. The type is read from the note on its latest completion
-  (`bridgebsr milestone complete KEY triage-decision --note "financing: seed round"`): the
-  first of `ip`, `financing`, `eu-programme`, `partnering` named in the note, reading from
-  the left (see SERVICE_TYPES for the words each is known by). A request not yet
-  triaged is `untriaged`; one triaged with no recognisable note is `unspecified`.
+- SME service type: the case field `service_type` of the shared-sme-service template (one of
+  `ip`, `financing`, `eu-programme`, `partnering`), given at open, with `case set`, or
+  captured when `triage-decision` completes (`--field service_type=financing`). A request
+  without one is `untriaged` until its triage is done, `unspecified` after.
+- Case fields (`fields`): any choice field groups cases (`build_field_counts`: cases per
+  pilot and value); integer and decimal fields are summed per pilot, partner and country
+  (`build_field_totals`, decimals exactly); `case_fields` lists every case with its values.
 - Forecast: every open case is rescheduled as of `as_of` with the planner's own rule
   (`bridgebsr.rules.schedule`: actual starts and finishes count, nothing unfinished is due
   before `as_of`, finish-to-start links with lags, each item in its own calendar), all
@@ -90,6 +91,13 @@ from bridgebsr.reports.delivery import (
     build_sla_breaches_by_month,
     milestone_facts,
 )
+from bridgebsr.reports.fields import (
+    build_case_fields,
+    build_field_counts,
+    build_field_totals,
+    choice_fields,
+    number_fields,
+)
 from bridgebsr.reports.forecast import build_forecast, forecast_items
 from bridgebsr.reports.frames import (
     BREACH_STATES,
@@ -99,7 +107,6 @@ from bridgebsr.reports.frames import (
     PARTNER,
     PILOT,
     SERVICE_TYPE,
-    SERVICE_TYPES,
     SME_KIND,
     TRIAGE_MILESTONE,
     UNSPECIFIED,
@@ -120,7 +127,6 @@ __all__ = [
     "PARTNER",
     "PILOT",
     "SERVICE_TYPE",
-    "SERVICE_TYPES",
     "SME_KIND",
     "TRIAGE_MILESTONE",
     "UNSPECIFIED",
@@ -128,6 +134,9 @@ __all__ = [
     "Frames",
     "build_all",
     "build_case_counts",
+    "build_case_fields",
+    "build_field_counts",
+    "build_field_totals",
     "build_forecast",
     "build_gate_times",
     "build_milestone_kpis",
@@ -157,5 +166,11 @@ def build_all(frames: Frames) -> dict[str, pd.DataFrame]:
     tables["sla_breaches"] = build_sla_breaches(frames)
     tables["sla_breaches_by_month"] = build_sla_breaches_by_month(frames)
     tables["sme_service"] = build_sme_service(frames)
+    for name in choice_fields(frames):
+        tables[f"cases_by_{name}"] = build_field_counts(frames, name)
+    if number_fields(frames):
+        for dim in CASE_DIMENSIONS:
+            tables[f"field_totals_by_{dim}"] = build_field_totals(frames, (dim,))
+    tables["case_fields"] = build_case_fields(frames)
     tables["forecast"] = build_forecast(frames)
     return tables

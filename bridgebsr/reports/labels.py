@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from decimal import Decimal
 from html import escape
 from typing import Any, Final
 
@@ -119,6 +120,7 @@ VIEWS: Final[dict[str, str]] = {
     "sla_breaches": "Milestones that missed their due date",
     "sla_breaches_by_month": "Missed due dates by month",
     "sme_service": "Shared SME service",
+    "case_fields": "Case fields",
     "forecast": "Forecast of every open case",
     "plans": "Plans of the open cases: original, agreed, forecast",
 }
@@ -131,8 +133,11 @@ XLSX_FORMATS: Final[dict[str, str]] = {
 }
 
 
-def label(column: str) -> str:
-    """The header people read for `column`."""
+def label(column: str, names: dict[str, str] | None = None) -> str:
+    """The header people read for `column`: `names` first (a view's own, such as the labels
+    its template gives a case field: `frame.attrs["labels"]`), then the table's."""
+    if names and column in names:
+        return names[column]
     known = COLUMNS.get(column)
     if known:
         return known[0]
@@ -181,6 +186,8 @@ def shown(value: Any, fmt: str) -> str:
         return f"{period:%b %Y}"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if fmt in ("int", "num") and isinstance(value, Decimal):
+        return str(value)  # a decimal field's sum: every digit kept
     return str(value)
 
 
@@ -193,8 +200,9 @@ def html_table(frame: pd.DataFrame, css: str) -> str:
     flat = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
     formats = [kind(str(c), flat[c]) for c in flat.columns]
     align = ["n" if f in NUMERIC else "t" for f in formats]
+    names = frame.attrs.get("labels")
     head = "".join(
-        f"<th class='{a}'>{escape(label(str(c)))}</th>"
+        f"<th class='{a}'>{escape(label(str(c), names))}</th>"
         for c, a in zip(flat.columns, align, strict=True)
     )
     rows = []

@@ -9,6 +9,7 @@ partner's region only in the same country), asked once per distinct (country, pa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -28,7 +29,6 @@ from bridgebsr.reports.frames import (
     GATE_EVENTS,
     PARTNER,
     PILOT,
-    TRIAGE_MILESTONE,
     AddedItem,
     DayArray,
     Frames,
@@ -54,10 +54,12 @@ from bridgebsr.reports.queries import (
 )
 from bridgebsr.reports.readers import CursorReader, Reader, reader
 from bridgebsr.rules.calendars import WorkCalendar, Workdays, calendar_of
+from bridgebsr.rules.fields import typed
 from models import (
     CaseEvent,
     CaseStatus,
     Contact,
+    FieldSpec,
     Gate,
     GateSpec,
     GateStatus,
@@ -72,7 +74,7 @@ from models import (
 def load(source: Session | Connection | Engine, *, as_of: date) -> Frames:
     """Read the columns the KPIs need with a few set-based SELECTs, in one snapshot: the
     cases, partners, contacts and pinned templates; every milestone and gate; the audit
-    events of gates sent back for rework; the triage notes.
+    events of gates sent back for rework. The cases' field values come with the cases.
 
     Given an engine on a SQLite file or PostgreSQL, the rows come through Arrow (ADBC), column
     by column in C, in one read-only snapshot (`readers.reader`). Given a session or a
@@ -156,7 +158,7 @@ def _load(read: Reader, as_of: date) -> Frames:
         milestones=milestones,
         gates=gates,
         events=_read_gate_events(read, sql, context),
-        notes=_read_notes(read, sql, context),
+        fields=_fields(raw_cases, cases.index, templates.values()),
         calendars=calendars,
         positions={"milestones": milestone_rows, "gates": gate_rows},
         added=added,
@@ -240,6 +242,28 @@ def _case_calendars(
     unique = sorted(set(found))
     where = np.array([unique.index(name) for name in found], dtype=np.int64)
     return pd.Categorical.from_codes(where[codes], dtype=pd.CategoricalDtype(unique)), known
+
+
+def _fields(raw: pd.DataFrame, index: pd.Index, templates: Any) -> pd.DataFrame:
+    """The field values of the cases (`raw`, as the case query read them, JSON text), in the
+    order of `index`: one column per field the templates declare, each distinct text parsed
+    once, each value typed by `rules.fields.typed`."""
+    specs: dict[str, FieldSpec] = {}
+    for template in templates:
+        for key, spec in template.field_specs().items():
+            specs.setdefault(key, spec)
+    texts = raw.set_index("case_id")["fields"].reindex(index)
+    codes, uniques = pd.factorize(texts.fillna("{}").astype(str).to_numpy())
+    parsed = [json.loads(text) for text in uniques]
+    out = pd.DataFrame(index=index)
+    for key, spec in specs.items():
+        values = or_missing(
+            [typed(spec, p.get(key)) if p.get(key) is not None else None for p in parsed]
+        )
+        out[key] = values[codes] if len(codes) else np.empty(0, dtype=object)
+    out.attrs["labels"] = {key: spec.title() for key, spec in specs.items()}
+    out.attrs["kinds"] = {key: spec.kind.value for key, spec in specs.items()}
+    return out
 
 
 def _read_cases(
@@ -411,20 +435,6 @@ def _read_gate_events(read: Reader, sql: Sql, context: _Context) -> pd.DataFrame
             "at": utc_stamps(raw["at"]),
             "deadline": day_stamps(raw["deadline"]),
         }
-    )
-
-
-def _read_notes(read: Reader, sql: Sql, context: _Context) -> pd.DataFrame:
-    raw = read.records(
-        select(col(CaseEvent.id), col(CaseEvent.case_id), sql.text(col(CaseEvent.comment))).where(
-            col(CaseEvent.kind) == "milestone.complete",
-            col(CaseEvent.subject) == TRIAGE_MILESTONE,
-        ),
-        ["id", "case_id", "note"],
-    ).sort_values("id", kind="stable", ignore_index=True)  # sorted here: no scan in id order
-    raw = _of_known_cases(raw, context)
-    return pd.DataFrame(
-        {"case_id": raw["case_id"].astype("int64"), "note": raw["note"].fillna("").astype(object)}
     )
 
 

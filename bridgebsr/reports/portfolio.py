@@ -203,6 +203,7 @@ def flat(frame: pd.DataFrame) -> pd.DataFrame:
         if isinstance(out[name].dtype, pd.PeriodDtype):
             out[name] = out[name].astype(str)
     out.columns = [str(c) for c in out.columns]
+    out.attrs = dict(frame.attrs)
     return out
 
 
@@ -264,7 +265,8 @@ def _sheet(book: Any, sheet: str, frame: pd.DataFrame) -> None:
             table[column] = [labels.shown(v, fmt) for v in frame[column].astype(object)]
         elif fmt == "num" and pd.api.types.is_float_dtype(frame[column]):
             table[column] = frame[column].round(1)  # shown as 79 or 5.3 ("General")
-    table.columns = [labels.label(str(c)) for c in frame.columns]
+    names = frame.attrs.get("labels")
+    table.columns = [labels.label(str(c), names) for c in frame.columns]
     table = ooxml_escaped(neutralised(table))
     table.to_excel(book, sheet_name=sheet, index=False)
     ws = book.sheets[sheet]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, Final, cast
 
-from sqlalchemy import BigInteger, Date, Integer, func, literal, select
+from sqlalchemy import BigInteger, Date, Integer, String, func, literal, select
 from sqlalchemy import case as sql_case
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.sql.elements import ColumnElement
@@ -73,6 +73,7 @@ class Sql:
 CASE_COLUMNS: Final = (
     *("case_id", "key", PILOT, "template_version", "lead_partner_id", COUNTRY, "status"),
     *("current_stage", "start_date", "target_date", "forecast_date", "closed_at", "version"),
+    "fields",  # JSON text, parsed once per distinct text (`load`)
 )
 
 
@@ -91,6 +92,7 @@ def case_query(sql: Sql) -> Any:
         sql.day(col(Case.forecast_date), in_sql=True),
         sql.seconds(col(Case.closed_at)),
         col(Case.version),
+        sql_cast(col(Case.fields), String),
     )
 
 

@@ -1,4 +1,5 @@
-"""The shared SME service: requests by country and service type, first response, delivery."""
+"""The shared SME service: requests by country and service type (the case field
+`service_type`), first response, delivery."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from bridgebsr.reports.frames import (
@@ -14,7 +16,6 @@ from bridgebsr.reports.frames import (
     PARTNER,
     PILOT,
     SERVICE_TYPE,
-    SERVICE_TYPES,
     SME_KIND,
     TRIAGE_MILESTONE,
     UNSPECIFIED,
@@ -33,15 +34,13 @@ from bridgebsr.reports.groups import Grouping, group_keys
 from models import CaseStatus, MilestoneStatus
 
 
-def service_type(notes: pd.Series[Any]) -> pd.Series[Any]:
-    """The service type each triage note names first (see SERVICE_TYPES), else
-    `unspecified`. Each distinct note is read once."""
-    codes, uniques = pd.factorize(notes.fillna("").astype(str).str.lower())
-    pattern = "|".join(f"({words})" for _, words in SERVICE_TYPES)
-    found = pd.Series(uniques).str.extract(pattern).notna().to_numpy()
-    names = np.array([name for name, _ in SERVICE_TYPES] + [UNSPECIFIED], dtype=object)
-    first = np.where(found.any(axis=1), found.argmax(axis=1), len(SERVICE_TYPES))
-    return pd.Series(names[first][codes] if len(codes) else [], index=notes.index, dtype=object)
+def service_type(frames: Frames, ids: Any) -> npt.NDArray[np.object_]:
+    """Each case's `service_type` field (the shared SME service template declares it and
+    captures it at triage), `unspecified` where it holds none."""
+    if SERVICE_TYPE not in frames.fields.columns:
+        return np.full(len(ids), UNSPECIFIED, dtype=object)
+    values = frames.fields[SERVICE_TYPE].reindex(ids).to_numpy(dtype=object)
+    return np.where(pd.isna(values), UNSPECIFIED, values)
 
 
 def sme_requests(frames: Frames) -> pd.DataFrame:
@@ -65,14 +64,15 @@ def _sme_requests(frames: Frames) -> pd.DataFrame:
     done &= m["finished_on"].notna().to_numpy()
     first = m["finished_on"][done].groupby(m["case_id"][done]).min()
     triaged = set(m["case_id"][done & (m["key"] == TRIAGE_MILESTONE).to_numpy()])
-    notes = frames.notes.drop_duplicates("case_id", keep="last").set_index("case_id")["note"]
     out = case_columns(
         frames, rows, ["key", COUNTRY, PARTNER, "status", "start_date", "closed_on"]
     ).rename(columns={"key": "case"})
     ids = cases.index.to_numpy()[rows]
     out.insert(0, "case_id", ids)
-    kinds = service_type(notes.reindex(ids).reset_index(drop=True)).to_numpy()
-    out.insert(5, SERVICE_TYPE, np.where(np.isin(ids, list(triaged)), kinds, UNTRIAGED))
+    kinds = service_type(frames, ids)
+    # A request with no service type yet is untriaged until its triage is done.
+    untriaged = (kinds == UNSPECIFIED) & ~np.isin(ids, list(triaged))
+    out.insert(5, SERVICE_TYPE, np.where(untriaged, UNTRIAGED, kinds))
     out["first_response_on"] = first.reindex(ids).to_numpy()
     completed = (out["status"] == CaseStatus.COMPLETED.value).to_numpy()
     start = day_array(out["start_date"])

@@ -28,7 +28,8 @@ class Opening:
     """What a case is opened with: its template, title, owner, lead partner and start, and
     `today` at the lead partner (what its forecast is as of). `target` keeps a given target
     date (default: the planned end); `note` adds to the `case.open` event's `after`; `team`
-    names who holds which role on this case (before its lead partner and its pilot's leads)."""
+    names who holds which role on this case (before its lead partner and its pilot's leads);
+    `fields` the case's field values, in their stored form (`rules.fields`)."""
 
     template: Template
     title: str
@@ -39,6 +40,7 @@ class Opening:
     target: date | None = None
     note: tuple[tuple[str, Any], ...] = ()
     team: tuple[tuple[str, int], ...] = ()  # (role, contact id): the case team it opens with
+    fields: tuple[tuple[str, Any], ...] = ()  # (field, stored value) it opens with
 
 
 class Event(NamedTuple):
@@ -223,7 +225,7 @@ class Planner:
             target_date=target,
             forecast_date=found.forecast,
             baseline_target=target,
-            fields={},
+            fields=dict(opening.fields),
             opened_at=self.now,
             closed_at=None,
             updated_at=self.now,
@@ -257,6 +259,10 @@ class Planner:
             opened.after["team"] = {role: people[cid].email for role, cid in opening.team}
         actor = opening.owner.email
         events = [Event(opened, actor, source_ref)]
+        if opening.fields:
+            events.append(
+                Event(Change("case.fields", None, {}, dict(opening.fields)), actor, source_ref)
+            )
         events.extend(Event(_copied(c), actor, source_ref) for c in found.changes)
         return Planned(planning.Plan(case, milestones, gates, cals), events, opening.team)
 

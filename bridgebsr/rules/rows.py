@@ -130,6 +130,7 @@ CASE_CHANGES = (
     "target_date",
     "lead_partner_id",
     "owner_id",
+    "fields",  # a change assigns a new dict (never edits the one read), so it is compared
 )
 MILESTONE_CHANGES = (
     "status",
@@ -143,6 +144,7 @@ MILESTONE_CHANGES = (
     "forecast_start",
     "forecast_due",
     "critical",
+    "fields",  # assigned a new dict on completion, like the case's
 )
 GATE_CHANGES = (
     "status",

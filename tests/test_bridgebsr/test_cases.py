@@ -195,10 +195,10 @@ def test_open_case_pins_the_template_version_once(consortium: Runtime) -> None:
     template = consortium.catalog.get("ip-integration")
     with read_session(consortium.engine) as session:
         pinned = list(session.exec(select(TemplateVersion)))
-    assert [(p.kind, p.version) for p in pinned] == [("ip-integration", 1)]
+    assert [(p.kind, p.version) for p in pinned] == [("ip-integration", 2)]
     assert pinned[0].checksum == checksum(template)
     assert pinned[0].body == template.model_dump(mode="json")
-    assert first.template_version == second.template_version == 1
+    assert first.template_version == second.template_version == 2
 
 
 def test_open_case_schedules_in_the_owners_working_days(consortium: Runtime) -> None:
@@ -240,7 +240,7 @@ def test_open_case_writes_the_open_event(consortium: Runtime) -> None:
     assert opened.after is not None
     assert opened.after["key"] == IP_KEY
     assert opened.after["kind"] == "ip-integration"
-    assert opened.after["template_version"] == 1
+    assert opened.after["template_version"] == 2
     assert opened.after["start"] == "2026-03-02"
     assert opened.after["partner"] == "SCANBALT"
     assert opened.at == at("2026-03-02")
@@ -842,7 +842,7 @@ def test_show_case_has_plan_forecast_critical_path_and_history(consortium: Runti
     _open(consortium, kind="shared-sme-service", owner=SME_OWNER, start=date(2026, 1, 12))
     _progress(consortium, SME_KEY, "request-intake", "complete", "2026-01-20", by=SME_OWNER)
     shown = _show(consortium, SME_KEY, date(2026, 1, 20))
-    assert (shown["key"], shown["status"], shown["template_version"]) == (SME_KEY, "active", 1)
+    assert (shown["key"], shown["status"], shown["template_version"]) == (SME_KEY, "active", 2)
     intake = _by_key(shown["milestones"])["request-intake"]
     assert intake == {
         "key": "request-intake",
@@ -863,6 +863,7 @@ def test_show_case_has_plan_forecast_critical_path_and_history(consortium: Runti
         "finished_on": "2026-01-20",
         "overdue": False,
         "critical": True,
+        "fields": {},  # request-intake captures nothing
     }
     interview = _by_key(shown["milestones"])["needs-interview"]
     assert (interview["overdue"], interview["slip_days"]) == (True, 7)  # due 16th, open

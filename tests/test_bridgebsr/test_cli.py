@@ -151,7 +151,7 @@ def test_templates_show(demo_home: Path) -> None:
     done = run(demo_home, "templates", "show", "ip-integration")
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "ip-integration v1 (IP)" in out
+    assert "ip-integration v2 (IP)" in out
     assert re.search(r"council-approval\s*│\s*gate\s*│\s*28 calendar", out)
     assert re.search(r"regional-workshops\s*│\s*milestone\s*│\s*35 working\s*│\s*kickoff\+10", out)
     assert "3x council-member" in out
@@ -161,7 +161,7 @@ def test_templates_validate_accepts_a_shipped_template(demo_home: Path) -> None:
     path = SHIPPED / "templates" / "ip-integration.yaml"
     done = run(demo_home, "templates", "validate", str(path))
     assert done.returncode == 0, done.stderr
-    assert "ok (ip-integration v1: 8 stages, 14 milestones, 2 gates)" in done.stdout
+    assert "ok (ip-integration v2: 8 stages, 14 milestones, 2 gates)" in done.stdout
 
 
 def test_templates_validate_names_each_problem_with_its_line(tmp_path: Path) -> None:

@@ -107,15 +107,19 @@ def _open(rt: Runtime, kind: str, owner: str, start: str) -> str:
         ).key
 
 
-def _do(rt: Runtime, key: str, milestone: str, action: str, day: str, note: str = "") -> None:
+def _do(
+    rt: Runtime, key: str, milestone: str, action: str, day: str, service: str | None = None
+) -> None:
+    """A milestone step; `service` is the service type a triage captures."""
     with write_session(rt.engine) as session:
         progress.progress_milestone(
             session=session,
             case_key=key,
             milestone_key=milestone,
             action=action,
-            actor=progress.Actor(OPS, comment=note),
+            actor=progress.Actor(OPS),
             now=at(day),
+            fields={"service_type": service} if service else None,
         )
 
 
@@ -143,12 +147,14 @@ def _change(rt: Runtime, key: str, action: str, day: str) -> None:
         )
 
 
-def _until_the_match(rt: Runtime, key: str, days: list[str], triage_note: str) -> None:
-    """request-intake, needs-interview, triage-decision, nda, cluster-search, match-proposal."""
+def _until_the_match(rt: Runtime, key: str, days: list[str], service: str) -> None:
+    """request-intake, needs-interview, triage-decision (capturing `service`), nda,
+    cluster-search, match-proposal."""
     keys = ["request-intake", "needs-interview", "triage-decision", "nda", "cluster-search"]
     for milestone, day in zip([*keys, "match-proposal"], days, strict=True):
-        note = triage_note if milestone == "triage-decision" else ""
-        _do(rt, key, milestone, "complete", day, note)
+        _do(
+            rt, key, milestone, "complete", day, service if milestone == "triage-decision" else None
+        )
 
 
 def _make_portfolio(rt: Runtime) -> None:
@@ -168,7 +174,7 @@ def _make_portfolio(rt: Runtime) -> None:
 
     _do(rt, S1, "request-intake", "complete", "2026-01-13")
     _do(rt, S1, "needs-interview", "complete", "2026-01-16")
-    _do(rt, S1, "triage-decision", "complete", "2026-01-20", "Financing: a seed round")
+    _do(rt, S1, "triage-decision", "complete", "2026-01-20", "financing")
     _do(rt, S1, "nda", "waive", "2026-01-21")
     _do(rt, S1, "cluster-search", "complete", "2026-02-02")
     _do(rt, S1, "match-proposal", "complete", "2026-02-04")
@@ -186,11 +192,11 @@ def _make_portfolio(rt: Runtime) -> None:
     _change(rt, S3, "cancel", "2026-02-10")
 
     days = ["2026-01-13", "2026-01-16", "2026-01-20", "2026-01-28", "2026-01-29", "2026-02-03"]
-    _until_the_match(rt, S4, days, "IP: a licensing question")
+    _until_the_match(rt, S4, days, "ip")
     _decide(rt, S4, Decision.REJECT, "2026-02-05")
 
     days = ["2026-03-10", "2026-03-13", "2026-03-17", "2026-03-25", "2026-03-26", "2026-03-31"]
-    _until_the_match(rt, S5, days, "EU-programme: Horizon Europe partner search")
+    _until_the_match(rt, S5, days, "eu-programme")
 
 
 def _postgres_url(request: pytest.FixtureRequest) -> tuple[str, str]:
@@ -754,7 +760,7 @@ def test_sme_service_by_country_and_service_type(frames: kpis.Frames) -> None:
     # First response: start to the first milestone done (request-intake everywhere): 1 wd,
     # except SME-2 (25 March to 7 April, Sweden: 26, 27, 30, 31 March, 1, 2, 7 April: 7 wd,
     # 13 days). Delivery: SME-1 from Mon 12 January to its completion on Fri 13 March: nine
-    # weeks less a Monday, 44 wd, 60 days. The triage notes name financing (SME-1), IP (SME-4)
+    # weeks less a Monday, 44 wd, 60 days. Triage captured financing (SME-1), IP (SME-4)
     # and an EU programme (SME-5); SME-2 and SME-3 were never triaged.
     assert {k: _pick(r, *columns) for k, r in table.items()} == {
         ("DK", "financing"): dict(zip(columns, (1, 0, 1, 0, 1, 1.0, 1.0, 44.0, 60.0), strict=True)),
@@ -776,21 +782,21 @@ def test_sme_service_by_country_and_service_type(frames: kpis.Frames) -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("note", "expected"),
-    [
-        ("Financing: a seed round", "financing"),
-        ("IP: a licensing question", "ip"),
-        ("EU-programme: Horizon Europe partner search", "eu-programme"),
-        ("partnering with a CRO in Estonia", "partnering"),
-        ("needs investors, then IP advice", "financing"),  # the first one named
-        ("Patent landscape for a partner's assay", "ip"),
-        ("ship it", "unspecified"),  # "ip" only as a whole word
-        ("", "unspecified"),
-    ],
-)
-def test_service_type_from_the_triage_note(note: str, expected: str) -> None:
-    assert list(kpis.service_type(pd.Series([note, note]))) == [expected, expected]
+def test_cases_by_the_service_type_field(frames: kpis.Frames) -> None:
+    """Grouped by the choice field: the three triaged requests each captured one type; SME-2
+    and SME-3 hold none."""
+    table = kpis.build_field_counts(frames, "service_type")
+    got = {
+        (r["pilot"], r["service_type"]): (r["cases"], r["open"], r["completed"], r["cancelled"])
+        for r in table.to_dict("records")
+    }
+    assert got == {
+        (SME, "eu-programme"): (1, 1, 0, 0),
+        (SME, "financing"): (1, 0, 1, 0),
+        (SME, "ip"): (1, 0, 0, 1),
+        (SME, "unspecified"): (2, 1, 0, 1),
+    }
+    assert table.attrs["labels"] == {"service_type": "Service type"}
 
 
 # --- forecast --------------------------------------------------------------------------------
@@ -859,7 +865,7 @@ def test_builds_do_not_change_their_input(portfolio: Runtime) -> None:
     fresh = kpis.load(portfolio.engine, as_of=AS_OF)
     before = {
         name: getattr(fresh, name).copy(deep=True)
-        for name in ("cases", "milestone_counts", "milestones", "gates", "events", "notes")
+        for name in ("cases", "milestone_counts", "milestones", "gates", "events", "fields")
     }
     before["slips"] = _sorted(fresh.slips)
     tables = kpis.build_all(fresh)
@@ -876,6 +882,12 @@ def test_builds_do_not_change_their_input(portfolio: Runtime) -> None:
         "sla_breaches_by_month",
         "sme_service",
         "forecast",
+        "cases_by_sector",
+        "cases_by_service_type",
+        "field_totals_by_pilot",
+        "field_totals_by_partner",
+        "field_totals_by_country",
+        "case_fields",
     }
     for name, frame in before.items():
         pd.testing.assert_frame_equal(
@@ -933,7 +945,7 @@ def test_the_load_reads_every_row_at_once(consortium: Runtime) -> None:
     _open(consortium, SME, SE_OWNER, "2026-03-03")
     _do(consortium, key, "needs-interview", "complete", "2026-03-04")
     assert set(frames.milestones["case_id"]) == set(frames.cases.index)
-    assert len(frames.cases) == 1 and len(frames.gates) == 1 and frames.notes.empty
+    assert len(frames.cases) == 1 and len(frames.gates) == 1 and frames.fields.isna().all().all()
     assert int((frames.milestones["status"] == "done").sum()) == 1
 
 

@@ -78,7 +78,7 @@ def test_the_three_shipped_templates_load_without_problems() -> None:
     assert {k: t.key_prefix for k, t in catalog.templates.items()} == SHIPPED_KINDS
     for kind, template in catalog.templates.items():
         assert catalog.paths[kind] == SHIPPED / f"{kind}.yaml"
-        assert template.version == 1
+        assert template.version == 2  # 2: the version that declares fields
         assert template_problems(template) == []
         assert template.days is DayKind.WORKING
 
@@ -433,7 +433,7 @@ def test_the_same_version_with_different_content_is_refused(tmp_path: Path) -> N
 def test_a_shipped_kind_changed_without_a_new_version_is_refused(tmp_path: Path) -> None:
     text = (SHIPPED / "shared-sme-service.yaml").read_text(encoding="utf-8")
     _write(tmp_path, "sme.yaml", text.replace("Shared SME support service request", "SME"))
-    with pytest.raises(InvalidInput, match="shared-sme-service version 1 is also defined in"):
+    with pytest.raises(InvalidInput, match="shared-sme-service version 2 is also defined in"):
         load_catalog([tmp_path])
 
 

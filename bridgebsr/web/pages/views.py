@@ -29,6 +29,7 @@ from models import Decision, Source
 
 STALE = "someone changed this case since you opened the page; here it is as it is now"
 HISTORY = 30  # events shown on a case page
+FIELD = "field."  # the prefix of a captured field's input
 WITHIN = RECENT = 14  # My items: due within, done within the last, so many days
 # What a redirect after an action says, by the action's name.
 DONE = {
@@ -126,7 +127,6 @@ def _case_page(
         "notice": "" if error else _notice(request),
         "error": error,
         "open_item": open_item,
-        "evidence_links": False,
         "date_requests": False,
     }
     return render(request, "case.html", context, status=status)
@@ -163,6 +163,8 @@ async def milestone_action(request: Request) -> Response:
             now=who.now,
             on=_day(form, "on"),
             expected_version=_version(form),
+            fields=_fields(form) if action == "complete" else None,
+            evidence=_links(form) if action == "complete" else (),
         )
 
     return await _run(request, who, key, item, action, act)
@@ -194,6 +196,7 @@ async def gate_vote(request: Request) -> Response:
             actor=Actor(who.person.email, source=Source.WEB, comment=_text(form, "comment")),
             now=who.now,
             expected_version=_version(form),
+            evidence=_links(form),
         )
 
     return await _run(request, who, key, gate, choice, act)
@@ -227,6 +230,20 @@ async def _run(
 
 def _text(form: Any, name: str) -> str:
     return str(form.get(name) or "").strip()
+
+
+def _links(form: Any) -> list[str]:
+    """The evidence links given, one a line (the use case checks each)."""
+    return [line.strip() for line in _text(form, "evidence").splitlines() if line.strip()]
+
+
+def _fields(form: Any) -> dict[str, str]:
+    """The captured fields filled in (`field.<name>`), by name."""
+    found = {}
+    for name, value in form.multi_items():
+        if name.startswith(FIELD) and str(value).strip():
+            found[name.removeprefix(FIELD)] = str(value).strip()
+    return found
 
 
 def _day(form: Any, name: str) -> date | None:
