@@ -36,6 +36,7 @@ from models import (
     Case,
     CaseEvent,
     Contact,
+    Evidence,
     Gate,
     GateDecision,
     Milestone,
@@ -62,6 +63,7 @@ CASE, ITEM = "SME-2026-0006", "service-plan"
 COUNCIL = "paivi.kaariainen@bioforum-oulu.example"  # council member at BIOFORUM-OULU
 IP_CASE, GATE = "IP-2025-0001", "council-approval"
 OUTSIDER = "triin.saask@biotech-ee.example"  # a founder at EBA, on no case
+EVIDENCE = "https://docs.example/sme-2026-0006/service-plan.pdf"
 
 
 @dataclass
@@ -150,10 +152,12 @@ def test_a_partner_acts_from_the_notice_and_a_council_member_votes(
     row = owner.locator(f"[id='{ITEM}'] + tr.actions")
     row.locator("summary").click()
     row.get_by_label("Note").fill("Plan agreed with the SME on the phone")
+    row.get_by_label("Evidence links").fill(EVIDENCE)
     row.scroll_into_view_if_needed()
     screenshot(owner, "door-complete-form")
     row.get_by_role("button", name="Complete").click()
     expect(owner.locator("p.notice")).to_have_text(f"Completed {ITEM}.")
+    expect(owner.get_by_role("link", name=EVIDENCE)).to_be_visible()
     screenshot(owner, "door-case-page")
     owner.get_by_role("link", name="My items").first.click()
     expect(owner.locator("#done")).to_contain_text("Service plan agreed")
@@ -205,6 +209,8 @@ def test_a_partner_acts_from_the_notice_and_a_council_member_votes(
             .where(GateDecision.source == Source.WEB)
         ).one()
         assert (vote_row[1], vote_row[0].comment) == (COUNCIL, "Sound model; trial it.")
+        link = session.exec(select(Evidence.url, Evidence.added_by, Evidence.source)).all()
+        assert link == [(EVIDENCE, OWNER, Source.WEB)]
         before = session.exec(select(Notification.id).order_by(col(Notification.id).desc())).first()
 
     # The next day's monitor pass agrees: no reminder for the finished item, and none for

@@ -26,6 +26,7 @@ LEAD = "karin.astrom@mva.example"  # owns the IP case, leads ip-integration
 FOUNDATION_LEAD = "katrin.schaefer@bioconvalley.example"  # leads life-science-foundation
 COUNCIL = "paivi.kaariainen@bioforum-oulu.example"  # council member at another partner
 OUTSIDER = "triin.saask@biotech-ee.example"  # founder at EBA: on no case
+CAPTURED = "field.funds_raised_eur"  # what completing capital-commitments records
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,7 @@ def test_owner_completes_an_item_and_a_stale_form_is_refused(
         ).first()
     assert found is not None
     key, item = found
+    assert item == "capital-commitments"  # it captures CAPTURED
     browser = _client(rt, FOUNDATION_LEAD)
     me = browser.get("/me")
     assert me.status_code == 200 and key in me.text and "Calendar subscription" in me.text
@@ -96,13 +98,16 @@ def test_owner_completes_an_item_and_a_stale_form_is_refused(
     assert "someone changed this case since you opened the page" in refused.text
     assert not [e for e in _events(rt, key, "milestone.complete") if e.subject == item]
     done = browser.post(
-        action, data={**fields, "action": "complete", "note": "<b>ok</b>"}, follow_redirects=False
+        action,
+        data={**fields, "action": "complete", "note": "<b>ok</b>", CAPTURED: "250000"},
+        follow_redirects=False,
     )
     assert done.status_code == 303, re.findall(r"class=\"error\"[^<]*", done.text)
     assert done.headers["location"].startswith(f"/cases/{key}?")
     shown = browser.get(done.headers["location"])
     assert f"Completed {item}." in shown.text and "<b>ok</b>" not in shown.text
     assert "&lt;b&gt;ok&lt;/b&gt;" in shown.text  # in the history, escaped
+    assert re.search(r"<dt>Funds raised[^<]*</dt><dd>250000", shown.text)  # the captured field
     (event,) = [e for e in _events(rt, key, "milestone.complete") if e.subject == item]
     assert (event.actor, event.source, event.comment) == (FOUNDATION_LEAD, Source.WEB, "<b>ok</b>")
     no_csrf = {k: v for k, v in fields.items() if k != "csrf_token"}
