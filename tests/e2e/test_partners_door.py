@@ -146,7 +146,7 @@ def test_a_partner_acts_from_the_notice_and_a_council_member_votes(
     expect(owner.get_by_role("heading", name="My items")).to_be_visible()
     due = owner.locator("#due")
     expect(due.get_by_role("link", name=CASE).first).to_be_visible()
-    screenshot(owner, "door-my-items")
+    screenshot(owner, "07-door-my-items")
     owner.goto(f"{door.url}/cases/{CASE}")
     expect(owner.get_by_role("heading", name=re.compile(CASE))).to_be_visible()
     row = owner.locator(f"[id='{ITEM}'] + tr.actions")
@@ -154,11 +154,11 @@ def test_a_partner_acts_from_the_notice_and_a_council_member_votes(
     row.get_by_label("Note").fill("Plan agreed with the SME on the phone")
     row.get_by_label("Evidence links").fill(EVIDENCE)
     row.scroll_into_view_if_needed()
-    screenshot(owner, "door-complete-form")
+    screenshot(owner, "08-door-complete")
     row.get_by_role("button", name="Complete").click()
     expect(owner.locator("p.notice")).to_have_text(f"Completed {ITEM}.")
     expect(owner.get_by_role("link", name=EVIDENCE)).to_be_visible()
-    screenshot(owner, "door-case-page")
+    screenshot(owner, "09-door-case-page")
     owner.get_by_role("link", name="My items").first.click()
     expect(owner.locator("#done")).to_contain_text("Service plan agreed")
 
@@ -174,7 +174,7 @@ def test_a_partner_acts_from_the_notice_and_a_council_member_votes(
     vote.get_by_label("Comment").fill("Sound model; trial it.")
     vote.get_by_role("button", name="Approve").click()
     expect(council.locator("p.notice")).to_have_text(f"Your approval of {GATE} is recorded.")
-    screenshot(council, "door-gate-vote")
+    screenshot(council, "10-door-vote")
 
     # Someone else's browser sees none of it.
     outsider = _signed_in(browser, links.personal_link(rt, _contact_id(rt, OUTSIDER), 1, now=NOW))
