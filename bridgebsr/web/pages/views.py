@@ -58,9 +58,12 @@ def _engine(request: Request) -> Any:
     return request.app.state.runtime.engine
 
 
-def _notice(request: Request) -> str:
+def _notice(request: Request, items: Any = None) -> str:
+    """The confirmation a redirect after an action asks for (`items`: the keys it may name)."""
     done, item = request.query_params.get("done", ""), request.query_params.get("item", "")
-    return DONE[done].format(item=item) if done in DONE else ""
+    if done not in DONE or (items is not None and item not in items):
+        return ""
+    return DONE[done].format(item=item)
 
 
 # --- My items ----------------------------------------------------------------------------
@@ -124,12 +127,16 @@ def _case_page(
         "case": shown,
         "chart": chart,
         "history": HISTORY,
-        "notice": "" if error else _notice(request),
+        "notice": "" if error else _notice(request, _keys(shown)),
         "error": error,
         "open_item": open_item,
         "date_requests": False,
     }
     return render(request, "case.html", context, status=status)
+
+
+def _keys(shown: dict[str, Any]) -> set[str]:
+    return {i["key"] for i in [*shown.get("milestones", []), *shown.get("gates", [])]}
 
 
 # --- actions -----------------------------------------------------------------------------
@@ -144,7 +151,9 @@ async def milestone_action(request: Request) -> Response:
     key, item = request.path_params["key"], request.path_params["item"]
     action = str(form.get("action", ""))
     if action not in ("start", "complete"):
-        return _case_page(request, who, key, error="choose Start or Complete", status=400)
+        return await run_in_threadpool(
+            _case_page, request, who, key, error="choose Start or Complete", status=400
+        )
 
     def act(session: Session) -> None:
         page = mine.case_page(
@@ -178,7 +187,9 @@ async def gate_vote(request: Request) -> Response:
     key, gate = request.path_params["key"], request.path_params["gate"]
     choice = str(form.get("decision", ""))
     if choice not in ("approve", "reject"):
-        return _case_page(request, who, key, error="choose Approve or Reject", status=400)
+        return await run_in_threadpool(
+            _case_page, request, who, key, error="choose Approve or Reject", status=400
+        )
 
     def act(session: Session) -> None:
         page = mine.case_page(
