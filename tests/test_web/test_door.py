@@ -32,6 +32,7 @@ from bridgebsr.web.app import create_app
 from bridgebsr.web.links import feed_link, personal_link
 from notifications.render import Door, render
 from tests.conftest import migrated
+from tests.test_bridgebsr.test_cli_input import cli, one_error_line, store_env
 
 BASE = "http://127.0.0.1:4280"
 LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT
@@ -134,6 +135,13 @@ def test_a_token_says_who_and_which_generation_and_refuses_forgery_age_and_purpo
     feed = tokens.issue(secret="k1", contact_id=7, generation=3, purpose="feed", now=NOW)
     later = NOW + timedelta(days=364)
     assert tokens.read(feed, secret="k1", purpose="feed", now=later).purpose == "feed"
+
+
+def test_logs_and_denials_keep_paths_without_their_tokens() -> None:
+    assert auth.masked("/l/abc.def") == "/l/***"
+    assert auth.masked("/feeds/abc.def.ics") == "/feeds/***"
+    assert auth.masked("/feeds/abc.def/partner.ics") == "/feeds/***/partner.ics"
+    assert auth.masked("/cases/IP-2026-0001") == "/cases/IP-2026-0001"
 
 
 def test_the_secret_key_is_made_once_readable_by_its_owner_only(tmp_path: Path) -> None:
@@ -305,22 +313,21 @@ def test_revoking_links_moves_the_generation_in_one_audited_change(
 ) -> None:
     with migrated(pg_url, tmp_path / "home") as rt:
         load_consortium(rt)
-        _revoke_and_check(rt)
-
-
-def _revoke_and_check(rt: Runtime) -> None:
-    lead, before = _contact(rt, LEAD)
-    old = tokens.read(
-        _link(rt, LEAD).rsplit("/", 1)[1], secret=rt.settings.signing_key(), purpose="page", now=NOW
-    )
-    with write_session(rt.engine) as session:
-        assert people.revoke_links(session=session, email=LEAD.upper(), now=NOW) == (1, 2)
-    assert _contact(rt, LEAD) == (lead, before + 1) and old.generation == before
-    with read_session(rt.engine) as session:
-        history = people.contact_history(session=session, email=LEAD)
-    last = history[-1]
-    assert last["kind"] == "contact.revoke-links" and last["subject"] == LEAD
-    assert (last["before"], last["after"]) == ({"link_generation": 1}, {"link_generation": 2})
+        lead, before = _contact(rt, LEAD)
+        env = store_env(rt) | {"BRIDGEBSR_PUBLIC_URL": BASE}
+        done = cli(env, "contacts", "revoke-links", LEAD.upper(), "--by", COORDINATOR)
+        assert done.code == 0 and f"{LEAD}: every earlier link revoked" in done.stdout
+        assert _contact(rt, LEAD) == (lead, before + 1)
+        one_error_line(cli(env, "contacts", "revoke-links", "nobody@x.example"), "no contact")
+        with read_session(rt.engine) as session:
+            history = people.contact_history(session=session, email=LEAD)
+        *_, last = history
+        assert (last["kind"], last["subject"], last["actor"]) == (
+            "contact.revoke-links",
+            LEAD,
+            COORDINATOR,
+        )
+        assert (last["before"], last["after"]) == ({"link_generation": 1}, {"link_generation": 2})
 
 
 # --- notices carry links -----------------------------------------------------------------------
