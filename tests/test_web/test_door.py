@@ -6,6 +6,8 @@ delivered notice carries logging its reader in."""
 import json
 import re
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,9 +32,11 @@ from bridgebsr.store.db import read_session, write_session
 from bridgebsr.web import auth, tokens
 from bridgebsr.web.app import create_app
 from bridgebsr.web.links import feed_link, personal_link
+from bridgebsr.web.serve import Background, problems
 from notifications.render import Door, render
 from tests.conftest import migrated
 from tests.test_bridgebsr.test_cli_input import cli, one_error_line, store_env
+from tests.test_notifications.conftest import free_port
 
 BASE = "http://127.0.0.1:4280"
 LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT
@@ -302,6 +306,38 @@ def test_an_address_refused_too_often_is_turned_away_until_the_window_passes(doo
         assert other.get("/health").status_code == 429
     clock.now = NOW + auth.WINDOW + timedelta(seconds=1)
     assert client.get(good, follow_redirects=False).status_code == 303
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+def test_served_beside_prefect_the_app_logs_requests_without_tokens(door: Any) -> None:
+    rt, _, _ = door
+    server = Background(rt, port=free_port(), log_file=rt.settings.home / "web.log")
+    server.start()
+    token = _link(rt, LEAD, now=datetime.now(UTC)).rsplit("/", 1)[1]  # the app's own clock
+    try:
+        with urllib.request.urlopen(f"{server.url}/health", timeout=10) as reply:
+            assert reply.status == 200 and reply.headers["x-frame-options"] == "DENY"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{server.url}/l/{token[:-3]}abc", timeout=10)
+        assert refused.value.code == 403
+        opener = urllib.request.build_opener(NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as opened:
+            opener.open(f"{server.url}/l/{token}", timeout=10)
+        assert opened.value.code == 303
+    finally:
+        server.stop()
+    log = (rt.settings.home / "web.log").read_text(encoding="utf-8")
+    assert "GET /health 200" in log and "GET /l/*** 403" in log and "GET /l/*** 303" in log
+    assert token[:20] not in log
+    assert problems(rt, "127.0.0.1") == []
+    assert "unencrypted" in problems(rt, "0.0.0.0")[0]
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 # --- revocation on PostgreSQL (the door's tests above run it on SQLite) --------------------------
