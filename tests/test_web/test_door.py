@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -25,6 +26,7 @@ from bridgebsr.demo import load_consortium
 from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office import cases, people, retire
 from bridgebsr.office.delivery import deliver
+from bridgebsr.office.doctor import Check, checks
 from bridgebsr.office.progress import Actor
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
@@ -157,6 +159,26 @@ def test_the_secret_key_is_made_once_readable_by_its_owner_only(tmp_path: Path) 
     assert Settings(home=tmp_path / "home", secret_key="given").signing_key() == "given"
 
 
+def test_doctor_checks_where_links_point_and_their_key(door: Any) -> None:
+    rt, _, _ = door
+
+    def check(**settings: Any) -> Check:
+        changed = rt.settings.model_copy(update=settings)
+        (found,) = [c for c in checks(Runtime(changed, rt.engine)) if c.name == "web links"]
+        return found
+
+    key = rt.settings.home / "secret_key"  # made when the app started
+    assert check().ok and str(key) in check().detail
+    key.chmod(0o644)
+    assert not check().ok and "chmod 600" in check().detail
+    key.unlink()
+    assert check().ok and "made on first use" in check().detail
+    assert "BRIDGEBSR_SECRET_KEY" in check(secret_key=SecretStr("k")).detail
+    plain = check(public_url="http://door.example.org")
+    assert not plain.ok and "TLS" in plain.detail
+    assert check(public_url="https://door.example.org").ok
+
+
 # --- login by link ---------------------------------------------------------------------------
 
 
@@ -259,6 +281,7 @@ def test_a_retired_persons_links_and_session_stop(door: Any) -> None:
             session=session, email_=OTHER, successor=LEAD, actor=Actor("cli"), now=NOW
         )
     assert client.get("/whoami").status_code == 403
+    assert _contact(rt, OTHER)[1] == 2  # retiring moved their links on
     _refused(client, _path(link), link.rsplit("/", 1)[1])
     # Even a link made at the new generation opens nothing for someone who left.
     again = _link(rt, OTHER)
