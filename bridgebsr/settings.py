@@ -207,12 +207,17 @@ def ensure_secret_file(path: Path) -> str:
         raise InvalidInput(f"{path}: cannot read the secret key: {exc.strerror}") from None
     if key:
         return key
-    path.parent.mkdir(parents=True, exist_ok=True)
     made = secrets.token_urlsafe(48)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # made by another process meanwhile
         return path.read_text(encoding="ascii").strip()
+    except OSError as exc:
+        raise InvalidInput(
+            f"{path}: cannot make the secret key that signs links: {exc.strerror}; make the "
+            f"folder writable or set {PREFIX}SECRET_KEY"
+        ) from None
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(made + "\n")
     return made

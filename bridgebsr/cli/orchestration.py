@@ -186,6 +186,9 @@ def up(
             raise typer.Exit(_fail_line(str(exc))) from None
         api = server.api_url
     os.environ["PREFECT_API_URL"] = api
+    # The flows served here sign the links notices carry: to this app, unless a public
+    # address is set.
+    os.environ["BRIDGEBSR_WEB_PORT"] = str(web_port)
     from bridgebsr.web.serve import Background
 
     door = Background(rt, port=web_port, log_file=home / "web.log")
@@ -224,7 +227,8 @@ def _serve(rt: Runtime, api: str, web: str) -> None:
     def ready(first_run: str) -> None:
         say("")
         console.print(f"[bold]bridgebsr is up[/bold]: Prefect UI {escape(ui)}", markup=True)
-        say(f"  partners' web app: {web} (links in notices: {rt.settings.web_url()})")
+        links = rt.settings.public_url or web
+        say(f"  partners' web app: {web} (links in notices: {links})")
         say(f"  case store: {shown_url(rt.settings.resolved_database_url())}")
         say(f"  deployments: {', '.join(DEPLOYMENTS)}")
         if first_run:

@@ -4,12 +4,13 @@ as ok or a problem with how to fix it; and one test message to a person on each 
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.errors import BridgeError
-from bridgebsr.settings import Settings, config_file
+from bridgebsr.settings import SECRET_FILE, Settings, config_file
 from bridgebsr.store import migrate
 
 if TYPE_CHECKING:  # the post office loads Apprise: only when a check or a test send needs it
@@ -38,6 +39,7 @@ def checks(rt: Runtime) -> list[Check]:
         _apprise(settings),
         *_templates(rt),
         _notice_texts(settings),
+        _web_links(settings),
     ]
 
 
@@ -175,3 +177,29 @@ def send_test(rt: Runtime, *, to: str, day: date) -> list["ChannelResult"]:
         "note": TEST_NOTE,
     }
     return send(post, to=to, message=render(payload), config=rt.settings.apprise_config)
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _web_links(settings: Settings) -> Check:
+    """Where the links notices carry point, and the key that signs them."""
+    url = settings.web_url()
+    where = f"links in notices point to {url}"
+    if url.startswith("http://") and urlsplit(url).hostname not in LOOPBACK:
+        return Check(
+            "web links",
+            False,
+            f"{where}: they would travel unencrypted; serve the web app behind a TLS proxy and "
+            "set BRIDGEBSR_PUBLIC_URL=https://...",
+        )
+    if settings.secret_key is not None:
+        return Check("web links", True, f"{where}; signed with BRIDGEBSR_SECRET_KEY")
+    path = settings.home / SECRET_FILE
+    if not path.is_file():
+        return Check("web links", True, f"{where}; the key {path} is made on first use")
+    if path.stat().st_mode & 0o077:
+        return Check("web links", False, f"{path} is readable by others; run `chmod 600 {path}`")
+    shared = settings.resolved_database_url().startswith("sqlite")
+    also = "" if shared else "; every machine must sign alike: set BRIDGEBSR_SECRET_KEY on each"
+    return Check("web links", True, f"{where}; signed with the key in {path}{also}")

@@ -6,12 +6,15 @@ delivered notice carries logging its reader in."""
 import json
 import re
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -23,6 +26,7 @@ from bridgebsr.demo import load_consortium
 from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office import cases, people, retire
 from bridgebsr.office.delivery import deliver
+from bridgebsr.office.doctor import Check, checks
 from bridgebsr.office.progress import Actor
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
@@ -30,8 +34,11 @@ from bridgebsr.store.db import read_session, write_session
 from bridgebsr.web import auth, tokens
 from bridgebsr.web.app import create_app
 from bridgebsr.web.links import feed_link, personal_link
+from bridgebsr.web.serve import Background, problems
 from notifications.render import Door, render
 from tests.conftest import migrated
+from tests.test_bridgebsr.test_cli_input import cli, one_error_line, store_env
+from tests.test_notifications.conftest import free_port
 
 BASE = "http://127.0.0.1:4280"
 LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT
@@ -136,6 +143,13 @@ def test_a_token_says_who_and_which_generation_and_refuses_forgery_age_and_purpo
     assert tokens.read(feed, secret="k1", purpose="feed", now=later).purpose == "feed"
 
 
+def test_logs_and_denials_keep_paths_without_their_tokens() -> None:
+    assert auth.masked("/l/abc.def") == "/l/***"
+    assert auth.masked("/feeds/abc.def.ics") == "/feeds/***"
+    assert auth.masked("/feeds/abc.def/partner.ics") == "/feeds/***/partner.ics"
+    assert auth.masked("/cases/IP-2026-0001") == "/cases/IP-2026-0001"
+
+
 def test_the_secret_key_is_made_once_readable_by_its_owner_only(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home")
     key = settings.signing_key()
@@ -143,6 +157,26 @@ def test_the_secret_key_is_made_once_readable_by_its_owner_only(tmp_path: Path) 
     assert path.stat().st_mode & 0o777 == 0o600 and len(key) >= 40
     assert Settings(home=tmp_path / "home").signing_key() == key
     assert Settings(home=tmp_path / "home", secret_key="given").signing_key() == "given"
+
+
+def test_doctor_checks_where_links_point_and_their_key(door: Any) -> None:
+    rt, _, _ = door
+
+    def check(**settings: Any) -> Check:
+        changed = rt.settings.model_copy(update=settings)
+        (found,) = [c for c in checks(Runtime(changed, rt.engine)) if c.name == "web links"]
+        return found
+
+    key = rt.settings.home / "secret_key"  # made when the app started
+    assert check().ok and str(key) in check().detail
+    key.chmod(0o644)
+    assert not check().ok and "chmod 600" in check().detail
+    key.unlink()
+    assert check().ok and "made on first use" in check().detail
+    assert "BRIDGEBSR_SECRET_KEY" in check(secret_key=SecretStr("k")).detail
+    plain = check(public_url="http://door.example.org")
+    assert not plain.ok and "TLS" in plain.detail
+    assert check(public_url="https://door.example.org").ok
 
 
 # --- login by link ---------------------------------------------------------------------------
@@ -247,6 +281,7 @@ def test_a_retired_persons_links_and_session_stop(door: Any) -> None:
             session=session, email_=OTHER, successor=LEAD, actor=Actor("cli"), now=NOW
         )
     assert client.get("/whoami").status_code == 403
+    assert _contact(rt, OTHER)[1] == 2  # retiring moved their links on
     _refused(client, _path(link), link.rsplit("/", 1)[1])
     # Even a link made at the new generation opens nothing for someone who left.
     again = _link(rt, OTHER)
@@ -296,6 +331,38 @@ def test_an_address_refused_too_often_is_turned_away_until_the_window_passes(doo
     assert client.get(good, follow_redirects=False).status_code == 303
 
 
+# --- serving ------------------------------------------------------------------------------------
+
+
+def test_served_beside_prefect_the_app_logs_requests_without_tokens(door: Any) -> None:
+    rt, _, _ = door
+    server = Background(rt, port=free_port(), log_file=rt.settings.home / "web.log")
+    server.start()
+    token = _link(rt, LEAD, now=datetime.now(UTC)).rsplit("/", 1)[1]  # the app's own clock
+    try:
+        with urllib.request.urlopen(f"{server.url}/health", timeout=10) as reply:
+            assert reply.status == 200 and reply.headers["x-frame-options"] == "DENY"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{server.url}/l/{token[:-3]}abc", timeout=10)
+        assert refused.value.code == 403
+        opener = urllib.request.build_opener(NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as opened:
+            opener.open(f"{server.url}/l/{token}", timeout=10)
+        assert opened.value.code == 303
+    finally:
+        server.stop()
+    log = (rt.settings.home / "web.log").read_text(encoding="utf-8")
+    assert "GET /health 200" in log and "GET /l/*** 403" in log and "GET /l/*** 303" in log
+    assert token[:20] not in log
+    assert problems(rt, "127.0.0.1") == []
+    assert "unencrypted" in problems(rt, "0.0.0.0")[0]
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 # --- revocation on PostgreSQL (the door's tests above run it on SQLite) --------------------------
 
 
@@ -305,22 +372,21 @@ def test_revoking_links_moves_the_generation_in_one_audited_change(
 ) -> None:
     with migrated(pg_url, tmp_path / "home") as rt:
         load_consortium(rt)
-        _revoke_and_check(rt)
-
-
-def _revoke_and_check(rt: Runtime) -> None:
-    lead, before = _contact(rt, LEAD)
-    old = tokens.read(
-        _link(rt, LEAD).rsplit("/", 1)[1], secret=rt.settings.signing_key(), purpose="page", now=NOW
-    )
-    with write_session(rt.engine) as session:
-        assert people.revoke_links(session=session, email=LEAD.upper(), now=NOW) == (1, 2)
-    assert _contact(rt, LEAD) == (lead, before + 1) and old.generation == before
-    with read_session(rt.engine) as session:
-        history = people.contact_history(session=session, email=LEAD)
-    last = history[-1]
-    assert last["kind"] == "contact.revoke-links" and last["subject"] == LEAD
-    assert (last["before"], last["after"]) == ({"link_generation": 1}, {"link_generation": 2})
+        lead, before = _contact(rt, LEAD)
+        env = store_env(rt) | {"BRIDGEBSR_PUBLIC_URL": BASE}
+        done = cli(env, "contacts", "revoke-links", LEAD.upper(), "--by", COORDINATOR)
+        assert done.code == 0 and f"{LEAD}: every earlier link revoked" in done.stdout
+        assert _contact(rt, LEAD) == (lead, before + 1)
+        one_error_line(cli(env, "contacts", "revoke-links", "nobody@x.example"), "no contact")
+        with read_session(rt.engine) as session:
+            history = people.contact_history(session=session, email=LEAD)
+        *_, last = history
+        assert (last["kind"], last["subject"], last["actor"]) == (
+            "contact.revoke-links",
+            LEAD,
+            COORDINATOR,
+        )
+        assert (last["before"], last["after"]) == ({"link_generation": 1}, {"link_generation": 2})
 
 
 # --- notices carry links -----------------------------------------------------------------------
