@@ -291,9 +291,11 @@ class _Writer:
         return naive if self.dialect != "sqlite" else f"{naive:%Y-%m-%d %H:%M:%S.%f}"
 
     def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        """Append rows (ids included) to a table."""
+        """Append rows (ids included) to a table; cases and milestones get empty `fields`."""
         if not rows:
             return
+        if table in ("cases", "milestones") and "fields" not in columns:
+            columns, rows = [*columns, "fields"], [(*row, "{}") for row in rows]
         names = ", ".join(columns)
         if self.dialect == "sqlite":
             marks = ", ".join("?" for _ in columns)

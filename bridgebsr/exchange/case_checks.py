@@ -110,8 +110,7 @@ class Validator:
             {k for t in self.catalog.templates.values() for k in t.field_specs()}
             - {*CASE_COLUMNS[0], *CASE_COLUMNS[1]}
         )
-        required, optional = CASE_COLUMNS
-        headers = [check_columns(self.inputs.cases, (required, (*optional, *self.field_columns)))]
+        headers = [check_columns(self.inputs.cases, CASE_COLUMNS, tuple(self.field_columns))]
         if self.inputs.progress is not None:
             headers.append(check_columns(self.inputs.progress, PROGRESS_COLUMNS))
         if refused := [h for h in headers if h]:

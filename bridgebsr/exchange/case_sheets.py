@@ -133,17 +133,22 @@ class Problems:
         )
 
 
-def check_columns(part: Part, spec: tuple[tuple[str, ...], tuple[str, ...]]) -> str | None:
+def check_columns(
+    part: Part, spec: tuple[tuple[str, ...], tuple[str, ...]], fields: tuple[str, ...] = ()
+) -> str | None:
+    """Why the header is refused (a column missing, or one no one knows), or None; `fields`
+    are further optional columns: the fields the templates declare."""
     required, optional = spec
     missing = [c for c in required if c not in part.sheet.columns]
-    unknown = [c for c in part.sheet.columns if c and c not in (*required, *optional)]
+    unknown = [c for c in part.sheet.columns if c and c not in (*required, *optional, *fields)]
     if not missing and not unknown:
         return None
     parts = [f"missing column(s) {', '.join(missing)}"] if missing else []
     parts += [f"unknown column(s) {', '.join(unknown)}"] if unknown else []
+    also = f"; fields: {', '.join(fields)}" if fields else ""
     return (
         f"{part.label}: row 1: {'; '.join(parts)}; the header must name "
-        f"{', '.join(required)} (optional: {', '.join(optional)})"
+        f"{', '.join(required)} (optional: {', '.join(optional)}{also})"
     )
 
 

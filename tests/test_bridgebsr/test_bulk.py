@@ -813,7 +813,9 @@ def test_a_header_must_name_the_columns(on_sqlite: Runtime, tmp_path: Path) -> N
         _import(on_sqlite, cases_file, progress_file)
     assert str(refused.value) == (
         "cases.csv: row 1: missing column(s) owner, start; unknown column(s) colour; the "
-        "header must name ref, kind, title, owner, start (optional: partner, target, team)"
+        "header must name ref, kind, title, owner, start (optional: partner, target, team; "
+        "fields: employees, evaluation_report, founders_committed, funds_raised_eur, "
+        "ip_cases_handled, regions_in_trial, sector, service_type, sme_name)"
     )
 
 
@@ -821,12 +823,12 @@ def test_a_template_edited_after_pinning_is_refused(on_sqlite: Runtime, tmp_path
     with on_sqlite.engine.begin() as conn:
         conn.execute(
             SQLModel.metadata.tables["template_versions"].insert(),
-            {"kind": SME, "version": 1, "checksum": "0" * 64, "body": {}, "first_used_at": NOW},
+            {"kind": SME, "version": 2, "checksum": "0" * 64, "body": {}, "first_used_at": NOW},
         )
     with pytest.raises(InvalidInput) as refused:
         _import(on_sqlite, _csv(tmp_path / "cases.csv", [CASE_HEADER, *CASES[:2]]))
     assert refused.value.problems == [
-        "cases.csv: row 2, column B (kind): template shared-sme-service version 1 was edited "
+        "cases.csv: row 2, column B (kind): template shared-sme-service version 2 was edited "
         "after cases were opened with it; raise `version:` in the file so running cases keep "
         "theirs"
     ]
