@@ -224,8 +224,7 @@ class _Seed:
 
 _CASE_COLS = (
     "id key kind template_version title lead_partner_id owner_id country status current_stage "
-    "start_date target_date forecast_date baseline_target opened_at closed_at updated_at version "
-    "fields"
+    "start_date target_date forecast_date baseline_target opened_at closed_at updated_at version"
 ).split()
 _MILESTONE_STATIC = "key seq title stage owner_role duration days strict depends_on".split()
 _MILESTONE_COLS = [
@@ -234,7 +233,7 @@ _MILESTONE_COLS = [
     *_MILESTONE_STATIC,
     "owner_id",
     *"baseline_start baseline_due planned_start planned_due forecast_start forecast_due".split(),
-    *"critical adhoc round status started_on finished_on overdue_on fields".split(),
+    *"critical adhoc round status started_on finished_on overdue_on".split(),
 ]
 _GATE_STATIC = (
     "key seq title stage approver_role required deadline_days days on_timeout rework_stage "
@@ -532,7 +531,6 @@ class _Cloner:
                         started,
                         finished,
                         None,
-                        "{}",
                     )
                 )
                 self.next_milestone += 1
@@ -611,7 +609,6 @@ class _Cloner:
                     w.stamp(closed_at),
                     w.stamp(updated_at),
                     1,
-                    "{}",
                 )
             )
             after = {
