@@ -79,7 +79,7 @@ def timeline(items: list[dict[str, Any]], today: date) -> Timeline:
                 state=_state(item),
             )
         )
-    ticks = []
+    ticks = [] if first.day == 1 else [Tick(x(first), f"{first.day} {first:%b}")]
     month = date(first.year, first.month, 1)
     step = max(1, round(days / 30 / 12))  # at most about twelve ticks
     while month <= last:
