@@ -225,10 +225,9 @@ def _cases(session: Session, person: Person, limit: int) -> tuple[list[dict[str,
     mine = or_(col(Case.owner_id) == person.id, col(Case.id).in_(on_team))
     if led is not None:
         mine = or_(mine, led)
-    where = (col(Case.status).in_(list(SHOWN)), mine)
-    total = session.execute(select(func.count()).select_from(Case).where(*where)).scalar_one()
-    cases = session.execute(
+    listed = session.execute(
         select(
+            func.count().over(),
             col(Case.id),
             col(Case.key),
             col(Case.title),
@@ -239,10 +238,12 @@ def _cases(session: Session, person: Person, limit: int) -> tuple[list[dict[str,
             col(Case.target_date),
             col(Case.owner_id),
         )
-        .where(*where)
+        .where(col(Case.status).in_(list(SHOWN)), mine)
         .order_by(col(Case.key).desc())
         .limit(limit)
     ).all()
+    total = listed[0][0] if listed else 0
+    cases = [row[1:] for row in listed]
     upcoming: dict[int, tuple[date, int, str, str]] = {}  # each case's next open item
     if cases:
         # Every item of these cases by the case index, open ones picked here: asking for the
