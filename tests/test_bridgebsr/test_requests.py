@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from sqlmodel import col, select
 
@@ -18,6 +19,7 @@ from bridgebsr.demo import load_consortium
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound, StaleCase
 from bridgebsr.office import people, requests
 from bridgebsr.office.progress import Actor, decide_gate
+from bridgebsr.reports.actions import needs_action
 from bridgebsr.store.db import read_session, write_session
 from models import CaseEvent, DateRequest, Decision, GateDecision, Notification, Source
 from notifications.render import render
@@ -139,6 +141,14 @@ def test_an_owner_asks_and_the_pilot_lead_is_told_and_sees_it(lite: Runtime) -> 
     assert listed["leads"] == [LEAD] and listed["reason"] == WHY
     assert [r["id"] for r in _waiting(lite, COORDINATOR)] == [asked.id]
     assert _waiting(lite, DESK_OWNER) == [] and len(_waiting(lite)) == 1
+    # The report's "needs action" section lists it, with names.
+    shown = needs_action(lite.engine, today=DAY + timedelta(days=3), forecast=pd.DataFrame())
+    (line,) = shown["requests"].to_dict("records")
+    assert (line["id"], line["item"], line["age_days"]) == (asked.id, DESK_STUDY, 3)
+    assert line["leads"] == "Søren Østergaard (SCANBALT)"
+    assert needs_action(lite.engine, today=DAY, forecast=pd.DataFrame(), partner="MVA")[
+        "requests"
+    ].empty
 
 
 def test_asking_is_refused_with_one_line_and_nothing_written(lite: Runtime) -> None:
