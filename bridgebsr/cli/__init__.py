@@ -31,6 +31,7 @@ from bridgebsr.cli.notices import notifications_app
 from bridgebsr.cli.orchestration import up
 from bridgebsr.cli.plan import edit, rebaseline, reschedule
 from bridgebsr.cli.report import report
+from bridgebsr.cli.requests import ask_date, requests_app
 from bridgebsr.cli.team import case_reassign, case_team, contacts_retire, milestone_reassign
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
 from bridgebsr.settings import Settings
@@ -124,6 +125,7 @@ milestone_app.command("reassign")(milestone_reassign)
 contacts_app.command("retire")(contacts_retire)
 milestone_app.command("add")(add_milestone)
 milestone_app.command("remove")(remove_milestone)
+milestone_app.command("ask-date")(ask_date)
 app.add_typer(db_app, name="db", rich_help_panel=SETUP)
 app.add_typer(templates_app, name="templates", rich_help_panel=SETUP)
 app.add_typer(partners_app, name="partners", rich_help_panel=SETUP)
@@ -132,6 +134,7 @@ app.command(rich_help_panel=SETUP)(doctor)
 app.add_typer(case_app, name="case", rich_help_panel=DAILY)
 app.add_typer(milestone_app, name="milestone", rich_help_panel=DAILY)
 app.add_typer(gate_app, name="gate", rich_help_panel=DAILY)
+app.add_typer(requests_app, name="requests", rich_help_panel=DAILY)
 app.command(rich_help_panel=DAILY)(agenda)
 app.command(rich_help_panel=DAILY)(monitor)
 app.add_typer(notifications_app, name="notifications", rich_help_panel=DAILY)

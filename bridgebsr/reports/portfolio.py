@@ -14,7 +14,8 @@ partner's cases.
   Excel and LibreOffice show as the character, and text that already reads `_xHHHH_` has its
   underscore escaped (`_x005F_xHHHH_`) so it shows as written.
 - HTML: one file that opens in any browser with no network. First what needs action this week
-  (`actions`: late items and their owners, gates waiting and who may decide, cases at risk),
+  (`actions`: late items and their owners, gates waiting and who may decide, cases at risk,
+  requests for a new date to answer),
   then the KPI tables with the headers and formats of `labels`, then the charts (`charts`):
   the on-time trend per pilot by month, the milestones overdue by partner and a Gantt chart
   per open case in risk order, as embedded PNG images; last the long `plans` view.
@@ -308,6 +309,12 @@ ACTIONS = {
         "Cases at risk",
         "Open cases forecast to finish after their target date, most slipped first.",
         "No case is forecast past its target date.",
+    ),
+    "requests": (
+        "Requests for a new date to answer",
+        "Owners asking the pilot lead for a new due date, oldest first: accept or decline "
+        "with `bridgebsr requests accept|decline ID`.",
+        "No request for a new date is waiting.",
     ),
 }
 _STYLE = (

@@ -440,7 +440,15 @@ def test_help_groups_the_commands_in_panels(demo_home: Path) -> None:
         setup = sorted([*setup, "doctor"])
     assert {k: sorted(v) for k, v in panels.items() if k != "Options"} == {
         "Setup": setup,
-        "Daily work": ["agenda", "case", "gate", "milestone", "monitor", "notifications"],
+        "Daily work": [
+            "agenda",
+            "case",
+            "gate",
+            "milestone",
+            "monitor",
+            "notifications",
+            "requests",
+        ],
         "Reports": ["ical", "report"],
         "Server": ["up"],
     }
