@@ -15,8 +15,10 @@ Apprise keeps tags in lower case, so channel names are too (`partner:dk-mv`); th
 name them in any case.
 
 A tag equal to a contact's address is that person's own chat: it keeps getting their
-notices, one per notice, under their preferences. Other tags (a bare pilot kind or partner
-code, as older configs had) reach no one: a channel tag replaces them.
+notices, one per notice, under their preferences. So does, as before channels existed, a
+service tagged with a bare partner code or pilot kind: a copy of each notice to each
+recipient of that partner or kind. A channel's services carry only `channel:` tags, so they
+never get those copies; a team channel moves from the bare tag to `channel:`.
 
 This module is the channels' pure part: names, who hears what, and the rule a channel's
 posts are planned by (the recipients' `plan`, read for the channel). Writing the posts is

@@ -200,13 +200,11 @@ def _send(
     post: PostOffice, recipient: Recipient, out: Outgoing, message: Message
 ) -> list[ChannelResult]:
     done = frozenset.intersection(*(r.delivered for r in out.rows))
+    pilots = sorted({str(r.payload.get("pilot", "")) for r in out.rows})
     try:
-        # A person's own chat is a service tagged with their address; services that follow a
-        # pilot kind, a partner or everything are channels, posted to once per event
-        # (`channel_dispatch`), never sent a copy of each person's notice.
         return post.deliver(
             to=recipient.email,
-            tags=[recipient.email],
+            tags=[recipient.email, recipient.partner, *pilots],
             message=message,
             done=done,
             allowed=recipient.channels,
