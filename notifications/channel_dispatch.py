@@ -13,6 +13,10 @@ by the recipients' rule (`preferences.plan`) read for the channel (`Channel.read
   urgent posts go one by one;
 - there is no daily cap.
 
+Before planning, dispatch asks the case office (an injected callable, once per claimed
+batch) which posts are no longer wanted, as it does for notices: those are recorded
+`obsolete` with the reason and neither posted nor carried in a digest.
+
 A post is sent on every chat service tagged `channel:NAME` through Apprise (`PostOffice`);
 one that fails is tried again after the outbox's backoff (`preferences.backoff`) and is
 `failed` after `max_attempts`, with the reason. Delivery is at least once: a dispatcher that
@@ -31,7 +35,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
 from models import ChannelPost, NotificationStatus
 from notifications.channels import Channel
 from notifications.claim import LEASE
-from notifications.dispatch import Links
+from notifications.dispatch import Links, Obsolete
 from notifications.post import ChannelResult, PostOffice
 from notifications.preferences import Outgoing, Row, backoff, plan
 from notifications.render import Message, Notice, render, render_bundle
@@ -53,6 +57,11 @@ _SET_HOLD = (
     .where(_POSTS.c.id == bindparam("post"))
     .values(status=NotificationStatus.HELD, next_attempt_at=bindparam("until"))
 )
+_SET_OBSOLETE = (
+    update(_POSTS)
+    .where(_POSTS.c.id == bindparam("post"))
+    .values(status=NotificationStatus.OBSOLETE, last_error=bindparam("why"), next_attempt_at=None)
+)
 
 
 @dataclass
@@ -65,11 +74,12 @@ class ChannelReport:
     failed: int = 0
     messages: int = 0
     digests: int = 0
+    obsolete: int = 0  # posts dropped unsent: the case office no longer wants them
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Counts for the CLI and the flow."""
-        names = ("sent", "held", "retrying", "failed", "messages", "digests")
+        names = ("sent", "held", "retrying", "failed", "messages", "digests", "obsolete")
         return {name: getattr(self, name) for name in names}
 
 
@@ -82,14 +92,19 @@ def dispatch_channels(
     max_attempts: int = 5,
     batch: int = 500,
     links: Links | None = None,
+    obsolete: Obsolete | None = None,
 ) -> ChannelReport:
     """Post every channel post due by `now`, as each channel's settings say. A post of a
-    channel no chat service joins any more fails like an undeliverable one."""
+    channel no chat service joins any more fails like an undeliverable one. `obsolete` says
+    which claimed posts are no longer wanted (by post id): they are recorded `obsolete` with
+    the reason, never posted nor carried in a digest."""
     now = now.astimezone(UTC)
     report = ChannelReport()
     writer = engine.execution_options(sqlite_immediate=True)
     with writer.connect() as conn:
         while claimed := _claim(conn, now, batch):
+            if obsolete is not None:
+                claimed = _drop(conn, obsolete, claimed, now, report)
             for name, rows in claimed.items():
                 channel = channels.get(name) or Channel(name, "UTC", quiet=None)
                 _post(conn, now, max_attempts, post, channel, rows, links, report)
@@ -119,6 +134,25 @@ def _claim(conn: Connection, now: datetime, batch: int) -> dict[str, list[Row]]:
         created = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
         by_channel[name].append(Row(int(pid), int(attempts), bool(urgent), created, payload))
     return dict(sorted(by_channel.items()))
+
+
+def _drop(
+    conn: Connection,
+    obsolete: Obsolete,
+    claimed: dict[str, list[Row]],
+    now: datetime,
+    report: ChannelReport,
+) -> dict[str, list[Row]]:
+    """Record the claimed posts no longer wanted `obsolete`, with why, in one transaction;
+    the others, by channel."""
+    dropped = obsolete([r.id for rows in claimed.values() for r in rows], now)
+    if not dropped:
+        return claimed
+    with conn.begin():
+        conn.execute(_SET_OBSOLETE, [{"post": pid, "why": why} for pid, why in dropped.items()])
+    report.obsolete += len(dropped)
+    kept = {name: [r for r in rows if r.id not in dropped] for name, rows in claimed.items()}
+    return {name: rows for name, rows in kept.items() if rows}
 
 
 def _post(

@@ -163,11 +163,11 @@ def dispatch(
             f"  {report.resent} resent after an attempt whose outcome was never recorded "
             "(possible duplicates)"
         )
-    if (posts := report.channels) is not None and (posts.sent or posts.held or posts.errors):
+    if (posts := report.channels) is not None and any(posts.summary().values()):
         typer.echo(
             f"  channels: posted {posts.sent} in {posts.messages} message(s) "
             f"({posts.digests} digest(s)), held {posts.held}, retrying {posts.retrying}, "
-            f"failed {posts.failed} (notifications list --channels)"
+            f"failed {posts.failed}, obsolete {posts.obsolete} (notifications list --channels)"
         )
     for line in [*report.errors, *(report.channels.errors if report.channels else [])][:20]:
         typer.echo(f"  {line}", err=True)

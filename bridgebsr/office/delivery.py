@@ -19,6 +19,7 @@ from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.errors import DiskFull, InvalidInput
 from bridgebsr.office.people import deputies, working_days
 from bridgebsr.office.stale import obsolete_notices
+from bridgebsr.office.stale_posts import obsolete_posts
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
 from models import CaseEvent, Source
@@ -57,7 +58,12 @@ def deliver(
     if not report.disk_full:
         # The team channels' posts, one per event, in this process (they are few).
         report.channels = dispatch_channels(
-            rt.engine, now=now, post=post, channels=rt.channels(), links=links
+            rt.engine,
+            now=now,
+            post=post,
+            channels=rt.channels(),
+            links=links,
+            obsolete=partial(obsolete_posts, rt.engine),
         )
     return _whole(report)
 

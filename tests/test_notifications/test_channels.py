@@ -164,6 +164,24 @@ def test_five_recipients_of_one_event_make_one_channel_post_and_five_personal_me
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_post_whose_gate_was_decided_meanwhile_is_not_posted(
+    ip_at_council: Runtime, receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    rt = _with_channels(ip_at_council, receiver, {"ip-integration": {}}, tmp_path)
+    deadline = _council_due(rt)
+    third = next(m for m in COUNCIL_MEMBERS if m not in {COUNCIL_VOTER, SECOND_VOTER})
+    _decide(rt, IP_KEY, COUNCIL, third, deadline)  # the third approval decides the gate
+
+    report = deliver(rt, now=at(deadline.isoformat(), 10))
+
+    assert report.channels is not None and report.channels.obsolete == 1
+    assert receiver.received("/ip-integration") == []
+    (post,) = _posts(rt, COUNCIL)
+    assert post.status is NotificationStatus.OBSOLETE
+    assert post.last_error == f"gate {IP_KEY} {COUNCIL} is approved"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_channel_keeps_its_own_quiet_hours_and_its_daily_digest(
     ip_at_council: Runtime, receiver: HttpReceiver, tmp_path: Path
 ) -> None:
