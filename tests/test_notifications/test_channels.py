@@ -16,6 +16,7 @@ from bridgebsr.bootstrap import Runtime
 from bridgebsr.errors import InvalidInput
 from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office.delivery import deliver
+from bridgebsr.office.doctor import checks
 from bridgebsr.settings import ChannelSettings, Settings
 from bridgebsr.store.db import read_session
 from models import ChannelPost, NotificationStatus
@@ -93,6 +94,21 @@ def test_the_documented_apprise_config_parses_with_apprise() -> None:
     # The SMTP password with @ and # came through whole: Apprise reads it back as written.
     (mail,) = [s for s in services if s.url().startswith("mailtos")]
     assert mail.password == "p@ss#word"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_doctor_lists_the_channels_and_names_a_table_no_service_joins(
+    rt: Runtime, receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    sound = _with_channels(rt, receiver, {"ip-integration": {"digest": True}}, tmp_path)
+    (ok,) = [c for c in checks(sound) if c.name == "channels"]
+    assert ok.ok and ok.detail == "ip-integration (Europe/Copenhagen, quiet 21:00-07:00, digest)"
+
+    chosen = {**sound.settings.channels, "partner:bcv": ChannelSettings()}
+    stray = Runtime(sound.settings.model_copy(update={"channels": chosen}), rt.engine)
+    (problem,) = [c for c in checks(stray) if c.name == "channels"]
+    assert not problem.ok
+    assert "no service in the Apprise config is tagged channel:partner:bcv" in problem.detail
 
 
 # --- end to end ------------------------------------------------------------------------------
