@@ -143,6 +143,7 @@ def dispatch(
                 "held_for": report.held_for(),
                 "channels": post.channels(),
                 "errors": report.errors,
+                "channel_errors": report.channels.errors if report.channels else [],
             }
         )
         return
