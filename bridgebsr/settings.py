@@ -9,11 +9,12 @@ setting's name without the prefix, in lower case: `email_url = "..."`), found at
 
 import os
 import tomllib
+from datetime import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -31,6 +32,62 @@ POSTGRES_EXTRA = "pip install -e '.[postgres]'"
 PREFIX = "BRIDGEBSR_"
 CONFIG_NAME = "bridgebsr.toml"
 DEFAULT_HOME = Path(".bridgebsr")
+
+
+class ChannelSettings(BaseModel):
+    """How one team channel (a chat service tagged `channel:NAME`) wants its posts: a
+    `[channels.NAME]` table in the settings file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str | None = Field(
+        default=None, description="The channel's time zone (default: the settings' timezone)."
+    )
+    quiet_hours: str = Field(
+        default="21:00-07:00",
+        description="Local hours nothing is posted in, FROM-UNTIL (may run over midnight); "
+        "'none' for none.",
+    )
+    digest: bool = Field(
+        default=False,
+        description="Gather what is not urgent into one post at 08:00 on a working day.",
+    )
+    country: str = Field(
+        default="", description="Country code whose public holidays have no digest."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return value if value is None else _zone_name(value)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        quiet_span(value)
+        return value
+
+
+def quiet_span(value: str) -> tuple[time, time] | None:
+    """`FROM-UNTIL` (`21:00-07:00`) as two times; None for `none` or ''. ValueError saying
+    the form otherwise."""
+    if value.strip().lower() in {"", "none", "off"}:
+        return None
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError:
+        raise ValueError(
+            f"quiet_hours '{value}' is not FROM-UNTIL, e.g. '21:00-07:00' (or 'none')"
+        ) from None
+    return start, end
+
+
+def _zone_name(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone '{value}'") from exc
+    return value
 
 
 class Settings(BaseSettings):
@@ -74,6 +131,12 @@ class Settings(BaseSettings):
         description="Your email address: who the command line records as making a change "
         "given without --by.",
     )
+    channels: dict[str, ChannelSettings] = Field(
+        default_factory=dict,
+        description="Team channels' quiet hours, time zone and digest, by name: a "
+        "[channels.NAME] table per channel (NAME: all, a pilot kind, or partner:CODE, as in "
+        "the Apprise tag channel:NAME).",
+    )
     dispatch_workers: int = Field(
         default=1, ge=1, le=32, description="Processes that deliver notices in one dispatch pass."
     )
@@ -107,11 +170,20 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone '{value}'") from exc
-        return value
+        return _zone_name(value)
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, value: dict[str, ChannelSettings]) -> dict[str, ChannelSettings]:
+        named: dict[str, ChannelSettings] = {}
+        for name, chosen in value.items():
+            key = name.strip().lower()
+            if not key or any(c.isspace() for c in key) or key == "partner:":
+                raise ValueError(
+                    f"'{name}' is no channel name: give all, a pilot kind, or partner:CODE"
+                )
+            named[key] = chosen
+        return named
 
     @field_validator("database_url")
     @classmethod

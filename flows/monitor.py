@@ -39,6 +39,7 @@ def monitor_pass(now: datetime, dry_run: bool) -> MonitorReport:
         dry_run=dry_run,
         source=Source.FLOW,
         source_ref=run_id(),
+        channels=rt.channels(),
     )
 
 

@@ -118,6 +118,8 @@ def _deliver(now: datetime) -> DispatchReport:
     report = deliver(rt, now=now, links=ui_links())
     for line in report.errors[:50]:
         log().warning("%s", line)
+    for line in (report.channels.errors if report.channels else [])[:50]:
+        log().warning("%s", line)
     return report
 
 

@@ -224,6 +224,16 @@ class PostOffice:
             results.append(self._to_local_log(to, message))
         return results
 
+    def to_channel(self, tag: str, message: Message) -> ChannelResult:
+        """One post on every chat service tagged `tag` (a channel's: `channel:NAME`)."""
+        chat = self._chat((tag,)) if self._config is not None else None
+        if chat is None:
+            return ChannelResult(tag, False, f"no chat service is tagged {tag}")
+        outcome = chat.notify(
+            body=message.markdown, title=message.title, body_format=apprise.NotifyFormat.MARKDOWN
+        )
+        return ChannelResult(tag, bool(outcome), _why(outcome))
+
     def _email(self, url: str, to: str, message: Message) -> ChannelResult:
         """One email through the sending account; a failure says what the server replied."""
         mail = apprise.Apprise(asset=self._mail_asset)

@@ -104,7 +104,7 @@ def demo(as_of: AsOf = None) -> None:
     day = today(rt, now)
     keys = demo_data.load_demo(rt, day)
     say(f"demo: opened {len(keys)} case(s)" if keys else "demo: cases already loaded")
-    print_report(run_monitor(rt.engine, now=now, zone=rt.settings.timezone))
+    print_report(run_monitor(rt.engine, now=now, zone=rt.settings.timezone, channels=rt.channels()))
     with read_session(rt.engine) as session:
         rows = queries.list_cases(session=session, today=day)
         late = {r["key"] for r in queries.list_cases(session=session, today=day, overdue=True)}
