@@ -436,7 +436,7 @@ def test_help_groups_the_commands_in_panels(demo_home: Path) -> None:
     assert {k: sorted(v) for k, v in panels.items() if k != "Options"} == {
         "Setup": setup,
         "Daily work": ["agenda", "case", "gate", "milestone", "monitor", "notifications"],
-        "Reports": ["ical", "report"],
+        "Reports": ["ical", "report", "reports"],
         "Server": ["up"],
     }
     assert "--version" in done.stdout and "--install-completion" in done.stdout
