@@ -18,6 +18,7 @@ sends nothing. Two runs at the very same moment could both send (the flow runs o
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from html import escape
 
 from sqlalchemy import Engine
@@ -164,7 +165,7 @@ def _send(
         contents = store.contents(session, [f.id for f in sent_files])
     public = rt.settings.public_url
     year, week, _ = out.day.isocalendar()
-    title = f"Bridge-BSR weekly report, week {week} of {year}"
+    heading = f"Bridge-BSR weekly report, week {week} of {year}"
     for email, (reader, scope) in sorted(chosen.items()):
         if reader.id in had:
             out.already.append(email)
@@ -174,10 +175,14 @@ def _send(
         )
         if summary is None or page is None or book is None:
             continue  # a version that was not stored; nothing to send
+        title = f"{heading}: {scope}" if scope else heading
         html = _body(reader.name, contents[summary.id], link(public, page), book.filename)
+        text = f"{title}. The workbook is attached ({book.filename})."
+        if (url := link(public, page)) is not None:
+            text += f" The full report: {url}"
         result = post.mail(
             to=email,
-            message=Message(title, _same(html)),
+            message=Message(title, partial(_fill, html=html, text=text)),
             attach=[Attachment(book.filename, book.media_type, contents[book.id])],
         )
         with write_session(rt.engine) as session:
@@ -187,16 +192,16 @@ def _send(
                 at=now,
                 kind=kind,
                 ok=result.ok,
-                title=f"{title}: {scope or 'whole portfolio'}",
+                title=title if scope else f"{title}: whole portfolio",
                 channels=[{"channel": result.channel, "ok": result.ok, "detail": result.detail}],
             )
             session.commit()
         out.sent.append(Sent(email, scope, result.ok, result.detail))
 
 
-def _same(html: str) -> Callable[[str], str]:
-    """A message body that is `html` whatever the channel asks for (email reads the HTML)."""
-    return lambda suffix: html
+def _fill(suffix: str, *, html: str, text: str) -> str:
+    """The email's body as HTML; as text (the local log without a sending account), a line."""
+    return html if suffix == "html" else text
 
 
 def _body(who: str, summary: bytes, page: str | None, attached: str) -> str:

@@ -79,3 +79,11 @@ def readers(people: Iterable[Reader], leading: Iterable[str]) -> dict[str, tuple
         elif person.partner in active:
             out[person.email] = (person, person.partner)
     return out
+
+
+def may_read(reader: Reader, scope: str) -> bool:
+    """Whether `reader` may open a stored report of `scope` (the web app's rule): the whole
+    portfolio's readers any, anyone else only their own partner's version."""
+    if reader.retired:
+        return False
+    return whole_portfolio(reader) or (scope != WHOLE and scope == reader.partner)

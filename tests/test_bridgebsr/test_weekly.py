@@ -58,6 +58,11 @@ def test_leads_and_coordinators_get_everything_a_leading_partners_people_their_o
     ]
     chosen = rule.readers(people, {"A", "B"})
     assert {e: scope for e, (_, scope) in chosen.items()} == {"c@x": "", "l@x": "", "o@x": "B"}
+    lead, owner, other, gone = people[1], people[2], people[3], people[5]
+    assert rule.may_read(lead, "") and rule.may_read(lead, "A")  # a pilot lead reads any
+    assert rule.may_read(owner, "B") and not rule.may_read(owner, "A")
+    assert not rule.may_read(owner, "") and not rule.may_read(other, "B")
+    assert not rule.may_read(gone, "")
 
 
 @pytest.fixture
@@ -121,6 +126,8 @@ def test_the_weekly_report_reaches_each_reader_once_with_their_version(
 
     name, book = _workbook(mails[COORDINATOR])
     assert name == "portfolio-2026-W49.xlsx" and _cases_in(book) == {IP, SME}
+    assert str(mails[COORDINATOR]["Subject"]) == "Bridge-BSR weekly report, week 49 of 2026"
+    assert str(mails[MVA_READER]["Subject"]) == "Bridge-BSR weekly report, week 49 of 2026: MVA"
     name, own = _workbook(mails[MVA_READER])
     assert name == "portfolio-2026-W49-MVA.xlsx" and _cases_in(own) == {SME}
     body = mails[MVA_READER].get_body(preferencelist=("html",))
