@@ -18,7 +18,6 @@ from bridgebsr.cli._common import (
     working,
 )
 from bridgebsr.exchange.files import write_bytes
-from bridgebsr.office import weekly
 
 reports_app = typer.Typer(
     help="Reports kept in the case store: the weekly report, built and sent; fetch a file.",
@@ -38,11 +37,12 @@ def weekly_report(
     """Build this week's report (whole portfolio and each partner's version, HTML and XLSX)
     into the case store, once a week, and with --send email it: the coordinator and the pilot
     leads get the whole portfolio, other contacts of a partner leading an open case theirs."""
+    from bridgebsr.office import weekly  # the post office (Apprise) loads only here
+    from bridgebsr.reports.weekly import render  # and pandas and matplotlib
+
     rt = runtime()
     now = parse_when(as_of, rt)
     with working("building the weekly report"):
-        from bridgebsr.reports.weekly import render  # pandas and matplotlib load only here
-
         done = weekly.weekly_report(rt, now=now, render=render, send=send)
     built = ", ".join(s or "whole portfolio" for s in done.built) or "nothing new"
     say(f"{done.name}: built {built}; {len(done.files)} file(s) stored; pruned {done.pruned}")
@@ -63,6 +63,8 @@ def list_reports(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The stored report files, newest first, with where the web app serves them."""
+    from bridgebsr.office import weekly
+
     rt = runtime()
     public = rt.settings.public_url
     rows = [
@@ -89,6 +91,8 @@ def fetch(
     out: Annotated[Path, typer.Option("--out", help="The file to write (replaced whole).")],
 ) -> None:
     """Write one stored report file, as it was stored, to a file here."""
+    from bridgebsr.office import weekly
+
     rt = runtime()
     stored, content = weekly.stored(rt, bounded(report_id, "ID", 1))
     write_bytes(out, content)
