@@ -12,7 +12,8 @@ With `send`, each reader who has no ok receipt of this week's report (`deliverie
 `report 2026-W49`) gets one email: the summary in the body, links to the stored files under
 BRIDGEBSR_PUBLIC_URL, the workbook attached; its receipt is written as soon as it is sent. A
 reader whose email failed is tried again by the next run; a second run after a complete one
-sends nothing. Two runs at the very same moment could both send (the flow runs one at a time).
+sends nothing. Delivery is at least once: two runs at the very same moment could both send
+(the scheduled flow is the one sender); on SQLite the write lock keeps them from storing twice.
 """
 
 from collections.abc import Callable, Sequence
