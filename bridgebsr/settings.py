@@ -137,6 +137,11 @@ class Settings(BaseSettings):
         "[channels.NAME] table per channel (NAME: all, a pilot kind, or partner:CODE, as in "
         "the Apprise tag channel:NAME).",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The address people reach the web app at (https://bridge.example.org): "
+        "links to stored reports are written under it.",
+    )
     dispatch_workers: int = Field(
         default=1, ge=1, le=32, description="Processes that deliver notices in one dispatch pass."
     )
@@ -162,7 +167,7 @@ class Settings(BaseSettings):
             return os.pathsep.join(str(v) for v in value)
         return value
 
-    @field_validator("email_url", "apprise_config", "notice_texts", mode="before")
+    @field_validator("email_url", "apprise_config", "notice_texts", "public_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

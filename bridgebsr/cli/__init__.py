@@ -32,6 +32,7 @@ from bridgebsr.cli.orchestration import up
 from bridgebsr.cli.plan import edit, rebaseline, reschedule
 from bridgebsr.cli.report import report
 from bridgebsr.cli.requests import ask_date, requests_app
+from bridgebsr.cli.stored import reports_app
 from bridgebsr.cli.team import case_reassign, case_team, contacts_retire, milestone_reassign
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
 from bridgebsr.settings import Settings
@@ -139,6 +140,7 @@ app.command(rich_help_panel=DAILY)(agenda)
 app.command(rich_help_panel=DAILY)(monitor)
 app.add_typer(notifications_app, name="notifications", rich_help_panel=DAILY)
 app.command(rich_help_panel=REPORTS)(report)
+app.add_typer(reports_app, name="reports", rich_help_panel=REPORTS)
 app.command(rich_help_panel=REPORTS)(ical)
 app.command(rich_help_panel=SERVER)(up)
 

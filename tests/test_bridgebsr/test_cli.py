@@ -449,7 +449,7 @@ def test_help_groups_the_commands_in_panels(demo_home: Path) -> None:
             "notifications",
             "requests",
         ],
-        "Reports": ["ical", "report"],
+        "Reports": ["ical", "report", "reports"],
         "Server": ["up"],
     }
     assert "--version" in done.stdout and "--install-completion" in done.stdout
