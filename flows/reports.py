@@ -29,7 +29,8 @@ from flows.gates import gate_runs
 from notifications.outbox import DispatchReport, RunLinks
 
 
-@task(name="portfolio-table", cache_policy=NO_CACHE)
+# Retried: it reads the store and publishes under a fixed key.
+@task(name="portfolio-table", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
 def portfolio_table(now: datetime) -> list[dict[str, Any]]:
     """Publish cases by pilot and status, late cases, gates waiting and mean slip."""
     rt = runtime()
@@ -44,7 +45,8 @@ def portfolio_table(now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
-@task(name="portfolio-files", cache_policy=NO_CACHE)
+# Retried: the files are written whole (replaced, never appended) and the artifacts keyed.
+@task(name="portfolio-files", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=30)
 def portfolio_files(now: datetime) -> list[str]:
     """Write the KPI report (HTML and XLSX) under HOME/reports/<date>/ and publish its main
     views as artifacts; each week's version stays in the artifact's history."""
@@ -95,7 +97,7 @@ def portfolio_files(now: datetime) -> list[str]:
     return [str(p) for p in written]
 
 
-@flow(name="portfolio-report", flow_run_name=named("portfolio"))
+@flow(name="portfolio-report", flow_run_name=named("portfolio"), timeout_seconds=3600)
 def portfolio_report(now: datetime | None = None) -> list[dict[str, Any]]:
     """Publish the weekly portfolio: the table by pilot, the KPI report as HTML and XLSX
     files, its main views as table artifacts and the cases at risk."""
@@ -121,6 +123,8 @@ def _deliver(now: datetime) -> DispatchReport:
     return report
 
 
+# Not retried (nor `dispatch`): a retry could send again what went out unrecorded; the
+# outbox retries each failed message itself, with backoff.
 @task(name="send-digests", cache_policy=NO_CACHE)
 def send_digests(now: datetime) -> dict[str, int]:
     """Deliver what is due, digests included, and publish who got which digest or summary."""
@@ -145,7 +149,7 @@ def send_digests(now: datetime) -> dict[str, int]:
     return report.summary()
 
 
-@flow(name="daily-digest", flow_run_name=named("digest"))
+@flow(name="daily-digest", flow_run_name=named("digest"), timeout_seconds=1800)
 def daily_digest(now: datetime | None = None) -> dict[str, int]:
     """Send the morning's digests (each reader's at 08:00 their time) and report on them."""
     return send_digests(resolve_now(now, runtime()))
@@ -157,7 +161,9 @@ def dispatch_task(now: datetime) -> dict[str, int]:
     return _deliver(now).summary()
 
 
-@flow(name="dispatch-notifications", flow_run_name=named("dispatch"))
+# The outbox leases what a pass claims, so a pass stopped by its timeout leaves its rows to
+# the next one.
+@flow(name="dispatch-notifications", flow_run_name=named("dispatch"), timeout_seconds=1800)
 def dispatch_notifications(now: datetime | None = None) -> dict[str, int]:
     """Deliver what waits in the outbox, by email, chat or the local log."""
     return dispatch_task(resolve_now(now, runtime()))

@@ -28,7 +28,7 @@ from bridgebsr.cli.exchange import ical
 from bridgebsr.cli.items import add_milestone, agenda, remove_milestone
 from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
-from bridgebsr.cli.orchestration import up
+from bridgebsr.cli.orchestration import automations_app, up
 from bridgebsr.cli.plan import edit, rebaseline, reschedule
 from bridgebsr.cli.report import report
 from bridgebsr.cli.team import case_reassign, case_team, contacts_retire, milestone_reassign
@@ -138,6 +138,7 @@ app.add_typer(notifications_app, name="notifications", rich_help_panel=DAILY)
 app.command(rich_help_panel=REPORTS)(report)
 app.command(rich_help_panel=REPORTS)(ical)
 app.command(rich_help_panel=SERVER)(up)
+app.add_typer(automations_app, name="automations", rich_help_panel=SERVER)
 
 
 def main() -> None:
