@@ -47,10 +47,12 @@ ANY_RUN = {"prefect.resource.id": "prefect.flow-run.*"}
 
 @dataclass(frozen=True)
 class Change:
-    """What applying does to one automation: create, update, keep or delete."""
+    """What applying does to one automation: create, update, keep or delete (`id`: the
+    server's automation it updates, keeps or deletes)."""
 
     name: str
     action: str
+    id: UUID | None = None
 
 
 def watched() -> list[str]:
@@ -159,18 +161,24 @@ def _comparable(automation: AutomationCore) -> dict[str, Any]:
 
 
 def plan(existing: list[Automation], wanted: list[AutomationCore]) -> list[Change]:
-    """What applying `wanted` over the server's `existing` automations does, in order."""
-    ours = {a.name: a for a in existing if TAG in a.tags}
+    """What applying `wanted` over the server's `existing` automations does: one change per
+    wanted automation, in order, then the deletions (ours no longer wanted, and copies)."""
+    ours: dict[str, list[Automation]] = {}
+    for automation in existing:
+        if TAG in automation.tags:
+            ours.setdefault(automation.name, []).append(automation)
     changes = []
-    for automation in wanted:
-        have = ours.pop(automation.name, None)
-        if have is None:
-            changes.append(Change(automation.name, "create"))
-        elif _comparable(have) != _comparable(automation):
-            changes.append(Change(automation.name, "update"))
+    for want in wanted:
+        found = ours.pop(want.name, [])
+        ours[want.name] = found[1:]  # copies of one name: the first is kept or updated
+        if not found:
+            changes.append(Change(want.name, "create"))
+        elif _comparable(found[0]) != _comparable(want):
+            changes.append(Change(want.name, "update", found[0].id))
         else:
-            changes.append(Change(automation.name, "keep"))
-    changes += [Change(name, "delete") for name in sorted(ours)]
+            changes.append(Change(want.name, "keep", found[0].id))
+    for name in sorted(ours):
+        changes += [Change(name, "delete", extra.id) for extra in ours[name]]
     return changes
 
 
@@ -193,12 +201,12 @@ def apply(silence: timedelta = MONITOR_SILENCE, *, dry_run: bool = False) -> lis
         changes = plan(existing, want)
         if dry_run:
             return changes
-        by_name = {a.name: a for a in existing if TAG in a.tags}
         for change, automation in zip(changes, want, strict=False):  # `want` first, in order
             if change.action == "create":
                 client.create_automation(automation)
-            elif change.action == "update":
-                client.update_automation(by_name[change.name].id, automation)
+            elif change.action == "update" and change.id is not None:
+                client.update_automation(change.id, automation)
         for change in changes[len(want) :]:
-            client.delete_automation(by_name[change.name].id)
+            if change.id is not None:
+                client.delete_automation(change.id)
     return changes

@@ -437,7 +437,7 @@ def test_help_groups_the_commands_in_panels(demo_home: Path) -> None:
         "Setup": setup,
         "Daily work": ["agenda", "case", "gate", "milestone", "monitor", "notifications"],
         "Reports": ["ical", "report"],
-        "Server": ["up"],
+        "Server": ["automations", "up"],
     }
     assert "--version" in done.stdout and "--install-completion" in done.stdout
 

@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import contextvars
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -35,7 +37,7 @@ from flows.automations import TAG, apply, plan
 from flows.deployments import serve_all
 from flows.monitor import case_events
 from models import Case
-from tests.test_flows.conftest import DEMO_DAY
+from tests.test_flows.conftest import BIN, DEMO_DAY
 from tests.test_notifications.conftest import HttpReceiver
 
 ENV = ("BRIDGEBSR_HOME", "BRIDGEBSR_DATABASE_URL", "BRIDGEBSR_APPRISE_CONFIG")
@@ -157,6 +159,33 @@ def test_applying_twice_changes_nothing(served: Runtime) -> None:
         ours = [a for a in client.read_automations() if TAG in a.tags]
     assert len(ours) == 4
     assert [c.action for c in plan(ours, [])] == ["delete"] * 4
+    copy = ours[0].model_copy(update={"id": uuid4()})  # two of one name: one stays
+    changes = plan([*ours, copy], [ours[0]])
+    assert [c.action for c in changes] == ["keep", "delete", "delete", "delete", "delete"]
+    assert changes[0].id == ours[0].id and copy.id in {c.id for c in changes}
+
+
+def test_the_command_says_what_applying_would_do(served: Runtime, prefect_api: str) -> None:
+    def cli(api: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PREFECT_API_URL": api}
+        command = [str(BIN / "bridgebsr"), "automations", "apply", "--dry-run"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    done = cli(prefect_api)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == [
+        f"keep          {name}" for name in sorted(a.name for a in wanted_now())
+    ]
+    down = cli("http://127.0.0.1:9/api")
+    assert (down.returncode, down.stderr.strip()) == (
+        1,
+        "error: no Prefect server answers: set PREFECT_API_URL",
+    )
+
+
+def wanted_now() -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return [a for a in client.read_automations() if TAG in a.tags]
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +195,7 @@ def started(served: Runtime) -> dict[str, Any]:
     failing = run_deployment(
         "pilot-lifecycle/pilot-lifecycle", parameters={"case_key": "IP-1999-0001"}, timeout=0
     )
+    assert isinstance(failing, FlowRun)  # called from sync code: the run, not a coroutine
     with read_session(served.engine) as session:
         gated = {g.case_key for g in waiting_gates(session=session)}
         cases = session.exec(select(Case).order_by(col(Case.key))).all()
