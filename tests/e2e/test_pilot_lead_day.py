@@ -124,7 +124,8 @@ def lifecycle_runs(stack: Stack, case_key: str) -> int:
                 filter=EventFilter(
                     event=EventNameFilter(name=["bridgebsr.case.escalated"]),
                     resource=EventResourceFilter(id=[f"bridgebsr.case.{case_key}"]),
-                )
+                ),
+                limit=1,
             ).events
             if not escalated:
                 return 0
