@@ -80,7 +80,9 @@ def _view(case_key: str, gate_key: str) -> GateView:
         return gate_view(session=session, case_key=case_key, gate_key=gate_key)
 
 
-@flow(name="stage-gate", flow_run_name="{case_key} · {gate_key}")
+# The timeout bounds each stretch of work: a run waiting for its decision is suspended, not
+# running, and each resume starts the clock again.
+@flow(name="stage-gate", flow_run_name="{case_key} · {gate_key}", timeout_seconds=600)
 def stage_gate(case_key: str, gate_key: str) -> dict[str, Any]:
     """Wait for a gate's decision in the UI and record it as the CLI would."""
     logger = log()
@@ -278,7 +280,9 @@ def _start(view: GateView) -> None:
     )
 
 
-@task(name="sync-gate-runs", cache_policy=NO_CACHE)
+# Retried: it compares the runs on the server with the store first, so a retry keeps what an
+# interrupted try started and starts only what is still missing.
+@task(name="sync-gate-runs", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def sync_gate_runs() -> dict[str, int]:
     """Start a waiting stage-gate run for each open gate; close runs whose wait is over."""
     counts = reconcile_gates()

@@ -30,7 +30,8 @@ from flows.gates import gate_runs
 from notifications.outbox import DispatchReport, RunLinks
 
 
-@task(name="portfolio-table", cache_policy=NO_CACHE)
+# Retried: it reads the store and publishes under a fixed key.
+@task(name="portfolio-table", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
 def portfolio_table(now: datetime) -> list[dict[str, Any]]:
     """Publish cases by pilot and status, late cases, gates waiting and mean slip."""
     rt = runtime()
@@ -45,7 +46,9 @@ def portfolio_table(now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
-@task(name="portfolio-files", cache_policy=NO_CACHE)
+# Retried: each version is stored once a week and each reader is sent it once (a receipt
+# per reader and week), and the artifacts are keyed.
+@task(name="portfolio-files", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=30)
 def portfolio_files(now: datetime, send: bool) -> list[str]:
     """Store this week's KPI report (HTML and XLSX, the whole portfolio and each partner's
     version) in the case store, email it (with `send`) and publish its main views and the
@@ -109,7 +112,7 @@ def _summary(done: weekly.Weekly, public_url: str | None, at_risk: Any) -> list[
     return lines
 
 
-@flow(name="portfolio-report", flow_run_name=named("portfolio"))
+@flow(name="portfolio-report", flow_run_name=named("portfolio"), timeout_seconds=3600)
 def portfolio_report(now: datetime | None = None, send: bool = True) -> list[dict[str, Any]]:
     """Publish the weekly portfolio: the table by pilot, the KPI report stored as HTML and
     XLSX and emailed to its readers (with `send`), its main views and the cases at risk."""
@@ -137,6 +140,8 @@ def _deliver(now: datetime) -> DispatchReport:
     return report
 
 
+# Not retried (nor `dispatch`): a retry could send again what went out unrecorded; the
+# outbox retries each failed message itself, with backoff.
 @task(name="send-digests", cache_policy=NO_CACHE)
 def send_digests(now: datetime) -> dict[str, int]:
     """Deliver what is due, digests included, and publish who got which digest or summary."""
@@ -161,7 +166,7 @@ def send_digests(now: datetime) -> dict[str, int]:
     return report.summary()
 
 
-@flow(name="daily-digest", flow_run_name=named("digest"))
+@flow(name="daily-digest", flow_run_name=named("digest"), timeout_seconds=1800)
 def daily_digest(now: datetime | None = None) -> dict[str, int]:
     """Send the morning's digests (each reader's at 08:00 their time) and report on them."""
     return send_digests(resolve_now(now, runtime()))
@@ -173,7 +178,9 @@ def dispatch_task(now: datetime) -> dict[str, int]:
     return _deliver(now).summary()
 
 
-@flow(name="dispatch-notifications", flow_run_name=named("dispatch"))
+# The outbox leases what a pass claims, so a pass stopped by its timeout leaves its rows to
+# the next one.
+@flow(name="dispatch-notifications", flow_run_name=named("dispatch"), timeout_seconds=1800)
 def dispatch_notifications(now: datetime | None = None) -> dict[str, int]:
     """Deliver what waits in the outbox, by email, chat or the local log."""
     return dispatch_task(resolve_now(now, runtime()))

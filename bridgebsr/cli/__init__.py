@@ -28,7 +28,7 @@ from bridgebsr.cli.exchange import ical
 from bridgebsr.cli.items import add_milestone, agenda, remove_milestone
 from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
-from bridgebsr.cli.orchestration import up
+from bridgebsr.cli.orchestration import automations_app, up
 from bridgebsr.cli.plan import edit, rebaseline, reschedule
 from bridgebsr.cli.report import report
 from bridgebsr.cli.requests import ask_date, requests_app
@@ -143,6 +143,7 @@ app.command(rich_help_panel=REPORTS)(report)
 app.add_typer(reports_app, name="reports", rich_help_panel=REPORTS)
 app.command(rich_help_panel=REPORTS)(ical)
 app.command(rich_help_panel=SERVER)(up)
+app.add_typer(automations_app, name="automations", rich_help_panel=SERVER)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter
 from prefect.client.schemas.filters import LogFilterFlowRunId as LogFlowRunId
 from prefect.client.schemas.objects import FlowRun
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlmodel import col, select
 
@@ -117,6 +118,34 @@ def audit(stack: Stack, case_key: str, gate_key: str) -> Trail:
     return [(kind, actor, source, ref) for kind, actor, source, ref in rows]
 
 
+def lifecycle_runs(stack: Stack, case_key: str) -> int:
+    """The case's pilot-lifecycle runs, once finished: the automation starts one when the
+    first monitor pass of `bridgebsr up` escalates the case (event `bridgebsr.case.escalated`)."""
+    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        with get_client(sync_client=True) as client:
+            escalated = client.read_events(
+                filter=EventFilter(
+                    event=EventNameFilter(name=["bridgebsr.case.escalated"]),
+                    resource=EventResourceFilter(id=[f"bridgebsr.case.{case_key}"]),
+                ),
+                limit=1,
+            ).events
+            if not escalated:
+                return 0
+
+            def probe() -> int | None:
+                runs = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[case_key]))
+                )
+                return (
+                    len(runs)
+                    if runs and all(r.state and r.state.is_final() for r in runs)
+                    else None
+                )
+
+            return poll(f"the pilot-lifecycle run of {case_key}", probe, timeout=120)
+
+
 def audited(stack: Stack, case_key: str, gate_key: str, count: int) -> Trail:
     """Poll the case store until the gate's audit trail has `count` decision events."""
     return poll(
@@ -187,10 +216,12 @@ def test_a_pilot_lead_decides_the_waiting_gate_in_the_ui(stack: Stack, page: Pag
     # The first monitor pass of `bridgebsr up` started the gate's run; it waits suspended.
     run = gate_run(stack, run_name, paused_at(view), "waiting for its first decision")
 
-    # Runs, searched by the case key, lists the waiting gate; it opens on its run page.
+    # Runs, searched by the case key, lists the waiting gate (and the case's pilot-lifecycle
+    # run when the first pass escalated it); the gate's run opens on its run page.
+    listed = 1 + lifecycle_runs(stack, case_key)
     page.goto(f"{stack.ui_url}/runs")
     page.get_by_role("searchbox", name="Search by flow run name").fill(case_key)
-    expect(page.get_by_text(re.compile(r"^\s*1 runs?\s*$"))).to_be_visible()  # filtered
+    expect(page.get_by_text(re.compile(rf"^\s*{listed} runs?\s*$"))).to_be_visible()  # filtered
     link = page.get_by_role("link", name=run_name, exact=True)
     expect(link).to_be_visible()
     link.evaluate("link => link.scrollIntoView({block: 'center'})")
