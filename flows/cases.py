@@ -18,6 +18,7 @@ from flows.gates import reconcile_gates
 from models import Source
 
 
+# Not retried: each try opens a new case.
 @task(name="open-case", cache_policy=NO_CACHE)
 def open_case_task(
     kind: str, title: str, owner_email: str, partner_code: str | None, start: date | None
@@ -40,7 +41,8 @@ def open_case_task(
         return case.key
 
 
-@task(name="reforecast", cache_policy=NO_CACHE)
+# Retried: forecasts are computed from the store, so a second try finds nothing more to move.
+@task(name="reforecast", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def reforecast(case_key: str) -> None:
     """Move the case's forecasts to what today knows; opens gates whose predecessors finished."""
     rt = runtime()
@@ -53,7 +55,8 @@ def reforecast(case_key: str) -> None:
         )
 
 
-@task(name="publish-case", cache_policy=NO_CACHE)
+# Retried: it reads the store and publishes the artifact under its fixed key.
+@task(name="publish-case", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def publish_case(case_key: str) -> None:
     """Publish the case's plan (planned against forecast, gates, critical path) as markdown."""
     rt = runtime()
@@ -67,7 +70,7 @@ def publish_case(case_key: str) -> None:
     )
 
 
-@flow(name="pilot-lifecycle", flow_run_name="{case_key}")
+@flow(name="pilot-lifecycle", flow_run_name="{case_key}", timeout_seconds=600)
 def pilot_lifecycle(case_key: str) -> dict[str, Any]:
     """Bring one case up to date: forecasts, its plan in the UI, a waiting run per open gate."""
     _label_run(case_key)
@@ -77,7 +80,7 @@ def pilot_lifecycle(case_key: str) -> dict[str, Any]:
     return {"case": case_key, "gate_runs": gates}
 
 
-@flow(name="open-case", flow_run_name="open {kind}")
+@flow(name="open-case", flow_run_name="open {kind}", timeout_seconds=600)
 def open_case(
     kind: str,
     title: str,

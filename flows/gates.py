@@ -43,10 +43,17 @@ UNFINISHED = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateTy
 
 
 class GateDecisionForm(RunInput):
-    """Your decision on this gate, as one of its approvers."""
+    """An approver's decision on this gate, entered by a pilot lead of the case for them.
+
+    The Prefect UI has one shared login, so the form cannot tell who submits it: the vote is
+    recorded as entered by the pilot lead named in `entered_by` (refused unless they lead
+    this case) on behalf of the approver named, and the audit trail says both."""
 
     decision: Decision = Field(description="approve or reject")
-    approver_email: str = Field(description="Your address as the project office knows it")
+    approver_email: str = Field(description="The approver whose decision this is")
+    entered_by: str = Field(
+        description="Your address: a pilot lead of this case, entering the decision for them"
+    )
     comment: str = Field(default="", description="Why; it goes into the case's audit trail")
 
 
@@ -61,8 +68,10 @@ def _form_description(view: GateView) -> str:
         f"## {view.case_key} · {view.title}\n\n"
         f"Needs **{view.required}** approval(s) from a **{view.approver_role}**; "
         f"{view.approvals} so far in round {view.round}. Deadline: **{deadline}**.\n\n"
-        "Give your decision and your e-mail address. One rejection sends the case back for "
-        "rework or cancels it, as the pilot's template says."
+        "As a pilot lead of this case, enter the decision an approver gave you: their address, "
+        "and yours (the vote is recorded as entered by you on their behalf). Approvers may "
+        "also vote themselves from their notice's link or with `bridgebsr gate approve`. One "
+        "rejection sends the case back for rework or cancels it, as the pilot's template says."
     )
 
 
@@ -71,7 +80,9 @@ def _view(case_key: str, gate_key: str) -> GateView:
         return gate_view(session=session, case_key=case_key, gate_key=gate_key)
 
 
-@flow(name="stage-gate", flow_run_name="{case_key} · {gate_key}")
+# The timeout bounds each stretch of work: a run waiting for its decision is suspended, not
+# running, and each resume starts the clock again.
+@flow(name="stage-gate", flow_run_name="{case_key} · {gate_key}", timeout_seconds=600)
 def stage_gate(case_key: str, gate_key: str) -> dict[str, Any]:
     """Wait for a gate's decision in the UI and record it as the CLI would."""
     logger = log()
@@ -137,7 +148,8 @@ def _record(view: GateView, form: GateDecisionForm) -> None:
     logger = log()
     rt = runtime()
     now = resolve_now(None, rt)
-    actor = Actor(form.approver_email.strip().lower(), Source.FLOW, run_id(), form.comment)
+    actor = Actor(form.entered_by.strip().lower(), Source.FLOW, run_id(), form.comment)
+    approver = form.approver_email.strip().lower()
     try:
         with write_session(rt.engine) as session:
             decide_gate(
@@ -147,6 +159,7 @@ def _record(view: GateView, form: GateDecisionForm) -> None:
                 decision=form.decision,
                 actor=actor,
                 now=now,
+                entered_for=approver,
             )
     except BridgeError as exc:
         logger.warning("decision not recorded: %s", exc)
@@ -158,10 +171,16 @@ def _record(view: GateView, form: GateDecisionForm) -> None:
                 actor=actor,
                 reason=str(exc),
                 now=now,
+                entered_for=approver,
             )
         return
     logger.info(
-        "%s recorded %s on %s %s", actor.email, form.decision.value, view.case_key, view.gate_key
+        "%s entered %s for %s on %s %s",
+        actor.email,
+        form.decision.value,
+        approver,
+        view.case_key,
+        view.gate_key,
     )
 
 
@@ -261,7 +280,9 @@ def _start(view: GateView) -> None:
     )
 
 
-@task(name="sync-gate-runs", cache_policy=NO_CACHE)
+# Retried: it compares the runs on the server with the store first, so a retry keeps what an
+# interrupted try started and starts only what is still missing.
+@task(name="sync-gate-runs", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def sync_gate_runs() -> dict[str, int]:
     """Start a waiting stage-gate run for each open gate; close runs whose wait is over."""
     counts = reconcile_gates()

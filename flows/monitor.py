@@ -28,7 +28,9 @@ RELATED_CAP = 50  # items named per event
 _URGENCY = {"bridgebsr.gate.expired": 0, "bridgebsr.case.escalated": 1}
 
 
-@task(name="monitor-pass", cache_policy=NO_CACHE)
+# Retried: the pass is idempotent (outbox rows are unique by dedupe key, marks are set only
+# where still empty), so a retry after a lost connection writes nothing twice.
+@task(name="monitor-pass", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
 def monitor_pass(now: datetime, dry_run: bool) -> MonitorReport:
     """Mark what is late or expired, apply gate timeouts, write due ladder steps to the outbox."""
     rt = runtime()
@@ -39,10 +41,12 @@ def monitor_pass(now: datetime, dry_run: bool) -> MonitorReport:
         dry_run=dry_run,
         source=Source.FLOW,
         source_ref=run_id(),
+        channels=rt.channels(),
     )
 
 
-@task(name="publish-artifacts", cache_policy=NO_CACHE)
+# Retried: it only reads the store and publishes artifacts under fixed keys (a new version).
+@task(name="publish-artifacts", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def publish(report: MonitorReport) -> None:
     """Publish the late-items table and one markdown summary per pilot."""
     rows = [late_row(item) for item in report.late[:LATE_TABLE_LIMIT]]
@@ -111,6 +115,7 @@ def case_events(signals: list[Signal], cap: int = EVENT_CAP) -> tuple[list[CaseE
     return events, max(len(order) - cap, 0)
 
 
+# Not retried: a retry would emit the events again, and automations act on each one.
 @task(name="emit-events", cache_policy=NO_CACHE)
 def announce(report: MonitorReport) -> int:
     """Emit one Prefect event per case and kind of news, then one event for the pass."""
@@ -151,11 +156,21 @@ def _counts(report: MonitorReport) -> dict[str, Any]:
     name="monitor-milestones",
     flow_run_name=named("monitor"),
     log_prints=False,
+    # A first pass over 100,000 never-monitored cases takes minutes (benchmarks/); an hour's
+    # pass that has not ended in half an hour is stuck, and its timeout alerts the operators.
+    timeout_seconds=1800,
 )
 def monitor_milestones(
-    now: datetime | None = None, dry_run: bool = False, sync_gates: bool = True
+    now: datetime | None = None,
+    dry_run: bool = False,
+    sync_gates: bool = True,
+    dispatch: bool = False,
 ) -> dict[str, Any]:
-    """Find what is due, late or expired as of `now`; notify once; publish what is late."""
+    """Find what is due, late or expired as of `now`; notify once; publish what is late.
+
+    Delivery follows by the automation `dispatch after each monitor pass`; with `dispatch`,
+    the pass starts a dispatch run itself (for a setup without the automations, whose
+    notices otherwise wait for the 15-minute dispatch schedule)."""
     logger = log()
     rt = runtime()
     at = resolve_now(now, rt)
@@ -165,7 +180,7 @@ def monitor_milestones(
         announce(_whole(report))
     if sync_gates and not dry_run:
         sync_gate_runs()
-    if report.notifications and not dry_run:
+    if dispatch and report.notifications and not dry_run:
         deliver_soon()
     logger.info(
         "%s notification(s) written, %s milestone(s) newly late, %s gate(s) newly expired, "

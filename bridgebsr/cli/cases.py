@@ -18,6 +18,7 @@ from bridgebsr.cli._common import (
     emit_json,
     emit_table,
     expected_version,
+    known_kind,
     one_of,
     parse_day,
     parse_when,
@@ -112,6 +113,8 @@ def list_(
     if due_within is not None:
         due_within = bounded(due_within, "--due-within", 0, 3660)
     rt = runtime()
+    if pilot is not None:
+        pilot = known_kind(rt, pilot)
     with read_session(rt.engine) as session:
         rows = queries.list_cases(
             session=session,

@@ -240,3 +240,42 @@ def _serve(rt: Runtime, api: str, web: str) -> None:
         say("  Ctrl-C stops.")
 
     asyncio.run(serve_all(ready))
+
+
+automations_app = typer.Typer(
+    help="The Prefect automations: alerts to the operators, dispatch after the monitor, "
+    "escalated cases brought up to date.",
+    no_args_is_help=True,
+)
+
+
+@automations_app.command("apply")
+def automations_apply(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only print what applying would change.")
+    ] = False,
+    monitor_silence: Annotated[
+        int,
+        typer.Option(
+            "--monitor-silence",
+            help="Seconds without a completed monitor run before the operators are told.",
+        ),
+    ] = 7200,
+) -> None:
+    """Create or update the automations on the Prefect server (safe to repeat; `bridgebsr up`
+    applies them itself). Run after `prefect deploy --all`."""
+    from datetime import timedelta
+
+    rt = runtime(ready=False)
+    seconds = bounded(monitor_silence, "--monitor-silence", 10, 30 * 86400)
+    api = prefect_api(rt)
+    if api is None:
+        raise typer.Exit(_fail_line("no Prefect server answers: set PREFECT_API_URL"))
+    os.environ["PREFECT_API_URL"] = api
+    from flows.automations import apply
+
+    changes = apply(timedelta(seconds=seconds), dry_run=dry_run)
+    verb = {"create": "would create", "update": "would update", "delete": "would delete"}
+    for change in changes:
+        action = verb.get(change.action, change.action) if dry_run else change.action
+        say(f"{action:<13} {change.name}")

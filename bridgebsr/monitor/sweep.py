@@ -12,7 +12,7 @@ an earlier one wrote and does not write it again.
 """
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
 from typing import Any
@@ -53,14 +53,16 @@ def run_monitor(
     dry_run: bool = False,
     source: Source = Source.CLI,
     source_ref: str | None = None,
+    channels: Collection[str] = (),
 ) -> MonitorReport:
-    """One pass as of `now`; `dry_run` reports what would happen and changes nothing."""
+    """One pass as of `now`; `dry_run` reports what would happen and changes nothing.
+    `channels` names the team channels that get one post per event (`Runtime.channels`)."""
     if now.tzinfo is None:
         raise BridgeError("the monitor needs an aware `now` (with a time zone)")
     today = store.local_date(now, zone)
     actor = Actor(MONITOR_ACTOR, source=source, source_ref=source_ref, comment="gate deadline")
     run = source_ref if source is Source.FLOW else None
-    ctx = PassContext(now=now, today=today, actor=actor, run=run)
+    ctx = PassContext(now=now, today=today, actor=actor, run=run, channels=frozenset(channels))
     report = MonitorReport(now=now, today=today, dry_run=dry_run, run=run)
     writer = engine.execution_options(sqlite_immediate=True)
     if not dry_run:
@@ -93,7 +95,8 @@ def _pass(bind: Engine | Connection, ctx: PassContext, report: MonitorReport) ->
         # is gone before the next one starts, so memory stays flat.
         while chunk := list(islice(found, PLAN_CHUNK)):
             planner.voted |= voted(s, [c for c in chunk if c.item_kind == "gate"])
-            stored = enqueue(s.connection(), notices(planner.dues(chunk), ctx), now=ctx.now)
+            found_now = notices(planner.dues(chunk), ctx)
+            stored = enqueue(s.connection(), found_now, now=ctx.now, channels=ctx.channels)
             _announce(stored, report, escalated)
         _escalations(escalated, report)
         _count(s, report)

@@ -47,6 +47,7 @@ COUNCIL_MEMBERS = (
     "malgorzata.zurawska@ippt-pan.example",
 )
 SME_ADVISOR = "elin.sjoberg@mva.example"
+IP_LEAD = "karin.astrom@mva.example"  # the pilot lead of IP-2025-0001 (its lead partner's)
 
 
 def test_prefect_yaml_declares_what_the_code_serves() -> None:
@@ -182,17 +183,24 @@ def _paused_run(case_key: str, gate_key: str, key_suffix: str, timeout: float = 
         time.sleep(0.5)
 
 
-def _votes(rt: Runtime) -> list[tuple[str, Any, Any]]:
+def _votes(rt: Runtime) -> list[tuple[str, Any, Any, Any, Any]]:
+    """Each vote's event: kind, actor, source, flow run, and for whom it was entered."""
     with read_session(rt.engine) as session:
         rows = session.execute(
-            select(CaseEvent.kind, CaseEvent.actor, CaseEvent.source, CaseEvent.source_ref)
+            select(
+                CaseEvent.kind,
+                CaseEvent.actor,
+                CaseEvent.source,
+                CaseEvent.source_ref,
+                CaseEvent.after,
+            )
             .where(
                 CaseEvent.subject == COUNCIL,
                 CaseEvent.kind.in_(["gate.vote", "gate.approve", "gate.refused"]),  # type: ignore[attr-defined]
             )
             .order_by(CaseEvent.id)  # type: ignore[arg-type]
         ).all()
-    return [tuple(r) for r in rows]
+    return [(*r[:4], (r[4] or {}).get("on_behalf_of")) for r in rows]
 
 
 def test_a_deployed_monitor_run_completes_on_the_worker_and_changes_the_store(
@@ -229,17 +237,21 @@ def test_the_decision_form_records_votes_refusals_and_the_approval(worker: Runti
     run = _paused_run(IP_KEY, COUNCIL, "-r1-v0-x0")
     first, second, third = COUNCIL_MEMBERS
 
-    resume_flow_run(
-        run.id, run_input={"decision": "approve", "approver_email": first, "comment": "sound model"}
-    )
+    def entered(approver: str, by: str = IP_LEAD, comment: str = "") -> None:
+        answer = {"decision": "approve", "approver_email": approver, "entered_by": by}
+        resume_flow_run(run.id, run_input={**answer, "comment": comment})
+
+    # The pilot lead enters a council member's decision, on their behalf.
+    entered(first, comment="sound model")
     _paused_run(IP_KEY, COUNCIL, "-r1-v1-x0")
-    # Someone without the role: refused, audited, and the form asks again.
-    resume_flow_run(run.id, run_input={"decision": "approve", "approver_email": SME_ADVISOR})
+    # Someone who is no lead of the case types their own address in: refused, audited, and
+    # the form asks again.
+    entered(second, by=SME_ADVISOR)
     _paused_run(IP_KEY, COUNCIL, "-r1-v1-x1")
     # A vote from the CLI lands after the form was submitted and before the resumed run reads
     # the store (the worker takes seconds to start it): the run's key no longer matches, and
     # the run still records the submitted form before it waits again.
-    resume_flow_run(run.id, run_input={"decision": "approve", "approver_email": second})
+    entered(second)
     with write_session(worker.engine) as session:
         decide_gate(
             session=session,
@@ -254,10 +266,10 @@ def test_the_decision_form_records_votes_refusals_and_the_approval(worker: Runti
 
     ref = str(run.id)
     assert _votes(worker) == [
-        ("gate.vote", first, Source.FLOW, ref),
-        ("gate.refused", SME_ADVISOR, Source.FLOW, ref),
-        ("gate.vote", third, Source.CLI, None),
-        ("gate.approve", second, Source.FLOW, ref),
+        ("gate.vote", IP_LEAD, Source.FLOW, ref, first),
+        ("gate.refused", SME_ADVISOR, Source.FLOW, ref, second),
+        ("gate.vote", third, Source.CLI, None, None),
+        ("gate.approve", IP_LEAD, Source.FLOW, ref, second),
     ]
     with read_session(worker.engine) as session:
         view = gate_view(session=session, case_key=IP_KEY, gate_key=COUNCIL)

@@ -21,6 +21,7 @@ from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office import directory
 from bridgebsr.office.cases import open_case as open_case_uc
 from bridgebsr.office.queries import gate_view
+from bridgebsr.store import reports as weekly_store
 from bridgebsr.store.db import read_session, write_session
 from flows.cases import open_case, pilot_lifecycle
 from flows.gates import decision_key, stage_gate
@@ -187,17 +188,19 @@ def test_pilot_lifecycle_publishes_the_case_plan(prefect_api: str, store: Runtim
 def test_report_and_digest_flows_publish_what_the_store_holds(
     prefect_api: str, store: Runtime
 ) -> None:
-    rows = portfolio_report(now=AS_OF)
+    rows = portfolio_report(now=AS_OF, send=False)  # the emails: tests/test_bridgebsr/test_weekly
     by_pilot = {r["pilot"]: r for r in rows}
     assert by_pilot["shared-sme-service"]["active"] == 12
     assert Artifact.get("portfolio") is not None
-    folder = store.settings.home / "reports" / "2026-11-26"
-    assert (folder / "portfolio.html").stat().st_size > 0
-    assert (folder / "portfolio.xlsx").stat().st_size > 0
+    with read_session(store.engine) as session:
+        files = {f.filename: f.size for f in weekly_store.files_of(session, "weekly-2026-W48")}
+    assert files["portfolio-2026-W48.html"] > 0 and files["portfolio-2026-W48.xlsx"] > 0
+    assert not (store.settings.home / "reports").exists()  # nothing on the worker's disk
     forecast = Artifact.get("kpi-forecast")
     assert forecast is not None and "IP-2025-0001" in str(forecast.data)
     summary = Artifact.get("portfolio-report")
     assert summary is not None and "cases at risk" in str(summary.data)
+    assert "bridgebsr reports fetch" in str(summary.data)  # no BRIDGEBSR_PUBLIC_URL here
     # A case owner, told of nothing urgent, asks for a daily digest.
     reader = "oskar.lundback@lundback-dx.example"
     with write_session(store.engine) as session:
