@@ -17,6 +17,7 @@ from prefect.runner import Runner
 from prefect.schedules import Cron
 
 from flows.cases import open_case, pilot_lifecycle
+from flows.desk import DESK
 from flows.gates import stage_gate
 from flows.monitor import monitor_milestones
 from flows.reports import daily_digest, dispatch_notifications, portfolio_report
@@ -32,6 +33,7 @@ DEPLOYMENTS: dict[str, tuple[Flow[..., Any], str | None, list[str]]] = {
     "stage-gate": (stage_gate, None, ["gate"]),
     "open-case": (open_case, None, ["case"]),
     "pilot-lifecycle": (pilot_lifecycle, None, ["case"]),
+    **{name: (desk_flow, None, ["case", "desk"]) for name, desk_flow in DESK.items()},
 }
 
 
