@@ -109,7 +109,11 @@ def test_refused_changes_fail_the_run_with_one_line_and_write_nothing(
             return_state=True,
         ),
         "stranger": record_progress(
-            case_key=SME, milestone="nda", action="start", by="nobody@example.org", return_state=True
+            case_key=SME,
+            milestone="nda",
+            action="start",
+            by="nobody@example.org",
+            return_state=True,
         ),
         "rule": hold_or_resume_case(
             case_key=SME, action="resume", reason="back to work", by=OWNER, return_state=True
