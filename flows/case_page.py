@@ -39,8 +39,7 @@ def publish_case_page(case_key: str, now: datetime | None = None) -> str:
         key=key,
         type="markdown",
         data=case_markdown(shown),
-        description=f"{shown['key']}: plan and progress as of {today} "
-        f"(version {shown['version']})",
+        description=f"{shown['key']}: plan and progress as of {today} (version {shown['version']})",
         flow_run_id=flow_run.flow_run.id if flow_run and flow_run.flow_run else None,
         task_run_id=task_run.task_run.id if task_run else None,
     )
