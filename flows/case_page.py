@@ -50,7 +50,8 @@ def publish_case_page(case_key: str, now: datetime | None = None) -> str:
 
 def case_markdown(shown: dict[str, Any], history: int = HISTORY_SHOWN) -> str:
     """A case as markdown (`shown` as `queries.show_case` gives it): header, milestones with
-    their original, agreed and forecast due dates, gates, rebaselines, the latest changes."""
+    their original, agreed and forecast due dates, gates, rebaselines, the latest changes.
+    Dates come first and people last: the UI's artifact page is narrow and cuts the right."""
     lines = [
         f"# {shown['key']} · {_text(shown['title'])}",
         "",
@@ -62,7 +63,7 @@ def case_markdown(shown: dict[str, Any], history: int = HISTORY_SHOWN) -> str:
         "",
         "## Milestones",
         "",
-        "| milestone | status | owner | original | agreed | forecast | late |",
+        "| milestone | status | original | agreed | forecast | late | owner |",
         "|---|---|---|---|---|---|---|",
     ]
     for m in shown["milestones"]:
@@ -70,16 +71,16 @@ def case_markdown(shown: dict[str, Any], history: int = HISTORY_SHOWN) -> str:
         done = f" ({m['finished_on']})" if m["finished_on"] else ""
         lines.append(
             f"| {m['key']}{' *' if m['critical'] else ''} | {m['status']}{done} | "
-            f"{m['owner'] or m['owner_role']} | {m['baseline_due']} | {m['planned_due']} | "
-            f"{m['forecast_due']} | {late} |"
+            f"{m['baseline_due']} | {m['planned_due']} | {m['forecast_due']} | {late} | "
+            f"{m['owner'] or m['owner_role']} |"
         )
     lines += ["", "\\* on the critical path", "", "## Gates", ""]
-    lines += ["| gate | status | round | approvers | agreed | forecast | deadline |"]
+    lines += ["| gate | status | agreed | forecast | deadline | round | approvers |"]
     lines += ["|---|---|---|---|---|---|---|"]
     for g in shown["gates"]:
         lines.append(
-            f"| {g['key']} | {g['status']} | {g['round']} | {g['approvers']} | "
-            f"{g['planned_due']} | {g['forecast_due']} | {g['deadline'] or '-'} |"
+            f"| {g['key']} | {g['status']} | {g['planned_due']} | {g['forecast_due']} | "
+            f"{g['deadline'] or '-'} | {g['round']} | {g['approvers']} |"
         )
     if shown["baselines"]:
         lines += ["", "## Rebaselines", "", "| # | when | who | target | why |"]

@@ -79,6 +79,10 @@ def test_the_monitor_flow_writes_the_outbox_once_and_publishes_what_is_late(
     assert "SME-2026-0008" in str(late.data) and "days late" in str(late.data)
     summary_md = Artifact.get("pilot-shared-sme-service")
     assert summary_md is not None and "late milestones" in str(summary_md.data)
+    # The pages of the cases the pass marked late, as of the pass's day.
+    page = Artifact.get("case-sme-2026-0008")
+    assert page is not None and "as of 2026-11-26" in str(page.description)
+    assert "| LATE |" in str(page.data)
 
 
 def test_the_number_of_task_runs_does_not_grow_with_the_portfolio(
