@@ -35,6 +35,7 @@ from bridgebsr.errors import BridgeError
 from bridgebsr.office.progress import Actor, decide_gate, refuse_decision
 from bridgebsr.office.queries import GateView, gate_view, waiting_gates
 from bridgebsr.store.db import read_session, write_session
+from flows.case_page import publish_case_page
 from flows.common import log, resolve_now, run_id, runtime
 from models import Decision, Source
 
@@ -159,10 +160,12 @@ def _record(view: GateView, form: GateDecisionForm) -> None:
                 reason=str(exc),
                 now=now,
             )
+        publish_case_page(view.case_key)
         return
     logger.info(
         "%s recorded %s on %s %s", actor.email, form.decision.value, view.case_key, view.gate_key
     )
+    publish_case_page(view.case_key)
 
 
 def _runs(client: SyncPrefectClient, deployment_id: UUID) -> list[FlowRun]:
