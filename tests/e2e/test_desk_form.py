@@ -79,7 +79,15 @@ def test_a_pilot_lead_records_progress_in_the_form_and_the_case_page_shows_it(
         return next((r for r in runs if r.state and r.state.is_final()), None)
 
     with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
-        run = poll("the record-progress run", finished, timeout=90)
+        try:
+            run = poll("the record-progress run", finished, timeout=120)
+        except AssertionError as exc:  # say where the run got to, and what `up` logged
+            with get_client(sync_client=True) as client:
+                runs = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+                )
+            states = [(r.name, r.state_name) for r in runs]
+            raise AssertionError(f"{exc}; runs: {states}\n{stack.output()[-3000:]}") from None
         assert run.state is not None and run.state.is_completed(), run.state
         assert f"{case_key} {MILESTONE} is done" in str(run.state.message)
         case_page = latest_page(case_key)

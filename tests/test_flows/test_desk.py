@@ -75,7 +75,7 @@ def test_progress_recorded_in_a_flow_run_reaches_the_store_the_audit_and_the_cas
         milestone=MILESTONE,
         action="complete",
         by=OWNER.upper(),
-        note="decided at the Tuesday call",
+        note="decided at the Tuesday call | minutes attached",
         if_version=version,
         return_state=True,
     )
@@ -91,7 +91,7 @@ def test_progress_recorded_in_a_flow_run_reaches_the_store_the_audit_and_the_cas
     assert published_by == run
     assert re.search(rf"\| {MILESTONE}[ *]* \| done \(\d{{4}}-\d\d-\d\d\) \|", after)
     assert f"version **{shown['version']}**" in after
-    assert "decided at the Tuesday call" in after  # the latest history, with the note
+    assert "decided at the Tuesday call \\| minutes attached" in after  # one table cell
 
 
 def test_refused_changes_fail_the_run_with_one_line_and_write_nothing(
