@@ -26,7 +26,7 @@ DISPATCH = "dispatch-notifications/dispatch-notifications"
 LATE_TABLE_LIMIT = 500
 EVENT_CAP = 1000  # events per pass; a first pass over a backlog would otherwise flood the server
 RELATED_CAP = 50  # items named per event
-CASE_PAGE_CAP = 25  # case pages republished per pass (a query and an API call each)
+CASE_PAGE_CAP = 10  # case pages republished per pass (a query and an API call each)
 _URGENCY = {"bridgebsr.gate.expired": 0, "bridgebsr.case.escalated": 1}
 
 
