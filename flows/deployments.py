@@ -18,6 +18,7 @@ from prefect.schedules import Cron
 
 from flows.alerts import operator_alert
 from flows.cases import open_case, pilot_lifecycle
+from flows.desk import DESK
 from flows.gates import stage_gate
 from flows.monitor import monitor_milestones
 from flows.reports import daily_digest, dispatch_notifications, portfolio_report
@@ -34,6 +35,7 @@ DEPLOYMENTS: dict[str, tuple[Flow[..., Any], str | None, list[str]]] = {
     "open-case": (open_case, None, ["case"]),
     "pilot-lifecycle": (pilot_lifecycle, None, ["case"]),
     "operator-alert": (operator_alert, None, ["operators"]),
+    **{name: (desk_flow, None, ["case", "desk"]) for name, desk_flow in DESK.items()},
 }
 # One monitor at a time: a run started while another runs waits for it (prefect.yaml too).
 CONCURRENCY = {"monitor-milestones": 1}

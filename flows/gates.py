@@ -35,6 +35,7 @@ from bridgebsr.errors import BridgeError
 from bridgebsr.office.progress import Actor, decide_gate, refuse_decision
 from bridgebsr.office.queries import GateView, gate_view, waiting_gates
 from bridgebsr.store.db import read_session, write_session
+from flows.case_page import publish_case_page
 from flows.common import log, resolve_now, run_id, runtime
 from models import Decision, Source
 
@@ -173,6 +174,7 @@ def _record(view: GateView, form: GateDecisionForm) -> None:
                 now=now,
                 entered_for=approver,
             )
+        publish_case_page(view.case_key)
         return
     logger.info(
         "%s entered %s for %s on %s %s",
@@ -182,6 +184,7 @@ def _record(view: GateView, form: GateDecisionForm) -> None:
         view.case_key,
         view.gate_key,
     )
+    publish_case_page(view.case_key)
 
 
 def _runs(client: SyncPrefectClient, deployment_id: UUID) -> list[FlowRun]:

@@ -17,6 +17,7 @@ from bridgebsr.monitor.report import LateItem, MonitorReport, Signal
 from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office import queries
 from bridgebsr.store.db import read_session
+from flows.case_page import publish_case_page
 from flows.common import log, named, resolve_now, run_id, runtime
 from flows.gates import sync_gate_runs
 from models import Source
@@ -25,6 +26,7 @@ DISPATCH = "dispatch-notifications/dispatch-notifications"
 LATE_TABLE_LIMIT = 500
 EVENT_CAP = 1000  # events per pass; a first pass over a backlog would otherwise flood the server
 RELATED_CAP = 50  # items named per event
+CASE_PAGE_CAP = 10  # case pages republished per pass (a query and an API call each)
 _URGENCY = {"bridgebsr.gate.expired": 0, "bridgebsr.case.escalated": 1}
 
 
@@ -48,7 +50,8 @@ def monitor_pass(now: datetime, dry_run: bool) -> MonitorReport:
 # Retried: it only reads the store and publishes artifacts under fixed keys (a new version).
 @task(name="publish-artifacts", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def publish(report: MonitorReport) -> None:
-    """Publish the late-items table and one markdown summary per pilot."""
+    """Publish the late-items table, one markdown summary per pilot and the page of each case
+    the pass changed (`case-<key>`)."""
     rows = [late_row(item) for item in report.late[:LATE_TABLE_LIMIT]]
     more = len(report.late) - len(rows)
     note = f" (the {LATE_TABLE_LIMIT} most late of {len(report.late)})" if more > 0 else ""
@@ -66,6 +69,16 @@ def publish(report: MonitorReport) -> None:
             markdown=pilot_markdown(report, pilot, summary["pilots"][pilot], status[pilot]),
             description=f"{pilot}: where it stands as of {report.today}",
         )
+    touched = touched_cases(report)
+    for case_key in touched[:CASE_PAGE_CAP]:
+        publish_case_page(case_key, report.now)
+    if len(touched) > CASE_PAGE_CAP:
+        log().info("%s case page(s) left for their next change", len(touched) - CASE_PAGE_CAP)
+
+
+def touched_cases(report: MonitorReport) -> list[str]:
+    """The cases whose items the pass marked late, expired, timed out or escalated."""
+    return [] if report.dry_run else sorted({s.case_key for s in report.signals})
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ def open_(
             team=parse_assignments(team or [], "--team"),
         )
         say(case.key)
+    sync_case_runs(rt, case.key)
 
 
 @case_app.command("list")

@@ -126,7 +126,8 @@ def prefect_api(rt: Runtime) -> str | None:
 
 
 def sync_case_runs(rt: Runtime, case_key: str) -> None:
-    """After a CLI change, close gate runs that no longer wait and start the ones now needed."""
+    """After a CLI change, close gate runs that no longer wait, start the ones now needed and
+    publish the case's page (`case-<key>`) again, when a Prefect API is configured."""
     if not (os.environ.get("PREFECT_API_URL") or _marker(rt).exists()):
         return
     api = prefect_api(rt)
@@ -134,11 +135,13 @@ def sync_case_runs(rt: Runtime, case_key: str) -> None:
         return
     os.environ["PREFECT_API_URL"] = api
     try:
+        from flows.case_page import publish_case_page
         from flows.gates import reconcile_gates
 
         counts = reconcile_gates(case_key)
+        publish_case_page(case_key)
     except Exception as exc:  # the change is recorded; the next monitor pass reconciles
-        say(f"warning: could not update gate runs in Prefect ({type(exc).__name__})")
+        say(f"warning: could not update the case in Prefect ({type(exc).__name__})")
         return
     if counts["closed"] or counts["started"]:
         say(f"Prefect: closed {counts['closed']} waiting gate run(s), started {counts['started']}")

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import pytest
 import yaml
+from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
@@ -282,6 +283,9 @@ def test_the_decision_form_records_votes_refusals_and_the_approval(worker: Runti
     assert view.status is GateStatus.APPROVED and view.approvals == 3
     assert "sound model" in comments and "adopt" in comments
     assert stage != "council-review"  # the case moved on past the gate's stage
+    page = Artifact.get(f"case-{IP_KEY.lower()}")  # the gate run published the case again
+    assert page is not None and page.flow_run_id == run.id
+    assert f"| {COUNCIL} | approved |" in str(page.data)
 
 
 def test_cli_changes_start_and_close_gate_runs(
@@ -325,3 +329,6 @@ def test_cli_changes_start_and_close_gate_runs(
             .all()
         )
     assert view.status is GateStatus.APPROVED and Source.CLI in decided_by
+    page = Artifact.get("case-sme-2026-0004")  # published again by the CLI after its change
+    assert page is not None and page.flow_run_id is None
+    assert "| sme-acceptance | approved |" in str(page.data)

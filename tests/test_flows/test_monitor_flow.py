@@ -10,7 +10,12 @@ from uuid import UUID
 import pytest
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from sqlalchemy import func, select, text
 from sqlmodel import col
@@ -80,6 +85,13 @@ def test_the_monitor_flow_writes_the_outbox_once_and_publishes_what_is_late(
     assert "SME-2026-0008" in str(late.data) and "days late" in str(late.data)
     summary_md = Artifact.get("pilot-shared-sme-service")
     assert summary_md is not None and "late milestones" in str(summary_md.data)
+    # The pages of cases the pass marked late, as of the pass's day.
+    with get_client(sync_client=True) as client:
+        pages = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(like_="case-"))
+        )
+    pages = [p for p in pages if "as of 2026-11-26" in str(p.description)]
+    assert pages and all("| LATE |" in str(p.data) for p in pages)
 
 
 def test_the_number_of_task_runs_does_not_grow_with_the_portfolio(
