@@ -37,7 +37,7 @@ test: lint browser
 # The README's screenshots: the end-to-end walkthrough writes them into docs/screenshots
 # (a test run writes them to build/screenshots, so the checkout stays clean).
 screenshots: $(STAMP) browser
-	BRIDGEBSR_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/e2e/test_pilot_lead_day.py tests/e2e/test_partners_door.py
+	BRIDGEBSR_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/e2e/test_pilot_lead_day.py tests/e2e/test_desk_form.py tests/e2e/test_partners_door.py
 
 # The large versions of tests/reliability: 10,000 notices, 20 kills, 10,000 fuzz examples.
 soak: $(STAMP)

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from bridgebsr.exchange.catalog import Catalog, load_catalog
-from bridgebsr.settings import Settings
+from bridgebsr.settings import Settings, quiet_span
 from bridgebsr.store.db import make_engine
 
 if TYPE_CHECKING:
+    from notifications.channels import Channel
     from notifications.post import PostOffice
 
 
@@ -35,6 +36,28 @@ class Runtime:
             apprise_config=self.settings.apprise_config,
             local_log=self.settings.home / "notifications.log",
         )
+
+    def channels(self) -> dict[str, "Channel"]:
+        """The team channels the chat services of BRIDGEBSR_APPRISE_CONFIG join (tags
+        `channel:NAME`), by name, each with its `[channels.NAME]` settings (else the default
+        quiet hours in the settings' time zone, no digest). None without a config."""
+        from notifications.channels import Channel, subscribed
+
+        chosen = self.settings.channels
+        out = {}
+        for name in sorted(subscribed(self.settings.apprise_config)):
+            mine = chosen.get(name)
+            if mine is None:
+                out[name] = Channel(name, self.settings.timezone)
+                continue
+            out[name] = Channel(
+                name,
+                mine.timezone or self.settings.timezone,
+                quiet=quiet_span(mine.quiet_hours),
+                digest=mine.digest,
+                country=mine.country,
+            )
+        return out
 
     @cached_property
     def catalog(self) -> Catalog:

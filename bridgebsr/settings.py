@@ -10,11 +10,12 @@ setting's name without the prefix, in lower case: `email_url = "..."`), found at
 import os
 import secrets
 import tomllib
+from datetime import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -34,6 +35,62 @@ CONFIG_NAME = "bridgebsr.toml"
 DEFAULT_HOME = Path(".bridgebsr")
 DEFAULT_WEB_PORT = 4280  # beside Prefect's 4200
 SECRET_FILE = "secret_key"
+
+
+class ChannelSettings(BaseModel):
+    """How one team channel (a chat service tagged `channel:NAME`) wants its posts: a
+    `[channels.NAME]` table in the settings file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str | None = Field(
+        default=None, description="The channel's time zone (default: the settings' timezone)."
+    )
+    quiet_hours: str = Field(
+        default="21:00-07:00",
+        description="Local hours nothing is posted in, FROM-UNTIL (may run over midnight); "
+        "'none' for none.",
+    )
+    digest: bool = Field(
+        default=False,
+        description="Gather what is not urgent into one post at 08:00 on a working day.",
+    )
+    country: str = Field(
+        default="", description="Country code whose public holidays have no digest."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return value if value is None else _zone_name(value)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        quiet_span(value)
+        return value
+
+
+def quiet_span(value: str) -> tuple[time, time] | None:
+    """`FROM-UNTIL` (`21:00-07:00`) as two times; None for `none` or ''. ValueError saying
+    the form otherwise."""
+    if value.strip().lower() in {"", "none", "off"}:
+        return None
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError:
+        raise ValueError(
+            f"quiet_hours '{value}' is not FROM-UNTIL, e.g. '21:00-07:00' (or 'none')"
+        ) from None
+    return start, end
+
+
+def _zone_name(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone '{value}'") from exc
+    return value
 
 
 class Settings(BaseSettings):
@@ -77,6 +134,19 @@ class Settings(BaseSettings):
         description="Your email address: who the command line records as making a change "
         "given without --by.",
     )
+    channels: dict[str, ChannelSettings] = Field(
+        default_factory=dict,
+        description="Team channels' quiet hours, time zone and digest, by name: a "
+        "[channels.NAME] table per channel (NAME: all, a pilot kind, or partner:CODE, as in "
+        "the Apprise tag channel:NAME).",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The address people reach the web app at (https://bridge.example.org, "
+        "behind a TLS proxy): the links notices carry and links to stored reports are written "
+        "under it. Unset, notices link to the local app (http://127.0.0.1:WEB_PORT) and "
+        "stored reports carry no link.",
+    )
     dispatch_workers: int = Field(
         default=1, ge=1, le=32, description="Processes that deliver notices in one dispatch pass."
     )
@@ -85,11 +155,6 @@ class Settings(BaseSettings):
         ge=1,
         le=65535,
         description="Port of the partners' web app (`bridgebsr web`, `bridgebsr up`).",
-    )
-    public_url: str | None = Field(
-        default=None,
-        description="Address written into the links notices carry, as people reach the web "
-        "app (https://... behind a TLS proxy); default http://127.0.0.1:WEB_PORT.",
     )
     secret_key: SecretStr | None = Field(
         default=None,
@@ -134,11 +199,20 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone '{value}'") from exc
-        return value
+        return _zone_name(value)
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, value: dict[str, ChannelSettings]) -> dict[str, ChannelSettings]:
+        named: dict[str, ChannelSettings] = {}
+        for name, chosen in value.items():
+            key = name.strip().lower()
+            if not key or any(c.isspace() for c in key) or key == "partner:":
+                raise ValueError(
+                    f"'{name}' is no channel name: give all, a pilot kind, or partner:CODE"
+                )
+            named[key] = chosen
+        return named
 
     @field_validator("public_url")
     @classmethod

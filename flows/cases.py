@@ -4,20 +4,21 @@ from datetime import date
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
-from bridgebsr.office import cases, queries
+from bridgebsr.office import cases
 from bridgebsr.office.progress import reforecast_case
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.db import read_session, write_session
+from flows.case_page import publish_case_page
 from flows.common import flow_actor, log, resolve_now, run_id, runtime
 from flows.gates import reconcile_gates
 from models import Source
 
 
+# Not retried: each try opens a new case.
 @task(name="open-case", cache_policy=NO_CACHE)
 def open_case_task(
     kind: str, title: str, owner_email: str, partner_code: str | None, start: date | None
@@ -40,7 +41,8 @@ def open_case_task(
         return case.key
 
 
-@task(name="reforecast", cache_policy=NO_CACHE)
+# Retried: forecasts are computed from the store, so a second try finds nothing more to move.
+@task(name="reforecast", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def reforecast(case_key: str) -> None:
     """Move the case's forecasts to what today knows; opens gates whose predecessors finished."""
     rt = runtime()
@@ -53,21 +55,14 @@ def reforecast(case_key: str) -> None:
         )
 
 
-@task(name="publish-case", cache_policy=NO_CACHE)
+# Retried: it reads the store and publishes the artifact under its fixed key.
+@task(name="publish-case", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def publish_case(case_key: str) -> None:
-    """Publish the case's plan (planned against forecast, gates, critical path) as markdown."""
-    rt = runtime()
-    today = resolve_now(None, rt).astimezone(rt.settings.zone()).date()
-    with read_session(rt.engine) as session:
-        shown = queries.show_case(session=session, key=case_key, today=today)
-    create_markdown_artifact(
-        key=f"case-{case_key.lower()}",
-        markdown=case_markdown(shown),
-        description=f"{case_key}: plan and progress as of {today}",
-    )
+    """Publish the case's page (`case-<key>`): its plan, gates and latest history."""
+    publish_case_page(case_key)
 
 
-@flow(name="pilot-lifecycle", flow_run_name="{case_key}")
+@flow(name="pilot-lifecycle", flow_run_name="{case_key}", timeout_seconds=600)
 def pilot_lifecycle(case_key: str) -> dict[str, Any]:
     """Bring one case up to date: forecasts, its plan in the UI, a waiting run per open gate."""
     _label_run(case_key)
@@ -77,7 +72,7 @@ def pilot_lifecycle(case_key: str) -> dict[str, Any]:
     return {"case": case_key, "gate_runs": gates}
 
 
-@flow(name="open-case", flow_run_name="open {kind}")
+@flow(name="open-case", flow_run_name="open {kind}", timeout_seconds=600)
 def open_case(
     kind: str,
     title: str,
@@ -106,32 +101,3 @@ def _label_run(case_key: str, name: str | None = None) -> None:
             client.update_flow_run(ctx.flow_run.id, tags=tags)
         else:
             client.update_flow_run(ctx.flow_run.id, name=name, tags=tags)
-
-
-def case_markdown(shown: dict[str, Any]) -> str:
-    """A case as markdown: header, milestones with planned and forecast dates, gates."""
-    lines = [
-        f"# {shown['key']} · {shown['title']}",
-        "",
-        f"{shown['kind']} · {shown['status']} · stage **{shown['stage'] or '-'}** · "
-        f"owner {shown['owner']} ({shown['partner']})",
-        "",
-        f"Target {shown['target']}, forecast **{shown['forecast']}** "
-        f"({shown['slip_days']:+d} days).",
-        "",
-        "| milestone | status | owner | planned | forecast | late | critical |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for m in shown["milestones"]:
-        lines.append(
-            f"| {m['key']} | {m['status']} | {m['owner'] or m['owner_role']} | "
-            f"{m['planned_due']} | {m['forecast_due']} | {'LATE' if m['overdue'] else ''} | "
-            f"{'yes' if m['critical'] else ''} |"
-        )
-    lines += ["", "| gate | status | round | approvers | deadline |", "|---|---|---|---|---|"]
-    for g in shown["gates"]:
-        lines.append(
-            f"| {g['key']} | {g['status']} | {g['round']} | {g['approvers']} | "
-            f"{g['deadline'] or '-'} |"
-        )
-    return "\n".join(lines)

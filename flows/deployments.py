@@ -1,8 +1,8 @@
 """The deployments, as prefect.yaml declares them, and `bridgebsr up`: the embedded default.
 
 `bridgebsr up` starts (or reuses) a local Prefect server, serves every deployment on its
-schedule from this process, triggers a first monitor run and stops cleanly on Ctrl-C,
-leaving the schedules active for the next start.
+schedule from this process, applies the automations (`flows/automations.py`), triggers a
+first monitor run and stops cleanly on Ctrl-C, leaving the schedules active for the next start.
 """
 
 import asyncio
@@ -16,7 +16,9 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.runner import Runner
 from prefect.schedules import Cron
 
+from flows.alerts import operator_alert
 from flows.cases import open_case, pilot_lifecycle
+from flows.desk import DESK
 from flows.gates import stage_gate
 from flows.monitor import monitor_milestones
 from flows.reports import daily_digest, dispatch_notifications, portfolio_report
@@ -32,7 +34,11 @@ DEPLOYMENTS: dict[str, tuple[Flow[..., Any], str | None, list[str]]] = {
     "stage-gate": (stage_gate, None, ["gate"]),
     "open-case": (open_case, None, ["case"]),
     "pilot-lifecycle": (pilot_lifecycle, None, ["case"]),
+    "operator-alert": (operator_alert, None, ["operators"]),
+    **{name: (desk_flow, None, ["case", "desk"]) for name, desk_flow in DESK.items()},
 }
+# One monitor at a time: a run started while another runs waits for it (prefect.yaml too).
+CONCURRENCY = {"monitor-milestones": 1}
 
 
 async def deployments() -> list[RunnerDeployment]:
@@ -46,6 +52,7 @@ async def deployments() -> list[RunnerDeployment]:
                 schedules=schedules,
                 tags=["bridgebsr", *tags],
                 description=flow.description,
+                concurrency_limit=CONCURRENCY.get(name),
             )
         )
     return out
@@ -56,6 +63,9 @@ async def serve_all(on_ready: Callable[[str], None], first_monitor: bool = True)
     runner = Runner(name="bridgebsr-up", pause_on_shutdown=False, limit=8)
     for deployment in await deployments():
         await runner.aadd_deployment(deployment)
+    from flows.automations import apply  # it reads DEPLOYMENTS from here
+
+    await asyncio.to_thread(apply)  # once the deployments they start exist
 
     async def kickoff() -> None:
         run = None

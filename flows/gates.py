@@ -35,6 +35,7 @@ from bridgebsr.errors import BridgeError
 from bridgebsr.office.progress import Actor, decide_gate, refuse_decision
 from bridgebsr.office.queries import GateView, gate_view, waiting_gates
 from bridgebsr.store.db import read_session, write_session
+from flows.case_page import publish_case_page
 from flows.common import log, resolve_now, run_id, runtime
 from models import Decision, Source
 
@@ -43,10 +44,17 @@ UNFINISHED = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateTy
 
 
 class GateDecisionForm(RunInput):
-    """Your decision on this gate, as one of its approvers."""
+    """An approver's decision on this gate, entered by a pilot lead of the case for them.
+
+    The Prefect UI has one shared login, so the form cannot tell who submits it: the vote is
+    recorded as entered by the pilot lead named in `entered_by` (refused unless they lead
+    this case) on behalf of the approver named, and the audit trail says both."""
 
     decision: Decision = Field(description="approve or reject")
-    approver_email: str = Field(description="Your address as the project office knows it")
+    approver_email: str = Field(description="The approver whose decision this is")
+    entered_by: str = Field(
+        description="Your address: a pilot lead of this case, entering the decision for them"
+    )
     comment: str = Field(default="", description="Why; it goes into the case's audit trail")
 
 
@@ -62,8 +70,10 @@ def _form_description(view: GateView) -> str:
         f"Needs **{view.required}** approval(s) from a **{view.approver_role}**; "
         f"{view.approvals} so far in round {view.round}. Deadline: **{deadline}**.\n\n"
         f"{_to_look_at(view)}"
-        "Give your decision and your e-mail address. One rejection sends the case back for "
-        "rework or cancels it, as the pilot's template says."
+        "As a pilot lead of this case, enter the decision an approver gave you: their address, "
+        "and yours (the vote is recorded as entered by you on their behalf). Approvers may "
+        "also vote themselves from their notice's link or with `bridgebsr gate approve`. One "
+        "rejection sends the case back for rework or cancels it, as the pilot's template says."
     )
 
 
@@ -77,7 +87,9 @@ def _view(case_key: str, gate_key: str) -> GateView:
         return gate_view(session=session, case_key=case_key, gate_key=gate_key)
 
 
-@flow(name="stage-gate", flow_run_name="{case_key} · {gate_key}")
+# The timeout bounds each stretch of work: a run waiting for its decision is suspended, not
+# running, and each resume starts the clock again.
+@flow(name="stage-gate", flow_run_name="{case_key} · {gate_key}", timeout_seconds=600)
 def stage_gate(case_key: str, gate_key: str) -> dict[str, Any]:
     """Wait for a gate's decision in the UI and record it as the CLI would."""
     logger = log()
@@ -143,7 +155,8 @@ def _record(view: GateView, form: GateDecisionForm) -> None:
     logger = log()
     rt = runtime()
     now = resolve_now(None, rt)
-    actor = Actor(form.approver_email.strip().lower(), Source.FLOW, run_id(), form.comment)
+    actor = Actor(form.entered_by.strip().lower(), Source.FLOW, run_id(), form.comment)
+    approver = form.approver_email.strip().lower()
     try:
         with write_session(rt.engine) as session:
             decide_gate(
@@ -153,6 +166,7 @@ def _record(view: GateView, form: GateDecisionForm) -> None:
                 decision=form.decision,
                 actor=actor,
                 now=now,
+                entered_for=approver,
             )
     except BridgeError as exc:
         logger.warning("decision not recorded: %s", exc)
@@ -164,11 +178,19 @@ def _record(view: GateView, form: GateDecisionForm) -> None:
                 actor=actor,
                 reason=str(exc),
                 now=now,
+                entered_for=approver,
             )
+        publish_case_page(view.case_key)
         return
     logger.info(
-        "%s recorded %s on %s %s", actor.email, form.decision.value, view.case_key, view.gate_key
+        "%s entered %s for %s on %s %s",
+        actor.email,
+        form.decision.value,
+        approver,
+        view.case_key,
+        view.gate_key,
     )
+    publish_case_page(view.case_key)
 
 
 def _runs(client: SyncPrefectClient, deployment_id: UUID) -> list[FlowRun]:
@@ -267,7 +289,9 @@ def _start(view: GateView) -> None:
     )
 
 
-@task(name="sync-gate-runs", cache_policy=NO_CACHE)
+# Retried: it compares the runs on the server with the store first, so a retry keeps what an
+# interrupted try started and starts only what is still missing.
+@task(name="sync-gate-runs", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def sync_gate_runs() -> dict[str, int]:
     """Start a waiting stage-gate run for each open gate; close runs whose wait is over."""
     counts = reconcile_gates()

@@ -17,6 +17,7 @@ from bridgebsr.monitor.report import LateItem, MonitorReport, Signal
 from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office import queries
 from bridgebsr.store.db import read_session
+from flows.case_page import publish_case_page
 from flows.common import log, named, resolve_now, run_id, runtime
 from flows.gates import sync_gate_runs
 from models import Source
@@ -25,10 +26,13 @@ DISPATCH = "dispatch-notifications/dispatch-notifications"
 LATE_TABLE_LIMIT = 500
 EVENT_CAP = 1000  # events per pass; a first pass over a backlog would otherwise flood the server
 RELATED_CAP = 50  # items named per event
+CASE_PAGE_CAP = 10  # case pages republished per pass (a query and an API call each)
 _URGENCY = {"bridgebsr.gate.expired": 0, "bridgebsr.case.escalated": 1}
 
 
-@task(name="monitor-pass", cache_policy=NO_CACHE)
+# Retried: the pass is idempotent (outbox rows are unique by dedupe key, marks are set only
+# where still empty), so a retry after a lost connection writes nothing twice.
+@task(name="monitor-pass", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
 def monitor_pass(now: datetime, dry_run: bool) -> MonitorReport:
     """Mark what is late or expired, apply gate timeouts, write due ladder steps to the outbox."""
     rt = runtime()
@@ -39,12 +43,15 @@ def monitor_pass(now: datetime, dry_run: bool) -> MonitorReport:
         dry_run=dry_run,
         source=Source.FLOW,
         source_ref=run_id(),
+        channels=rt.channels(),
     )
 
 
-@task(name="publish-artifacts", cache_policy=NO_CACHE)
+# Retried: it only reads the store and publishes artifacts under fixed keys (a new version).
+@task(name="publish-artifacts", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def publish(report: MonitorReport) -> None:
-    """Publish the late-items table and one markdown summary per pilot."""
+    """Publish the late-items table, one markdown summary per pilot and the page of each case
+    the pass changed (`case-<key>`)."""
     rows = [late_row(item) for item in report.late[:LATE_TABLE_LIMIT]]
     more = len(report.late) - len(rows)
     note = f" (the {LATE_TABLE_LIMIT} most late of {len(report.late)})" if more > 0 else ""
@@ -62,6 +69,16 @@ def publish(report: MonitorReport) -> None:
             markdown=pilot_markdown(report, pilot, summary["pilots"][pilot], status[pilot]),
             description=f"{pilot}: where it stands as of {report.today}",
         )
+    touched = touched_cases(report)
+    for case_key in touched[:CASE_PAGE_CAP]:
+        publish_case_page(case_key, report.now)
+    if len(touched) > CASE_PAGE_CAP:
+        log().info("%s case page(s) left for their next change", len(touched) - CASE_PAGE_CAP)
+
+
+def touched_cases(report: MonitorReport) -> list[str]:
+    """The cases whose items the pass marked late, expired, timed out or escalated."""
+    return [] if report.dry_run else sorted({s.case_key for s in report.signals})
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,7 @@ def case_events(signals: list[Signal], cap: int = EVENT_CAP) -> tuple[list[CaseE
     return events, max(len(order) - cap, 0)
 
 
+# Not retried: a retry would emit the events again, and automations act on each one.
 @task(name="emit-events", cache_policy=NO_CACHE)
 def announce(report: MonitorReport) -> int:
     """Emit one Prefect event per case and kind of news, then one event for the pass."""
@@ -151,11 +169,21 @@ def _counts(report: MonitorReport) -> dict[str, Any]:
     name="monitor-milestones",
     flow_run_name=named("monitor"),
     log_prints=False,
+    # A first pass over 100,000 never-monitored cases takes minutes (benchmarks/); an hour's
+    # pass that has not ended in half an hour is stuck, and its timeout alerts the operators.
+    timeout_seconds=1800,
 )
 def monitor_milestones(
-    now: datetime | None = None, dry_run: bool = False, sync_gates: bool = True
+    now: datetime | None = None,
+    dry_run: bool = False,
+    sync_gates: bool = True,
+    dispatch: bool = False,
 ) -> dict[str, Any]:
-    """Find what is due, late or expired as of `now`; notify once; publish what is late."""
+    """Find what is due, late or expired as of `now`; notify once; publish what is late.
+
+    Delivery follows by the automation `dispatch after each monitor pass`; with `dispatch`,
+    the pass starts a dispatch run itself (for a setup without the automations, whose
+    notices otherwise wait for the 15-minute dispatch schedule)."""
     logger = log()
     rt = runtime()
     at = resolve_now(now, rt)
@@ -165,7 +193,7 @@ def monitor_milestones(
         announce(_whole(report))
     if sync_gates and not dry_run:
         sync_gate_runs()
-    if report.notifications and not dry_run:
+    if dispatch and report.notifications and not dry_run:
         deliver_soon()
     logger.info(
         "%s notification(s) written, %s milestone(s) newly late, %s gate(s) newly expired, "

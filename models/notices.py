@@ -19,6 +19,8 @@ ItemKind = Literal["milestone", "gate"]
 # Steps of notices that are not ladder steps: the case version or the retired contact follows.
 HANDOVER = "handover-"  # an item changed hands: both sides are told
 TAKEOVER = "takeover-"  # a successor is told what they took over from someone who left
+DATE_ASKED = "date-asked-"  # a pilot lead is told an owner asks for a new due date (request id)
+DATE_ANSWERED = "date-answered-"  # the owner is told the answer to their request (request id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ class NoticePayload:
     round: int  # a gate's round; a milestone's rework round (1 until rework reopens it)
     baseline: date | None = None  # a milestone's original due date (None: as `due`; gates)
     run: str | None = None  # the flow run that found it, if a flow did
-    note: str | None = None  # what a notice that is no ladder step says (a handover)
+    note: str | None = None  # what a notice that is no ladder step says (a handover, a request)
     to_look_at: str | None = None  # a gate's: what to look at before deciding (its evidence)
 
     def as_json(self) -> dict[str, Any]:

@@ -12,30 +12,17 @@ statement, not once per row.
 """
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Connection,
-    Date,
-    Integer,
-    Text,
-    bindparam,
-    cast,
-    func,
-    literal,
-    literal_column,
-    select,
-    true,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import JSON, Boolean, Connection, Date, Integer, Text, bindparam, cast, func, select
 
-from models import Notification, NotificationStatus, OutboxNotice
+from models import Notification, OutboxNotice
+from notifications.channel_posts import enqueue_posts
+from notifications.json_insert import insert_from_json
 
 CHUNK = 5000  # notices looked up and inserted at a time
 _OUTBOX = Notification.__table__  # type: ignore[attr-defined]
@@ -73,11 +60,19 @@ def dedupe_key(notice: OutboxNotice) -> str:
 
 
 def enqueue(
-    conn: Connection, notices: Iterable[OutboxNotice], *, now: datetime
+    conn: Connection,
+    notices: Iterable[OutboxNotice],
+    *,
+    now: datetime,
+    channels: Collection[str] = (),
 ) -> list[OutboxNotice]:
     """Put each notice whose dedupe key is new in the outbox, `pending` from `now`, in the
     caller's transaction; returns the notices that went in, in the order given (a notice
-    repeating an earlier one's key is not written again)."""
+    repeating an earlier one's key is not written again).
+
+    With `channels` (the names of the channels chat services joined, `channels.subscribed`),
+    the events of the notices that went in are posted to the channels that hear of them, in
+    the same transaction: one post per channel and event (`channel_posts`)."""
     seen: set[str] = set()
     went_in: list[OutboxNotice] = []
     for chunk in _chunks(notices, CHUNK):
@@ -91,7 +86,10 @@ def enqueue(
         if not todo:
             continue
         stored = _insert(conn, todo, now)
-        went_in += [n for key, n in todo.items() if key in stored]
+        new_here = [(key, n) for key, n in todo.items() if key in stored]
+        went_in += [n for _, n in new_here]
+        if channels and new_here:
+            enqueue_posts(conn, new_here, channels, now=now)
     return went_in
 
 
@@ -131,35 +129,10 @@ def _insert(conn: Connection, todo: dict[str, OutboxNotice], now: datetime) -> s
     return set(conn.execute(statement, params).scalars())
 
 
-@lru_cache(maxsize=4)
 def _insert_statement(dialect: str) -> Any:
     """INSERT ... SELECT from the rows' JSON array ... ON CONFLICT (dedupe_key) DO NOTHING
-    RETURNING dedupe_key, built once per backend. The columns no row sets are the outbox's
-    defaults, rendered once into the statement."""
-    if dialect == "postgresql":
-        rows = func.jsonb_array_elements(cast(bindparam("rows", type_=Text), postgresql.JSONB))
-        value = rows.table_valued("value").c.value
-        values: list[Any] = [
-            cast(value.op("->>")(literal_column(str(i))), kind)
-            for i, (_, kind) in enumerate(_PER_ROW)
-        ]
-        insert: Any = postgresql.insert
-    else:
-        rows = func.json_each(bindparam("rows", type_=Text))
-        value = rows.table_valued("value").c.value
-        values = [
-            func.json_extract(value, literal_column(f"'$[{i}]'")) for i in range(len(_PER_ROW))
-        ]
-        insert = sqlite.insert
-    created = bindparam("now", type_=_OUTBOX.c.created_at.type)
-    pending = literal(NotificationStatus.PENDING, type_=_OUTBOX.c.status.type)
-    names = [*(name for name, _ in _PER_ROW), "status", "created_at"]
-    # WHERE true: SQLite reads an upsert's SELECT only with a WHERE clause.
-    source = select(*values, pending, created).where(true())
-    statement = insert(_OUTBOX).from_select(names, source)
-    return statement.on_conflict_do_nothing(index_elements=[_OUTBOX.c.dedupe_key]).returning(
-        _OUTBOX.c.dedupe_key
-    )
+    RETURNING dedupe_key, built once per backend."""
+    return insert_from_json(dialect, _OUTBOX, _PER_ROW)
 
 
 def _new_keys(conn: Connection, keys: Sequence[str]) -> set[str]:

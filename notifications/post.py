@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import apprise
+from apprise.attachment.memory import AttachMemory
 from apprise.decorators import notify
 
 from notifications import smtp_reply
@@ -45,6 +47,15 @@ class ChannelResult:
     channel: str
     ok: bool
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with an email: its name, media type and bytes."""
+
+    filename: str
+    media_type: str
+    content: bytes = b""
 
 
 @notify(on="bridgebsr", name="bridgebsr local log")  # type: ignore[untyped-decorator,no-untyped-call]
@@ -224,14 +235,48 @@ class PostOffice:
             results.append(self._to_local_log(to, message))
         return results
 
-    def _email(self, url: str, to: str, message: Message) -> ChannelResult:
+    def to_channel(self, tag: str, message: Message) -> ChannelResult:
+        """One post on every chat service tagged `tag` (a channel's: `channel:NAME`)."""
+        chat = self._chat((tag,)) if self._config is not None else None
+        if chat is None:
+            return ChannelResult(tag, False, f"no chat service is tagged {tag}")
+        outcome = chat.notify(
+            body=message.markdown, title=message.title, body_format=apprise.NotifyFormat.MARKDOWN
+        )
+        return ChannelResult(tag, bool(outcome), _why(outcome))
+
+    def mail(
+        self, *, to: str, message: Message, attach: Sequence[Attachment] = ()
+    ) -> ChannelResult:
+        """One email with files attached to one person, by email only (a report, not a
+        notice); with no sending account, its text and the files' names go to the local log."""
+        if self._email_url:
+            return self._email(self._email_url, to, message, attach)
+        if not attach:
+            return self._to_local_log(to, message)
+        names = ", ".join(a.filename for a in attach)
+        listed = Message(message.title, lambda suffix: f"{message.text}\n\nAttached: {names}")
+        return self._to_local_log(to, listed)
+
+    def _email(
+        self, url: str, to: str, message: Message, attach: Sequence[Attachment] = ()
+    ) -> ChannelResult:
         """One email through the sending account; a failure says what the server replied."""
         mail = apprise.Apprise(asset=self._mail_asset)
         if not mail.add(with_recipient(url, to)):
             return ChannelResult("email", False, "BRIDGEBSR_EMAIL_URL is not valid")
+        files = None
+        if attach:  # Apprise's in-memory attachments: nothing is written to disk
+            files = apprise.AppriseAttachment(asset=self._mail_asset)
+            for a in attach:
+                memory = AttachMemory(content=a.content, name=a.filename, mimetype=a.media_type)  # type: ignore[no-untyped-call]
+                files.add(memory)
         with smtp_reply.listening() as heard:
             outcome = mail.notify(
-                body=message.html, title=message.title, body_format=apprise.NotifyFormat.HTML
+                body=message.html,
+                title=message.title,
+                body_format=apprise.NotifyFormat.HTML,
+                attach=files,
             )
         why = _why(outcome)
         if not outcome and (reply := smtp_reply.reason(heard)):

@@ -15,7 +15,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from models.notices import HANDOVER, TAKEOVER, NoticePayload
+from models.notices import DATE_ANSWERED, DATE_ASKED, HANDOVER, TAKEOVER, NoticePayload
 
 TEMPLATES = Path(__file__).parent / "templates"
 BUNDLE_LINES = 100  # items listed in a digest or summary; the rest are counted
@@ -129,6 +129,17 @@ def _action(payload: dict[str, Any]) -> str:
         )
     if step.startswith(TAKEOVER):
         return "These are yours from now on: each one's reminders reach you as its dates come."
+    if step.startswith(DATE_ASKED):
+        number = step.removeprefix(DATE_ASKED)
+        return (
+            f"Accept or decline it (request #{number}) on your page, or with `bridgebsr requests "
+            f"accept|decline {number} --by YOUR-EMAIL`; accepted, the item is rescheduled."
+        )
+    if step.startswith(DATE_ANSWERED):
+        return (
+            "Accepted, the item is due on the new date from now on; declined, the date shown "
+            "stands."
+        )
     if kind == "gate":
         if payload.get("step") == "expired":
             return "The deadline has passed: decide now, or the escalation ladder takes over."

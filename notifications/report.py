@@ -2,9 +2,12 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notifications.preferences import Plan
+
+if TYPE_CHECKING:
+    from notifications.channel_dispatch import ChannelReport
 
 
 @dataclass
@@ -25,6 +28,8 @@ class DispatchReport:
     # Held rows by why (QUIET, DIGEST, CAP): how many, and the earliest and latest they wait for.
     waiting: dict[str, tuple[int, datetime, datetime]] = field(default_factory=dict)
     disk_full: str = ""  # where the local log ran out of room, if it did
+    # What the pass did with the team channels' posts (`channel_dispatch`), if it got to them.
+    channels: "ChannelReport | None" = None
 
     def merge(self, other: "DispatchReport") -> None:
         """Add another pass's counts (another worker's, say) to these."""
@@ -55,8 +60,12 @@ class DispatchReport:
         }
 
     def summary(self) -> dict[str, Any]:
-        """Counts for the CLI and the flow."""
-        return {name: getattr(self, name) for name in _COUNTS}
+        """Counts for the CLI and the flow (the channels' as `posts_sent`, ... when the pass
+        got to them)."""
+        counts = {name: getattr(self, name) for name in _COUNTS}
+        if self.channels is not None:
+            counts |= {f"posts_{k}": v for k, v in self.channels.summary().items()}
+        return counts
 
 
 _COUNTS = (

@@ -28,9 +28,11 @@ from bridgebsr.cli.exchange import ical
 from bridgebsr.cli.items import add_milestone, agenda, remove_milestone
 from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
-from bridgebsr.cli.orchestration import up
+from bridgebsr.cli.orchestration import automations_app, up
 from bridgebsr.cli.plan import edit, rebaseline, reschedule
 from bridgebsr.cli.report import report
+from bridgebsr.cli.requests import ask_date, requests_app
+from bridgebsr.cli.stored import reports_app
 from bridgebsr.cli.team import case_reassign, case_team, contacts_retire, milestone_reassign
 from bridgebsr.cli.web import web
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
@@ -107,7 +109,7 @@ def demo(as_of: AsOf = None) -> None:
     day = today(rt, now)
     keys = demo_data.load_demo(rt, day)
     say(f"demo: opened {len(keys)} case(s)" if keys else "demo: cases already loaded")
-    print_report(run_monitor(rt.engine, now=now, zone=rt.settings.timezone))
+    print_report(run_monitor(rt.engine, now=now, zone=rt.settings.timezone, channels=rt.channels()))
     with read_session(rt.engine) as session:
         rows = queries.list_cases(session=session, today=day)
         late = {r["key"] for r in queries.list_cases(session=session, today=day, overdue=True)}
@@ -128,6 +130,7 @@ milestone_app.command("reassign")(milestone_reassign)
 contacts_app.command("retire")(contacts_retire)
 milestone_app.command("add")(add_milestone)
 milestone_app.command("remove")(remove_milestone)
+milestone_app.command("ask-date")(ask_date)
 app.add_typer(db_app, name="db", rich_help_panel=SETUP)
 app.add_typer(templates_app, name="templates", rich_help_panel=SETUP)
 app.add_typer(partners_app, name="partners", rich_help_panel=SETUP)
@@ -136,13 +139,16 @@ app.command(rich_help_panel=SETUP)(doctor)
 app.add_typer(case_app, name="case", rich_help_panel=DAILY)
 app.add_typer(milestone_app, name="milestone", rich_help_panel=DAILY)
 app.add_typer(gate_app, name="gate", rich_help_panel=DAILY)
+app.add_typer(requests_app, name="requests", rich_help_panel=DAILY)
 app.command(rich_help_panel=DAILY)(agenda)
 app.command(rich_help_panel=DAILY)(monitor)
 app.add_typer(notifications_app, name="notifications", rich_help_panel=DAILY)
 app.command(rich_help_panel=REPORTS)(report)
+app.add_typer(reports_app, name="reports", rich_help_panel=REPORTS)
 app.command(rich_help_panel=REPORTS)(ical)
 app.command(rich_help_panel=SERVER)(up)
 app.command(rich_help_panel=SERVER)(web)
+app.add_typer(automations_app, name="automations", rich_help_panel=SERVER)
 
 
 def main() -> None:

@@ -140,6 +140,19 @@ def pilot_kinds(incomplete: str) -> list[str]:
     return sorted(k for k in kinds if k.startswith(incomplete))
 
 
+def known_kind(rt: Runtime, value: str, option: str = "--pilot") -> str:
+    """A pilot kind the catalog knows (shipped templates and BRIDGEBSR_TEMPLATE_DIRS); any
+    other value is bad input naming the option and the kinds there are."""
+    kinds = rt.catalog.templates
+    kind = value.strip()
+    if kind not in kinds:
+        raise InvalidInput(
+            f"{option} '{value}' is not one of: {', '.join(sorted(kinds))} "
+            "(the pilot kinds of `bridgebsr templates list`)"
+        )
+    return kind
+
+
 def bounded(value: int, option: str, low: int = 0, high: int = INTEGER_MAX) -> int:
     """An integer option within low..high (by default what a database INTEGER holds)."""
     if not low <= value <= high:

@@ -18,6 +18,7 @@ from bridgebsr.cli._common import (
     emit_json,
     emit_table,
     expected_version,
+    known_kind,
     one_of,
     parse_day,
     parse_when,
@@ -90,6 +91,7 @@ def open_(
             fields=parse_pairs(field or [], "--field"),
         )
         say(case.key)
+    sync_case_runs(rt, case.key)
 
 
 @case_app.command("set")
@@ -149,6 +151,8 @@ def list_(
     if due_within is not None:
         due_within = bounded(due_within, "--due-within", 0, 3660)
     rt = runtime()
+    if pilot is not None:
+        pilot = known_kind(rt, pilot)
     with read_session(rt.engine) as session:
         rows = queries.list_cases(
             session=session,

@@ -31,7 +31,13 @@ def monitor(
     rt = runtime()
     now = parse_when(as_of, rt)
     with working("monitor pass: finding what is due, late or expired", quiet=as_json):
-        report = run_monitor(rt.engine, now=now, zone=rt.settings.timezone, dry_run=dry_run)
+        report = run_monitor(
+            rt.engine,
+            now=now,
+            zone=rt.settings.timezone,
+            dry_run=dry_run,
+            channels=rt.channels(),
+        )
     if as_json:
         emit_json({**report.summary(), "late_items": late_rows(report)})
         return

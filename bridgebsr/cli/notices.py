@@ -34,6 +34,10 @@ COLUMNS = (
     *("id", "status", "recipient", "case", "item", "rule"),
     *("urgent", "attempts", "sending", "resent", "via", "error"),
 )
+POST_COLUMNS = (
+    *("id", "status", "channel", "case", "item", "rule"),
+    *("urgent", "attempts", "sent_at", "error"),
+)
 RECEIPT_COLUMNS = ("id", "at", "recipient", "kind", "notices", "resent", "ok", "channels")
 HELD_FOR = {"quiet_hours": "in quiet hours", "digest": "for a digest", "cap": "over the daily cap"}
 
@@ -47,18 +51,28 @@ def list_notices(
         ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Newest first, at most this many.")] = 200,
+    channels: Annotated[
+        bool,
+        typer.Option("--channels", help="The team channels' posts (one per event) instead."),
+    ] = False,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List outbox rows, newest first. `sending`: the row's message went out and its outcome
     is not recorded yet (or never was: the dispatcher stopped); `resent`: sends of the row
-    after such an unrecorded one (possible duplicates)."""
+    after such an unrecorded one (possible duplicates). With --channels, the posts of the
+    team channels (chat services tagged channel:NAME) instead."""
     limit = bounded(limit, "--limit")
     wanted = (status,) if status else ()
     rt = runtime()
     with read_session(rt.engine) as session:
-        rows = notices.notices(session=session, statuses=wanted, limit=limit, newest_first=True)
+        if channels:
+            rows = notices.channel_posts(session=session, statuses=wanted, limit=limit)
+        else:
+            rows = notices.notices(session=session, statuses=wanted, limit=limit, newest_first=True)
     if as_json:
         emit_json(rows)
+    elif channels:
+        emit_table("Channel posts", rows, POST_COLUMNS)
     else:
         emit_table("Notifications", rows, COLUMNS)
 
@@ -129,6 +143,7 @@ def dispatch(
                 "held_for": report.held_for(),
                 "channels": post.channels(),
                 "errors": report.errors,
+                "channel_errors": report.channels.errors if report.channels else [],
             }
         )
         return
@@ -149,7 +164,13 @@ def dispatch(
             f"  {report.resent} resent after an attempt whose outcome was never recorded "
             "(possible duplicates)"
         )
-    for line in report.errors[:20]:
+    if (posts := report.channels) is not None and any(posts.summary().values()):
+        typer.echo(
+            f"  channels: posted {posts.sent} in {posts.messages} message(s) "
+            f"({posts.digests} digest(s)), held {posts.held}, retrying {posts.retrying}, "
+            f"failed {posts.failed}, obsolete {posts.obsolete} (notifications list --channels)"
+        )
+    for line in [*report.errors, *(report.channels.errors if report.channels else [])][:20]:
         typer.echo(f"  {line}", err=True)
 
 

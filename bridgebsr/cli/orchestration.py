@@ -126,7 +126,8 @@ def prefect_api(rt: Runtime) -> str | None:
 
 
 def sync_case_runs(rt: Runtime, case_key: str) -> None:
-    """After a CLI change, close gate runs that no longer wait and start the ones now needed."""
+    """After a CLI change, close gate runs that no longer wait, start the ones now needed and
+    publish the case's page (`case-<key>`) again, when a Prefect API is configured."""
     if not (os.environ.get("PREFECT_API_URL") or _marker(rt).exists()):
         return
     api = prefect_api(rt)
@@ -134,11 +135,13 @@ def sync_case_runs(rt: Runtime, case_key: str) -> None:
         return
     os.environ["PREFECT_API_URL"] = api
     try:
+        from flows.case_page import publish_case_page
         from flows.gates import reconcile_gates
 
         counts = reconcile_gates(case_key)
+        publish_case_page(case_key)
     except Exception as exc:  # the change is recorded; the next monitor pass reconciles
-        say(f"warning: could not update gate runs in Prefect ({type(exc).__name__})")
+        say(f"warning: could not update the case in Prefect ({type(exc).__name__})")
         return
     if counts["closed"] or counts["started"]:
         say(f"Prefect: closed {counts['closed']} waiting gate run(s), started {counts['started']}")
@@ -240,3 +243,42 @@ def _serve(rt: Runtime, api: str, web: str) -> None:
         say("  Ctrl-C stops.")
 
     asyncio.run(serve_all(ready))
+
+
+automations_app = typer.Typer(
+    help="The Prefect automations: alerts to the operators, dispatch after the monitor, "
+    "escalated cases brought up to date.",
+    no_args_is_help=True,
+)
+
+
+@automations_app.command("apply")
+def automations_apply(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only print what applying would change.")
+    ] = False,
+    monitor_silence: Annotated[
+        int,
+        typer.Option(
+            "--monitor-silence",
+            help="Seconds without a completed monitor run before the operators are told.",
+        ),
+    ] = 7200,
+) -> None:
+    """Create or update the automations on the Prefect server (safe to repeat; `bridgebsr up`
+    applies them itself). Run after `prefect deploy --all`."""
+    from datetime import timedelta
+
+    rt = runtime(ready=False)
+    seconds = bounded(monitor_silence, "--monitor-silence", 10, 30 * 86400)
+    api = prefect_api(rt)
+    if api is None:
+        raise typer.Exit(_fail_line("no Prefect server answers: set PREFECT_API_URL"))
+    os.environ["PREFECT_API_URL"] = api
+    from flows.automations import apply
+
+    changes = apply(timedelta(seconds=seconds), dry_run=dry_run)
+    verb = {"create": "would create", "update": "would update", "delete": "would delete"}
+    for change in changes:
+        action = verb.get(change.action, change.action) if dry_run else change.action
+        say(f"{action:<13} {change.name}")

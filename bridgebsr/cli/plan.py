@@ -150,6 +150,7 @@ def edit(
         moved = ", ".join(f"{k} {change.before[k]} -> {v}" for k, v in change.after.items())
         say(f"{case.key}: {moved} (version {case.version})")
     actor.tell()
+    sync_case_runs(rt, key)
 
 
 def _moved(moved: list[Moved]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from bridgebsr.cli._common import (
     say,
     who,
 )
+from bridgebsr.cli.orchestration import sync_case_runs
 from bridgebsr.office import retire, team
 from bridgebsr.office.progress import Actor
 from bridgebsr.rules.roles import parse_assignments
@@ -60,6 +61,7 @@ def case_team(
                 f"(version {work.loaded.case.version})"
             )
         actor.tell()
+        sync_case_runs(rt, key)
     with read_session(rt.engine) as session:
         data = team.show_team(session=session, key=key)
     if as_json:
@@ -92,6 +94,7 @@ def case_reassign(
             f"item(s) followed (version {work.loaded.case.version})"
         )
     actor.tell()
+    sync_case_runs(rt, key)
 
 
 def milestone_reassign(
@@ -117,6 +120,7 @@ def milestone_reassign(
         )
         say(f"{key.strip().upper()} {m.key} handed over; forecast due {m.forecast_due}")
     actor.tell()
+    sync_case_runs(rt, key)
 
 
 def contacts_retire(

@@ -18,6 +18,7 @@ class PassContext:
     today: date
     actor: Actor
     run: str | None = None
+    channels: frozenset[str] = frozenset()  # the team channels posted to, one post per event
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ an earlier one wrote and does not write it again.
 """
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import islice
 from typing import Any
@@ -53,14 +53,16 @@ def run_monitor(
     dry_run: bool = False,
     source: Source = Source.CLI,
     source_ref: str | None = None,
+    channels: Collection[str] = (),
 ) -> MonitorReport:
-    """One pass as of `now`; `dry_run` reports what would happen and changes nothing."""
+    """One pass as of `now`; `dry_run` reports what would happen and changes nothing.
+    `channels` names the team channels that get one post per event (`Runtime.channels`)."""
     if now.tzinfo is None:
         raise BridgeError("the monitor needs an aware `now` (with a time zone)")
     today = store.local_date(now, zone)
     actor = Actor(MONITOR_ACTOR, source=source, source_ref=source_ref, comment="gate deadline")
     run = source_ref if source is Source.FLOW else None
-    ctx = PassContext(now=now, today=today, actor=actor, run=run)
+    ctx = PassContext(now=now, today=today, actor=actor, run=run, channels=frozenset(channels))
     report = MonitorReport(now=now, today=today, dry_run=dry_run, run=run)
     writer = engine.execution_options(sqlite_immediate=True)
     if not dry_run:
@@ -96,7 +98,7 @@ def _pass(bind: Engine | Connection, ctx: PassContext, report: MonitorReport) ->
         while chunk := list(islice(found, PLAN_CHUNK)):
             planner.voted |= voted(s, [c for c in chunk if c.item_kind == "gate"])
             made = notices(planner.dues(chunk), ctx, looks)
-            stored = enqueue(s.connection(), made, now=ctx.now)
+            stored = enqueue(s.connection(), made, now=ctx.now, channels=ctx.channels)
             _announce(stored, report, escalated)
         _escalations(escalated, report)
         _count(s, report)

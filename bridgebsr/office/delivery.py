@@ -22,10 +22,12 @@ from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.errors import DiskFull, InvalidInput
 from bridgebsr.office.people import deputies, working_days
 from bridgebsr.office.stale import obsolete_notices
+from bridgebsr.office.stale_posts import obsolete_posts
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
 from bridgebsr.web.links import NoticeLinks
 from models import CaseEvent, Source
+from notifications.channel_dispatch import dispatch_channels
 from notifications.outbox import (
     DispatchReport,
     DoorLinks,
@@ -54,13 +56,26 @@ def deliver(
     workers = workers or rt.settings.dispatch_workers
     post = post_office(rt)  # a channel that can never deliver is refused before a row is taken
     if workers <= 1:
-        return _whole(_dispatch(rt, now, links, concurrency, post))
-    report = DispatchReport()
-    per_worker = max(concurrency // workers, 1)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_work, rt.settings, now, links, per_worker) for _ in range(workers)]
-        for future in futures:
-            report.merge(future.result())
+        report = _dispatch(rt, now, links, concurrency, post)
+    else:
+        report = DispatchReport()
+        per_worker = max(concurrency // workers, 1)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = [
+                pool.submit(_work, rt.settings, now, links, per_worker) for _ in range(workers)
+            ]
+            for future in futures:
+                report.merge(future.result())
+    if not report.disk_full:
+        # The team channels' posts, one per event, in this process (they are few).
+        report.channels = dispatch_channels(
+            rt.engine,
+            now=now,
+            post=post,
+            channels=rt.channels(),
+            links=links,
+            obsolete=partial(obsolete_posts, rt.engine),
+        )
     return _whole(report)
 
 

@@ -2,7 +2,7 @@
 as ok or a problem with how to fix it; and one test message to a person on each channel."""
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ def checks(rt: Runtime) -> list[Check]:
         _store(rt),
         _email(settings),
         _apprise(settings),
+        _channels(rt),
         *_templates(rt),
         _notice_texts(settings),
         _web_links(settings),
@@ -98,6 +99,40 @@ def _apprise(settings: Settings) -> Check:
         bool(summary.tags),
         f"{path}: {len(summary.services)} service(s); tags: {tags}",
     )
+
+
+def _channels(rt: Runtime) -> Check:
+    """The team channels the Apprise config's services join, and any [channels.NAME] table
+    of the settings that no service joins (its settings would apply to nothing)."""
+    path = rt.settings.apprise_config
+    if path is not None:
+        from notifications.post import config_problem  # Apprise loads here only
+
+        if config_problem(path):
+            return Check("channels", True, "none (the Apprise config is not usable)")
+    joined = rt.channels()
+    unused = sorted(set(rt.settings.channels) - set(joined))
+    if unused:
+        return Check(
+            "channels",
+            False,
+            "; ".join(
+                f'[channels."{name}"] in the settings: no service in the Apprise config is '
+                f"tagged channel:{name}; tag one or remove the table"
+                for name in unused
+            ),
+        )
+    if not joined:
+        return Check("channels", True, "none (tag a chat service channel:NAME to make one)")
+    said = [
+        f"{c.name} ({c.zone}, quiet {_span(c.quiet)}{', digest' if c.digest else ''})"
+        for c in joined.values()
+    ]
+    return Check("channels", True, "; ".join(said))
+
+
+def _span(quiet: tuple[time, time] | None) -> str:
+    return f"{quiet[0]:%H:%M}-{quiet[1]:%H:%M}" if quiet else "none"
 
 
 def _templates(rt: Runtime) -> list[Check]:

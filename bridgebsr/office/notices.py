@@ -1,5 +1,5 @@
-"""Read-only views of the outbox: notices with their recipients, those not delivered yet, and
-the receipts of what was sent."""
+"""Read-only views of the outbox: notices with their recipients, those not delivered yet, the
+receipts of what was sent, and the team channels' posts."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from bridgebsr.rules.texts import email_key
-from models import Contact, Delivery, Notification, NotificationStatus
+from models import ChannelPost, Contact, Delivery, Notification, NotificationStatus
 
 
 def notices(
@@ -52,6 +52,35 @@ def _notice_row(n: Notification, email: str) -> dict[str, Any]:
         "sending": n.sending,
         "resent": n.resent,
     }
+
+
+def channel_posts(
+    *,
+    session: Session,
+    statuses: Sequence[NotificationStatus] = (),
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """The team channels' posts (all, or those in `statuses`), newest first."""
+    query = select(ChannelPost)
+    if statuses:
+        query = query.where(col(ChannelPost.status).in_(list(statuses)))
+    rows = session.exec(query.order_by(col(ChannelPost.id).desc()).limit(limit)).all()
+    return [
+        {
+            "id": p.id,
+            "status": p.status.value,
+            "channel": p.channel,
+            "case": p.payload.get("case"),
+            "item": p.payload.get("item"),
+            "rule": p.rule,
+            "urgent": p.urgent,
+            "attempts": p.attempts,
+            "next_attempt_at": p.next_attempt_at.isoformat() if p.next_attempt_at else None,
+            "sent_at": p.sent_at.isoformat() if p.sent_at else None,
+            "error": p.last_error,
+        }
+        for p in rows
+    ]
 
 
 def pending_notices(*, session: Session) -> list[dict[str, Any]]:

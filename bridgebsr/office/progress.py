@@ -19,10 +19,12 @@ from bridgebsr.rules import progress as rules
 from bridgebsr.rules.access import may_decide
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.rules.people import Away, Person, acting_for
+from bridgebsr.rules.requests import case_leads
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
 from bridgebsr.store import absences
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.evidence import add_evidence
+from bridgebsr.store.people import load_directory
 from bridgebsr.store.prepared import Prepared
 from bridgebsr.store.team import load_teams
 from models import (
@@ -225,14 +227,22 @@ def decide_gate(
     now: datetime,
     expected_version: int | None = None,
     evidence: Sequence[str] = (),
+    entered_for: str | None = None,
 ) -> GateRow:
     """Record one approver's decision (with `evidence` links it rests on); N approvals pass
-    the gate, one rejection sends it back."""
+    the gate, one rejection sends it back.
+
+    With `entered_for`, the actor, who must be a pilot lead of the case, enters the decision
+    of the approver it names (the Prefect UI's form): the vote is that approver's, and its
+    event names the lead as actor and the approver as whom it was on behalf of."""
     work = _begin(session, case_key, f"{decision.value} gate {gate_key}", now, expected_version)
     gate = _gate(work, gate_key)
     links = [_link(text) for text in evidence]
     deputy = store.contact_by_email(work.loaded.conn, actor.email)
     what = f"gate {gate.key} of {work.case.key}"
+    if entered_for is not None:
+        _check_lead(work, deputy, what)
+        deputy = store.contact_by_email(work.loaded.conn, entered_for)
     rules.check_decision(work.plan, gate, decision.value)
     votes = _votes(work.loaded.conn, gate)
     team = load_teams(work.loaded.conn, [work.case.id]).get(work.case.id, {})
@@ -271,8 +281,23 @@ def decide_gate(
         changes = _reject(work, gate)
     if away is not None:
         _on_behalf(changes[0], away)
+    elif entered_for is not None:
+        changes[0].after["on_behalf_of"] = approver.email
     _commit(session, work, changes, actor, now, expected_version)
     return gate
+
+
+def _check_lead(work: _Work, lead: Person, what: str) -> None:
+    """Only a pilot lead of the case enters a decision for an approver."""
+    case, conn = work.case, work.loaded.conn
+    team = load_teams(conn, [case.id]).get(case.id)
+    leads = case_leads(load_directory(conn), case.lead_partner_id, case.kind, team)
+    if lead.id not in {p.id for p in leads}:
+        named = ", ".join(p.email for p in leads) or "no one"
+        raise IllegalTransition(
+            f"{lead.email} cannot enter decisions on {what}: only a pilot lead of "
+            f"{case.key} may ({named}); approvers vote with `bridgebsr gate approve|reject`"
+        )
 
 
 def _standing_in(work: _Work, email: str) -> list[Away]:
@@ -335,16 +360,25 @@ def _reject(work: _Work, gate: GateRow) -> list[Change]:
 
 
 def refuse_decision(
-    *, session: Session, case_key: str, gate_key: str, actor: Actor, reason: str, now: datetime
+    *,
+    session: Session,
+    case_key: str,
+    gate_key: str,
+    actor: Actor,
+    reason: str,
+    now: datetime,
+    entered_for: str | None = None,
 ) -> None:
-    """Audit a decision that could not be recorded (unknown approver, wrong role, twice)."""
+    """Audit a decision that could not be recorded (unknown approver, wrong role, twice, not
+    entered by a pilot lead); `entered_for`: the approver it was entered for."""
     loaded = store.load_case(session, case_key, for_update=False)
     gate = next(g for g in loaded.plan.gates if g.key == gate_key)
     change = Change(
         "gate.refused",
         gate.key,
         {"status": gate.status.value},
-        {"round": gate.round, "reason": reason},
+        {"round": gate.round, "reason": reason}
+        | ({"on_behalf_of": entered_for} if entered_for else {}),
     )
     store.record(
         loaded.conn,

@@ -14,7 +14,8 @@ partner's cases.
   Excel and LibreOffice show as the character, and text that already reads `_xHHHH_` has its
   underscore escaped (`_x005F_xHHHH_`) so it shows as written.
 - HTML: one file that opens in any browser with no network. First what needs action this week
-  (`actions`: late items and their owners, gates waiting and who may decide, cases at risk),
+  (`actions`: late items and their owners, gates waiting and who may decide, cases at risk,
+  requests for a new date to answer),
   then the KPI tables with the headers and formats of `labels`, then the charts (`charts`):
   the on-time trend per pilot by month, the milestones overdue by partner and a Gantt chart
   per open case in risk order, as embedded PNG images; last the long `plans` view.
@@ -56,6 +57,7 @@ from models import CLOSED_CASE, Case, Gate, Milestone, Partner
 FORMATS = ("csv", "xlsx", "html")
 GANTT_CASES = 40  # open cases drawn as Gantt charts in the HTML, at risk first
 APPENDIX = ("plans",)  # long views the HTML page puts after the charts
+SUMMARY_ROWS = 25  # rows of each table in the summary (an email's body)
 _RISKY = ("=", "+", "-", "@", "\t", "\r")
 # Characters XML 1.0 cannot carry, and text that would read as an OOXML escape (ST_Xstring).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -74,9 +76,12 @@ class Report:
     actions: dict[str, pd.DataFrame] = field(default_factory=dict)  # see `actions`
 
 
-def build(engine: Engine, *, as_of: date, partner: str | None = None) -> Report:
-    """Every KPI view as of `as_of`, for the portfolio or for the cases `partner` leads."""
-    frames = kpis.load(engine, as_of=as_of)
+def build(
+    engine: Engine, *, as_of: date, partner: str | None = None, frames: kpis.Frames | None = None
+) -> Report:
+    """Every KPI view as of `as_of`, for the portfolio or for the cases `partner` leads; from
+    `frames` when given (the store loaded once as of `as_of`, for several reports)."""
+    frames = frames if frames is not None else kpis.load(engine, as_of=as_of)
     scope = "the whole portfolio"
     code = None
     if partner:
@@ -311,6 +316,12 @@ ACTIONS = {
         "Open cases forecast to finish after their target date, most slipped first.",
         "No case is forecast past its target date.",
     ),
+    "requests": (
+        "Requests for a new date to answer",
+        "Owners asking the pilot lead for a new due date, oldest first: accept or decline "
+        "with `bridgebsr requests accept|decline ID`.",
+        "No request for a new date is waiting.",
+    ),
 }
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;color:#1d2733;max-width:1300px}"
@@ -325,17 +336,19 @@ _STYLE = (
 )
 
 
-def write_html(report: Report, path: Path) -> list[Path]:
+def write_html(report: Report, path: Path, gantts: dict[str, str] | None = None) -> list[Path]:
     """One self-contained page: what needs action this week, then the numbers, then the
-    plots (embedded PNG images)."""
+    plots (embedded PNG images). `gantts` (case -> PNG) keeps each case's Gantt chart for the
+    next page of the same day's reports, where that case's chart is the same."""
     plots = [
         ("On time by pilot, by month of finish", _png(charts.trend, report)),
         ("Milestones overdue now, by lead partner", _png(charts.overdue, report)),
     ]
-    plots += [
-        (f"{case}: original and agreed plan against forecast", _png(charts.gantt, report, case))
-        for case in dict.fromkeys(report.gantt["case"])
-    ]
+    drawn = {} if gantts is None else gantts
+    for case in dict.fromkeys(report.gantt["case"]):
+        if case not in drawn:
+            drawn[case] = _png(charts.gantt, report, case)
+        plots.append((f"{case}: original and agreed plan against forecast", drawn[case]))
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Bridge-BSR portfolio report, {report.as_of:%d %B %Y}</title>",
@@ -343,22 +356,9 @@ def write_html(report: Report, path: Path) -> list[Path]:
         f"<h1>Bridge-BSR portfolio report: {escape(report.scope)}</h1>",
         f"<p>As of {report.as_of:%A %d %B %Y}. Produced by bridgebsr from the case store and "
         "its audit trail. What needs action comes first, then the numbers, then the charts.</p>",
-        "<h2 class='action' id='needs-action'>Needs action this week</h2>",
+        *_actions_and_numbers(report),
     ]
-    for name, (title, note, none) in ACTIONS.items():
-        frame = report.actions.get(name)
-        count = 0 if frame is None else len(frame)
-        parts.append(f"<h3 id='action-{name}'>{escape(title)} ({count})</h3>")
-        if frame is None or frame.empty:
-            parts.append(f"<p class='note'>{escape(none)}</p>")
-            continue
-        parts.append(f"<p class='note'>{escape(note)}</p>")
-        parts.append(_table(frame, "action"))
-    parts.append("<h2 id='numbers'>The numbers</h2>")
     appendix = {k: v for k, v in report.views.items() if k in APPENDIX}
-    for name, frame in report.views.items():
-        if name not in appendix:
-            parts += _view(name, frame)
     parts.append("<h2 id='charts'>Charts</h2>")
     if report.gantt.empty:
         parts.append("<p class='note'>No open case to draw.</p>")
@@ -381,9 +381,51 @@ def write_html(report: Report, path: Path) -> list[Path]:
     return [path]
 
 
-def _view(name: str, frame: pd.DataFrame) -> list[str]:
+def summary_html(report: Report, *, rows: int = SUMMARY_ROWS) -> str:
+    """What needs action this week and the numbers, as an HTML fragment with its own style
+    and without the charts and the appendix (an email's body): each table's first `rows`
+    rows, and how many more the full report has."""
+    return "\n".join(
+        [
+            f"<style>{_STYLE}</style>",
+            f"<h1>Bridge-BSR weekly report: {escape(report.scope)}</h1>",
+            f"<p>As of {report.as_of:%A %d %B %Y}.</p>",
+            *_actions_and_numbers(report, rows),
+        ]
+    )
+
+
+def _actions_and_numbers(report: Report, rows: int | None = None) -> list[str]:
+    """The page's first two parts: what needs action this week, then the KPI tables (the
+    appendix's long views left out); with `rows`, each table cut to that many rows."""
+    parts = ["<h2 class='action' id='needs-action'>Needs action this week</h2>"]
+    for name, (title, note, none) in ACTIONS.items():
+        frame = report.actions.get(name)
+        count = 0 if frame is None else len(frame)
+        parts.append(f"<h3 id='action-{name}'>{escape(title)} ({count})</h3>")
+        if frame is None or frame.empty:
+            parts.append(f"<p class='note'>{escape(none)}</p>")
+            continue
+        parts.append(f"<p class='note'>{escape(note)}</p>")
+        parts += _cut(frame, rows, "action")
+    parts.append("<h2 id='numbers'>The numbers</h2>")
+    for name, frame in report.views.items():
+        if name not in APPENDIX:
+            parts += _view(name, frame, rows)
+    return parts
+
+
+def _view(name: str, frame: pd.DataFrame, rows: int | None = None) -> list[str]:
     title = labels.VIEWS.get(name, name.replace("_", " ").capitalize())
-    return [f"<h3 id='{escape(name, quote=True)}'>{escape(title)}</h3>", _table(frame, "numbers")]
+    return [f"<h3 id='{escape(name, quote=True)}'>{escape(title)}</h3>", *_cut(frame, rows)]
+
+
+def _cut(frame: pd.DataFrame, rows: int | None, css: str = "numbers") -> list[str]:
+    """`frame` as a table, cut to `rows` rows with a note of how many more there are."""
+    if rows is None or len(frame) <= rows:
+        return [_table(frame, css)]
+    more = f"{len(frame) - rows} more row(s) in the full report and the workbook."
+    return [_table(frame.head(rows), css), f"<p class='note'>{more}</p>"]
 
 
 def _table(frame: pd.DataFrame, css: str) -> str:

@@ -1,9 +1,11 @@
 """A pilot lead's day in the Prefect UI: a real browser against a real `bridgebsr up --demo`.
 
 Find the ip-integration case's gate waiting in Runs, open it, Resume, fill the decision form
-(first with an address that lacks the approver role: refused, and the form asks again; then
-as each council member the gate needs), and see the decisions land in the case store with an
-audit trail naming the approvers and the flow run. Then read the pilot's status artifact.
+(first a council member typing their own address in, who is no pilot lead of the case:
+refused, and the form asks again; then the pilot lead entering each council member's decision
+the gate needs, on their behalf), and see the decisions land in the case store with an audit
+trail naming the pilot lead, the approver each vote is for, and the flow run. Then read the
+pilot's status artifact.
 Each step leaves a screenshot in build/screenshots/ (`make screenshots`: docs/screenshots/, which
 the README's walkthrough shows).
 """
@@ -19,10 +21,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter
 from prefect.client.schemas.filters import LogFilterFlowRunId as LogFlowRunId
 from prefect.client.schemas.objects import FlowRun
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlmodel import col, select
 
 from bridgebsr.office.queries import GateView, gate_view, waiting_gates
+from bridgebsr.office.team import show_team
 from bridgebsr.store.db import read_session
 from flows.gates import decision_key
 from models import Case, CaseEvent, Contact, Decision, Gate, GateDecision, GateStatus, Source
@@ -114,6 +118,34 @@ def audit(stack: Stack, case_key: str, gate_key: str) -> Trail:
     return [(kind, actor, source, ref) for kind, actor, source, ref in rows]
 
 
+def lifecycle_runs(stack: Stack, case_key: str) -> int:
+    """The case's pilot-lifecycle runs, once finished: the automation starts one when the
+    first monitor pass of `bridgebsr up` escalates the case (event `bridgebsr.case.escalated`)."""
+    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        with get_client(sync_client=True) as client:
+            escalated = client.read_events(
+                filter=EventFilter(
+                    event=EventNameFilter(name=["bridgebsr.case.escalated"]),
+                    resource=EventResourceFilter(id=[f"bridgebsr.case.{case_key}"]),
+                ),
+                limit=1,
+            ).events
+            if not escalated:
+                return 0
+
+            def probe() -> int | None:
+                runs = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[case_key]))
+                )
+                return (
+                    len(runs)
+                    if runs and all(r.state and r.state.is_final() for r in runs)
+                    else None
+                )
+
+            return poll(f"the pilot-lifecycle run of {case_key}", probe, timeout=120)
+
+
 def audited(stack: Stack, case_key: str, gate_key: str, count: int) -> Trail:
     """Poll the case store until the gate's audit trail has `count` decision events."""
     return poll(
@@ -138,16 +170,23 @@ def choose(select: Locator, option: str) -> None:
 
 
 def fill_decision(
-    page: Page, email: str, comment: str, *, asks: str = "", shot: str | None = None
+    page: Page,
+    email: str,
+    by: str,
+    comment: str,
+    *,
+    asks: str = "",
+    shot: str | None = None,
 ) -> None:
-    """Resume the run and submit the decision form as the approver `email` would; the form
-    first shows `asks` (the gate's description, with the approvals so far)."""
+    """Resume the run and submit the decision form: approver `email`'s decision, entered by
+    `by`; the form first shows `asks` (the gate's description, with the approvals so far)."""
     page.get_by_role("button", name="Resume").click()
     form = page.get_by_role("dialog")
     expect(form).to_contain_text("Resume Flow Run")
     expect(form).to_contain_text(asks)
     choose(field(form, "Decision").locator(SELECT), "approve")
     field(form, "Approver Email").locator("textarea").fill(email)
+    field(form, "Entered By").locator("textarea").fill(by)
     field(form, "Comment").locator("textarea").fill(comment)
     if shot:
         screenshot(page, shot)
@@ -169,16 +208,20 @@ def test_a_pilot_lead_decides_the_waiting_gate_in_the_ui(stack: Stack, page: Pag
                 .order_by(col(Contact.email))
             ).all()
         )[: view.required]
+        team = {r["role"]: r["who"] for r in show_team(session=session, key=case.key)["team"]}
+    lead = team["pilot-lead"].split(", ")[0]
     case_key, gate_key = view.case_key, view.gate_key
     run_name = f"{case_key} · {gate_key}"
     assert owner.role != view.approver_role and len(approvers) == view.required > 1
     # The first monitor pass of `bridgebsr up` started the gate's run; it waits suspended.
     run = gate_run(stack, run_name, paused_at(view), "waiting for its first decision")
 
-    # Runs, searched by the case key, lists the waiting gate; it opens on its run page.
+    # Runs, searched by the case key, lists the waiting gate (and the case's pilot-lifecycle
+    # run when the first pass escalated it); the gate's run opens on its run page.
+    listed = 1 + lifecycle_runs(stack, case_key)
     page.goto(f"{stack.ui_url}/runs")
     page.get_by_role("searchbox", name="Search by flow run name").fill(case_key)
-    expect(page.get_by_text(re.compile(r"^\s*1 runs?\s*$"))).to_be_visible()  # filtered
+    expect(page.get_by_text(re.compile(rf"^\s*{listed} runs?\s*$"))).to_be_visible()  # filtered
     link = page.get_by_role("link", name=run_name, exact=True)
     expect(link).to_be_visible()
     link.evaluate("link => link.scrollIntoView({block: 'center'})")
@@ -189,10 +232,12 @@ def test_a_pilot_lead_decides_the_waiting_gate_in_the_ui(stack: Stack, page: Pag
     expect(page.get_by_text("Suspended", exact=True).first).to_be_visible()
     screenshot(page, "02-gate-run")
 
-    # Someone without the approver role: refused, audited, and the form asks again.
-    fill_decision(page, owner.email, "I lead this pilot", asks=f"{case_key} · {view.title}")
+    # A council member typing their own address in, who leads no case: refused, audited, and
+    # the form asks again (the shared UI login cannot tell who submits the form).
+    voter = approvers[0]
+    fill_decision(page, voter, voter, "my own vote", asks=f"{case_key} · {view.title}")
     trail = audited(stack, case_key, gate_key, 1)
-    assert trail == [("gate.refused", owner.email, Source.FLOW, str(run.id))]
+    assert trail == [("gate.refused", voter, Source.FLOW, str(run.id))]
     view = current_view(stack, case_key, gate_key)
     assert (view.status, view.votes, view.refused) == (GateStatus.OPEN, 0, 1)
     gate_run(stack, run_name, paused_at(view), "asking again after the refusal")
@@ -200,12 +245,13 @@ def test_a_pilot_lead_decides_the_waiting_gate_in_the_ui(stack: Stack, page: Pag
     page.reload()
     expect(page.get_by_text(re.compile("decision not recorded.*"))).to_be_visible()
 
-    # Each council member the gate needs decides in the form; the last approval closes it.
+    # The pilot lead enters each council member's decision; the last approval closes it.
     for n, email in enumerate(approvers, start=1):
         last = n == len(approvers)
         fill_decision(
             page,
             email,
+            lead,
             f"vote {n} from the e2e walkthrough",
             asks=f"{n - 1} so far in round {view.round}",
             shot="03-resume-form" if n == 1 else None,
@@ -213,7 +259,7 @@ def test_a_pilot_lead_decides_the_waiting_gate_in_the_ui(stack: Stack, page: Pag
         trail = audited(stack, case_key, gate_key, 1 + n)
         assert trail[-1] == (
             "gate.approve" if last else "gate.vote",
-            email,
+            lead,
             Source.FLOW,
             str(run.id),
         )
@@ -224,20 +270,21 @@ def test_a_pilot_lead_decides_the_waiting_gate_in_the_ui(stack: Stack, page: Pag
 
     # The run finished with the gate decided; its page says so.
     gate_run(stack, run_name, lambda r: bool(r.state and r.state.is_completed()), "completed")
-    run_logged(stack, run.id, f"{approvers[-1]} recorded approve")
+    run_logged(stack, run.id, f"{lead} entered approve for {approvers[-1]}")
     page.reload()
     expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
     choose(page.locator(SELECT, has_text=re.compile("oldest", re.I)), "Newest to oldest")
-    expect(page.get_by_text(f"{approvers[-1]} recorded approve")).to_be_in_viewport()
+    expect(page.get_by_text(f"{lead} entered approve for {approvers[-1]}")).to_be_in_viewport()
     screenshot(page, "04-decided")
 
-    # The case store: the gate is approved, every vote is audited with its approver and
-    # the flow run it came from, and the case moved on past the gate's stage.
+    # The case store: the gate is approved, every vote is audited with the pilot lead who
+    # entered it and the flow run it came from, each decision is its approver's, and the case
+    # moved on past the gate's stage.
     assert view.status is GateStatus.APPROVED and view.approvals == len(approvers)
     assert audit(stack, case_key, gate_key) == [
-        ("gate.refused", owner.email, Source.FLOW, str(run.id)),
-        *[("gate.vote", email, Source.FLOW, str(run.id)) for email in approvers[:-1]],
-        ("gate.approve", approvers[-1], Source.FLOW, str(run.id)),
+        ("gate.refused", voter, Source.FLOW, str(run.id)),
+        *[("gate.vote", lead, Source.FLOW, str(run.id)) for _ in approvers[:-1]],
+        ("gate.approve", lead, Source.FLOW, str(run.id)),
     ]
     with read_session(stack.rt.engine) as session:
         decisions = session.exec(

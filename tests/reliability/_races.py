@@ -26,11 +26,11 @@ from sqlalchemy import text
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.errors import BridgeError
 from bridgebsr.monitor.sweep import run_monitor
-from bridgebsr.office import cases, items, plan, progress, team
+from bridgebsr.office import cases, items, plan, progress, requests, team
 from bridgebsr.settings import Settings
 from bridgebsr.store import case_rows as store
 from bridgebsr.store.db import read_session, write_session
-from models import Decision
+from models import Decision, Source
 
 ZONE = "Europe/Copenhagen"
 WAIT = 60.0  # seconds a worker waits for the others at the barrier, the pool for a result
@@ -51,7 +51,8 @@ class Job:
     or idle; `args` its words (gate: key, gate, approve|reject, email; milestone: key,
     milestone, action, email; reschedule: key, milestone, due, email, version; case: key,
     action, email; open: kind, owner email; add: key, new item, after, email; reassign: key,
-    milestone, the new owner's email, the case version it expects)."""
+    milestone, the new owner's email, the case version it expects; answer: request number,
+    accept|decline, email)."""
 
     store: Store
     what: str
@@ -173,6 +174,9 @@ def _warm(rt: Runtime, job: Job) -> None:
     elif job.what in {"gate", "milestone", "case", "add", "reschedule", "reassign"}:
         with read_session(rt.engine) as session:
             store.load_case(session, job.args[0], for_update=False)
+    elif job.what == "answer":
+        with read_session(rt.engine) as session:
+            requests.pending_requests(session=session)
 
 
 def _act(rt: Runtime, job: Job) -> str:
@@ -231,6 +235,17 @@ def _change(rt: Runtime, session: Any, job: Job) -> str:
             expected_version=int(a[3]),
         )
         return f"{moved.key} to {a[2]}"
+    if job.what == "answer":  # request number, accept|decline, email
+        answered = requests.answer_date_request(
+            session=session,
+            request_id=int(a[0]),
+            accept=a[1] == "accept",
+            actor=a[2],
+            comment=f"race {os.getpid()}",
+            source=Source.CLI,
+            now=job.now,
+        )
+        return answered.status
     if job.what == "case":
         case = cases.change_case(
             session=session, key=a[0], action=a[1], reason="race", actor=a[2], now=job.now

@@ -381,6 +381,11 @@ def test_version_is_the_installed_package_version(demo_home: Path) -> None:
     ("args", "wrong", "choices"),
     [
         (("case", "list", "--status", "open"), "--status 'open'", "draft, active, on_hold"),
+        (
+            ("case", "list", "--pilot", "nope"),
+            "--pilot 'nope'",
+            "ip-integration, life-science-foundation, shared-sme-service",
+        ),
         (("notifications", "list", "--status", "lost"), "--status 'lost'", "pending, held, sent"),
         (("report", "--out", "x", "--format", "pdf"), "--format 'pdf'", "csv, xlsx, html"),
         (
@@ -390,7 +395,7 @@ def test_version_is_the_installed_package_version(demo_home: Path) -> None:
             "working, calendar",
         ),
     ],
-    ids=["case-status", "notice-status", "report-format", "days-kind"],
+    ids=["case-status", "pilot-kind", "notice-status", "report-format", "days-kind"],
 )
 def test_a_wrong_choice_is_one_error_line_in_every_command(
     home: Path, args: tuple[str, ...], wrong: str, choices: str
@@ -438,9 +443,17 @@ def test_help_groups_the_commands_in_panels(demo_home: Path) -> None:
         setup = sorted([*setup, "doctor"])
     assert {k: sorted(v) for k, v in panels.items() if k != "Options"} == {
         "Setup": setup,
-        "Daily work": ["agenda", "case", "gate", "milestone", "monitor", "notifications"],
-        "Reports": ["ical", "report"],
-        "Server": ["up"],
+        "Daily work": [
+            "agenda",
+            "case",
+            "gate",
+            "milestone",
+            "monitor",
+            "notifications",
+            "requests",
+        ],
+        "Reports": ["ical", "report", "reports"],
+        "Server": ["automations", "up"],
     }
     assert "--version" in done.stdout and "--install-completion" in done.stdout
 

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import pytest
 import yaml
+from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
@@ -47,6 +48,7 @@ COUNCIL_MEMBERS = (
     "malgorzata.zurawska@ippt-pan.example",
 )
 SME_ADVISOR = "elin.sjoberg@mva.example"
+IP_LEAD = "karin.astrom@mva.example"  # the pilot lead of IP-2025-0001 (its lead partner's)
 
 
 def test_prefect_yaml_declares_what_the_code_serves() -> None:
@@ -182,17 +184,24 @@ def _paused_run(case_key: str, gate_key: str, key_suffix: str, timeout: float = 
         time.sleep(0.5)
 
 
-def _votes(rt: Runtime) -> list[tuple[str, Any, Any]]:
+def _votes(rt: Runtime) -> list[tuple[str, Any, Any, Any, Any]]:
+    """Each vote's event: kind, actor, source, flow run, and for whom it was entered."""
     with read_session(rt.engine) as session:
         rows = session.execute(
-            select(CaseEvent.kind, CaseEvent.actor, CaseEvent.source, CaseEvent.source_ref)
+            select(
+                CaseEvent.kind,
+                CaseEvent.actor,
+                CaseEvent.source,
+                CaseEvent.source_ref,
+                CaseEvent.after,
+            )
             .where(
                 CaseEvent.subject == COUNCIL,
                 CaseEvent.kind.in_(["gate.vote", "gate.approve", "gate.refused"]),  # type: ignore[attr-defined]
             )
             .order_by(CaseEvent.id)  # type: ignore[arg-type]
         ).all()
-    return [tuple(r) for r in rows]
+    return [(*r[:4], (r[4] or {}).get("on_behalf_of")) for r in rows]
 
 
 def test_a_deployed_monitor_run_completes_on_the_worker_and_changes_the_store(
@@ -229,17 +238,21 @@ def test_the_decision_form_records_votes_refusals_and_the_approval(worker: Runti
     run = _paused_run(IP_KEY, COUNCIL, "-r1-v0-x0")
     first, second, third = COUNCIL_MEMBERS
 
-    resume_flow_run(
-        run.id, run_input={"decision": "approve", "approver_email": first, "comment": "sound model"}
-    )
+    def entered(approver: str, by: str = IP_LEAD, comment: str = "") -> None:
+        answer = {"decision": "approve", "approver_email": approver, "entered_by": by}
+        resume_flow_run(run.id, run_input={**answer, "comment": comment})
+
+    # The pilot lead enters a council member's decision, on their behalf.
+    entered(first, comment="sound model")
     _paused_run(IP_KEY, COUNCIL, "-r1-v1-x0")
-    # Someone without the role: refused, audited, and the form asks again.
-    resume_flow_run(run.id, run_input={"decision": "approve", "approver_email": SME_ADVISOR})
+    # Someone who is no lead of the case types their own address in: refused, audited, and
+    # the form asks again.
+    entered(second, by=SME_ADVISOR)
     _paused_run(IP_KEY, COUNCIL, "-r1-v1-x1")
     # A vote from the CLI lands after the form was submitted and before the resumed run reads
     # the store (the worker takes seconds to start it): the run's key no longer matches, and
     # the run still records the submitted form before it waits again.
-    resume_flow_run(run.id, run_input={"decision": "approve", "approver_email": second})
+    entered(second)
     with write_session(worker.engine) as session:
         decide_gate(
             session=session,
@@ -254,10 +267,10 @@ def test_the_decision_form_records_votes_refusals_and_the_approval(worker: Runti
 
     ref = str(run.id)
     assert _votes(worker) == [
-        ("gate.vote", first, Source.FLOW, ref),
-        ("gate.refused", SME_ADVISOR, Source.FLOW, ref),
-        ("gate.vote", third, Source.CLI, None),
-        ("gate.approve", second, Source.FLOW, ref),
+        ("gate.vote", IP_LEAD, Source.FLOW, ref, first),
+        ("gate.refused", SME_ADVISOR, Source.FLOW, ref, second),
+        ("gate.vote", third, Source.CLI, None, None),
+        ("gate.approve", IP_LEAD, Source.FLOW, ref, second),
     ]
     with read_session(worker.engine) as session:
         view = gate_view(session=session, case_key=IP_KEY, gate_key=COUNCIL)
@@ -270,6 +283,9 @@ def test_the_decision_form_records_votes_refusals_and_the_approval(worker: Runti
     assert view.status is GateStatus.APPROVED and view.approvals == 3
     assert "sound model" in comments and "adopt" in comments
     assert stage != "council-review"  # the case moved on past the gate's stage
+    page = Artifact.get(f"case-{IP_KEY.lower()}")  # the gate run published the case again
+    assert page is not None and page.flow_run_id == run.id
+    assert f"| {COUNCIL} | approved |" in str(page.data)
 
 
 def test_cli_changes_start_and_close_gate_runs(
@@ -313,3 +329,6 @@ def test_cli_changes_start_and_close_gate_runs(
             .all()
         )
     assert view.status is GateStatus.APPROVED and Source.CLI in decided_by
+    page = Artifact.get("case-sme-2026-0004")  # published again by the CLI after its change
+    assert page is not None and page.flow_run_id is None
+    assert "| sme-acceptance | approved |" in str(page.data)

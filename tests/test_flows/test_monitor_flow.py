@@ -10,7 +10,12 @@ from uuid import UUID
 import pytest
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from sqlalchemy import func, select, text
 from sqlmodel import col
@@ -21,6 +26,7 @@ from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office import directory
 from bridgebsr.office.cases import open_case as open_case_uc
 from bridgebsr.office.queries import gate_view
+from bridgebsr.store import reports as weekly_store
 from bridgebsr.store.db import read_session, write_session
 from flows.cases import open_case, pilot_lifecycle
 from flows.gates import decision_key, stage_gate
@@ -79,6 +85,13 @@ def test_the_monitor_flow_writes_the_outbox_once_and_publishes_what_is_late(
     assert "SME-2026-0008" in str(late.data) and "days late" in str(late.data)
     summary_md = Artifact.get("pilot-shared-sme-service")
     assert summary_md is not None and "late milestones" in str(summary_md.data)
+    # The pages of cases the pass marked late, as of the pass's day.
+    with get_client(sync_client=True) as client:
+        pages = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(like_="case-"))
+        )
+    pages = [p for p in pages if "as of 2026-11-26" in str(p.description)]
+    assert pages and all("| LATE |" in str(p.data) for p in pages)
 
 
 def test_the_number_of_task_runs_does_not_grow_with_the_portfolio(
@@ -187,17 +200,19 @@ def test_pilot_lifecycle_publishes_the_case_plan(prefect_api: str, store: Runtim
 def test_report_and_digest_flows_publish_what_the_store_holds(
     prefect_api: str, store: Runtime
 ) -> None:
-    rows = portfolio_report(now=AS_OF)
+    rows = portfolio_report(now=AS_OF, send=False)  # the emails: tests/test_bridgebsr/test_weekly
     by_pilot = {r["pilot"]: r for r in rows}
     assert by_pilot["shared-sme-service"]["active"] == 12
     assert Artifact.get("portfolio") is not None
-    folder = store.settings.home / "reports" / "2026-11-26"
-    assert (folder / "portfolio.html").stat().st_size > 0
-    assert (folder / "portfolio.xlsx").stat().st_size > 0
+    with read_session(store.engine) as session:
+        files = {f.filename: f.size for f in weekly_store.files_of(session, "weekly-2026-W48")}
+    assert files["portfolio-2026-W48.html"] > 0 and files["portfolio-2026-W48.xlsx"] > 0
+    assert not (store.settings.home / "reports").exists()  # nothing on the worker's disk
     forecast = Artifact.get("kpi-forecast")
     assert forecast is not None and "IP-2025-0001" in str(forecast.data)
     summary = Artifact.get("portfolio-report")
     assert summary is not None and "cases at risk" in str(summary.data)
+    assert "bridgebsr reports fetch" in str(summary.data)  # no BRIDGEBSR_PUBLIC_URL here
     # A case owner, told of nothing urgent, asks for a daily digest.
     reader = "oskar.lundback@lundback-dx.example"
     with write_session(store.engine) as session:

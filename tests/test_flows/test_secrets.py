@@ -139,12 +139,18 @@ def test_no_run_file_export_or_output_ever_shows_the_canary(
             assert CANARY not in dump, table.name
             tables[table.name] = dump
 
-    # Every file: the home (local log, the portfolio report's files), the exports, and all
-    # the Prefect server keeps (its database with logs, states and artifacts; results).
+    # The portfolio report's files, kept in the case store (the XLSX is zipped: read it
+    # whole, as `reports fetch` gives it).
+    stored = json.loads(_run(["reports", "list", "--json"]))
+    assert {"portfolio-2026-W48.html", "portfolio-2026-W48.xlsx"} <= {f["filename"] for f in stored}
+    for found in stored:
+        _run(["reports", "fetch", str(found["id"]), "--out", str(exports / found["filename"])])
+
+    # Every file: the home (local log), the exports, and all the Prefect server keeps (its
+    # database with logs, states and artifacts; results).
     home = store.settings.home
-    report = home / "reports" / AS_OF.date().isoformat()
     files = _files(home, exports, Path(os.environ["PREFECT_HOME"]))
-    assert {report / "portfolio.html", report / "portfolio.xlsx"} <= set(files)
+    assert exports / "portfolio-2026-W48.xlsx" in files
     assert {exports / "kpis.xlsx", exports / "kpis.html", exports / "mva.ics"} <= set(files)
     assert any(p.parent == exports / "csv" and p.suffix == ".csv" for p in files)
     contents = [(name, data) for path in files for name, data in _contents(path)]
