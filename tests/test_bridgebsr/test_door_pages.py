@@ -4,7 +4,7 @@ use cases with `source=web` and the page's version, and the calendar feeds."""
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -177,3 +177,50 @@ def test_screens_render_for_everyone_of_the_demo(
         emails = [p.email for p in load_directory(session.connection()).people.values()]
     for email in emails:
         assert _client(rt, email).get("/me").status_code == 200, email
+
+
+def test_an_owner_asks_for_a_new_date_and_the_pilot_lead_accepts_it(
+    demo: tuple[Runtime, list[str]],
+) -> None:
+    rt, _ = demo
+    key, item = "SME-2026-0006", "service-delivery"
+    owner = _client(rt, "ruta.zemaityte@gintarelis-bio.example")
+    page = owner.get(f"/cases/{key}")
+    action = f"/cases/{key}/milestones/{item}/new-date"
+    with read_session(rt.engine) as session:
+        due = session.exec(
+            select(Milestone.planned_due)
+            .join(Case, col(Case.id) == Milestone.case_id)
+            .where(Case.key == key, Milestone.key == item)
+        ).one()
+    wanted = due + timedelta(days=7)
+    asked = owner.post(
+        action,
+        data={**_form(page.text, action), "due": wanted.isoformat(), "reason": "SME on holiday"},
+        follow_redirects=False,
+    )
+    assert asked.status_code == 303, re.findall(r'class="error"[^<]*', asked.text)
+    lead = _client(rt, "soren.ostergaard@scanbalt.example")  # leads shared-sme-service
+    me = lead.get("/me")
+    assert "SME on holiday" in me.text and wanted.isoformat() in me.text
+    (path,) = re.findall(r'action="(/requests/\d+)"', me.text)
+    accepted = lead.post(
+        path, data={**_form(me.text, path), "answer": "accept"}, follow_redirects=False
+    )
+    assert accepted.status_code == 303
+    assert "Accepted" in lead.get(accepted.headers["location"]).text
+    with read_session(rt.engine) as session:
+        assert (
+            session.exec(
+                select(Milestone.planned_due)
+                .join(Case, col(Case.id) == Milestone.case_id)
+                .where(Case.key == key, Milestone.key == item)
+            ).one()
+            == wanted
+        )
+    kinds = {(e.kind, e.actor, e.source) for e in _events(rt, key, "date.requested")}
+    kinds |= {(e.kind, e.actor, e.source) for e in _events(rt, key, "date.accepted")}
+    assert kinds == {
+        ("date.requested", "ruta.zemaityte@gintarelis-bio.example", Source.WEB),
+        ("date.accepted", "soren.ostergaard@scanbalt.example", Source.WEB),
+    }

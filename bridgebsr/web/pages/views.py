@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from bridgebsr.errors import BridgeError, InvalidInput, StaleCase
 from bridgebsr.office import mine
 from bridgebsr.office.progress import Actor, decide_gate, progress_milestone
+from bridgebsr.office.requests import answer_date_request, ask_new_date, pending_requests
 from bridgebsr.rules.access import Access
 from bridgebsr.rules.people import Person
 from bridgebsr.store.case_rows import local_date
@@ -37,7 +38,9 @@ DONE = {
     "complete": "Completed {item}.",
     "approve": "Your approval of {item} is recorded.",
     "reject": "Your rejection of {item} is recorded.",
+    "asked": "Your request for a new date for {item} went to the pilot lead.",
 }
+ANSWERED = {"accept": "Accepted: the item is rescheduled.", "decline": "Declined."}
 
 
 @dataclass(frozen=True)
@@ -76,15 +79,17 @@ def me(request: Request) -> Response:
         items = mine.my_items(
             session=session, person=who.person, today=who.today, within=WITHIN, recent=RECENT
         )
+        requests = pending_requests(session=session, for_actor=who.person.email, now=who.now)
+    answers = bool(requests or who.person.leads or auth.is_coordinator(who.person))
     context = {
         "person": who.person,
         "today": who.today,
         "items": items,
         "within": WITHIN,
         "recent": RECENT,
-        "requests": None,
+        "requests": requests if answers else None,
         "feeds": feed_links(request, who.person),
-        "notice": _notice(request),
+        "notice": ANSWERED.get(request.query_params.get("answered", ""), ""),
     }
     return render(request, "me.html", context)
 
@@ -130,7 +135,7 @@ def _case_page(
         "notice": "" if error else _notice(request, _keys(shown)),
         "error": error,
         "open_item": open_item,
-        "date_requests": False,
+        "date_requests": True,
     }
     return render(request, "case.html", context, status=status)
 
@@ -213,6 +218,76 @@ async def gate_vote(request: Request) -> Response:
     return await _run(request, who, key, gate, choice, act)
 
 
+async def new_date(request: Request) -> Response:
+    """Ask for a new due date for a milestone, with a reason (its owner, the case's owner);
+    the pilot lead answers."""
+    who = _viewer(request)
+    form = await request.form()
+    auth.check_csrf(request, form)
+    key, item = request.path_params["key"], request.path_params["item"]
+
+    def act(session: Session) -> None:
+        page = mine.case_page(session=session, key=key, person=who.person, today=who.today)
+        mine.require_may_progress(page, item)
+        due = _day(form, "due")
+        if due is None:
+            raise InvalidInput("due: give the new due date (YYYY-MM-DD)")
+        ask_new_date(
+            session=session,
+            case_key=key,
+            item_key=item,
+            due=due,
+            reason=_text(form, "reason"),
+            actor=who.person.email,
+            source=Source.WEB,
+            now=who.now,
+            expected_version=_version(form),
+        )
+
+    return await _run(request, who, key, item, "asked", act)
+
+
+async def answer(request: Request) -> Response:
+    """Accept or decline a request for a new date, as a pilot lead of its case or the
+    coordinator (the use case says who may); then My items again."""
+    who = _viewer(request)
+    form = await request.form()
+    auth.check_csrf(request, form)
+    choice = str(form.get("answer", ""))
+    try:
+        request_id = int(request.path_params["id"])
+    except ValueError:
+        auth.deny(request, "out-of-scope", contact_id=who.person.id)
+
+    def work() -> None:
+        if choice not in ANSWERED:
+            raise InvalidInput("choose Accept or Decline")
+        with write_session(_engine(request)) as session:
+            answer_date_request(
+                session=session,
+                request_id=request_id,
+                accept=choice == "accept",
+                actor=who.person.email,
+                comment=_text(form, "comment"),
+                source=Source.WEB,
+                now=who.now,
+                expected_version=_version(form),
+            )
+
+    try:
+        await run_in_threadpool(work)
+    except StaleCase:
+        return _refused(request, STALE, 409)
+    except BridgeError as refused:
+        return _refused(request, str(refused), 400)
+    return RedirectResponse(f"/me?{urlencode({'answered': choice})}", status_code=303)
+
+
+def _refused(request: Request, why: str, status: int) -> Response:
+    context = {"heading": "Not recorded", "text": f"{why}. Open My items again to answer."}
+    return render(request, "message.html", context, status=status)
+
+
 async def _run(
     request: Request, who: _Viewer, key: str, item: str, done: str, act: Any
 ) -> Response:
@@ -279,4 +354,6 @@ routes: list[BaseRoute] = [
     Route("/cases/{key}", case, methods=["GET"]),
     Route("/cases/{key}/milestones/{item}", milestone_action, methods=["POST"]),
     Route("/cases/{key}/gates/{gate}", gate_vote, methods=["POST"]),
+    Route("/cases/{key}/milestones/{item}/new-date", new_date, methods=["POST"]),
+    Route("/requests/{id}", answer, methods=["POST"]),
 ]
