@@ -323,8 +323,7 @@ def gate_view(*, session: Session, case_key: str, gate_key: str) -> GateView:
             CaseEvent.subject == gate.key,
         )
     ).all()
-    template = store.pinned_template(session, case.kind, case.template_version)
-    look = next((g.evidence.strip() for g in template.gates if g.key == gate.key), "")
+    look = _to_look_at(session, case).get(gate.key, "")
     return replace(_gate_view(case, gate, decisions, refusals), to_look_at=look)
 
 
@@ -376,12 +375,23 @@ def waiting_gates(*, session: Session) -> list[GateView]:
         )
     ):
         refused.setdefault((case_id, subject or ""), []).append(after)
+    looks: dict[tuple[str, int], dict[str, str]] = {}
     views = []
     for case, gate in rows:
         assert gate.id is not None and case.id is not None
         decisions = votes.get((gate.id, gate.round), [])
-        views.append(_gate_view(case, gate, decisions, refused.get((case.id, gate.key), [])))
+        look = looks.get((case.kind, case.template_version))
+        if look is None:
+            look = looks[(case.kind, case.template_version)] = _to_look_at(session, case)
+        view = _gate_view(case, gate, decisions, refused.get((case.id, gate.key), []))
+        views.append(replace(view, to_look_at=look.get(gate.key, "")))
     return views
+
+
+def _to_look_at(session: Session, case: Case) -> dict[str, str]:
+    """What to look at before deciding each gate of a case's pinned template, by gate."""
+    template = store.pinned_template(session, case.kind, case.template_version)
+    return {g.key: g.evidence.strip() for g in template.gates}
 
 
 def portfolio(*, session: Session, today: date) -> list[dict[str, Any]]:

@@ -460,7 +460,7 @@ def test_the_first_cases_of_a_new_kind_opened_at_once_all_open(race: Race, pool:
     won = _clean(ended, set())
     assert sorted(e.detail for e in won) == [f"RCN-2026-{n:04d}" for n in range(1, WORKERS + 1)]
     template = race.rt.catalog.get(NEW_KIND)
-    assert _pins(race, NEW_KIND) == [(1, checksum(template))]
+    assert _pins(race, NEW_KIND) == [(template.version, checksum(template))]
 
 
 def test_an_edited_template_racing_the_first_cases_of_its_kind_is_refused_or_wins(
@@ -476,5 +476,5 @@ def test_an_edited_template_racing_the_first_cases_of_its_kind_is_refused_or_win
     assert len(winners) == 1 and len(won) == (4 if race.where in winners else 2)
     (store,) = winners
     template = load_catalog([Path(store.template_dirs)]).get(EDITED_KIND)
-    assert pinned == (1, checksum(template))
+    assert pinned == (template.version, checksum(template))
     assert all("was edited after cases were opened" in e.detail for e in ended if e not in won)
