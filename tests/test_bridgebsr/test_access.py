@@ -102,6 +102,11 @@ def test_my_items_and_case_page_keep_to_scope(consortium: Runtime) -> None:
             shut = mine.case_page(session=session, key=key, person=founder, today=TODAY)
             assert shut.access is Access.NONE and shut.case == {}
         assert mine.my_items(session=session, person=founder, today=TODAY).cases == []
+        lead = directory.by_email["soren.ostergaard@scanbalt.example"]  # leads the SME pilot
+        led = mine.my_items(session=session, person=lead, today=TODAY, limit=3)
+        assert len(led.cases) == 3 and led.cases_total == len([k for k in keys if "SME" in k])
+        assert len(led.due) == 3 and led.due_total > 3  # the first three of many, by due date
+        assert [r["due"] for r in led.due] == sorted(r["due"] for r in led.due)
         coordinator = directory.by_email["mette.sorensen@scanbalt.example"]
         full = mine.case_page(session=session, key=gate["case"], person=coordinator, today=TODAY)
         assert full.access is Access.FULL and full.case["events"] and full.case["milestones"]
