@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -166,7 +166,11 @@ class Milestone(SQLModel, table=True):
     """A dated deliverable of a case, with planned and forecast dates."""
 
     __tablename__ = "milestones"
-    __table_args__ = (UniqueConstraint("case_id", "key"),)
+    # A person's open items (My items, the agenda by owner) are read by owner and status.
+    __table_args__ = (
+        UniqueConstraint("case_id", "key"),
+        Index("ix_milestones_owner_status", "owner_id", "status"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="cases.id", index=True)

@@ -8,6 +8,7 @@
   both empty for existing rows. `evidence`: links added with a completion or a vote.
 - `stored_reports`: report files every worker and the web app can serve.
 - `channel_posts`: the outbox of chat channels that subscribe to a pilot kind, a partner or all.
+- Milestones get an index on (owner, status): a person's open items.
 
 Revision ID: 0009
 Revises: 0008
@@ -50,6 +51,8 @@ def upgrade() -> None:
         op.execute(f"UPDATE {table} SET fields = '{{}}'")  # noqa: S608
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.alter_column("fields", nullable=False, existing_type=sa.JSON())
+    # A person's open items (My items, the agenda by owner) are read by owner and status.
+    op.create_index("ix_milestones_owner_status", "milestones", ["owner_id", "status"])
     _create_tables()
 
 
@@ -147,6 +150,7 @@ def _create_tables() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_milestones_owner_status", table_name="milestones")
     for table in ("channel_posts", "stored_reports", "access_denials", "date_requests", "evidence"):
         op.drop_table(table)
     for table in ("milestones", "cases"):
