@@ -91,6 +91,10 @@ NEW_COLUMN_DEFAULTS: dict[tuple[str, str], object] = {
     ("milestones", "round"): 1,
     ("contacts", "retired_at"): None,
     ("contacts", "successor_id"): None,
+    # r0009: no link was issued before; cases and milestones carry no data yet.
+    ("contacts", "link_generation"): 1,
+    ("cases", "fields"): {},
+    ("milestones", "fields"): {},
 }
 
 # Known defects, found by these tests; the tests stay, marked, until the code is fixed. (The
@@ -265,6 +269,8 @@ def _contact(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str,
         # After r0007, never the defaults: left, and handed over to someone already here.
         "retired_at": _moment(rng),
         "successor_id": pools.pick(rng, "contacts") if pools.ids.get("contacts") else None,
+        # After r0009, never its default: links revoked at least once.
+        "link_generation": rng.randrange(2, 9),
     }
 
 
@@ -289,6 +295,14 @@ def _case(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str, An
         "closed_at": _moment(rng) if status in ("completed", "cancelled") else None,
         "updated_at": _moment(rng),
         "version": rng.randrange(1, 50),
+        # After r0009, never its default: typed values as the field rule stores them.
+        "fields": {
+            "sme_name": rng.choice(PEOPLE),
+            "service_type": rng.choice(["ip", "financing", "eu-programme", "partnering"]),
+            "employees": rng.randrange(1, 500),
+            "funds_raised_eur": f"{rng.randrange(0, 10**7)}.{rng.randrange(100):02d}",
+            "note": rng.choice(TEXTS),
+        },
     }
 
 
@@ -371,6 +385,7 @@ def _milestone(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[st
         "overdue_on": _day(rng),  # after r0002; never the default
         "adhoc": True,  # after r0007; never the defaults
         "round": rng.randrange(2, 5),
+        "fields": {"service_type": rng.choice(["ip", "financing"]), "nested": _json(rng)},  # r0009
     }
 
 
@@ -487,6 +502,87 @@ def _directory_event(rng: random.Random, i: int, phase: int, pools: _Pools) -> d
     }
 
 
+def _evidence(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str, Any]:
+    return {
+        "case_id": pools.pick(rng, "cases"),
+        "item_kind": rng.choice(["milestone", "gate"]),
+        "item_key": _text(rng, 60, ("needs-interview", "council-approval", "Ø" * 60)),
+        "round": rng.randrange(1, 4),
+        "url": rng.choice(
+            [
+                "https://docs.example/report?id=1&v=2",
+                "http://wiki.example/Öresund",
+                "https://x.example/" + "a" * 1980,
+            ]
+        ),
+        "note": _text(rng, None),
+        "added_by": rng.choice(["katrin.schaefer@bioconvalley.example", "ops@cli"]),
+        "at": _moment(rng),
+        "source": rng.choice([s.value for s in models.Source]),
+    }
+
+
+def _date_request(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str, Any]:
+    current = _day(rng)
+    answered = rng.random() < 0.5
+    return {
+        "case_id": pools.pick(rng, "cases"),
+        "item_key": _text(rng, 60, ("needs-interview", "trial-run", "Ø" * 60)),
+        "requested_by_id": pools.pick(rng, "contacts"),
+        "requested_due": current + timedelta(days=rng.randrange(1, 90)),
+        "current_due": current,
+        "reason": _text(rng, None),
+        "status": rng.choice(["accepted", "declined"]) if answered else "pending",
+        "at": _moment(rng),
+        "source": rng.choice([s.value for s in models.Source]),
+        "decided_by": "karin.astrom@mva.example" if answered else None,
+        "decided_at": _moment(rng) if answered else None,
+        "comment": _text(rng, None),
+    }
+
+
+def _access_denial(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str, Any]:
+    return {
+        "at": _moment(rng),
+        "address": rng.choice(["127.0.0.1", "2001:db8::1", "203.0.113.77"]),
+        "reason": rng.choice(["forged", "expired", "revoked", "wrong-purpose", "out-of-scope"]),
+        "path": _text(rng, 300, ("/l/***", "/cases/IP-2026-0001", "/feeds/***.ics")),
+        "contact_id": _maybe(rng, pools.pick(rng, "contacts")),
+    }
+
+
+def _stored_report(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str, Any]:
+    content = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 2000)))
+    return {
+        "name": f"weekly {2026}-W{rng.randrange(1, 53):02d}",
+        "scope": rng.choice(["", "MVA", "BCV"]),
+        "filename": rng.choice(["portfolio.xlsx", "portfolio.html", "Øresund report.html"]),
+        "media_type": rng.choice(["text/html; charset=utf-8", "application/vnd.ms-excel"]),
+        "content": content,
+        "size": len(content),
+        "created_at": _moment(rng),
+    }
+
+
+def _channel_post(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str, Any]:
+    sent = rng.random() < 0.5
+    return {
+        "dedupe_key": f"channel:ip-integration|IP-2026-0001:m-{i}:due:{phase}:{i}",
+        "channel": rng.choice(["channel:all", "channel:ip-integration", "channel:partner:mva"]),
+        "case_id": pools.pick(rng, "cases"),
+        "rule": rng.choice(["owner-10wd", "lead-on-day"]),
+        "urgent": rng.random() < 0.3,
+        "status": rng.choice([s.value for s in models.NotificationStatus]),
+        "fire_on": _day(rng),
+        "payload": _payload(rng),
+        "created_at": _moment(rng),
+        "attempts": rng.randrange(0, 6),
+        "next_attempt_at": _maybe(rng, _moment(rng)),
+        "last_error": _maybe(rng, _text(rng, None)),
+        "sent_at": _moment(rng) if sent else None,
+    }
+
+
 # Every table of the store in an order that respects the foreign keys. A new table (or a new
 # column) in a revision must be taught here, with realistic values, before its step passes.
 MAKERS: dict[str, RowMaker] = {
@@ -506,6 +602,11 @@ MAKERS: dict[str, RowMaker] = {
     "plan_changes": _plan_change,
     "absences": _absence,
     "directory_events": _directory_event,
+    "evidence": _evidence,
+    "date_requests": _date_request,
+    "access_denials": _access_denial,
+    "stored_reports": _stored_report,
+    "channel_posts": _channel_post,
 }
 COMPOSITE_KEYS = {"key_sequences": ("prefix", "year")}
 
@@ -688,6 +789,11 @@ def _load_every_model(engine: Engine, expected: Snapshot) -> None:
         models.PlanChange,
         models.Absence,
         models.DirectoryEvent,
+        models.Evidence,
+        models.DateRequest,
+        models.AccessDenial,
+        models.StoredReport,
+        models.ChannelPost,
     ]
     assert {str(m.__tablename__) for m in tables} == set(expected)
     with Session(engine) as session:
