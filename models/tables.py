@@ -511,3 +511,22 @@ class ChannelPost(SQLModel, table=True):
     next_attempt_at: datetime | None = None
     last_error: str | None = Field(default=None, sa_type=Text)
     sent_at: datetime | None = None
+
+
+class Measurement(SQLModel, table=True):
+    """One value of an indicator a case tracks, for one region on one day (the IP pilot's
+    bench marks): the baseline is the first, the template says the unit and direction."""
+
+    __tablename__ = "measurements"
+    __table_args__ = (UniqueConstraint("case_id", "indicator", "region", "measured_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    indicator: str = Field(max_length=60)
+    region: str = Field(max_length=120)
+    measured_on: date
+    value: float
+    note: str = Field(default="", sa_type=Text)
+    recorded_by: str = Field(max_length=254)
+    at: datetime
+    source: Source = Field(sa_type=_values(Source))

@@ -583,6 +583,20 @@ def _channel_post(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict
     }
 
 
+def _measurement(rng: random.Random, i: int, phase: int, pools: _Pools) -> dict[str, Any]:
+    return {
+        "case_id": pools.pick(rng, "cases"),
+        "indicator": _text(rng, 60, ("patent-applications", "licences-signed", "Ø" * 60)),
+        "region": _text(rng, 120, ("Skåne", "Mecklenburg-Vorpommern", "Pomorskie")),
+        "measured_on": _day(rng) + timedelta(days=phase * 1000 + i),
+        "value": rng.choice([0.0, 12.5, -3.25, 1e9, 0.1]),
+        "note": _text(rng, None),
+        "recorded_by": rng.choice(["karin.astrom@mva.example", "ops@cli"]),
+        "at": _moment(rng),
+        "source": rng.choice([s.value for s in models.Source]),
+    }
+
+
 # Every table of the store in an order that respects the foreign keys. A new table (or a new
 # column) in a revision must be taught here, with realistic values, before its step passes.
 MAKERS: dict[str, RowMaker] = {
@@ -607,6 +621,7 @@ MAKERS: dict[str, RowMaker] = {
     "access_denials": _access_denial,
     "stored_reports": _stored_report,
     "channel_posts": _channel_post,
+    "measurements": _measurement,
 }
 COMPOSITE_KEYS = {"key_sequences": ("prefix", "year")}
 
@@ -794,6 +809,7 @@ def _load_every_model(engine: Engine, expected: Snapshot) -> None:
         models.AccessDenial,
         models.StoredReport,
         models.ChannelPost,
+        models.Measurement,
     ]
     assert {str(m.__tablename__) for m in tables} == set(expected)
     with Session(engine) as session:

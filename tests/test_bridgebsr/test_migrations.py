@@ -37,6 +37,7 @@ CASE_TABLES = {
     "access_denials",
     "stored_reports",
     "channel_posts",
+    "measurements",
 }
 HEAD = "0009"
 

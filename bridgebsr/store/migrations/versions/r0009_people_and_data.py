@@ -8,6 +8,7 @@
   both empty for existing rows. `evidence`: links added with a completion or a vote.
 - `stored_reports`: report files every worker and the web app can serve.
 - `channel_posts`: the outbox of chat channels that subscribe to a pilot kind, a partner or all.
+- `measurements`: a case's indicator values by region and day.
 - Milestones get an index on (owner, status): a person's open items.
 
 Revision ID: 0009
@@ -147,11 +148,35 @@ def _create_tables() -> None:
     op.create_index("ix_channel_posts_channel", "channel_posts", ["channel"], unique=False)
     op.create_index("ix_channel_posts_case_id", "channel_posts", ["case_id"], unique=False)
     op.create_index("ix_channel_posts_status", "channel_posts", ["status"], unique=False)
+    op.create_table(
+        "measurements",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=False),
+        sa.Column("indicator", sa.String(60), nullable=False),
+        sa.Column("region", sa.String(120), nullable=False),
+        sa.Column("measured_on", sa.Date(), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("recorded_by", sa.String(254), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("source", _SOURCE, nullable=False),
+        sa.ForeignKeyConstraint(["case_id"], ["cases.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("case_id", "indicator", "region", "measured_on"),
+    )
+    op.create_index("ix_measurements_case_id", "measurements", ["case_id"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index("ix_milestones_owner_status", table_name="milestones")
-    for table in ("channel_posts", "stored_reports", "access_denials", "date_requests", "evidence"):
+    for table in (
+        "measurements",
+        "channel_posts",
+        "stored_reports",
+        "access_denials",
+        "date_requests",
+        "evidence",
+    ):
         op.drop_table(table)
     for table in ("milestones", "cases"):
         with op.batch_alter_table(table, schema=None) as batch_op:
