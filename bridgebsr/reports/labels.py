@@ -131,6 +131,21 @@ VIEWS: Final[dict[str, str]] = {
     "plans": "Plans of the open cases: original, agreed, forecast",
 }
 
+# Sheet names people read in the workbook (Excel allows 31 characters and none of : \\ / ? * [ ]).
+SHEETS: Final[dict[str, str]] = {
+    "about": "About",
+    "action_late": "Needs action - late items",
+    "action_gates": "Needs action - gates waiting",
+    "action_at_risk": "Needs action - cases at risk",
+    "action_requests": "Needs action - new dates asked",
+    "milestones_by_partner": "Milestones by lead partner",
+    "stage_cycle_times": "Time in each stage",
+    "sla_breaches": "Missed due dates",
+    "forecast": "Forecast",
+    "plans": "Plans",
+}
+_NOT_IN_SHEET_NAMES = str.maketrans({c: " " for c in ":\\/?*[]"})
+
 XLSX_FORMATS: Final[dict[str, str]] = {
     "int": "0",
     "num": "General",
@@ -149,6 +164,20 @@ def label(column: str, names: dict[str, str] | None = None) -> str:
         return known[0]
     words = column.replace("_pct", " %").replace("_", " ").strip()
     return words[:1].upper() + words[1:]
+
+
+def sheet(name: str, taken: set[str]) -> str:
+    """The workbook sheet people read for view `name`: its short name, else the view's
+    title, else its name in words; at most 31 characters, none Excel refuses, and not one of
+    `taken` (names compare without case, as Excel does)."""
+    title = SHEETS.get(name) or VIEWS.get(name) or label(name)
+    title = " ".join(title.translate(_NOT_IN_SHEET_NAMES).split())[:31].rstrip()
+    found, n = title, 2
+    while found.casefold() in {t.casefold() for t in taken}:
+        suffix = f" ({n})"
+        found, n = title[: 31 - len(suffix)].rstrip() + suffix, n + 1
+    taken.add(found)
+    return found
 
 
 def kind(column: str, values: pd.Series[Any]) -> str:

@@ -243,14 +243,15 @@ def write_csv(report: Report, folder: Path) -> list[Path]:
 
 
 def write_xlsx(report: Report, path: Path) -> list[Path]:
-    """One workbook: what needs action, then one sheet per view; readable headers, typed
-    columns with their number formats, frozen header rows."""
+    """One workbook: what needs action, then one sheet per view; readable sheet names and
+    headers, typed columns with their number formats, frozen header rows."""
     with replacing(path, make_folder=True) as tmp:
         with pd.ExcelWriter(tmp, engine="openpyxl") as book:
+            taken: set[str] = set()
             about = ooxml_escaped(neutralised(_about(report)))
-            about.to_excel(book, sheet_name="about", index=False)
+            about.to_excel(book, sheet_name=labels.sheet("about", taken), index=False)
             for name, frame in (_action_sheets(report) | report.views).items():
-                _sheet(book, name[:31], flat(frame))
+                _sheet(book, labels.sheet(name, taken), flat(frame))
     return [path]
 
 

@@ -263,7 +263,7 @@ def _xlsx_values(folder: Path, cells: list[str]) -> list[object]:
     """The first column of the people sheet, as shown. openpyxl writes text as inline strings
     and reads them back as stored, escapes and all; they are decoded here."""
     portfolio.write_xlsx(_hostile_report(cells), folder / "r.xlsx")
-    ws = load_workbook(folder / "r.xlsx")["people"]
+    ws = load_workbook(folder / "r.xlsx")["People"]
     column = list(ws.iter_rows(min_col=1, max_col=1))
     assert all(row[0].data_type != "f" for row in column), "no formula cells"
     values = [row[0].value for row in column[1:]]
@@ -297,7 +297,7 @@ def test_a_control_character_in_a_cell_does_not_break_the_xlsx_report(
 def test_the_about_sheet_neutralises_and_escapes_the_scope(tmp_path: Path) -> None:
     hostile = replace(_hostile_report(["x"]), scope='=HYPERLINK("x")\x01 (Evil)')
     portfolio.write_xlsx(hostile, tmp_path / "r.xlsx")
-    ws = load_workbook(tmp_path / "r.xlsx")["about"]
+    ws = load_workbook(tmp_path / "r.xlsx")["About"]
     cells = [cell for row in ws.iter_rows() for cell in row]
     assert all(cell.data_type != "f" for cell in cells), "no formula cells"
     values = [_ooxml_decoded(c.value) for c in cells if isinstance(c.value, str)]

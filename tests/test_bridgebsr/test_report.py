@@ -43,17 +43,22 @@ def test_the_workbook_has_one_typed_sheet_per_view_with_frozen_headers(
     done = run(demo, "report", "--format", "xlsx", "--out", str(out), "--as-of", "2026-11-26")
     assert done.returncode == 0, done.stderr
     sheets = pd.read_excel(out, sheet_name=None)
-    assert set(sheets) >= {"about", "cases_by_pilot", "milestones_by_partner", "forecast"}
-    assert {"action_late", "action_gates", "action_at_risk"} <= set(sheets)
-    by_pilot = sheets["cases_by_pilot"].set_index("Pilot")
+    assert list(sheets)[:4] == [  # what needs action first, in words people read
+        "About",
+        "Needs action - late items",
+        "Needs action - gates waiting",
+        "Needs action - cases at risk",
+    ]
+    assert set(sheets) >= {"Cases by pilot", "Milestones by lead partner", "Forecast"}
+    by_pilot = sheets["Cases by pilot"].set_index("Pilot")
     assert by_pilot.loc["shared-sme-service"].filter(like="Open").sum() > 0
-    forecast = sheets["forecast"]
+    forecast = sheets["Forecast"]
     assert pd.api.types.is_datetime64_any_dtype(forecast["Forecast finish"])
     assert set(forecast["At risk"]) <= {"yes", "no"} and "yes" in set(forecast["At risk"])
-    assert "Median slip (working days)" in sheets["milestones_by_pilot"].columns
+    assert "Median slip (working days)" in sheets["Milestones by pilot"].columns
     book = load_workbook(out)
-    assert all(book[name].freeze_panes == "A2" for name in sheets if name != "about")
-    pct = book["milestones_by_pilot"]
+    assert all(book[name].freeze_panes == "A2" for name in sheets if name != "About")
+    pct = book["Milestones by pilot"]
     header = [c.value for c in pct[1]]
     column = header.index("On time") + 1
     assert pct.cell(row=2, column=column).number_format == '0.0"%"'
@@ -133,7 +138,7 @@ def test_formula_like_text_cannot_run_and_html_escapes_it(
         facts=built.facts,
     )
     portfolio.write_xlsx(hostile, tmp_path / "h.xlsx")
-    cells = [c.value for c in load_workbook(tmp_path / "h.xlsx")["notes"]["A"]]
+    cells = [c.value for c in load_workbook(tmp_path / "h.xlsx")["Notes"]["A"]]
     assert cells[1] == "'=cmd|' /C calc'!A0" and all(not str(v).startswith("=") for v in cells if v)
     portfolio.write_html(hostile, tmp_path / "h.html")
     page = (tmp_path / "h.html").read_text(encoding="utf-8")

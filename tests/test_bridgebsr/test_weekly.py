@@ -95,7 +95,7 @@ def _workbook(mail: EmailMessage) -> tuple[str, bytes]:
 
 def _cases_in(book: bytes) -> set[str]:
     """The cases of a workbook's forecast sheet."""
-    sheet = load_workbook(io.BytesIO(book), read_only=True)["forecast"]
+    sheet = load_workbook(io.BytesIO(book), read_only=True)["Forecast"]
     rows = list(sheet.iter_rows(values_only=True))
     column = rows[0].index("Case")
     return {str(r[column]) for r in rows[1:]}
