@@ -144,7 +144,7 @@ SHEETS: Final[dict[str, str]] = {
     "forecast": "Forecast",
     "plans": "Plans",
 }
-_NOT_IN_SHEET_NAMES = str.maketrans({c: " " for c in ":\\/?*[]"})
+_NOT_IN_SHEET_NAMES = str.maketrans(dict.fromkeys(":\\/?*[]", " "))
 
 XLSX_FORMATS: Final[dict[str, str]] = {
     "int": "0",
