@@ -128,6 +128,7 @@ VIEWS: Final[dict[str, str]] = {
     "sme_service": "Shared SME service",
     "case_fields": "Case fields",
     "forecast": "Forecast of every open case",
+    "indicators": "Indicators by region: baseline, latest and target",
     "plans": "Plans of the open cases: original, agreed, forecast",
 }
 
