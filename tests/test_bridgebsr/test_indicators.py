@@ -241,6 +241,7 @@ def test_measure_records_replaces_only_when_asked_and_audits_each_value(
 # --- the benchmark, by hand ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the report's read: one store
 def test_the_benchmark_against_baseline_and_target_computed_by_hand(
     consortium: Runtime, tmp_path: Path
 ) -> None:
