@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from bridgebsr.bootstrap import Runtime
-from bridgebsr.office import cases, directory, progress
+from bridgebsr.office import cases, directory, measurements, progress
 from bridgebsr.rules import planning
 from bridgebsr.rules.rows import GateRow, Node
 from bridgebsr.store import case_rows as store
@@ -55,6 +55,15 @@ CAPTURES = {
     "trial-run": {"ip_cases_handled": "37", "regions_in_trial": "5"},
     "trial-evaluation": {"evaluation_report": "https://bridge-bsr.example/ip-trial-evaluation"},
 }
+# The IP case's indicator values (`case measure`): per region, the baseline collected about
+# 200 days ago and the values measured about 30 days ago, by indicator.
+IP_REGIONS = ("Skåne", "Mecklenburg-Vorpommern", "Mazowieckie")
+IP_MEASUREMENTS = {
+    "sme-patent-applications": ((21, 26), (14, 13), (9, 15)),
+    "smes-with-ip-strategy": ((18.5, 24.0), (12.0, 15.5), (8.0, 7.5)),
+    "days-to-ip-advice": ((24, 15), (31, 22), (45, 47)),
+}
+IP_MEASURED_AGO = (200, 30)
 
 
 def load_consortium(rt: Runtime) -> None:
@@ -114,10 +123,31 @@ def load_demo(rt: Runtime, today: date) -> list[str]:
                 captures={"triage-decision": {"service_type": SERVICE_TYPES[i % 4]}},
             )
         )
+    _measure_ip(rt, keys[0], today)
     for key in keys:
         with write_session(rt.engine) as session:
             progress.reforecast_case(session=session, case_key=key, actor=DEMO, now=_at(today))
     return keys
+
+
+def _measure_ip(rt: Runtime, key: str, today: date) -> None:
+    """Record the IP case's indicator values for three regions, each day in one write."""
+    for i, ago in enumerate(IP_MEASURED_AGO):
+        day = today - timedelta(days=ago)
+        given = [
+            {"indicator": name, "region": region, "on": day.isoformat(), "value": str(v[i])}
+            for name, values in IP_MEASUREMENTS.items()
+            for region, v in zip(IP_REGIONS, values, strict=True)
+        ]
+        with write_session(rt.engine) as session:
+            measurements.record(
+                session=session,
+                key=key,
+                given=given,
+                actor=DEMO.email,
+                now=_at(day),
+                source=Source.DEMO,
+            )
 
 
 def _at(day: date) -> datetime:

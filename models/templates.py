@@ -96,6 +96,24 @@ class FieldSpec(_Spec):
         return self.label or self.key.replace("_", " ").capitalize()
 
 
+class Direction(StrEnum):
+    """Which way an indicator improves: `up`, higher is better; `down`, lower is better."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+class IndicatorSpec(_Spec):
+    """An indicator a case measures per region and day (the IP pilot's bench marks): its
+    unit, which way is better and, optionally, the value aimed at."""
+
+    key: Slug
+    label: str = Field(min_length=1, max_length=120)
+    unit: str = Field(default="", max_length=30)
+    direction: Direction = Direction.UP
+    target: float | None = Field(default=None, allow_inf_nan=False)
+
+
 class FieldRef(_Spec):
     """A case field captured at a milestone: `required` says whether completing the
     milestone needs a value (one the case already holds counts)."""
@@ -171,6 +189,7 @@ class Template(_Spec):
     gates: list[GateSpec] = Field(default_factory=list)
     ladder: list[LadderStep] = Field(default_factory=list)
     fields: list[FieldSpec] = Field(default_factory=list)
+    indicators: list[IndicatorSpec] = Field(default_factory=list)
 
     def field_specs(self) -> dict[str, FieldSpec]:
         """Every field a case of this kind may hold, by key: the case's own, then those its
@@ -240,6 +259,7 @@ def template_problems(t: Template) -> list[tuple[Loc, str]]:
             if role not in roles | {NODE_OWNER}:
                 problems.append((("ladder", i, "notify", j), _unknown_role(role, t)))
     problems += _field_problems(t)
+    problems += _duplicates("indicators", [i.key for i in t.indicators])
     if not problems:
         problems += _cycles(t, keys)
     return problems

@@ -26,6 +26,7 @@ from bridgebsr.cli.directory import contacts_app, partners_app, templates_app
 from bridgebsr.cli.doctor import doctor
 from bridgebsr.cli.exchange import ical
 from bridgebsr.cli.items import add_milestone, agenda, remove_milestone
+from bridgebsr.cli.measurements import list_measurements, measure
 from bridgebsr.cli.monitor import monitor
 from bridgebsr.cli.notices import notifications_app
 from bridgebsr.cli.orchestration import automations_app, up
@@ -126,6 +127,8 @@ case_app.command("edit")(edit)
 milestone_app.command("reschedule")(reschedule)
 case_app.command("team")(case_team)
 case_app.command("reassign")(case_reassign)
+case_app.command("measure")(measure)
+case_app.command("measurements")(list_measurements)
 milestone_app.command("reassign")(milestone_reassign)
 contacts_app.command("retire")(contacts_retire)
 milestone_app.command("add")(add_milestone)

@@ -177,6 +177,9 @@ def show_template(
     ]  # fmt: skip
     if fields:
         emit_table("Fields", fields, ("key", "kind", "label", "required", "allowed", "where"))
+    if t.indicators:  # what `case measure --indicator` takes
+        rows = [i.model_dump(mode="json") for i in t.indicators]
+        emit_table("Indicators", rows, ("key", "label", "unit", "direction", "target"))
 
 
 def _bounds(low: object, high: object) -> str:

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from bridgebsr.errors import InvalidInput
-from bridgebsr.exchange.sheets import Sheet, column_letter, read_sheet, sheet_of
+from bridgebsr.exchange.sheets import Sheet, column_letter, read_sheet, sheet_of, xlsx_text
 from bridgebsr.rules.calendars import out_of_range
 
 
@@ -80,22 +80,12 @@ def _read_book(path: Path) -> dict[str, Part]:
         several = len(book.worksheets) > 1
         parts: dict[str, Part] = {}
         for ws in book.worksheets:
-            table = [[_xlsx_text(v) for v in row] for row in ws.iter_rows(values_only=True)]
+            table = [[xlsx_text(v) for v in row] for row in ws.iter_rows(values_only=True)]
             label = f"{path.name}[{ws.title}]" if several else path.name
             parts[ws.title.strip().lower()] = Part(label, _as_sheet(path, label, table))
         return parts
     finally:
         book.close()
-
-
-def _xlsx_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == datetime.min.time() else str(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
 
 
 def _as_sheet(path: Path, label: str, table: list[list[str]]) -> Sheet:

@@ -41,11 +41,14 @@ class Catalog:
 
 def checksum(template: Template) -> str:
     """A stable fingerprint of a template's content. Empty field declarations (`fields`,
-    a milestone's `capture`) are left out, so a template that declares none keeps the
-    fingerprint it had before templates could declare them (its pins stay valid)."""
+    a milestone's `capture`) and an empty `indicators` list are left out, so a template that
+    declares none keeps the fingerprint it had before templates could declare them (its pins
+    stay valid)."""
     content = template.model_dump(mode="json")
     if not content["fields"]:
         del content["fields"]
+    if not content["indicators"]:
+        del content["indicators"]
     for milestone in content["milestones"]:
         if not milestone["capture"]:
             del milestone["capture"]

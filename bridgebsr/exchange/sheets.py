@@ -7,6 +7,7 @@ NUL in text, and no sensible value contains one.
 import csv
 import io
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 
 from bridgebsr.errors import InvalidInput
@@ -101,8 +102,18 @@ def _xlsx_cells(path: Path) -> list[list[str]]:
         raise InvalidInput(f"{path}: not a readable XLSX file ({type(exc).__name__})") from None
     try:
         sheet = book.worksheets[0]
-        return [
-            ["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)
-        ]
+        return [[xlsx_text(v) for v in row] for row in sheet.iter_rows(values_only=True)]
     finally:
         book.close()
+
+
+def xlsx_text(value: object) -> str:
+    """A workbook cell's value as text: empty for none, a date cell (at midnight) as an ISO
+    date, anything else as Python writes it."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == datetime.min.time() else str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)

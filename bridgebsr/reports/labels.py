@@ -128,6 +128,7 @@ VIEWS: Final[dict[str, str]] = {
     "sme_service": "Shared SME service",
     "case_fields": "Case fields",
     "forecast": "Forecast of every open case",
+    "indicators": "Indicators by region: baseline, latest and target",
     "plans": "Plans of the open cases: original, agreed, forecast",
 }
 
@@ -143,6 +144,8 @@ SHEETS: Final[dict[str, str]] = {
     "sla_breaches": "Missed due dates",
     "forecast": "Forecast",
     "plans": "Plans",
+    "indicators": "Indicators by region",
+    "indicators_chart": "Indicators chart",
 }
 _NOT_IN_SHEET_NAMES = str.maketrans(dict.fromkeys(":\\/?*[]", " "))
 

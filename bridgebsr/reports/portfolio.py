@@ -18,7 +18,10 @@ partner's cases.
   requests for a new date to answer),
   then the KPI tables with the headers and formats of `labels`, then the charts (`charts`):
   the on-time trend per pilot by month, the milestones overdue by partner and a Gantt chart
-  per open case in risk order, as embedded PNG images; last the long `plans` view.
+  per open case in risk order, as embedded PNG images; last the long `plans` view. Where
+  cases recorded indicator values, the `indicators` view benchmarks each region against its
+  baseline and target (`indicators`), with its chart on the page and in the workbook's
+  `indicators_chart` sheet.
 
 Every report carries the three plans of each open case's milestones (the `plans` view): the
 original (`baseline_*`, set at open), the agreed plan in force (`planned_*`, moved by a
@@ -50,7 +53,7 @@ from sqlmodel import col
 
 from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.files import replacing
-from bridgebsr.reports import charts, kpis, labels
+from bridgebsr.reports import charts, indicators, kpis, labels
 from bridgebsr.reports.actions import needs_action
 from models import CLOSED_CASE, Case, Gate, Milestone, Partner
 
@@ -74,6 +77,8 @@ class Report:
     gantt: pd.DataFrame  # milestones and gates of the open cases drawn, in plan order
     facts: pd.DataFrame  # one row per milestone (kpis.milestone_facts)
     actions: dict[str, pd.DataFrame] = field(default_factory=dict)  # see `actions`
+    measured: pd.DataFrame = field(default_factory=pd.DataFrame)  # `indicators.read`
+    indicator_specs: dict[tuple[int, str], Any] = field(default_factory=dict)
 
 
 def build(
@@ -96,6 +101,10 @@ def build(
         scope = f"{code} ({name})"
     views = kpis.build_all(frames)
     facts = kpis.milestone_facts(frames)
+    measured = indicators.read(engine, frames)
+    specs = indicators.specs(frames)
+    if not measured.empty:
+        views["indicators"] = indicators.benchmark(measured, specs)
     keys = [str(k) for k in views["forecast"]["case"]]  # at risk, most slipped first
     plans = _plan_rows(engine, keys)
     views["plans"] = plans.drop(columns=["seq"])
@@ -112,6 +121,8 @@ def build(
         gantt=gantt.iloc[order.argsort(kind="stable")].reset_index(drop=True),
         facts=facts,
         actions=needs_action(engine, today=as_of, forecast=views["forecast"], partner=code),
+        measured=measured,
+        indicator_specs=specs,
     )
 
 
@@ -252,6 +263,10 @@ def write_xlsx(report: Report, path: Path) -> list[Path]:
             about.to_excel(book, sheet_name=labels.sheet("about", taken), index=False)
             for name, frame in (_action_sheets(report) | report.views).items():
                 _sheet(book, labels.sheet(name, taken), flat(frame))
+            if not report.measured.empty:
+                _picture(
+                    book, labels.sheet("indicators_chart", taken), _png(_indicator_chart, report)
+                )
     return [path]
 
 
@@ -285,6 +300,14 @@ def _sheet(book: Any, sheet: str, frame: pd.DataFrame) -> None:
         if number_format:
             for cell in ws[letter][1:]:
                 cell.number_format = number_format
+
+
+def _picture(book: Any, sheet: str, png: str) -> None:
+    """A sheet holding one chart (a PNG of the HTML page's)."""
+    from openpyxl.drawing.image import Image
+
+    ws = book.book.create_sheet(sheet)
+    ws.add_image(Image(io.BytesIO(base64.b64decode(png))), "A1")
 
 
 def _about(report: Report) -> pd.DataFrame:
@@ -345,6 +368,13 @@ def write_html(report: Report, path: Path, gantts: dict[str, str] | None = None)
         ("On time by pilot, by month of finish", _png(charts.trend, report)),
         ("Milestones overdue now, by lead partner", _png(charts.overdue, report)),
     ]
+    if not report.measured.empty:
+        plots.append(
+            (
+                "Indicators by region: each region's values over time, the target dashed",
+                _png(_indicator_chart, report),
+            )
+        )
     drawn = {} if gantts is None else gantts
     for case in dict.fromkeys(report.gantt["case"]):
         if case not in drawn:
@@ -434,6 +464,10 @@ def _table(frame: pd.DataFrame, css: str) -> str:
 
 
 # --- plots -----------------------------------------------------------------------------------
+
+
+def _indicator_chart(plt: Any, report: Report) -> Any:
+    return indicators.chart(plt, report.measured, report.indicator_specs)
 
 
 def _png(draw: Callable[..., Any], report: Report, *args: Any) -> str:
