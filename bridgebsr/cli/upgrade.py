@@ -17,6 +17,7 @@ from bridgebsr.cli._common import (
     say,
     who,
 )
+from bridgebsr.cli.orchestration import sync_case_runs
 from bridgebsr.errors import InvalidInput
 from bridgebsr.office import upgrade
 from bridgebsr.office.progress import Actor
@@ -45,6 +46,8 @@ def migrate(
     items added, removed, renamed, moved, retimed; all or nothing, with an audit event."""
     if (key is None) == (kind is None) or (kind is not None and not every):
         raise InvalidInput("give a case KEY, or --kind KIND --all for every running case of it")
+    if kind is not None and if_version is not None:
+        raise InvalidInput("--if-version is one case's version; give it with a case KEY")
     version = bounded(to_version, "--to-version", 1)
     rt = runtime()
     actor = who(rt, by)
@@ -64,6 +67,9 @@ def migrate(
             assert key is not None
             common["expected_version"] = expected_version(if_version)
             done = upgrade.migrate_case(case_key=key, **common)
+    if not dry_run:
+        for plan in done.plans:  # gate runs of renamed or added gates, the case pages
+            sync_case_runs(rt, plan.case)
     if as_json:
         emit_json({"dry_run": dry_run, **done.totals(), "plans": [p.summary() for p in done.plans]})
         return

@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from bridgebsr.errors import IllegalTransition, NotFound
+from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
 from bridgebsr.exchange.catalog import Catalog, checksum
 from bridgebsr.office.progress import Actor
 from bridgebsr.rules import upgrade as rules
 from bridgebsr.rules.rows import MilestoneRow
 from bridgebsr.store import case_rows as store
+from bridgebsr.store import migrate, writer
 from bridgebsr.store import upgrade as shape
-from bridgebsr.store import writer
+from bridgebsr.store.db import read_session
 from bridgebsr.store.people import load_directory
 from bridgebsr.store.team import load_teams
 from models import CASE_OWNER, Case, NotificationStatus, Template
@@ -222,3 +224,16 @@ def _rename(conn: Any, case_id: int, case_key: str, renamed: dict[str, str]) -> 
             )
     shape.rekey_notices(conn, changes)
     shape.rekey_facts(conn, case_id, renamed)
+
+
+def check_renames(*, engine: Engine, template: Template) -> bool:
+    """Refuse a template whose `was:` names no item of an earlier version pinned in the case
+    store (`rules.upgrade.rename_problems`); False when there is no store to ask (nothing
+    checked), or nothing to check."""
+    if not any(n.was for n in template.nodes()) or migrate.current(engine) != migrate.head():
+        return False
+    with read_session(engine) as session:
+        problems = rules.rename_problems(template, shape.pinned_versions(session, template.kind))
+    if problems:
+        raise InvalidInput(f"{len(problems)} problem(s); first: {problems[0]}", problems)
+    return True

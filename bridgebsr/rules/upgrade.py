@@ -10,7 +10,7 @@ their dates and facts (only their key, title and stage follow the new version). 
 to one case only (`adhoc`) stay as they are.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -287,3 +287,17 @@ def owner_roles(up: Upgrade, new: Template) -> set[str]:
     roles = {m.owner for m in new.milestones if m.key in up.added}
     roles |= {r["owner_role"][1] for r in up.retimed.values() if "owner_role" in r}
     return roles
+
+
+def rename_problems(template: Template, earlier: Sequence[Template]) -> list[str]:
+    """A `was:` must name an item of some earlier version of the kind (`earlier`: those
+    known); one line per item that names none."""
+    before = [t for t in earlier if t.kind == template.kind and t.version < template.version]
+    keys = {n.key for t in before for n in t.nodes()}
+    versions = ", ".join(str(t.version) for t in before) or "none"
+    return [
+        f"{template.kind} v{template.version}: {n.key}: was: '{n.was}' names no item of an "
+        f"earlier version (known: {versions}); give the key it had"
+        for n in template.nodes()
+        if n.was is not None and n.was not in keys
+    ]

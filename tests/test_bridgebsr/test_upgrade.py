@@ -186,5 +186,12 @@ def test_kind_all_upgrades_every_running_case_or_none(consortium: Runtime, tmp_p
     assert notice.dedupe_key == f"m:{first}/ip-bottleneck-report/due/{LEAD}"
     assert notice.status is NotificationStatus.PENDING
     assert {"ip-survey", "model-draft"} <= why
+    checked = cli(env, "templates", "validate", str(folder / "ip-v3.yaml"))
+    assert checked.code == 0 and "renames checked against earlier versions" in checked.stdout
+    (tmp_path / "bad.yaml").write_text(
+        (folder / "ip-v3.yaml").read_text().replace("was: bottleneck-report", "was: no-such")
+    )
+    bad = cli(env, "templates", "validate", str(tmp_path / "bad.yaml"))
+    assert bad.code == 1 and "was: 'no-such' names no item of an earlier version" in bad.stderr
     stale = cli(env, "case", "migrate", first, "--to-version", "3", "--by", LEAD)
     one_error_line(stale, first, "give a newer --to-version")
