@@ -5,8 +5,8 @@ One case or every running case of a kind, in one transaction: each case is read 
 any case refuses, changed (`rules.upgrade.apply`: reforecast through `rules.progress.settle`),
 re-pinned (`store.writer.pin_templates`) and written (`store.upgrade.write_shape`, then
 `store.save_case`) with its `plan_changes` rows and one `case.migrate` audit event. Queued
-notices of removed items are suppressed; those of renamed items, and their evidence, date
-requests and plan changes, take the new key.
+notices of removed items and of ladder steps the new version drops are suppressed; those of
+renamed items, and their evidence, date requests and plan changes, take the new key.
 """
 
 from collections.abc import Sequence
@@ -168,6 +168,8 @@ def _apply(
         store.suppress_notices(
             conn, case.id, key, f"{key} was removed by template version {new.version}"
         )
+    steps = up.ladder.get("removed", [])
+    shape.suppress_steps(conn, case.id, steps, f"ladder step gone in version {new.version}")
     _rename(conn, case.id, case.key, up.renamed)
     store.record(
         conn,

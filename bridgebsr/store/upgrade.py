@@ -19,6 +19,7 @@ from models import (
     Gate,
     Milestone,
     Notification,
+    NotificationStatus,
     PlanChange,
     Template,
     TemplateVersion,
@@ -119,3 +120,22 @@ def pinned_versions(session: Session, kind: str) -> list[Template]:
         .order_by(col(TemplateVersion.version))
     )
     return [pinned_template(session, kind, v) for v in found]
+
+
+_WAITING = (NotificationStatus.PENDING, NotificationStatus.HELD)
+
+
+def suppress_steps(conn: Connection, case_id: int, steps: Sequence[str], why: str) -> int:
+    """Suppress a case's notices not delivered yet of these ladder steps, with why; how many."""
+    if not steps:
+        return 0
+    statement = (
+        update(_OUTBOX)
+        .where(
+            _OUTBOX.c.case_id == case_id,
+            _OUTBOX.c.rule.in_(list(steps)),
+            _OUTBOX.c.status.in_(list(_WAITING)),
+        )
+        .values(status=NotificationStatus.SUPPRESSED, last_error=why, next_attempt_at=None)
+    )
+    return conn.execute(statement).rowcount

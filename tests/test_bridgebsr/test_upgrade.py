@@ -105,7 +105,8 @@ def test_v1_case_of_a_shipped_template_upgrades_to_v2(consortium: Runtime) -> No
 
 def _v3(v2: Template) -> dict[str, Any]:
     """Version 3 of ip-integration: bottleneck-report renamed, an IP survey added after the
-    kick-off, the draft model given ten more days, regional workshops dropped."""
+    kick-off, the draft model given ten more days, regional workshops and the ladder's
+    remind-10 step dropped."""
     data = v2.model_dump(mode="json", exclude_none=True) | {"version": 3}
     milestones = []
     for m in data["milestones"]:
@@ -125,17 +126,18 @@ def _v3(v2: Template) -> dict[str, Any]:
                 {"key": "ip-survey", "title": "IP survey of the regions", "stage": "scoping",
                  "owner": "ip-expert", "duration": 15, "after": ["kickoff"]}
             )  # fmt: skip
-    return data | {"milestones": milestones}
+    ladder = [step for step in data["ladder"] if step["key"] != "remind-10"]
+    return data | {"milestones": milestones, "ladder": ladder}
 
 
-def _notice(rt: Runtime, case_key: str, item: str) -> None:
+def _notice(rt: Runtime, case_key: str, item: str, rule: str = "due") -> None:
     with write_session(rt.engine) as session:
         case_id = session.exec(select(Case.id).where(Case.key == case_key)).one()[0]
         reader = session.exec(select(Contact.id).where(Contact.email == LEAD)).one()[0]
         session.execute(
             insert(Notification).values(
-                dedupe_key=f"m:{case_key}/{item}/due/{LEAD}", case_id=case_id, subject=item,
-                rule="due", recipient_id=reader, fire_on=START, created_at=at("2026-03-03"),
+                dedupe_key=f"m:{case_key}/{item}/{rule}/{LEAD}", case_id=case_id, subject=item,
+                rule=rule, recipient_id=reader, fire_on=START, created_at=at("2026-03-03"),
                 payload={"item": item, "item_kind": "milestone"},
             )
         )  # fmt: skip
@@ -147,6 +149,7 @@ def test_kind_all_upgrades_every_running_case_or_none(consortium: Runtime, tmp_p
     shipped = rt.catalog.get("ip-integration")
     first, second = _open(rt, _v1(shipped), "First"), _open(rt, _v1(shipped), "Second")
     _notice(rt, first, "bottleneck-report")
+    _notice(rt, first, "model-draft", "remind-10")
     folder = tmp_path / "templates"
     folder.mkdir()
     (folder / "ip-v3.yaml").write_text(yaml.safe_dump(_v3(shipped), sort_keys=False))
@@ -176,7 +179,9 @@ def test_kind_all_upgrades_every_running_case_or_none(consortium: Runtime, tmp_p
         keys = set(
             session.exec(select(Milestone.key).where(Milestone.case_id == case_id)).scalars()
         )
-        notice = session.exec(select(Notification).where(Notification.case_id == case_id)).one()[0]
+        notice, step = session.exec(
+            select(Notification).where(Notification.case_id == case_id).order_by(Notification.id)
+        ).scalars()
         why = set(
             session.exec(select(PlanChange.item_key).where(PlanChange.why == "migrate")).scalars()
         )
@@ -185,6 +190,7 @@ def test_kind_all_upgrades_every_running_case_or_none(consortium: Runtime, tmp_p
     assert notice.subject == "ip-bottleneck-report"
     assert notice.dedupe_key == f"m:{first}/ip-bottleneck-report/due/{LEAD}"
     assert notice.status is NotificationStatus.PENDING
+    assert step.status is NotificationStatus.SUPPRESSED  # remind-10 is no step of version 3
     assert {"ip-survey", "model-draft"} <= why
     checked = cli(env, "templates", "validate", str(folder / "ip-v3.yaml"))
     assert checked.code == 0 and "renames checked against earlier versions" in checked.stdout
