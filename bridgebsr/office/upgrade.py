@@ -21,9 +21,10 @@ from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
 from bridgebsr.exchange.catalog import Catalog, checksum
 from bridgebsr.office.progress import Actor
 from bridgebsr.rules import upgrade as rules
+from bridgebsr.rules.people import Directory
 from bridgebsr.rules.rows import MilestoneRow
 from bridgebsr.store import case_rows as store
-from bridgebsr.store import migrate, writer
+from bridgebsr.store import migrate, requests, writer
 from bridgebsr.store import upgrade as shape
 from bridgebsr.store.db import read_session
 from bridgebsr.store.people import load_directory
@@ -120,6 +121,8 @@ def _run(
     dry_run: bool,
 ) -> Migrated:
     plans = [rules.plan_upgrade(c.template, new, c.plan) for c in cases]
+    for loaded, up in zip(cases, plans, strict=True):
+        _waiting_requests(loaded, up)
     refused = [reason for p in plans for reason in p.refusals]
     if refused:
         session.rollback()
@@ -130,19 +133,25 @@ def _run(
         return Migrated(plans, True)
     if cases:
         writer.pin_templates(cases[0].conn, [(new, checksum(new))])
+    directories: dict[int, Directory] = {}
     for loaded, up in zip(cases, plans, strict=True):
-        _apply(loaded, up, new, actor, now)
+        _apply(loaded, up, new, actor, now, directories)
     session.commit()
     return Migrated(plans, False)
 
 
 def _apply(
-    loaded: store.Loaded, up: rules.Upgrade, new: Template, actor: Actor, now: datetime
+    loaded: store.Loaded,
+    up: rules.Upgrade,
+    new: Template,
+    actor: Actor,
+    now: datetime,
+    directories: dict[int, Directory],
 ) -> None:
     case, conn = loaded.case, loaded.conn
     today = store.local_date(now, loaded.timezone)
     gates_before = list(loaded.plan.gates)
-    owners = _owners(loaded, rules.owner_roles(up, new))
+    owners = _owners(loaded, rules.owner_roles(up, new), directories)
     changes, moved = rules.apply(up, loaded.plan, new, owners, today)
     shape.write_shape(loaded, gates_before)
     store.save_case(loaded, now=now, expected_version=None)
@@ -183,15 +192,29 @@ def _apply(
     )
 
 
-def _owners(loaded: store.Loaded, roles: set[str]) -> dict[str, int | None]:
+def _waiting_requests(loaded: store.Loaded, up: rules.Upgrade) -> None:
+    """A removed item's date request still waiting for an answer refuses the plan."""
+    for key, what in up.removed.items():
+        if what == "milestone" and requests.waiting_for_item(loaded.conn, loaded.case.id, key):
+            up.refusals.append(
+                f"{up.case}: milestone {key} has a date request waiting and version {up.new} "
+                "drops it; answer the request first"
+            )
+
+
+def _owners(
+    loaded: store.Loaded, roles: set[str], directories: dict[int, Directory]
+) -> dict[str, int | None]:
     """Who holds each role for this case (its team first, as a case opens), with their
-    calendars added to the case's plan."""
+    calendars added to the case's plan; the directory is read once per run."""
     case = loaded.case
     found: dict[str, int | None] = {CASE_OWNER: case.owner_id}
     wanted = roles - {CASE_OWNER}
     if not wanted:
         return found
-    directory = load_directory(loaded.conn)
+    if not directories:
+        directories[0] = load_directory(loaded.conn)
+    directory = directories[0]
     team = load_teams(loaded.conn, [case.id]).get(case.id)
     for role in sorted(wanted):
         holders = directory.role_holders(role, case.lead_partner_id, case.kind, team)

@@ -176,16 +176,22 @@ def test_kind_all_upgrades_every_running_case_or_none(consortium: Runtime, tmp_p
     assert "migrated 1 case(s) to version 3: 1 item(s) added, 1 removed, 1 renamed" in done.stdout
     with read_session(rt.engine) as session:
         case_id = session.exec(select(Case.id).where(Case.key == first)).one()[0]
-        keys = set(
-            session.exec(select(Milestone.key).where(Milestone.case_id == case_id)).scalars()
+        owners = dict(
+            session.exec(
+                select(Milestone.key, Contact.email)
+                .outerjoin(Contact, Contact.id == Milestone.owner_id)
+                .where(Milestone.case_id == case_id)
+            ).all()
         )
+        keys = set(owners)
         notice, step = session.exec(
             select(Notification).where(Notification.case_id == case_id).order_by(Notification.id)
         ).scalars()
         why = set(
             session.exec(select(PlanChange.item_key).where(PlanChange.why == "migrate")).scalars()
         )
-    assert "ip-bottleneck-report" in keys and "ip-survey" in keys
+    assert "ip-bottleneck-report" in keys
+    assert owners["ip-survey"] == "karin.astrom@mva.example"  # the case's ip-expert
     assert "regional-workshops" not in keys and "bottleneck-report" not in keys
     assert notice.subject == "ip-bottleneck-report"
     assert notice.dedupe_key == f"m:{first}/ip-bottleneck-report/due/{LEAD}"
