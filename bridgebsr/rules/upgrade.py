@@ -21,7 +21,7 @@ from bridgebsr.rules import planning, progress
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.rules.opening import rows_of
 from bridgebsr.rules.planning import Moved, Plan
-from bridgebsr.rules.rows import MilestoneRow, Node
+from bridgebsr.rules.rows import GateRow, MilestoneRow, Node
 from models import CaseStatus, GateStatus, MilestoneStatus, Template
 
 RUNNING = frozenset({CaseStatus.ACTIVE, CaseStatus.ON_HOLD})
@@ -245,10 +245,13 @@ def apply(
 
 def _follow(node: Node, row: Node, up: Upgrade, owners: Mapping[str, int | None]) -> None:
     """A kept item takes its new key, place, title and stage; one not started also its new
-    durations, links and roles; a started one keeps them (its links re-keyed)."""
+    durations, links and roles; a started one keeps them (its links re-keyed), but a gate
+    takes its new outcomes (on timeout, on rejection: the new version's stages)."""
     node.key, node.seq, node.title, node.stage = row.key, row.seq, row.title, row.stage
     if started(node):
         node.depends_on = _rekeyed(node.depends_on, up)
+        if isinstance(node, GateRow) and isinstance(row, GateRow):  # what happens from now on
+            node.on_timeout, node.rework_stage = row.on_timeout, row.rework_stage
         return
     for name in _names(node):
         setattr(node, name, getattr(row, name))

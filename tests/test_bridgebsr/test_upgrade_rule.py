@@ -185,3 +185,16 @@ def test_was_must_not_clash_and_keeps_old_fingerprints() -> None:
     assert checksum(_template(V1)) == (
         "e90d286d56dea2aaafbc5d42733263be597f4d5ce11d6be618baa2ecf6a2b84e"
     )
+
+
+def test_gate_renamed_and_given_a_new_deadline_while_pending() -> None:
+    old = _template(V1)
+    data = yaml.safe_load(yaml.safe_dump(V1)) | {"version": 2}
+    data["gates"][0] |= {"key": "approval", "was": "ok", "deadline": 20}
+    new = _template(data)
+    plan = _case(old)
+    gate = plan.gates[0]
+    up = _apply(plan, old, new)
+    assert up.renamed == {"ok": "approval"}
+    assert up.retimed == {"approval": {"deadline_days": [10, 20]}}
+    assert (gate.key, gate.deadline_days) == ("approval", 20) and plan.gates == [gate]
