@@ -96,7 +96,7 @@ def plan_lines(plan: Upgrade) -> list[str]:
     for key, diff in plan.retimed.items():
         said = ", ".join(f"{name} {a} -> {b}" for name, (a, b) in diff.items())
         lines.append(f"  change {key} (not started): {said}")
-    lines += [f"  new case field {name} (no value yet)" for name in plan.fields]
+    lines += [f"  new field {name} (no value yet)" for name in plan.fields]
     lines += [f"  field {name}: value kept, no longer declared" for name in plan.kept_fields]
     steps = plan.ladder
     if steps.get("added") or steps.get("removed"):

@@ -44,7 +44,7 @@ class Upgrade:
     renamed: dict[str, str] = field(default_factory=dict)  # old key -> new key
     moved: dict[str, list[str]] = field(default_factory=dict)  # new key -> [old, new stage]
     retimed: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> what -> [a, b]
-    fields: list[str] = field(default_factory=list)  # case fields the new version adds
+    fields: list[str] = field(default_factory=list)  # fields the new version adds
     kept_fields: list[str] = field(default_factory=list)  # values kept, no longer declared
     ladder: dict[str, list[str]] = field(default_factory=dict)  # added / removed steps
     refusals: list[str] = field(default_factory=list)
@@ -173,7 +173,7 @@ def _fields(old: Template, new: Template, held: Mapping[str, Any], up: Upgrade) 
     version no longer declares is kept (a recorded fact is never lost)."""
     specs = new.field_specs()
     before = old.field_specs()
-    up.fields.extend(k for k in (f.key for f in new.fields) if k not in before)
+    up.fields.extend(k for k in specs if k not in before)  # the case's, then captures
     for name, value in held.items():
         spec = specs.get(name)
         if spec is None:

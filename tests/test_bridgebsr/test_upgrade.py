@@ -169,6 +169,7 @@ def test_kind_all_upgrades_every_running_case_or_none(consortium: Runtime, tmp_p
     assert dry.code == 0, dry
     assert "rename bottleneck-report -> ip-bottleneck-report" in dry.stdout
     assert "add milestone ip-survey" in dry.stdout and "duration 50 -> 60" in dry.stdout
+    assert "new field ip_cases_handled (no value yet)" in dry.stdout
     assert _count(rt, CaseEvent) == events
     done = cli(env, "case", "migrate", first, "--to-version", "3", "--by", LEAD,
                "--as-of", "2026-04-01", "--if-version", "2")  # fmt: skip
