@@ -33,6 +33,7 @@ from models import CASE_OWNER, Case, NotificationStatus, Template
 from notifications.enqueue import renamed_key
 
 MIGRATE = "migrate"  # the `why` of the plan changes an upgrade makes
+SHOWN = 20  # refusals a message names (a kind's thousands of cases stay one readable line)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,10 @@ def _run(
     if refused:
         session.rollback()
         many = f"{len({p.case for p in plans if p.refusals})} case(s) cannot migrate: "
-        raise IllegalTransition((many if len(cases) > 1 else "") + "; ".join(refused))
+        more = f"; and {len(refused) - SHOWN} more" if len(refused) > SHOWN else ""
+        raise IllegalTransition(
+            (many if len(cases) > 1 else "") + "; ".join(refused[:SHOWN]) + more
+        )
     if dry_run:
         session.rollback()
         return Migrated(plans, True)
