@@ -53,6 +53,7 @@ class _Node(_Spec):
     description: str = ""
     days: DayKind | None = None
     after: list[Dependency] = Field(default_factory=list)
+    was: Slug | None = None  # the key this item had in an earlier version (a rename)
 
     @field_validator("after", mode="before")
     @classmethod
@@ -260,6 +261,7 @@ def template_problems(t: Template) -> list[tuple[Loc, str]]:
                 problems.append((("ladder", i, "notify", j), _unknown_role(role, t)))
     problems += _field_problems(t)
     problems += _duplicates("indicators", [i.key for i in t.indicators])
+    problems += _rename_problems(t, keys)
     if not problems:
         problems += _cycles(t, keys)
     return problems
@@ -297,6 +299,28 @@ def _field_problems(t: Template) -> list[tuple[Loc, str]]:
             else:
                 declared.add(c.key)
                 problems += _spec_problems(loc, c)
+    return problems
+
+
+def _rename_problems(t: Template, keys: dict[str, Loc]) -> list[tuple[Loc, str]]:
+    """A `was` names a key no item of this version uses, and only one item claims it."""
+    problems: list[tuple[Loc, str]] = []
+    claimed: set[str] = set()
+    for node in t.nodes():
+        if node.was is None:
+            continue
+        loc: Loc = (*keys[node.key], "was")
+        if node.was in keys:
+            problems.append(
+                (
+                    loc,
+                    f"'{node.was}' is still an item of this version; a rename "
+                    "names a key the new version no longer uses",
+                )
+            )
+        elif node.was in claimed:
+            problems.append((loc, f"'{node.was}' is claimed by two items; rename it once"))
+        claimed.add(node.was)
     return problems
 
 

@@ -59,6 +59,16 @@ def dedupe_key(notice: OutboxNotice) -> str:
     return f"{scope}/{p.step}/{notice.recipient}"
 
 
+def renamed_key(key: str, case: str, old: str, new: str) -> str:
+    """A dedupe key of a case's item `old` as `dedupe_key` makes it for the same notice
+    of the item renamed `new` (a template upgrade), so a step sent is not sent again."""
+    for kind in ("m", "g"):
+        scope = f"{kind}:{case}/{old}"
+        if key.startswith(scope) and key[len(scope) : len(scope) + 1] in ("/", "@"):
+            return f"{kind}:{case}/{new}{key[len(scope) :]}"
+    return key
+
+
 def enqueue(
     conn: Connection,
     notices: Iterable[OutboxNotice],

@@ -35,6 +35,7 @@ from bridgebsr.cli.report import report
 from bridgebsr.cli.requests import ask_date, requests_app
 from bridgebsr.cli.stored import reports_app
 from bridgebsr.cli.team import case_reassign, case_team, contacts_retire, milestone_reassign
+from bridgebsr.cli.upgrade import migrate as migrate_cases
 from bridgebsr.cli.web import web
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
 from bridgebsr.settings import SECRET_FILE, Settings
@@ -124,6 +125,7 @@ def demo(as_of: AsOf = None) -> None:
 case_app.command("import")(import_cases)
 case_app.command("rebaseline")(rebaseline)
 case_app.command("edit")(edit)
+case_app.command("migrate")(migrate_cases)
 milestone_app.command("reschedule")(reschedule)
 case_app.command("team")(case_team)
 case_app.command("reassign")(case_reassign)

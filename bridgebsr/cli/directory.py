@@ -25,7 +25,7 @@ from bridgebsr.cli._common import (
 )
 from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.catalog import load_template
-from bridgebsr.office import directory, people
+from bridgebsr.office import directory, people, upgrade
 from bridgebsr.office.progress import Actor
 from bridgebsr.rules.texts import email_key
 from bridgebsr.store.db import read_session, write_session
@@ -206,11 +206,16 @@ def _node_row(t: Template, n: MilestoneSpec | GateSpec) -> dict[str, str]:
 
 @templates_app.command("validate")
 def validate(path: Annotated[Path, typer.Argument(help="A template YAML file.")]) -> None:
-    """Check a template file; names every problem with its line."""
+    """Check a template file; names every problem with its line (and, with a case store,
+    that each `was:` names an item of an earlier version)."""
     t = load_template(path)
+    renames = any(n.was for n in t.nodes()) and upgrade.check_renames(
+        engine=runtime(ready=False).engine, template=t
+    )
     say(
         f"{path}: ok ({t.kind} v{t.version}: {len(t.stages)} stages, "
-        f"{len(t.milestones)} milestones, {len(t.gates)} gates)"
+        f"{len(t.milestones)} milestones, {len(t.gates)} gates"
+        + ("; renames checked against earlier versions)" if renames else ")")
     )
 
 

@@ -41,9 +41,9 @@ class Catalog:
 
 def checksum(template: Template) -> str:
     """A stable fingerprint of a template's content. Empty field declarations (`fields`,
-    a milestone's `capture`) and an empty `indicators` list are left out, so a template that
-    declares none keeps the fingerprint it had before templates could declare them (its pins
-    stay valid)."""
+    a milestone's `capture`), an empty `indicators` list and unset renames (`was`) are left
+    out, so a template that declares none keeps the fingerprint it had before templates could
+    declare them (its pins stay valid)."""
     content = template.model_dump(mode="json")
     if not content["fields"]:
         del content["fields"]
@@ -52,6 +52,9 @@ def checksum(template: Template) -> str:
     for milestone in content["milestones"]:
         if not milestone["capture"]:
             del milestone["capture"]
+    for node in (*content["milestones"], *content["gates"]):
+        if node["was"] is None:  # no rename: the fingerprint it had before renames existed
+            del node["was"]
     body = json.dumps(content, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 

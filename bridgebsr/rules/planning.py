@@ -229,6 +229,22 @@ def rebaseline(plan: Plan, today: date) -> list[Moved]:
     return moved
 
 
+def agree_forecast(plan: Plan, keys: set[str], today: date) -> list[Moved]:
+    """Make the forecast the agreed plan of these open items (a template upgrade's new
+    durations and links); returns the items whose agreed dates moved."""
+    slots = {
+        n.key: Slot(n.forecast_start, n.forecast_due)
+        for n in plan.nodes()
+        if n.key in keys and not is_finished(n)
+    }
+    return _agree(plan, slots, today)
+
+
+def downstream(plan: Plan, key: str) -> set[str]:
+    """Keys of the open items that follow `key`, directly or through other open items."""
+    return _downstream(plan, key)
+
+
 def _downstream(plan: Plan, key: str) -> set[str]:
     """Keys of the open items that follow `key`, directly or through other open items."""
     after: dict[str, list[Node]] = {}
