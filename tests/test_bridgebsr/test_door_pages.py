@@ -13,7 +13,8 @@ from starlette.testclient import TestClient
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.demo import load_consortium, load_demo
-from bridgebsr.store.db import read_session
+from bridgebsr.store import reports
+from bridgebsr.store.db import read_session, write_session
 from bridgebsr.store.people import load_directory
 from bridgebsr.web import links
 from bridgebsr.web.app import create_app
@@ -26,6 +27,8 @@ LEAD = "karin.astrom@mva.example"  # owns the IP case, leads ip-integration
 FOUNDATION_LEAD = "katrin.schaefer@bioconvalley.example"  # leads life-science-foundation
 COUNCIL = "paivi.kaariainen@bioforum-oulu.example"  # council member at another partner
 OUTSIDER = "triin.saask@biotech-ee.example"  # founder at EBA: on no case
+COORDINATOR = "mette.sorensen@scanbalt.example"
+PARTNER_CONTACT = "elin.sjoberg@mva.example"  # an sme-advisor at MVA: reads MVA's version
 CAPTURED = "field.funds_raised_eur"  # what completing capital-commitments records
 
 
@@ -224,3 +227,39 @@ def test_an_owner_asks_for_a_new_date_and_the_pilot_lead_accepts_it(
         ("date.requested", "ruta.zemaityte@gintarelis-bio.example", Source.WEB),
         ("date.accepted", "soren.ostergaard@scanbalt.example", Source.WEB),
     }
+
+
+def test_stored_reports_open_to_their_readers_only(demo: tuple[Runtime, list[str]]) -> None:
+    """The coordinator opens the whole report, a partner's contact only their partner's
+    version; an outsider, another partner's version and no session get the 403."""
+    rt, _ = demo
+    with write_session(rt.engine) as session:
+        stored = {
+            scope: reports.save(
+                session,
+                name="weekly-2026-W48",
+                scope=scope,
+                filename=f"portfolio-2026-W48{'-' + scope if scope else ''}.html",
+                media_type="text/html",
+                content=f"<p>report {scope or 'whole'}</p>".encode(),
+                now=NOW,
+            )
+            for scope in ("", "MVA")
+        }
+        session.commit()
+    whole, mva = (f"/reports/{f.id}/{f.filename}" for f in stored.values())
+    coordinator = _client(rt, COORDINATOR)
+    got = coordinator.get(whole)
+    assert got.status_code == 200 and got.text == "<p>report whole</p>"
+    assert "sandbox" in got.headers["content-security-policy"]
+    assert coordinator.get(mva).status_code == 200
+    partner = _client(rt, PARTNER_CONTACT)
+    assert partner.get(mva).text == "<p>report MVA</p>"
+    assert partner.get(whole).status_code == 403
+    assert partner.get(mva.replace("-MVA.html", ".html")).status_code == 403  # not its name
+    assert _client(rt, OUTSIDER).get(mva).status_code == 403
+    anonymous = TestClient(create_app(rt, clock=lambda: NOW), base_url="http://127.0.0.1")
+    assert anonymous.get(whole).status_code == 403
+    with read_session(rt.engine) as session:
+        reasons = session.exec(select(AccessDenial.reason)).all()
+    assert reasons.count("report-out-of-scope") == 3 and "no-session" in reasons
