@@ -4,6 +4,7 @@ use cases with `source=web` and the page's version, and the calendar feeds."""
 
 import re
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from models import (
     Partner,
     Source,
 )
-from tests.conftest import migrated
+from tests.conftest import BACKENDS, migrated, pg_schema
 
 TODAY = date(2026, 11, 26)
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -43,14 +44,25 @@ REPORTS = "10.0.0.1"  # the address the stored reports' test is refused from
 CAPTURED = "field.funds_raised_eur"  # what completing capital-commitments records
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, list[str]]]:
-    """The demo portfolio in a SQLite file, shared by this module's tests (each changes
-    different cases)."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_ready: bool
+) -> Iterator[tuple[Runtime, list[str]]]:
+    """The demo portfolio in a SQLite file or a PostgreSQL schema, shared by this module's
+    tests on that store (each changes different cases). The door's actions run on both;
+    tests marked `SQLITE_ONLY` (pages and feeds that only read) on SQLite alone."""
     base = tmp_path_factory.mktemp("door")
-    with migrated(f"sqlite:///{base / 'cases.db'}", base / "home") as rt:
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{base / 'cases.db'}"
+        else:
+            url = stack.enter_context(pg_schema(pg_ready))
+        rt = stack.enter_context(migrated(url, base / "home"))
         load_consortium(rt)
         yield rt, load_demo(rt, TODAY)
+
+
+SQLITE_ONLY = pytest.mark.parametrize("demo", ["sqlite"], indirect=True)
 
 
 def _client(rt: Runtime, email: str, address: str = "testclient") -> TestClient:
@@ -170,6 +182,7 @@ def test_a_council_member_sees_only_the_vote_and_an_outsider_nothing(
     assert reasons.count("out-of-scope") == len(keys) + 1
 
 
+@SQLITE_ONLY
 def test_feeds_open_by_feed_token_only(demo: tuple[Runtime, list[str]]) -> None:
     rt, _ = demo
     browser = _client(rt, LEAD)
@@ -188,6 +201,7 @@ def test_feeds_open_by_feed_token_only(demo: tuple[Runtime, list[str]]) -> None:
     assert anonymous.get(f"/feeds/{page_token}.ics").status_code == 403
 
 
+@SQLITE_ONLY
 def test_screens_render_for_everyone_of_the_demo(
     demo: tuple[Runtime, list[str]], tmp_path: Path
 ) -> None:
@@ -199,6 +213,7 @@ def test_screens_render_for_everyone_of_the_demo(
         assert _client(rt, email).get("/me").status_code == 200, email
 
 
+@SQLITE_ONLY
 def test_an_owner_asks_for_a_new_date_and_the_pilot_lead_accepts_it(
     demo: tuple[Runtime, list[str]],
 ) -> None:
