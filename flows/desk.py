@@ -124,6 +124,13 @@ def hold_or_resume_case(
         by: Your e-mail address as the project office knows it.
         if_version: Refuse unless the case is still at this version (shown on its page).
     """
+    return _change_case(case_key, action, reason, by, if_version)
+
+
+def _change_case(
+    case_key: str, action: str, reason: str, by: str, if_version: int | None
+) -> State[Any]:
+    """Hold, resume, close or cancel a case through `office.cases.change_case`."""
 
     def change(session: Session, actor: Actor, now: datetime) -> str:
         case = cases.change_case(
@@ -337,6 +344,124 @@ def add_milestone(
     return record(case_key, by, change, note)
 
 
+@flow(name="remove-milestone", flow_run_name="{case_key} · remove {milestone}")
+def remove_milestone(
+    case_key: str, milestone: str, reason: str, by: str, if_version: int | None = None
+) -> State[Any]:
+    """Remove an ad-hoc milestone that has not started and that nothing depends on, as
+    `bridgebsr milestone remove` does; its pending notices are withdrawn.
+
+    Args:
+        case_key: The case, e.g. IP-2025-0001.
+        milestone: The ad-hoc milestone's key (the case page lists them).
+        reason: Why it is no longer needed; kept on the case's audit trail.
+        by: Your e-mail address as the project office knows it.
+        if_version: Refuse unless the case is still at this version (shown on its page).
+    """
+
+    def change(session: Session, actor: Actor, now: datetime) -> str:
+        case = items.remove_milestone(
+            session=session,
+            case_key=case_key,
+            milestone_key=milestone,
+            reason=reason,
+            actor=actor,
+            now=now,
+            expected_version=if_version,
+        )
+        return f"{case.key} {milestone.strip()} removed (version {case.version})"
+
+    return record(case_key, by, change)
+
+
+@flow(name="reassign-case", flow_run_name="{case_key} · owner {owner}")
+def reassign_case(case_key: str, owner: str, by: str, if_version: int | None = None) -> State[Any]:
+    """Make someone else the case owner, as `bridgebsr case reassign` does; the open items
+    the old owner held as case owner follow, and both are told.
+
+    Args:
+        case_key: The case, e.g. IP-2025-0001.
+        owner: The new owner's e-mail address.
+        by: Your e-mail address as the project office knows it.
+        if_version: Refuse unless the case is still at this version (shown on its page).
+    """
+
+    def change(session: Session, actor: Actor, now: datetime) -> str:
+        work = team.reassign_case(
+            session=session,
+            key=case_key,
+            owner=owner,
+            actor=actor,
+            now=now,
+            expected_version=if_version,
+        )
+        return (
+            f"{work.key} now owned by {owner.strip().lower()}, {len(work.handed)} open item(s) "
+            f"handed over (version {work.loaded.case.version})"
+        )
+
+    return record(case_key, by, change)
+
+
+@flow(name="edit-case", flow_run_name="{case_key} · edit")
+def edit_case(
+    case_key: str,
+    by: str,
+    title: str = "",
+    target: date | None = None,
+    partner: str = "",
+    if_version: int | None = None,
+) -> State[Any]:
+    """Change a case's title, target date or lead partner, as `bridgebsr case edit` does;
+    empty fields stay as they are.
+
+    Args:
+        case_key: The case, e.g. IP-2025-0001.
+        by: Your e-mail address as the project office knows it.
+        title: The case's new title; empty keeps it.
+        target: The new target date; empty keeps it.
+        partner: The code of the new lead partner, e.g. MVA; empty keeps it.
+        if_version: Refuse unless the case is still at this version (shown on its page).
+    """
+
+    def change(session: Session, actor: Actor, now: datetime) -> str:
+        if not (title.strip() or target or partner.strip()):
+            raise InvalidInput("nothing to change: give a title, a target or a partner")
+        case, _ = plan.edit_case(
+            session=session,
+            case_key=case_key,
+            actor=actor,
+            now=now,
+            title=title.strip() or None,
+            target=target,
+            partner_code=partner.strip() or None,
+            expected_version=if_version,
+        )
+        return f"{case.key} edited: target {case.target_date} (version {case.version})"
+
+    return record(case_key, by, change)
+
+
+@flow(name="close-or-cancel-case", flow_run_name="{case_key} · {action}")
+def close_or_cancel_case(
+    case_key: str,
+    action: Literal["close", "cancel"],
+    reason: str,
+    by: str,
+    if_version: int | None = None,
+) -> State[Any]:
+    """Close a finished case or cancel one, as `bridgebsr case close | cancel` does.
+
+    Args:
+        case_key: The case, e.g. IP-2025-0001.
+        action: Close (every item finished or waived) or cancel the case.
+        reason: Why; kept on the case's audit trail.
+        by: Your e-mail address as the project office knows it.
+        if_version: Refuse unless the case is still at this version (shown on its page).
+    """
+    return _change_case(case_key, action, reason, by, if_version)
+
+
 # name -> flow: the desk's deployments, served by `bridgebsr up` and declared in prefect.yaml.
 DESK = {
     f.name: f
@@ -348,5 +473,9 @@ DESK = {
         rebaseline_case,
         change_case_team,
         add_milestone,
+        remove_milestone,
+        reassign_case,
+        edit_case,
+        close_or_cancel_case,
     )
 }

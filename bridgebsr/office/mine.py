@@ -9,7 +9,7 @@ leads or is on with their next steps, and one pinned-template look-up per templa
 """
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select
@@ -27,8 +27,10 @@ from bridgebsr.rules.access import (
     may_progress,
     sees_case,
 )
-from bridgebsr.rules.people import Person
+from bridgebsr.rules.people import Person, acting_for
+from bridgebsr.rules.requests import case_leads
 from bridgebsr.store import case_rows
+from bridgebsr.store.absences import for_deputy
 from bridgebsr.store.access import case_scope, decidable, visible
 from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
 from bridgebsr.store.people import load_directory
@@ -299,19 +301,25 @@ class CasePage:
     case: dict[str, Any]
 
 
-def case_page(*, session: Session, key: str, person: Person, today: date) -> CasePage:
-    """The case `key` as `person` may see it: `Access.NONE` (and nothing) when outside their
-    scope, as for a case that does not exist."""
+def case_page(
+    *, session: Session, key: str, person: Person, today: date, now: datetime | None = None
+) -> CasePage:
+    """The case `key` as `person` may see it at `now` (default: noon UTC of `today`):
+    `Access.NONE` (and nothing) when outside their scope, as for a case that does not exist.
+    A deputy sees, and may act on, the items of whom they stand in for now."""
     conn = session.connection()
     found = case_scope(conn, key)
     if found is None:
         return CasePage(Access.NONE, {})
     case_id, version, _, facts = found
     kind = facts.kind
+    at = now or datetime.combine(today, time(12), UTC)
+    away = for_deputy(conn, person.id, at.date())
+    covering = {a.contact_id for a in acting_for(away, person.id, at)}
     level = (
         Access.FULL
-        if sees_case(person, facts)
-        else access(person, facts, _open_roles(conn, case_id))
+        if sees_case(person, facts, covering)
+        else access(person, facts, _open_roles(conn, case_id), covering)
     )
     if level is Access.NONE:
         return CasePage(level, {})
@@ -343,12 +351,13 @@ def case_page(*, session: Session, key: str, person: Person, today: date) -> Cas
         return CasePage(level, _vote_only(shown))
     directory = load_directory(conn)
     template = case_rows.pinned_template(session, kind, version)
+    leads = {p.id for p in case_leads(directory, facts.lead_partner_id, kind, facts.team)}
     for m in shown["milestones"]:
         holder = directory.by_email.get(m["owner"]) if m["owner"] else None
         owner = holder.id if holder else None
         m["owner_name"] = holder.name if holder else m["owner"]
         m["may_act"] = shown["status"] == CaseStatus.ACTIVE.value and may_progress(
-            person, owner, facts
+            person, owner, facts, item_role=m["owner_role"], covering=covering, leads=leads
         )
         m["links"] = evidence.get(("milestone", m["key"]), [])
         m["captures"] = [_capture(spec) for spec in template.captured(m["key"])]
@@ -396,26 +405,32 @@ def _open_roles(conn: Any, case_id: int) -> set[str]:
 
 
 class OutOfScope(BridgeError):
-    """An action asked of a case, item or gate the person may not act on."""
+    """An action asked of a case the person does not see (nothing of it may be shown)."""
+
+
+class NotAllowed(BridgeError):
+    """An action on a case the person sees, on an item or gate they may not act on."""
 
 
 def require_may_progress(page: CasePage, item: str) -> None:
     """Refuse unless `page`'s reader may start or complete milestone `item` of it."""
+    if page.access is Access.NONE:
+        raise OutOfScope(f"you may not update {item} of this case")
     if page.access is not Access.FULL or not any(
         m["key"] == item and m["may_act"] for m in page.case["milestones"]
     ):
-        raise OutOfScope(f"you may not update {item} of this case")
+        raise NotAllowed(f"you may not update {item} of this case")
 
 
 def require_may_vote(page: CasePage, gate: str) -> None:
     """Refuse unless `page`'s reader may vote on gate `gate` of it now (`may_decide`, and
     not voted yet this round)."""
+    if page.access is Access.NONE:
+        raise OutOfScope(f"you may not vote on {gate} of this case")
     if any(g["key"] == gate and g["voted"] for g in page.case.get("gates", [])):
         raise IllegalTransition(f"you have already voted on {gate} in this round")
-    if page.access is Access.NONE or not any(
-        g["key"] == gate and g["may_vote"] for g in page.case["gates"]
-    ):
-        raise OutOfScope(f"you may not vote on {gate} of this case")
+    if not any(g["key"] == gate and g["may_vote"] for g in page.case["gates"]):
+        raise NotAllowed(f"you may not vote on {gate} of this case")
 
 
 def checked_facts(session: Session, key: str) -> CaseFacts:

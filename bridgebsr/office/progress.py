@@ -13,6 +13,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, select
 from sqlmodel import Session, SQLModel
 
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
+from bridgebsr.office.permits import check_may_progress
 from bridgebsr.rules import fields as field_rules
 from bridgebsr.rules import lifecycle, planning
 from bridgebsr.rules import progress as rules
@@ -151,7 +152,12 @@ def progress_milestone(
     captured = _capture(work, milestone, fields or {}) if action == "complete" else None
     day = _check_day(work, on)
     change = rules.step(work.plan, milestone, action, day)
-    for away in _standing_in(work, actor.email):
+    standing_in = _standing_in(work, actor.email)
+    covering = {a.contact_id for a in standing_in}
+    check_may_progress(
+        work.loaded.conn, work.case, milestone, action, actor.email, actor.source, covering
+    )
+    for away in standing_in:
         if away.contact_id == milestone.owner_id:
             _on_behalf(change, away)
     changes = [change]
@@ -371,19 +377,49 @@ def refuse_decision(
 ) -> None:
     """Audit a decision that could not be recorded (unknown approver, wrong role, twice, not
     entered by a pilot lead); `entered_for`: the approver it was entered for."""
-    loaded = store.load_case(session, case_key, for_update=False)
-    gate = next(g for g in loaded.plan.gates if g.key == gate_key)
-    change = Change(
-        "gate.refused",
-        gate.key,
-        {"status": gate.status.value},
-        {"round": gate.round, "reason": reason}
-        | ({"on_behalf_of": entered_for} if entered_for else {}),
+    refuse(
+        session=session,
+        case_key=case_key,
+        item="gate",
+        key=gate_key,
+        actor=actor,
+        reason=reason,
+        now=now,
+        entered_for=entered_for,
     )
+
+
+def refuse(
+    *,
+    session: Session,
+    case_key: str,
+    item: str,
+    key: str,
+    actor: Actor,
+    reason: str,
+    now: datetime,
+    action: str = "",
+    entered_for: str | None = None,
+) -> None:
+    """Audit a change to a case's `item` ("gate" or "milestone") `key` that was refused (a
+    vote twice or by someone who may not vote, a step on someone else's item), in its own
+    transaction: one `<item>.refused` event naming the actor, the source, the reason and
+    (`action`) what was asked; the one home of refusals, for the Prefect form and the web."""
+    loaded = store.load_case(session, case_key, for_update=False)
+    rows: Sequence[GateRow | MilestoneRow] = (
+        loaded.plan.gates if item == "gate" else loaded.plan.milestones
+    )
+    found = next((r for r in rows if r.key == key.strip()), None)
+    after: dict[str, Any] = {"reason": reason} | ({"action": action} if action else {})
+    if isinstance(found, GateRow):
+        after["round"] = found.round
+    if entered_for:
+        after["on_behalf_of"] = entered_for
+    before = {"status": found.status.value} if found is not None else {}
     store.record(
         loaded.conn,
         loaded.case.id,
-        [change],
+        [Change(f"{item}.refused", key.strip(), before, after)],
         actor=actor.email,
         now=now,
         source=actor.source,

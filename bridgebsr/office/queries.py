@@ -27,6 +27,7 @@ from models import (
     GateStatus,
     Milestone,
     Partner,
+    Source,
 )
 
 
@@ -320,6 +321,7 @@ def gate_view(*, session: Session, case_key: str, gate_key: str) -> GateView:
         select(CaseEvent.after).where(
             CaseEvent.case_id == case.id,
             CaseEvent.kind == "gate.refused",
+            CaseEvent.source == Source.FLOW,  # the form's refusals, not the web's
             CaseEvent.subject == gate.key,
         )
     ).all()
@@ -372,6 +374,7 @@ def waiting_gates(*, session: Session) -> list[GateView]:
         select(CaseEvent.case_id, CaseEvent.subject, CaseEvent.after).where(
             col(CaseEvent.case_id).in_({case.id for case, _ in rows}),
             CaseEvent.kind == "gate.refused",
+            CaseEvent.source == Source.FLOW,
         )
     ):
         refused.setdefault((case_id, subject or ""), []).append(after)

@@ -231,6 +231,18 @@ def stored(rt: Runtime, report_id: int) -> tuple[StoredFile, bytes]:
     return found
 
 
+def readable(rt: Runtime, report_id: int, contact_id: int) -> tuple[StoredFile, bytes] | None:
+    """The stored report file `report_id` and its bytes if contact `contact_id` may read it
+    (`rules.weekly.may_read`: the whole portfolio's readers any, others their partner's
+    version); None when there is no such file or they may not."""
+    with read_session(rt.engine) as session:
+        who = store.reader(session, contact_id)
+        found = store.content(session, report_id)
+    if who is None or found is None or not rule.may_read(who, found[0].scope):
+        return None
+    return found
+
+
 def stored_list(rt: Runtime, *, limit: int = 100) -> list[StoredFile]:
     """The newest stored report files first."""
     with read_session(rt.engine) as session:

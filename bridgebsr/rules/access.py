@@ -5,7 +5,9 @@ items, hold a role on its team, lead its pilot kind, work at its lead partner, o
 coordinator; nothing else, ever. Who may vote on a gate is `may_decide` (the rule
 `office.progress.decide_gate` applies): a person who may vote on a gate of a case they do not
 otherwise see gets only what the vote needs (`Access.VOTE`). The same scope as a SQL filter
-for many cases at once is `store.access.visible`, tied to `sees_case` by a test."""
+for many cases at once is `store.access.visible`, tied to `sees_case` by a test (a deputy's
+cover widens one case's page only, not the lists). Who may progress an item is
+`may_progress`, the one rule of the CLI, the desk flows and the web."""
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -34,8 +36,10 @@ class CaseFacts:
     item_owners: Collection[int]  # owners of its milestones
 
 
-def sees_case(person: Person, case: CaseFacts) -> bool:
-    """Whether `person` is shown the whole of `case` (a coordinator sees every case)."""
+def sees_case(person: Person, case: CaseFacts, covering: Collection[int] = ()) -> bool:
+    """Whether `person` is shown the whole of `case` (a coordinator sees every case); a
+    deputy also sees the cases whose items are owned by someone they stand in for now
+    (`covering`)."""
     return (
         is_coordinator(person.role)
         or case.owner_id == person.id
@@ -43,6 +47,7 @@ def sees_case(person: Person, case: CaseFacts) -> bool:
         or case.kind in person.leads
         or person.id in case.team.values()
         or person.id in case.item_owners
+        or any(absent in case.item_owners for absent in covering)
     )
 
 
@@ -52,23 +57,41 @@ def may_decide(person: Person, approver_role: str, team: Mapping[str, int]) -> b
     return person.role == approver_role or team.get(approver_role) == person.id
 
 
-def access(person: Person, case: CaseFacts, open_gate_roles: Collection[str]) -> Access:
+def access(
+    person: Person,
+    case: CaseFacts,
+    open_gate_roles: Collection[str],
+    covering: Collection[int] = (),
+) -> Access:
     """How much of `case` `person` is shown: all of it within their scope, else its open
     gates they may vote on (`open_gate_roles`: the approver roles of its open gates)."""
-    if sees_case(person, case):
+    if sees_case(person, case, covering):
         return Access.FULL
     if any(may_decide(person, role, case.team) for role in open_gate_roles):
         return Access.VOTE
     return Access.NONE
 
 
-def may_progress(person: Person, item_owner_id: int | None, case: CaseFacts) -> bool:
-    """Whether `person` may start or complete a milestone (owned by `item_owner_id`) or ask
-    for a new date for it: its owner, the case's owner, a lead of its pilot kind, or a
-    coordinator."""
+def may_progress(
+    person: Person,
+    item_owner_id: int | None,
+    case: CaseFacts,
+    *,
+    item_role: str | None = None,
+    covering: Collection[int] = (),
+    leads: Collection[int] = (),
+) -> bool:
+    """Whether `person` may start, complete or waive a milestone (owned by `item_owner_id`,
+    through the template's `item_role`) or ask for a new date for it: its owner, their deputy
+    while they are away (`covering`: whom `person` stands in for now), the case's owner, the
+    case team's holder of the item's role, a pilot lead of the case (`leads`: its holders of
+    `pilot-lead`) or of its pilot kind, or a coordinator. The CLI, the desk flows and the web
+    ask this one rule (`office.progress.progress_milestone`)."""
     return (
         is_coordinator(person.role)
-        or item_owner_id == person.id
+        or (item_owner_id is not None and item_owner_id in {person.id, *covering})
         or case.owner_id == person.id
+        or (item_role is not None and case.team.get(item_role) == person.id)
+        or person.id in leads
         or case.kind in person.leads
     )

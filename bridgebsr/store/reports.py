@@ -113,23 +113,29 @@ def prune(session: Session, *, prefix: str, older_than: str) -> int:
     return int(getattr(gone, "rowcount", 0) or 0)
 
 
+def _readers() -> Any:
+    return select(
+        col(Contact.id),
+        col(Contact.email),
+        col(Contact.name),
+        col(Contact.role),
+        col(Contact.leads),
+        col(Partner.code),
+        col(Contact.channels),
+        col(Contact.retired_at).is_not(None),
+    ).join(Partner, col(Partner.id) == Contact.partner_id)
+
+
 def readers(session: Session) -> list[Reader]:
     """Every contact as the weekly report's rule sees them (retired ones flagged)."""
-    rows = session.execute(
-        select(
-            col(Contact.id),
-            col(Contact.email),
-            col(Contact.name),
-            col(Contact.role),
-            col(Contact.leads),
-            col(Partner.code),
-            col(Contact.channels),
-            col(Contact.retired_at).is_not(None),
-        )
-        .join(Partner, col(Partner.id) == Contact.partner_id)
-        .order_by(col(Contact.id))
-    ).all()
+    rows = session.execute(_readers().order_by(col(Contact.id))).all()
     return [Reader(*r) for r in rows]
+
+
+def reader(session: Session, contact_id: int) -> Reader | None:
+    """One contact as the weekly report's rule sees them (None: no such contact)."""
+    row = session.execute(_readers().where(col(Contact.id) == contact_id)).first()
+    return Reader(*row) if row is not None else None
 
 
 def leading_partners(session: Session) -> dict[str, str]:

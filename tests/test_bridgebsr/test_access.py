@@ -11,7 +11,14 @@ from bridgebsr.demo import load_demo
 from bridgebsr.office import mine
 from bridgebsr.office.progress import Actor
 from bridgebsr.office.team import set_team
-from bridgebsr.rules.access import Access, CaseFacts, access, may_decide, sees_case
+from bridgebsr.rules.access import (
+    Access,
+    CaseFacts,
+    access,
+    may_decide,
+    may_progress,
+    sees_case,
+)
 from bridgebsr.rules.people import Person
 from bridgebsr.store.access import decidable
 from bridgebsr.store.db import read_session, write_session
@@ -53,6 +60,29 @@ def test_each_way_into_a_case_and_no_other() -> None:
     assert access(council, case, {"coordinator"}) is Access.NONE
     assert access(outsider, case, {"ip-expert"}) is Access.NONE
     assert may_decide(_person(id=3), "ip-expert", case.team)
+    assert sees_case(outsider, case, covering={4})  # standing in for an item's owner
+
+
+def test_each_way_to_progress_an_item_and_no_other() -> None:
+    """Owner 4's item held through the team role ip-expert (3) of case owner 2's case: who may
+    start, complete or waive it."""
+    case = CaseFacts(
+        owner_id=2, lead_partner_id=20, kind="ip", team={"ip-expert": 3}, item_owners={4}
+    )
+
+    def may(
+        person: Person, covering: frozenset[int] = frozenset(), leads: frozenset[int] = frozenset()
+    ) -> bool:
+        return may_progress(person, 4, case, item_role="ip-expert", covering=covering, leads=leads)
+
+    assert not may(_person())
+    assert not may(_person(partner_id=20))  # seeing the case is not enough
+    assert not may(_person(id=5), covering=frozenset({6}))  # standing in for someone else
+    assert not may_progress(_person(id=3), 4, case, item_role="other-role")
+    for way in ({"id": 4}, {"id": 2}, {"id": 3}, {"leads": ("ip",)}, {"role": "coordinator"}):
+        assert may(_person(**way)), way
+    assert may(_person(id=5), covering=frozenset({4}))  # the owner's deputy while they are away
+    assert may(_person(id=5), leads=frozenset({5}))  # a pilot lead of this case
 
 
 def test_sql_scope_is_the_rule_for_everyone(consortium: Runtime) -> None:

@@ -4,6 +4,7 @@ use cases with `source=web` and the page's version, and the calendar feeds."""
 
 import re
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -13,12 +14,23 @@ from starlette.testclient import TestClient
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.demo import load_consortium, load_demo
-from bridgebsr.store.db import read_session
+from bridgebsr.office.people import set_absence
+from bridgebsr.store import reports
+from bridgebsr.store.db import read_session, write_session
 from bridgebsr.store.people import load_directory
 from bridgebsr.web import links
 from bridgebsr.web.app import create_app
-from models import AccessDenial, Case, CaseEvent, GateDecision, Milestone, Source
-from tests.conftest import migrated
+from models import (
+    AccessDenial,
+    Case,
+    CaseEvent,
+    Contact,
+    GateDecision,
+    Milestone,
+    Partner,
+    Source,
+)
+from tests.conftest import BACKENDS, migrated, pg_schema
 
 TODAY = date(2026, 11, 26)
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -26,24 +38,41 @@ LEAD = "karin.astrom@mva.example"  # owns the IP case, leads ip-integration
 FOUNDATION_LEAD = "katrin.schaefer@bioconvalley.example"  # leads life-science-foundation
 COUNCIL = "paivi.kaariainen@bioforum-oulu.example"  # council member at another partner
 OUTSIDER = "triin.saask@biotech-ee.example"  # founder at EBA: on no case
+COORDINATOR = "mette.sorensen@scanbalt.example"
+PARTNER_CONTACT = "elin.sjoberg@mva.example"  # an sme-advisor at MVA: reads MVA's version
+REPORTS = "10.0.0.1"  # the address the stored reports' test is refused from
 CAPTURED = "field.funds_raised_eur"  # what completing capital-commitments records
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, list[str]]]:
-    """The demo portfolio in a SQLite file, shared by this module's tests (each changes
-    different cases)."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_ready: bool
+) -> Iterator[tuple[Runtime, list[str]]]:
+    """The demo portfolio in a SQLite file or a PostgreSQL schema, shared by this module's
+    tests on that store (each changes different cases). The door's actions run on both;
+    tests marked `SQLITE_ONLY` (pages and feeds that only read) on SQLite alone."""
     base = tmp_path_factory.mktemp("door")
-    with migrated(f"sqlite:///{base / 'cases.db'}", base / "home") as rt:
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{base / 'cases.db'}"
+        else:
+            url = stack.enter_context(pg_schema(pg_ready))
+        rt = stack.enter_context(migrated(url, base / "home"))
         load_consortium(rt)
         yield rt, load_demo(rt, TODAY)
 
 
-def _client(rt: Runtime, email: str) -> TestClient:
-    """A browser signed in as `email` by their personal link."""
+SQLITE_ONLY = pytest.mark.parametrize("demo", ["sqlite"], indirect=True)
+
+
+def _client(rt: Runtime, email: str, address: str = "testclient") -> TestClient:
+    """A browser signed in as `email` by their personal link, from `address` (the rate limit
+    counts refusals per address: a test that refuses a few gives its own)."""
     with read_session(rt.engine) as session:
         person = load_directory(session.connection()).by_email[email]
-    client = TestClient(create_app(rt, clock=lambda: NOW), base_url="http://127.0.0.1")
+    client = TestClient(
+        create_app(rt, clock=lambda: NOW), base_url="http://127.0.0.1", client=(address, 50000)
+    )
     link = links.personal_link(rt, person.id, 1, now=NOW)
     assert client.get(link.removeprefix(rt.settings.web_url())).status_code == 200
     return client
@@ -139,6 +168,9 @@ def test_a_council_member_sees_only_the_vote_and_an_outsider_nothing(
     assert [e.actor for e in _events(rt, key, "gate.vote")][-1:] == [COUNCIL]
     again = council.post(action, data=_form(page.text, action) | {"decision": "approve"})
     assert again.status_code == 400 and "already voted" in again.text
+    twice = [e for e in _events(rt, key, "gate.refused") if e.actor == COUNCIL]
+    assert [(e.subject, e.source) for e in twice] == [(gate_key, Source.WEB)]
+    assert twice[0].after and "already voted" in twice[0].after["reason"]
 
     outsider = _client(rt, OUTSIDER)
     for case_key in keys:
@@ -150,6 +182,7 @@ def test_a_council_member_sees_only_the_vote_and_an_outsider_nothing(
     assert reasons.count("out-of-scope") == len(keys) + 1
 
 
+@SQLITE_ONLY
 def test_feeds_open_by_feed_token_only(demo: tuple[Runtime, list[str]]) -> None:
     rt, _ = demo
     browser = _client(rt, LEAD)
@@ -168,6 +201,7 @@ def test_feeds_open_by_feed_token_only(demo: tuple[Runtime, list[str]]) -> None:
     assert anonymous.get(f"/feeds/{page_token}.ics").status_code == 403
 
 
+@SQLITE_ONLY
 def test_screens_render_for_everyone_of_the_demo(
     demo: tuple[Runtime, list[str]], tmp_path: Path
 ) -> None:
@@ -179,6 +213,7 @@ def test_screens_render_for_everyone_of_the_demo(
         assert _client(rt, email).get("/me").status_code == 200, email
 
 
+@SQLITE_ONLY
 def test_an_owner_asks_for_a_new_date_and_the_pilot_lead_accepts_it(
     demo: tuple[Runtime, list[str]],
 ) -> None:
@@ -224,3 +259,127 @@ def test_an_owner_asks_for_a_new_date_and_the_pilot_lead_accepts_it(
         ("date.requested", "ruta.zemaityte@gintarelis-bio.example", Source.WEB),
         ("date.accepted", "soren.ostergaard@scanbalt.example", Source.WEB),
     }
+
+
+def test_stored_reports_open_to_their_readers_only(demo: tuple[Runtime, list[str]]) -> None:
+    """The coordinator opens the whole report, a partner's contact only their partner's
+    version; an outsider, another partner's version and no session get the 403."""
+    rt, _ = demo
+    with write_session(rt.engine) as session:
+        stored = {
+            scope: reports.save(
+                session,
+                name="weekly-2026-W48",
+                scope=scope,
+                filename=f"portfolio-2026-W48{'-' + scope if scope else ''}.html",
+                media_type="text/html",
+                content=f"<p>report {scope or 'whole'}</p>".encode(),
+                now=NOW,
+            )
+            for scope in ("", "MVA")
+        }
+        session.commit()
+    whole, mva = (f"/reports/{f.id}/{f.filename}" for f in stored.values())
+    coordinator = _client(rt, COORDINATOR, REPORTS)
+    got = coordinator.get(whole)
+    assert got.status_code == 200 and got.text == "<p>report whole</p>"
+    assert "sandbox" in got.headers["content-security-policy"]
+    assert coordinator.get(mva).status_code == 200
+    partner = _client(rt, PARTNER_CONTACT, REPORTS)
+    assert partner.get(mva).text == "<p>report MVA</p>"
+    assert partner.get(whole).status_code == 403
+    assert partner.get(mva.replace("-MVA.html", ".html")).status_code == 403  # not its name
+    assert _client(rt, OUTSIDER, REPORTS).get(mva).status_code == 403
+    anonymous = TestClient(
+        create_app(rt, clock=lambda: NOW), base_url="http://127.0.0.1", client=(REPORTS, 1)
+    )
+    assert anonymous.get(whole).status_code == 403
+    with read_session(rt.engine) as session:
+        reasons = session.exec(select(AccessDenial.reason)).all()
+    assert reasons.count("report-out-of-scope") == 3 and "no-session" in reasons
+
+
+def _open_item(rt: Runtime, not_owner: str, partner: str = "") -> tuple[str, str, str, int]:
+    """An active case (led by `partner`; else any, and the milestone ready to start) and a
+    planned milestone of it owned by someone other than `not_owner` and not held through the
+    sme-advisor role: (case, item, owner, version)."""
+    query = (
+        select(Case.key, Milestone.key, Contact.email, Case.version)
+        .join(Case, col(Case.id) == Milestone.case_id)
+        .join(Partner, col(Partner.id) == Case.lead_partner_id)
+        .join(Contact, col(Contact.id) == Milestone.owner_id)
+        .where(
+            Case.status == "active",
+            Milestone.status == "planned",
+            Contact.email != not_owner,
+            Milestone.owner_role != "sme-advisor",
+        )
+        .order_by(col(Case.key), col(Milestone.seq))
+    )
+    if partner:
+        query = query.where(Partner.code == partner)
+    else:
+        query = query.where(Milestone.forecast_start <= TODAY)
+    with read_session(rt.engine) as session:
+        found = session.exec(query).first()
+    assert found is not None
+    return found
+
+
+def test_refused_actions_are_audited_and_the_page_says_why(
+    demo: tuple[Runtime, list[str]],
+) -> None:
+    """A partner's contact sees their partner's case but may not complete someone else's item
+    nor vote as a council member: each refusal is a `<item>.refused` event (source web) and
+    one line on the page."""
+    rt, _ = demo
+    key, item, _, version = _open_item(rt, PARTNER_CONTACT, "MVA")
+    browser = _client(rt, PARTNER_CONTACT, "10.0.0.2")
+    page = browser.get(f"/cases/{key}")
+    assert page.status_code == 200 and f'action="/cases/{key}/milestones/{item}"' not in page.text
+    data = {**_form(page.text, "/logout"), "version": str(version), "action": "complete"}
+    refused = browser.post(f"/cases/{key}/milestones/{item}", data=data)
+    assert refused.status_code == 403 and f"you may not update {item} of this case" in refused.text
+    voted = browser.post(
+        f"/cases/{key}/gates/council-approval", data=data | {"decision": "approve"}
+    )
+    assert voted.status_code == 403 and "you may not vote on council-approval" in voted.text
+    trail = [
+        (e.subject, e.actor, e.source, (e.after or {}).get("action"))
+        for kind in ("milestone.refused", "gate.refused")
+        for e in _events(rt, key, kind)
+        if e.actor == PARTNER_CONTACT
+    ]
+    assert trail == [
+        (item, PARTNER_CONTACT, Source.WEB, "complete"),
+        ("council-approval", PARTNER_CONTACT, Source.WEB, "approve"),
+    ]
+    assert not [e for e in _events(rt, key, "milestone.complete") if e.subject == item]
+
+
+def test_a_deputy_completes_an_absent_owners_item_on_the_web(
+    demo: tuple[Runtime, list[str]],
+) -> None:
+    rt, _ = demo
+    key, item, owner, _ = _open_item(rt, OUTSIDER)
+    deputy = OUTSIDER  # on no case: the cover alone opens this case to them
+    with write_session(rt.engine) as session:
+        set_absence(
+            session=session,
+            email=owner,
+            starts=TODAY,
+            ends=TODAY + timedelta(days=3),
+            deputy=deputy,
+            now=NOW - timedelta(days=1),
+        )
+    browser = _client(rt, deputy)
+    page = browser.get(f"/cases/{key}")
+    assert page.status_code == 200
+    action = f"/cases/{key}/milestones/{item}"
+    done = browser.post(
+        action, data={**_form(page.text, action), "action": "start"}, follow_redirects=False
+    )
+    assert done.status_code == 303, re.findall(r'class="error"[^<]*', done.text)
+    (event,) = [e for e in _events(rt, key, "milestone.start") if e.subject == item]
+    assert (event.actor, event.source) == (deputy, Source.WEB)
+    assert event.after and event.after["on_behalf_of"] == owner

@@ -298,10 +298,13 @@ def test_a_deputy_completes_an_absent_owners_item_on_their_behalf(consortium: Ru
     assert (event.kind, event.actor) == ("milestone.start", DEPUTY)
     assert event.after and event.after["on_behalf_of"] == LEAD
     assert event.after["away_until"] == "2026-03-13"
-    # Once the owner is back, the same person's step is their own.
-    _step(consortium, item, "complete", "2026-03-16", DEPUTY)
+    # Once the owner is back, the deputy stands in for no one: refused, nothing written.
+    with pytest.raises(IllegalTransition, match=f"{DEPUTY} may not complete {item}"):
+        _step(consortium, item, "complete", "2026-03-16", DEPUTY)
+    assert _last_event(consortium).kind == "milestone.start"
+    _step(consortium, item, "complete", "2026-03-16", LEAD)
     event = _last_event(consortium)
-    assert event.actor == DEPUTY and "on_behalf_of" not in (event.after or {})
+    assert event.actor == LEAD and "on_behalf_of" not in (event.after or {})
 
 
 def test_a_deputy_votes_for_an_absent_approver_only_while_they_are_away(

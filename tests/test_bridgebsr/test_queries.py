@@ -9,7 +9,7 @@ from bridgebsr.demo import load_demo
 from bridgebsr.office import queries
 from bridgebsr.office.progress import Actor, decide_gate, refuse_decision
 from bridgebsr.store.db import read_session, write_session
-from models import Contact, Decision
+from models import Contact, Decision, Source
 
 
 def test_waiting_gates_match_gate_view_with_votes_and_refusals(consortium: Runtime) -> None:
@@ -32,15 +32,18 @@ def test_waiting_gates_match_gate_view_with_votes_and_refusals(consortium: Runti
             actor=Actor(voter),
             now=now,
         )
-    with write_session(consortium.engine) as session:
-        refuse_decision(
-            session=session,
-            case_key=first.case_key,
-            gate_key=first.gate_key,
-            actor=Actor("someone@else.example"),
-            reason="not an approver",
-            now=now,
-        )
+    # A refused submission of the gate form counts (its run waits under a new key); a refusal
+    # on the web is on the history only.
+    for source in (Source.FLOW, Source.WEB):
+        with write_session(consortium.engine) as session:
+            refuse_decision(
+                session=session,
+                case_key=first.case_key,
+                gate_key=first.gate_key,
+                actor=Actor("someone@else.example", source),
+                reason="not an approver",
+                now=now,
+            )
     with read_session(consortium.engine) as session:
         listed = queries.waiting_gates(session=session)
         one_by_one = [

@@ -15,7 +15,7 @@ from bridgebsr.bootstrap import Runtime
 from bridgebsr.office.queries import show_case
 from bridgebsr.store.db import read_session
 from flows.case_page import artifact_key, publish_case_page
-from flows.desk import DESK, hold_or_resume_case, record_progress
+from flows.desk import DESK, close_or_cancel_case, hold_or_resume_case, record_progress
 from models import Case, CaseEvent, Source
 
 SME, MILESTONE, OWNER = "SME-2026-0003", "triage-decision", "soren.ostergaard@scanbalt.example"
@@ -59,7 +59,16 @@ def test_the_forms_offer_choices_and_dates() -> None:
     assert reschedule["properties"]["due"]["format"] == "date"
     added = DESK["add-milestone"].parameters.model_dump()
     assert added["definitions"]["DayKind"]["enum"] == ["working", "calendar"]
+    closing = DESK["close-or-cancel-case"].parameters.model_dump()
+    assert closing["properties"]["action"]["enum"] == ["close", "cancel"]
+    edit = DESK["edit-case"].parameters.model_dump()
+    assert {"format": "date", "type": "string"} in edit["properties"]["target"]["anyOf"]
+    assert edit["required"] == ["case_key", "by"]
+    assert DESK["remove-milestone"].parameters.required == ["case_key", "milestone", "reason", "by"]
+    assert DESK["reassign-case"].parameters.required == ["case_key", "owner", "by"]
     assert all(f.parameters.properties["by"]["description"] for f in DESK.values())
+    for desk_flow in DESK.values():  # every field has its help under it
+        assert all(p.get("description") for p in desk_flow.parameters.properties.values())
 
 
 def test_progress_recorded_in_a_flow_run_reaches_the_store_the_audit_and_the_case_page(
@@ -133,3 +142,21 @@ def test_refused_changes_fail_the_run_with_one_line_and_write_nothing(
     assert run.state is not None and run.state.is_failed()
     assert run.state.message == refusals["stale"].message  # what the UI shows
     assert _events(store) == events
+
+
+def test_a_case_cancelled_at_the_desk_is_closed_in_the_store_and_on_its_page(
+    prefect_api: str, store: Runtime
+) -> None:
+    unfinished = close_or_cancel_case(
+        case_key=SME, action="close", reason="done", by=OWNER, return_state=True
+    )
+    assert unfinished.is_failed() and "still open" in str(unfinished.message)
+    state = close_or_cancel_case(
+        case_key=SME, action="cancel", reason="the SME withdrew", by=OWNER, return_state=True
+    )
+    assert state.is_completed(), state.message
+    run = str(state.state_details.flow_run_id)
+    assert _case(store)["status"] == "cancelled"
+    assert ("case.cancel", None, OWNER, Source.FLOW, run) in _events(store)
+    page, published_by = _page(SME)
+    assert str(published_by) == run and "cancelled" in page

@@ -2,10 +2,11 @@
 door's own routes (link login, logout, health, stylesheet).
 
 - `views.py`: My items (`/me`), a case's page (`/cases/{key}`) and the actions on it.
-- `feeds.py`: the personal and partner calendar feeds (`/feeds/...`)."""
+- `feeds.py`: the personal and partner calendar feeds (`/feeds/...`).
+- `reports.py`: the stored weekly report's files (`/reports/{id}/{filename}`), to its readers."""
 
 from starlette.routing import BaseRoute
 
-from bridgebsr.web.pages import feeds, views
+from bridgebsr.web.pages import feeds, reports, views
 
-routes: list[BaseRoute] = [*views.routes, *feeds.routes]
+routes: list[BaseRoute] = [*views.routes, *feeds.routes, *reports.routes]

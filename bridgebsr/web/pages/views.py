@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bridgebsr.errors import BridgeError, InvalidInput, StaleCase
+from bridgebsr.errors import BridgeError, IllegalTransition, InvalidInput, StaleCase
 from bridgebsr.office import mine
-from bridgebsr.office.progress import Actor, decide_gate, progress_milestone
+from bridgebsr.office.progress import Actor, decide_gate, progress_milestone, refuse
 from bridgebsr.office.requests import answer_date_request, ask_new_date, pending_requests
 from bridgebsr.rules.access import Access
 from bridgebsr.rules.people import Person
@@ -118,6 +118,7 @@ def _case_page(
             key=key,
             person=who.person,
             today=who.today,
+            now=who.now,
         )
     if page.access is Access.NONE:
         auth.deny(request, "out-of-scope", contact_id=who.person.id)
@@ -166,6 +167,7 @@ async def milestone_action(request: Request) -> Response:
             key=key,
             person=who.person,
             today=who.today,
+            now=who.now,
         )
         mine.require_may_progress(page, item)
         progress_milestone(
@@ -202,6 +204,7 @@ async def gate_vote(request: Request) -> Response:
             key=key,
             person=who.person,
             today=who.today,
+            now=who.now,
         )
         mine.require_may_vote(page, gate)
         decide_gate(
@@ -227,7 +230,9 @@ async def new_date(request: Request) -> Response:
     key, item = request.path_params["key"], request.path_params["item"]
 
     def act(session: Session) -> None:
-        page = mine.case_page(session=session, key=key, person=who.person, today=who.today)
+        page = mine.case_page(
+            session=session, key=key, person=who.person, today=who.today, now=who.now
+        )
         mine.require_may_progress(page, item)
         due = _day(form, "due")
         if due is None:
@@ -306,12 +311,35 @@ async def _run(
         return await run_in_threadpool(
             _case_page, request, who, key, error=STALE, status=409, open_item=item
         )
+    except (mine.NotAllowed, IllegalTransition) as refused:
+        await run_in_threadpool(_audit, request, who, key, item, done, str(refused))
+        status = 403 if isinstance(refused, mine.NotAllowed) else 400
+        return await run_in_threadpool(
+            _case_page, request, who, key, error=str(refused), status=status, open_item=item
+        )
     except BridgeError as refused:
         return await run_in_threadpool(
             _case_page, request, who, key, error=str(refused), status=400, open_item=item
         )
     query = urlencode({"done": done, "item": item})
     return RedirectResponse(f"/cases/{key.upper()}?{query}", status_code=303)
+
+
+def _audit(request: Request, who: _Viewer, key: str, item: str, done: str, why: str) -> None:
+    """Record a refused action on the case's audit trail (`office.progress.refuse`), as the
+    Prefect gate form's refusals are."""
+    kind = "gate" if done in ("approve", "reject") else "milestone"
+    with write_session(_engine(request)) as session:
+        refuse(
+            session=session,
+            case_key=key,
+            item=kind,
+            key=item,
+            actor=Actor(who.person.email, source=Source.WEB),
+            reason=why,
+            now=who.now,
+            action=done,
+        )
 
 
 def _text(form: Any, name: str) -> str:
