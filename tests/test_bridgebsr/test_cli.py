@@ -453,7 +453,7 @@ def test_help_groups_the_commands_in_panels(demo_home: Path) -> None:
             "requests",
         ],
         "Reports": ["ical", "report", "reports"],
-        "Server": ["automations", "up"],
+        "Server": ["automations", "up", "web"],
     }
     assert "--version" in done.stdout and "--install-completion" in done.stdout
 
