@@ -32,7 +32,7 @@ from bridgebsr.office import bulk, cases, progress
 from bridgebsr.settings import Settings
 from bridgebsr.store import migrate
 from bridgebsr.store.db import write_session
-from models import Source, Template
+from models import FieldSpec, Source, Template
 from tests.conftest import at
 
 NOW = at("2026-04-15")  # a Wednesday, 10:00 UTC: the same day everywhere in the region
@@ -618,9 +618,21 @@ def test_case_open_and_case_import_open_the_same_case(
     steps = [
         [ref, key, status, started, finished, ""] for key, status, started, finished in history
     ]
+    # What completing the drawn milestones must record, given on the case row by both paths.
+    template = rt.catalog.get(kind)
+    done = [key for key, status, _, _ in history if status == "done"]
+    given = {
+        spec.key: _a_value(spec, start)
+        for key in done
+        for spec in template.captured(key)
+        if spec.required
+    }
     report = _import(
         rt,
-        _csv(folder / "cases.csv", [CASE_HEADER, [ref, kind, "Drawn", owner, start, partner]]),
+        _csv(
+            folder / "cases.csv",
+            [[*CASE_HEADER, *given], [ref, kind, "Drawn", owner, start, partner, *given.values()]],
+        ),
         _csv(folder / "progress.csv", [PROGRESS_HEADER, *steps]) if steps else None,
     )
     ((_, imported),) = report.created
@@ -634,11 +646,26 @@ def test_case_open_and_case_import_open_the_same_case(
             partner_code=partner or None,
             start=date.fromisoformat(start),
             now=NOW,
+            fields=given,
         ).key
     _apply(rt, opened, steps)
     with rt.engine.connect() as conn:
         ours, theirs = _state(conn, imported), _state(conn, opened)
     assert _comparable(ours) == _comparable(theirs)
+
+
+def _a_value(spec: FieldSpec, start: str) -> str:
+    """A value the field rule accepts for `spec`, as a user would type it."""
+    by_kind = {
+        "integer": str(int(spec.min or 0) + 1),
+        "decimal": f"{(spec.min or 0) + 1}.50",
+        "date": start,
+        "choice": spec.choices[0] if spec.choices else "",
+        "email": "someone@example.org",
+        "url": "https://example.org/evidence",
+        "bool": "yes",
+    }
+    return by_kind.get(str(spec.kind), "given")
 
 
 def _apply(rt: Runtime, key: str, steps: Sequence[Sequence[str]]) -> None:
