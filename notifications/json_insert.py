@@ -11,21 +11,37 @@ notices' outbox and the channels' (`channel_posts`) are written this way.
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, literal, select, true
+from sqlalchemy import Table, bindparam, cast, func, literal, literal_column, select, true
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import Text
 
 from models import NotificationStatus
-from models.json_rows import PerRow, json_rows
+
+# The columns of a new row that differ from row to row, in the order each row's array gives
+# them, with their types.
+PerRow = tuple[tuple[str, Any], ...]
 
 
 @lru_cache(maxsize=8)
 def insert_from_json(dialect: str, table: Table, per_row: PerRow) -> Any:
     """The insert of `table`'s new rows from the JSON array `rows` (each row's values as
-    `per_row` names them, `models.json_rows`), `pending` and created at `now`, built once per
-    backend and table. The columns no row sets are the table's defaults, rendered once into
-    the statement."""
-    values = json_rows(dialect, per_row)
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    `per_row` names them), `pending` and created at `now`, built once per backend and table.
+    The columns no row sets are the table's defaults, rendered once into the statement."""
+    if dialect == "postgresql":
+        rows = func.jsonb_array_elements(cast(bindparam("rows", type_=Text), postgresql.JSONB))
+        value = rows.table_valued("value").c.value
+        values: list[Any] = [
+            cast(value.op("->>")(literal_column(str(i))), kind)
+            for i, (_, kind) in enumerate(per_row)
+        ]
+        insert: Any = postgresql.insert
+    else:
+        rows = func.json_each(bindparam("rows", type_=Text))
+        value = rows.table_valued("value").c.value
+        values = [
+            func.json_extract(value, literal_column(f"'$[{i}]'")) for i in range(len(per_row))
+        ]
+        insert = sqlite.insert
     created = bindparam("now", type_=table.c.created_at.type)
     pending = literal(NotificationStatus.PENDING, type_=table.c.status.type)
     names = [*(name for name, _ in per_row), "status", "created_at"]

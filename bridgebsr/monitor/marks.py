@@ -22,7 +22,7 @@ from bridgebsr.monitor.report import MonitorReport, PassContext, Signal
 from bridgebsr.office.progress import time_out_gate
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.store import case_rows as store
-from bridgebsr.store.case_rows import EVENTS_CHUNK, append_events, event_row
+from bridgebsr.store.case_rows import RECORD, event_row
 from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
 from models import (
     OPEN_MILESTONE,
@@ -35,6 +35,7 @@ from models import (
 )
 
 CHUNK = 500  # ids looked up at a time
+_EVENTS_CHUNK = 500  # audit events inserted at a time
 _DECIDED = {TimeoutOutcome.APPROVE: "approved", TimeoutOutcome.REJECT: "rejected"}
 _PASS_LOCK = 0x6272_6D6F  # PostgreSQL advisory lock class of the monitor's transactions
 
@@ -198,12 +199,12 @@ def insert_events(
     events: Iterable[tuple[int, str, dict[str, Any]]],
 ) -> None:
     """Audit events of one kind by the pass's actor, as (case id, subject, after): the rows
-    every change records (`case_rows.event_row`), through the one audit insert
-    (`case_rows.append_events`), one statement a slice, each slice made as it goes in (a
-    pass stamping many items never holds all their events at once)."""
+    every change records (`case_rows.event_row`), through the one audit insert (`RECORD`),
+    a few hundred per driver call, each slice made as it goes in (a pass stamping many
+    items never holds all their events at once)."""
     actor = ctx.actor
     it = iter(events)
-    while chunk := list(islice(it, EVENTS_CHUNK)):
+    while chunk := list(islice(it, _EVENTS_CHUNK)):
         rows = [
             event_row(
                 case_id,
@@ -218,7 +219,7 @@ def insert_events(
         ]
         for row in rows:
             row["before"] = None  # a stamp sets what was not there: nothing before
-        append_events(conn, rows)
+        RECORD.many(conn, rows)
 
 
 def _case_facts(s: Session, ids: set[int]) -> dict[int, tuple[str, str, str]]:

@@ -8,20 +8,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    JSON,
-    Connection,
-    Integer,
-    Text,
-    and_,
-    any_,
-    bindparam,
-    delete,
-    insert,
-    or_,
-    update,
-)
-from sqlalchemy import select as core_select
+from sqlalchemy import Connection, Integer, and_, any_, bindparam, delete, insert, or_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, SQLModel, col, select
 
@@ -59,7 +46,6 @@ from models import (
     Template,
     TemplateVersion,
 )
-from models.json_rows import PerRow, json_rows
 
 
 def case_by_key(session: Session, key: str, *, for_update: bool = False) -> Case:
@@ -164,71 +150,19 @@ def _moved(names: tuple[str, ...], before: tuple[Any, ...], now: tuple[Any, ...]
     return {n: v for n, old, v in zip(names, before, now, strict=True) if old != v}
 
 
-_EVENTS = SQLModel.metadata.tables[str(CaseEvent.__tablename__)]
-# The values of an audit event that travel in its row's JSON array, in this order; its moment
-# (`at`, the same for every event of a change or a pass) is bound once per statement.
-_EVENT_PER_ROW: PerRow = (
-    ("case_id", Integer),
-    ("actor", Text),
-    ("kind", Text),
-    ("subject", Text),
-    ("before", JSON),
-    ("after", JSON),
-    ("source", Text),
-    ("source_ref", Text),
-    ("comment", Text),
+_EVENT_COLUMNS = (
+    "case_id",
+    "at",
+    "actor",
+    "kind",
+    "subject",
+    "before",
+    "after",
+    "source",
+    "source_ref",
+    "comment",
 )
-EVENTS_CHUNK = 5000  # audit events inserted by one statement at most
-_RECORDS: dict[str, Prepared] = {}
-
-
-def _record(dialect: str) -> Prepared:
-    """INSERT INTO case_events ... SELECT from the JSON array `rows` (`models.json_rows`),
-    at `at`: the one audit insert, built once per backend."""
-    found = _RECORDS.get(dialect)
-    if found is None:
-        values = json_rows(dialect, _EVENT_PER_ROW)
-        at = bindparam("at", type_=_EVENTS.c.at.type)
-        names = [*(name for name, _ in _EVENT_PER_ROW), "at"]
-        source = core_select(*values, at)
-        found = _RECORDS[dialect] = Prepared(insert(_EVENTS).from_select(names, source))
-    return found
-
-
-def append_events(conn: Connection, events: Sequence[dict[str, Any]]) -> None:
-    """Insert audit events (`event_row`s) with one statement per moment and
-    `EVENTS_CHUNK` events, whatever their number: the rows travel as one JSON array, which
-    the database unpacks, so a pass stamping thousands of items makes a few statements, not
-    one per event (a row-by-row executemany is one round trip per row on PostgreSQL). The
-    events go in in the order given. The values are stored as a Core insert stores them: the
-    JSON columns as their JSON text, the source as its value."""
-    if not events:
-        return
-    dialect = conn.dialect
-    statement = _record(dialect.name)
-    source_value = _EVENTS.c.source.type.bind_processor(dialect)
-    at: Any = None
-    rows: list[tuple[Any, ...]] = []
-    for event in events:
-        if rows and (event["at"] is not at or len(rows) == EVENTS_CHUNK):
-            statement.run(conn, {"rows": json.dumps(rows), "at": at})
-            rows = []
-        at = event["at"]
-        source = event["source"]
-        rows.append(
-            (
-                event["case_id"],
-                event["actor"],
-                event["kind"],
-                event["subject"],
-                json.dumps(event["before"]),
-                json.dumps(event["after"]),
-                source_value(source) if source_value else source,
-                event["source_ref"],
-                event["comment"],
-            )
-        )
-    statement.run(conn, {"rows": json.dumps(rows), "at": at})
+RECORD = Prepared(insert(SQLModel.metadata.tables[str(CaseEvent.__tablename__)]), _EVENT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -493,7 +427,7 @@ def record(
     events = [
         event_row(case_id, change, actor, now, source, source_ref, comment) for change in changes
     ]
-    append_events(conn, events)
+    RECORD.many(conn, events)
 
 
 def event_row(
@@ -505,7 +439,7 @@ def event_row(
     source_ref: str | None,
     comment: str,
 ) -> dict[str, Any]:
-    """A `case_events` row of a change (what `append_events` inserts)."""
+    """A `case_events` row of a change (what `RECORD` inserts)."""
     return {
         "case_id": case_id,
         "at": now,

@@ -3,14 +3,13 @@ import` (batches of `bulk.CHUNK`), with the template pins and case keys they tak
 
 `write_cases` writes what `rules.opening` planned (and `rules.progress` moved): the case rows
 (INSERT ... RETURNING their ids, in the order of the cases), then one executemany INSERT each
-for the milestones and gates of the batch, on the driver's cursor
+for the milestones, gates and audit events of the batch, on the driver's cursor
 (`store.prepared`: SQLAlchemy's own conversion of each value without a Core execution's
 per-statement cost, which would be most of opening one case). More than a few case rows to
 PostgreSQL go in one Core INSERT ... RETURNING instead (`conn.execute(insert(...).returning(
 ..., sort_by_parameter_order=True), rows)`: insertmanyvalues), since there each statement
 is a round trip. The property test of `case open` against `case import` holds both to the
-same rows. The batch's audit events go in through the one audit insert
-(`case_rows.append_events`).
+same rows.
 """
 
 from collections.abc import Iterable, Sequence
@@ -25,7 +24,7 @@ from bridgebsr.errors import InvalidInput
 from bridgebsr.rules import rows
 from bridgebsr.rules.opening import Planned
 from bridgebsr.rules.rows import CaseRow, GateRow, MilestoneRow
-from bridgebsr.store.case_rows import append_events, event_row
+from bridgebsr.store.case_rows import RECORD, event_row
 from bridgebsr.store.prepared import Prepared
 from bridgebsr.store.team import insert_members
 from models import Case, Gate, KeySequence, Milestone, Source, Template, TemplateVersion
@@ -84,7 +83,7 @@ def write_cases(
     _INSERT_MILESTONES.many(conn, items[MilestoneRow])
     _INSERT_GATES.many(conn, items[GateRow])
     insert_members(conn, team)
-    append_events(conn, events)
+    RECORD.many(conn, events)
 
 
 def _first(found: tuple[Any, ...] | None) -> Any:
