@@ -12,11 +12,12 @@ copy for ours, one for the floor. Every sweep runs as of `monitor_scale.NOW`.
   late and gates expired with their audit events, times out gates and counts the portfolio.
   Then a second sweep at the same date, in a fresh child, which must write nothing.
 - floor: one `INSERT ... SELECT ... ON CONFLICT (dedupe_key) DO NOTHING` per backend that
-  writes the same outbox rows (see `FLOOR_SQL`), run twice like ours. It reads four small
+  writes the same outbox rows (see `FLOOR_SQL`), run twice like ours. It reads five small
   reference tables made before the clock starts (temporary tables on the floor's own
   connection), because working days need public holidays SQL does not know:
   `floor_ladder` (each template's ladder, one row per step and role told, plus the `expired`
-  notice of a gate past its deadline), `floor_people` (each contact's working calendar and
+  notice of a gate past its deadline), `floor_looks` (what a gate's notices say to look at:
+  its template's evidence), `floor_people` (each contact's working calendar and
   local date), and `floor_days` / `floor_workdays` (per calendar, every day's count of
   working days, and the working day of each count).
 
@@ -74,6 +75,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     bindparam,
     func,
     insert,
@@ -134,6 +136,16 @@ FLOOR_LADDER = Table(
     Column("step", String(60), nullable=False),
     Column("shift", Integer, nullable=False),  # working days after the due date
     Column("urgent", Boolean, nullable=False),
+    prefixes=["TEMPORARY"],
+    sqlite_with_rowid=False,
+)
+FLOOR_LOOKS = Table(  # what a gate's notices say to look at (its template's evidence)
+    "floor_looks",
+    _REFERENCE,
+    Column("pilot", String(60), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("gate", String(60), primary_key=True),
+    Column("look", Text, nullable=False),
     prefixes=["TEMPORARY"],
     sqlite_with_rowid=False,
 )
@@ -232,27 +244,33 @@ SELECT CASE WHEN r.kind = 'milestone' THEN 'm:' || c.key || '/' || m.key
            || '/' || r.step || '/' || p.email,
        r.case_id, COALESCE(m.key, g.key), r.step, r.person, r.urgent, :pending, r.due,
        r.fire_on,
-       {json_object}('case', c.key, 'case_title', c.title, 'pilot', c.kind,
-           'country', c.country, 'item', COALESCE(m.key, g.key), 'item_kind', r.kind,
-           'item_title', COALESCE(m.title, g.title), 'due', {due_text},
-           'days_late', {days_late}, 'step', r.step, 'offset', r.shift, 'round', r.round),
+       CASE WHEN lk.look IS NULL THEN {payload} ELSE {with_look} END,
        :now{defaults}
 FROM reached r
 JOIN contacts p ON p.id = r.person
 JOIN cases c ON c.id = r.case_id
 LEFT JOIN milestones m ON r.kind = 'milestone' AND m.id = r.item_id
 LEFT JOIN gates g ON r.kind = 'gate' AND g.id = r.item_id
+LEFT JOIN floor_looks lk ON lk.pilot = c.kind AND lk.version = c.template_version
+                        AND lk.gate = g.key
 WHERE r.latest = 1
 ON CONFLICT (dedupe_key) DO NOTHING
 """
+# The payload's members; a gate whose template names evidence adds `to_look_at`.
+_PAYLOAD = """'case', c.key, 'case_title', c.title, 'pilot', c.kind,
+           'country', c.country, 'item', COALESCE(m.key, g.key), 'item_kind', r.kind,
+           'item_title', COALESCE(m.title, g.title), 'due', {due_text},
+           'days_late', {days_late}, 'step', r.step, 'offset', r.shift, 'round', r.round"""
 _DIALECT = {
     "sqlite": {
-        "json_object": "json_object",
+        "payload": "json_object({members})",
+        "with_look": "json_object({members}, 'to_look_at', lk.look)",
         "due_text": "r.due",
         "days_late": "max(CAST(julianday(:today) - julianday(r.due) AS INTEGER), 0)",
     },
     "postgresql": {
-        "json_object": "json_build_object",
+        "payload": "json_build_object({members})",
+        "with_look": "json_build_object({members}, 'to_look_at', lk.look)",
         "due_text": "to_char(r.due, 'YYYY-MM-DD')",
         "days_late": "GREATEST(CAST(:today AS date) - r.due, 0)",
     },
@@ -260,6 +278,16 @@ _DIALECT = {
 _WRITTEN = (
     "dedupe_key case_id subject rule recipient_id urgent status due_on fire_on payload created_at"
 ).split()
+
+
+def _forms(dialect: str) -> dict[str, str]:
+    """The backend's spelling of the payload, with and without what to look at."""
+    forms = _DIALECT[dialect]
+    members = _PAYLOAD.format(due_text=forms["due_text"], days_late=forms["days_late"])
+    return {
+        "payload": forms["payload"].format(members=members),
+        "with_look": forms["with_look"].format(members=members),
+    }
 
 
 def floor_statement(dialect: str) -> Any:
@@ -277,7 +305,7 @@ def floor_statement(dialect: str) -> Any:
         case_owner=CASE_OWNER,
         columns=", ".join([*_WRITTEN, *(c.name for c in extra)]),
         defaults="".join(f", :default_{c.name}" for c in extra),
-        **_DIALECT[dialect],
+        **_forms(dialect),
     )
     params = [
         bindparam("today", type_=Date()),
@@ -303,9 +331,10 @@ def _calendar_key(country: str, subdivision: str | None) -> str:
     return f"{country}-{subdivision}" if subdivision else country
 
 
-def _ladders(conn: Connection) -> tuple[list[dict[str, Any]], int]:
-    """Every active case's pinned ladder as rows, and how many calendar days ahead the
-    earliest reminder may look (as ours: working days to calendar days, plus 16 days)."""
+def _ladders(conn: Connection) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
+    """Every active case's pinned ladder as rows, how many calendar days ahead the earliest
+    reminder may look (as ours: working days to calendar days, plus 16 days), and each
+    pinned gate's evidence, where its template names any."""
     from sqlmodel import Session
 
     rows: list[dict[str, Any]] = []
@@ -320,6 +349,12 @@ def _ladders(conn: Connection) -> tuple[list[dict[str, Any]], int]:
             (kind, version): case_store.pinned_template(session, kind, version)
             for kind, version in pairs
         }
+    looks = [
+        {"pilot": kind, "version": version, "gate": gate.key, "look": gate.evidence.strip()}
+        for (kind, version), template in sorted(templates.items())
+        for gate in template.gates
+        if gate.evidence.strip()
+    ]
     for (kind, version), template in sorted(templates.items()):
         ladder = sorted(template.ladder, key=lambda s: s.offset)
         urgent_roles = [r for s in ladder if s.urgent for r in s.notify]
@@ -331,7 +366,7 @@ def _ladders(conn: Connection) -> tuple[list[dict[str, Any]], int]:
                 )
         for role in dict.fromkeys([NODE_OWNER, *urgent_roles]):
             rows.append(_ladder_row(kind, version, 1, 0, role, EXPIRED_STEP, 0, True))
-    return rows, -earliest * 7 // 5 + 16
+    return rows, -earliest * 7 // 5 + 16, looks
 
 
 def _ladder_row(
@@ -352,7 +387,7 @@ def _ladder_row(
 def prepare_floor(conn: Connection, now: datetime, zone: str) -> dict[str, Any]:
     """The floor's reference tables on its connection; returns the statement's parameters."""
     today = case_store.local_date(now, zone)
-    ladder, ahead = _ladders(conn)
+    ladder, ahead, looks = _ladders(conn)
     horizon = today + timedelta(days=ahead)
     max_shift = max((abs(r["shift"]) for r in ladder), default=0)
     people_rows = conn.execute(
@@ -398,6 +433,7 @@ def prepare_floor(conn: Connection, now: datetime, zone: str) -> dict[str, Any]:
     _REFERENCE.create_all(conn)
     for table, rows in (
         (FLOOR_LADDER, ladder),
+        (FLOOR_LOOKS, looks),
         (FLOOR_PEOPLE, people),
         (FLOOR_DAYS, days),
         (FLOOR_WORKDAYS, workdays),
