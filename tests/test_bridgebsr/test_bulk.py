@@ -706,7 +706,9 @@ BAD_PROGRESS = [
 ]
 BAD_PROBLEMS = [
     "cases.csv: row 3, column B (kind): unknown pilot kind 'sme-service' (known: "
-    "ip-integration, life-science-foundation, shared-sme-service)",
+    "cluster-mentoring, cluster-strategy-analysis, council-review-round, "
+    "innovation-action-plan, ip-bottleneck-analysis, ip-integration, "
+    "life-science-foundation, shared-sme-service, sme-financing-analysis)",
     "cases.csv: row 4, column D (owner): no contact nobody@example.org; add it with "
     "`bridgebsr contacts import`",
     "cases.csv: row 5, column F (partner): no partner nope; add it with "
