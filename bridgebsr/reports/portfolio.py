@@ -340,7 +340,7 @@ _STYLE = (
     "table.action td:nth-child(3),table.action td:last-child{white-space:normal}"
     "h2.action{background:#fdecea;padding:.3em .5em;border-left:5px solid #c0392b}"
     "h2.programme{background:#eef2f5;padding:.3em .5em;border-left:5px solid #1d5c8c}"
-    "table.programme td:last-child{white-space:normal}"
+    "table.programme td:nth-child(2){white-space:normal}"
     "td.health{font-weight:600}tr.late td.health{color:#fff;background:#c0392b}"
     "tr.at-risk td.health{background:#f6c744}tr.on-track td.health{color:#fff;background:#2e7d4f}"
     "p.note{color:#52606d;font-size:13px;margin:.2em 0}"
@@ -367,7 +367,8 @@ def write_html(report: Report, path: Path, gantts: dict[str, str] | None = None)
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>Bridge-BSR portfolio report: {escape(report.scope)}</h1>",
         f"<p>As of {report.as_of:%A %d %B %Y}. Produced by bridgebsr from the case store and "
-        "its audit trail. What needs action comes first, then the numbers, then the charts.</p>",
+        "its audit trail. What needs action comes first, then the work programme, then the "
+        "numbers, then the charts.</p>",
         *_actions_and_numbers(report),
     ]
     appendix = {k: v for k, v in report.views.items() if k in APPENDIX}
@@ -441,7 +442,8 @@ def _programme(frame: pd.DataFrame) -> list[str]:
         return [*parts, "<p class='note'>No case yet.</p>"]
     css = {h: h.replace(" ", "-") for h in HEALTH}
     classes = [css.get(str(h), "") for h in frame["health"]]
-    return [*parts, labels.html_table(frame, "programme", row_classes=classes, marked="health")]
+    shown = frame.drop(columns=[kpis.PILOT])  # the activity's title names it
+    return [*parts, labels.html_table(shown, "programme", row_classes=classes, marked="health")]
 
 
 def _view(name: str, frame: pd.DataFrame, rows: int | None = None) -> list[str]:

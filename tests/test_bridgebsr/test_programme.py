@@ -28,12 +28,12 @@ MONDAY = date(2026, 3, 2)
 COORDINATOR = "mette.sorensen@scanbalt.example"
 # Who leads each activity (the `leads` column of the shipped contacts.csv).
 LEADS = {
-    "cluster-strategy-analysis": ["katrin.schaefer@bioconvalley.example"],
+    "cluster-strategy-analysis": [COORDINATOR],
     "ip-bottleneck-analysis": ["karin.astrom@mva.example"],
-    "sme-financing-analysis": ["soren.ostergaard@scanbalt.example"],
+    "sme-financing-analysis": ["katrin.schaefer@bioconvalley.example"],
     "innovation-action-plan": [COORDINATOR],
     "council-review-round": [COORDINATOR],
-    "cluster-mentoring": ["soren.ostergaard@scanbalt.example"],
+    "cluster-mentoring": [COORDINATOR],
 }
 # Each activity: who opens it, for which lead partner, with which case fields.
 OPENING = {
