@@ -1,4 +1,5 @@
-"""The demo portfolio: the real consortium, one case per pilot months under way, SME requests."""
+"""The demo portfolio: the real consortium, one case per pilot months under way, SME requests,
+and one case of each other activity of the work programme at its own point of progress."""
 
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -65,6 +66,68 @@ IP_MEASUREMENTS = {
 }
 IP_MEASURED_AGO = (200, 30)
 
+# One case of each other activity of the work programme: (kind, title, owner, lead partner,
+# days since it started, the last item finished, its case fields, what its milestones
+# captured, its team). The analyses began first; the action plan and the Council round are
+# recent. `{ip}` in a field is the IP pilot's case key.
+ACTIVITIES: tuple[
+    tuple[
+        str, str, str, str, int, str | None, dict[str, str], dict[str, dict[str, str]],
+        dict[str, str],
+    ],
+    ...,
+] = (
+    (
+        "cluster-strategy-analysis", "Regional cluster innovation strategies in ScanBalt",
+        "katrin.schaefer@bioconvalley.example", "BCV", 200, "regional-workshops",
+        {"regions_in_scope": "9", "strategy_period": "2021-2027"},
+        {
+            "questionnaire": {"questionnaires_sent": "64", "responses_received": "41"},
+            "regional-workshops": {"workshops_held": "7", "workshop_participants": "186"},
+        },
+        {},
+    ),
+    (
+        "ip-bottleneck-analysis", "Regional IP bottlenecks and IP indicators",
+        "sabine.wuerth@steinbeis.example", "STEINBEIS", 280, "final-report",
+        {"regions_in_scope": "8", "tto_count": "23"},
+        {
+            "tto-questionnaire": {"tto_responses": "17"},
+            "regional-workshops": {"workshops_held": "6"},
+            "indicator-set": {"indicators_defined": "12"},
+        },
+        {},
+    ),
+    (
+        "sme-financing-analysis", "SME financing bottlenecks and investor map",
+        "anders.bogh@scanbalt.example", "SCANBALT", 150, "investor-interviews",
+        {"regions_in_scope": "8", "financing_stage": "seed"},
+        {"investor-interviews": {"investors_interviewed": "38"}},
+        {},
+    ),
+    (
+        "innovation-action-plan", "Innovation Action Plan for ScanBalt BioRegion",
+        "mette.sorensen@scanbalt.example", "SCANBALT", 45, "findings-synthesis",
+        {"plan_period_start": "2027-01-01", "plan_period_end": "2030-12-31"},
+        {},
+        {},
+    ),
+    (
+        "council-review-round", "Council review of the transregional IP model",
+        "karin.astrom@mva.example", "SCANBALT", 30, "papers-circulated",
+        {"subject": "pilot", "subject_case": "{ip}", "procedure": "meeting"},
+        {},
+        {"pilot-lead": "karin.astrom@mva.example"},
+    ),
+    (
+        "cluster-mentoring", "BioForum Oulu mentors the Latvian Biotechnology Association",
+        "karlis.berzins@biotech-lv.example", "LBA", 70, "plan-approval",
+        {"topic": "tech-transfer", "mentor_partner": "BIOFORUM-OULU"},
+        {},
+        {"mentor": "aino.makela@bioforum-oulu.example"},
+    ),
+)  # fmt: skip
+
 
 def load_consortium(rt: Runtime) -> None:
     """Import the shipped partners and contacts of the Bridge-BSR consortium (idempotent)."""
@@ -124,6 +187,22 @@ def load_demo(rt: Runtime, today: date) -> list[str]:
             )
         )
     _measure_ip(rt, keys[0], today)
+    for kind, title, owner, partner, days_ago, through, values, captured, team in ACTIVITIES:
+        keys.append(
+            _case(
+                rt,
+                today,
+                kind,
+                title,
+                owner,
+                partner,
+                days_ago,
+                through,
+                fields={k: v.format(ip=keys[0]) for k, v in values.items()},
+                captures=captured,
+                team=team,
+            )
+        )
     for key in keys:
         with write_session(rt.engine) as session:
             progress.reforecast_case(session=session, case_key=key, actor=DEMO, now=_at(today))
@@ -165,6 +244,7 @@ def _case(
     through: str | None,
     fields: dict[str, str] | None = None,
     captures: dict[str, dict[str, str]] | None = None,
+    team: dict[str, str] | None = None,
 ) -> str:
     start = today - timedelta(days=days_ago)
     with write_session(rt.engine) as session:
@@ -178,6 +258,7 @@ def _case(
             start=start,
             now=_at(start),
             source=Source.DEMO,
+            team=team,
             fields=fields,
         ).key
     if through:

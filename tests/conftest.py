@@ -178,5 +178,5 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("demo-cli") / "home"
     done = run(home, "demo", "--as-of", DEMO_AS_OF)
     assert done.returncode == 0, done.stderr
-    assert "demo: opened 14 case(s)" in done.stdout
+    assert "demo: opened 20 case(s)" in done.stdout
     return home

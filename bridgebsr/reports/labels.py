@@ -10,6 +10,7 @@ decimal), `pct` (one decimal and `%`), `date` (YYYY-MM-DD), `month` (e.g. `Mar 2
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from html import escape
@@ -26,6 +27,13 @@ COLUMNS: Final[dict[str, tuple[str, str]]] = {
     "case_status": ("Case status", "text"),
     "stage": ("Stage", "text"),
     "current_stage": ("Current stage", "text"),
+    "activity": ("Activity", "text"),
+    "open_cases": ("Open cases", "int"),
+    "late_cases": ("Late", "int"),
+    "at_risk_cases": ("At risk", "int"),
+    "on_track_cases": ("On track", "int"),
+    "health": ("Health", "text"),
+    "which": ("Cases, worst first", "text"),
     "milestone": ("Milestone", "text"),
     "item": ("Item", "text"),
     "title": ("Title", "text"),
@@ -130,6 +138,7 @@ VIEWS: Final[dict[str, str]] = {
     "forecast": "Forecast of every open case",
     "indicators": "Indicators by region: baseline, latest and target",
     "plans": "Plans of the open cases: original, agreed, forecast",
+    "programme": "The work programme: open cases by activity and stage",
 }
 
 # Sheet names people read in the workbook (Excel allows 31 characters and none of : \\ / ? * [ ]).
@@ -232,9 +241,16 @@ def shown(value: Any, fmt: str) -> str:
 NUMERIC: Final = ("int", "num", "pct")
 
 
-def html_table(frame: pd.DataFrame, css: str) -> str:
+def html_table(
+    frame: pd.DataFrame,
+    css: str,
+    row_classes: Sequence[str] | None = None,
+    marked: str | None = None,
+) -> str:
     """`frame` (index as columns) as an HTML table people read: labelled headers, formatted
-    and escaped cells, numbers right-aligned and text left-aligned."""
+    and escaped cells, numbers right-aligned and text left-aligned; with `row_classes`, each
+    row's class (the rows of `frame`, in order), and the cells of column `marked` get that
+    column's name as a class too, so a style can colour them by their row."""
     flat = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
     formats = [kind(str(c), flat[c]) for c in flat.columns]
     align = ["n" if f in NUMERIC else "t" for f in formats]
@@ -243,14 +259,16 @@ def html_table(frame: pd.DataFrame, css: str) -> str:
         f"<th class='{a}'>{escape(label(str(c), names))}</th>"
         for c, a in zip(flat.columns, align, strict=True)
     )
+    cell_css = [f"{a} {c}" if c == marked else a for c, a in zip(flat.columns, align, strict=True)]
     rows = []
     columns = [flat[c].astype(object).tolist() for c in flat.columns]
-    for values in zip(*columns, strict=True):
+    for i, values in enumerate(zip(*columns, strict=True)):
         cells = "".join(
-            f"<td class='{a}'>{escape(shown(v, f))}</td>"
-            for v, f, a in zip(values, formats, align, strict=True)
+            f"<td class='{escape(a, quote=True)}'>{escape(shown(v, f))}</td>"
+            for v, f, a in zip(values, formats, cell_css, strict=True)
         )
-        rows.append(f"<tr>{cells}</tr>")
+        row_css = f" class='{escape(row_classes[i], quote=True)}'" if row_classes else ""
+        rows.append(f"<tr{row_css}>{cells}</tr>")
     body = "\n".join(rows)
     return (
         f"<table class='{css}'>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>"

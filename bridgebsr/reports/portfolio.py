@@ -2,11 +2,13 @@
 workbook or one self-contained HTML page with plots, for the whole portfolio or one
 partner's cases.
 
-- CSV: a folder with one file per view (and per "needs action" table, `action_*`), with the
+- CSV: a folder with one file per view (and per "needs action" table, `action_*`, and the
+  programme view, `programme`), with the
   machine column names and values, for programs (UTF-8 with BOM, so spreadsheet programs read
   the accents right), RFC 4180: CRLF between records and any cell holding a quote, comma, CR or LF
   quoted, so a line break inside a cell never starts a new record.
-- XLSX: the "needs action" tables (`action_*` sheets), then one sheet per view, with the
+- XLSX: the "needs action" tables (`action_*` sheets), the programme view, then one sheet per
+  view, with the
   readable headers of `labels`, dates as dates and numbers as numbers in their formats
   (counts without decimals, percentages with one decimal and %), yes/no for flags, frozen
   header rows, columns sized to their content. Characters XML cannot hold (control characters
@@ -15,8 +17,9 @@ partner's cases.
   underscore escaped (`_x005F_xHHHH_`) so it shows as written.
 - HTML: one file that opens in any browser with no network. First what needs action this week
   (`actions`: late items and their owners, gates waiting and who may decide, cases at risk,
-  requests for a new date to answer),
-  then the KPI tables with the headers and formats of `labels`, then the charts (`charts`):
+  requests for a new date to answer), then the programme view (`programme`: every activity's
+  open cases by stage, with their health: late, at risk or on track), then the KPI tables
+  with the headers and formats of `labels`, then the charts (`charts`):
   the on-time trend per pilot by month, the milestones overdue by partner and a Gantt chart
   per open case in risk order, as embedded PNG images; last the long `plans` view. Where
   cases recorded indicator values, the `indicators` view benchmarks each region against its
@@ -55,6 +58,7 @@ from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.files import replacing
 from bridgebsr.reports import charts, indicators, kpis, labels
 from bridgebsr.reports.actions import needs_action
+from bridgebsr.reports.programme import HEALTH, build_programme
 from models import CLOSED_CASE, Case, Gate, Milestone, Partner
 
 FORMATS = ("csv", "xlsx", "html")
@@ -79,6 +83,7 @@ class Report:
     actions: dict[str, pd.DataFrame] = field(default_factory=dict)  # see `actions`
     measured: pd.DataFrame = field(default_factory=pd.DataFrame)  # `indicators.read`
     indicator_specs: dict[tuple[int, str], Any] = field(default_factory=dict)
+    programme: pd.DataFrame = field(default_factory=pd.DataFrame)  # see `programme`
 
 
 def build(
@@ -123,6 +128,7 @@ def build(
         actions=needs_action(engine, today=as_of, forecast=views["forecast"], partner=code),
         measured=measured,
         indicator_specs=specs,
+        programme=build_programme(frames),
     )
 
 
@@ -271,7 +277,9 @@ def write_xlsx(report: Report, path: Path) -> list[Path]:
 
 
 def _action_sheets(report: Report) -> dict[str, pd.DataFrame]:
-    return {f"action_{name}": frame for name, frame in report.actions.items()}
+    """What needs action, then the programme view: the sheets before the KPI views."""
+    sheets = {f"action_{name}": frame for name, frame in report.actions.items()}
+    return sheets | {"programme": report.programme}
 
 
 def _sheet(book: Any, sheet: str, frame: pd.DataFrame) -> None:
@@ -355,6 +363,10 @@ _STYLE = (
     "td{white-space:nowrap}"
     "table.action td:nth-child(3),table.action td:last-child{white-space:normal}"
     "h2.action{background:#fdecea;padding:.3em .5em;border-left:5px solid #c0392b}"
+    "h2.programme{background:#eef2f5;padding:.3em .5em;border-left:5px solid #1d5c8c}"
+    "table.programme td:nth-child(2){white-space:normal}"
+    "td.health{font-weight:600}tr.late td.health{color:#fff;background:#c0392b}"
+    "tr.at-risk td.health{background:#f6c744}tr.on-track td.health{color:#fff;background:#2e7d4f}"
     "p.note{color:#52606d;font-size:13px;margin:.2em 0}"
     "img{max-width:100%;display:block;margin:.5em 0 1.5em}"
 )
@@ -386,7 +398,8 @@ def write_html(report: Report, path: Path, gantts: dict[str, str] | None = None)
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>Bridge-BSR portfolio report: {escape(report.scope)}</h1>",
         f"<p>As of {report.as_of:%A %d %B %Y}. Produced by bridgebsr from the case store and "
-        "its audit trail. What needs action comes first, then the numbers, then the charts.</p>",
+        "its audit trail. What needs action comes first, then the work programme, then the "
+        "numbers, then the charts.</p>",
         *_actions_and_numbers(report),
     ]
     appendix = {k: v for k, v in report.views.items() if k in APPENDIX}
@@ -439,11 +452,29 @@ def _actions_and_numbers(report: Report, rows: int | None = None) -> list[str]:
             continue
         parts.append(f"<p class='note'>{escape(note)}</p>")
         parts += _cut(frame, rows, "action")
+    parts += _programme(report.programme)
     parts.append("<h2 id='numbers'>The numbers</h2>")
     for name, frame in report.views.items():
         if name not in APPENDIX:
             parts += _view(name, frame, rows)
     return parts
+
+
+def _programme(frame: pd.DataFrame) -> list[str]:
+    """The programme view: every activity's open cases by stage, each row coloured by its
+    health; never cut (one or a few rows per activity)."""
+    parts = [
+        "<h2 class='programme' id='programme'>The work programme</h2>",
+        "<p class='note'>Every activity with cases, its open cases by current stage. Late: a "
+        "milestone is overdue; at risk: the forecast ends after the target date; else on "
+        "track.</p>",
+    ]
+    if frame.empty:
+        return [*parts, "<p class='note'>No case yet.</p>"]
+    css = {h: h.replace(" ", "-") for h in HEALTH}
+    classes = [css.get(str(h), "") for h in frame["health"]]
+    shown = frame.drop(columns=[kpis.PILOT])  # the activity's title names it
+    return [*parts, labels.html_table(shown, "programme", row_classes=classes, marked="health")]
 
 
 def _view(name: str, frame: pd.DataFrame, rows: int | None = None) -> list[str]:

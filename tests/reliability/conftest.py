@@ -135,7 +135,7 @@ def consortium_store(tmp_path_factory: pytest.TempPathFactory) -> Pristine:
 
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Pristine:
-    """The demo portfolio as of AS_OF (14 cases, an outbox), at the current schema."""
+    """The demo portfolio as of AS_OF (20 cases, an outbox), at the current schema."""
     return _build(tmp_path_factory.mktemp("demo") / "home", demo=True)
 
 

@@ -733,7 +733,9 @@ BAD_PROGRESS = [
 ]
 BAD_PROBLEMS = [
     "cases.csv: row 3, column B (kind): unknown pilot kind 'sme-service' (known: "
-    "ip-integration, life-science-foundation, shared-sme-service)",
+    "cluster-mentoring, cluster-strategy-analysis, council-review-round, "
+    "innovation-action-plan, ip-bottleneck-analysis, ip-integration, "
+    "life-science-foundation, shared-sme-service, sme-financing-analysis)",
     "cases.csv: row 4, column D (owner): no contact nobody@example.org; add it with "
     "`bridgebsr contacts import`",
     "cases.csv: row 5, column F (partner): no partner nope; add it with "
@@ -841,8 +843,17 @@ def test_a_header_must_name_the_columns(on_sqlite: Runtime, tmp_path: Path) -> N
     assert str(refused.value) == (
         "cases.csv: row 1: missing column(s) owner, start; unknown column(s) colour; the "
         "header must name ref, kind, title, owner, start (optional: partner, target, team; "
-        "fields: employees, evaluation_report, founders_committed, funds_raised_eur, "
-        "ip_cases_handled, regions_in_trial, sector, service_type, sme_name)"
+        "fields: actions_in_draft, actions_in_plan, authorities_endorsing, "
+        "consultation_responses, employees, evaluation_report, financing_stage, "
+        "founders_committed, funding_gap_eur, funds_raised_eur, indicators_defined, "
+        "investor_map_url, investors_interviewed, investors_mapped, ip_cases_handled, "
+        "members_taking_part, mentee_satisfaction, mentor_partner, minutes_url, opinion_url, "
+        "plan_period_end, plan_period_start, plan_url, practice_title, practice_url, "
+        "procedure, published_on, questionnaires_sent, quorum_reached, recommendations, "
+        "recommendations_accepted, regions_in_scope, regions_in_trial, report_url, "
+        "responses_received, sector, service_type, session_date, sme_name, sme_responses, "
+        "strategy_period, subject, subject_case, topic, tto_count, tto_responses, "
+        "visit_participants, visit_report_url, workshop_participants, workshops_held)"
     )
 
 

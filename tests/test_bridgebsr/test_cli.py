@@ -88,17 +88,25 @@ def test_the_console_script_is_installed() -> None:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def test_case_list_json_has_the_fourteen_demo_cases(demo_home: Path) -> None:
+def test_case_list_json_has_the_twenty_demo_cases(demo_home: Path) -> None:
     rows = run_json(demo_home, "case", "list", "--as-of", AS_OF)
-    assert len(rows) == 14
+    assert len(rows) == 20
     assert Counter(r["kind"] for r in rows) == {
+        "cluster-mentoring": 1,
+        "cluster-strategy-analysis": 1,
+        "council-review-round": 1,
+        "innovation-action-plan": 1,
+        "ip-bottleneck-analysis": 1,
+        "sme-financing-analysis": 1,
         "ip-integration": 1,
         "life-science-foundation": 1,
         "shared-sme-service": 12,
     }
     assert [r["key"] for r in rows] == sorted(r["key"] for r in rows)
     assert {r["status"] for r in rows} == {"active"}
-    assert all(re.fullmatch(r"(IP|LSF|SME)-\d{4}-\d{4}", r["key"]) for r in rows)
+    assert all(
+        re.fullmatch(r"(IP|LSF|SME|CSA|IPA|FIN|IAP|ICR|MENT)-\d{4}-\d{4}", r["key"]) for r in rows
+    )
     sme = [r["key"] for r in rows if r["kind"] == "shared-sme-service"]
     assert sme == [f"SME-2026-{n:04d}" for n in range(1, 13)]
 
@@ -106,7 +114,7 @@ def test_case_list_json_has_the_fourteen_demo_cases(demo_home: Path) -> None:
 def test_case_list_overdue_json(demo_home: Path, ip_key: str) -> None:
     late = run_json(demo_home, "case", "list", "--overdue", "--as-of", AS_OF)
     keys = {r["key"] for r in late}
-    assert 0 < len(keys) == len(late) < 14
+    assert 0 < len(keys) == len(late) < 20
     # The newest request is late with its intake; the IP case waits at its gate with
     # nothing late; the request that went through kpi-record has nothing open.
     assert "SME-2026-0001" in keys
@@ -140,11 +148,23 @@ def test_case_show_unknown_key(demo_home: Path) -> None:
 
 def test_templates_list_json(demo_home: Path) -> None:
     rows = {r["kind"]: r for r in run_json(demo_home, "templates", "list")}
-    assert set(rows) == {"ip-integration", "life-science-foundation", "shared-sme-service"}
+    assert set(rows) == {
+        "cluster-mentoring",
+        "cluster-strategy-analysis",
+        "council-review-round",
+        "innovation-action-plan",
+        "ip-bottleneck-analysis",
+        "ip-integration",
+        "life-science-foundation",
+        "shared-sme-service",
+        "sme-financing-analysis",
+    }
     ip, sme = rows["ip-integration"], rows["shared-sme-service"]
     assert (ip["prefix"], ip["stages"], ip["milestones"], ip["gates"]) == ("IP", 8, 14, 2)
     assert (sme["prefix"], sme["stages"], sme["milestones"], sme["gates"]) == ("SME", 6, 11, 1)
     assert rows["life-science-foundation"]["prefix"] == "LSF"
+    plan = rows["innovation-action-plan"]
+    assert (plan["prefix"], plan["stages"], plan["milestones"], plan["gates"]) == ("IAP", 5, 8, 2)
 
 
 def test_templates_show(demo_home: Path) -> None:
@@ -384,7 +404,9 @@ def test_version_is_the_installed_package_version(demo_home: Path) -> None:
         (
             ("case", "list", "--pilot", "nope"),
             "--pilot 'nope'",
-            "ip-integration, life-science-foundation, shared-sme-service",
+            "cluster-mentoring, cluster-strategy-analysis, council-review-round, "
+            "innovation-action-plan, ip-bottleneck-analysis, ip-integration, "
+            "life-science-foundation, shared-sme-service, sme-financing-analysis",
         ),
         (("notifications", "list", "--status", "lost"), "--status 'lost'", "pending, held, sent"),
         (("report", "--out", "x", "--format", "pdf"), "--format 'pdf'", "csv, xlsx, html"),
@@ -470,7 +492,10 @@ def test_shell_completion_offers_the_choices_and_the_pilot_kinds(demo_home: Path
     assert (done.returncode, done.stdout.split()) == (0, ["failed"])
     kinds = {"_BRIDGEBSR_COMPLETE": "complete_bash", "COMP_WORDS": "bridgebsr case open s"}
     done = run(demo_home, env=kinds | {"COMP_CWORD": "3"})
-    assert (done.returncode, done.stdout.split()) == (0, ["shared-sme-service"])
+    assert (done.returncode, done.stdout.split()) == (
+        0,
+        ["shared-sme-service", "sme-financing-analysis"],
+    )
 
 
 def test_case_show_prints_the_history(home: Path) -> None:

@@ -45,7 +45,8 @@ def test_dispatch_delivers_the_outbox_once_to_the_local_log(home: Path) -> None:
     assert sent["summaries"] >= 1
     assert {x["to"] for x in lines} == {r["recipient"] for r in pending}
     singles = [x for x in lines if not x["title"][0].isdigit()]
-    assert all(x["title"].startswith(("IP-", "LSF-", "SME-")) for x in singles)
+    prefixes = ("IP", "LSF", "SME", "CSA", "IPA", "FIN", "IAP", "ICR", "MENT")
+    assert all(x["title"].startswith(tuple(f"{p}-" for p in prefixes)) for x in singles)
 
     again = run_json(home, "notifications", "dispatch", "--as-of", AS_OF)
     assert again["sent"] == 0

@@ -53,14 +53,27 @@ def demo(
         yield rt, load_demo(rt, AS_OF)
 
 
-def test_the_demo_opens_one_ip_one_foundation_and_twelve_sme_cases(demo: Demo) -> None:
+def test_the_demo_opens_one_ip_one_foundation_twelve_sme_and_one_of_each_activity(
+    demo: Demo,
+) -> None:
     rt, keys = demo
-    assert len(keys) == len(set(keys)) == 14
-    assert Counter(k.split("-")[0] for k in keys) == {"IP": 1, "LSF": 1, "SME": 12}
+    assert len(keys) == len(set(keys)) == 20
+    assert Counter(k.split("-")[0] for k in keys) == {
+        "IP": 1,
+        "LSF": 1,
+        "SME": 12,
+        **dict.fromkeys(["CSA", "IPA", "FIN", "IAP", "ICR", "MENT"], 1),
+    }
     with read_session(rt.engine) as session:
         rows = queries.list_cases(session=session, today=AS_OF)
     assert sorted(keys) == [r["key"] for r in rows]
     assert Counter(r["kind"] for r in rows) == {
+        "cluster-mentoring": 1,
+        "cluster-strategy-analysis": 1,
+        "council-review-round": 1,
+        "innovation-action-plan": 1,
+        "ip-bottleneck-analysis": 1,
+        "sme-financing-analysis": 1,
         "ip-integration": 1,
         "life-science-foundation": 1,
         "shared-sme-service": 12,
@@ -100,7 +113,7 @@ def test_the_demo_has_overdue_milestones(demo: Demo) -> None:
         overdue = queries.list_cases(session=session, today=AS_OF, overdue=True)
         first = queries.show_case(session=session, key="SME-2026-0001", today=AS_OF)
     assert late > 0
-    assert 0 < len(overdue) < 14
+    assert 0 < len(overdue) < 20
     # The newest request (opened 8 days before, nothing done) is late with its intake.
     assert "SME-2026-0001" in {r["key"] for r in overdue}
     intake = {m["key"]: m for m in first["milestones"]}["request-intake"]
@@ -109,9 +122,9 @@ def test_the_demo_has_overdue_milestones(demo: Demo) -> None:
 
 def test_loading_the_demo_again_opens_nothing(demo: Demo) -> None:
     rt, keys = demo
-    assert len(keys) == 14
+    assert len(keys) == 20
     before = _dump(rt.engine)
     assert load_demo(rt, AS_OF) == []
     assert _dump(rt.engine) == before
     with read_session(rt.engine) as session:
-        assert session.exec(select(func.count(col(Case.id)))).one() == 14
+        assert session.exec(select(func.count(col(Case.id)))).one() == 20

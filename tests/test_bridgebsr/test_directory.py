@@ -660,7 +660,10 @@ def test_a_kind_no_template_defines_is_refused_with_row_and_column(
     error = _refusal(_contacts, with_partners, _csv(tmp_path / "contacts.csv", rows))
     assert error.problems == [
         "contacts.csv: row 2, column G (leads): 'mentoring-exchange' is not a pilot kind of "
-        "the catalog (ip-integration, life-science-foundation, shared-sme-service)"
+        "the catalog ("
+        "cluster-mentoring, cluster-strategy-analysis, council-review-round, "
+        "innovation-action-plan, ip-bottleneck-analysis, ip-integration, "
+        "life-science-foundation, shared-sme-service, sme-financing-analysis)"
     ]
     assert _count(with_partners, "contacts") == 0
 

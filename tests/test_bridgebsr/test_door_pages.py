@@ -172,14 +172,19 @@ def test_a_council_member_sees_only_the_vote_and_an_outsider_nothing(
     assert [(e.subject, e.source) for e in twice] == [(gate_key, Source.WEB)]
     assert twice[0].after and "already voted" in twice[0].after["reason"]
 
+    # One case of each kind: the door answers an address past 20 refusals in ten minutes with
+    # 429 (and this module's clock stands still); everyone's scope on every demo case is
+    # test_access's.
     outsider = _client(rt, OUTSIDER)
-    for case_key in keys:
+    tried = list({case_key.split("-")[0]: case_key for case_key in keys}.values())
+    assert len(tried) == 9
+    for case_key in tried:
         assert outsider.get(f"/cases/{case_key}").status_code == 403
     assert outsider.get("/cases/NO-SUCH-1").status_code == 403
     assert key not in outsider.get("/me").text
     with read_session(rt.engine) as session:
         reasons = session.exec(select(AccessDenial.reason)).all()
-    assert reasons.count("out-of-scope") == len(keys) + 1
+    assert reasons.count("out-of-scope") == len(tried) + 1
 
 
 @SQLITE_ONLY

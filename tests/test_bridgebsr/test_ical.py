@@ -166,8 +166,9 @@ def test_a_partner_feed_holds_exactly_the_items_of_its_own_cases(
     body = data.decode()
     assert not [key for key in others if key in body]
     if code == "STEINBEIS":
-        # Steinbeis leads no case; its IP expert's items on MVA's case stay out of its feed.
-        assert events == {}
+        # Steinbeis leads only the IP analysis; its IP expert's items on MVA's IP case stay
+        # out of its feed.
+        assert {_case_of(uid).split("-")[0] for uid in events} == {"IPA"}
 
 
 # The demo's IP case (MVA) has done and planned milestones, an open and a pending gate; its
@@ -369,9 +370,13 @@ def test_contact_feeds_reach_across_partners_by_role_and_ownership(shared: Runti
     council = _events(_build(shared, contact=COUNCIL_MEMBER))
     assert [u for u in council if "/gate/council-approval/" in u]
     lead = _events(_build(shared, contact=SME_PILOT_LEAD))
-    # ScanBalt leads no case, but its SME pilot lead owns milestones of the SMEs' requests.
-    assert {_case_of(u).split("-")[0] for u in lead} == {"SME"}
-    assert all("/gate/" not in u for u in lead)
+    # ScanBalt's SME pilot lead owns milestones of the SMEs' requests and the pilot-lead items
+    # of the activities ScanBalt leads (the financing analysis, the action plan), and as a
+    # pilot lead votes on every activity's partner sign-off and the mentoring plan.
+    owned = {_case_of(u).split("-")[0] for u in lead if "/gate/" not in u}
+    assert owned == {"SME", "FIN", "IAP"}
+    votes = {u.split("/gate/")[1].split("/")[0] for u in lead if "/gate/" in u}
+    assert votes == {"partner-signoff", "plan-approval"}
     owner = _events(_build(shared, contact=SME_OWNER))
     assert owner == _events(_build(shared, partner="LUNDBACK-DX"))
 

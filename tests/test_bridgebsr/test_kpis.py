@@ -1089,7 +1089,8 @@ def test_the_forecast_matches_the_planner_on_the_demo(tmp_path: Path) -> None:
         )
         for r in items_.to_dict("records")
     }
-    assert len(got) == len(stored) == 174 + 5  # 14 open cases, five items added
+    # 20 open cases: the pilots' 174 items, the other six activities' 58; five items added.
+    assert len(got) == len(stored) == 174 + 58 + 5
     assert got == stored
     forecast = kpis.build_forecast(frames)
     assert (forecast["forecast_date"] == forecast["stored_forecast_date"]).all()

@@ -295,3 +295,50 @@ def test_the_gantt_holds_gates_in_risk_order(consortium: Runtime) -> None:
     assert list(at_risk["case"]) == list(
         report.views["forecast"].loc[report.views["forecast"]["at_risk"], "case"]
     )
+
+
+def test_the_programme_view_lists_every_activity_with_stage_and_health(
+    demo: Path, tmp_path: Path
+) -> None:
+    """Every activity of the demo (the pilots and the other six) with its open cases by stage
+    and their health, by the rules of what needs action: a case with a late item is late, a
+    case forecast past its target at risk; on the page after what needs action."""
+    out = tmp_path / "csv"
+    done = run(demo, "report", "--format", "csv", "--out", str(out), "--as-of", DAY.isoformat())
+    assert done.returncode == 0, done.stderr
+
+    def read(name: str) -> pd.DataFrame:
+        return pd.read_csv(out / f"{name}.csv", encoding="utf-8-sig", keep_default_na=False)
+
+    programme, forecast = read("programme"), read("forecast")
+    late, at_risk = set(read("action_late")["case"]), set(read("action_at_risk")["case"])
+    assert set(programme["pilot"]) == set(forecast["pilot"]) and len(set(programme["pilot"])) == 9
+    counts = programme[["late_cases", "at_risk_cases", "on_track_cases"]]
+    assert (counts.sum(axis=1) == programme["open_cases"]).all()
+    health = {}
+    for row in programme.to_dict("records"):
+        named = str(row["which"]).split(", ")
+        assert len(named) == row["open_cases"]  # the demo has at most five per stage
+        for case in named:
+            health[case] = row
+    assert sorted(health) == sorted(forecast["case"])  # every open case, once
+    for case, row in health.items():
+        if case in late:
+            assert row["health"] == "late" and row["late_cases"] > 0, case
+        elif case in at_risk:
+            assert row["health"] in ("late", "at risk") and row["at_risk_cases"] > 0, case
+        else:
+            assert row["on_track_cases"] > 0, case
+    assert set(programme["health"]) == {"late", "at risk", "on track"}
+
+    page_path = tmp_path / "report.html"
+    done = run(demo, "report", "--format", "html", "--out", str(page_path), "--as-of", "2026-11-26")
+    assert done.returncode == 0, done.stderr
+    page = page_path.read_text(encoding="utf-8")
+    assert page.index("Needs action this week") < page.index("The work programme")
+    assert page.index("The work programme") < page.index("The numbers")
+    section = page[page.index("The work programme") : page.index("The numbers")]
+    rows = re.findall(r"<tr class='([a-z-]+)'>", section)
+    assert len(rows) == len(programme)
+    assert set(rows) == {"late", "at-risk", "on-track"}
+    assert "Innovation Council review round" in section
