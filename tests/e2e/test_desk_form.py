@@ -1,6 +1,6 @@
 """A pilot lead records progress in the Prefect UI: the `record-progress` deployment's form
 (a drop-down for the action), the run `bridgebsr up` executes, the case store and the case's
-page `case-<key>` after it. Screenshots: build/screenshots/06-progress-form.png, 07-case-page.png.
+page `case-<key>` after it. Screenshots: build/screenshots/11-desk-progress-form.png, 12-desk-case-page.png.
 """
 
 import re
@@ -67,7 +67,7 @@ def test_a_pilot_lead_records_progress_in_the_form_and_the_case_page_shows_it(
     field(form, "by").locator("textarea, input").first.fill(OWNER)
     field(form, "note").locator("textarea, input").first.fill("recorded in the Prefect UI")
     field(form, "case_key").scroll_into_view_if_needed()
-    screenshot(page, "06-progress-form")
+    screenshot(page, "11-desk-progress-form")
     page.get_by_role("button", name="Submit").click()
 
     # `bridgebsr up` runs it; the run completes with what it did as its message.
@@ -117,4 +117,4 @@ def test_a_pilot_lead_records_progress_in_the_form_and_the_case_page_shows_it(
     page.locator("a[href^='/artifacts/artifact/']").first.click()
     markdown = page.locator(".artifact-data-markdown")
     expect(markdown).to_contain_text(re.compile(rf"{MILESTONE}.*done", re.S))
-    screenshot(page, "07-case-page")
+    screenshot(page, "12-desk-case-page")
