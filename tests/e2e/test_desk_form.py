@@ -1,6 +1,7 @@
 """A pilot lead records progress in the Prefect UI: the `record-progress` deployment's form
 (a drop-down for the action), the run `bridgebsr up` executes, the case store and the case's
-page `case-<key>` after it. Screenshots: build/screenshots/11-desk-progress-form.png, 12-desk-case-page.png.
+page `case-<key>` after it. Screenshots: build/screenshots/11-desk-progress-form.png and
+12-desk-case-page.png.
 """
 
 import re
