@@ -133,6 +133,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     try:
         running.wait_for_output(r"bridgebsr is up", timeout=150)
+        # The first monitor pass escalates late demo cases, and each escalation starts a
+        # pilot-lifecycle run (the automations), then dispatch: the tests start once that
+        # burst is over, so a run they start is not queued behind it.
+        wait_until_settled(running, timeout=300)
         yield running
     finally:
         rt.engine.dispose()
@@ -146,6 +150,37 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert_stopped(running, code)
 
 
+def _monitor_passes(stack: Stack) -> int:
+    with closing(sqlite3.connect(stack.home / "prefect" / "prefect.db")) as db:
+        found = db.execute(
+            "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED' AND name LIKE 'monitor %'"
+        ).fetchone()
+    return int(found[0])
+
+
+def _busy_runs(stack: Stack) -> int:
+    """Flow runs scheduled, pending or running (a gate waiting for its decision is paused)."""
+    with closing(sqlite3.connect(stack.home / "prefect" / "prefect.db")) as db:
+        found = db.execute(
+            "SELECT count(*) FROM flow_run WHERE state_type IN ('SCHEDULED', 'PENDING', 'RUNNING')"
+        ).fetchone()
+    return int(found[0])
+
+
+def wait_until_settled(stack: Stack, timeout: float) -> None:
+    """Wait until the monitor pass `bridgebsr up` started has completed and no run it set
+    off is still waiting or running (twice in a row, a second apart)."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2:
+        assert stack.process.poll() is None, f"`up` ended early:\n{stack.output()[-3000:]}"
+        assert time.monotonic() < deadline, (
+            f"the first pass and its runs did not finish within {timeout:.0f} s"
+        )
+        quiet = quiet + 1 if _monitor_passes(stack) >= 1 and _busy_runs(stack) == 0 else 0
+        time.sleep(1)
+
+
 def assert_stopped(stack: Stack, code: int) -> None:
     """What Ctrl-C must leave: exit 0 without a traceback, no `up.json` marker, the served
     deployments still scheduled for the next start, the first monitor pass (and only it, the
@@ -157,9 +192,7 @@ def assert_stopped(stack: Stack, code: int) -> None:
     assert not (stack.home / UP_FILE).exists()
     with closing(sqlite3.connect(stack.home / "prefect" / "prefect.db")) as db:
         rows = db.execute("SELECT name, paused FROM deployment").fetchall()
-        completed = db.execute(
-            "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED' AND name LIKE 'monitor %'"
-        ).fetchone()
+    completed = (_monitor_passes(stack),)
     assert {name for name, _ in rows} >= {"monitor-milestones", "stage-gate", "daily-digest"}
     assert not any(paused for _, paused in rows)  # schedules stay active for the next start
     assert completed == (1,)
