@@ -226,7 +226,9 @@ def test_a_deployed_monitor_run_completes_on_the_worker_and_changes_the_store(
                 )
             ).all()
         )
-    assert len(stamped) == 35 and len(written) > 0
+    # The demo holds 38 milestones late on DEMO_DAY (35 before the six activities of the work
+    # programme joined it).
+    assert len(stamped) == 38 and len(written) > 0
     assert sources == {(Source.FLOW, str(run.id))}
     # The pass started one waiting stage-gate run per open gate, named after case and gate.
     waiting = _paused_run(IP_KEY, COUNCIL, "-r1-v0-x0")
