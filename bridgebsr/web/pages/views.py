@@ -52,6 +52,12 @@ class _Viewer:
     def today(self) -> date:
         return local_date(self.now, self.person.timezone)
 
+    def case_page(self, session: Session, key: str) -> mine.CasePage:
+        """Case `key` as this person may see it now (`mine.case_page`)."""
+        return mine.case_page(
+            session=session, key=key, person=self.person, today=self.today, now=self.now
+        )
+
 
 def _viewer(request: Request) -> _Viewer:
     return _Viewer(auth.viewer(request), request.app.state.clock())
@@ -113,13 +119,7 @@ def _case_page(
     open_item: str = "",
 ) -> Response:
     with read_session(_engine(request)) as session:
-        page = mine.case_page(
-            session=session,
-            key=key,
-            person=who.person,
-            today=who.today,
-            now=who.now,
-        )
+        page = who.case_page(session, key)
     if page.access is Access.NONE:
         auth.deny(request, "out-of-scope", contact_id=who.person.id)
     shown = page.case
@@ -162,13 +162,7 @@ async def milestone_action(request: Request) -> Response:
         )
 
     def act(session: Session) -> None:
-        page = mine.case_page(
-            session=session,
-            key=key,
-            person=who.person,
-            today=who.today,
-            now=who.now,
-        )
+        page = who.case_page(session, key)
         mine.require_may_progress(page, item)
         progress_milestone(
             session=session,
@@ -199,13 +193,7 @@ async def gate_vote(request: Request) -> Response:
         )
 
     def act(session: Session) -> None:
-        page = mine.case_page(
-            session=session,
-            key=key,
-            person=who.person,
-            today=who.today,
-            now=who.now,
-        )
+        page = who.case_page(session, key)
         mine.require_may_vote(page, gate)
         decide_gate(
             session=session,
@@ -230,9 +218,7 @@ async def new_date(request: Request) -> Response:
     key, item = request.path_params["key"], request.path_params["item"]
 
     def act(session: Session) -> None:
-        page = mine.case_page(
-            session=session, key=key, person=who.person, today=who.today, now=who.now
-        )
+        page = who.case_page(session, key)
         mine.require_may_progress(page, item)
         due = _day(form, "due")
         if due is None:
