@@ -159,9 +159,11 @@ def wanted(
 
 
 def _comparable(automation: AutomationCore) -> dict[str, Any]:
-    """An automation as the server keeps it, without what the server adds (ids)."""
+    """An automation as the server keeps it, without what the server adds (ids). Dumped as
+    Python values, not JSON: a trigger's `expect` is a set, and as a JSON list its order
+    follows the string hashes of the process, so two equal automations could differ."""
     core = AutomationCore.model_validate(automation.model_dump(exclude={"id"}))
-    return core.model_dump(mode="json", exclude={"owner_resource"})
+    return core.model_dump(exclude={"owner_resource"})
 
 
 def plan(existing: list[Automation], wanted: list[AutomationCore]) -> list[Change]:

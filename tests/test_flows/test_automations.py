@@ -6,6 +6,7 @@ for its case, a completed monitor run is followed by dispatch, a silent monitor 
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import os
 import subprocess
 import threading
@@ -21,6 +22,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.events import emit_event
+from prefect.events.schemas.automations import Automation
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_RUNNER_POLL_FREQUENCY, temporary_settings
 from sqlmodel import col, select
@@ -33,7 +35,17 @@ from bridgebsr.settings import Settings
 from bridgebsr.store import migrate
 from bridgebsr.store.db import read_session
 from flows import common
-from flows.automations import TAG, apply, plan
+from flows.automations import (
+    DISPATCH,
+    LIFECYCLE,
+    MONITOR,
+    OPERATOR_ALERT,
+    TAG,
+    apply,
+    plan,
+    wanted,
+    watched,
+)
 from flows.deployments import serve_all
 from flows.monitor import case_events
 from models import Case
@@ -148,6 +160,19 @@ def _runs_of(deployment: str, **parameters: Any) -> list[FlowRun]:
         and r.state is not None
         and r.state.is_completed()
     ]
+
+
+def test_an_equal_automation_is_kept_whatever_order_the_server_lists_a_set_in() -> None:
+    """The server returns a trigger's `expect` set as a JSON list in the order it was sent,
+    which follows the string hashes of the process that sent it."""
+    ids = {name: uuid4() for name in (OPERATOR_ALERT, MONITOR, DISPATCH, LIFECYCLE)}
+    failed = wanted(ids, watched())[0]
+    assert len(failed.trigger.expect) == 3
+    sent = failed.model_dump(mode="json")
+    for order in itertools.permutations(sorted(failed.trigger.expect)):
+        sent["trigger"]["expect"] = list(order)
+        listed = Automation.model_validate({**sent, "id": uuid4()})
+        assert [c.action for c in plan([listed], [failed])] == ["keep"], order
 
 
 def test_applying_twice_changes_nothing(served: Runtime) -> None:
