@@ -23,6 +23,7 @@ from prefect.settings import get_current_settings
 from bridgebsr.office import notices, queries, weekly
 from bridgebsr.office.delivery import deliver
 from bridgebsr.reports import portfolio as report
+from bridgebsr.reports import sheets
 from bridgebsr.reports.weekly import render
 from bridgebsr.store.db import read_session
 from flows.common import log, named, resolve_now, runtime
@@ -66,7 +67,7 @@ def portfolio_files(now: datetime, send: bool) -> list[str]:
     for name in ("milestones_by_pilot", "forecast", "sla_breaches_by_month"):
         frame = built.views[name]
         table = json.loads(
-            report.neutralised(report.flat(frame))
+            sheets.neutralised(sheets.flat(frame))
             .head(500)
             .to_json(orient="records", date_format="iso")
         )

@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import textwrap
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -193,3 +196,24 @@ def _day(value: Any) -> pd.Timestamp:
 
 def _span(dates: tuple[pd.Timestamp, pd.Timestamp]) -> int:
     return max((dates[1] - dates[0]).days + 1, 1)
+
+
+def indicators(plt: Any, report: Report) -> Any:
+    """The regions' indicator values against their baseline and target (`reports.indicators`)."""
+    from bridgebsr.reports import indicators as measured
+
+    return measured.chart(plt, report.measured, report.indicator_specs)
+
+
+def png(draw: Callable[..., Any], report: Report, *args: Any) -> str:
+    """`draw(plt, report, *args)` as a PNG, base64-encoded for a page or a workbook."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; files only
+    import matplotlib.pyplot as plt
+
+    figure = draw(plt, report, *args)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from bridgebsr.office.weekly import Version
-from bridgebsr.reports import kpis, portfolio
+from bridgebsr.reports import kpis, portfolio, sheets
 from bridgebsr.rules.weekly import WHOLE
 
 
@@ -26,7 +26,7 @@ def render(engine: Engine, day: date, scopes: Sequence[str]) -> list[Version]:
                 engine, as_of=day, partner=None if scope == WHOLE else scope, frames=frames
             )
             page = portfolio.write_html(built, Path(folder) / "page.html", gantts)[0]
-            book = portfolio.write_xlsx(built, Path(folder) / "book.xlsx")[0]
+            book = sheets.write_xlsx(built, Path(folder) / "book.xlsx")[0]
             files = {
                 "summary": portfolio.summary_html(built).encode("utf-8"),
                 "page": page.read_bytes(),

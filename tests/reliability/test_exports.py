@@ -26,6 +26,7 @@ from hypothesis import Phase, event, example, given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
+from bridgebsr.reports import charts, sheets
 from bridgebsr.reports import portfolio as portfolio
 from notifications.render import Notice, render, render_bundle
 from tests.reliability.conftest import AS_OF, Pristine, assert_clean_exit, fuzz, invoke, scratch
@@ -219,7 +220,7 @@ def _hostile_report(cells: list[str]) -> portfolio.Report:
 
 
 def _csv_cells(folder: Path, cells: list[str]) -> list[list[str]]:
-    portfolio.write_csv(_hostile_report(cells), folder / "csv")
+    sheets.write_csv(_hostile_report(cells), folder / "csv")
     with (folder / "csv" / "people.csv").open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.reader(handle))
 
@@ -262,7 +263,7 @@ def _ooxml_decoded(text: str) -> str:
 def _xlsx_values(folder: Path, cells: list[str]) -> list[object]:
     """The first column of the people sheet, as shown. openpyxl writes text as inline strings
     and reads them back as stored, escapes and all; they are decoded here."""
-    portfolio.write_xlsx(_hostile_report(cells), folder / "r.xlsx")
+    sheets.write_xlsx(_hostile_report(cells), folder / "r.xlsx")
     ws = load_workbook(folder / "r.xlsx")["People"]
     column = list(ws.iter_rows(min_col=1, max_col=1))
     assert all(row[0].data_type != "f" for row in column), "no formula cells"
@@ -296,7 +297,7 @@ def test_a_control_character_in_a_cell_does_not_break_the_xlsx_report(
 
 def test_the_about_sheet_neutralises_and_escapes_the_scope(tmp_path: Path) -> None:
     hostile = replace(_hostile_report(["x"]), scope='=HYPERLINK("x")\x01 (Evil)')
-    portfolio.write_xlsx(hostile, tmp_path / "r.xlsx")
+    sheets.write_xlsx(hostile, tmp_path / "r.xlsx")
     ws = load_workbook(tmp_path / "r.xlsx")["About"]
     cells = [cell for row in ws.iter_rows() for cell in row]
     assert all(cell.data_type != "f" for cell in cells), "no formula cells"
@@ -307,7 +308,7 @@ def test_the_about_sheet_neutralises_and_escapes_the_scope(tmp_path: Path) -> No
 @fuzz(quick=60)
 @given(cells=st.lists(texts, min_size=1, max_size=6))
 def test_no_text_adds_an_element_to_the_html_report(scratch_root: Path, cells: list[str]) -> None:
-    with scratch(scratch_root) as folder, mock.patch.object(portfolio, "_png", lambda *a: ""):
+    with scratch(scratch_root) as folder, mock.patch.object(charts, "png", lambda *a: ""):
         portfolio.write_html(_hostile_report(cells), folder / "r.html")
         page = (folder / "r.html").read_text(encoding="utf-8")
     found = elements(page)

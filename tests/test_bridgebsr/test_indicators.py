@@ -14,7 +14,7 @@ from bridgebsr.exchange.catalog import checksum, load_catalog, parse_template
 from bridgebsr.exchange.sheets import read_sheet
 from bridgebsr.office import measurements
 from bridgebsr.office.cases import open_case
-from bridgebsr.reports import indicators, kpis, portfolio
+from bridgebsr.reports import indicators, kpis, portfolio, sheets
 from bridgebsr.rules import indicators as rule
 from bridgebsr.store.db import read_session, write_session
 from models import CaseEvent, Measurement, Template
@@ -283,7 +283,7 @@ def test_the_benchmark_against_baseline_and_target_computed_by_hand(
     # the table and the chart on the HTML page.
     report = portfolio.build(consortium.engine, as_of=TODAY)
     assert report.views["indicators"].equals(table)
-    portfolio.write_xlsx(report, tmp_path / "r.xlsx")
+    sheets.write_xlsx(report, tmp_path / "r.xlsx")
     book = load_workbook(tmp_path / "r.xlsx", read_only=True)
     assert {"Indicators by region", "Indicators chart"} <= set(book.sheetnames)
     headers = [c.value for c in next(book["Indicators by region"].iter_rows(max_row=1))]

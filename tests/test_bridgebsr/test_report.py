@@ -17,7 +17,7 @@ from bridgebsr.errors import InvalidInput
 from bridgebsr.office import cases, items
 from bridgebsr.office.agenda import agenda
 from bridgebsr.office.progress import Actor
-from bridgebsr.reports import charts, kpis, labels
+from bridgebsr.reports import charts, kpis, labels, sheets
 from bridgebsr.reports import portfolio as portfolio
 from bridgebsr.store.db import read_session, write_session
 from bridgebsr.store.people import load_directory
@@ -130,7 +130,7 @@ def test_formula_like_text_cannot_run_and_html_escapes_it(
     consortium: Runtime, tmp_path: Path
 ) -> None:
     frame = pd.DataFrame({"title": ["=cmd|' /C calc'!A0", "+1", "-x", "@SUM(A1)", "plain"]})
-    safe = portfolio.neutralised(frame)
+    safe = sheets.neutralised(frame)
     assert list(safe["title"]) == ["'=cmd|' /C calc'!A0", "'+1", "'-x", "'@SUM(A1)", "plain"]
     load_demo(consortium, DAY)
     built = portfolio.build(consortium.engine, as_of=DAY)
@@ -141,7 +141,7 @@ def test_formula_like_text_cannot_run_and_html_escapes_it(
         gantt=built.gantt.head(0),
         facts=built.facts,
     )
-    portfolio.write_xlsx(hostile, tmp_path / "h.xlsx")
+    sheets.write_xlsx(hostile, tmp_path / "h.xlsx")
     cells = [c.value for c in load_workbook(tmp_path / "h.xlsx")["Notes"]["A"]]
     assert cells[1] == "'=cmd|' /C calc'!A0" and all(not str(v).startswith("=") for v in cells if v)
     portfolio.write_html(hostile, tmp_path / "h.html")
