@@ -22,7 +22,7 @@ from bridgebsr.cli._common import (
 )
 from bridgebsr.cli.bulk import import_cases
 from bridgebsr.cli.cases import LIST_COLUMNS, case_app, gate_app, milestone_app
-from bridgebsr.cli.directory import contacts_app, partners_app, templates_app
+from bridgebsr.cli.directory import contacts_app, partners_app
 from bridgebsr.cli.doctor import doctor
 from bridgebsr.cli.exchange import ical
 from bridgebsr.cli.items import add_milestone, agenda, remove_milestone
@@ -35,6 +35,7 @@ from bridgebsr.cli.report import report
 from bridgebsr.cli.requests import ask_date, requests_app
 from bridgebsr.cli.stored import reports_app
 from bridgebsr.cli.team import case_reassign, case_team, contacts_retire, milestone_reassign
+from bridgebsr.cli.templates import templates_app
 from bridgebsr.cli.upgrade import migrate as migrate_cases
 from bridgebsr.cli.web import web
 from bridgebsr.errors import BridgeError, DiskFull, means_disk_full
