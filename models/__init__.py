@@ -15,16 +15,15 @@ from models.enums import (
     TimeoutOutcome,
 )
 from models.notices import ItemKind, NoticePayload, OutboxNotice
+from models.outbox import ChannelPost, Delivery, Notification
 from models.tables import (
     Absence,
     AccessDenial,
     Baseline,
     Case,
     CaseEvent,
-    ChannelPost,
     Contact,
     DateRequest,
-    Delivery,
     DirectoryEvent,
     Evidence,
     Gate,
@@ -32,7 +31,6 @@ from models.tables import (
     KeySequence,
     Measurement,
     Milestone,
-    Notification,
     Partner,
     PlanChange,
     StoredReport,

@@ -15,15 +15,15 @@ from models.enums import (
     Decision,
     GateStatus,
     MilestoneStatus,
-    NotificationStatus,
     PartnerKind,
     Source,
     TimeoutOutcome,
 )
 
 
-def _values(enum: type[StrEnum]) -> SAEnum:
-    # Store the readable value ('in_progress'), not the member name, as plain text.
+def stored_enum(enum: type[StrEnum]) -> SAEnum:
+    """An enum column stored as its readable value ('in_progress'), not the member name, as
+    plain text."""
     return SAEnum(
         enum,
         values_callable=lambda members: [m.value for m in members],
@@ -46,7 +46,7 @@ class Partner(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, index=True, max_length=40)
     name: str = Field(max_length=200)
-    kind: PartnerKind = Field(sa_type=_values(PartnerKind))
+    kind: PartnerKind = Field(sa_type=stored_enum(PartnerKind))
     country: str = Field(max_length=2)
     region: str = Field(max_length=120)
     timezone: str = Field(max_length=64)
@@ -145,7 +145,9 @@ class Case(SQLModel, table=True):
     lead_partner_id: int = Field(foreign_key="partners.id", index=True)
     owner_id: int = Field(foreign_key="contacts.id", index=True)
     country: str = Field(max_length=2, index=True)
-    status: CaseStatus = Field(default=CaseStatus.ACTIVE, index=True, sa_type=_values(CaseStatus))
+    status: CaseStatus = Field(
+        default=CaseStatus.ACTIVE, index=True, sa_type=stored_enum(CaseStatus)
+    )
     current_stage: str | None = Field(default=None, max_length=60)
     start_date: date
     target_date: date
@@ -181,7 +183,7 @@ class Milestone(SQLModel, table=True):
     owner_role: str = Field(max_length=60)
     owner_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
     duration: int
-    days: DayKind = Field(sa_type=_values(DayKind))
+    days: DayKind = Field(sa_type=stored_enum(DayKind))
     strict: bool = True
     depends_on: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
     baseline_start: date = Field(description="The original plan: set at open, never moved.")
@@ -194,7 +196,7 @@ class Milestone(SQLModel, table=True):
     adhoc: bool = Field(default=False, description="Added to this case only, not by its template.")
     round: int = Field(default=1, description="Goes up each time rework reopens the item.")
     status: MilestoneStatus = Field(
-        default=MilestoneStatus.PLANNED, index=True, sa_type=_values(MilestoneStatus)
+        default=MilestoneStatus.PLANNED, index=True, sa_type=stored_enum(MilestoneStatus)
     )
     started_on: date | None = None
     finished_on: date | None = None
@@ -223,8 +225,8 @@ class Gate(SQLModel, table=True):
     approver_role: str = Field(max_length=60)
     required: int
     deadline_days: int
-    days: DayKind = Field(sa_type=_values(DayKind))
-    on_timeout: TimeoutOutcome = Field(sa_type=_values(TimeoutOutcome))
+    days: DayKind = Field(sa_type=stored_enum(DayKind))
+    on_timeout: TimeoutOutcome = Field(sa_type=stored_enum(TimeoutOutcome))
     rework_stage: str | None = Field(default=None, max_length=60)
     depends_on: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
     baseline_start: date = Field(description="The original plan: set at open, never moved.")
@@ -234,7 +236,9 @@ class Gate(SQLModel, table=True):
     forecast_start: date
     forecast_due: date = Field(index=True)
     critical: bool = False
-    status: GateStatus = Field(default=GateStatus.PENDING, index=True, sa_type=_values(GateStatus))
+    status: GateStatus = Field(
+        default=GateStatus.PENDING, index=True, sa_type=stored_enum(GateStatus)
+    )
     round: int = 1
     opened_on: date | None = None
     deadline: date | None = Field(default=None, index=True)
@@ -254,10 +258,10 @@ class GateDecision(SQLModel, table=True):
     gate_id: int = Field(foreign_key="gates.id", index=True)
     round: int
     approver_id: int = Field(foreign_key="contacts.id")
-    decision: Decision = Field(sa_type=_values(Decision))
+    decision: Decision = Field(sa_type=stored_enum(Decision))
     comment: str = Field(default="", sa_type=Text)
     at: datetime
-    source: Source = Field(sa_type=_values(Source))
+    source: Source = Field(sa_type=stored_enum(Source))
 
 
 class TeamMember(SQLModel, table=True):
@@ -286,7 +290,7 @@ class Baseline(SQLModel, table=True):
     at: datetime
     actor: str = Field(max_length=254)
     reason: str = Field(default="", sa_type=Text)
-    source: Source = Field(sa_type=_values(Source))
+    source: Source = Field(sa_type=stored_enum(Source))
     target_date: date
 
 
@@ -334,7 +338,7 @@ class CaseEvent(SQLModel, table=True):
     subject: str | None = Field(default=None, max_length=60)
     before: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     after: dict[str, Any] | None = Field(default=None, sa_type=JSON)
-    source: Source = Field(sa_type=_values(Source))
+    source: Source = Field(sa_type=stored_enum(Source))
     source_ref: str | None = Field(default=None, max_length=120)
     comment: str = Field(default="", sa_type=Text)
 
@@ -354,71 +358,9 @@ class DirectoryEvent(SQLModel, table=True):
     )
     before: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     after: dict[str, Any] | None = Field(default=None, sa_type=JSON)
-    source: Source = Field(sa_type=_values(Source))
+    source: Source = Field(sa_type=stored_enum(Source))
     source_ref: str | None = Field(default=None, max_length=120)
     comment: str = Field(default="", sa_type=Text)
-
-
-class Notification(SQLModel, table=True):
-    """Outbox row: one ladder step (or notice) for one recipient, written once by dedupe key."""
-
-    __tablename__ = "notifications"
-
-    id: int | None = Field(default=None, primary_key=True)
-    dedupe_key: str = Field(unique=True, max_length=240)
-    case_id: int = Field(foreign_key="cases.id", index=True)
-    subject: str | None = Field(default=None, max_length=60)
-    rule: str = Field(max_length=60)
-    recipient_id: int = Field(foreign_key="contacts.id", index=True)
-    urgent: bool = False
-    status: NotificationStatus = Field(
-        default=NotificationStatus.PENDING, index=True, sa_type=_values(NotificationStatus)
-    )
-    due_on: date | None = None
-    fire_on: date
-    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    created_at: datetime
-    attempts: int = 0
-    next_attempt_at: datetime | None = Field(default=None, index=True)
-    last_error: str | None = Field(default=None, sa_type=Text)
-    delivered: list[str] = Field(
-        default_factory=list,
-        sa_type=JSON,
-        description="Channels that took it, so retries skip them.",
-    )
-    sent_at: datetime | None = None
-    delivery_id: int | None = Field(default=None, foreign_key="deliveries.id", index=True)
-    sending: bool = Field(
-        default=False,
-        description="A message carrying it went to the channels and its outcome is not "
-        "recorded yet (it stays so when the dispatcher dies mid-delivery).",
-    )
-    resent: int = Field(
-        default=0,
-        description="Times it was sent again after an attempt whose outcome was never "
-        "recorded: possible duplicates.",
-    )
-
-
-class Delivery(SQLModel, table=True):
-    """Receipt of one message to one person (a notice, a digest or an overflow summary): which
-    channels took it and which failed, and why. One row per attempt."""
-
-    __tablename__ = "deliveries"
-
-    id: int | None = Field(default=None, primary_key=True)
-    recipient_id: int = Field(foreign_key="contacts.id", index=True)
-    at: datetime = Field(index=True)
-    kind: str = Field(max_length=20)
-    notices: int
-    ok: bool
-    title: str = Field(max_length=300)
-    channels: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
-    resent: int = Field(
-        default=0,
-        description="Notices it carried that an earlier attempt, whose outcome was never "
-        "recorded, may have delivered already (possible duplicates).",
-    )
 
 
 class Evidence(SQLModel, table=True):
@@ -436,7 +378,7 @@ class Evidence(SQLModel, table=True):
     note: str = Field(default="", sa_type=Text)
     added_by: str = Field(max_length=254)
     at: datetime
-    source: Source = Field(sa_type=_values(Source))
+    source: Source = Field(sa_type=stored_enum(Source))
 
 
 class DateRequest(SQLModel, table=True):
@@ -454,7 +396,7 @@ class DateRequest(SQLModel, table=True):
     reason: str = Field(sa_type=Text)
     status: str = Field(default="pending", max_length=20, index=True)
     at: datetime
-    source: Source = Field(sa_type=_values(Source))
+    source: Source = Field(sa_type=stored_enum(Source))
     decided_by: str | None = Field(default=None, max_length=254)
     decided_at: datetime | None = None
     comment: str = Field(default="", sa_type=Text)
@@ -489,30 +431,6 @@ class StoredReport(SQLModel, table=True):
     created_at: datetime = Field(index=True)
 
 
-class ChannelPost(SQLModel, table=True):
-    """Outbox row of a chat channel subscribed to a pilot kind, a partner or all: one post per
-    event, written once by dedupe key."""
-
-    __tablename__ = "channel_posts"
-
-    id: int | None = Field(default=None, primary_key=True)
-    dedupe_key: str = Field(unique=True, max_length=240)
-    channel: str = Field(max_length=120, index=True)
-    case_id: int = Field(foreign_key="cases.id", index=True)
-    rule: str = Field(max_length=60)
-    urgent: bool = False
-    status: NotificationStatus = Field(
-        default=NotificationStatus.PENDING, index=True, sa_type=_values(NotificationStatus)
-    )
-    fire_on: date
-    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    created_at: datetime
-    attempts: int = 0
-    next_attempt_at: datetime | None = None
-    last_error: str | None = Field(default=None, sa_type=Text)
-    sent_at: datetime | None = None
-
-
 class Measurement(SQLModel, table=True):
     """One value of an indicator a case tracks, for one region on one day (the IP pilot's
     bench marks): the baseline is the first, the template says the unit and direction."""
@@ -529,4 +447,4 @@ class Measurement(SQLModel, table=True):
     note: str = Field(default="", sa_type=Text)
     recorded_by: str = Field(max_length=254)
     at: datetime
-    source: Source = Field(sa_type=_values(Source))
+    source: Source = Field(sa_type=stored_enum(Source))
