@@ -297,15 +297,19 @@ def build_forecast(frames: Frames) -> pd.DataFrame:
     Columns: case, pilot, partner, country, status, current_stage, target_date,
     `forecast_date` (the end of its critical path, rescheduled as of `as_of`),
     `slip_working_days` (target to forecast, in the case's calendar, signed),
-    `slip_calendar_days`, `at_risk` (forecast after target), `driving_item` (the first
-    unfinished item on the critical path: the one to chase), `stored_forecast_date` (as the
-    last change to the case left it).
+    `slip_calendar_days`, `at_risk` (forecast after target while an item is unfinished: a
+    case whose items are all finished has its end behind it and only waits to be closed),
+    `driving_item` (the first unfinished item on the critical path: the one to chase),
+    `stored_forecast_date` (as the last change to the case left it).
     """
     cases = frames.cases
     parts = _rescheduled(frames)
     rows = np.concatenate([r.rows for r in parts]) if parts else np.zeros(0, np.int64)
     end = np.concatenate([_row_max(r.due) for r in parts]) if parts else np.zeros(0, "M8[D]")
     driving = np.concatenate([_driving(r) for r in parts]) if parts else np.zeros(0, object)
+    open_work = (
+        np.concatenate([~r.finished.all(axis=1) for r in parts]) if parts else np.zeros(0, bool)
+    )
     out = case_columns(
         frames,
         rows,
@@ -319,7 +323,7 @@ def build_forecast(frames: Frames) -> pd.DataFrame:
     calendars = codes_of(cases["calendar"])[rows]
     out["slip_working_days"] = work.between(target, forecast, calendars)
     out["slip_calendar_days"] = calendar_days(target, forecast)
-    out["at_risk"] = forecast > target
+    out["at_risk"] = (forecast > target) & open_work
     out["driving_item"] = driving
     out["stored_forecast_date"] = cases["forecast_date"].to_numpy()[rows]
     slip = np.nan_to_num(out["slip_working_days"].to_numpy(), nan=-np.inf)

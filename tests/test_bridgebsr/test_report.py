@@ -330,6 +330,10 @@ def test_the_programme_view_lists_every_activity_with_stage_and_health(
         else:
             assert row["on_track_cases"] > 0, case
     assert set(programme["health"]) == {"late", "at risk", "on track"}
+    # A case whose items are all finished, after its target, only waits to be closed.
+    finished = forecast.set_index("case").loc["SME-2026-0012"]
+    assert finished["forecast_date"] > finished["target_date"] and not finished["driving_item"]
+    assert "SME-2026-0012" not in at_risk and health["SME-2026-0012"]["health"] == "on track"
 
     page_path = tmp_path / "report.html"
     done = run(demo, "report", "--format", "html", "--out", str(page_path), "--as-of", "2026-11-26")
