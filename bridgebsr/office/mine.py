@@ -74,16 +74,23 @@ def my_items(
     within: int = 14,
     recent: int = 14,
     limit: int = 50,
+    now: datetime | None = None,
 ) -> MyItems:
     """`person`'s milestones of active cases due by `today + within` (late ones included,
-    earliest first) and those finished in the last `recent` days (latest first); the open
-    gates they may still vote on (earliest deadline first), with the template's evidence
-    text; and the cases they own, lead (their pilot kinds) or are on the team of (newest
-    first), with stage and next step. At most `limit` of each, with each list's total."""
+    earliest first) and those finished in the last `recent` days (latest first), with the
+    milestones of whom they stand in for at `now` (default: noon UTC of `today`), each
+    marked `for` that person's address; the open gates they may still vote on (earliest
+    deadline first), with the template's evidence text; and the cases they own, lead (their
+    pilot kinds) or are on the team of (newest first), with stage and next step. At most
+    `limit` of each, with each list's total."""
     mine = MyItems()
     horizon, since = today + timedelta(days=within), today - timedelta(days=recent)
-    for done, rows, total in _owned(session, person, horizon, since, limit):
-        items = [_item(r, person, today) for r in rows]
+    at = now or datetime.combine(today, time(12), UTC)
+    away = for_deputy(session.connection(), person.id, at.date())
+    covered = {a.contact_id: a.email for a in acting_for(away, person.id, at)}
+    owners = [person.id, *sorted(covered)]
+    for done, rows, total in _owned(session, owners, horizon, since, limit):
+        items = [_item(r, person, today, covered) for r in rows]
         if done:
             mine.done, mine.done_total = items, total
         else:
@@ -94,11 +101,11 @@ def my_items(
 
 
 def _owned(
-    session: Session, person: Person, horizon: date, since: date, limit: int
+    session: Session, owners: list[int], horizon: date, since: date, limit: int
 ) -> list[tuple[bool, list[Any], int]]:
-    """The milestones `person` owns of active cases, in one statement (one pass over their
-    items): open ones due by `horizon` (earliest first) and done ones finished since `since`
-    (latest first), the first `limit` of each with how many there are."""
+    """The milestones the contacts `owners` own of active cases, in one statement (one pass
+    over their items): open ones due by `horizon` (earliest first) and done ones finished
+    since `since` (latest first), the first `limit` of each with how many there are."""
     done = col(Milestone.status) == MilestoneStatus.DONE
     finished = sql_case((done, col(Milestone.finished_on)), else_=None)
     ranked = (
@@ -111,6 +118,7 @@ def _owned(
             col(Milestone.status),
             MILESTONE_DUE.label("due"),
             col(Milestone.finished_on),
+            col(Milestone.owner_id),
             done.label("done"),
             func.row_number()
             .over(
@@ -122,7 +130,7 @@ def _owned(
         )
         .join(Case, col(Case.id) == col(Milestone.case_id))
         .where(
-            col(Milestone.owner_id) == person.id,
+            col(Milestone.owner_id).in_(owners),
             col(Case.status) == CaseStatus.ACTIVE,
             or_(
                 and_(col(Milestone.status).in_(list(OPEN_MILESTONE)), MILESTONE_DUE <= horizon),
@@ -137,14 +145,18 @@ def _owned(
     found: dict[bool, tuple[list[Any], int]] = {}
     for row in rows:
         shown, _ = found.setdefault(bool(row.done), ([], row.total))
-        shown.append(row[:8])
+        shown.append(row[:9])
     return [(flag, *found[flag]) for flag in found]
 
 
-def _item(row: Any, person: Person, today: date) -> dict[str, Any]:
-    case, case_title, version, key, title, status, due, finished = row
-    entry = Entry("milestone", case, key, title, status.value, due, (person.email,), 0)
-    shown = {**entry.row(today), "case_title": case_title, "version": version}
+def _item(row: Any, person: Person, today: date, covered: dict[int, str]) -> dict[str, Any]:
+    """A milestone as My items lists it; `for`: the address of the absent owner the person
+    stands in for (None: their own)."""
+    case, case_title, version, key, title, status, due, finished, owner = row
+    on_behalf = covered.get(owner)
+    who = (on_behalf or person.email,)
+    entry = Entry("milestone", case, key, title, status.value, due, who, 0)
+    shown = {**entry.row(today), "case_title": case_title, "version": version, "for": on_behalf}
     return shown | ({"finished_on": finished.isoformat()} if finished else {})
 
 

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.demo import load_consortium, load_demo
+from bridgebsr.office.mine import my_items
 from bridgebsr.office.people import set_absence
 from bridgebsr.store import reports
 from bridgebsr.store.db import read_session, write_session
@@ -378,6 +379,19 @@ def test_a_deputy_completes_an_absent_owners_item_on_the_web(
             now=NOW - timedelta(days=1),
         )
     browser = _client(rt, deputy)
+    # My items lists the absent owner's items, each marked whom it is for, while they are away.
+    with read_session(rt.engine) as session:
+        people = load_directory(session.connection()).by_email
+        theirs = my_items(session=session, person=people[owner], today=TODAY, now=NOW)
+        covering = my_items(session=session, person=people[deputy], today=TODAY, now=NOW)
+        later = NOW + timedelta(days=5)
+        after = my_items(session=session, person=people[deputy], today=later.date(), now=later)
+    assert theirs.due and all(r["for"] is None for r in theirs.due)
+    assert [r for r in covering.due if r["for"] == owner] == [
+        {**r, "for": owner} for r in theirs.due
+    ]
+    assert not [r for r in after.due + after.done if r["for"]]  # back: theirs again
+    assert f"for {owner}, who is away" in browser.get("/me").text
     page = browser.get(f"/cases/{key}")
     assert page.status_code == 200
     action = f"/cases/{key}/milestones/{item}"

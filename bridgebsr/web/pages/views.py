@@ -83,7 +83,12 @@ def me(request: Request) -> Response:
     who = _viewer(request)
     with read_session(_engine(request)) as session:
         items = mine.my_items(
-            session=session, person=who.person, today=who.today, within=WITHIN, recent=RECENT
+            session=session,
+            person=who.person,
+            today=who.today,
+            within=WITHIN,
+            recent=RECENT,
+            now=who.now,
         )
         requests = pending_requests(session=session, for_actor=who.person.email, now=who.now)
     answers = bool(requests or who.person.leads or auth.is_coordinator(who.person))
