@@ -15,7 +15,14 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from models.notices import DATE_ANSWERED, DATE_ASKED, HANDOVER, TAKEOVER, NoticePayload
+from models.notices import (
+    DATE_ANSWERED,
+    DATE_ASKED,
+    HANDOVER,
+    TAKEOVER,
+    VOTE_ENTERED,
+    NoticePayload,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 BUNDLE_LINES = 100  # items listed in a digest or summary; the rest are counted
@@ -139,6 +146,11 @@ def _action(payload: dict[str, Any]) -> str:
         return (
             "Accepted, the item is due on the new date from now on; declined, the date shown "
             "stands."
+        )
+    if step == VOTE_ENTERED:
+        return (
+            "The vote stands in your name. If it is not what you decided, tell the pilot lead "
+            "and the coordinator at once."
         )
     if kind == "gate":
         if payload.get("step") == "expired":

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, select
 from sqlmodel import Session, SQLModel
 
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound
+from bridgebsr.office import announce
 from bridgebsr.office.permits import check_may_progress
 from bridgebsr.rules import fields as field_rules
 from bridgebsr.rules import lifecycle, planning
@@ -36,6 +37,7 @@ from models import (
     Template,
     TimeoutOutcome,
 )
+from notifications.enqueue import enqueue
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,9 @@ def decide_gate(
         _on_behalf(changes[0], away)
     elif entered_for is not None:
         changes[0].after["on_behalf_of"] = approver.email
+        vote = announce.vote_entered(work.case, gate, decision.value, actor.email, work.today)
+        to = (approver.id, approver.email)
+        enqueue(work.loaded.conn, [announce.notice(work.case.id, to, vote, work.today)], now=now)
     _commit(session, work, changes, actor, now, expected_version)
     return gate
 

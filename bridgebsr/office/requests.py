@@ -16,6 +16,7 @@ from typing import Any
 from sqlmodel import Session
 
 from bridgebsr.errors import BridgeError, IllegalTransition, NotFound
+from bridgebsr.office import announce
 from bridgebsr.office.plan import reschedule_milestone
 from bridgebsr.office.progress import Actor, _begin, _milestone, _standing_in
 from bridgebsr.rules import requests as rules
@@ -26,7 +27,7 @@ from bridgebsr.store import case_rows as store
 from bridgebsr.store import requests as asked
 from bridgebsr.store.people import load_directory
 from bridgebsr.store.team import load_teams
-from models import NoticePayload, OutboxNotice, Source
+from models import NoticePayload, Source
 from models.notices import DATE_ANSWERED, DATE_ASKED
 from notifications.enqueue import enqueue
 
@@ -114,8 +115,9 @@ def ask_new_date(
         directory, case.lead_partner_id, case.kind, team
     ) or directory.by_role.get(rules.COORDINATOR, [])
     note = f"{person.email} asks to move {milestone.key} to {due}: {_short(reason)}"
-    payload = _payload(case, milestone, work.today, f"{DATE_ASKED}{number}", note)
-    enqueue(conn, [_notice(case.id, p, payload, work.today) for p in leads], now=now)
+    payload = _about(case, milestone, work.today, f"{DATE_ASKED}{number}", note)
+    notices = [announce.notice(case.id, (p.id, p.email), payload, work.today) for p in leads]
+    enqueue(conn, notices, now=now)
     session.commit()
     return DateAsk(
         number,
@@ -234,9 +236,9 @@ def _record_answer(
     said = f": {_short(comment)}" if comment else ""
     note = f"{person.email} {status} moving {milestone.key} to {row['requested_due']}{said}"
     due = row["requested_due"] if status == rules.ACCEPTED else milestone.planned_due
-    payload = _payload(case, milestone, today, f"{DATE_ANSWERED}{row['id']}", note, due)
+    payload = _about(case, milestone, today, f"{DATE_ANSWERED}{row['id']}", note, due)
     asker = store.contact_by_email(conn, row["asked_by"])
-    enqueue(conn, [_notice(case.id, asker, payload, today)], now=now)
+    enqueue(conn, [announce.notice(case.id, (asker.id, asker.email), payload, today)], now=now)
 
 
 def pending_requests(
@@ -313,7 +315,7 @@ def _short(text: str) -> str:
     return line if len(line) <= NOTE_REASON else line[: NOTE_REASON - 1] + "…"
 
 
-def _payload(
+def _about(
     case: CaseRow,
     milestone: MilestoneRow,
     today: date,
@@ -321,30 +323,13 @@ def _payload(
     note: str,
     due: date | None = None,
 ) -> NoticePayload:
-    due = due or milestone.planned_due
-    return NoticePayload(
-        case=case.key,
-        case_title=case.title,
-        pilot=case.kind,
-        country=case.country,
+    return announce.about(
+        case,
         item=milestone.key,
-        item_kind="milestone",
-        item_title=milestone.title,
-        due=due,
-        days_late=max((today - due).days, 0),
+        title=milestone.title,
+        due=due or milestone.planned_due,
+        today=today,
         step=step,
-        offset=0,
-        round=milestone.round,
         note=note,
-    )
-
-
-def _notice(case_id: int, to: Person, payload: NoticePayload, on: date) -> OutboxNotice:
-    return OutboxNotice(
-        case_id=case_id,
-        recipient_id=to.id,
-        recipient=to.email,
-        urgent=False,
-        fire_on=on,
-        payload=payload,
+        round_=milestone.round,
     )

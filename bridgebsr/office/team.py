@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Session
 
 from bridgebsr.errors import IllegalTransition, NotFound
+from bridgebsr.office import announce
 from bridgebsr.office.progress import Actor
 from bridgebsr.rules import lifecycle, roles
 from bridgebsr.rules import progress as rules
@@ -154,11 +155,19 @@ def tell(work: Work, *, notify: bool = True) -> None:
         was = email(work, old)
         if notify:
             note = f"{milestone.key} handed over from {was or 'no one'} to {new.email}"
-            payload = _payload(work, milestone.key, milestone.title, milestone.planned_due, step)
-            payload = _with_note(payload, note, milestone.round)
-            notices.append(_notice(case.id, new.id, new.email, payload, day))
+            payload = announce.about(
+                case,
+                item=milestone.key,
+                title=milestone.title,
+                due=milestone.planned_due,
+                today=work.today,
+                step=step,
+                note=note,
+                round_=milestone.round,
+            )
+            notices.append(announce.notice(case.id, (new.id, new.email), payload, day))
             if old is not None and was is not None:
-                notices.append(_notice(case.id, old, was, payload, day))
+                notices.append(announce.notice(case.id, (old, was), payload, day))
         if old is not None:
             gone.extend(
                 key
@@ -168,51 +177,22 @@ def tell(work: Work, *, notify: bool = True) -> None:
             for sent in team_store.steps_sent(conn, case.id, milestone.key, old):
                 said = NoticePayload.read(sent)
                 if said.item_kind == "milestone" and said.note is None:
-                    copies.append(_notice(case.id, new.id, new.email, said, day))
+                    copies.append(announce.notice(case.id, (new.id, new.email), said, day))
     for contact_id, address, note in work.told if notify else ():
-        payload = _payload(work, "case", case.title, case.target_date, step)
-        notices.append(_notice(case.id, contact_id, address, _with_note(payload, note, 1), day))
+        payload = announce.about(
+            case,
+            item="case",
+            title=case.title,
+            due=case.target_date,
+            today=work.today,
+            step=step,
+            note=note,
+        )
+        notices.append(announce.notice(case.id, (contact_id, address), payload, day))
     enqueue(conn, notices, now=work.now)
     stored = enqueue(conn, copies, now=work.now)
     team_store.suppress(conn, keys=[dedupe_key(n) for n in stored], why=HANDED_OVER)
     team_store.suppress(conn, keys=gone, why=NO_LONGER_OWNER)
-
-
-def _payload(work: Work, item: str, title: str, due: date, step: str) -> NoticePayload:
-    case = work.loaded.case
-    return NoticePayload(
-        case=case.key,
-        case_title=case.title,
-        pilot=case.kind,
-        country=case.country,
-        item=item,
-        item_kind="milestone",
-        item_title=title,
-        due=due,
-        days_late=max((work.today - due).days, 0),
-        step=step,
-        offset=0,
-        round=1,
-    )
-
-
-def _with_note(payload: NoticePayload, note: str, round_: int) -> NoticePayload:
-    data = payload.as_json()
-    data.update(note=note, round=round_)
-    return NoticePayload.read(data)
-
-
-def _notice(
-    case_id: int, contact_id: int, address: str, payload: NoticePayload, on: date
-) -> OutboxNotice:
-    return OutboxNotice(
-        case_id=case_id,
-        recipient_id=contact_id,
-        recipient=address,
-        urgent=False,
-        fire_on=on,
-        payload=payload,
-    )
 
 
 # --- the commands ------------------------------------------------------------------------------

@@ -296,6 +296,16 @@ def test_a_pilot_lead_enters_an_approvers_vote_and_no_one_else_may(lite: Runtime
     with read_session(lite.engine) as session:
         (decision,) = session.exec(select(GateDecision)).all()
     assert decision.comment == "sound"
+    # The approver hears at once that a vote stands in their name, and from whom.
+    (told,) = _notices(lite, "vote-entered")
+    assert told.dedupe_key == f"g:{IP_KEY}/council-approval/r1/vote-entered/{COUNCILLOR}"
+    assert (told.fire_on, told.urgent) == (DAY, False)
+    message = render(told.payload)
+    assert (
+        message.title
+        == f"{IP_KEY}: {LEAD} entered your decision 'approve' on gate council-approval"
+    )
+    assert "If it is not what you decided, tell the pilot lead" in message.text
 
 
 # --- the command line --------------------------------------------------------------------------
