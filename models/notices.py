@@ -21,6 +21,7 @@ HANDOVER = "handover-"  # an item changed hands: both sides are told
 TAKEOVER = "takeover-"  # a successor is told what they took over from someone who left
 DATE_ASKED = "date-asked-"  # a pilot lead is told an owner asks for a new due date (request id)
 DATE_ANSWERED = "date-answered-"  # the owner is told the answer to their request (request id)
+DATE_WITHDRAWN = "date-withdrawn-"  # the pilot leads are told a request was withdrawn (request id)
 VOTE_ENTERED = "vote-entered"  # an approver is told a pilot lead entered a vote in their name
 
 

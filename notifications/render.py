@@ -18,6 +18,7 @@ from typing import Any
 from models.notices import (
     DATE_ANSWERED,
     DATE_ASKED,
+    DATE_WITHDRAWN,
     HANDOVER,
     TAKEOVER,
     VOTE_ENTERED,
@@ -147,6 +148,8 @@ def _action(payload: dict[str, Any]) -> str:
             "Accepted, the item is due on the new date from now on; declined, the date shown "
             "stands."
         )
+    if step.startswith(DATE_WITHDRAWN):
+        return "There is nothing to answer: the agreed date stands."
     if step == VOTE_ENTERED:
         return (
             "The vote stands in your name. If it is not what you decided, tell the pilot lead "

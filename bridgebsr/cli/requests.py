@@ -1,5 +1,5 @@
-"""`milestone ask-date` and `requests list | accept | decline`: asking for a new due date and
-answering, each through one use case of `office.requests`."""
+"""`milestone ask-date` and `requests list | accept | decline | withdraw`: asking for a new due
+date, answering and withdrawing, each through one use case of `office.requests`."""
 
 from typing import Annotated, Any
 
@@ -27,7 +27,7 @@ from bridgebsr.store.db import read_session, write_session
 from models import Source
 
 requests_app = typer.Typer(
-    help="Requests for a new due date: list, accept, decline.", no_args_is_help=True
+    help="Requests for a new due date: list, accept, decline, withdraw.", no_args_is_help=True
 )
 LIST_COLUMNS = ("id", "case", "item", "asked_by", "current_due", "requested_due", "age_days")
 Comment = Annotated[str, typer.Option("--comment", help="Why (required); kept on the audit trail.")]
@@ -110,6 +110,29 @@ def decline(
 ) -> None:
     """Decline a request, saying why; the agreed date stands."""
     _answer(number, False, by, comment, as_of, if_version)
+
+
+@requests_app.command("withdraw")
+def withdraw(
+    number: Number,
+    by: By = None,
+    comment: Annotated[str, typer.Option("--comment", help="A note for the pilot lead.")] = "",
+    as_of: AsOf = None,
+) -> None:
+    """Withdraw your own request before it is answered; the agreed date stands."""
+    rt = runtime()
+    actor = who(rt, by)
+    with write_session(rt.engine) as session:
+        done = requests.withdraw_date_request(
+            session=session,
+            request_id=number,
+            actor=actor.email,
+            comment=comment,
+            source=Source.CLI,
+            now=parse_when(as_of, rt),
+        )
+    say(f"request #{done.id} withdrawn: {done.case_key} {done.item_key}")
+    say(f"  the agreed date of {done.item_key} stands; the pilot lead is told")
 
 
 def _answer(

@@ -30,6 +30,7 @@ from bridgebsr.rules.access import (
 from bridgebsr.rules.people import Person, acting_for
 from bridgebsr.rules.requests import case_leads
 from bridgebsr.store import case_rows
+from bridgebsr.store import requests as date_requests
 from bridgebsr.store.absences import for_deputy
 from bridgebsr.store.access import case_scope, decidable, visible
 from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
@@ -364,7 +365,12 @@ def case_page(
     directory = load_directory(conn)
     template = case_rows.pinned_template(session, kind, version)
     leads = {p.id for p in case_leads(directory, facts.lead_partner_id, kind, facts.team)}
+    waiting = date_requests.waiting_on_case(conn, case_id)
     for m in shown["milestones"]:
+        if m["key"] in waiting:
+            number, asker, due = waiting[m["key"]]
+            m["request"] = {"id": number, "by": asker, "due": due.isoformat()}
+            m["request"]["mine"] = asker == person.email
         holder = directory.by_email.get(m["owner"]) if m["owner"] else None
         owner = holder.id if holder else None
         m["owner_name"] = holder.name if holder else m["owner"]
@@ -432,6 +438,16 @@ def require_may_progress(page: CasePage, item: str) -> None:
         m["key"] == item and m["may_act"] for m in page.case["milestones"]
     ):
         raise NotAllowed(f"you may not update {item} of this case")
+
+
+def require_own_request(page: CasePage, item: str, number: int) -> None:
+    """Refuse unless `page`'s reader asked request `number`, waiting on milestone `item`."""
+    if page.access is Access.NONE:
+        raise OutOfScope(f"you may not change {item} of this case")
+    milestones = page.case.get("milestones", [])
+    asked = [m.get("request") for m in milestones if m["key"] == item]
+    if not asked or not asked[0] or asked[0]["id"] != number or not asked[0]["mine"]:
+        raise NotAllowed(f"you have no request #{number} waiting on {item} of this case")
 
 
 def require_may_vote(page: CasePage, gate: str) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlmodel import Session
 
 from bridgebsr.errors import BridgeError, IllegalTransition, NotFound
@@ -22,13 +23,14 @@ from bridgebsr.office.progress import Actor, _begin, _milestone, _standing_in
 from bridgebsr.rules import requests as rules
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.rules.people import Person
+from bridgebsr.rules.roles import Team
 from bridgebsr.rules.rows import CaseRow, MilestoneRow
 from bridgebsr.store import case_rows as store
 from bridgebsr.store import requests as asked
 from bridgebsr.store.people import load_directory
 from bridgebsr.store.team import load_teams
 from models import NoticePayload, Source
-from models.notices import DATE_ANSWERED, DATE_ASKED
+from models.notices import DATE_ANSWERED, DATE_ASKED, DATE_WITHDRAWN
 from notifications.enqueue import enqueue
 
 NOTE_REASON = 160  # characters of a reason a notice's headline quotes
@@ -110,10 +112,7 @@ def ask_new_date(
         source_ref=source_ref,
         comment=reason,
     )
-    directory = load_directory(conn)
-    leads = rules.case_leads(
-        directory, case.lead_partner_id, case.kind, team
-    ) or directory.by_role.get(rules.COORDINATOR, [])
+    leads = _leads(conn, case, team)
     note = f"{person.email} asks to move {milestone.key} to {due}: {_short(reason)}"
     payload = _about(case, milestone, work.today, f"{DATE_ASKED}{number}", note)
     notices = [announce.notice(case.id, (p.id, p.email), payload, work.today) for p in leads]
@@ -193,6 +192,41 @@ def answer_date_request(
     )
 
 
+def withdraw_date_request(
+    *,
+    session: Session,
+    request_id: int,
+    actor: str,
+    comment: str,
+    source: Source,
+    now: datetime,
+    source_ref: str | None = None,
+) -> DateAsk:
+    """Withdraw a waiting request, as whoever asked: a `date.withdrawn` event and a notice
+    to the case's pilot leads; the agreed date stands and the item may be asked for again.
+    Of a withdrawal and an answer at once, one is recorded and the other refused."""
+    conn = session.connection()
+    row = asked.one(conn, request_id)
+    if row is None:
+        raise NotFound(f"no date request #{request_id}; see `bridgebsr requests list`")
+    rules.check_pending(request_id, row["status"], row["decided_by"], "withdraw")
+    person = store.contact_by_email(conn, actor)
+    rules.check_withdrawer(request_id, person.email, row["asked_by"])
+    loaded = store.load_case(session, row["case_key"], for_update=False)
+    comment = comment.strip()
+    status = rules.WITHDRAWN
+    if not asked.answer(conn, request_id, status=status, by=person.email, now=now, comment=comment):
+        session.rollback()
+        fresh = asked.one(session.connection(), request_id) or row
+        rules.check_pending(request_id, fresh["status"], fresh["decided_by"], "withdraw")
+        raise IllegalTransition(f"request #{request_id} was answered meanwhile; see it again")
+    _record_answer(session, loaded, row, person, status, comment, source, source_ref, now)
+    session.commit()
+    return _shown(
+        {**row, "status": status, "decided_by": person.email, "decided_at": now, "comment": comment}
+    )
+
+
 def _record_answer(
     session: Session,
     loaded: store.Loaded,
@@ -204,7 +238,8 @@ def _record_answer(
     source_ref: str | None,
     now: datetime,
 ) -> None:
-    """The answer's audit event and the asker's notice (the caller commits)."""
+    """The answer's audit event and the asker's notice, or for a withdrawal the pilot
+    leads' (the caller commits)."""
     case, conn = loaded.case, loaded.conn
     today = store.local_date(now, loaded.timezone)
     milestone = next((m for m in loaded.plan.milestones if m.key == row["item_key"]), None)
@@ -234,6 +269,13 @@ def _record_answer(
     if milestone is None:
         return
     said = f": {_short(comment)}" if comment else ""
+    if status == rules.WITHDRAWN:
+        note = f"{person.email} withdrew the request to move {milestone.key}{said}"
+        payload = _about(case, milestone, today, f"{DATE_WITHDRAWN}{row['id']}", note)
+        leads = _leads(conn, case)
+        notices = [announce.notice(case.id, (p.id, p.email), payload, today) for p in leads]
+        enqueue(conn, notices, now=now)
+        return
     note = f"{person.email} {status} moving {milestone.key} to {row['requested_due']}{said}"
     due = row["requested_due"] if status == rules.ACCEPTED else milestone.planned_due
     payload = _about(case, milestone, today, f"{DATE_ANSWERED}{row['id']}", note, due)
@@ -313,6 +355,16 @@ def _shown(row: dict[str, Any]) -> DateAsk:
 def _short(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= NOTE_REASON else line[: NOTE_REASON - 1] + "…"
+
+
+def _leads(conn: Connection, case: CaseRow, team: Team | None = None) -> list[Person]:
+    """Who hears of a case's requests for a new date: its pilot leads, else the
+    coordinator (`team`: the case's, when the caller has it)."""
+    directory = load_directory(conn)
+    if team is None:
+        team = load_teams(conn, [case.id]).get(case.id, {})
+    found = rules.case_leads(directory, case.lead_partner_id, case.kind, team)
+    return found or directory.by_role.get(rules.COORDINATOR, [])
 
 
 def _about(

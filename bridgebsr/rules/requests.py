@@ -105,11 +105,21 @@ def check_answerer(
         )
 
 
-def check_pending(number: int, status: str, by: str | None) -> None:
-    """Only a waiting request is answered."""
+def check_pending(number: int, status: str, by: str | None, doing: str = "answer") -> None:
+    """Only a waiting request is answered (or withdrawn)."""
     if status != PENDING:
         who = f" by {by}" if by else ""
-        raise IllegalTransition(f"request #{number} was already {status}{who}; nothing to answer")
+        raise IllegalTransition(f"request #{number} was already {status}{who}; nothing to {doing}")
+
+
+def check_withdrawer(number: int, who: str, asked_by: str) -> None:
+    """Only whoever asked withdraws a request (a deputy who asked for someone away, the
+    deputy): the others answer it."""
+    if who != asked_by:
+        raise IllegalTransition(
+            f"{who} cannot withdraw request #{number}: only {asked_by}, who asked, may; a "
+            "pilot lead declines it instead"
+        )
 
 
 def check_comment(accept: bool, comment: str) -> str:

@@ -57,6 +57,17 @@ def waiting_for_item(conn: Connection, case_id: int, item: str) -> tuple[int, st
     return None if found is None else (found[0], found[1], found[2].date())
 
 
+def waiting_on_case(conn: Connection, case_id: int) -> dict[str, tuple[int, str, date]]:
+    """The requests waiting for an answer on a case's items: item key -> (id, asker's
+    address, the date asked for)."""
+    query = (
+        select(_REQUESTS.c.item_key, _REQUESTS.c.id, _CONTACTS.c.email, _REQUESTS.c.requested_due)
+        .join(_CONTACTS, _CONTACTS.c.id == _REQUESTS.c.requested_by_id)
+        .where(_REQUESTS.c.case_id == case_id, _REQUESTS.c.status == PENDING)
+    )
+    return {item: (number, email, due) for item, number, email, due in conn.execute(query)}
+
+
 def add(
     conn: Connection,
     *,

@@ -26,6 +26,7 @@ from models import (
     Case,
     CaseEvent,
     Contact,
+    DateRequest,
     GateDecision,
     Milestone,
     Partner,
@@ -217,6 +218,49 @@ def test_screens_render_for_everyone_of_the_demo(
         emails = [p.email for p in load_directory(session.connection()).people.values()]
     for email in emails:
         assert _client(rt, email).get("/me").status_code == 200, email
+
+
+@SQLITE_ONLY
+def test_an_owner_withdraws_their_request_from_the_case_page(
+    demo: tuple[Runtime, list[str]],
+) -> None:
+    rt, _ = demo
+    key, item, email, _ = _open_item(rt, "", partner="GINTARELIS-BIO")
+    owner = _client(rt, email)
+    page = owner.get(f"/cases/{key}")
+    ask = f"/cases/{key}/milestones/{item}/new-date"
+    wanted = TODAY + timedelta(days=40)
+    asked = owner.post(
+        ask,
+        data={**_form(page.text, ask), "due": wanted.isoformat(), "reason": "lab closed"},
+        follow_redirects=False,
+    )
+    assert asked.status_code == 303, re.findall(r'class="error"[^<]*', asked.text)
+    page = owner.get(f"/cases/{key}")
+    assert f"You asked to move it to {wanted.isoformat()}" in page.text
+    (action,) = re.findall(r'action="(/requests/\d+/withdraw)"', page.text)
+    form = _form(page.text, action)
+    assert form["item"] == item and ask not in re.findall(r'action="([^"]+)"', page.text)
+    assert email != COORDINATOR
+    other = _client(rt, COORDINATOR, address="10.0.0.7")
+    progress = f"/cases/{key}/milestones/{item}"  # a form of theirs: their CSRF token
+    refused = other.post(action, data={**form, **_form(other.get(f"/cases/{key}").text, progress)})
+    assert refused.status_code == 403  # only whoever asked withdraws
+    assert f"you have no request #{action.split('/')[2]} waiting on {item}" in refused.text
+    done = owner.post(action, data=form, follow_redirects=False)
+    assert done.status_code == 303
+    again = owner.get(done.headers["location"])
+    assert f"Your request for a new date for {item} is withdrawn" in again.text
+    assert ask in again.text  # the item may be asked for again
+    with read_session(rt.engine) as session:
+        (row,) = session.exec(
+            select(DateRequest)
+            .join(Case, col(Case.id) == DateRequest.case_id)
+            .where(Case.key == key, DateRequest.item_key == item)
+        ).all()
+    assert (row.status, row.decided_by) == ("withdrawn", email)
+    kinds = {(e.actor, e.source) for e in _events(rt, key, "date.withdrawn")}
+    assert kinds == {(email, Source.WEB)}
 
 
 @SQLITE_ONLY

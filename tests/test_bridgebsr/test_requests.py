@@ -266,6 +266,57 @@ def test_an_acceptance_the_reschedule_refuses_leaves_the_request_waiting(lite: R
     assert _events(lite, "date.accepted") == [] and _notices(lite, "date-answered-") == []
 
 
+# --- withdrawing ------------------------------------------------------------------------------
+
+
+def _withdraw(rt: Runtime, number: int, by: str = DESK_OWNER, **kw: Any) -> Any:
+    with write_session(rt.engine) as session:
+        return requests.withdraw_date_request(
+            session=session,
+            request_id=number,
+            actor=by,
+            comment=kw.pop("comment", ""),
+            source=Source.WEB,
+            now=at(kw.pop("day", DAY).isoformat()),
+        )
+
+
+def test_the_asker_withdraws_a_waiting_request_and_the_leads_are_told(lite: Runtime) -> None:
+    due = _milestone(lite.engine, IP_KEY, DESK_STUDY).planned_due
+    asked = _ask(lite, due + timedelta(days=10))
+    version = _case(lite.engine, IP_KEY).version
+    with pytest.raises(IllegalTransition, match=f"only {DESK_OWNER}, who asked, may"):
+        _withdraw(lite, asked.id, by=LEAD)  # a lead declines instead
+    with pytest.raises(NotFound, match="no date request #99"):
+        _withdraw(lite, 99)
+    done = _withdraw(lite, asked.id, comment="  the workshops stay  ")
+    assert (done.status, done.decided_by, done.comment) == (
+        "withdrawn",
+        DESK_OWNER,
+        "the workshops stay",
+    )
+    assert [r.status for r in _request_rows(lite)] == ["withdrawn"] and _waiting(lite) == []
+    (event,) = _events(lite, "date.withdrawn")
+    assert (event.actor, event.subject, event.source) == (DESK_OWNER, DESK_STUDY, Source.WEB)
+    assert _milestone(lite.engine, IP_KEY, DESK_STUDY).planned_due == due  # the date stands
+    assert _case(lite.engine, IP_KEY).version == version
+    (told,) = _notices(lite, "date-withdrawn-")
+    assert told.dedupe_key.endswith(f"/date-withdrawn-{asked.id}/{LEAD}")
+    message = render(told.payload)
+    assert f"{DESK_OWNER} withdrew the request to move {DESK_STUDY}" in message.title
+    assert "nothing to answer" in message.text
+    with pytest.raises(
+        IllegalTransition, match=f"already withdrawn by {DESK_OWNER}; nothing to answer"
+    ):
+        _answer(lite, asked.id, True)
+    with pytest.raises(IllegalTransition, match="nothing to withdraw"):
+        _withdraw(lite, asked.id)
+    again = _ask(lite, due + timedelta(days=12))  # the item may be asked for again
+    _answer(lite, again.id, False, comment="council first")
+    with pytest.raises(IllegalTransition, match=f"already declined by {LEAD}; nothing to withdraw"):
+        _withdraw(lite, again.id)
+
+
 # --- the Prefect form's vote, entered by a pilot lead ------------------------------------------
 
 

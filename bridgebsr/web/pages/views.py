@@ -17,7 +17,12 @@ from starlette.routing import BaseRoute, Route
 from bridgebsr.errors import BridgeError, IllegalTransition, InvalidInput, StaleCase
 from bridgebsr.office import mine
 from bridgebsr.office.progress import Actor, decide_gate, progress_milestone, refuse
-from bridgebsr.office.requests import answer_date_request, ask_new_date, pending_requests
+from bridgebsr.office.requests import (
+    answer_date_request,
+    ask_new_date,
+    pending_requests,
+    withdraw_date_request,
+)
 from bridgebsr.rules.access import Access
 from bridgebsr.rules.people import Person
 from bridgebsr.store.case_rows import local_date
@@ -39,6 +44,7 @@ DONE = {
     "approve": "Your approval of {item} is recorded.",
     "reject": "Your rejection of {item} is recorded.",
     "asked": "Your request for a new date for {item} went to the pilot lead.",
+    "withdrawn": "Your request for a new date for {item} is withdrawn; its date stands.",
 }
 ANSWERED = {"accept": "Accepted: the item is rescheduled.", "decline": "Declined."}
 
@@ -279,6 +285,33 @@ async def answer(request: Request) -> Response:
     return RedirectResponse(f"/me?{urlencode({'answered': choice})}", status_code=303)
 
 
+async def withdraw(request: Request) -> Response:
+    """Withdraw one's own request for a new date before it is answered (from the item's row
+    of the case page); then the case page again."""
+    who = _viewer(request)
+    form = await request.form()
+    auth.check_csrf(request, form)
+    key, item = _text(form, "case"), _text(form, "item")
+    try:
+        request_id = int(request.path_params["id"])
+    except ValueError:
+        auth.deny(request, "out-of-scope", contact_id=who.person.id)
+
+    def act(session: Session) -> None:
+        page = who.case_page(session, key)
+        mine.require_own_request(page, item, request_id)
+        withdraw_date_request(
+            session=session,
+            request_id=request_id,
+            actor=who.person.email,
+            comment="",
+            source=Source.WEB,
+            now=who.now,
+        )
+
+    return await _run(request, who, key, item, "withdrawn", act)
+
+
 def _refused(request: Request, why: str, status: int) -> Response:
     context = {"heading": "Not recorded", "text": f"{why}. Open My items again to answer."}
     return render(request, "message.html", context, status=status)
@@ -375,4 +408,5 @@ routes: list[BaseRoute] = [
     Route("/cases/{key}/gates/{gate}", gate_vote, methods=["POST"]),
     Route("/cases/{key}/milestones/{item}/new-date", new_date, methods=["POST"]),
     Route("/requests/{id}", answer, methods=["POST"]),
+    Route("/requests/{id}/withdraw", withdraw, methods=["POST"]),
 ]
