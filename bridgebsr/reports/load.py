@@ -47,20 +47,22 @@ from bridgebsr.reports.frames import (
 from bridgebsr.reports.plans import PLAN_CHANGE_COLUMNS, plan_change_query, sla_due
 from bridgebsr.reports.queries import (
     CASE_COLUMNS,
+    EVENT_COLUMNS,
+    GATE_COLUMNS,
     MILESTONE_COLUMNS,
     Sql,
     case_query,
+    gate_event_query,
+    gate_query,
     milestone_query,
 )
 from bridgebsr.reports.readers import CursorReader, Reader, reader
 from bridgebsr.rules.calendars import WorkCalendar, Workdays, calendar_of
 from bridgebsr.rules.fields import typed
 from models import (
-    CaseEvent,
     CaseStatus,
     Contact,
     FieldSpec,
-    Gate,
     GateSpec,
     GateStatus,
     MilestoneSpec,
@@ -140,14 +142,18 @@ def _load(read: Reader, as_of: date) -> Frames:
             pd.Categorical(contact_calendars, dtype=dtype).codes, dtype=np.int64
         ),
     )
+    # Asked now, so the first connection reads them while the milestones still come.
+    plan_changes = read.records_next(plan_change_query(sql), PLAN_CHANGE_COLUMNS)
+    raw_gates = read.integers_next(gate_query(sql), GATE_COLUMNS)
+    raw_events = read.integers_next(
+        gate_event_query(sql, list(context.shapes.key_type.categories)), EVENT_COLUMNS
+    )
     # Every view counts working days: the table is made while the milestones still come.
     work = workdays_for(cases, calendars, as_of)
     work.prepare()
     milestones, milestone_rows, added = _read_milestones(read, rows(), context)
-    milestones["sla_due"] = sla_due(
-        milestones, read.records(plan_change_query(sql), PLAN_CHANGE_COLUMNS)
-    )
-    gates, gate_rows = _read_gates(read, sql, context)
+    milestones["sla_due"] = sla_due(milestones, plan_changes())
+    gates, gate_rows = _read_gates(raw_gates(), context)
     counts, slips, slip_rows = _counted(milestones, milestone_rows, cases, as_of, work)
     frames = Frames(
         as_of=as_of,
@@ -157,7 +163,7 @@ def _load(read: Reader, as_of: date) -> Frames:
         templates=templates,
         milestones=milestones,
         gates=gates,
-        events=_read_gate_events(read, sql, context),
+        events=_read_gate_events(raw_events(), context),
         fields=_fields(raw_cases, cases.index, templates.values()),
         calendars=calendars,
         positions={"milestones": milestone_rows, "gates": gate_rows},
@@ -364,23 +370,9 @@ def _read_milestones(
     return out, positions, added
 
 
-def _read_gates(read: Reader, sql: Sql, context: _Context) -> tuple[pd.DataFrame, IntArray]:
+def _read_gates(raw: pd.DataFrame, context: _Context) -> tuple[pd.DataFrame, IntArray]:
+    """The gates frame (`gate_query`'s rows, `raw`) and the rows of their cases."""
     cases, shapes = context.cases, context.shapes
-    raw = read.integers(
-        select(
-            col(Gate.case_id),
-            col(Gate.seq),
-            sql.code(col(Gate.status), [s.value for s in GateStatus]),
-            col(Gate.round),
-            sql.day(col(Gate.opened_on)),
-            sql.day(col(Gate.deadline)),
-            sql.day(col(Gate.decided_on)),
-            sql.day(col(Gate.baseline_due)),
-            sql.day(col(Gate.planned_due)),
-        ),
-        ["case_id", "seq", "status", "round", "opened_on", "deadline", "decided_on"]
-        + ["baseline_due", "planned_due"],
-    )
     positions = rows_of(cases.index, raw["case_id"])
     keep = positions >= 0
     if not keep.all():
@@ -404,27 +396,10 @@ def _of_known_cases(raw: pd.DataFrame, context: _Context) -> pd.DataFrame:
     return raw if keep.all() else raw[keep].reset_index(drop=True)
 
 
-def _read_gate_events(read: Reader, sql: Sql, context: _Context) -> pd.DataFrame:
-    after: Any = col(CaseEvent.after)
+def _read_gate_events(raw: pd.DataFrame, context: _Context) -> pd.DataFrame:
+    """The audit events of gates sent back for rework (`gate_event_query`'s rows, `raw`)."""
     gates = list(context.shapes.key_type.categories)
-    raw = read.integers(
-        select(
-            col(CaseEvent.id),
-            col(CaseEvent.case_id),
-            sql.code(col(CaseEvent.kind), GATE_EVENTS),
-            sql.code(col(CaseEvent.subject), gates),
-            sql.key(after["round"].as_integer()),
-            sql.seconds(col(CaseEvent.at)),
-            sql.day(after["deadline"].as_string()),
-        )
-        .join(
-            Gate,
-            (col(Gate.case_id) == col(CaseEvent.case_id))
-            & (col(Gate.key) == col(CaseEvent.subject)),
-        )
-        .where(col(CaseEvent.kind).in_(GATE_EVENTS), col(Gate.round) > 1),
-        ["id", "case_id", "kind", "gate", "round", "at", "deadline"],
-    ).sort_values("id", kind="stable", ignore_index=True)  # sorted here: no scan in id order
+    raw = raw.sort_values("id", kind="stable", ignore_index=True)  # no scan in id order
     raw = _of_known_cases(raw, context)
     return pd.DataFrame(
         {

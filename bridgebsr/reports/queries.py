@@ -13,8 +13,8 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
-from bridgebsr.reports.frames import COUNTRY, NULL, PILOT
-from models import Case, CaseStatus, Milestone, MilestoneStatus
+from bridgebsr.reports.frames import COUNTRY, GATE_EVENTS, NULL, PILOT
+from models import Case, CaseEvent, CaseStatus, Gate, GateStatus, Milestone, MilestoneStatus
 
 _UNIX_JULIAN_DAY: Final = 2440587.5
 
@@ -115,4 +115,48 @@ def milestone_query(sql: Sql) -> Any:
         sql.day(col(Milestone.finished_on)),
         sql.day(col(Milestone.planned_start)),
         sql_cast(col(Milestone.adhoc), Integer),
+    )
+
+
+GATE_COLUMNS: Final = (
+    *("case_id", "seq", "status", "round", "opened_on", "deadline"),
+    *("decided_on", "baseline_due", "planned_due"),
+)
+EVENT_COLUMNS: Final = ("id", "case_id", "kind", "gate", "round", "at", "deadline")
+
+
+def gate_query(sql: Sql) -> Any:
+    return select(
+        col(Gate.case_id),
+        col(Gate.seq),
+        sql.code(col(Gate.status), [s.value for s in GateStatus]),
+        col(Gate.round),
+        sql.day(col(Gate.opened_on)),
+        sql.day(col(Gate.deadline)),
+        sql.day(col(Gate.decided_on)),
+        sql.day(col(Gate.baseline_due)),
+        sql.day(col(Gate.planned_due)),
+    )
+
+
+def gate_event_query(sql: Sql, gates: Sequence[str]) -> Any:
+    """The audit events of gates sent back for rework (`gates`: every gate key, coded by
+    position)."""
+    after: Any = col(CaseEvent.after)
+    return (
+        select(
+            col(CaseEvent.id),
+            col(CaseEvent.case_id),
+            sql.code(col(CaseEvent.kind), GATE_EVENTS),
+            sql.code(col(CaseEvent.subject), gates),
+            sql.key(after["round"].as_integer()),
+            sql.seconds(col(CaseEvent.at)),
+            sql.day(after["deadline"].as_string()),
+        )
+        .join(
+            Gate,
+            (col(Gate.case_id) == col(CaseEvent.case_id))
+            & (col(Gate.key) == col(CaseEvent.subject)),
+        )
+        .where(col(CaseEvent.kind).in_(GATE_EVENTS), col(Gate.round) > 1)
     )

@@ -57,6 +57,15 @@ class Reader(Protocol):
         the caller works on: call the result for the rows."""
         ...
 
+    def integers_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        """`integers`, asked now on the first connection after what is asked there already,
+        possibly fetched while the caller waits for something else: call for the rows."""
+        ...
+
+    def records_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        """`records`, asked as `integers_next` asks."""
+        ...
+
 
 class CursorReader:
     """Reads through a SQLAlchemy connection, inside its transaction."""
@@ -98,6 +107,13 @@ class CursorReader:
         rows = self.integers(query, columns)
         return lambda: rows
 
+    def integers_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        return self.integers_soon(query, columns)
+
+    def records_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        rows = self.records(query, columns)
+        return lambda: rows
+
 
 class _ArrowTables:
     """A reader whose rows arrive as Arrow tables: the driver builds the columns in C, and
@@ -113,9 +129,14 @@ class _ArrowTables:
     def dialect(self) -> Dialect:
         return self._dialect
 
+    def _table_next(self, statement: str) -> Callable[[], Any]:
+        """The rows of a SELECT, asked now on the first connection (after what is asked there
+        already)."""
+        raise NotImplementedError
+
     def _table(self, statement: str) -> Any:
         """The rows of a SELECT, on the first connection."""
-        raise NotImplementedError
+        return self._table_next(statement)()
 
     def _table_soon(self, statement: str) -> Callable[[], Any]:
         """The rows of a SELECT, fetched meanwhile on the second connection."""
@@ -133,6 +154,14 @@ class _ArrowTables:
     def integers_soon(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
         table = self._table_soon(self._sql(query))
         return lambda: _integer_frame(table(), columns)
+
+    def integers_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        table = self._table_next(self._sql(query))
+        return lambda: _integer_frame(table(), columns)
+
+    def records_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
+        table = self._table_next(self._sql(query))
+        return lambda: _record_frame(table(), columns)
 
 
 class _PostgresReader(_ArrowTables):
@@ -153,8 +182,8 @@ class _PostgresReader(_ArrowTables):
     def _ask(self, which: int, statement: str) -> Callable[[], Any]:
         return self.pools[which].submit(self._fetch, self.connections[which], statement).result
 
-    def _table(self, statement: str) -> Any:
-        return self._ask(0, statement)()
+    def _table_next(self, statement: str) -> Callable[[], Any]:
+        return self._ask(0, statement)
 
     def _table_soon(self, statement: str) -> Callable[[], Any]:
         return self._ask(1, statement)
@@ -255,8 +284,8 @@ class _ProcessReader(_ArrowTables):
         except (InvalidInput, OSError, sqlite3.Error):
             return False
 
-    def _table(self, statement: str) -> Any:
-        return self.first.ask(statement)()
+    def _table_next(self, statement: str) -> Callable[[], Any]:
+        return self.first.ask(statement)
 
     def _table_soon(self, statement: str) -> Callable[[], Any]:
         return self.second.ask(statement)
