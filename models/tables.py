@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -168,10 +168,19 @@ class Milestone(SQLModel, table=True):
     """A dated deliverable of a case, with planned and forecast dates."""
 
     __tablename__ = "milestones"
-    # A person's open items (My items, the agenda by owner) are read by owner and status.
+    # A person's open items (My items, the agenda by owner) are read by owner and status; the
+    # monitor finds the open items not stamped late yet whose due date passed by status and
+    # due date among the unstamped (without reading every open milestone to find none new).
     __table_args__ = (
         UniqueConstraint("case_id", "key"),
         Index("ix_milestones_owner_status", "owner_id", "status"),
+        Index(
+            "ix_milestones_unstamped",
+            "status",
+            "planned_due",
+            sqlite_where=text("overdue_on IS NULL"),
+            postgresql_where=text("overdue_on IS NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,22 +1,23 @@
 """Putting notices in the outbox: the one way rows get there.
 
-Each notice is written once: its dedupe key (`dedupe_key`: the item, a gate's round, the
-ladder step and the recipient) is unique in the outbox, so a second pass that reaches the
-same step for the same person writes nothing. The keys not in the outbox yet are looked up
-first, a few thousand at a time, so a pass that finds nothing new stores nothing and makes
-no payload's JSON. The new rows then go in with one statement per chunk: they travel as one
-JSON array, which the database unpacks, INSERT ... SELECT ... ON CONFLICT DO NOTHING (a key
+Each notice is written once: its dedupe key (`dedupe_key`: the item, a gate's round, the ladder
+step and the recipient) is unique in the outbox, so a second pass that reaches the same step
+for the same person writes nothing. The keys not in the outbox yet are looked up first, a few
+thousand at a time, so a pass that finds nothing new stores nothing and makes no payload's
+JSON; a caller that can say a notice's key before making it (`enqueue_keyed`) makes only the
+notices whose key is new. The new rows then go in with one statement per chunk: they travel as
+one JSON array, which the database unpacks, INSERT ... SELECT ... ON CONFLICT DO NOTHING (a key
 another writer took meanwhile is skipped) RETURNING the keys that went in. The columns every
-new row shares (`pending`, created `now`, the outbox's defaults) are bound once per
-statement, not once per row.
+new row shares (`pending`, created `now`, the outbox's defaults) are bound once per statement,
+not once per row.
 """
 
 import json
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from datetime import date, datetime
 from functools import lru_cache
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Boolean, Connection, Date, Integer, Text, bindparam, cast, func, select
 
@@ -24,6 +25,8 @@ from models import Notification, OutboxNotice
 from notifications.channel_posts import enqueue_posts
 from notifications.json_insert import insert_from_json
 
+Item = TypeVar("Item")
+Source = TypeVar("Source")
 CHUNK = 5000  # notices looked up and inserted at a time
 _OUTBOX = Notification.__table__  # type: ignore[attr-defined]
 # The columns of a new row that differ from row to row, in the order `_rows` gives them.
@@ -43,20 +46,36 @@ _PER_ROW: tuple[tuple[str, Any], ...] = (
 def dedupe_key(notice: OutboxNotice) -> str:
     """What makes a notice the same notice: its case and item (a gate's round; a
     milestone's rework round after the first), the due date its ladder counts from when that
-    is not the item's original one, its ladder step and its recipient.
+    is not the item's original one, its ladder step and its recipient (`item_scope`,
+    `step_key`)."""
+    p = notice.payload
+    scope = item_scope(p.case, p.item, p.item_kind, p.round, p.due, p.baseline)
+    return step_key(scope, p.step, notice.recipient)
+
+
+def item_scope(
+    case: str, item: str, item_kind: str, rnd: int, due: date, baseline: date | None
+) -> str:
+    """The part of a dedupe key every notice about one item's ladder shares.
 
     A milestone in round 1 due on its original date keeps the key it always had
     (`m:CASE/ITEM/STEP/TO`), so rows already in the outbox keep meaning what they meant; a
-    reopened one adds `/r2`, `/r3`, ..., a rescheduled one `@DUE`: its ladder restarts from
-    the new date, and a step sent for a date is not sent again for that same date."""
-    p = notice.payload
-    if p.item_kind == "gate":
-        scope = f"g:{p.case}/{p.item}/r{p.round}"
+    reopened one adds `/r2`, `/r3`, ..., a rescheduled one `@DUE` (`baseline`: its original
+    due date, None when it is `due`): its ladder restarts from the new date, and a step sent
+    for a date is not sent again for that same date."""
+    if item_kind == "gate":
+        scope = f"g:{case}/{item}/r{rnd}"
     else:
-        scope = f"m:{p.case}/{p.item}/r{p.round}" if p.round > 1 else f"m:{p.case}/{p.item}"
-    if p.baseline is not None and p.due != p.baseline:
-        scope += f"@{p.due.isoformat()}"
-    return f"{scope}/{p.step}/{notice.recipient}"
+        scope = f"m:{case}/{item}/r{rnd}" if rnd > 1 else f"m:{case}/{item}"
+    if baseline is not None and due != baseline:
+        scope += f"@{due.isoformat()}"
+    return scope
+
+
+def step_key(scope: str, step: str, recipient: str) -> str:
+    """The dedupe key of the notice of ladder step `step` of the item `scope` names
+    (`item_scope`) to `recipient` (an address)."""
+    return f"{scope}/{step}/{recipient}"
 
 
 def renamed_key(key: str, case: str, old: str, new: str) -> str:
@@ -83,16 +102,32 @@ def enqueue(
     With `channels` (the names of the channels chat services joined, `channels.subscribed`),
     the events of the notices that went in are posted to the channels that hear of them, in
     the same transaction: one post per channel and event (`channel_posts`)."""
+    return enqueue_keyed(
+        conn, ((dedupe_key(n), n) for n in notices), _same, now=now, channels=channels
+    )
+
+
+def enqueue_keyed(
+    conn: Connection,
+    keyed: Iterable[tuple[str, Source]],
+    make: Callable[[Source], OutboxNotice],
+    *,
+    now: datetime,
+    channels: Collection[str] = (),
+) -> list[OutboxNotice]:
+    """`enqueue` for notices given before they are made: each as its dedupe key and what
+    `make` makes it of, so that only the notices whose key is new are made (a pass that
+    finds everything already there makes none). The key must be `dedupe_key` of the notice
+    `make` makes."""
     seen: set[str] = set()
     went_in: list[OutboxNotice] = []
-    for chunk in _chunks(notices, CHUNK):
-        keyed = [(dedupe_key(n), n) for n in chunk]
-        new = _new_keys(conn, [key for key, _ in keyed])
+    for chunk in _chunks(keyed, CHUNK):
+        new = _new_keys(conn, [key for key, _ in chunk])
         todo: dict[str, OutboxNotice] = {}
-        for key, notice in keyed:
+        for key, source in chunk:
             if key in new and key not in seen:
                 seen.add(key)
-                todo[key] = notice
+                todo[key] = make(source)
         if not todo:
             continue
         stored = _insert(conn, todo, now)
@@ -101,6 +136,10 @@ def enqueue(
         if channels and new_here:
             enqueue_posts(conn, new_here, channels, now=now)
     return went_in
+
+
+def _same(notice: OutboxNotice) -> OutboxNotice:
+    return notice
 
 
 def _rows(todo: dict[str, OutboxNotice]) -> str:
@@ -171,7 +210,7 @@ def _new_keys_statement(dialect: str) -> Any:
     return select(wanted.c.value).where(~taken)
 
 
-def _chunks(items: Iterable[OutboxNotice], size: int) -> Iterator[list[OutboxNotice]]:
+def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk

@@ -24,6 +24,8 @@ from models import (
     TimeoutOutcome,
 )
 
+FETCH = 1000  # candidate rows fetched from the driver at a time (not one call per row)
+
 
 class Candidate(NamedTuple):
     """An open milestone or gate near or past its due date, with its case's facts."""
@@ -90,7 +92,7 @@ def candidates(s: Session, today: date, horizon: date) -> Iterator[Candidate]:
             MILESTONE_DUE <= horizon,
         )
     )
-    for mid, key, title, due, owner, rnd, baseline, *case in milestones:
+    for mid, key, title, due, owner, rnd, baseline, *case in _batched(milestones):
         yield Candidate("milestone", mid, key, title, due, owner, rnd, baseline, None, *case)
     gates: Any = conn.execute(
         select(
@@ -112,8 +114,14 @@ def candidates(s: Session, today: date, horizon: date) -> Iterator[Candidate]:
             or_(GATE_DUE >= today, col(Gate.on_timeout) == TimeoutOutcome.ESCALATE),
         )
     )
-    for gid, key, title, deadline, rnd, role, *case in gates:
+    for gid, key, title, deadline, rnd, role, *case in _batched(gates):
         yield Candidate("gate", gid, key, title, deadline, None, rnd, None, role, *case)
+
+
+def _batched(result: Any) -> Iterator[Any]:
+    """A result's rows, taken from the driver `FETCH` at a time rather than one call each."""
+    for part in result.partitions(FETCH):
+        yield from part
 
 
 def voted(s: Session, gates: Sequence[Candidate]) -> set[tuple[int, int, int]]:

@@ -13,7 +13,7 @@ an earlier one wrote and does not write it again.
 
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from itertools import islice
 from typing import Any
 
@@ -39,7 +39,7 @@ from models import (
     OutboxNotice,
     Source,
 )
-from notifications.enqueue import enqueue
+from notifications.enqueue import enqueue_keyed, item_scope, step_key
 
 MONITOR_ACTOR = "bridgebsr-monitor"
 PLAN_CHUNK = 250  # candidates planned and their notices enqueued at a time
@@ -97,37 +97,69 @@ def _pass(bind: Engine | Connection, ctx: PassContext, report: MonitorReport) ->
         # is gone before the next one starts, so memory stays flat.
         while chunk := list(islice(found, PLAN_CHUNK)):
             planner.voted |= voted(s, [c for c in chunk if c.item_kind == "gate"])
-            made = notices(planner.dues(chunk), ctx, looks)
-            stored = enqueue(s.connection(), made, now=ctx.now, channels=ctx.channels)
+            drafts = Drafts(ctx, looks)
+            stored = enqueue_keyed(
+                s.connection(),
+                drafts.keyed(planner.dues(chunk)),
+                drafts.notice,
+                now=ctx.now,
+                channels=ctx.channels,
+            )
             _announce(stored, report, escalated)
         _escalations(escalated, report)
         _count(s, report)
         s.commit()
 
 
-def notices(
-    dues: Dues, ctx: PassContext, looks: Mapping[tuple[str, int], Mapping[str, str]] | None = None
-) -> Iterator[OutboxNotice]:
-    """Each pick as a notice for the outbox. The recipients of one step of one item get the
-    same payload, made once; a gate's notice says what to look at before deciding (its
+Draft = tuple[Candidate, Pick]  # a notice to be: about what, for whom, at which step
+
+
+class Drafts:
+    """Each pick as a notice for the outbox, made only when the outbox does not have it yet
+    (`enqueue_keyed`): its dedupe key comes from the candidate and the pick, so a pass that
+    finds every notice already there makes none. The recipients of one step of one item get
+    the same payload, made once; a gate's notice says what to look at before deciding (its
     template's `evidence`, from `looks`: (kind, version) -> gate -> text)."""
-    for c, picks in dues:
-        payloads: dict[str, NoticePayload] = {}
-        look = None
-        if c.item_kind == "gate" and looks:
-            look = looks.get((c.pilot, c.template_version), {}).get(c.key) or None
-        for pick in picks:
-            payload = payloads.get(pick.step.key)
-            if payload is None:
-                payload = payloads[pick.step.key] = _payload(c, pick, ctx, look)
-            yield OutboxNotice(
-                case_id=c.case_id,
-                recipient_id=pick.person.id,
-                recipient=pick.person.email,
-                urgent=pick.urgent,
-                fire_on=pick.fire_on,
-                payload=payload,
-            )
+
+    def __init__(
+        self, ctx: PassContext, looks: Mapping[tuple[str, int], Mapping[str, str]] | None = None
+    ) -> None:
+        self.ctx = ctx
+        self.looks = looks
+        self._payloads: dict[tuple[str, int, str], NoticePayload] = {}
+
+    def keyed(self, dues: Dues) -> Iterator[tuple[str, Draft]]:
+        """Each pick with its notice's dedupe key (`notifications.enqueue.dedupe_key`)."""
+        for c, picks in dues:
+            baseline = _baseline(c)
+            scope = item_scope(c.case_key, c.key, c.item_kind, c.round, c.due, baseline)
+            for pick in picks:
+                yield step_key(scope, pick.step.key, pick.person.email), (c, pick)
+
+    def notice(self, draft: Draft) -> OutboxNotice:
+        """The notice of a pick."""
+        c, pick = draft
+        at = (c.item_kind, c.item_id, pick.step.key)
+        payload = self._payloads.get(at)
+        if payload is None:
+            look = None
+            if c.item_kind == "gate" and self.looks:
+                look = self.looks.get((c.pilot, c.template_version), {}).get(c.key) or None
+            payload = self._payloads[at] = _payload(c, pick, self.ctx, look)
+        return OutboxNotice(
+            case_id=c.case_id,
+            recipient_id=pick.person.id,
+            recipient=pick.person.email,
+            urgent=pick.urgent,
+            fire_on=pick.fire_on,
+            payload=payload,
+        )
+
+
+def _baseline(c: Candidate) -> date | None:
+    """Only a moved item names its original due date: the payload of one on its original
+    plan is as it always was (and its dedupe key too)."""
+    return c.baseline if c.baseline != c.due else None
 
 
 def _payload(c: Candidate, pick: Pick, ctx: PassContext, look: str | None = None) -> NoticePayload:
@@ -145,9 +177,7 @@ def _payload(c: Candidate, pick: Pick, ctx: PassContext, look: str | None = None
         step=pick.step.key,
         offset=pick.step.offset,
         round=c.round,
-        # Only a moved item names its original due date: the payload of one on its original
-        # plan is as it always was (and its dedupe key too).
-        baseline=c.baseline if c.baseline != c.due else None,
+        baseline=_baseline(c),
         run=ctx.run,
         to_look_at=look,
     )

@@ -39,7 +39,7 @@ CASE_TABLES = {
     "channel_posts",
     "measurements",
 }
-HEAD = "0009"
+HEAD = "0010"
 
 
 @pytest.fixture

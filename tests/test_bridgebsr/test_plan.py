@@ -14,11 +14,16 @@ from sqlmodel import col, select
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.errors import IllegalTransition, InvalidInput, NotFound, StaleCase
+from bridgebsr.monitor.candidates import Candidate
+from bridgebsr.monitor.planner import Pick
+from bridgebsr.monitor.report import PassContext
+from bridgebsr.monitor.sweep import Drafts
 from bridgebsr.office import items, plan, queries
 from bridgebsr.office.progress import Actor, reforecast_case
 from bridgebsr.reports import kpis
 from bridgebsr.rules import planning
 from bridgebsr.rules.calendars import calendar_for
+from bridgebsr.rules.people import Person
 from bridgebsr.rules.schedule import Item, Link, Slot, replan, schedule
 from bridgebsr.store.db import read_session, write_session
 from models import (
@@ -26,6 +31,7 @@ from models import (
     CaseEvent,
     DayKind,
     GateStatus,
+    LadderStep,
     Milestone,
     NoticePayload,
     OutboxNotice,
@@ -106,6 +112,56 @@ def test_back_on_the_original_date_a_milestone_has_its_original_keys() -> None:
     moved = _notice(due=D1, baseline=D0)
     back = _notice(due=D0, baseline=D0)
     assert dedupe_key(moved) != dedupe_key(back) == dedupe_key(_notice(due=D0, baseline=None))
+
+
+@pytest.mark.parametrize(
+    ("kind", "due", "baseline", "rnd"),
+    [
+        ("milestone", D0, D0, 1),
+        ("milestone", D0, None, 1),
+        ("milestone", D1, D0, 1),
+        ("milestone", D0, D0, 2),
+        ("milestone", D1, D0, 3),
+        ("gate", D0, None, 1),
+        ("gate", D0, None, 2),
+    ],
+)
+def test_the_monitor_keys_each_pick_as_the_outbox_keys_its_notice(
+    kind: str, due: date, baseline: date | None, rnd: int
+) -> None:
+    """The pass says a notice's key before making it (so that a rerun makes none): the key
+    must be the one `dedupe_key` gives the notice it makes."""
+    candidate = Candidate(
+        kind,  # type: ignore[arg-type]
+        7,
+        "kickoff",
+        "Kick-off",
+        due,
+        2 if kind == "milestone" else None,
+        rnd,
+        baseline if kind == "milestone" else None,
+        "lead" if kind == "gate" else None,
+        1,
+        IP_KEY,
+        "t",
+        "ip-integration",
+        1,
+        2,
+        3,
+        "DK",
+    )
+    person = Person(2, "a@x.example", "A", "lead", 3, "P", "DK", "UTC", (), ("DK", None))
+    steps = [
+        LadderStep(key="due", offset=0, notify=["owner"]),
+        LadderStep(key="late", offset=2, notify=["owner"], urgent=True),
+    ]
+    picks = [Pick(person, step, due, step.urgent) for step in steps]
+    ctx = PassContext(now=at(D1.isoformat()), today=D1, actor=Actor("monitor"))
+    drafts = Drafts(ctx, {("ip-integration", 1): {"kickoff": "the minutes"}})
+    keyed = list(drafts.keyed([(candidate, picks)]))
+    assert len({key for key, _ in keyed}) == 2
+    for key, draft in keyed:
+        assert key == dedupe_key(drafts.notice(draft))
 
 
 # --- helpers ---------------------------------------------------------------------------------
