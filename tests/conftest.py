@@ -10,9 +10,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
+from typer.testing import CliRunner
 
 from benchmarks.scratch_pg import ADMIN_URL as PG_ADMIN_URL
 from benchmarks.scratch_pg import unreachable_reason
@@ -168,6 +170,46 @@ def run(
         timeout=120,
         check=False,
     )
+
+
+def run_here(
+    home: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`run`, in this process: the console script's entry point with its exit code and both
+    streams, in home's parent folder with BRIDGEBSR_HOME=home (and `env`) and no other
+    BRIDGEBSR_* variable; every engine it builds is disposed afterwards. For the tests that
+    read what a command says; the few that check the installed script itself use `run`."""
+    from bridgebsr.cli import _common, main
+
+    engines: list[Engine] = []
+
+    def tracked(settings: Settings | None = None) -> Runtime:
+        built = build_runtime(settings)
+        engines.append(built.engine)
+        return built
+
+    cleared: dict[str, str | None] = {k: None for k in os.environ if k.startswith("BRIDGEBSR_")}
+    given: dict[str, str | None] = {"BRIDGEBSR_HOME": str(home), **(env or {})}
+    cwd = Path.cwd()
+    with (
+        CliRunner().isolation(env={**cleared, **given}) as (out, err, _),
+        mock.patch.object(sys, "argv", [str(BRIDGEBSR), *args]),
+        mock.patch.object(_common, "build_runtime", tracked),
+    ):
+        os.chdir(home.parent)
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.stdout.flush()  # JSON is written to sys.stdout, which buffers it
+            os.chdir(cwd)
+            for engine in engines:
+                engine.dispose()
+        return subprocess.CompletedProcess(
+            [str(BRIDGEBSR), *args], code, out.getvalue().decode(), err.getvalue().decode()
+        )
 
 
 @pytest.fixture(scope="session")
