@@ -2,8 +2,10 @@
 `bridgebsr` console script with the demo home it builds."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +15,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from typer.testing import CliRunner
 
 from benchmarks.scratch_pg import ADMIN_URL as PG_ADMIN_URL
@@ -87,12 +89,43 @@ def pg_schema(pg_ready: bool) -> Iterator[str]:
         admin.dispose()
 
 
-@contextmanager
-def migrated(db_url: str, home: Path) -> Iterator[Runtime]:
-    """A migrated, empty case store at `db_url` with the shipped templates."""
-    runtime = build_runtime(Settings(home=home, database_url=db_url))
+@cache
+def _migrated_sqlite_file() -> bytes:
+    """The bytes of an empty SQLite case store that `migrate.upgrade` brought to head, made
+    once per session: a new SQLite store in a test is a copy of it."""
+    folder = Path(tempfile.mkdtemp(prefix="bridgebsr-migrated-"))
+    path = folder / "cases.db"
+    runtime = build_runtime(Settings(home=folder / "home", database_url=f"sqlite:///{path}"))
     try:
         migrate.upgrade(runtime.engine)
+    finally:
+        runtime.engine.dispose()
+    assert not path.with_name(path.name + "-wal").exists()  # all of it is in the one file
+    made = path.read_bytes()
+    shutil.rmtree(folder)
+    return made
+
+
+def _new_sqlite_file(db_url: str) -> Path | None:
+    """The file of `db_url` when it names a SQLite file that does not exist yet."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path
+
+
+@contextmanager
+def migrated(db_url: str, home: Path) -> Iterator[Runtime]:
+    """A migrated, empty case store at `db_url` with the shipped templates. A new SQLite file
+    starts as a copy of the session's migrated one (`_migrated_sqlite_file`)."""
+    if (path := _new_sqlite_file(db_url)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_migrated_sqlite_file())
+    runtime = build_runtime(Settings(home=home, database_url=db_url))
+    try:
+        if path is None:
+            migrate.upgrade(runtime.engine)
         yield runtime
     finally:
         runtime.engine.dispose()
