@@ -116,13 +116,14 @@ def _new_sqlite_file(db_url: str) -> Path | None:
 
 
 @contextmanager
-def migrated(db_url: str, home: Path) -> Iterator[Runtime]:
-    """A migrated, empty case store at `db_url` with the shipped templates. A new SQLite file
-    starts as a copy of the session's migrated one (`_migrated_sqlite_file`)."""
+def migrated(db_url: str, home: Path, template_dirs: str = "") -> Iterator[Runtime]:
+    """A migrated, empty case store at `db_url` with the shipped templates (and those of
+    `template_dirs`). A new SQLite file starts as a copy of the session's migrated one
+    (`_migrated_sqlite_file`)."""
     if (path := _new_sqlite_file(db_url)) is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(_migrated_sqlite_file())
-    runtime = build_runtime(Settings(home=home, database_url=db_url))
+    runtime = build_runtime(Settings(home=home, database_url=db_url, template_dirs=template_dirs))
     try:
         if path is None:
             migrate.upgrade(runtime.engine)
