@@ -2,17 +2,21 @@
 `bridgebsr` console script with the demo home it builds."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from unittest import mock
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
+from typer.testing import CliRunner
 
 from benchmarks.scratch_pg import ADMIN_URL as PG_ADMIN_URL
 from benchmarks.scratch_pg import unreachable_reason
@@ -85,12 +89,44 @@ def pg_schema(pg_ready: bool) -> Iterator[str]:
         admin.dispose()
 
 
-@contextmanager
-def migrated(db_url: str, home: Path) -> Iterator[Runtime]:
-    """A migrated, empty case store at `db_url` with the shipped templates."""
-    runtime = build_runtime(Settings(home=home, database_url=db_url))
+@cache
+def _migrated_sqlite_file() -> bytes:
+    """The bytes of an empty SQLite case store that `migrate.upgrade` brought to head, made
+    once per session: a new SQLite store in a test is a copy of it."""
+    folder = Path(tempfile.mkdtemp(prefix="bridgebsr-migrated-"))
+    path = folder / "cases.db"
+    runtime = build_runtime(Settings(home=folder / "home", database_url=f"sqlite:///{path}"))
     try:
         migrate.upgrade(runtime.engine)
+    finally:
+        runtime.engine.dispose()
+    assert not path.with_name(path.name + "-wal").exists()  # all of it is in the one file
+    made = path.read_bytes()
+    shutil.rmtree(folder)
+    return made
+
+
+def _new_sqlite_file(db_url: str) -> Path | None:
+    """The file of `db_url` when it names a SQLite file that does not exist yet."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path
+
+
+@contextmanager
+def migrated(db_url: str, home: Path, template_dirs: str = "") -> Iterator[Runtime]:
+    """A migrated, empty case store at `db_url` with the shipped templates (and those of
+    `template_dirs`). A new SQLite file starts as a copy of the session's migrated one
+    (`_migrated_sqlite_file`)."""
+    if (path := _new_sqlite_file(db_url)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_migrated_sqlite_file())
+    runtime = build_runtime(Settings(home=home, database_url=db_url, template_dirs=template_dirs))
+    try:
+        if path is None:
+            migrate.upgrade(runtime.engine)
         yield runtime
     finally:
         runtime.engine.dispose()
@@ -168,6 +204,46 @@ def run(
         timeout=120,
         check=False,
     )
+
+
+def run_here(
+    home: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`run`, in this process: the console script's entry point with its exit code and both
+    streams, in home's parent folder with BRIDGEBSR_HOME=home (and `env`) and no other
+    BRIDGEBSR_* variable; every engine it builds is disposed afterwards. For the tests that
+    read what a command says; the few that check the installed script itself use `run`."""
+    from bridgebsr.cli import _common, main
+
+    engines: list[Engine] = []
+
+    def tracked(settings: Settings | None = None) -> Runtime:
+        built = build_runtime(settings)
+        engines.append(built.engine)
+        return built
+
+    cleared: dict[str, str | None] = {k: None for k in os.environ if k.startswith("BRIDGEBSR_")}
+    given: dict[str, str | None] = {"BRIDGEBSR_HOME": str(home), **(env or {})}
+    cwd = Path.cwd()
+    with (
+        CliRunner().isolation(env={**cleared, **given}) as (out, err, _),
+        mock.patch.object(sys, "argv", [str(BRIDGEBSR), *args]),
+        mock.patch.object(_common, "build_runtime", tracked),
+    ):
+        os.chdir(home.parent)
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.stdout.flush()  # JSON is written to sys.stdout, which buffers it
+            os.chdir(cwd)
+            for engine in engines:
+                engine.dispose()
+        return subprocess.CompletedProcess(
+            [str(BRIDGEBSR), *args], code, out.getvalue().decode(), err.getvalue().decode()
+        )
 
 
 @pytest.fixture(scope="session")

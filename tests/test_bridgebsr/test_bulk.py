@@ -23,17 +23,15 @@ from sqlalchemy import Connection, select, text
 from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
-from bridgebsr.bootstrap import Runtime, build_runtime
+from bridgebsr.bootstrap import Runtime
 from bridgebsr.cli.bulk import import_cases
 from bridgebsr.demo import DATA, load_consortium
 from bridgebsr.errors import InvalidInput
 from bridgebsr.exchange.catalog import load_catalog
 from bridgebsr.office import bulk, cases, progress
-from bridgebsr.settings import Settings
-from bridgebsr.store import migrate
 from bridgebsr.store.db import write_session
 from models import FieldSpec, Source, Template
-from tests.conftest import at
+from tests.conftest import at, migrated
 
 NOW = at("2026-04-15")  # a Wednesday, 10:00 UTC: the same day everywhere in the region
 SME, IP, LSF = "shared-sme-service", "ip-integration", "life-science-foundation"
@@ -53,12 +51,9 @@ CASE_HEADER = ["ref", "kind", "title", "owner", "start", "partner"]
 @pytest.fixture
 def on_sqlite(tmp_path: Path) -> Iterator[Runtime]:
     """A migrated SQLite case store with the consortium, for what no database changes."""
-    url = f"sqlite:///{tmp_path / 'cases.db'}"
-    rt = build_runtime(Settings(home=tmp_path / "home", database_url=url))
-    migrate.upgrade(rt.engine)
-    load_consortium(rt)
-    yield rt
-    rt.engine.dispose()
+    with migrated(f"sqlite:///{tmp_path / 'cases.db'}", tmp_path / "home") as rt:
+        load_consortium(rt)
+        yield rt
 
 
 def _row(ref: str, kind: str, title: str, owner: str, start: str, partner: str = "") -> list[str]:

@@ -1,5 +1,8 @@
-"""The `bridgebsr` console script, run as a subprocess against a SQLite home (the session's
-`demo_home`, tests/conftest.py, or a private copy of it)."""
+"""The `bridgebsr` console script against a SQLite home (the session's `demo_home`,
+tests/conftest.py, or a private copy of it): in this process through its entry point
+(`run_here`) for what the commands say, and as the installed script in a subprocess (`run`)
+for what only a process shows: exit codes, one error line and no traceback on stderr, the
+version, help, completion, the spinner on a terminal, and what the start-up imports."""
 
 import json
 import os
@@ -17,7 +20,7 @@ from typing import Any
 import pytest
 
 from bridgebsr.store import migrate
-from tests.conftest import BRIDGEBSR, _env, run
+from tests.conftest import BRIDGEBSR, _env, run, run_here
 from tests.conftest import DEMO_AS_OF as AS_OF
 
 SHIPPED = Path(__file__).parents[2] / "bridgebsr"
@@ -49,7 +52,7 @@ milestones:
 
 def run_json(home: Path, *args: str) -> Any:
     """Run a command with --json that must succeed and return its parsed output."""
-    done = run(home, *args, "--json")
+    done = run_here(home, *args, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -168,7 +171,7 @@ def test_templates_list_json(demo_home: Path) -> None:
 
 
 def test_templates_show(demo_home: Path) -> None:
-    done = run(demo_home, "templates", "show", "ip-integration")
+    done = run_here(demo_home, "templates", "show", "ip-integration")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "ip-integration v2 (IP)" in out
@@ -179,7 +182,7 @@ def test_templates_show(demo_home: Path) -> None:
 
 def test_templates_validate_accepts_a_shipped_template(demo_home: Path) -> None:
     path = SHIPPED / "templates" / "ip-integration.yaml"
-    done = run(demo_home, "templates", "validate", str(path))
+    done = run_here(demo_home, "templates", "validate", str(path))
     assert done.returncode == 0, done.stderr
     assert "ok (ip-integration v2: 8 stages, 14 milestones, 2 gates)" in done.stdout
 
@@ -221,7 +224,7 @@ def test_templates_validate_names_each_problem_with_its_line(tmp_path: Path) -> 
     ids=["unknown-kind", "unknown-owner", "bad-start", "start-9999", "as-of-year-1"],
 )
 def test_case_open_user_errors(home: Path, args: tuple[str, ...], message: str) -> None:
-    assert_one_error_line(run(home, "case", "open", *args, "--title", "T"), message)
+    assert_one_error_line(run_here(home, "case", "open", *args, "--title", "T"), message)
 
 
 def test_an_error_quoting_a_line_break_stays_one_line(demo_home: Path) -> None:
@@ -239,7 +242,7 @@ def test_an_error_quoting_a_line_break_stays_one_line(demo_home: Path) -> None:
     ids=["limit-huge", "limit-negative", "cap-over-integer"],
 )
 def test_an_integer_the_database_cannot_hold_is_refused(demo_home: Path, args: list[str]) -> None:
-    assert_one_error_line(run(demo_home, *args), args[-2], "0-2147483647")
+    assert_one_error_line(run_here(demo_home, *args), args[-2], "0-2147483647")
 
 
 def test_a_usage_error_exits_2(home: Path) -> None:
@@ -253,7 +256,7 @@ def test_commands_before_init_say_to_run_init_and_init_is_idempotent(tmp_path: P
     home = tmp_path / "fresh"
     assert_one_error_line(run(home, "case", "list"), "run `bridgebsr init`")
     for _ in range(2):
-        done = run(home, "init")
+        done = run_here(home, "init")
         assert done.returncode == 0, done.stderr
         assert f"case store ready at schema {migrate.head()}" in done.stdout
     assert run_json(home, "case", "list") == []
@@ -265,7 +268,7 @@ def test_commands_before_init_say_to_run_init_and_init_is_idempotent(tmp_path: P
 def test_milestone_complete_shows_in_case_show(home: Path) -> None:
     before = run_json(home, "case", "show", "SME-2026-0001", "--as-of", AS_OF)
     by = "oskar.lundback@lundback-dx.example"
-    done = run(
+    done = run_here(
         home,
         *("milestone", "complete", "SME-2026-0001", "request-intake"),
         *("--by", by, "--note", "profile complete", "--as-of", AS_OF),
@@ -290,7 +293,7 @@ def test_milestone_complete_shows_in_case_show(home: Path) -> None:
 
 
 def test_milestone_complete_in_the_future_is_refused(home: Path) -> None:
-    done = run(
+    done = run_here(
         home,
         *("milestone", "complete", "SME-2026-0001", "request-intake"),
         *("--on", "2026-11-27", "--as-of", AS_OF),
@@ -300,9 +303,9 @@ def test_milestone_complete_in_the_future_is_refused(home: Path) -> None:
 
 def test_gate_approve_by_the_wrong_person_exits_1(home: Path, ip_key: str) -> None:
     gate = ("gate", "approve", ip_key, "council-approval")
-    wrong = run(home, *gate, "--by", PILOT_LEAD, "--as-of", AS_OF)
+    wrong = run_here(home, *gate, "--by", PILOT_LEAD, "--as-of", AS_OF)
     assert_one_error_line(wrong, "it needs a council-member", "is pilot-lead")
-    right = run(home, *gate, "--by", COUNCIL_MEMBER, "--as-of", AS_OF)
+    right = run_here(home, *gate, "--by", COUNCIL_MEMBER, "--as-of", AS_OF)
     assert right.returncode == 0, right.stderr
     assert right.stdout.strip() == (
         f"{ip_key} gate council-approval: vote 1 of 3 recorded; waiting for 2 more council members"
@@ -328,7 +331,7 @@ def test_partners_import_dry_run_writes_nothing(home: Path, tmp_path: Path) -> N
         + "\n",
         encoding="utf-8",
     )
-    done = run(home, "partners", "import", str(sheet), "--dry-run")
+    done = run_here(home, "partners", "import", str(sheet), "--dry-run")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "partners: would create 2, would update 0, unchanged 1"
@@ -423,7 +426,7 @@ def test_a_wrong_choice_is_one_error_line_in_every_command(
     home: Path, args: tuple[str, ...], wrong: str, choices: str
 ) -> None:
     before = run_json(home, "case", "show", "SME-2026-0001")
-    assert_one_error_line(run(home, *args), wrong, f"is not one of: {choices}")
+    assert_one_error_line(run_here(home, *args), wrong, f"is not one of: {choices}")
     assert run_json(home, "case", "show", "SME-2026-0001") == before
     assert not (home.parent / "x").exists()
 
@@ -500,14 +503,14 @@ def test_shell_completion_offers_the_choices_and_the_pilot_kinds(demo_home: Path
 
 def test_case_show_prints_the_history(home: Path) -> None:
     by = "oskar.lundback@lundback-dx.example"
-    done = run(
+    done = run_here(
         home,
         *("milestone", "complete", "SME-2026-0001", "request-intake"),
         *("--by", by, "--note", "profile complete", "--as-of", AS_OF),
     )
     assert done.returncode == 0, done.stderr
     events = run_json(home, "case", "show", "SME-2026-0001", "--as-of", AS_OF)["events"]
-    shown = run(home, "case", "show", "SME-2026-0001", "--as-of", AS_OF)
+    shown = run_here(home, "case", "show", "SME-2026-0001", "--as-of", AS_OF)
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout.split("critical path: ", 1)[1]
     assert f"History: {len(events)} change(s), oldest first; times in UTC" in text

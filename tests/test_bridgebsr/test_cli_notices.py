@@ -13,7 +13,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
 from bridgebsr.cli import store_trouble
-from tests.conftest import BRIDGEBSR, _env, run
+from tests.conftest import BRIDGEBSR, _env, run, run_here
 from tests.conftest import DEMO_AS_OF as AS_OF
 from tests.test_bridgebsr.test_cli import assert_one_error_line, run_json
 from tests.test_notifications.conftest import SmtpSink
@@ -110,7 +110,7 @@ def test_a_refused_login_reads_as_such_in_the_outbox_and_the_receipts(
 ) -> None:
     smtp.deny_login = True
     env = {"BRIDGEBSR_EMAIL_URL": smtp.url("office", "canary-S3cr3t")}
-    done = run(home, "notifications", "dispatch", "--as-of", AS_OF, "--json", env=env)
+    done = run_here(home, "notifications", "dispatch", "--as-of", AS_OF, "--json", env=env)
     assert done.returncode == 0, done.stderr
     why = "email: E-Mail: failure (SMTP 535 5.7.8 Authentication credentials invalid)"
     rows = run_json(home, "notifications", "list")
@@ -140,7 +140,7 @@ def test_a_mail_url_with_an_unescaped_at_or_hash_is_refused_before_any_row_is_to
     home: Path, url: str
 ) -> None:
     before = run_json(home, "notifications", "list")
-    done = run(
+    done = run_here(
         home, "notifications", "dispatch", "--as-of", AS_OF, env={"BRIDGEBSR_EMAIL_URL": url}
     )
     assert_one_error_line(done, "BRIDGEBSR_EMAIL_URL", "@ as %40, # as %23")
@@ -151,7 +151,9 @@ def test_a_mail_url_with_an_unescaped_at_or_hash_is_refused_before_any_row_is_to
 
 def test_an_apprise_config_that_is_not_there_is_refused(home: Path) -> None:
     missing = home / "apprise.yml"
-    done = run(home, "notifications", "dispatch", env={"BRIDGEBSR_APPRISE_CONFIG": str(missing)})
+    done = run_here(
+        home, "notifications", "dispatch", env={"BRIDGEBSR_APPRISE_CONFIG": str(missing)}
+    )
     assert_one_error_line(done, f"BRIDGEBSR_APPRISE_CONFIG {missing} is not a file")
 
 
@@ -163,7 +165,7 @@ def test_retry_queues_one_persons_failed_notices_again_and_audits_it(home: Path)
 
     env = {"BRIDGEBSR_ACTOR": "ops@bridgebsr.example"}
     who = mine[0]["recipient"].upper()
-    done = run(home, "notifications", "retry", "--recipient", who, "--as-of", AS_OF, env=env)
+    done = run_here(home, "notifications", "retry", "--recipient", who, "--as-of", AS_OF, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"queued again {len(mine)} failed notice(s)")
     listed = {r["id"]: r for r in run_json(home, "notifications", "list")}
@@ -182,7 +184,7 @@ def test_retry_queues_one_persons_failed_notices_again_and_audits_it(home: Path)
     sent = run_json(home, "notifications", "dispatch", "--as-of", AS_OF)
     assert sent["sent"] == len(rows) - 1  # the requeued ones went, the other is still failed
     assert_one_error_line(
-        run(home, "notifications", "retry", "--recipient", "nobody@nowhere.example"),
+        run_here(home, "notifications", "retry", "--recipient", "nobody@nowhere.example"),
         "no contact nobody@nowhere.example",
     )
 
@@ -191,7 +193,7 @@ def test_a_full_disk_under_the_local_log_stops_dispatch_in_one_line(home: Path) 
     # /dev/full takes no byte: every write fails with "No space left on device".
     (home / "notifications.log").symlink_to("/dev/full")
     before = run_json(home, "notifications", "list")
-    done = run(home, "notifications", "dispatch", "--as-of", AS_OF)
+    done = run_here(home, "notifications", "dispatch", "--as-of", AS_OF)
     assert_one_error_line(
         done, f"disk full at {home}/notifications.log; free space and run dispatch again"
     )
@@ -222,7 +224,7 @@ def test_a_full_sqlite_store_says_the_disk_is_full_and_where(
 
 def test_list_refuses_an_unknown_status(home: Path) -> None:
     assert_one_error_line(
-        run(home, "notifications", "list", "--status", "lost"), "--status 'lost'", "pending"
+        run_here(home, "notifications", "list", "--status", "lost"), "--status 'lost'", "pending"
     )
 
 
@@ -238,7 +240,9 @@ def test_preferences_shape_what_dispatch_sends_and_receipts_show_it(home: Path) 
     assert prefs | {"delivery": "digest", "quiet_hours": "none"} == prefs
     run_json(home, "contacts", "prefs", lead, "--cap", "3", "--quiet", "none")
     assert_one_error_line(
-        run(home, "contacts", "prefs", owner, "--quiet", "late"), "--quiet: 'late'", "HH:MM-HH:MM"
+        run_here(home, "contacts", "prefs", owner, "--quiet", "late"),
+        "--quiet: 'late'",
+        "HH:MM-HH:MM",
     )
     waiting = run_json(home, "notifications", "list")
     to_owner = [r for r in waiting if r["recipient"] == owner]
@@ -292,7 +296,7 @@ def test_dispatch_says_why_notices_are_held_and_until_when(home: Path) -> None:
 
 def test_dispatch_text_says_why_notices_are_held(home: Path) -> None:
     _digest_reader(home)
-    done = run(home, "notifications", "dispatch", "--as-of", NIGHT)
+    done = run_here(home, "notifications", "dispatch", "--as-of", NIGHT)
     assert done.returncode == 0, done.stderr
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("  held: ")]
     when = r"2026-11-27 \d\d:\d\d CET"

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from tests.conftest import DEMO_AS_OF as AS_OF
-from tests.conftest import run
+from tests.conftest import run_here
 from tests.test_bridgebsr.test_cli import run_json
 
 CASE, ITEM = "SME-2026-0008", "nda"
@@ -27,13 +27,15 @@ def test_notices_of_an_item_finished_before_dispatch_are_listed_obsolete_not_sen
     assert len(council) > 1, "and reminds the council members of their vote"
     milestones = run_json(home, "case", "show", CASE)["milestones"]
     owner = next(m["owner"] for m in milestones if m["key"] == ITEM)
-    done = run(home, "milestone", "complete", CASE, ITEM, "--by", owner)
+    done = run_here(home, "milestone", "complete", CASE, ITEM, "--by", owner)
     assert done.returncode == 0, done.stderr
     member = next(r["recipient"] for r in pending if r["id"] == council[0])
-    rejected = run(home, "gate", "reject", GATE_CASE, GATE, "--by", member, "--comment", "redo")
+    rejected = run_here(
+        home, "gate", "reject", GATE_CASE, GATE, "--by", member, "--comment", "redo"
+    )
     assert rejected.returncode == 0, rejected.stderr
 
-    said = run(home, "notifications", "dispatch", "--as-of", AS_OF)
+    said = run_here(home, "notifications", "dispatch", "--as-of", AS_OF)
     assert said.returncode == 0, said.stderr
     assert f"{len(nda) + len(council)} obsolete" in said.stdout
     why = {

@@ -14,7 +14,7 @@ from bridgebsr.office.delivery import deliver
 from bridgebsr.office.doctor import checks
 from notifications.probe import smtp_login
 from notifications.render import TEMPLATES, TEXTS, text_path, unknown_fields
-from tests.conftest import run
+from tests.conftest import run, run_here
 from tests.test_notifications import conftest as post_fixtures
 from tests.test_notifications.conftest import (
     CANARY,
@@ -36,7 +36,7 @@ receiver = post_fixtures.receiver  # an HTTP receiver, closed after the test
 def home(tmp_path: Path) -> Path:
     """A home with a case store at the current schema."""
     home = tmp_path / "home"
-    done = run(home, "init")
+    done = run_here(home, "init")
     assert done.returncode == 0, done.stderr
     return home
 
@@ -199,7 +199,7 @@ def test_a_test_message_goes_on_each_channel_of_the_person_in_their_own_texts(
         f"  - json://127.0.0.1:{receiver.port}/other:\n      - tag: someone@else.org\n",
         encoding="utf-8",
     )
-    done = run(
+    done = run_here(
         home,
         "notifications",
         "test",
@@ -228,7 +228,7 @@ def test_a_test_message_goes_on_each_channel_of_the_person_in_their_own_texts(
 
 def test_a_failed_channel_says_why_and_exits_1(home: Path, smtp: SmtpSink) -> None:
     smtp.deny_login = True
-    done = run(
+    done = run_here(
         home,
         "notifications",
         "test",
@@ -242,7 +242,7 @@ def test_a_failed_channel_says_why_and_exits_1(home: Path, smtp: SmtpSink) -> No
 
 
 def test_without_channels_the_test_message_goes_to_the_local_log(home: Path) -> None:
-    done = run(home, "notifications", "test", "--to", TO)
+    done = run_here(home, "notifications", "test", "--to", TO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok      local"
     record = json.loads((home / "notifications.log").read_text(encoding="utf-8").splitlines()[-1])

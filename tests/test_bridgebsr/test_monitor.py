@@ -51,7 +51,7 @@ from models import (
     Source,
     Template,
 )
-from tests.conftest import BEFORE_ACCEPTANCE, BEFORE_COUNCIL, at
+from tests.conftest import BEFORE_ACCEPTANCE, BEFORE_COUNCIL, at, migrated
 
 ZONE = "Europe/Copenhagen"
 LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT, Denmark
@@ -292,13 +292,9 @@ def timeout_rt(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
     folder = tmp_path / "extra-templates"
     folder.mkdir()
     (folder / "timeout-check.yaml").write_text(TIMEOUT_TEMPLATE, encoding="utf-8")
-    runtime = build_runtime(
-        Settings(home=tmp_path / "home", database_url=db_url, template_dirs=str(folder))
-    )
-    migrate.upgrade(runtime.engine)
-    load_consortium(runtime)
-    yield runtime
-    runtime.engine.dispose()
+    with migrated(db_url, tmp_path / "home", template_dirs=str(folder)) as runtime:
+        load_consortium(runtime)
+        yield runtime
 
 
 # --- the ladder ------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from models import (
     PlanChange,
 )
 from notifications.enqueue import dedupe_key
-from tests.conftest import DEMO_AS_OF, at, run
+from tests.conftest import DEMO_AS_OF, at, run_here
 from tests.test_bridgebsr.test_monitor import (
     DESK_OWNER,
     DESK_STUDY,
@@ -630,7 +630,7 @@ def home(demo_home: Path, tmp_path: Path) -> Path:
 
 
 def _json(home: Path, *args: str) -> Any:
-    done = run(home, *args, "--json")
+    done = run_here(home, *args, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -652,13 +652,15 @@ def test_the_plan_commands_from_the_console(home: Path) -> None:
     assert (row["baseline_due"], row["planned_due"]) == (open_item["baseline_due"], new_due)
     assert after["version"] == shown["version"] + 1
 
-    done = run(home, "case", "rebaseline", DEMO_IP, "--reason", "agreed", "--as-of", DEMO_AS_OF)
+    done = run_here(
+        home, "case", "rebaseline", DEMO_IP, "--reason", "agreed", "--as-of", DEMO_AS_OF
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{DEMO_IP} baseline 1: target ")
-    table = run(home, "case", "show", DEMO_IP, "--as-of", DEMO_AS_OF)
+    table = run_here(home, "case", "show", DEMO_IP, "--as-of", DEMO_AS_OF)
     assert "baseline 1: " in table.stdout and "baseline_due" in table.stdout
 
-    edited = run(home, "case", "edit", DEMO_IP, "--title", "Renamed", "--as-of", DEMO_AS_OF)
+    edited = run_here(home, "case", "edit", DEMO_IP, "--title", "Renamed", "--as-of", DEMO_AS_OF)
     assert edited.returncode == 0, edited.stderr
     assert "title " in edited.stdout and "-> Renamed" in edited.stdout
 
@@ -681,7 +683,7 @@ def test_the_plan_commands_from_the_console(home: Path) -> None:
     ],
 )  # fmt: skip
 def test_bad_plan_input_is_one_line(home: Path, args: tuple[str, ...], message: str) -> None:
-    done = run(home, *args, "--as-of", DEMO_AS_OF)
+    done = run_here(home, *args, "--as-of", DEMO_AS_OF)
     assert done.returncode == 1, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines

@@ -3,6 +3,8 @@
 import base64
 import re
 import zipfile
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import date
 from html import escape
 from pathlib import Path
@@ -21,27 +23,63 @@ from bridgebsr.reports import charts, kpis, labels, sheets
 from bridgebsr.reports import portfolio as portfolio
 from bridgebsr.store.db import read_session, write_session
 from bridgebsr.store.people import load_directory
-from tests.conftest import at
-from tests.test_bridgebsr.test_cli import assert_one_error_line, run
+from tests.conftest import BACKENDS, DEMO_AS_OF, at, migrated, pg_schema, run_here
+from tests.test_bridgebsr.test_cli import assert_one_error_line
 
 DAY = date(2026, 11, 26)
 LEAD = "soren.ostergaard@scanbalt.example"  # pilot-lead at SCANBALT (DK)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A demo home (SQLite) shared by the tests that only read it."""
-    home = tmp_path_factory.mktemp("report") / "home"
-    done = run(home, "demo", "--as-of", DAY.isoformat())
+def demo(demo_home: Path) -> Path:
+    """The session's demo home (SQLite, as of DAY), which the report only reads."""
+    assert date.fromisoformat(DEMO_AS_OF) == DAY
+    return demo_home
+
+
+@pytest.fixture(scope="module")
+def page(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo's HTML report as of DAY, written once for the tests that read it."""
+    out = tmp_path_factory.mktemp("report-html") / "report.html"
+    done = run_here(demo, "report", "--format", "html", "--out", str(out), "--as-of", "2026-11-26")
     assert done.returncode == 0, done.stderr
-    return home
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def csv_out(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's CSV report folder as of DAY, written once for the tests that read it."""
+    out = tmp_path_factory.mktemp("report-csv") / "csv"
+    done = run_here(demo, "report", "--format", "csv", "--out", str(out), "--as-of", "2026-11-26")
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+Built = tuple[Runtime, portfolio.Report]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo_report(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_ready: bool
+) -> Iterator[Built]:
+    """A store on each backend with the consortium and the demo loaded once, and its report
+    as of DAY, for the tests that only read them."""
+    with ExitStack() as stack:
+        home = tmp_path_factory.mktemp("report-store")
+        if request.param == "sqlite":
+            url = f"sqlite:///{home / 'cases.db'}"
+        else:
+            url = stack.enter_context(pg_schema(pg_ready))
+        rt = stack.enter_context(migrated(url, home / "home"))
+        load_demo(rt, DAY)
+        yield rt, portfolio.build(rt.engine, as_of=DAY)
 
 
 def test_the_workbook_has_one_typed_sheet_per_view_with_frozen_headers(
     demo: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "report.xlsx"
-    done = run(demo, "report", "--format", "xlsx", "--out", str(out), "--as-of", "2026-11-26")
+    done = run_here(demo, "report", "--format", "xlsx", "--out", str(out), "--as-of", "2026-11-26")
     assert done.returncode == 0, done.stderr
     sheets = pd.read_excel(out, sheet_name=None)
     assert list(sheets)[:4] == [  # what needs action first, in words people read
@@ -68,10 +106,8 @@ def test_the_workbook_has_one_typed_sheet_per_view_with_frozen_headers(
     assert pct.cell(row=2, column=column).number_format == '0.0"%"'
 
 
-def test_csv_is_a_folder_of_views_matching_the_kpis(demo: Path, tmp_path: Path) -> None:
-    out = tmp_path / "csv"
-    done = run(demo, "report", "--format", "csv", "--out", str(out), "--as-of", "2026-11-26")
-    assert done.returncode == 0, done.stderr
+def test_csv_is_a_folder_of_views_matching_the_kpis(csv_out: Path) -> None:
+    out = csv_out
     files = {p.stem for p in out.glob("*.csv")}
     assert "milestones_by_pilot" in files and "sla_breaches" in files
     read = pd.read_csv(out / "cases_by_pilot.csv", encoding="utf-8-sig")
@@ -80,7 +116,7 @@ def test_csv_is_a_folder_of_views_matching_the_kpis(demo: Path, tmp_path: Path) 
 
 def test_a_partner_report_holds_only_that_partners_cases(demo: Path, tmp_path: Path) -> None:
     out = tmp_path / "mva"
-    done = run(demo, "report", "--format", "csv", "--out", str(out), "--partner", "mva")
+    done = run_here(demo, "report", "--format", "csv", "--out", str(out), "--partner", "mva")
     assert done.returncode == 0, done.stderr
     assert "MVA (Medicon Valley Alliance)" in done.stdout
     partners = pd.read_csv(out / "cases_by_partner.csv", encoding="utf-8-sig")
@@ -97,11 +133,7 @@ def test_a_partner_report_holds_only_that_partners_cases(demo: Path, tmp_path: P
     )  # CSV keeps the machine names
 
 
-def test_the_html_page_is_self_contained_with_tables_and_plots(demo: Path, tmp_path: Path) -> None:
-    out = tmp_path / "report.html"
-    done = run(demo, "report", "--format", "html", "--out", str(out))
-    assert done.returncode == 0, done.stderr
-    page = out.read_text(encoding="utf-8")
+def test_the_html_page_is_self_contained_with_tables_and_plots(page: str) -> None:
     assert page.count("<table") >= 10
     # What needs action first, then the numbers, then the charts.
     assert page.index("Needs action this week") < page.index("The numbers")
@@ -114,12 +146,14 @@ def test_the_html_page_is_self_contained_with_tables_and_plots(demo: Path, tmp_p
 
 def test_bad_input_is_one_line(demo: Path, tmp_path: Path) -> None:
     assert_one_error_line(
-        run(demo, "report", "--format", "pdf", "--out", str(tmp_path / "x")),
+        run_here(demo, "report", "--format", "pdf", "--out", str(tmp_path / "x")),
         "--format 'pdf'",
         "csv, xlsx, html",
     )
     assert_one_error_line(
-        run(demo, "report", "--format", "csv", "--out", str(tmp_path / "x"), "--partner", "ZZ"),
+        run_here(
+            demo, "report", "--format", "csv", "--out", str(tmp_path / "x"), "--partner", "ZZ"
+        ),
         "no partner 'ZZ'",
         "partners list",
     )
@@ -127,13 +161,12 @@ def test_bad_input_is_one_line(demo: Path, tmp_path: Path) -> None:
 
 
 def test_formula_like_text_cannot_run_and_html_escapes_it(
-    consortium: Runtime, tmp_path: Path
+    demo_report: Built, tmp_path: Path
 ) -> None:
     frame = pd.DataFrame({"title": ["=cmd|' /C calc'!A0", "+1", "-x", "@SUM(A1)", "plain"]})
     safe = sheets.neutralised(frame)
     assert list(safe["title"]) == ["'=cmd|' /C calc'!A0", "'+1", "'-x", "'@SUM(A1)", "plain"]
-    load_demo(consortium, DAY)
-    built = portfolio.build(consortium.engine, as_of=DAY)
+    _, built = demo_report
     hostile = portfolio.Report(
         as_of=DAY,
         scope="<script>alert(1)</script>",
@@ -149,9 +182,9 @@ def test_formula_like_text_cannot_run_and_html_escapes_it(
     assert "<script>" not in page and "&lt;script&gt;" in page
 
 
-def test_the_scoped_frames_drop_every_other_partners_rows(consortium: Runtime) -> None:
-    load_demo(consortium, DAY)
-    frames = kpis.load(consortium.engine, as_of=DAY)
+def test_the_scoped_frames_drop_every_other_partners_rows(demo_report: Built) -> None:
+    rt, _ = demo_report
+    frames = kpis.load(rt.engine, as_of=DAY)
     mine = portfolio.scoped(frames, "MVA")
     ids = set(mine.cases.index)
     assert ids and set(mine.cases["partner"].astype(str)) == {"MVA"}
@@ -166,7 +199,7 @@ def test_the_scoped_frames_drop_every_other_partners_rows(consortium: Runtime) -
             everyone[everyone["partner"] == "MVA"].reset_index(drop=True),
         )
     with pytest.raises(InvalidInput, match="no partner 'nope'"):
-        portfolio.build(consortium.engine, as_of=DAY, partner="nope")
+        portfolio.build(rt.engine, as_of=DAY, partner="nope")
 
 
 def test_a_partners_report_forecasts_and_plots_a_milestone_added_to_one_case(
@@ -206,20 +239,13 @@ def test_a_partners_report_forecasts_and_plots_a_milestone_added_to_one_case(
     assert "follow-up" in set(report.gantt["milestone"])
 
 
-def _page(demo: Path, tmp_path: Path) -> str:
-    out = tmp_path / "report.html"
-    done = run(demo, "report", "--format", "html", "--out", str(out), "--as-of", DAY.isoformat())
-    assert done.returncode == 0, done.stderr
-    return out.read_text(encoding="utf-8")
-
-
 def test_the_action_section_lists_the_late_items_with_their_owners(
-    consortium: Runtime, tmp_path: Path
+    demo_report: Built, tmp_path: Path
 ) -> None:
     """On both databases: the demo's late milestones (the agenda's), each with its owner's
     name and partner, most late first, at the top of the page."""
-    load_demo(consortium, DAY)
-    with read_session(consortium.engine) as session:
+    rt, built = demo_report
+    with read_session(rt.engine) as session:
         rows = agenda(session=session, today=DAY, within=0)
         people = load_directory(session.connection()).by_email
     expected = {
@@ -227,7 +253,7 @@ def test_the_action_section_lists_the_late_items_with_their_owners(
         for r in rows
         if r["kind"] == "milestone" and r["days_late"] > 0
     }
-    portfolio.write_html(portfolio.build(consortium.engine, as_of=DAY), tmp_path / "r.html")
+    portfolio.write_html(built, tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     top = page[page.index("Needs action this week") : page.index("The numbers")]
     late = top[top.index("Late items") : top.index("Gates waiting")]
@@ -243,8 +269,7 @@ def test_the_action_section_lists_the_late_items_with_their_owners(
     assert "Gates waiting for a decision" in top and "Cases at risk" in top
 
 
-def test_headers_and_cells_are_for_people(demo: Path, tmp_path: Path) -> None:
-    page = _page(demo, tmp_path)
+def test_headers_and_cells_are_for_people(page: str) -> None:
     headers = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", page)
     assert "Median slip (working days)" in headers and "On time" in headers
     assert not [h for h in headers if "_" in h], "no machine names in headers"
@@ -266,10 +291,9 @@ def test_labels_format_each_kind() -> None:
 
 
 def test_the_trend_has_every_month_between_the_first_and_last_finish(
-    consortium: Runtime,
+    demo_report: Built,
 ) -> None:
-    load_demo(consortium, DAY)
-    report = portfolio.build(consortium.engine, as_of=DAY)
+    _, report = demo_report
     months, pct, count = charts.monthly_on_time(report.facts)
     done = report.facts[report.facts["done"]]
     finished = pd.to_datetime(done["finished_on"]).dt.to_period("M")
@@ -280,9 +304,8 @@ def test_the_trend_has_every_month_between_the_first_and_last_finish(
     assert pct[empty].isna().all().all()  # a month with none: no point, so no line across
 
 
-def test_the_gantt_holds_gates_in_risk_order(consortium: Runtime) -> None:
-    load_demo(consortium, DAY)
-    report = portfolio.build(consortium.engine, as_of=DAY)
+def test_the_gantt_holds_gates_in_risk_order(demo_report: Built) -> None:
+    _, report = demo_report
     drawn = list(dict.fromkeys(report.gantt["case"]))
     assert drawn == [str(k) for k in report.views["forecast"]["case"]][: len(drawn)]
     assert {"milestone", "gate"} <= set(report.gantt["kind"])
@@ -298,14 +321,12 @@ def test_the_gantt_holds_gates_in_risk_order(consortium: Runtime) -> None:
 
 
 def test_the_programme_view_lists_every_activity_with_stage_and_health(
-    demo: Path, tmp_path: Path
+    csv_out: Path, page: str
 ) -> None:
     """Every activity of the demo (the pilots and the other six) with its open cases by stage
     and their health, by the rules of what needs action: a case with a late item is late, a
     case forecast past its target at risk; on the page after what needs action."""
-    out = tmp_path / "csv"
-    done = run(demo, "report", "--format", "csv", "--out", str(out), "--as-of", DAY.isoformat())
-    assert done.returncode == 0, done.stderr
+    out = csv_out
 
     def read(name: str) -> pd.DataFrame:
         return pd.read_csv(out / f"{name}.csv", encoding="utf-8-sig", keep_default_na=False)
@@ -335,10 +356,6 @@ def test_the_programme_view_lists_every_activity_with_stage_and_health(
     assert finished["forecast_date"] > finished["target_date"] and not finished["driving_item"]
     assert "SME-2026-0012" not in at_risk and health["SME-2026-0012"]["health"] == "on track"
 
-    page_path = tmp_path / "report.html"
-    done = run(demo, "report", "--format", "html", "--out", str(page_path), "--as-of", "2026-11-26")
-    assert done.returncode == 0, done.stderr
-    page = page_path.read_text(encoding="utf-8")
     assert page.index("Needs action this week") < page.index("The work programme")
     assert page.index("The work programme") < page.index("The numbers")
     section = page[page.index("The work programme") : page.index("The numbers")]

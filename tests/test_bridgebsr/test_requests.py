@@ -23,7 +23,7 @@ from bridgebsr.reports.actions import needs_action
 from bridgebsr.store.db import read_session, write_session
 from models import CaseEvent, DateRequest, Decision, GateDecision, Notification, Source
 from notifications.render import render
-from tests.conftest import BEFORE_COUNCIL, DEMO_AS_OF, at, migrated, run
+from tests.conftest import BEFORE_COUNCIL, DEMO_AS_OF, at, migrated, run_here
 from tests.test_bridgebsr.test_monitor import (
     COORDINATOR,
     DESK_OWNER,
@@ -368,17 +368,17 @@ def test_the_commands_ask_list_refuse_in_one_line_and_accept(
     home = tmp_path / "home"
     shutil.copytree(demo_home, home)
     owner, key, item = "oskar.lundback@lundback-dx.example", "SME-2026-0009", "service-plan"
-    asked = run(
+    asked = run_here(
         home, "milestone", "ask-date", key, item, "--due", "2026-12-15", "--reason", "lab shut",
         "--by", owner, "--as-of", DEMO_AS_OF, "--json",
     )  # fmt: skip
     assert asked.returncode == 0, asked.stderr
     number = str(json.loads(asked.stdout)["id"])
-    listed = run(home, "requests", "list", "--by", LEAD, "--json", "--as-of", DEMO_AS_OF)
+    listed = run_here(home, "requests", "list", "--by", LEAD, "--json", "--as-of", DEMO_AS_OF)
     assert [r["item"] for r in json.loads(listed.stdout)] == [item]
-    refused = run(home, "requests", "decline", number, "--by", LEAD, "--as-of", DEMO_AS_OF)
+    refused = run_here(home, "requests", "decline", number, "--by", LEAD, "--as-of", DEMO_AS_OF)
     assert (refused.returncode, refused.stdout) == (1, "")
     assert refused.stderr == "error: say why you decline: --comment 'why the date stays'\n"
-    accepted = run(home, "requests", "accept", number, "--by", LEAD, "--as-of", DEMO_AS_OF)
+    accepted = run_here(home, "requests", "accept", number, "--by", LEAD, "--as-of", DEMO_AS_OF)
     assert accepted.returncode == 0, accepted.stderr
     assert f"{item} now due 2026-12-15; {owner} is told" in accepted.stdout

@@ -17,7 +17,7 @@ from bridgebsr.reports.weekly import render
 from bridgebsr.rules import weekly as rule
 from bridgebsr.store import reports as store
 from bridgebsr.store.db import read_session, write_session
-from tests.conftest import at, run
+from tests.conftest import at, run_here
 from tests.test_notifications import conftest as post_fixtures
 from tests.test_notifications.conftest import SmtpSink
 
@@ -142,7 +142,7 @@ def test_the_weekly_report_reaches_each_reader_once_with_their_version(
     stored = next(f for f in second.files if f.filename == "portfolio-2026-W49-MVA.xlsx")
     assert weekly.stored(rt, stored.id) == (stored, own)
     out = tmp_path / "fetched.xlsx"
-    done = run(
+    done = run_here(
         tmp_path / "home",
         *("reports", "fetch", str(stored.id), "--out", str(out)),
         env={"BRIDGEBSR_DATABASE_URL": rt.settings.resolved_database_url()},

@@ -22,8 +22,8 @@ from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.cli.orchestration import LocalServer
 from bridgebsr.demo import load_demo
 from bridgebsr.settings import Settings
-from bridgebsr.store import migrate
 from flows import common
+from tests.conftest import migrated
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).parents[2]
@@ -76,17 +76,33 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def demo_store_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a SQLite case store with the demo portfolio as of DEMO_DAY, built once
+    per session (migrated, then `load_demo`); each `store` starts as a copy of it."""
+    folder = tmp_path_factory.mktemp("flows-demo")
+    path = folder / "cases.db"
+    with migrated(f"sqlite:///{path}", folder / "home") as rt:
+        load_demo(rt, date.fromisoformat(DEMO_DAY))
+        with rt.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert not path.with_name(path.name + "-wal").exists()  # all of it is in the one file
+    return path.read_bytes()
+
+
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+def store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_store_file: bytes
+) -> Iterator[Runtime]:
     """The demo portfolio in a SQLite case store that flows in this process use (the
-    deployment tests run the same flows on PostgreSQL)."""
+    deployment tests run the same flows on PostgreSQL): a private copy of the session's
+    `demo_store_file`."""
     home = tmp_path / "home"
     db_url = f"sqlite:///{tmp_path / 'cases.db'}"
+    (tmp_path / "cases.db").write_bytes(demo_store_file)
     monkeypatch.setenv("BRIDGEBSR_HOME", str(home))
     monkeypatch.setenv("BRIDGEBSR_DATABASE_URL", db_url)
     rt = build_runtime(Settings(home=home, database_url=db_url))
-    migrate.upgrade(rt.engine)
-    load_demo(rt, date.fromisoformat(DEMO_DAY))
     common._RUNTIMES.clear()
     yield rt
     for cached in common._RUNTIMES.values():
