@@ -65,6 +65,7 @@ from models import (
     FieldSpec,
     GateSpec,
     GateStatus,
+    Milestone,
     MilestoneSpec,
     MilestoneStatus,
     Partner,
@@ -92,7 +93,7 @@ def load(source: Session | Connection | Engine, *, as_of: date) -> Frames:
 def _load(read: Reader, as_of: date) -> Frames:
     sql = Sql(read.dialect.name, dates_as_read=read.arrow)
     # The largest fetch first: an Arrow reader makes it beside everything else.
-    rows = read.integers_soon(milestone_query(sql), MILESTONE_COLUMNS)
+    rows = read.integers_large(milestone_query(sql), MILESTONE_COLUMNS, col(Milestone.id))
     raw_templates = read.records(
         select(
             col(TemplateVersion.kind),

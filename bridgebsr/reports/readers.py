@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Dialect, Engine
+from sqlalchemy import Connection, Dialect, Engine, func, select
 
 from bridgebsr.errors import InvalidInput
 from bridgebsr.reports.frames import NULL, IntArray
@@ -60,6 +60,14 @@ class Reader(Protocol):
     def integers_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
         """`integers`, asked now on the first connection after what is asked there already,
         possibly fetched while the caller waits for something else: call for the rows."""
+        ...
+
+    def integers_large(
+        self, query: Any, columns: Sequence[str], key: Any
+    ) -> Callable[[], pd.DataFrame]:
+        """`integers_soon` for the largest SELECT, rows in `key`'s order (`key`: an integer
+        column of its one table, the rowid's): a reader whose connections are processes of
+        their own reads two ranges of `key` at once. Call the result for the rows."""
         ...
 
     def records_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
@@ -110,6 +118,11 @@ class CursorReader:
     def integers_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
         return self.integers_soon(query, columns)
 
+    def integers_large(
+        self, query: Any, columns: Sequence[str], key: Any
+    ) -> Callable[[], pd.DataFrame]:
+        return self.integers_soon(query, columns)
+
     def records_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
         rows = self.records(query, columns)
         return lambda: rows
@@ -158,6 +171,11 @@ class _ArrowTables:
     def integers_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
         table = self._table_next(self._sql(query))
         return lambda: _integer_frame(table(), columns)
+
+    def integers_large(
+        self, query: Any, columns: Sequence[str], key: Any
+    ) -> Callable[[], pd.DataFrame]:
+        return self.integers_soon(query, columns)
 
     def records_next(self, query: Any, columns: Sequence[str]) -> Callable[[], pd.DataFrame]:
         table = self._table_next(self._sql(query))
@@ -290,6 +308,21 @@ class _ProcessReader(_ArrowTables):
     def _table_soon(self, statement: str) -> Callable[[], Any]:
         return self.second.ask(statement)
 
+    def integers_large(
+        self, query: Any, columns: Sequence[str], key: Any
+    ) -> Callable[[], pd.DataFrame]:
+        """Two ranges of `key` at once, one per child: each child is a process, so the two
+        SQLite scans and Arrow conversions run on two cores. The second child takes the
+        larger share: the first also answers every other SELECT of the load."""
+        bounds = self._table(self._sql(select(func.min(key), func.max(key))))
+        low, high = (bounds.column(i)[0].as_py() for i in (0, 1))
+        if low is None:
+            return self.integers_soon(query, columns)
+        cut = low + (high - low + 1) * 3 // 5
+        first = self._table_soon(self._sql(query.where(key < cut)))
+        rest = self._table_next(self._sql(query.where(key >= cut)))
+        return lambda: _joined([first(), rest()], columns)
+
     def close(self) -> None:
         self.first.close()
         self.second.close()
@@ -298,6 +331,14 @@ class _ProcessReader(_ArrowTables):
 def _integer_frame(table: Any, columns: Sequence[str]) -> pd.DataFrame:
     arrays = {name: _arrow_integers(table.column(i)) for i, name in enumerate(columns)}
     return pd.DataFrame(arrays, copy=False)  # fresh arrays: no copy into one block
+
+
+def _joined(tables: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
+    """`_integer_frame` of the rows of `tables` one after the other (each child narrows its
+    own columns, so their types may differ)."""
+    parts = [_integer_frame(table, columns) for table in tables]
+    joined = {name: np.concatenate([part[name].to_numpy() for part in parts]) for name in columns}
+    return pd.DataFrame(joined, copy=False)
 
 
 def _record_frame(table: Any, columns: Sequence[str]) -> pd.DataFrame:

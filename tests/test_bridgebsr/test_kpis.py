@@ -910,6 +910,21 @@ def test_the_engine_load_reads_through_arrow(portfolio: Runtime) -> None:
         assert read.arrow
 
 
+def test_a_large_select_read_in_two_ranges_gives_every_row_once_in_order(
+    portfolio: Runtime,
+) -> None:
+    """The SQLite children read the milestones in two ranges of their id at once; the rows
+    are those of one read, in the same order, whatever types each child narrowed to."""
+    query = select(col(Milestone.id), col(Milestone.seq), col(Milestone.case_id)).order_by(
+        col(Milestone.id)
+    )
+    with readers.reader(portfolio.engine) as read:
+        whole = read.integers(query, ["id", "seq", "case_id"])
+        parts = read.integers_large(query, ["id", "seq", "case_id"], col(Milestone.id))()
+    assert len(whole) > 10 and whole["id"].is_unique
+    pd.testing.assert_frame_equal(parts, whole)
+
+
 def test_the_arrow_load_reads_one_snapshot(consortium: Runtime) -> None:
     """What is fetched soon (the milestones) and the rest come from the same moment, whatever
     writers commit while the load runs."""
