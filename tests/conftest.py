@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
@@ -213,6 +213,17 @@ def run_here(
     streams, in home's parent folder with BRIDGEBSR_HOME=home (and `env`) and no other
     BRIDGEBSR_* variable; every engine it builds is disposed afterwards. For the tests that
     read what a command says; the few that check the installed script itself use `run`."""
+    given: dict[str, str | None] = {"BRIDGEBSR_HOME": str(home), **(env or {})}
+    code, out, err = in_process(args, given, cwd=home.parent)
+    return subprocess.CompletedProcess([str(BRIDGEBSR), *args], code, out, err)
+
+
+def in_process(
+    args: Sequence[str], env: Mapping[str, str | None], cwd: Path | None = None
+) -> tuple[int, str, str]:
+    """Run `bridgebsr ARGS` through the console script's entry point in this process, with
+    only the BRIDGEBSR_* variables of `env` (None unsets one), in `cwd` if given: its exit
+    code, stdout and stderr. Every engine it builds is disposed afterwards."""
     from bridgebsr.cli import _common, main
 
     engines: list[Engine] = []
@@ -223,14 +234,14 @@ def run_here(
         return built
 
     cleared: dict[str, str | None] = {k: None for k in os.environ if k.startswith("BRIDGEBSR_")}
-    given: dict[str, str | None] = {"BRIDGEBSR_HOME": str(home), **(env or {})}
-    cwd = Path.cwd()
+    here = Path.cwd()
     with (
-        CliRunner().isolation(env={**cleared, **given}) as (out, err, _),
+        CliRunner().isolation(env={**cleared, **env}) as (out, err, _),
         mock.patch.object(sys, "argv", [str(BRIDGEBSR), *args]),
         mock.patch.object(_common, "build_runtime", tracked),
     ):
-        os.chdir(home.parent)
+        if cwd is not None:
+            os.chdir(cwd)
         try:
             main()
             code = 0
@@ -238,12 +249,10 @@ def run_here(
             code = exc.code if isinstance(exc.code, int) else 1
         finally:
             sys.stdout.flush()  # JSON is written to sys.stdout, which buffers it
-            os.chdir(cwd)
+            os.chdir(here)
             for engine in engines:
                 engine.dispose()
-        return subprocess.CompletedProcess(
-            [str(BRIDGEBSR), *args], code, out.getvalue().decode(), err.getvalue().decode()
-        )
+        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.fixture(scope="session")

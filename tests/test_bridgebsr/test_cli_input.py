@@ -13,21 +13,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 import typer
-from sqlalchemy import Engine, func, select
-from typer.testing import CliRunner
+from sqlalchemy import func, select
 
-from bridgebsr.bootstrap import Runtime, build_runtime
-from bridgebsr.cli import _common, app, main
+from bridgebsr.bootstrap import Runtime
+from bridgebsr.cli import _common, app
 from bridgebsr.office import cases
 from bridgebsr.rules.texts import is_control
-from bridgebsr.settings import Settings
 from bridgebsr.store.db import read_session, write_session
 from models import CaseEvent
-from tests.conftest import BRIDGEBSR, DEMO_AS_OF, _env, at
+from tests.conftest import BRIDGEBSR, DEMO_AS_OF, _env, at, in_process
 
 COUNCIL = [
     "peter.moller-jensen@mva.example",
@@ -51,29 +48,7 @@ class Done:
 def cli(env: Mapping[str, str], *args: str) -> Done:
     """Run `bridgebsr ARGS` in-process through the console script's entry point, with only
     the BRIDGEBSR_* variables of `env`; every engine it builds is disposed afterwards."""
-    engines: list[Engine] = []
-
-    def tracked(settings: Settings | None = None) -> Runtime:
-        rt = build_runtime(settings)
-        engines.append(rt.engine)
-        return rt
-
-    cleared: dict[str, str | None] = {k: None for k in os.environ if k.startswith("BRIDGEBSR_")}
-    with (
-        CliRunner().isolation(env={**cleared, **env, "PREFECT_API_URL": None}) as (out, err, _),
-        mock.patch.object(sys, "argv", ["bridgebsr", *args]),
-        mock.patch.object(_common, "build_runtime", tracked),
-    ):
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        finally:
-            sys.stdout.flush()  # JSON is written to sys.stdout, which buffers it
-            for engine in engines:
-                engine.dispose()
-        return Done(code, out.getvalue().decode(), err.getvalue().decode())
+    return Done(*in_process(args, {**env, "PREFECT_API_URL": None}))
 
 
 def store_env(rt: Runtime) -> dict[str, str]:
