@@ -164,11 +164,7 @@ def answer_date_request(
     leads = {p.id for p in rules.case_leads(directory, case.lead_partner_id, case.kind, team)}
     rules.check_answerer(person.email, person.id, person.role, leads, case.key)
     status = rules.ANSWERS[accept]
-    if not asked.answer(conn, request_id, status=status, by=person.email, now=now, comment=comment):
-        session.rollback()
-        fresh = asked.one(session.connection(), request_id) or row
-        rules.check_pending(request_id, fresh["status"], fresh["decided_by"])
-        raise IllegalTransition(f"request #{request_id} was answered meanwhile; see it again")
+    _settle(session, row, status, person.email, now, comment, "answer")
     try:
         _record_answer(session, loaded, row, person, status, comment, source, source_ref, now)
         if accept:  # commits the answer, its event and notice with the reschedule
@@ -215,16 +211,32 @@ def withdraw_date_request(
     loaded = store.load_case(session, row["case_key"], for_update=False)
     comment = comment.strip()
     status = rules.WITHDRAWN
-    if not asked.answer(conn, request_id, status=status, by=person.email, now=now, comment=comment):
-        session.rollback()
-        fresh = asked.one(session.connection(), request_id) or row
-        rules.check_pending(request_id, fresh["status"], fresh["decided_by"], "withdraw")
-        raise IllegalTransition(f"request #{request_id} was answered meanwhile; see it again")
+    _settle(session, row, status, person.email, now, comment, "withdraw")
     _record_answer(session, loaded, row, person, status, comment, source, source_ref, now)
     session.commit()
     return _shown(
         {**row, "status": status, "decided_by": person.email, "decided_at": now, "comment": comment}
     )
+
+
+def _settle(
+    session: Session,
+    row: dict[str, Any],
+    status: str,
+    by: str,
+    now: datetime,
+    comment: str,
+    doing: str,
+) -> None:
+    """Mark the waiting request `row` `status` (an answer or a withdrawal); when another one
+    came first, roll back and refuse with what happened to it."""
+    number = row["id"]
+    if asked.answer(session.connection(), number, status=status, by=by, now=now, comment=comment):
+        return
+    session.rollback()
+    fresh = asked.one(session.connection(), number) or row
+    rules.check_pending(number, fresh["status"], fresh["decided_by"], doing)
+    raise IllegalTransition(f"request #{number} was answered meanwhile; see it again")
 
 
 def _record_answer(
