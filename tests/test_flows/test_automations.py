@@ -18,7 +18,11 @@ from uuid import uuid4
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterStartTime,
+)
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.events import emit_event
@@ -151,12 +155,15 @@ def _alerts(receiver: HttpReceiver, words: str) -> list[str]:
 def _runs_of(deployment: str, **parameters: Any) -> list[FlowRun]:
     with get_client(sync_client=True) as client:
         dep = client.read_deployment_by_name(f"{deployment}/{deployment}")
-        runs = client.read_flow_runs(limit=200)
+        # Filtered on the server: the session's server holds hundreds of runs by now.
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[dep.id])),
+            limit=200,
+        )
     return [
         r
         for r in runs
-        if r.deployment_id == dep.id
-        and all(r.parameters.get(k) == v for k, v in parameters.items())
+        if all(r.parameters.get(k) == v for k, v in parameters.items())
         and r.state is not None
         and r.state.is_completed()
     ]

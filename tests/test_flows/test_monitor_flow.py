@@ -151,7 +151,7 @@ def test_overdue_and_escalation_events_reach_the_server(prefect_api: str, store:
     # Every overdue event names its case and that case's own kind (the demo runs activities
     # beyond the three pilots, so the kind is read from the store, not from a fixed list).
     with read_session(store.engine) as session:
-        kinds = {key: kind for key, kind in session.execute(select(Case.key, Case.kind))}
+        kinds = dict(session.execute(select(Case.key, Case.kind)).all())
     overdue = [e for e in events if e.event == "bridgebsr.milestone.overdue"]
     assert overdue
     for event in overdue:
