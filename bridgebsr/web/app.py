@@ -77,10 +77,13 @@ def health(request: Request) -> Response:
 
 def _error(request: Request, exc: Exception) -> Response:
     """Every refusal and missing page as the same plain page: no detail, no echo of the
-    address asked for."""
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    address asked for. The exception's own headers stay (a 405 says which methods are
+    allowed in `Allow`)."""
+    http = exc if isinstance(exc, HTTPException) else None
+    status = http.status_code if http else 500
     heading, text = _MESSAGES.get(status, ("Not possible", "This request cannot be served."))
-    return render(request, "message.html", {"heading": heading, "text": text}, status=status)
+    context = {"heading": heading, "text": text}
+    return render(request, "message.html", context, status=status, headers=http and http.headers)
 
 
 def door_routes() -> list[BaseRoute]:

@@ -2,6 +2,7 @@
 each template the request, the session's CSRF token and the signed-in person (when the page
 names them), so `base.html` can show who is signed in and a logout form."""
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,17 @@ templates = Jinja2Templates(env=_environment)
 
 
 def render(
-    request: Request, template_name: str, context: dict[str, Any], status: int = 200
+    request: Request,
+    template_name: str,
+    context: dict[str, Any],
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     """`template_name` rendered with `context` plus `request`, `csrf_field`, `csrf_token`
-    (when signed in) and `person` (None unless given)."""
+    (when signed in) and `person` (None unless given), with `headers` added."""
     shared: dict[str, Any] = {"person": None, "csrf_field": CSRF_FIELD, "csrf_token": None}
     if "session" in request.scope and signed_in(request):
         shared["csrf_token"] = csrf_token(request)
     return templates.TemplateResponse(
-        request, template_name, {**shared, **context}, status_code=status
+        request, template_name, {**shared, **context}, status_code=status, headers=headers
     )

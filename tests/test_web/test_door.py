@@ -300,6 +300,11 @@ def test_an_error_page_never_echoes_the_token(door: Any) -> None:
     ):
         assert answer.status_code in {403, 404, 405}
         assert token not in answer.text and token[:-2] not in answer.text
+    # A page used with the wrong method says which methods it takes.
+    wrong = client.post(f"/l/{token}")
+    assert wrong.status_code == 405
+    assert set(wrong.headers.get("allow", "").split(", ")) == {"GET", "HEAD"}
+    assert "cannot be used that way" in wrong.text
 
 
 def test_forms_need_the_sessions_csrf_token(door: Any) -> None:
