@@ -1,7 +1,8 @@
-"""The door's outer layer, around every request: the rate limit (429 for an address refused
-more than `auth.LIMIT` times within `auth.WINDOW`, counted in the store so every worker
-agrees), the security headers on every response, and one log line per request with the
-token of a link or feed masked (uvicorn's own access log stays off)."""
+"""The door's outer layer, around every request: the rate limit (429 with `Retry-After` for
+an address refused more than `auth.LIMIT` times within `auth.WINDOW`, counted in the store so
+every worker agrees; the 429s themselves are logged, not counted, so waiting ends it), the
+security headers on every response, and one log line per request with the token of a link or
+feed masked (uvicorn's own access log stays off)."""
 
 import logging
 import time
@@ -10,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridgebsr.web.auth import client_address, masked, too_many_denials
+from bridgebsr.web.auth import WINDOW, client_address, masked, too_many_denials
 
 log = logging.getLogger("bridgebsr.web")
 
@@ -60,7 +61,9 @@ class Guard:
 
         try:
             if not path.startswith(STATIC) and await run_in_threadpool(too_many_denials, conn):
-                await _plain(send_with_headers, 429, LIMITED)
+                # At most one window until the oldest counted refusal ages out.
+                wait = str(int(WINDOW.total_seconds())).encode()
+                await _plain(send_with_headers, 429, LIMITED, [(b"retry-after", wait)])
             else:
                 await self.app(scope, receive, send_with_headers)
         except Exception:
@@ -78,15 +81,13 @@ class Guard:
             )
 
 
-async def _plain(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def _plain(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -328,6 +328,7 @@ def test_an_address_refused_too_often_is_turned_away_until_the_window_passes(doo
     limited = client.get(good, follow_redirects=False)
     assert limited.status_code == 429 and "set-cookie" not in limited.headers
     assert limited.headers["x-frame-options"] == "DENY"
+    assert limited.headers["retry-after"] == str(int(auth.WINDOW.total_seconds()))
     assert len(_denials(rt)) == auth.LIMIT + 1  # the 429s are not counted again
     # Another worker (another app over the same store) agrees.
     with _client(rt, clock) as other:
