@@ -83,7 +83,8 @@ def _error(request: Request, exc: Exception) -> Response:
     status = http.status_code if http else 500
     heading, text = _MESSAGES.get(status, ("Not possible", "This request cannot be served."))
     context = {"heading": heading, "text": text}
-    return render(request, "message.html", context, status=status, headers=http and http.headers)
+    headers = http.headers if http else None
+    return render(request, "message.html", context, status=status, headers=headers)
 
 
 def door_routes() -> list[BaseRoute]:
