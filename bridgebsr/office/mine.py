@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import String, and_, exists, func, literal, null, or_, select
 from sqlalchemy import case as sql_case
 from sqlmodel import Session, col
 
@@ -27,14 +27,14 @@ from bridgebsr.rules.access import (
     may_progress,
     sees_case,
 )
-from bridgebsr.rules.people import Person, acting_for
+from bridgebsr.rules.people import Away, Person, acting_for
 from bridgebsr.rules.requests import case_leads
 from bridgebsr.store import case_rows
 from bridgebsr.store import requests as date_requests
 from bridgebsr.store.absences import for_deputy
 from bridgebsr.store.access import case_scope, decidable, visible
 from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
-from bridgebsr.store.people import load_directory
+from bridgebsr.store.people import link_holder, load_directory
 from models import (
     OPEN_MILESTONE,
     Case,
@@ -80,15 +80,16 @@ def my_items(
     """`person`'s milestones of active cases due by `today + within` (late ones included,
     earliest first) and those finished in the last `recent` days (latest first), with the
     milestones of whom they stand in for at `now` (default: noon UTC of `today`), each
-    marked `for` that person's address; the open gates they may still vote on (earliest
-    deadline first), with the template's evidence text; and the cases they own, lead (their
-    pilot kinds) or are on the team of (newest first), with stage and next step. At most
-    `limit` of each, with each list's total."""
+    marked `for` that person's address; the open gates they may still vote on, themselves
+    or for whom they stand in for (earliest deadline first, `for` as above), with the
+    template's evidence text; and the cases they own, lead (their pilot kinds) or are on the
+    team of (newest first), with stage and next step. At most `limit` of each, with each
+    list's total."""
     mine = MyItems()
     horizon, since = today + timedelta(days=within), today - timedelta(days=recent)
     at = now or datetime.combine(today, time(12), UTC)
-    away = for_deputy(session.connection(), person.id, at.date())
-    covered = {a.contact_id: a.email for a in acting_for(away, person.id, at)}
+    standing = _standing_in(session, person, at)
+    covered = {a.contact_id: a.email for a in standing}
     owners = [person.id, *sorted(covered)]
     for done, rows, total in _owned(session, owners, horizon, since, limit):
         items = [_item(r, person, today, covered) for r in rows]
@@ -96,9 +97,24 @@ def my_items(
             mine.done, mine.done_total = items, total
         else:
             mine.due, mine.due_total = items, total
-    mine.gates, mine.gates_total = _gates(session, person, today, limit)
+    voters = [person, *_absent(session, standing)]
+    mine.gates, mine.gates_total = _gates(session, voters, today, limit)
     mine.cases, mine.cases_total = _cases(session, person, limit)
     return mine
+
+
+def _standing_in(session: Session, person: Person, at: datetime) -> list[Away]:
+    """The absences `person` covers as deputy at `at`, in the order the use cases try them."""
+    away = for_deputy(session.connection(), person.id, at.date())
+    return acting_for(away, person.id, at)
+
+
+def _absent(session: Session, standing: list[Away]) -> list[Person]:
+    """The people away in `standing`, in its order (one statement each: a deputy covers one
+    or two people)."""
+    conn = session.connection()
+    found = [link_holder(conn, a.contact_id) for a in standing]
+    return [held[0] for held in found if held is not None]
 
 
 def _owned(
@@ -162,12 +178,29 @@ def _item(row: Any, person: Person, today: date, covered: dict[int, str]) -> dic
 
 
 def _gates(
-    session: Session, person: Person, today: date, limit: int
+    session: Session, voters: list[Person], today: date, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
-    voted = exists().where(
-        col(GateDecision.gate_id) == col(Gate.id),
-        col(GateDecision.round) == col(Gate.round),
-        col(GateDecision.approver_id) == person.id,
+    """The open gates of active cases that the first of `voters` (the reader) or one of the
+    others (the people they stand in for) may vote on and has not this round; a gate's `for`
+    is whose vote it would be when not the reader's own, chosen as `decide_gate` chooses."""
+
+    def may_still(voter: Person) -> Any:
+        voted = exists().where(
+            col(GateDecision.gate_id) == col(Gate.id),
+            col(GateDecision.round) == col(Gate.round),
+            col(GateDecision.approver_id) == voter.id,
+        )
+        return and_(decidable(voter), ~voted)
+
+    person, *absent = voters
+    on_behalf = (
+        sql_case(
+            (may_still(person), null()),
+            *((may_still(v), literal(v.email, String)) for v in absent),
+            else_=null(),
+        )
+        if absent
+        else null()
     )
     found = session.execute(
         select(
@@ -182,14 +215,14 @@ def _gates(
             col(Case.kind),
             col(Case.template_version),
             col(Case.version),
+            on_behalf,
             func.count().over(),
         )
         .join(Case, col(Case.id) == col(Gate.case_id))
         .where(
             col(Gate.status) == GateStatus.OPEN,
             col(Case.status) == CaseStatus.ACTIVE,
-            decidable(person),
-            ~voted,
+            or_(*(may_still(v) for v in voters)),
         )
         .order_by(GATE_DUE, col(Case.key), col(Gate.seq))
         .limit(limit)
@@ -206,9 +239,9 @@ def _gates(
         approvals[(gate_id, rnd)] = approvals.get((gate_id, rnd), 0) + 1
     texts = _evidence_texts(session, {(r[8], r[9]) for r in found})
     rows = []
-    for gid, rnd, required, key, title, due, case, case_title, kind, tv, version, _ in found:
+    for gid, rnd, required, key, title, due, case, case_title, kind, tv, version, who, _ in found:
         yes = approvals.get((gid, rnd), 0)
-        entry = Entry("gate", case, key, title, "open", due, (person.email,), required - yes)
+        entry = Entry("gate", case, key, title, "open", due, (who or person.email,), required - yes)
         rows.append(
             {
                 **entry.row(today),
@@ -218,6 +251,7 @@ def _gates(
                 "approvals": yes,
                 "required": required,
                 "evidence": texts.get((kind, tv), {}).get(key, ""),
+                "for": who,
             }
         )
     return rows, found[0][-1]
@@ -327,12 +361,13 @@ def case_page(
     case_id, version, _, facts = found
     kind = facts.kind
     at = now or datetime.combine(today, time(12), UTC)
-    away = for_deputy(conn, person.id, at.date())
-    covering = {a.contact_id for a in acting_for(away, person.id, at)}
+    standing = _standing_in(session, person, at)
+    covering = {a.contact_id for a in standing}
+    absent = _absent(session, standing)
     level = (
         Access.FULL
         if sees_case(person, facts, covering)
-        else access(person, facts, _open_roles(conn, case_id), covering)
+        else access(person, facts, _open_roles(conn, case_id), covering, absent)
     )
     if level is Access.NONE:
         return CasePage(level, {})
@@ -352,12 +387,14 @@ def case_page(
             if d["round"] == gate["round"] and d["decision"] == "approve"
         )
         role = gate["approver_role"]
-        gate["may_vote"] = (
-            gate["status"] == GateStatus.OPEN.value
-            and shown["status"] == CaseStatus.ACTIVE.value
-            and may_decide(person, role, facts.team)
-            and person.email not in voted
+        # Whose vote the reader would cast: their own first, else an absent approver's.
+        left = [
+            p for p in (person, *absent) if may_decide(p, role, facts.team) and p.email not in voted
+        ]
+        gate["may_vote"] = bool(left) and (
+            gate["status"] == GateStatus.OPEN.value and shown["status"] == CaseStatus.ACTIVE.value
         )
+        gate["for"] = left[0].email if gate["may_vote"] and left[0] is not person else None
         gate["voted"] = person.email in voted
         gate["links"] = evidence.get(("gate", gate["key"]), [])
     if level is Access.VOTE:
@@ -452,13 +489,15 @@ def require_own_request(page: CasePage, item: str, number: int) -> None:
 
 def require_may_vote(page: CasePage, gate: str) -> None:
     """Refuse unless `page`'s reader may vote on gate `gate` of it now (`may_decide`, and
-    not voted yet this round)."""
+    not voted yet this round), themselves or for an absent approver they stand in for."""
     if page.access is Access.NONE:
         raise OutOfScope(f"you may not vote on {gate} of this case")
-    if any(g["key"] == gate and g["voted"] for g in page.case.get("gates", [])):
+    gates = page.case.get("gates", [])
+    if any(g["key"] == gate and g["may_vote"] for g in gates):
+        return
+    if any(g["key"] == gate and g["voted"] for g in gates):
         raise IllegalTransition(f"you have already voted on {gate} in this round")
-    if not any(g["key"] == gate and g["may_vote"] for g in page.case["gates"]):
-        raise NotAllowed(f"you may not vote on {gate} of this case")
+    raise NotAllowed(f"you may not vote on {gate} of this case")
 
 
 def checked_facts(session: Session, key: str) -> CaseFacts:

@@ -62,12 +62,15 @@ def access(
     case: CaseFacts,
     open_gate_roles: Collection[str],
     covering: Collection[int] = (),
+    absent: Collection[Person] = (),
 ) -> Access:
     """How much of `case` `person` is shown: all of it within their scope, else its open
-    gates they may vote on (`open_gate_roles`: the approver roles of its open gates)."""
+    gates they, or the `absent` people they stand in for, may vote on (`open_gate_roles`:
+    the approver roles of its open gates)."""
     if sees_case(person, case, covering):
         return Access.FULL
-    if any(may_decide(person, role, case.team) for role in open_gate_roles):
+    voters = (person, *absent)
+    if any(may_decide(p, role, case.team) for p in voters for role in open_gate_roles):
         return Access.VOTE
     return Access.NONE
 

@@ -446,3 +446,65 @@ def test_a_deputy_completes_an_absent_owners_item_on_the_web(
     (event,) = [e for e in _events(rt, key, "milestone.start") if e.subject == item]
     assert (event.actor, event.source) == (deputy, Source.WEB)
     assert event.after and event.after["on_behalf_of"] == owner
+
+
+def test_a_deputy_votes_for_an_absent_council_member_on_the_web(
+    demo: tuple[Runtime, list[str]],
+) -> None:
+    """While a council member is away, their deputy (no council member) finds the member's
+    gates on My items and on the case page, each marked whom the vote counts for; the vote is
+    the member's, the event the deputy's on their behalf; after the absence, nothing of it."""
+    rt, _ = demo
+    absent, deputy = "juergen.weiss@bioconvalley.example", "jussi.hakkinen@bioforum-oulu.example"
+
+    def gates(email: str, at: datetime) -> list[dict[str, object]]:
+        with read_session(rt.engine) as session:
+            reader = load_directory(session.connection()).by_email[email]
+            return my_items(session=session, person=reader, today=at.date(), now=at).gates
+
+    assert not gates(deputy, NOW)
+    with write_session(rt.engine) as session:
+        set_absence(
+            session=session,
+            email=absent,
+            starts=TODAY,
+            ends=TODAY + timedelta(days=3),
+            deputy=deputy,
+            now=NOW - timedelta(days=1),
+        )
+    theirs = gates(absent, NOW)
+    assert theirs and all(g["for"] is None for g in theirs)
+    covering = gates(deputy, NOW)
+    assert covering == [{**g, "for": absent, "who": [absent]} for g in theirs]
+    browser = _client(rt, deputy)
+    assert f"Your vote counts for {absent}, who is away." in browser.get("/me").text
+    key, gate = str(covering[-1]["case"]), str(covering[-1]["item"])
+    page = browser.get(f"/cases/{key}")
+    assert page.status_code == 200 and f"Your vote counts for {absent}" in page.text
+    action = f"/cases/{key}/gates/{gate}"
+    voted = browser.post(
+        action,
+        data={**_form(page.text, action), "decision": "approve", "comment": "seen"},
+        follow_redirects=False,
+    )
+    assert voted.status_code == 303, re.findall(r'class="error"[^<]*', voted.text)
+    with read_session(rt.engine) as session:
+        vote = session.exec(
+            select(GateDecision, Contact.email)
+            .join(Contact, col(Contact.id) == GateDecision.approver_id)
+            .order_by(col(GateDecision.id).desc())
+        ).first()
+    assert vote is not None and (vote[1], vote[0].source, vote[0].comment) == (
+        absent,
+        Source.WEB,
+        "seen",
+    )
+    (event,) = [e for e in _events(rt, key, "gate.vote") if e.actor == deputy]
+    assert event.after and event.after["on_behalf_of"] == absent
+    # The member has voted now, through their deputy: neither is asked again for that gate.
+    assert (key, gate) not in {(g["case"], g["item"]) for g in gates(absent, NOW)}
+    assert (key, gate) not in {(g["case"], g["item"]) for g in gates(deputy, NOW)}
+    again = browser.post(action, data={**_form(page.text, action), "decision": "approve"})
+    assert again.status_code == 403 and f"you may not vote on {gate}" in again.text
+    later = NOW + timedelta(days=5)
+    assert not gates(deputy, later)  # back at work: the deputy stands in for no one
