@@ -8,7 +8,7 @@ from sqlmodel import col, select
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.demo import load_demo
-from bridgebsr.office import mine
+from bridgebsr.office import casepage, mine
 from bridgebsr.office.progress import Actor
 from bridgebsr.office.team import set_team
 from bridgebsr.rules.access import (
@@ -95,7 +95,7 @@ def test_sql_scope_is_the_rule_for_everyone(consortium: Runtime) -> None:
     with read_session(consortium.engine) as session:
         directory = load_directory(session.connection())
         cases = session.exec(select(Case.id, Case.key).order_by(col(Case.key))).all()
-        facts = {key: mine.checked_facts(session, key) for _, key in cases}
+        facts = {key: casepage.checked_facts(session, key) for _, key in cases}
         gates = session.exec(
             select(Gate.id, Gate.approver_role, Case.key)
             .join(Case, col(Case.id) == Gate.case_id)
@@ -125,13 +125,13 @@ def test_my_items_and_case_page_keep_to_scope(consortium: Runtime) -> None:
         assert items.gates, "a council member has the IP council gate to vote on"
         gate = items.gates[0]
         assert "expert-panel minutes" in gate["evidence"]
-        page = mine.case_page(session=session, key=gate["case"], person=council, today=TODAY)
+        page = casepage.case_page(session=session, key=gate["case"], person=council, today=TODAY)
         assert page.access is Access.VOTE
         assert [g["key"] for g in page.case["gates"]] == [gate["item"]]
         assert "events" not in page.case and "milestones" not in page.case
         founder = directory.by_email["triin.saask@biotech-ee.example"]  # EBA: on no case
         for key in keys:
-            shut = mine.case_page(session=session, key=key, person=founder, today=TODAY)
+            shut = casepage.case_page(session=session, key=key, person=founder, today=TODAY)
             assert shut.access is Access.NONE and shut.case == {}
         assert mine.my_items(session=session, person=founder, today=TODAY).cases == []
         lead = directory.by_email["soren.ostergaard@scanbalt.example"]  # leads the SME pilot
@@ -140,5 +140,7 @@ def test_my_items_and_case_page_keep_to_scope(consortium: Runtime) -> None:
         assert len(led.due) == 3 and led.due_total > 3  # the first three of many, by due date
         assert [r["due"] for r in led.due] == sorted(r["due"] for r in led.due)
         coordinator = directory.by_email["mette.sorensen@scanbalt.example"]
-        full = mine.case_page(session=session, key=gate["case"], person=coordinator, today=TODAY)
+        full = casepage.case_page(
+            session=session, key=gate["case"], person=coordinator, today=TODAY
+        )
         assert full.access is Access.FULL and full.case["events"] and full.case["milestones"]

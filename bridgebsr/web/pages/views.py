@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bridgebsr.errors import BridgeError, IllegalTransition, InvalidInput, StaleCase
-from bridgebsr.office import mine
+from bridgebsr.office import casepage, mine
 from bridgebsr.office.progress import Actor, decide_gate, progress_milestone, refuse
 from bridgebsr.office.requests import (
     answer_date_request,
@@ -58,9 +58,9 @@ class _Viewer:
     def today(self) -> date:
         return local_date(self.now, self.person.timezone)
 
-    def case_page(self, session: Session, key: str) -> mine.CasePage:
-        """Case `key` as this person may see it now (`mine.case_page`)."""
-        return mine.case_page(
+    def case_page(self, session: Session, key: str) -> casepage.CasePage:
+        """Case `key` as this person may see it now (`casepage.case_page`)."""
+        return casepage.case_page(
             session=session, key=key, person=self.person, today=self.today, now=self.now
         )
 
@@ -174,7 +174,7 @@ async def milestone_action(request: Request) -> Response:
 
     def act(session: Session) -> None:
         page = who.case_page(session, key)
-        mine.require_may_progress(page, item)
+        casepage.require_may_progress(page, item)
         progress_milestone(
             session=session,
             case_key=key,
@@ -205,7 +205,7 @@ async def gate_vote(request: Request) -> Response:
 
     def act(session: Session) -> None:
         page = who.case_page(session, key)
-        mine.require_may_vote(page, gate)
+        casepage.require_may_vote(page, gate)
         decide_gate(
             session=session,
             case_key=key,
@@ -230,7 +230,7 @@ async def new_date(request: Request) -> Response:
 
     def act(session: Session) -> None:
         page = who.case_page(session, key)
-        mine.require_may_progress(page, item)
+        casepage.require_may_progress(page, item)
         due = _day(form, "due")
         if due is None:
             raise InvalidInput("due: give the new due date (YYYY-MM-DD)")
@@ -299,7 +299,7 @@ async def withdraw(request: Request) -> Response:
 
     def act(session: Session) -> None:
         page = who.case_page(session, key)
-        mine.require_own_request(page, item, request_id)
+        casepage.require_own_request(page, item, request_id)
         withdraw_date_request(
             session=session,
             request_id=request_id,
@@ -329,15 +329,15 @@ async def _run(
 
     try:
         await run_in_threadpool(work)
-    except mine.OutOfScope:
+    except casepage.OutOfScope:
         auth.deny(request, "out-of-scope", contact_id=who.person.id)
     except StaleCase:
         return await run_in_threadpool(
             _case_page, request, who, key, error=STALE, status=409, open_item=item
         )
-    except (mine.NotAllowed, IllegalTransition) as refused:
+    except (casepage.NotAllowed, IllegalTransition) as refused:
         await run_in_threadpool(_audit, request, who, key, item, done, str(refused))
-        status = 403 if isinstance(refused, mine.NotAllowed) else 400
+        status = 403 if isinstance(refused, casepage.NotAllowed) else 400
         return await run_in_threadpool(
             _case_page, request, who, key, error=str(refused), status=status, open_item=item
         )
