@@ -32,8 +32,8 @@ from prefect.states import Completed
 from pydantic import Field
 
 from bridgebsr.errors import BridgeError
+from bridgebsr.office.gate_views import GateView, gate_view, waiting_gates
 from bridgebsr.office.progress import Actor, decide_gate, refuse_decision
-from bridgebsr.office.queries import GateView, gate_view, waiting_gates
 from bridgebsr.store.db import read_session, write_session
 from flows.case_page import publish_case_page
 from flows.common import log, resolve_now, run_id, runtime

@@ -30,8 +30,8 @@ from bridgebsr.cli._common import (
 )
 from bridgebsr.cli.orchestration import sync_case_runs
 from bridgebsr.office import cases as case_uc
-from bridgebsr.office import progress, queries
-from bridgebsr.office.queries import GateView
+from bridgebsr.office import gate_views, progress, queries
+from bridgebsr.office.gate_views import GateView
 from bridgebsr.rules.fields import parse_pairs
 from bridgebsr.rules.roles import parse_assignments
 from bridgebsr.rules.rows import GateRow
@@ -354,7 +354,7 @@ def _gate_command(decision: Decision) -> Any:
                 evidence=evidence or [],
             )
         with read_session(rt.engine) as session:
-            view = queries.gate_view(session=session, case_key=key, gate_key=g.key)
+            view = gate_views.gate_view(session=session, case_key=key, gate_key=g.key)
         say(f"{view.case_key} gate {g.key}: {gate_outcome(g, view)}")
         sync_case_runs(rt, key)
 

@@ -25,7 +25,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlmodel import col, select
 
-from bridgebsr.office.queries import GateView, gate_view, waiting_gates
+from bridgebsr.office.gate_views import GateView, gate_view, waiting_gates
 from bridgebsr.office.team import show_team
 from bridgebsr.store.db import read_session
 from flows.gates import decision_key

@@ -6,7 +6,7 @@ from sqlmodel import select
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.demo import load_demo
-from bridgebsr.office import queries
+from bridgebsr.office import gate_views
 from bridgebsr.office.progress import Actor, decide_gate, refuse_decision
 from bridgebsr.store.db import read_session, write_session
 from models import Contact, Decision, Source
@@ -17,7 +17,7 @@ def test_waiting_gates_match_gate_view_with_votes_and_refusals(consortium: Runti
     now = datetime(2026, 11, 26, 12, tzinfo=UTC)
     with read_session(consortium.engine) as session:
         (first,) = [
-            v for v in queries.waiting_gates(session=session) if v.pilot == "ip-integration"
+            v for v in gate_views.waiting_gates(session=session) if v.pilot == "ip-integration"
         ]
         voter = session.exec(
             select(Contact.email).where(Contact.role == first.approver_role).order_by(Contact.email)
@@ -45,9 +45,9 @@ def test_waiting_gates_match_gate_view_with_votes_and_refusals(consortium: Runti
                 now=now,
             )
     with read_session(consortium.engine) as session:
-        listed = queries.waiting_gates(session=session)
+        listed = gate_views.waiting_gates(session=session)
         one_by_one = [
-            queries.gate_view(session=session, case_key=v.case_key, gate_key=v.gate_key)
+            gate_views.gate_view(session=session, case_key=v.case_key, gate_key=v.gate_key)
             for v in listed
         ]
     assert listed == one_by_one

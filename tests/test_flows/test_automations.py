@@ -34,7 +34,7 @@ from sqlmodel import col, select
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.demo import load_demo
 from bridgebsr.monitor.report import Signal
-from bridgebsr.office.queries import waiting_gates
+from bridgebsr.office.gate_views import waiting_gates
 from bridgebsr.settings import Settings
 from bridgebsr.store import migrate
 from bridgebsr.store.db import read_session

@@ -24,8 +24,8 @@ from sqlalchemy import create_engine, select, text
 from bridgebsr.bootstrap import Runtime, build_runtime
 from bridgebsr.cli.orchestration import interruptible
 from bridgebsr.demo import load_demo
+from bridgebsr.office.gate_views import gate_view
 from bridgebsr.office.progress import Actor, decide_gate
-from bridgebsr.office.queries import gate_view
 from bridgebsr.settings import Settings
 from bridgebsr.store import migrate
 from bridgebsr.store.db import read_session, write_session

@@ -30,7 +30,7 @@ from bridgebsr.monitor.report import Signal
 from bridgebsr.monitor.sweep import run_monitor
 from bridgebsr.office import directory
 from bridgebsr.office.cases import open_case as open_case_uc
-from bridgebsr.office.queries import gate_view
+from bridgebsr.office.gate_views import gate_view
 from bridgebsr.store import reports as weekly_store
 from bridgebsr.store.db import read_session, write_session
 from flows.cases import open_case, pilot_lifecycle
