@@ -30,7 +30,7 @@ DEPLOYMENTS: dict[str, tuple[Flow[..., Any], str | None, list[str]]] = {
     "monitor-milestones": (monitor_milestones, "0 * * * *", ["monitor"]),
     "dispatch-notifications": (dispatch_notifications, "*/15 * * * *", ["notifications"]),
     "daily-digest": (daily_digest, "15 8 * * 1-5", ["notifications"]),
-    "portfolio-report": (portfolio_report, "0 6 * * 1", ["report"]),
+    "portfolio-report": (portfolio_report, "0 7-11 * * 1", ["report"]),
     "stage-gate": (stage_gate, None, ["gate"]),
     "open-case": (open_case, None, ["case"]),
     "pilot-lifecycle": (pilot_lifecycle, None, ["case"]),

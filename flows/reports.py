@@ -101,7 +101,8 @@ def _summary(done: weekly.Weekly, public_url: str | None, at_risk: Any) -> list[
     lines += [
         "",
         f"- emailed to {ok} reader(s), failed {len(done.sent) - ok}, "
-        f"had it already {len(done.already)}",
+        f"had it already {len(done.already)}, in their quiet hours {len(done.held)} "
+        "(the next run sends theirs)",
         f"- cases at risk of missing their target: {len(at_risk)}",
         "",
         *[

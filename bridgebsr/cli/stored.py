@@ -36,7 +36,8 @@ def weekly_report(
 ) -> None:
     """Build this week's report (whole portfolio and each partner's version, HTML and XLSX)
     into the case store, once a week, and with --send email it: the coordinator and the pilot
-    leads get the whole portfolio, other contacts of a partner leading an open case theirs."""
+    leads get the whole portfolio, other contacts of a partner leading an open case theirs.
+    Nobody is emailed in their quiet hours: a later run that week sends it to them."""
     from bridgebsr.office import weekly  # the post office (Apprise) loads only here
     from bridgebsr.reports.weekly import render  # and pandas and matplotlib
 
@@ -52,7 +53,12 @@ def weekly_report(
     if send:
         ok = [s for s in done.sent if s.ok]
         failed = len(done.sent) - len(ok)
-        say(f"sent to {len(ok)}, failed {failed}, had it already {len(done.already)}")
+        say(
+            f"sent to {len(ok)}, failed {failed}, had it already {len(done.already)}, "
+            f"in their quiet hours {len(done.held)}"
+        )
+        for email, until in done.held:
+            say(f"  {email}: their night ends {until:%Y-%m-%d %H:%M} UTC; the next run sends it")
         for miss in (s for s in done.sent if not s.ok):
             say(f"  not sent to {miss.email}: {miss.detail}", err=True)
 

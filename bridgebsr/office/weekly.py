@@ -9,11 +9,13 @@ workbook) in one transaction and deletes weekly reports older than `KEEP_WEEKS` 
 second run the same week stores nothing new: what was sent is what stays stored.
 
 With `send`, each reader who has no ok receipt of this week's report (`deliveries`, kind
-`report 2026-W49`) gets one email: the summary in the body, links to the stored files under
-BRIDGEBSR_PUBLIC_URL, the workbook attached; its receipt is written as soon as it is sent. A
-reader whose email failed is tried again by the next run; a second run after a complete one
-sends nothing. Delivery is at least once: two runs at the very same moment could both send
-(the scheduled flow is the one sender); on SQLite the write lock keeps them from storing twice.
+`report 2026-W49`) and is not in their quiet hours now (`notifications.preferences`, the
+same night as their notices) gets one email: the summary in the body, links to the stored
+files under BRIDGEBSR_PUBLIC_URL, the workbook attached; its receipt is written as soon as it
+is sent. A reader whose email failed, or whose night it was, is sent it by the next run (the
+flow runs hourly on Monday mornings); a second run after a complete one sends nothing.
+Delivery is at least once: two runs at the very same moment could both send (the scheduled
+flow is the one sender); on SQLite the write lock keeps them from storing twice.
 """
 
 from collections.abc import Callable, Sequence
@@ -32,6 +34,7 @@ from bridgebsr.store import reports as store
 from bridgebsr.store.db import read_session, write_session
 from bridgebsr.store.reports import StoredFile
 from notifications.post import Attachment, PostOffice
+from notifications.preferences import quiet_until
 from notifications.render import Message
 
 HTML, XLSX = "text/html", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -78,6 +81,7 @@ class Weekly:
     pruned: int = 0
     sent: list[Sent] = field(default_factory=list)
     already: list[str] = field(default_factory=list)  # readers who had it before this run
+    held: list[tuple[str, datetime]] = field(default_factory=list)  # in their night: until
 
     def links(self, public_url: str | None) -> list[tuple[StoredFile, str | None]]:
         """Each stored file with its address (None without a public URL)."""
@@ -170,6 +174,9 @@ def _send(
     for email, (reader, scope) in sorted(chosen.items()):
         if reader.id in had:
             out.already.append(email)
+            continue
+        if (night_ends := quiet_until(now, reader.zone, reader.quiet)) is not None:
+            out.held.append((email, night_ends))
             continue
         summary, page, book = (
             files.get((scope, filename(k, out.day, scope))) for k in ("summary", "page", "workbook")

@@ -13,7 +13,7 @@ who reads which version, and how many weeks are kept.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 
 from bridgebsr.rules.roles import led_kinds
 
@@ -35,6 +35,8 @@ class Reader:
     partner: str
     channels: str
     retired: bool = False
+    zone: str = "UTC"  # their time zone, for their quiet hours
+    quiet: tuple[time, time] | None = None  # their local night: no email then
 
 
 def week_of(day: date) -> str:

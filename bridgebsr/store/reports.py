@@ -123,19 +123,29 @@ def _readers() -> Any:
         col(Partner.code),
         col(Contact.channels),
         col(Contact.retired_at).is_not(None),
+        col(Contact.timezone),
+        col(Contact.quiet_from),
+        col(Contact.quiet_until),
     ).join(Partner, col(Partner.id) == Contact.partner_id)
+
+
+def _reader(row: Any) -> Reader:
+    """A `_readers` row as a `Reader`: quiet hours only when both ends are set."""
+    cid, email, name, role, leads, partner, channels, retired, zone, start, end = row
+    quiet = (start, end) if start is not None and end is not None else None
+    return Reader(cid, email, name, role, leads, partner, channels, retired, zone, quiet)
 
 
 def readers(session: Session) -> list[Reader]:
     """Every contact as the weekly report's rule sees them (retired ones flagged)."""
     rows = session.execute(_readers().order_by(col(Contact.id))).all()
-    return [Reader(*r) for r in rows]
+    return [_reader(r) for r in rows]
 
 
 def reader(session: Session, contact_id: int) -> Reader | None:
     """One contact as the weekly report's rule sees them (None: no such contact)."""
     row = session.execute(_readers().where(col(Contact.id) == contact_id)).first()
-    return Reader(*row) if row is not None else None
+    return _reader(row) if row is not None else None
 
 
 def leading_partners(session: Session) -> dict[str, str]:

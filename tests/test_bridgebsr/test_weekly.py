@@ -3,13 +3,15 @@ with its workbook attached, the right version to each reader, once a week; on a 
 and on PostgreSQL."""
 
 import io
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 from pydantic import SecretStr
+from sqlalchemy import update
+from sqlmodel import col
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.office import cases, weekly
@@ -17,6 +19,7 @@ from bridgebsr.reports.weekly import render
 from bridgebsr.rules import weekly as rule
 from bridgebsr.store import reports as store
 from bridgebsr.store.db import read_session, write_session
+from models import Contact
 from tests.conftest import at, run_here
 from tests.test_notifications import conftest as post_fixtures
 from tests.test_notifications.conftest import SmtpSink
@@ -33,6 +36,7 @@ MVA_READER = "elin.sjoberg@mva.example"  # an sme-advisor at MVA: MVA's version
 # The other contacts of the two partners leading an open case.
 PARTNER = {MVA_READER, "peter.moller-jensen@mva.example"}
 PARTNER |= {f"{n}@scanbalt.example" for n in ("laerke.dahl", "nikolaj.brond", "anders.bogh")}
+LATE = "laerke.dahl@scanbalt.example"  # her quiet hours end at 09:30 Copenhagen
 
 
 def test_the_week_names_the_report_and_twelve_weeks_are_kept() -> None:
@@ -112,15 +116,26 @@ def test_the_weekly_report_reaches_each_reader_once_with_their_version(
                        content=b"<p>old</p>", now=now)  # fmt: skip
         session.commit()
 
+    with write_session(rt.engine) as session:  # one reader's night lasts until 09:30
+        session.execute(
+            update(Contact).where(col(Contact.email) == LATE).values(quiet_until=time(9, 30))
+        )
+        session.commit()
+
     smtp.refuse = True  # the server refuses every message: built, stored, nobody has it
     first = weekly.weekly_report(rt, now=now, render=render, send=True)
     assert sorted(first.built) == ["", "MVA", "SCANBALT"] and first.pruned == 1
-    assert {s.email for s in first.sent} == WHOLE | PARTNER and not any(s.ok for s in first.sent)
+    others = WHOLE | PARTNER - {LATE}
+    assert {s.email for s in first.sent} == others and not any(s.ok for s in first.sent)
+    assert first.held == [(LATE, now + timedelta(hours=2, minutes=30))]  # 09:30 Copenhagen
 
     smtp.refuse = False  # the next run sends them all, without building again
     second = weekly.weekly_report(rt, now=now + timedelta(hours=1), render=render, send=True)
     assert second.built == [] and second.files == first.files
     assert all(s.ok for s in second.sent), second.sent
+    assert {s.email for s in second.sent} == others and [e for e, _ in second.held] == [LATE]
+    late = weekly.weekly_report(rt, now=now + timedelta(hours=3), render=render, send=True)
+    assert [(s.email, s.ok) for s in late.sent] == [(LATE, True)] and not late.held
     mails = {m.rcpt_tos[0]: m.message for m in smtp.received()}
     assert set(mails) == WHOLE | PARTNER and len(smtp.received()) == len(mails)
 
