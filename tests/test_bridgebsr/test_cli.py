@@ -484,7 +484,16 @@ def test_help_groups_the_commands_in_panels(demo_home: Path) -> None:
 
 
 def test_shell_completion_offers_the_choices_and_the_pilot_kinds(demo_home: Path) -> None:
-    shown = run(demo_home, "--show-completion", "bash")
+    # `--show-completion` takes no value: it names the shell it is asked from, so ask from
+    # bash (a second command keeps bash from replacing itself with bridgebsr).
+    shown = subprocess.run(
+        ["bash", "-c", f"{BRIDGEBSR} --show-completion; exit $?"],
+        env=_env(demo_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "_BRIDGEBSR_COMPLETE=complete_bash" in shown.stdout
     words = "bridgebsr notifications list --status f"
