@@ -12,6 +12,7 @@ from bridgebsr.bootstrap import Runtime
 from bridgebsr.errors import BridgeError
 from bridgebsr.settings import SECRET_FILE, Settings, config_file
 from bridgebsr.store import migrate
+from bridgebsr.store.people import load_directory
 
 if TYPE_CHECKING:  # the post office loads Apprise: only when a check or a test send needs it
     from notifications.post import ChannelResult
@@ -122,13 +123,40 @@ def _channels(rt: Runtime) -> Check:
                 for name in unused
             ),
         )
-    if not joined:
-        return Check("channels", True, "none (tag a chat service channel:NAME to make one)")
     said = [
         f"{c.name} ({c.zone}, quiet {_span(c.quiet)}{', digest' if c.digest else ''})"
         for c in joined.values()
+    ] or ["none (tag a chat service channel:NAME to make one)"]
+    said += [
+        f"a service tagged {tag} gets a copy of each notice per recipient: tag it "
+        f"channel:{name} for one post per event"
+        for tag, name in _bare_team_tags(rt)
     ]
     return Check("channels", True, "; ".join(said))
+
+
+def _bare_team_tags(rt: Runtime) -> list[tuple[str, str]]:
+    """The Apprise config's tags that name a pilot kind or a partner code without
+    `channel:` (a team channel set up before channels existed), each with the channel it
+    would be: (tag, channel name)."""
+    path = rt.settings.apprise_config
+    if path is None:
+        return []
+    from notifications.channels import PARTNER
+    from notifications.probe import apprise_config
+
+    tags = set(apprise_config(path).tags)
+    try:
+        kinds = {k.lower() for k in rt.catalog.templates}
+    except BridgeError:
+        kinds = set()
+    try:
+        with rt.engine.connect() as conn:
+            codes = {c.lower() for c in load_directory(conn).orgs_by_code}
+    except SQLAlchemyError:  # no store yet: its own check says so
+        codes = set()
+    found = [(tag, tag) for tag in sorted(tags & kinds)]
+    return found + [(tag, PARTNER + tag) for tag in sorted(tags & codes - kinds)]
 
 
 def _span(quiet: tuple[time, time] | None) -> str:

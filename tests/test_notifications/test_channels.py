@@ -111,6 +111,31 @@ def test_doctor_lists_the_channels_and_names_a_table_no_service_joins(
     assert "no service in the Apprise config is tagged channel:partner:bcv" in problem.detail
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the check reads no rows twice
+def test_doctor_says_how_to_make_a_bare_kind_or_partner_tag_a_channel(
+    consortium: Runtime, tmp_path: Path
+) -> None:
+    """A service tagged with a pilot kind or a partner code (a team channel set up before
+    channels existed) still gets one copy per recipient: the doctor names the tag to use."""
+    config = tmp_path / "apprise.yml"
+    config.write_text(
+        "version: 1\nurls:\n  - json://127.0.0.1:9/team:\n"
+        "      - tag: ip-integration, MVA, someone@example.org\n",
+        encoding="utf-8",
+    )
+    update = {"apprise_config": config, "home": tmp_path / "home"}
+    rt = Runtime(consortium.settings.model_copy(update=update), consortium.engine)
+    (check,) = [c for c in checks(rt) if c.name == "channels"]
+    assert check.ok
+    assert check.detail.split("; ") == [
+        "none (tag a chat service channel:NAME to make one)",
+        "a service tagged ip-integration gets a copy of each notice per recipient: "
+        "tag it channel:ip-integration for one post per event",
+        "a service tagged mva gets a copy of each notice per recipient: "
+        "tag it channel:partner:mva for one post per event",
+    ]
+
+
 # --- end to end ------------------------------------------------------------------------------
 
 
