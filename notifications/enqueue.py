@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import JSON, Boolean, Connection, Date, Integer, Text, bindparam, cast, func, select
 
 from models import Notification, OutboxNotice
-from notifications.channel_posts import enqueue_posts
+from notifications.channel_posts import enqueue_posts, post_key
 from notifications.json_insert import insert_from_json
 
 Item = TypeVar("Item")
@@ -86,6 +86,13 @@ def renamed_key(key: str, case: str, old: str, new: str) -> str:
         if key.startswith(scope) and key[len(scope) : len(scope) + 1] in ("/", "@"):
             return f"{kind}:{case}/{new}{key[len(scope) :]}"
     return key
+
+
+def renamed_post_key(key: str, case: str, old: str, new: str) -> str:
+    """A team channel's post key (`channel_posts.post_key`) of a case's item `old` renamed
+    `new`: its event's key as `renamed_key` makes it, on the same channel."""
+    channel, _, event = key.partition("|")
+    return post_key(channel, renamed_key(event, case, old, new))
 
 
 def enqueue(

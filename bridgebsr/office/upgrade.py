@@ -30,7 +30,7 @@ from bridgebsr.store.db import read_session
 from bridgebsr.store.people import load_directory
 from bridgebsr.store.team import load_teams
 from models import CASE_OWNER, Case, NotificationStatus, Template
-from notifications.enqueue import renamed_key
+from notifications.enqueue import renamed_key, renamed_post_key
 
 MIGRATE = "migrate"  # the `why` of the plan changes an upgrade makes
 SHOWN = 20  # refusals a message names (a kind's thousands of cases stay one readable line)
@@ -232,9 +232,9 @@ _WAITING = {NotificationStatus.PENDING, NotificationStatus.HELD}
 
 
 def _rename(conn: Any, case_id: int, case_key: str, renamed: dict[str, str]) -> None:
-    """Renamed items' outbox rows take the new key (their dedupe key too, so a step sent is
-    not sent again; the payload of one still waiting names the item as it is now), and so do
-    their evidence, date requests and plan changes."""
+    """Renamed items' outbox rows and team channel posts take the new key (their dedupe key
+    too, so a step sent or posted is not sent again; the payload of one still waiting names
+    the item as it is now), and so do their evidence, date requests and plan changes."""
     if not renamed:
         return
     changes = []
@@ -252,6 +252,17 @@ def _rename(conn: Any, case_id: int, case_key: str, renamed: dict[str, str]) -> 
                 }
             )
     shape.rekey_notices(conn, changes)
+    posts = []
+    for row_id, key, status, payload in shape.case_posts(conn, case_id):
+        for old, new in renamed.items():
+            if (moved := renamed_post_key(key, case_key, old, new)) == key:
+                continue
+            text = dict(payload)
+            if NotificationStatus(status) in _WAITING and text.get("item") == old:
+                text["item"] = new
+            posts.append({"row_id": row_id, "dedupe_key": moved, "payload": text})
+            break
+    shape.rekey_posts(conn, posts)
     shape.rekey_facts(conn, case_id, renamed)
 
 

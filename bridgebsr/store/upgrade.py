@@ -1,6 +1,7 @@
 """What a template upgrade writes besides `case_rows.save_case`: the items' shape (keys,
 stages, durations, links, roles), gates added or removed, the case's template version, and
-the rows that name a renamed item (outbox, evidence, date requests, plan changes)."""
+the rows that name a renamed item (outbox, team channel posts, evidence, date requests, plan
+changes)."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from bridgebsr.store.case_rows import Loaded, pinned_template
 from bridgebsr.store.prepared import Prepared
 from models import (
     Case,
+    ChannelPost,
     DateRequest,
     Evidence,
     Gate,
@@ -30,6 +32,7 @@ _MILESTONES = _T[str(Milestone.__tablename__)]
 _GATES = _T[str(Gate.__tablename__)]
 _CASES = _T[str(Case.__tablename__)]
 _OUTBOX = _T[str(Notification.__tablename__)]
+_POSTS = _T[str(ChannelPost.__tablename__)]
 MILESTONE_SHAPE = (
     "key", "seq", "title", "stage", "owner_role", "duration", "days", "strict", "depends_on",
 )  # fmt: skip
@@ -84,6 +87,25 @@ def item_notices(conn: Connection, case_id: int, item: str) -> list[tuple[Any, .
         _OUTBOX.c.case_id == case_id, _OUTBOX.c.subject == item
     )
     return [tuple(r) for r in conn.execute(query)]
+
+
+def case_posts(conn: Connection, case_id: int) -> list[tuple[Any, ...]]:
+    """A case's team channel posts: id, dedupe key, status, payload."""
+    query = select(_POSTS.c.id, _POSTS.c.dedupe_key, _POSTS.c.status, _POSTS.c.payload).where(
+        _POSTS.c.case_id == case_id
+    )
+    return [tuple(r) for r in conn.execute(query)]
+
+
+_REKEY_POST = Prepared(
+    update(_POSTS).where(_POSTS.c.id == bindparam("row_id")), ("dedupe_key", "payload")
+)
+
+
+def rekey_posts(conn: Connection, changes: Sequence[dict[str, Any]]) -> None:
+    """Give team channel posts their renamed item (row_id, dedupe_key, payload)."""
+    if changes:
+        _REKEY_POST.many(conn, changes)
 
 
 _REKEY_NOTICE = Prepared(

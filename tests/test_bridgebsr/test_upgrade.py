@@ -19,6 +19,7 @@ from bridgebsr.store.db import read_session, write_session
 from models import (
     Case,
     CaseEvent,
+    ChannelPost,
     Contact,
     Milestone,
     Notification,
@@ -144,12 +145,27 @@ def _notice(rt: Runtime, case_key: str, item: str, rule: str = "due") -> None:
         session.commit()
 
 
+def _post(rt: Runtime, case_key: str, item: str, rule: str = "due") -> None:
+    """A team channel's post of the item's `rule` step, waiting."""
+    with write_session(rt.engine) as session:
+        case_id = session.exec(select(Case.id).where(Case.key == case_key)).one()[0]
+        session.execute(
+            insert(ChannelPost).values(
+                dedupe_key=f"ip-integration|m:{case_key}/{item}/{rule}", channel="ip-integration",
+                case_id=case_id, rule=rule, fire_on=START, created_at=at("2026-03-03"),
+                payload={"item": item, "item_kind": "milestone"},
+            )
+        )  # fmt: skip
+        session.commit()
+
+
 def test_kind_all_upgrades_every_running_case_or_none(consortium: Runtime, tmp_path: Path) -> None:
     rt = consortium
     shipped = rt.catalog.get("ip-integration")
     first, second = _open(rt, _v1(shipped), "First"), _open(rt, _v1(shipped), "Second")
     _notice(rt, first, "bottleneck-report")
     _notice(rt, first, "model-draft", "remind-10")
+    _post(rt, first, "bottleneck-report")
     folder = tmp_path / "templates"
     folder.mkdir()
     (folder / "ip-v3.yaml").write_text(yaml.safe_dump(_v3(shipped), sort_keys=False))
@@ -191,6 +207,7 @@ def test_kind_all_upgrades_every_running_case_or_none(consortium: Runtime, tmp_p
         why = set(
             session.exec(select(PlanChange.item_key).where(PlanChange.why == "migrate")).scalars()
         )
+        (post,) = session.exec(select(ChannelPost).where(ChannelPost.case_id == case_id)).scalars()
     assert "ip-bottleneck-report" in keys
     assert owners["ip-survey"] == "karin.astrom@mva.example"  # the case's ip-expert
     assert "regional-workshops" not in keys and "bottleneck-report" not in keys
@@ -198,6 +215,9 @@ def test_kind_all_upgrades_every_running_case_or_none(consortium: Runtime, tmp_p
     assert notice.dedupe_key == f"m:{first}/ip-bottleneck-report/due/{LEAD}"
     assert notice.status is NotificationStatus.PENDING
     assert step.status is NotificationStatus.SUPPRESSED  # remind-10 is no step of version 3
+    # The team channel's post of the renamed item: the same event, so it is not posted again.
+    assert post.dedupe_key == f"ip-integration|m:{first}/ip-bottleneck-report/due"
+    assert post.payload["item"] == "ip-bottleneck-report"
     assert {"ip-survey", "model-draft"} <= why
     checked = cli(env, "templates", "validate", str(folder / "ip-v3.yaml"))
     assert checked.code == 0 and "renames checked against earlier versions" in checked.stdout
