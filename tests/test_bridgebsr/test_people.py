@@ -367,7 +367,16 @@ def _racer(
     barrier.wait(timeout=60)
     try:
         with write_session(rt.engine) as session:
-            if what == "add":
+            if what == "vote":  # council-approval, by the approver or their deputy
+                progress.decide_gate(
+                    session=session,
+                    case_key=IP_KEY,
+                    gate_key="council-approval",
+                    decision=Decision.APPROVE,
+                    actor=progress.Actor(deputy),
+                    now=at("2026-12-23"),
+                )
+            elif what == "add":
                 given = {"email": "new@scanbalt.example", "name": deputy, "partner": "SCANBALT"}
                 people.add_contact(
                     session=session,
@@ -420,6 +429,22 @@ def test_overlapping_absences_recorded_at_once_leave_one(consortium: Runtime) ->
         query = select(DirectoryEvent.kind).where(DirectoryEvent.subject == LEAD)
         kinds = session.exec(query.order_by(col(DirectoryEvent.id)))
         assert list(kinds) == ["contact.import", "absence.add"]
+
+
+def test_an_absent_approver_and_their_deputy_voting_at_once_cast_one_vote(
+    consortium: Runtime,
+) -> None:
+    """Both votes would be the council member's: released at one instant, one counts and the
+    other is refused, on either store."""
+    _open_ip(consortium)
+    for key in BEFORE_COUNCIL:
+        _step(consortium, key, "complete", "2026-12-22", LEAD)
+    _away_from(consortium, COUNCIL, "2026-12-23", "2026-12-24", DEPUTY)
+    ended = _race(consortium, [("vote", DEPUTY), ("vote", COUNCIL)])
+    assert sorted(o for o, _ in ended) == ["ok", "refused"], ended
+    with read_session(consortium.engine) as session:
+        votes = session.exec(select(GateDecision, Contact.email).join(Contact)).all()
+    assert [email for _, email in votes] == [COUNCIL]
 
 
 def test_one_address_added_at_once_is_added_once(consortium: Runtime) -> None:
