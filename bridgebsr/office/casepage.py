@@ -5,8 +5,10 @@ Scope is `rules.access` (a deputy sees and acts for whom they stand in for now, 
 items: `office.mine.standing_in`); the page is `office.queries.show_case` with the case's
 team, fields, evidence and each gate's evidence text, and what the reader may do on it."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -15,7 +17,15 @@ from sqlmodel import Session, col
 from bridgebsr.errors import BridgeError, IllegalTransition, NotFound
 from bridgebsr.office.mine import absent_people, standing_in
 from bridgebsr.office.queries import show_case
-from bridgebsr.rules.access import Access, CaseFacts, access, may_decide, may_progress, sees_case
+from bridgebsr.rules.access import (
+    Access,
+    CaseFacts,
+    access,
+    may_decide,
+    may_progress,
+    sees_case,
+    whose_vote,
+)
 from bridgebsr.rules.people import Person
 from bridgebsr.rules.requests import case_leads
 from bridgebsr.store import case_rows
@@ -73,14 +83,13 @@ def case_page(
             if d["round"] == gate["round"] and d["decision"] == "approve"
         )
         role = gate["approver_role"]
-        # Whose vote the reader would cast: their own first, else an absent approver's.
-        left = [
-            p for p in (person, *absent) if may_decide(p, role, facts.team) and p.email not in voted
-        ]
-        gate["may_vote"] = bool(left) and (
+        is_open = (
             gate["status"] == GateStatus.OPEN.value and shown["status"] == CaseStatus.ACTIVE.value
         )
-        gate["for"] = left[0].email if gate["may_vote"] and left[0] is not person else None
+        may = partial(_may_still, role, facts.team, voted)
+        voter = whose_vote(person, absent, may) if is_open else None
+        gate["may_vote"] = voter is not None
+        gate["for"] = voter.email if voter is not None and voter is not person else None
         gate["voted"] = person.email in voted
         gate["links"] = evidence.get(("gate", gate["key"]), [])
     if level is Access.VOTE:
@@ -109,6 +118,12 @@ def case_page(
     ]
     shown["events"].reverse()  # newest first
     return CasePage(level, shown)
+
+
+def _may_still(role: str, team: Mapping[str, int], voted: set[str], person: Person) -> bool:
+    """Whether `person` may vote on a gate needing `role` (`may_decide`) and has not voted
+    this round (`voted`: the addresses that have)."""
+    return may_decide(person, role, team) and person.email not in voted
 
 
 def _capture(spec: FieldSpec) -> dict[str, Any]:

@@ -170,7 +170,8 @@ def _gates(
 ) -> tuple[list[dict[str, Any]], int]:
     """The open gates of active cases that the first of `voters` (the reader) or one of the
     others (the people they stand in for) may vote on and has not this round; a gate's `for`
-    is whose vote it would be when not the reader's own, chosen as `decide_gate` chooses."""
+    is whose vote it would be when not the reader's own, in `rules.access.whose_vote`'s order
+    (here as SQL)."""
 
     def may_still(voter: Person) -> Any:
         voted = exists().where(

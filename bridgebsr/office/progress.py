@@ -4,7 +4,7 @@ A deputy may act for a person while that person is away (`rules.people.acting_fo
 step on the absent person's milestone, or their vote on a gate as the absent approver, is
 recorded with the deputy as actor and the event naming whom it was on behalf of."""
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -18,7 +18,7 @@ from bridgebsr.office.permits import check_may_progress
 from bridgebsr.rules import fields as field_rules
 from bridgebsr.rules import lifecycle, planning
 from bridgebsr.rules import progress as rules
-from bridgebsr.rules.access import may_decide
+from bridgebsr.rules.access import may_decide, whose_vote
 from bridgebsr.rules.lifecycle import Change
 from bridgebsr.rules.people import Away, Person, acting_for
 from bridgebsr.rules.requests import case_leads
@@ -326,15 +326,21 @@ def _covering(work: _Work, deputy: Person) -> list[Away]:
 def _voter(
     work: _Work, deputy: Person, votes: dict[int, Decision], holds: Callable[[Person], bool]
 ) -> tuple[Person, Away | None]:
-    """Whose vote a decision by `deputy` is: their own when they may still vote (`holds`),
-    else that of the first absent approver they stand in for who has not voted yet."""
-    if holds(deputy) and deputy.id not in votes:
+    """Whose vote a decision by `deputy` is (`rules.access.whose_vote`, with `holds` and
+    not voted yet), and the absence it is cast in; the deputy's own when no one may (the
+    caller refuses it). Whom they stand in for is read only when their own vote is spent."""
+    found: dict[int, Away] = {}
+
+    def absent() -> Iterator[Person]:
+        for away in _covering(work, deputy):
+            person = store.contact_by_email(work.loaded.conn, away.email)
+            found[person.id] = away
+            yield person
+
+    voter = whose_vote(deputy, absent(), lambda p: holds(p) and p.id not in votes)
+    if voter is None or voter is deputy:
         return deputy, None
-    for away in _covering(work, deputy):
-        absent = store.contact_by_email(work.loaded.conn, away.email)
-        if holds(absent) and absent.id not in votes:
-            return absent, away
-    return deputy, None
+    return voter, found[voter.id]
 
 
 def _on_behalf(change: Change, away: Away) -> None:

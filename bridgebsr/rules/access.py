@@ -9,9 +9,10 @@ for many cases at once is `store.access.visible`, tied to `sees_case` by a test 
 cover widens one case's page only, not the lists). Who may progress an item is
 `may_progress`, the one rule of the CLI, the desk flows and the web."""
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import chain
 
 from bridgebsr.rules.people import Person
 from bridgebsr.rules.roles import is_coordinator
@@ -55,6 +56,16 @@ def may_decide(person: Person, approver_role: str, team: Mapping[str, int]) -> b
     """Whether `person` may vote on a gate needing `approver_role` of a case with `team`:
     a holder of the role anywhere, or the case team's holder of it."""
     return person.role == approver_role or team.get(approver_role) == person.id
+
+
+def whose_vote(
+    reader: Person, absent: Iterable[Person], may: Callable[[Person], bool]
+) -> Person | None:
+    """Whose vote `reader` casts on a gate: their own when `may` (they hold its role and have
+    not voted this round), else that of the first of `absent` (the people they stand in for
+    now, in the order their absences are tried) who `may`; None when no one may. `absent` is
+    read only as far as needed."""
+    return next((p for p in chain((reader,), absent) if may(p)), None)
 
 
 def access(

@@ -2,6 +2,7 @@
 as the rules (`rules.access`) for every person of the demo portfolio, and My items and the
 case page keep to them."""
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 from sqlmodel import col, select
@@ -18,6 +19,7 @@ from bridgebsr.rules.access import (
     may_decide,
     may_progress,
     sees_case,
+    whose_vote,
 )
 from bridgebsr.rules.people import Person
 from bridgebsr.store.access import decidable
@@ -83,6 +85,26 @@ def test_each_way_to_progress_an_item_and_no_other() -> None:
         assert may(_person(**way)), way
     assert may(_person(id=5), covering=frozenset({4}))  # the owner's deputy while they are away
     assert may(_person(id=5), leads=frozenset({5}))  # a pilot lead of this case
+
+
+def test_a_vote_is_the_readers_own_first_then_the_first_absent_approvers() -> None:
+    reader = _person(id=1, role="founder")
+    first, second = _person(id=2, role="council-member"), _person(id=3, role="council-member")
+    council = {2, 3}
+
+    def may(p: Person) -> bool:
+        return p.role == "council-member" and p.id in council
+
+    def never_read() -> Iterator[Person]:
+        raise AssertionError("whom the reader stands in for is not read")
+        yield reader
+
+    assert whose_vote(first, never_read(), may) is first  # their own vote comes first
+    assert whose_vote(reader, [first, second], may) is first
+    council.discard(2)  # the first absent approver has voted
+    assert whose_vote(reader, [first, second], may) is second
+    council.clear()
+    assert whose_vote(reader, [first, second], may) is None
 
 
 def test_sql_scope_is_the_rule_for_everyone(consortium: Runtime) -> None:
