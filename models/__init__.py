@@ -36,6 +36,7 @@ from models.tables import (
     StoredReport,
     TeamMember,
     TemplateVersion,
+    quiet_hours,
     utcnow,
 )
 from models.templates import (
@@ -111,5 +112,6 @@ __all__ = [
     "TemplateVersion",
     "TimeoutOutcome",
     "template_problems",
+    "quiet_hours",
     "utcnow",
 ]

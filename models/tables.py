@@ -38,6 +38,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def quiet_hours(start: time | None, end: time | None) -> tuple[time, time] | None:
+    """A contact's quiet hours from its two columns: both ends, else none at all (None)."""
+    return (start, end) if start is not None and end is not None else None
+
+
 class Partner(SQLModel, table=True):
     """An organisation in the consortium or served by it."""
 
@@ -106,6 +111,11 @@ class Contact(SQLModel, table=True):
         description="Generation of this person's signed links: raising it revokes every link "
         "issued before.",
     )
+
+    @property
+    def quiet(self) -> tuple[time, time] | None:
+        """Their quiet hours (`quiet_hours`), None for none."""
+        return quiet_hours(self.quiet_from, self.quiet_until)
 
 
 class TemplateVersion(SQLModel, table=True):

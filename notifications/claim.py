@@ -117,9 +117,6 @@ def load(engine: Engine, ids: list[int]) -> tuple[dict[int, Recipient], dict[int
 
 def _recipient(contact: Contact, partner: str, country: str, region: str | None) -> Recipient:
     assert contact.id is not None
-    quiet = None
-    if contact.quiet_from is not None and contact.quiet_until is not None:
-        quiet = (contact.quiet_from, contact.quiet_until)
     return Recipient(
         id=contact.id,
         email=contact.email,
@@ -127,7 +124,7 @@ def _recipient(contact: Contact, partner: str, country: str, region: str | None)
         zone=contact.timezone,
         channels=frozenset(c for c in contact.channels.split(",") if c),
         digest=contact.digest,
-        quiet=quiet,
+        quiet=contact.quiet,
         cap=contact.daily_cap,
         country=contact.country,
         partner_country=country,

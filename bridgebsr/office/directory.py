@@ -319,13 +319,14 @@ def parse_daily_cap(value: str) -> int:
     return cap
 
 
+def quiet_text(quiet: tuple[time, time] | None) -> str:
+    """Quiet hours as people read and write them: `21:00-07:00`, or `none`."""
+    return f"{quiet[0]:%H:%M}-{quiet[1]:%H:%M}" if quiet else "none"
+
+
 def preferences(contact: Contact) -> dict[str, Any]:
     """A contact's notification preferences as shown to people."""
-    quiet = (
-        f"{contact.quiet_from:%H:%M}-{contact.quiet_until:%H:%M}"
-        if contact.quiet_from is not None and contact.quiet_until is not None
-        else "none"
-    )
+    quiet = quiet_text(contact.quiet)
     return {
         "email": contact.email,
         "channels": contact.channels,

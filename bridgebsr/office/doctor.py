@@ -2,7 +2,7 @@
 as ok or a problem with how to fix it; and one test message to a person on each channel."""
 
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bridgebsr.bootstrap import Runtime
 from bridgebsr.errors import BridgeError
+from bridgebsr.office.directory import quiet_text
 from bridgebsr.settings import SECRET_FILE, Settings, config_file
 from bridgebsr.store import migrate
 from bridgebsr.store.people import load_directory
@@ -124,7 +125,7 @@ def _channels(rt: Runtime) -> Check:
             ),
         )
     said = [
-        f"{c.name} ({c.zone}, quiet {_span(c.quiet)}{', digest' if c.digest else ''})"
+        f"{c.name} ({c.zone}, quiet {quiet_text(c.quiet)}{', digest' if c.digest else ''})"
         for c in joined.values()
     ] or ["none (tag a chat service channel:NAME to make one)"]
     said += [
@@ -157,10 +158,6 @@ def _bare_team_tags(rt: Runtime) -> list[tuple[str, str]]:
         codes = set()
     found = [(tag, tag) for tag in sorted(tags & kinds)]
     return found + [(tag, PARTNER + tag) for tag in sorted(tags & codes - kinds)]
-
-
-def _span(quiet: tuple[time, time] | None) -> str:
-    return f"{quiet[0]:%H:%M}-{quiet[1]:%H:%M}" if quiet else "none"
 
 
 def _templates(rt: Runtime) -> list[Check]:

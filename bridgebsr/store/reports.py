@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlmodel import Session, col
 
 from bridgebsr.rules.weekly import Reader
-from models import CLOSED_CASE, Case, Contact, Delivery, Partner, StoredReport
+from models import CLOSED_CASE, Case, Contact, Delivery, Partner, StoredReport, quiet_hours
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,9 @@ def _readers() -> Any:
 
 
 def _reader(row: Any) -> Reader:
-    """A `_readers` row as a `Reader`: quiet hours only when both ends are set."""
+    """A `_readers` row as a `Reader`."""
     cid, email, name, role, leads, partner, channels, retired, zone, start, end = row
-    quiet = (start, end) if start is not None and end is not None else None
+    quiet = quiet_hours(start, end)
     return Reader(cid, email, name, role, leads, partner, channels, retired, zone, quiet)
 
 
