@@ -2,7 +2,7 @@
 actions make against it before calling the use cases.
 
 Scope is `rules.access` (a deputy sees and acts for whom they stand in for now, as on My
-items: `office.mine.standing_in`); the page is `office.queries.show_case` with the case's
+items: `store.absences.standing_in`); the page is `office.queries.show_case` with the case's
 team, fields, evidence and each gate's evidence text, and what the reader may do on it."""
 
 from collections.abc import Mapping
@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from bridgebsr.errors import BridgeError, IllegalTransition, NotFound
-from bridgebsr.office.mine import absent_people, standing_in
+from bridgebsr.office.mine import absent_people
 from bridgebsr.office.queries import show_case
 from bridgebsr.rules.access import (
     Access,
@@ -30,6 +30,7 @@ from bridgebsr.rules.people import Person
 from bridgebsr.rules.requests import case_leads
 from bridgebsr.store import case_rows
 from bridgebsr.store import requests as date_requests
+from bridgebsr.store.absences import standing_in
 from bridgebsr.store.access import case_scope
 from bridgebsr.store.people import load_directory
 from models import CaseStatus, FieldSpec, Gate, GateStatus
@@ -57,7 +58,7 @@ def case_page(
     case_id, version, _, facts = found
     kind = facts.kind
     at = now or datetime.combine(today, time(12), UTC)
-    standing = standing_in(session, person, at)
+    standing = standing_in(conn, person.id, at)
     covering = {a.contact_id for a in standing}
     absent = absent_people(session, standing)
     level = (

@@ -3,10 +3,10 @@
 
 Scope is `rules.access` (as SQL: `store.access`); due dates are the ladder's columns
 (`store.due`) and "3 days left" is the agenda's wording (`office.agenda.Entry`). A deputy
-also sees the items and gates of whom they stand in for now (`standing_in`). My items takes
-a few statements whatever the portfolio's size: owned milestones, gates to vote on with
-their votes, the cases the person leads or is on with their next steps, and one
-pinned-template look-up per template version.
+also sees the items and gates of whom they stand in for now (`store.absences.standing_in`).
+My items takes a few statements whatever the portfolio's size: owned milestones, gates to
+vote on with their votes, the cases the person leads or is on with their next steps, and
+one pinned-template look-up per template version.
 """
 
 from dataclasses import dataclass, field
@@ -18,9 +18,9 @@ from sqlalchemy import case as sql_case
 from sqlmodel import Session, col
 
 from bridgebsr.office.agenda import Entry
-from bridgebsr.rules.people import Away, Person, acting_for
+from bridgebsr.rules.people import Away, Person
 from bridgebsr.store import case_rows
-from bridgebsr.store.absences import for_deputy
+from bridgebsr.store.absences import standing_in
 from bridgebsr.store.access import decidable, visible
 from bridgebsr.store.due import GATE_DUE, MILESTONE_DUE
 from bridgebsr.store.people import link_holder
@@ -76,7 +76,7 @@ def my_items(
     mine = MyItems()
     horizon, since = today + timedelta(days=within), today - timedelta(days=recent)
     at = now or datetime.combine(today, time(12), UTC)
-    standing = standing_in(session, person, at)
+    standing = standing_in(session.connection(), person.id, at)
     covered = {a.contact_id: a.email for a in standing}
     owners = [person.id, *sorted(covered)]
     for done, rows, total in _owned(session, owners, horizon, since, limit):
@@ -89,12 +89,6 @@ def my_items(
     mine.gates, mine.gates_total = _gates(session, voters, today, limit)
     mine.cases, mine.cases_total = _cases(session, person, limit)
     return mine
-
-
-def standing_in(session: Session, person: Person, at: datetime) -> list[Away]:
-    """The absences `person` covers as deputy at `at`, in the order the use cases try them."""
-    away = for_deputy(session.connection(), person.id, at.date())
-    return acting_for(away, person.id, at)
 
 
 def absent_people(session: Session, standing: list[Away]) -> list[Person]:

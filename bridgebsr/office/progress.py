@@ -318,11 +318,6 @@ def _standing_in(work: _Work, email: str) -> list[Away]:
     return acting_for(found, found[0].deputy_id, work.now) if found else []
 
 
-def _covering(work: _Work, deputy: Person) -> list[Away]:
-    found = absences.for_deputy(work.loaded.conn, deputy.id, work.now.date())
-    return acting_for(found, deputy.id, work.now)
-
-
 def _voter(
     work: _Work, deputy: Person, votes: dict[int, Decision], holds: Callable[[Person], bool]
 ) -> tuple[Person, Away | None]:
@@ -332,7 +327,7 @@ def _voter(
     found: dict[int, Away] = {}
 
     def absent() -> Iterator[Person]:
-        for away in _covering(work, deputy):
+        for away in absences.standing_in(work.loaded.conn, deputy.id, work.now):
             person = store.contact_by_email(work.loaded.conn, away.email)
             found[person.id] = away
             yield person

@@ -3,12 +3,12 @@ absent people (dispatch's routing) or for one deputy (acting for someone). An ab
 deputy has retired since stands for nothing and is left out of the last two."""
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 
-from bridgebsr.rules.people import Away
+from bridgebsr.rules.people import Away, acting_for
 from bridgebsr.rules.texts import email_key
 from bridgebsr.store.prepared import Prepared
 from models import Absence, Contact
@@ -51,6 +51,12 @@ def of_person(conn: Connection, contact_id: int) -> list[Away]:
 def for_deputy(conn: Connection, deputy_id: int, day: date) -> list[Away]:
     """The absences that may be in force on `day` (UTC) with `deputy_id` standing in."""
     return [Away(*r) for r in _FOR_DEPUTY.all(conn, {"deputy": deputy_id, **_around(day)})]
+
+
+def standing_in(conn: Connection, deputy_id: int, now: datetime) -> list[Away]:
+    """The absences in force at `now` in which `deputy_id` stands in, in the order the use
+    cases try them (`rules.people.acting_for`)."""
+    return acting_for(for_deputy(conn, deputy_id, now.date()), deputy_id, now)
 
 
 def for_deputy_address(conn: Connection, email: str, day: date) -> list[Away]:
