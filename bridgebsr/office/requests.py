@@ -112,11 +112,9 @@ def ask_new_date(
         source_ref=source_ref,
         comment=reason,
     )
-    leads = _leads(conn, case, team)
     note = f"{person.email} asks to move {milestone.key} to {due}: {_short(reason)}"
     payload = _about(case, milestone, work.today, f"{DATE_ASKED}{number}", note)
-    notices = [announce.notice(case.id, (p.id, p.email), payload, work.today) for p in leads]
-    enqueue(conn, notices, now=now)
+    leads = _tell_leads(conn, case, payload, work.today, now, team)
     session.commit()
     return DateAsk(
         number,
@@ -284,9 +282,7 @@ def _record_answer(
     if status == rules.WITHDRAWN:
         note = f"{person.email} withdrew the request to move {milestone.key}{said}"
         payload = _about(case, milestone, today, f"{DATE_WITHDRAWN}{row['id']}", note)
-        leads = _leads(conn, case)
-        notices = [announce.notice(case.id, (p.id, p.email), payload, today) for p in leads]
-        enqueue(conn, notices, now=now)
+        _tell_leads(conn, case, payload, today, now)
         return
     note = f"{person.email} {status} moving {milestone.key} to {row['requested_due']}{said}"
     due = row["requested_due"] if status == rules.ACCEPTED else milestone.planned_due
@@ -369,14 +365,24 @@ def _short(text: str) -> str:
     return line if len(line) <= NOTE_REASON else line[: NOTE_REASON - 1] + "…"
 
 
-def _leads(conn: Connection, case: CaseRow, team: Team | None = None) -> list[Person]:
-    """Who hears of a case's requests for a new date: its pilot leads, else the
-    coordinator (`team`: the case's, when the caller has it)."""
+def _tell_leads(
+    conn: Connection,
+    case: CaseRow,
+    payload: NoticePayload,
+    day: date,
+    now: datetime,
+    team: Team | None = None,
+) -> list[Person]:
+    """Put a notice of `payload` to each who hears of a case's requests for a new date in
+    the outbox: its pilot leads, else the coordinator (`team`: the case's, when the caller
+    has it). Whom it told."""
     directory = load_directory(conn)
     if team is None:
         team = load_teams(conn, [case.id]).get(case.id, {})
-    found = rules.case_leads(directory, case.lead_partner_id, case.kind, team)
-    return found or directory.by_role.get(rules.COORDINATOR, [])
+    leads = rules.case_leads(directory, case.lead_partner_id, case.kind, team)
+    leads = leads or directory.by_role.get(rules.COORDINATOR, [])
+    enqueue(conn, [announce.notice(case.id, (p.id, p.email), payload, day) for p in leads], now=now)
+    return leads
 
 
 def _about(
